@@ -1,0 +1,279 @@
+/*
+ * flashkm.h — exact Lloyd k-means, fast, on CPUs (and GPUs in later releases).
+ *
+ * This header is the whole public C API and its manual. It is plain C11.
+ *
+ * Conventions
+ * -----------
+ *  - Every function that can fail returns an fkm_status. FKM_OK is 0. On failure the
+ *    context keeps a one-line message describing what went wrong (fkm_last_error).
+ *  - The library never prints, never exits or aborts, and keeps no global mutable state:
+ *    two contexts may be used from two threads at once. One context must not be used by
+ *    two threads at the same time.
+ *  - Sizes and indices are 64-bit (int64_t). Products such as N*D are checked for overflow.
+ *  - The caller owns every array passed in or out. Outputs are written only on success;
+ *    on failure their contents are unspecified (but no memory is leaked).
+ *  - Matrices are row-major: element (i, j) of X is X[i * ld + j] with ld >= D, counted in
+ *    elements of X's dtype.
+ *
+ * Minimal use
+ * -----------
+ *    fkm_ctx *ctx;
+ *    if (fkm_create(&ctx, FKM_BACKEND_AUTO) != FKM_OK) { ... }
+ *    fkm_params p = fkm_params_default();
+ *    p.k = 1024; p.max_iter = 25;
+ *    fkm_result r;
+ *    fkm_status s = fkm_fit(ctx, &p, X, FKM_F32, n, d, d, NULL, centroids, labels, &r);
+ *    if (s != FKM_OK) fprintf(stderr, "flashkm: %s\n", fkm_last_error(ctx));
+ *    fkm_destroy(ctx);
+ *
+ * Semantics (every backend meets them)
+ * ------------------------------------
+ *  - Metrics: FKM_METRIC_L2 assigns each point to argmin_k ||x - c_k||^2.
+ *    FKM_METRIC_COSINE is spherical k-means: rows are normalised to unit length, centroids
+ *    are the normalised weighted means, and the distance is ||x/|x| - c_k||^2 = 2 - 2 cos.
+ *    A zero row stays zero (it is equidistant to every unit centroid, so it goes to label 0).
+ *    FKM_METRIC_DOT assigns argmax_k x . c_k; centroids are plain weighted means.
+ *  - Ties always go to the lowest centroid index.
+ *  - "Inertia" is the weighted sum of the per-point objective: ||x - c||^2 for l2, the same on
+ *    normalised rows for cosine, and -(x . c) for dot (so lower is better for every metric).
+ *    The inertia returned is computed in double precision from each point's stored value and
+ *    its assigned f32 centroid.
+ *  - One iteration = an assignment step, then an update step. The labels and inertia returned
+ *    belong to the centroids returned: after the last update a final assignment is made
+ *    (unless the last update provably left every centroid bitwise unchanged).
+ *  - Stopping: after max_iter iterations; or when no label changed in an iteration; or when
+ *    the largest squared centroid shift of an iteration is <= tol * mean_j var(X[:, j])
+ *    (scikit-learn scales tol by the mean per-feature variance the same way; note that it
+ *    compares the *sum* of squared shifts, flashkm the *largest*). tol = 0 runs all
+ *    iterations unless labels stop changing. For cosine, the variance is taken over the
+ *    normalised rows.
+ *  - Empty clusters: FKM_EMPTY_KEEP keeps the old centroid. FKM_EMPTY_RELOCATE moves the
+ *    e-th empty cluster (in index order) to the e-th point farthest from its assigned
+ *    centroid (ties: lowest point index), removing that point from its old cluster's sum,
+ *    as scikit-learn does. Both are deterministic.
+ *  - Determinism: the same input, params and seed give bitwise-identical outputs whatever the
+ *    number of threads. (Different SIMD levels of the CPU may round differently.)
+ *  - Centroid update precision: per-cluster sums are accumulated in double precision in point
+ *    index order, then divided and rounded to f32.
+ */
+#ifndef FLASHKM_H
+#define FLASHKM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(FLASHKM_SHARED_BUILD)
+#define FKM_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define FKM_API __attribute__((visibility("default")))
+#else
+#define FKM_API
+#endif
+
+#define FLASHKM_VERSION_MAJOR 0
+#define FLASHKM_VERSION_MINOR 1
+#define FLASHKM_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------ status */
+
+typedef enum fkm_status {
+    FKM_OK = 0,
+    FKM_E_NULL = 1,          /* a required pointer argument was NULL */
+    FKM_E_INVALID = 2,       /* an argument is out of range (K = 0, K > N, ld < D, ...) */
+    FKM_E_NONFINITE = 3,     /* NaN or Inf in the data, the weights or the centroids */
+    FKM_E_DTYPE = 4,         /* unknown or unsupported element type (argument or file) */
+    FKM_E_OVERFLOW = 5,      /* a size product does not fit in 64 bits / memory */
+    FKM_E_NOMEM = 6,         /* an allocation failed */
+    FKM_E_IO = 7,            /* a file could not be opened, read or written */
+    FKM_E_FORMAT = 8,        /* a file is malformed: truncated, lying header, bad syntax */
+    FKM_E_UNSUPPORTED = 9,   /* the operation or option is not available in this build */
+    FKM_E_NO_DEVICE = 10,    /* a GPU backend was asked for but no usable device exists */
+    FKM_E_DEVICE = 11,       /* a GPU runtime call failed */
+    FKM_E_CANCELLED = 12,    /* the progress callback asked to stop */
+    FKM_E_INTERNAL = 13      /* a bug in flashkm: please report it */
+} fkm_status;
+
+/* A static string naming the status ("ok", "null pointer", ...). Never NULL. */
+FKM_API const char *fkm_status_string(fkm_status status);
+
+/* ------------------------------------------------------------------ enums */
+
+typedef enum fkm_dtype {
+    FKM_F32 = 0,   /* IEEE binary32 */
+    FKM_F16 = 1,   /* IEEE binary16 */
+    FKM_BF16 = 2,  /* bfloat16: the top 16 bits of a binary32 */
+    FKM_F64 = 3    /* IEEE binary64 (accepted by the CPU backend, converted to f32 on the fly) */
+} fkm_dtype;
+
+/* Bytes per element of a dtype, or 0 for an unknown one. */
+FKM_API size_t fkm_dtype_size(fkm_dtype dtype);
+/* "f32", "f16", "bf16", "f64", or "unknown". */
+FKM_API const char *fkm_dtype_name(fkm_dtype dtype);
+
+typedef enum fkm_metric {
+    FKM_METRIC_L2 = 0,
+    FKM_METRIC_COSINE = 1,
+    FKM_METRIC_DOT = 2
+} fkm_metric;
+
+typedef enum fkm_init {
+    FKM_INIT_RANDOM = 0,   /* K distinct rows of X, chosen uniformly with params.seed */
+    FKM_INIT_USER = 1      /* params.init_centroids, K x D f32, row-major, copied */
+} fkm_init;
+
+typedef enum fkm_empty {
+    FKM_EMPTY_RELOCATE = 0,
+    FKM_EMPTY_KEEP = 1
+} fkm_empty;
+
+typedef enum fkm_backend {
+    FKM_BACKEND_AUTO = 0,  /* the best available: a GPU when there is one, else the CPU */
+    FKM_BACKEND_CPU = 1,
+    FKM_BACKEND_CUDA = 2   /* FKM_E_UNSUPPORTED in a build without CUDA */
+} fkm_backend;
+
+/* ------------------------------------------------------------------ params */
+
+/* What the progress callback receives after every iteration. */
+typedef struct fkm_iter_info {
+    int32_t iter;          /* 1-based iteration number */
+    double inertia;        /* inertia of this iteration's assignment (before its update) */
+    double max_shift_sq;   /* largest squared centroid move of this iteration's update */
+    double rel_shift;      /* max_shift_sq / (mean per-feature variance of X) */
+    int64_t n_changed;     /* labels that changed in this assignment (N in iteration 1) */
+    int64_t n_empty;       /* clusters left empty by this assignment */
+    double seconds;        /* wall time of this iteration */
+    double assign_seconds; /* of which the assignment step */
+    double update_seconds; /* of which the update step (sums, empty clusters, shift) */
+} fkm_iter_info;
+
+/* Called after each iteration; a non-zero return stops the fit with FKM_E_CANCELLED.
+ * It must not call back into the same context. */
+typedef int (*fkm_progress_fn)(const fkm_iter_info *info, void *user);
+
+typedef struct fkm_params {
+    int64_t k;                    /* clusters; required, 1 <= k <= N. Default 8. */
+    int32_t max_iter;             /* >= 1. Default 300. */
+    double tol;                   /* >= 0, relative to mean variance. Default 1e-4. */
+    fkm_init init;                /* Default FKM_INIT_RANDOM. */
+    const float *init_centroids;  /* K x D f32 (row-major, ld = D) when init = FKM_INIT_USER. */
+    uint64_t seed;                /* Default 0. */
+    fkm_metric metric;            /* Default FKM_METRIC_L2. */
+    fkm_empty empty;              /* Default FKM_EMPTY_RELOCATE. */
+    int32_t n_threads;            /* CPU threads; 0 = OpenMP's default. Default 0. */
+    fkm_progress_fn progress;     /* Optional; default NULL. */
+    void *progress_user;          /* Passed to progress. */
+} fkm_params;
+
+/* The defaults documented above. Always start from this: later versions add fields. */
+FKM_API fkm_params fkm_params_default(void);
+
+typedef struct fkm_result {
+    double inertia;               /* of the returned labels and centroids */
+    int32_t n_iter;               /* iterations run (assignment + update pairs) */
+    int32_t converged;            /* 1 when stopped by tol or unchanged labels, 0 at max_iter */
+    /* inertia of each iteration's assignment, n_iter values; owned by the context and
+     * valid until the next call on it. */
+    const double *inertia_per_iter;
+} fkm_result;
+
+/* ------------------------------------------------------------------ context */
+
+typedef struct fkm_ctx fkm_ctx;
+
+/* Creates a context on a backend. FKM_BACKEND_AUTO never fails for lack of a GPU. */
+FKM_API fkm_status fkm_create(fkm_ctx **out, fkm_backend backend);
+/* Frees everything the context holds. NULL is accepted and ignored. */
+FKM_API void fkm_destroy(fkm_ctx *ctx);
+/* The message of the last failure on this context ("" if none). Valid until the next call.
+ * Accepts NULL (returns a static message). */
+FKM_API const char *fkm_last_error(const fkm_ctx *ctx);
+/* The backend the context runs on (never AUTO) and its name ("cpu", "cuda"). */
+FKM_API fkm_backend fkm_ctx_backend(const fkm_ctx *ctx);
+FKM_API const char *fkm_backend_name(fkm_backend backend);
+
+/* ------------------------------------------------------------------ operations
+ *
+ * X: n x d matrix of dtype `dtype`, row-major with leading dimension ld (elements), host memory.
+ * weights: n non-negative finite floats, or NULL for all ones. Their sum must be > 0.
+ * centroids (in or out): k x d f32, row-major, ld = d.
+ * labels (out): n int32.
+ */
+
+/* Lloyd k-means. centroids_out (k*d floats) is required; labels_out and result may be NULL. */
+FKM_API fkm_status fkm_fit(fkm_ctx *ctx, const fkm_params *params,
+                           const void *X, fkm_dtype dtype, int64_t n, int64_t d, int64_t ld,
+                           const float *weights,
+                           float *centroids_out, int32_t *labels_out, fkm_result *result);
+
+/* Labels of new points against given centroids; inertia_out (may be NULL) receives the
+ * inertia (weights taken as ones). */
+FKM_API fkm_status fkm_predict(fkm_ctx *ctx, fkm_metric metric,
+                               const void *X, fkm_dtype dtype, int64_t n, int64_t d, int64_t ld,
+                               const float *centroids, int64_t k,
+                               int32_t *labels_out, double *inertia_out);
+
+/* Distances of every point to every centroid: dist_out is n x k f32, row-major.
+ * l2: ||x - c||^2 (squared); cosine: 1 - cos(x, c); dot: x . c. */
+FKM_API fkm_status fkm_transform(fkm_ctx *ctx, fkm_metric metric,
+                                 const void *X, fkm_dtype dtype, int64_t n, int64_t d, int64_t ld,
+                                 const float *centroids, int64_t k, float *dist_out);
+
+/* Weighted inertia of X against centroids (each point to its nearest centroid). */
+FKM_API fkm_status fkm_score(fkm_ctx *ctx, fkm_metric metric,
+                             const void *X, fkm_dtype dtype, int64_t n, int64_t d, int64_t ld,
+                             const float *weights, const float *centroids, int64_t k,
+                             double *inertia_out);
+
+/* ------------------------------------------------------------------ files
+ *
+ * Readers for .npy (2-D, C order, little-endian '<f4', '<f2', '<f8', and '<V2', which is how
+ * NumPy saves ml_dtypes' bfloat16 and is read as bf16), .fvecs (per row: int32 d, d float32),
+ * .fbin (int32 n, int32 d, then n*d float32, as the big-ann benchmarks use) and .csv (numbers
+ * separated by commas; a first line that is not numeric is taken as a header and skipped).
+ * The format is chosen by the file extension (case-insensitive). Files are checked against
+ * their real size: a truncated file or a header that lies about its size is FKM_E_FORMAT, an
+ * element type flashkm cannot read is FKM_E_DTYPE, sizes whose product overflows are
+ * FKM_E_OVERFLOW, a missing file is FKM_E_IO.
+ */
+
+typedef struct fkm_matrix {
+    void *data;          /* rows * cols elements of dtype, row-major, ld = cols */
+    fkm_dtype dtype;
+    int64_t rows;
+    int64_t cols;
+} fkm_matrix;
+
+/* Reads a matrix file. On success *out owns its data; release it with fkm_matrix_free. */
+FKM_API fkm_status fkm_matrix_load(fkm_ctx *ctx, const char *path, fkm_matrix *out);
+/* Frees out->data and zeroes *m. NULL-safe. */
+FKM_API void fkm_matrix_free(fkm_matrix *m);
+
+/* Writes a 2-D .npy (rows x cols) of dtype f32/f16/bf16/f64 atomically: a temporary file in
+ * the same directory, then rename. On failure no file is left at path. */
+FKM_API fkm_status fkm_npy_save_matrix(fkm_ctx *ctx, const char *path, const void *data,
+                                       fkm_dtype dtype, int64_t rows, int64_t cols);
+/* Writes labels as a 1-D int32 .npy of shape (n,), atomically. */
+FKM_API fkm_status fkm_npy_save_labels(fkm_ctx *ctx, const char *path,
+                                       const int32_t *labels, int64_t n);
+
+/* ------------------------------------------------------------------ build facts */
+
+/* "0.1.0" */
+FKM_API const char *fkm_version(void);
+/* The SIMD level the CPU backend dispatches to on this machine: "avx512", "avx2", "generic". */
+FKM_API const char *fkm_cpu_simd_level(void);
+/* Threads OpenMP would use by default (1 without OpenMP). */
+FKM_API int fkm_cpu_max_threads(void);
+/* Number of usable CUDA devices (0 in a build without CUDA or on a machine without GPU). */
+FKM_API int fkm_cuda_device_count(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FLASHKM_H */

@@ -1,0 +1,90 @@
+/* context.c — contexts, default parameters and build facts. */
+#include "internal.h"
+
+#include <stdlib.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+fkm_params fkm_params_default(void)
+{
+    fkm_params p;
+    p.k = 8;
+    p.max_iter = 300;
+    p.tol = 1e-4;
+    p.init = FKM_INIT_RANDOM;
+    p.init_centroids = NULL;
+    p.seed = 0;
+    p.metric = FKM_METRIC_L2;
+    p.empty = FKM_EMPTY_RELOCATE;
+    p.n_threads = 0;
+    p.progress = NULL;
+    p.progress_user = NULL;
+    return p;
+}
+
+fkm_status fkm_create(fkm_ctx **out, fkm_backend backend)
+{
+    if (!out) return FKM_E_NULL;
+    *out = NULL;
+    const fkm_backend_vtbl *ops = NULL;
+    switch (backend) {
+    case FKM_BACKEND_AUTO:
+    case FKM_BACKEND_CPU:
+        ops = fkm_cpu_backend();
+        backend = FKM_BACKEND_CPU;
+        break;
+    case FKM_BACKEND_CUDA:
+        return FKM_E_UNSUPPORTED; /* this build has no CUDA backend */
+    default:
+        return FKM_E_INVALID;
+    }
+    fkm_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return FKM_E_NOMEM;
+    ctx->backend = backend;
+    ctx->ops = ops;
+    *out = ctx;
+    return FKM_OK;
+}
+
+void fkm_destroy(fkm_ctx *ctx)
+{
+    if (!ctx) return;
+    free(ctx->inertia_history);
+    free(ctx);
+}
+
+fkm_backend fkm_ctx_backend(const fkm_ctx *ctx)
+{
+    return ctx ? ctx->backend : FKM_BACKEND_AUTO;
+}
+
+const char *fkm_backend_name(fkm_backend backend)
+{
+    switch (backend) {
+    case FKM_BACKEND_AUTO: return "auto";
+    case FKM_BACKEND_CPU: return "cpu";
+    case FKM_BACKEND_CUDA: return "cuda";
+    }
+    return "unknown";
+}
+
+const char *fkm_version(void)
+{
+    return "0.1.0";
+}
+
+int fkm_cpu_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+int fkm_cuda_device_count(void)
+{
+    return 0;
+}

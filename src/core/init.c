@@ -1,0 +1,93 @@
+/* init.c — initial centroids: K distinct random rows (seeded), or the user's. */
+#include "init.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t fkm_rng_next(fkm_rng *rng)
+{
+    uint64_t z = (rng->state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+uint64_t fkm_rng_below(fkm_rng *rng, uint64_t bound)
+{
+    /* reject the top partial copy of [0, bound) so every value is equally likely */
+    const uint64_t limit = UINT64_MAX - UINT64_MAX % bound;
+    uint64_t r;
+    do r = fkm_rng_next(rng);
+    while (r >= limit);
+    return r % bound;
+}
+
+/* Open-addressing set of int64 keys (>= 0), capacity a power of two. */
+typedef struct idx_set {
+    int64_t *slot;
+    uint64_t mask;
+} idx_set;
+
+static int set_insert(idx_set *s, int64_t key)
+{
+    uint64_t h = ((uint64_t)key * 0x9e3779b97f4a7c15ull) & s->mask;
+    while (s->slot[h] >= 0) {
+        if (s->slot[h] == key) return 0;
+        h = (h + 1) & s->mask;
+    }
+    s->slot[h] = key;
+    return 1;
+}
+
+fkm_status fkm_sample_distinct(fkm_ctx *ctx, uint64_t seed, int64_t n, int64_t k, int64_t *idx)
+{
+    uint64_t cap = 16;
+    while (cap < 2 * (uint64_t)k) cap <<= 1;
+    idx_set s = {malloc(cap * sizeof(int64_t)), cap - 1};
+    if (!s.slot) return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for initial sampling");
+    memset(s.slot, 0xff, cap * sizeof(int64_t)); /* all -1 */
+    fkm_rng rng = {seed};
+    /* Floyd: for j in [n-k, n): t uniform in [0, j]; take t unless taken, else j */
+    int64_t m = 0;
+    for (int64_t j = n - k; j < n; j++) {
+        int64_t t = (int64_t)fkm_rng_below(&rng, (uint64_t)j + 1);
+        if (!set_insert(&s, t)) {
+            t = j;
+            set_insert(&s, t);
+        }
+        idx[m++] = t;
+    }
+    free(s.slot);
+    return FKM_OK;
+}
+
+void fkm_normalise_rows(float *C, int64_t k, int64_t d)
+{
+    for (int64_t c = 0; c < k; c++) {
+        float *row = C + c * d;
+        double ss = 0.0;
+        for (int64_t j = 0; j < d; j++) ss += (double)row[j] * row[j];
+        if (ss > 0.0) {
+            double inv = 1.0 / sqrt(ss);
+            for (int64_t j = 0; j < d; j++) row[j] = (float)(row[j] * inv);
+        }
+    }
+}
+
+fkm_status fkm_init_centroids(fkm_ctx *ctx, const fkm_params *params, const fkm_problem *pb,
+                              void *state, float *C)
+{
+    const int64_t k = pb->k, d = pb->d;
+    if (params->init == FKM_INIT_USER) {
+        memcpy(C, params->init_centroids, (size_t)(k * d) * sizeof *C);
+        if (pb->metric == FKM_METRIC_COSINE) fkm_normalise_rows(C, k, d);
+        return FKM_OK;
+    }
+    int64_t *idx = malloc((size_t)k * sizeof *idx);
+    if (!idx) return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for initial indices");
+    fkm_status s = fkm_sample_distinct(ctx, params->seed, pb->n, k, idx);
+    for (int64_t c = 0; c < k && s == FKM_OK; c++) s = ctx->ops->fetch_row(ctx, state, idx[c], C + c * d);
+    free(idx);
+    return s;
+}

@@ -1,0 +1,90 @@
+/* assign.c — CPU assignment: pack centroids into panels, then run the SIMD kernel over blocks
+ * of points in parallel. No n x k matrix exists: each block keeps one running best per point. */
+#include "cpu.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int fkm_cpu_needs_copy(const fkm_problem *pb)
+{
+    return pb->dtype != FKM_F32 || pb->metric == FKM_METRIC_COSINE;
+}
+
+/* Panels of nr centroids, feature-major inside a panel; bias per the metric (kernel.h). */
+static void pack_centroids(cpu_state *st, const float *C)
+{
+    const int64_t k = st->pb.k, d = st->pb.d, nr = st->kern->nr;
+    const int l2 = st->pb.metric != FKM_METRIC_DOT;
+    for (int64_t p = 0; p < st->npanels; p++) {
+        float *panel = st->cpack + p * d * nr;
+        for (int64_t c = 0; c < nr; c++) {
+            int64_t kk = p * nr + c;
+            if (kk >= k) {
+                for (int64_t j = 0; j < d; j++) panel[j * nr + c] = 0.0f;
+                st->cbias[kk] = INFINITY;
+                continue;
+            }
+            double ss = 0.0;
+            for (int64_t j = 0; j < d; j++) {
+                float v = C[kk * d + j];
+                panel[j * nr + c] = v;
+                ss += (double)v * v;
+            }
+            st->cbias[kk] = l2 ? (float)ss : 0.0f;
+        }
+    }
+}
+
+fkm_status fkm_cpu_assign(fkm_ctx *ctx, void *state, const float *centroids, int64_t *n_changed)
+{
+    cpu_state *st = state;
+    const fkm_problem *pb = &st->pb;
+    const int64_t n = pb->n, d = pb->d;
+    const float alpha = pb->metric == FKM_METRIC_DOT ? -1.0f : -2.0f;
+    const int copy = fkm_cpu_needs_copy(pb);
+    const int64_t nblocks = (n + FKM_CPU_BLOCK_ROWS - 1) / FKM_CPU_BLOCK_ROWS;
+    const int first = !st->have_labels;
+    int64_t changed = 0;
+    int failed = 0;
+
+    pack_centroids(st, centroids);
+
+#pragma omp parallel num_threads(pb->n_threads) reduction(+ : changed) reduction(| : failed)
+    {
+        float *scratch = malloc((size_t)st->kern->scratch_floats(FKM_CPU_BLOCK_ROWS) * sizeof(float));
+        float *xbuf = copy ? malloc((size_t)(FKM_CPU_BLOCK_ROWS * d) * sizeof(float)) : NULL;
+        int32_t labels[FKM_CPU_BLOCK_ROWS];
+        if (!scratch || (copy && !xbuf)) failed = 1;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < nblocks; b++) {
+            if (failed) continue;
+            const int64_t i0 = b * FKM_CPU_BLOCK_ROWS;
+            const int64_t rows = n - i0 < FKM_CPU_BLOCK_ROWS ? n - i0 : FKM_CPU_BLOCK_ROWS;
+            const float *x;
+            int64_t ldx;
+            if (copy) {
+                for (int64_t r = 0; r < rows; r++)
+                    fkm_load_row(pb->X, pb->dtype, pb->ld, i0 + r, d,
+                                 pb->metric == FKM_METRIC_COSINE, xbuf + r * d);
+                x = xbuf;
+                ldx = d;
+            } else {
+                x = (const float *)pb->X + i0 * pb->ld;
+                ldx = pb->ld;
+            }
+            st->kern->assign_block(x, ldx, rows, d, st->cpack, st->cbias, st->npanels, alpha,
+                                   scratch, labels, NULL);
+            for (int64_t r = 0; r < rows; r++) {
+                changed += first || st->labels[i0 + r] != labels[r];
+                st->labels[i0 + r] = labels[r];
+            }
+        }
+        free(scratch);
+        free(xbuf);
+    }
+    if (failed) return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for assignment buffers");
+    st->have_labels = 1;
+    *n_changed = changed;
+    return FKM_OK;
+}

@@ -1,0 +1,147 @@
+/* kernel.c — fused distance + argmin over a block of points, one source for every SIMD
+ * level. CMake compiles this file once per level with FKM_SIMD_NAME = generic | avx2 | avx512
+ * and the matching -m flags (and -ffp-contract=fast so a*b+c becomes one FMA); the vector
+ * width follows from the flags through GCC/Clang vector extensions. See kernel.h. */
+#include "kernel.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__AVX512F__)
+#define VW 16   /* floats per vector */
+#define MR 12   /* register tile: MR points x NV vectors of centroids = 24 accumulators */
+#elif defined(__AVX2__)
+#define VW 8
+#define MR 6
+#else
+#define VW 4
+#define MR 6
+#endif
+#define NV 2
+#define NR (VW * NV)
+
+#define CAT2(a, b) a##b
+#define CAT(a, b) CAT2(a, b)
+#define SYM(name) CAT(CAT(fkm_, FKM_SIMD_NAME), CAT(_, name))
+
+typedef float vf __attribute__((vector_size(VW * 4)));
+typedef int32_t vi __attribute__((vector_size(VW * 4)));
+
+static inline vf loadv(const float *p)
+{
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void storev(float *p, vf v) { memcpy(p, &v, sizeof v); }
+static inline vi loadi(const float *p)
+{
+    vi v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void storei(float *p, vi v) { memcpy(p, &v, sizeof v); }
+
+/* select(m, a, b) = m ? a : b lane-wise (m lanes are all-ones or zero). */
+static inline vf selectf(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
+static inline vi selecti(vi m, vi a, vi b) { return (m & a) | (~m & b); }
+
+/* Scratch per point: VW best values then VW best indices (stored as raw int bits). */
+static int64_t SYM(scratch_floats)(int64_t rows) { return rows * 2 * VW; }
+
+/* One register tile: rows [0, MR) of x (rows beyond `rows` alias the last real row and are
+ * discarded) against one panel; merges lane-wise into the per-point running best. */
+static inline void tile(const float *x, int64_t ldx, int rows, int64_t d, const float *panel,
+                        const float *bias, float alpha, vi idx0, float *best)
+{
+    const float *xr[MR];
+    for (int r = 0; r < MR; r++) xr[r] = x + (r < rows ? r : rows - 1) * ldx;
+
+    vf acc[MR][NV];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[r][v] = (vf){0};
+
+    for (int64_t j = 0; j < d; j++) {
+        vf c[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) c[v] = loadv(panel + j * NR + v * VW);
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; r++) {
+            vf xv = (vf){0} + xr[r][j];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] = acc[r][v] + xv * c[v];
+        }
+    }
+
+    vf b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) b[v] = loadv(bias + v * VW);
+    const vf av = (vf){0} + alpha;
+    for (int r = 0; r < rows; r++) {
+        /* merge the NV vectors of this point (earlier vector = lower index wins ties) */
+        vf val = b[0] + av * acc[r][0];
+        vi idx = idx0;
+#pragma GCC unroll 4
+        for (int v = 1; v < NV; v++) {
+            vf t = b[v] + av * acc[r][v];
+            vi m = t < val;
+            val = selectf(m, t, val);
+            idx = selecti(m, idx0 + v * VW, idx);
+        }
+        /* merge with the running best (earlier panels = lower indices win ties) */
+        float *bv = best + (int64_t)r * 2 * VW;
+        vf old = loadv(bv);
+        vi oldi = loadi(bv + VW);
+        vi m = val < old;
+        storev(bv, selectf(m, val, old));
+        storei(bv + VW, selecti(m, idx, oldi));
+    }
+}
+
+static void SYM(assign_block)(const float *x, int64_t ldx, int64_t rows, int64_t d,
+                              const float *cpack, const float *cbias, int64_t npanels,
+                              float alpha, float *scratch, int32_t *labels_out, float *best_out)
+{
+    vi lane;
+    for (int l = 0; l < VW; l++) lane[l] = l;
+    for (int64_t r = 0; r < rows; r++) {
+        storev(scratch + r * 2 * VW, (vf){0} + INFINITY);
+        storei(scratch + r * 2 * VW + VW, (vi){0});
+    }
+    for (int64_t p = 0; p < npanels; p++) {
+        const float *panel = cpack + p * d * NR;
+        const vi idx0 = lane + (int32_t)(p * NR);
+        for (int64_t r0 = 0; r0 < rows; r0 += MR) {
+            int nrows = (int)(rows - r0 < MR ? rows - r0 : MR);
+            tile(x + r0 * ldx, ldx, nrows, d, panel, cbias + p * NR, alpha, idx0,
+                 scratch + r0 * 2 * VW);
+        }
+    }
+    /* across lanes: the smallest value, then the lowest index among lanes holding it */
+    for (int64_t r = 0; r < rows; r++) {
+        const float *bv = scratch + r * 2 * VW;
+        vi bi = loadi(bv + VW);
+        float m = bv[0];
+        for (int l = 1; l < VW; l++) m = bv[l] < m ? bv[l] : m;
+        int32_t best = INT32_MAX;
+        for (int l = 0; l < VW; l++)
+            if (bv[l] == m && bi[l] < best) best = bi[l];
+        if (best == INT32_MAX) best = 0; /* every value +inf: cannot happen for finite data */
+        labels_out[r] = best;
+        if (best_out) best_out[r] = m;
+    }
+}
+
+#define STR2(a) #a
+#define STR(a) STR2(a)
+
+const fkm_cpu_kernel CAT(fkm_cpu_kernel_, FKM_SIMD_NAME) = {
+    .name = STR(FKM_SIMD_NAME),
+    .nr = NR,
+    .mr = MR,
+    .assign_block = SYM(assign_block),
+    .scratch_floats = SYM(scratch_floats),
+};

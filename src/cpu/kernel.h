@@ -1,0 +1,38 @@
+/* kernel.h — the CPU assignment micro-kernel, compiled once per SIMD level from kernel.c.
+ *
+ * Centroids are packed in panels of NR centroids: panel p holds, for each feature j, the NR
+ * values c[p*NR + 0..NR-1][j] contiguously (so one vector load gives feature j of NR
+ * centroids). Centroids past K are zero, with cbias = +inf, so they are never chosen.
+ *
+ * For each point x of a block, the kernel finds argmin_k (cbias[k] + alpha * x.c_k):
+ * alpha = -2 with cbias = ||c||^2 gives squared L2 distance minus ||x||^2; alpha = -1 with
+ * cbias = 0 gives the negated inner product. The point-independent ||x||^2 is never needed.
+ * Ties go to the lowest k. The dot products accumulate over j in increasing order with one
+ * fused multiply-add per step, whatever the SIMD width, so a label does not depend on the
+ * thread count or the position of the point in its block. */
+#ifndef FKM_CPU_KERNEL_H
+#define FKM_CPU_KERNEL_H
+
+#include <stdint.h>
+
+typedef struct fkm_cpu_kernel {
+    const char *name;   /* "avx512", "avx2", "generic" */
+    int nr;             /* centroids per panel */
+    int mr;             /* points per register tile */
+    /* x: rows x d floats with row stride ldx. best_out may be NULL. scratch: at least
+     * rows * nr/… see fkm_cpu_scratch_floats(). */
+    void (*assign_block)(const float *x, int64_t ldx, int64_t rows, int64_t d,
+                         const float *cpack, const float *cbias, int64_t npanels, float alpha,
+                         float *scratch, int32_t *labels_out, float *best_out);
+    /* Floats of scratch assign_block needs for `rows` points. */
+    int64_t (*scratch_floats)(int64_t rows);
+} fkm_cpu_kernel;
+
+extern const fkm_cpu_kernel fkm_cpu_kernel_generic;
+extern const fkm_cpu_kernel fkm_cpu_kernel_avx2;
+extern const fkm_cpu_kernel fkm_cpu_kernel_avx512;
+
+/* The best kernel this CPU runs. */
+const fkm_cpu_kernel *fkm_cpu_select_kernel(void);
+
+#endif

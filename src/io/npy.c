@@ -1,0 +1,2 @@
+/* placeholder */
+typedef int fkm_placeholder_npy;
