@@ -26,6 +26,10 @@ typedef struct fkm_cpu_kernel {
                          float *scratch, int32_t *labels_out, float *best_out);
     /* Floats of scratch assign_block needs for `rows` points. */
     int64_t (*scratch_floats)(int64_t rows);
+    /* The update's per-point work: acc[j] += w * x[j] (acc may be NULL) and the point's
+     * objective against c in double: ||x - c||^2, or -(x . c) when dot is set. Eight
+     * interleaved partial sums combined in a fixed order. */
+    double (*accumulate)(const float *x, const float *c, int64_t d, int dot, double w, double *acc);
 } fkm_cpu_kernel;
 
 extern const fkm_cpu_kernel fkm_cpu_kernel_generic;

@@ -21,28 +21,6 @@ static void sort_by_label(cpu_state *st)
     for (int64_t i = 0; i < n; i++) st->order[cursor[st->labels[i]]++] = i;
 }
 
-/* Per-point objective (flashkm.h "inertia") in double. Eight interleaved partial sums,
- * combined pairwise in a fixed order: the result is still deterministic, and the additions
- * no longer wait on each other (a single chain costs d * 4 cycles of latency per point). */
-#define LANES 8
-static double point_objective(const float *x, const float *c, int64_t d, fkm_metric metric)
-{
-    double a[LANES] = {0};
-    const int dot = metric == FKM_METRIC_DOT;
-    int64_t j = 0;
-    for (; j + LANES <= d; j += LANES)
-        for (int l = 0; l < LANES; l++) {
-            const double t = dot ? (double)x[j + l] * c[j + l] : (double)x[j + l] - c[j + l];
-            a[l] += dot ? t : t * t;
-        }
-    for (int l = 0; j < d; j++, l++) {
-        const double t = dot ? (double)x[j] * c[j] : (double)x[j] - c[j];
-        a[l] += dot ? t : t * t;
-    }
-    const double acc = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-    return dot ? -acc : acc;
-}
-
 #define PREFETCH_AHEAD 8
 
 static void prefetch_row(const fkm_problem *pb, int64_t i)
@@ -107,12 +85,10 @@ fkm_status fkm_cpu_reduce(fkm_ctx *ctx, void *state, const float *C, fkm_partial
                 const float *x = row;
                 if (direct) x = (const float *)pb->X + i * pb->ld;
                 else fkm_load_row(pb->X, pb->dtype, pb->ld, i, d, normalise, row);
-                const double o = point_objective(x, c, d, pb->metric);
+                const double o = st->kern->accumulate(x, c, d, pb->metric == FKM_METRIC_DOT, wi, acc);
                 st->objective[i] = o;
                 obj += wi * o;
                 wsum += wi;
-                if (acc)
-                    for (int64_t j = 0; j < d; j++) acc[j] += wi * x[j];
             }
             part_w[it] = wsum;
             part_obj[it] = obj;
