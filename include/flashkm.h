@@ -38,7 +38,8 @@
  *  - "Inertia" is the weighted sum of the per-point objective: ||x - c||^2 for l2, the same on
  *    normalised rows for cosine, and -(x . c) for dot (so lower is better for every metric).
  *    The inertia returned is computed in double precision from each point's stored value and
- *    its assigned f32 centroid.
+ *    its assigned f32 centroid. For dot, Lloyd's update (the mean) does not maximise the
+ *    inner product, so the inertia need not decrease from one iteration to the next.
  *  - One iteration = an assignment step, then an update step. The labels and inertia returned
  *    belong to the centroids returned: after the last update a final assignment is made
  *    (unless the last update provably left every centroid bitwise unchanged).
@@ -165,7 +166,7 @@ typedef struct fkm_params {
     uint64_t seed;                /* Default 0. */
     fkm_metric metric;            /* Default FKM_METRIC_L2. */
     fkm_empty empty;              /* Default FKM_EMPTY_RELOCATE. */
-    int32_t n_threads;            /* CPU threads; 0 = OpenMP's default. Default 0. */
+    int32_t n_threads;            /* CPU threads; 0 = the context's (fkm_set_threads). Default 0. */
     fkm_progress_fn progress;     /* Optional; default NULL. */
     void *progress_user;          /* Passed to progress. */
 } fkm_params;
@@ -186,13 +187,17 @@ typedef struct fkm_result {
 
 typedef struct fkm_ctx fkm_ctx;
 
-/* Creates a context on a backend. FKM_BACKEND_AUTO never fails for lack of a GPU. */
+/* Creates a context on a backend. FKM_BACKEND_AUTO never fails for lack of a GPU. On failure
+ * *out is NULL and there is no context to hold a message: use fkm_status_string. */
 FKM_API fkm_status fkm_create(fkm_ctx **out, fkm_backend backend);
 /* Frees everything the context holds. NULL is accepted and ignored. */
 FKM_API void fkm_destroy(fkm_ctx *ctx);
 /* The message of the last failure on this context ("" if none). Valid until the next call.
  * Accepts NULL (returns a static message). */
 FKM_API const char *fkm_last_error(const fkm_ctx *ctx);
+/* CPU threads for every operation on this context (0 = OpenMP's default, the initial value).
+ * params.n_threads > 0 overrides it for one fit. FKM_E_INVALID if n_threads < 0. */
+FKM_API fkm_status fkm_set_threads(fkm_ctx *ctx, int32_t n_threads);
 /* The backend the context runs on (never AUTO) and its name ("cpu", "cuda"). */
 FKM_API fkm_backend fkm_ctx_backend(const fkm_ctx *ctx);
 FKM_API const char *fkm_backend_name(fkm_backend backend);
@@ -249,7 +254,9 @@ typedef struct fkm_matrix {
     int64_t cols;
 } fkm_matrix;
 
-/* Reads a matrix file. On success *out owns its data; release it with fkm_matrix_free. */
+/* Reads a matrix file. On success *out owns its data; release it with fkm_matrix_free. On
+ * failure *out is zeroed (fkm_matrix_free on it is harmless). Numbers in .csv are parsed
+ * with strtod: a program that sets a locale with a decimal comma reads them wrongly. */
 FKM_API fkm_status fkm_matrix_load(fkm_ctx *ctx, const char *path, fkm_matrix *out);
 /* Frees out->data and zeroes *m. NULL-safe. */
 FKM_API void fkm_matrix_free(fkm_matrix *m);

@@ -53,7 +53,7 @@ static uint16_t to_half(float f)
     if (f == 0.0f) return signbit(f) ? 0x8000u : 0;
     uint16_t sign = signbit(f) ? 0x8000u : 0;
     double a = fabs((double)f);
-    int e;
+    int e = 0;
     frexp(a, &e);                    /* a = m * 2^e, m in [0.5, 1) */
     int exp = e - 1;                 /* a in [2^exp, 2^(exp+1)) */
     if (exp < -14) exp = -14;        /* subnormal range shares the smallest exponent */

@@ -38,6 +38,9 @@ static void test_statuses_and_defaults(void)
     CHECK(fkm_create(&c, FKM_BACKEND_AUTO) == FKM_OK && fkm_ctx_backend(c) == FKM_BACKEND_CPU, "auto -> cpu");
     CHECK(strcmp(fkm_backend_name(fkm_ctx_backend(c)), "cpu") == 0, "backend name");
     CHECK(fkm_last_error(c)[0] == '\0', "fresh context has no error");
+    CHECK(fkm_set_threads(NULL, 1) == FKM_E_NULL, "set_threads(NULL)");
+    CHECK(fkm_set_threads(c, -1) == FKM_E_INVALID && fkm_last_error(c)[0], "set_threads(-1)");
+    CHECK(fkm_set_threads(c, 3) == FKM_OK, "set_threads(3)");
     fkm_destroy(c);
     CHECK(fkm_last_error(NULL)[0] != '\0', "last_error(NULL) explains itself");
     CHECK(fkm_dtype_size(FKM_BF16) == 2 && fkm_dtype_size((fkm_dtype)9) == 0, "dtype sizes");

@@ -1,1 +1,668 @@
-int main(void) { return 0; }
+/* flashkm.c — the command-line tool: `flashkm fit`, `flashkm predict`, `flashkm info`.
+ *
+ * Exit status: 0 on success, 1 when the library or a file fails, 2 on a usage error.
+ * Errors are one line on stderr ("flashkm: error: ..."); progress and summaries go to stderr
+ * too, so stdout carries only what was asked for (help, version, info). */
+#define _POSIX_C_SOURCE 200809L
+
+#include "flashkm.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+/* ================================================================ names of enum values */
+
+typedef struct choice {
+    const char *name;
+    int value;
+} choice;
+
+static const choice metric_names[] = {
+    {"l2", FKM_METRIC_L2}, {"cosine", FKM_METRIC_COSINE}, {"dot", FKM_METRIC_DOT}, {NULL, 0}};
+static const choice empty_names[] = {
+    {"relocate", FKM_EMPTY_RELOCATE}, {"keep", FKM_EMPTY_KEEP}, {NULL, 0}};
+static const choice backend_names[] = {
+    {"auto", FKM_BACKEND_AUTO}, {"cpu", FKM_BACKEND_CPU}, {"cuda", FKM_BACKEND_CUDA}, {NULL, 0}};
+
+static const char *choice_name(const choice *table, int value)
+{
+    for (; table->name; table++)
+        if (table->value == value) return table->name;
+    return "?";
+}
+
+/* ================================================================ commands and options */
+
+enum { CMD_FIT = 1, CMD_PREDICT = 2, CMD_INFO = 4 };
+
+typedef enum opt_id {
+    OPT_K, OPT_MAX_ITER, OPT_TOL, OPT_INIT, OPT_SEED, OPT_METRIC, OPT_EMPTY, OPT_BACKEND,
+    OPT_THREADS, OPT_CENTROIDS, OPT_LABELS, OPT_QUIET, OPT_HELP, OPT_COUNT
+} opt_id;
+
+/* Every option of every command: its long name (NULL: short only), short letter (0: none),
+ * whether it takes a value, and the commands that accept it. */
+static const struct opt_spec {
+    const char *name;
+    char short_name;
+    bool takes_value;
+    unsigned cmds;
+} opt_specs[OPT_COUNT] = {
+    [OPT_K] = {NULL, 'k', true, CMD_FIT},
+    [OPT_MAX_ITER] = {"max-iter", 0, true, CMD_FIT},
+    [OPT_TOL] = {"tol", 0, true, CMD_FIT},
+    [OPT_INIT] = {"init", 0, true, CMD_FIT},
+    [OPT_SEED] = {"seed", 0, true, CMD_FIT},
+    [OPT_METRIC] = {"metric", 0, true, CMD_FIT | CMD_PREDICT},
+    [OPT_EMPTY] = {"empty", 0, true, CMD_FIT},
+    [OPT_BACKEND] = {"backend", 0, true, CMD_FIT | CMD_PREDICT},
+    [OPT_THREADS] = {"threads", 0, true, CMD_FIT | CMD_PREDICT},
+    [OPT_CENTROIDS] = {"centroids", 0, true, CMD_FIT | CMD_PREDICT},
+    [OPT_LABELS] = {"labels", 0, true, CMD_FIT | CMD_PREDICT},
+    [OPT_QUIET] = {"quiet", 'q', false, CMD_FIT | CMD_PREDICT},
+    [OPT_HELP] = {"help", 'h', false, CMD_FIT | CMD_PREDICT | CMD_INFO},
+};
+
+/* The command line after parsing: the raw text of each option given (the last one wins; ""
+ * for flags) and the positional INPUT. Values are converted and range-checked afterwards. */
+typedef struct args {
+    const struct command *cmd;
+    const char *val[OPT_COUNT];
+    const char *input;
+} args;
+
+typedef struct command {
+    const char *name;
+    unsigned id;
+    const char *summary;
+    void (*usage)(FILE *out);
+    int (*run)(const args *a);
+} command;
+
+/* A usage error: one line on stderr with a pointer to the help, exit status 2. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static int usage_error(const command *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("flashkm: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'flashkm %s%s--help')\n", cmd ? cmd->name : "", cmd ? " " : "");
+    return EXIT_USAGE;
+}
+
+/* Finds the option `arg` names ("--name", "--name=value", "-x", "-xVALUE") for cmd. On a
+ * match *inline_val is the value written inside arg, or NULL. */
+static int find_option(const command *cmd, const char *arg, const char **inline_val)
+{
+    *inline_val = NULL;
+    for (int i = 0; i < OPT_COUNT; i++) {
+        const struct opt_spec *o = &opt_specs[i];
+        if (!(o->cmds & cmd->id)) continue;
+        if (arg[1] == '-' && o->name) {
+            size_t n = strlen(o->name);
+            if (strncmp(arg + 2, o->name, n) == 0 && (arg[2 + n] == '\0' || arg[2 + n] == '=')) {
+                if (arg[2 + n] == '=') *inline_val = arg + 3 + n;
+                return i;
+            }
+        } else if (arg[1] != '-' && o->short_name && arg[1] == o->short_name) {
+            if (arg[2] != '\0') *inline_val = arg + 2;
+            return i;
+        }
+    }
+    return -1;
+}
+
+static int parse_args(const command *cmd, int argc, char **argv, args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->cmd = cmd;
+    bool options_done = false;
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!options_done && strcmp(arg, "--") == 0) {
+            options_done = true;
+        } else if (!options_done && arg[0] == '-' && arg[1] != '\0') {
+            const char *value;
+            int id = find_option(cmd, arg, &value);
+            if (id < 0)
+                return usage_error(cmd, "unknown option '%s' for 'flashkm %s'", arg, cmd->name);
+            const struct opt_spec *o = &opt_specs[id];
+            if (!o->takes_value && value)
+                return usage_error(cmd, "option '%s' takes no value", arg);
+            if (o->takes_value && !value) {
+                if (i + 1 >= argc) return usage_error(cmd, "option '%s' needs a value", arg);
+                value = argv[++i];
+            }
+            if (o->takes_value && !*value)
+                return usage_error(cmd, "option '%s' needs a non-empty value", arg);
+            a->val[id] = o->takes_value ? value : "";
+        } else if (!a->input) {
+            a->input = arg;
+        } else {
+            return usage_error(cmd, "unexpected argument '%s' (INPUT is already '%s')", arg,
+                               a->input);
+        }
+    }
+    return 0;
+}
+
+/* ================================================================ option values */
+
+/* Display name of an option for messages: "-k" or "--tol". */
+static const char *opt_label(opt_id id, char *buf, size_t cap)
+{
+    if (opt_specs[id].name)
+        snprintf(buf, cap, "--%s", opt_specs[id].name);
+    else
+        snprintf(buf, cap, "-%c", opt_specs[id].short_name);
+    return buf;
+}
+
+static int bad_value(const args *a, opt_id id, const char *expected)
+{
+    char label[32];
+    return usage_error(a->cmd, "invalid value '%s' for %s: expected %s", a->val[id],
+                       opt_label(id, label, sizeof label), expected);
+}
+
+/* Integers: the whole string, in decimal, within [lo, hi]. */
+static int get_int(const args *a, opt_id id, long long lo, long long hi, const char *expected,
+                   long long *out)
+{
+    const char *s = a->val[id];
+    if (!s) return 0;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (s[0] == '\0' || s[0] == ' ' || *end != '\0' || errno || v < lo || v > hi)
+        return bad_value(a, id, expected);
+    *out = v;
+    return 0;
+}
+
+static int get_u64(const args *a, opt_id id, uint64_t *out)
+{
+    const char *s = a->val[id];
+    if (!s) return 0;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno) /* strtoull would negate "-1" */
+        return bad_value(a, id, "an unsigned 64-bit integer");
+    *out = v;
+    return 0;
+}
+
+static int get_tol(const args *a, opt_id id, double *out)
+{
+    const char *s = a->val[id];
+    if (!s) return 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (s[0] == '\0' || s[0] == ' ' || *end != '\0' || !isfinite(v) || v < 0)
+        return bad_value(a, id, "a finite number >= 0");
+    *out = v;
+    return 0;
+}
+
+static int get_choice(const args *a, opt_id id, const choice *table, int *out)
+{
+    const char *s = a->val[id];
+    if (!s) return 0;
+    for (const choice *c = table; c->name; c++) {
+        if (strcmp(c->name, s) == 0) {
+            *out = c->value;
+            return 0;
+        }
+    }
+    char expected[64] = "";
+    for (const choice *c = table; c->name; c++) {
+        strcat(expected, c->name);
+        if (c[1].name) strcat(expected, "|");
+    }
+    return bad_value(a, id, expected);
+}
+
+/* Everything fit and predict take, converted and range-checked. */
+typedef struct config {
+    fkm_params params;
+    fkm_backend backend;
+    int threads;
+    const char *input, *init_path, *centroids_path, *labels_path;
+    bool quiet;
+} config;
+
+static int get_config(const args *a, config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->params = fkm_params_default();
+    c->input = a->input;
+    c->centroids_path = a->val[OPT_CENTROIDS];
+    c->labels_path = a->val[OPT_LABELS];
+    c->quiet = a->val[OPT_QUIET] != NULL;
+    if (!c->input) return usage_error(a->cmd, "missing INPUT file");
+
+    long long k = c->params.k, max_iter = c->params.max_iter, threads = 0;
+    int metric = c->params.metric, empty = c->params.empty, backend = FKM_BACKEND_AUTO;
+    int rc;
+    if ((rc = get_int(a, OPT_K, 1, INT64_MAX, "an integer >= 1", &k)) ||
+        (rc = get_int(a, OPT_MAX_ITER, 1, INT32_MAX, "an integer >= 1", &max_iter)) ||
+        (rc = get_int(a, OPT_THREADS, 0, INT32_MAX, "an integer >= 0", &threads)) ||
+        (rc = get_tol(a, OPT_TOL, &c->params.tol)) ||
+        (rc = get_u64(a, OPT_SEED, &c->params.seed)) ||
+        (rc = get_choice(a, OPT_METRIC, metric_names, &metric)) ||
+        (rc = get_choice(a, OPT_EMPTY, empty_names, &empty)) ||
+        (rc = get_choice(a, OPT_BACKEND, backend_names, &backend)))
+        return rc;
+    c->params.k = k;
+    c->params.max_iter = (int32_t)max_iter;
+    c->params.n_threads = (int32_t)threads;
+    c->params.metric = (fkm_metric)metric;
+    c->params.empty = (fkm_empty)empty;
+    c->threads = (int)threads;
+    c->backend = (fkm_backend)backend;
+    const char *init = a->val[OPT_INIT];
+    if (init && strcmp(init, "random") != 0) {
+        c->init_path = init;
+        c->params.init = FKM_INIT_USER;
+    }
+    if (c->centroids_path && c->labels_path && strcmp(c->centroids_path, c->labels_path) == 0)
+        return usage_error(a->cmd, "--centroids and --labels name the same file");
+    return 0;
+}
+
+/* ================================================================ run-time helpers */
+
+/* A library failure: the context's message (prefixed with what it concerns, when given). */
+static int lib_error(fkm_ctx *ctx, fkm_status s, const char *about)
+{
+    const char *msg = fkm_last_error(ctx);
+    if (!msg || !msg[0]) msg = fkm_status_string(s);
+    fprintf(stderr, "flashkm: error: %s%s%s\n", about ? about : "", about ? ": " : "", msg);
+    return EXIT_FAIL;
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("flashkm: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return EXIT_FAIL;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int create_context(fkm_backend backend, int threads, fkm_ctx **ctx)
+{
+    fkm_status s = fkm_create(ctx, backend);
+    if (s != FKM_OK)
+        return fail("cannot use the %s backend: %s%s", choice_name(backend_names, (int)backend),
+                    fkm_status_string(s),
+                    s == FKM_E_UNSUPPORTED ? " (this build of flashkm does not include it)" : "");
+    if (fkm_set_threads(*ctx, threads) != FKM_OK) return fail("%s", fkm_last_error(*ctx));
+    return 0;
+}
+
+/* calloc of n elements of size elem with the product checked. */
+static void *alloc_array(int64_t n, size_t elem)
+{
+    if (n <= 0 || (uint64_t)n > SIZE_MAX / elem) return NULL;
+    return calloc((size_t)n, elem);
+}
+
+/* IEEE half and bfloat16 to float, for centroid files stored in those types. */
+static float half_to_float(uint16_t h)
+{
+    int exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    float v = exp == 0 ? ldexpf((float)man, -24)
+              : exp == 31 ? (man ? NAN : INFINITY)
+                          : ldexpf((float)(man | 0x400), exp - 25);
+    return (h & 0x8000) ? -v : v;
+}
+
+static float bf16_to_float(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Element i of a loaded matrix as float. */
+static float element_f32(const fkm_matrix *m, int64_t i)
+{
+    switch (m->dtype) {
+    case FKM_F32: return ((const float *)m->data)[i];
+    case FKM_F16: return half_to_float(((const uint16_t *)m->data)[i]);
+    case FKM_BF16: return bf16_to_float(((const uint16_t *)m->data)[i]);
+    case FKM_F64: return (float)((const double *)m->data)[i];
+    }
+    return NAN;
+}
+
+/* Loads a centroid file (any readable format and float type) as f32. want_k < 0 accepts any
+ * number of rows; d must match the data. */
+static int load_centroids(fkm_ctx *ctx, const char *path, int64_t want_k, int64_t d,
+                          float **out, int64_t *k_out)
+{
+    fkm_matrix m;
+    fkm_status s = fkm_matrix_load(ctx, path, &m);
+    if (s != FKM_OK) return lib_error(ctx, s, NULL);
+    int rc = 0;
+    if (want_k >= 0 && (m.rows != want_k || m.cols != d)) {
+        rc = fail("%s: has %" PRId64 " x %" PRId64 " centroids, expected k x d = %" PRId64
+                  " x %" PRId64, path, m.rows, m.cols, want_k, d);
+    } else if (m.cols != d) {
+        rc = fail("%s: centroids have d = %" PRId64 " columns but the data has %" PRId64, path,
+                  m.cols, d);
+    } else if (!(*out = alloc_array(m.rows * m.cols, sizeof(float)))) {
+        rc = fail("%s: out of memory", path);
+    } else {
+        for (int64_t i = 0; i < m.rows * m.cols; i++) (*out)[i] = element_f32(&m, i);
+        *k_out = m.rows;
+    }
+    fkm_matrix_free(&m);
+    return rc;
+}
+
+/* Writes the requested outputs, centroids first. If the labels fail after the centroids
+ * were written, the centroids are removed again so that a failed run leaves no outputs. */
+static int write_outputs(fkm_ctx *ctx, const char *centroids_path, const float *C, int64_t k,
+                         int64_t d, const char *labels_path, const int32_t *labels, int64_t n)
+{
+    fkm_status s;
+    if (centroids_path && (s = fkm_npy_save_matrix(ctx, centroids_path, C, FKM_F32, k, d)))
+        return lib_error(ctx, s, NULL);
+    if (labels_path && (s = fkm_npy_save_labels(ctx, labels_path, labels, n))) {
+        int rc = lib_error(ctx, s, NULL);
+        if (centroids_path) unlink(centroids_path);
+        return rc;
+    }
+    return 0;
+}
+
+/* ================================================================ fit */
+
+/* Sums iteration times for the summary's ms/iter. */
+typedef struct progress_state {
+    double iter_seconds;
+} progress_state;
+
+static int print_progress(const fkm_iter_info *it, void *user)
+{
+    progress_state *ps = user;
+    ps->iter_seconds += it->seconds;
+    fprintf(stderr,
+            "iter %4d  inertia %.6e  rel-shift %.3e  changed %lld  empty %lld  %.1f ms "
+            "(assign %.1f, update %.1f)\n",
+            (int)it->iter, it->inertia, it->rel_shift, (long long)it->n_changed,
+            (long long)it->n_empty, 1e3 * it->seconds, 1e3 * it->assign_seconds,
+            1e3 * it->update_seconds);
+    return 0;
+}
+
+static void print_fit_summary(const config *c, fkm_ctx *ctx, const fkm_matrix *X,
+                              const fkm_result *r, double seconds, double iter_seconds)
+{
+    int threads = c->threads > 0 ? c->threads : fkm_cpu_max_threads();
+    fprintf(stderr,
+            "flashkm: fit n=%lld d=%lld k=%lld dtype=%s metric=%s backend=%s threads=%d: "
+            "%d iterations (%s), inertia %.6e, %.1f ms total, %.2f ms/iter\n",
+            (long long)X->rows, (long long)X->cols, (long long)c->params.k,
+            fkm_dtype_name(X->dtype), choice_name(metric_names, (int)c->params.metric),
+            fkm_backend_name(fkm_ctx_backend(ctx)), threads, (int)r->n_iter,
+            r->converged ? "converged" : "max-iter reached", r->inertia, 1e3 * seconds,
+            r->n_iter > 0 ? 1e3 * iter_seconds / r->n_iter : 0.0);
+}
+
+static int run_fit(const args *a)
+{
+    config c;
+    int rc = get_config(a, &c);
+    if (rc) return rc;
+    if (!a->val[OPT_K]) return usage_error(a->cmd, "missing -k K (the number of clusters)");
+
+    fkm_ctx *ctx = NULL;
+    fkm_matrix X = {0};
+    float *init = NULL, *C = NULL;
+    int32_t *labels = NULL;
+    fkm_status s;
+    int64_t k = c.params.k, init_k;
+    if ((rc = create_context(c.backend, c.threads, &ctx))) goto done;
+    if ((s = fkm_matrix_load(ctx, c.input, &X)) != FKM_OK) {
+        rc = lib_error(ctx, s, NULL);
+        goto done;
+    }
+    if (k > X.rows) {
+        rc = fail("%s: k = %" PRId64 " is larger than the number of points n = %" PRId64,
+                  c.input, k, X.rows);
+        goto done;
+    }
+    if (c.init_path && (rc = load_centroids(ctx, c.init_path, k, X.cols, &init, &init_k)))
+        goto done;
+    C = alloc_array(k * X.cols, sizeof(float)); /* k <= n, so k * d fits like n * d */
+    labels = alloc_array(X.rows, sizeof(int32_t));
+    if (!C || !labels) {
+        rc = fail("out of memory for %" PRId64 " x %" PRId64 " centroids and %" PRId64 " labels",
+                  k, X.cols, X.rows);
+        goto done;
+    }
+
+    progress_state ps = {0};
+    c.params.init_centroids = init;
+    if (!c.quiet) {
+        c.params.progress = print_progress;
+        c.params.progress_user = &ps;
+    }
+    fkm_result r;
+    double t0 = now_seconds();
+    s = fkm_fit(ctx, &c.params, X.data, X.dtype, X.rows, X.cols, X.cols, NULL, C, labels, &r);
+    double seconds = now_seconds() - t0;
+    if (s != FKM_OK) {
+        rc = lib_error(ctx, s, c.input);
+        goto done;
+    }
+    if ((rc = write_outputs(ctx, c.centroids_path, C, k, X.cols, c.labels_path, labels, X.rows)))
+        goto done;
+    if (!c.quiet) print_fit_summary(&c, ctx, &X, &r, seconds, ps.iter_seconds);
+done:
+    free(init);
+    free(C);
+    free(labels);
+    fkm_matrix_free(&X);
+    fkm_destroy(ctx);
+    return rc;
+}
+
+/* ================================================================ predict */
+
+static int run_predict(const args *a)
+{
+    config c;
+    int rc = get_config(a, &c);
+    if (rc) return rc;
+    if (!c.centroids_path) return usage_error(a->cmd, "missing --centroids C.npy");
+
+    fkm_ctx *ctx = NULL;
+    fkm_matrix X = {0};
+    float *C = NULL;
+    int32_t *labels = NULL;
+    int64_t k = 0;
+    fkm_status s;
+    if ((rc = create_context(c.backend, c.threads, &ctx))) goto done;
+    if ((s = fkm_matrix_load(ctx, c.input, &X)) != FKM_OK) {
+        rc = lib_error(ctx, s, NULL);
+        goto done;
+    }
+    if ((rc = load_centroids(ctx, c.centroids_path, -1, X.cols, &C, &k))) goto done;
+    if (!(labels = alloc_array(X.rows, sizeof(int32_t)))) {
+        rc = fail("out of memory for %" PRId64 " labels", X.rows);
+        goto done;
+    }
+    double inertia = 0.0, t0 = now_seconds();
+    s = fkm_predict(ctx, c.params.metric, X.data, X.dtype, X.rows, X.cols, X.cols, C, k, labels,
+                    &inertia);
+    double seconds = now_seconds() - t0;
+    if (s != FKM_OK) {
+        rc = lib_error(ctx, s, c.input);
+        goto done;
+    }
+    if ((rc = write_outputs(ctx, NULL, NULL, 0, 0, c.labels_path, labels, X.rows))) goto done;
+    if (!c.quiet)
+        fprintf(stderr, "flashkm: predict n=%lld k=%lld: inertia %.6e, %.1f ms\n",
+                (long long)X.rows, (long long)k, inertia, 1e3 * seconds);
+done:
+    free(C);
+    free(labels);
+    fkm_matrix_free(&X);
+    fkm_destroy(ctx);
+    return rc;
+}
+
+/* ================================================================ info */
+
+static int run_info(const args *a)
+{
+    if (a->input) return usage_error(a->cmd, "unexpected argument '%s'", a->input);
+    int cuda = fkm_cuda_device_count();
+    printf("flashkm %s\n", fkm_version());
+    printf("simd: %s\n", fkm_cpu_simd_level());
+    printf("openmp threads: %d\n", fkm_cpu_max_threads());
+    if (cuda > 0)
+        printf("cuda devices: %d\n", cuda);
+    else
+        printf("cuda devices: none\n");
+    return 0;
+}
+
+/* ================================================================ help */
+
+static void usage_fit(FILE *out)
+{
+    fkm_params p = fkm_params_default();
+    fprintf(out,
+            "usage: flashkm fit -k K [options] INPUT\n"
+            "\n"
+            "Clusters the rows of INPUT into K clusters with exact Lloyd k-means.\n"
+            "INPUT: .npy (f32, f16, f64, or bf16 saved as '<V2'), .fvecs, .fbin or .csv.\n"
+            "\n"
+            "options:\n"
+            "  -k K                    number of clusters, 1 <= K <= rows of INPUT (required)\n"
+            "  --max-iter N            at most N iterations (default %d)\n"
+            "  --tol T                 stop when the largest squared centroid shift is <= T times\n"
+            "                          the mean per-feature variance (default %g)\n"
+            "  --init random|PATH      random: K distinct rows picked with --seed (default);\n"
+            "                          PATH: a K x D file of initial centroids\n"
+            "  --seed S                seed of the random init (default %llu)\n"
+            "  --metric l2|cosine|dot  (default %s)\n"
+            "  --empty keep|relocate   what to do with empty clusters (default %s)\n"
+            "  --backend auto|cpu|cuda (default auto)\n"
+            "  --threads N             CPU threads; 0 = OpenMP's default (default 0)\n"
+            "  --centroids OUT.npy     write the K x D float32 centroids\n"
+            "  --labels OUT.npy        write the labels (int32, shape (N,))\n"
+            "  -q, --quiet             print nothing on success\n"
+            "  -h, --help              show this help\n"
+            "\n"
+            "Progress (one line per iteration) and a summary go to stderr. Outputs are written\n"
+            "only after the fit succeeded; a failed run leaves none.\n",
+            (int)p.max_iter, p.tol, (unsigned long long)p.seed,
+            choice_name(metric_names, (int)p.metric), choice_name(empty_names, (int)p.empty));
+}
+
+static void usage_predict(FILE *out)
+{
+    fputs("usage: flashkm predict --centroids C.npy [options] INPUT\n"
+          "\n"
+          "Labels each row of INPUT with its nearest centroid.\n"
+          "\n"
+          "options:\n"
+          "  --centroids C           the K x D centroids (required; any input format)\n"
+          "  --metric l2|cosine|dot  (default l2)\n"
+          "  --labels OUT.npy        write the labels (int32, shape (N,))\n"
+          "  --backend auto|cpu|cuda (default auto)\n"
+          "  --threads N             CPU threads; 0 = OpenMP's default (default 0)\n"
+          "  -q, --quiet             print nothing on success\n"
+          "  -h, --help              show this help\n",
+          out);
+}
+
+static void usage_info(FILE *out)
+{
+    fputs("usage: flashkm info\n"
+          "\n"
+          "Prints the version, the CPU's SIMD level, OpenMP's default thread count and the\n"
+          "number of CUDA devices.\n",
+          out);
+}
+
+static const command commands[] = {
+    {"fit", CMD_FIT, "cluster a data file with Lloyd k-means", usage_fit, run_fit},
+    {"predict", CMD_PREDICT, "label a data file with given centroids", usage_predict, run_predict},
+    {"info", CMD_INFO, "show version, SIMD level, threads and CUDA devices", usage_info, run_info},
+};
+enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
+
+static void usage_main(FILE *out)
+{
+    fputs("usage: flashkm <command> [options]\n\ncommands:\n", out);
+    for (int i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fputs("\nRun 'flashkm <command> --help' for the options of a command.\n"
+          "  --version  print the version\n",
+          out);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage_main(stderr);
+        return EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        usage_main(stdout);
+        return 0;
+    }
+    if (strcmp(name, "--version") == 0) {
+        printf("flashkm %s\n", fkm_version());
+        return 0;
+    }
+    for (int i = 0; i < N_COMMANDS; i++) {
+        const command *cmd = &commands[i];
+        if (strcmp(name, cmd->name) != 0) continue;
+        args a;
+        int rc = parse_args(cmd, argc - 2, argv + 2, &a);
+        if (rc) return rc;
+        if (a.val[OPT_HELP]) {
+            cmd->usage(stdout);
+            return 0;
+        }
+        return cmd->run(&a);
+    }
+    return usage_error(NULL, "unknown command '%s'", name);
+}

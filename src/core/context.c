@@ -55,6 +55,14 @@ void fkm_destroy(fkm_ctx *ctx)
     free(ctx);
 }
 
+fkm_status fkm_set_threads(fkm_ctx *ctx, int32_t n_threads)
+{
+    if (!ctx) return FKM_E_NULL;
+    if (n_threads < 0) return fkm_fail(ctx, FKM_E_INVALID, "n_threads = %d: must be >= 0", (int)n_threads);
+    ctx->n_threads = n_threads;
+    return FKM_OK;
+}
+
 fkm_backend fkm_ctx_backend(const fkm_ctx *ctx)
 {
     return ctx ? ctx->backend : FKM_BACKEND_AUTO;

@@ -21,6 +21,7 @@ struct fkm_ctx {
     char errmsg[FKM_ERRMSG_CAP];
     double *inertia_history;   /* result.inertia_per_iter points here */
     int32_t inertia_history_cap;
+    int32_t n_threads;         /* fkm_set_threads; 0 = OpenMP's default */
 };
 
 /* Records a formatted message on ctx (ctx may be NULL) and returns status, so that error

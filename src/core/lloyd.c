@@ -201,7 +201,7 @@ fkm_status fkm_fit(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dt
         ctx->inertia_history_cap = params->max_iter;
     }
     fkm_problem pb = {X, dtype, n, d, ld, weights, params->k, params->metric,
-                      fkm_resolve_threads(params->n_threads)};
+                      fkm_resolve_threads(params->n_threads > 0 ? params->n_threads : ctx->n_threads)};
     lloyd_buffers b;
     if ((s = alloc_buffers(ctx, pb.k, d, &b)) != FKM_OK) return s;
     void *st = NULL;

@@ -18,7 +18,7 @@ static fkm_status prepare(fkm_ctx *ctx, fkm_metric metric, const void *X, fkm_dt
     if ((s = fkm_check_centroids(ctx, C, k, d, "centroids")) != FKM_OK) return s;
     if (k > INT32_MAX) return fkm_fail(ctx, FKM_E_INVALID, "k = %lld does not fit int32 labels", (long long)k);
     if ((s = fkm_check_weights(ctx, weights, n)) != FKM_OK) return s;
-    *pb = (fkm_problem){X, dtype, n, d, ld, weights, k, metric, fkm_resolve_threads(0)};
+    *pb = (fkm_problem){X, dtype, n, d, ld, weights, k, metric, fkm_resolve_threads(ctx->n_threads)};
     *C_copy = malloc((size_t)(k * d) * sizeof **C_copy);
     if (!*C_copy) return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for a copy of the centroids");
     memcpy(*C_copy, C, (size_t)(k * d) * sizeof **C_copy);

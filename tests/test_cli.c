@@ -1,0 +1,586 @@
+/* test_cli.c — the flashkm command-line tool, run as a user would run it (through the shell).
+ *
+ * Usage: test_cli PATH-TO-flashkm
+ *
+ * A small data set with a known answer is written in every input format by this file's own
+ * writers: 4 well-separated blobs in D = 5 (N = 200, point i in blob i % 4, noise in [-1, 1]
+ * around centres 20 apart), and init centroids made of points 0..3, so point j seeds blob j
+ * and the labels must equal the blob index exactly. Each format must give those labels and
+ * centroids close to the blob means: relative tolerance 1e-3 for f32, f64, fvecs, fbin and
+ * csv (exact data), 1e-2 for f16 and bf16 (the data itself is rounded to 11 and 8 significant
+ * bits). Then error cases: exit status, a one-line message, and no output file left behind.
+ *
+ * Exit status 0 when every check passes; otherwise each failed check is printed. */
+#define _POSIX_C_SOURCE 200809L
+
+#include "flashkm.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum { N = 200, D = 5, K = 4 };
+
+static int failures;
+static const char *flashkm_bin;
+static char tmpdir[] = "/tmp/fkm_test_cli_XXXXXX";
+
+#define CHECK(cond, ...) check((cond), __LINE__, __VA_ARGS__)
+
+static bool check(bool ok, int line, const char *fmt, ...)
+{
+    if (!ok) {
+        va_list ap;
+        va_start(ap, fmt);
+        fprintf(stderr, "test_cli.c:%d: FAILED: ", line);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+        failures++;
+    }
+    return ok;
+}
+
+/* Path of a file in the temp dir; rotating buffers so several can be live at once. */
+static const char *P(const char *name)
+{
+    static char bufs[8][512];
+    static int next;
+    char *b = bufs[next++ % 8];
+    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
+    return b;
+}
+
+static bool file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* The whole file as a NUL-terminated string (NULL if unreadable); *n gets its size. */
+static char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        len += fread(buf + len, 1, cap - len, f);
+        if (len < cap) break;
+        char *bigger = realloc(buf, 2 * cap + 1);
+        if (!bigger) {
+            free(buf);
+            buf = NULL;
+        }
+        buf = bigger;
+        cap *= 2;
+    }
+    fclose(f);
+    if (buf) buf[len] = '\0';
+    if (n) *n = len;
+    return buf;
+}
+
+/* ---------------------------------------------------------------- running the tool */
+
+/* Appends arg to cmd single-quoted for the shell ('it'\''s'). */
+static void append_quoted(char *cmd, size_t cap, const char *arg)
+{
+    size_t len = strlen(cmd);
+    if (len + 1 < cap) cmd[len++] = ' ';
+    if (len + 1 < cap) cmd[len++] = '\'';
+    for (const char *s = arg; *s && len + 5 < cap; s++) {
+        if (*s == '\'') {
+            memcpy(cmd + len, "'\\''", 4);
+            len += 4;
+        } else {
+            cmd[len++] = *s;
+        }
+    }
+    if (len + 1 < cap) cmd[len++] = '\'';
+    cmd[len] = '\0';
+}
+
+/* Runs flashkm with the NULL-terminated arguments, stdout and stderr to out.txt and err.txt
+ * in the temp dir; returns the exit status (-1 if it did not exit normally). */
+static int run(const char *arg, ...)
+{
+    char cmd[8192] = "";
+    append_quoted(cmd, sizeof cmd, flashkm_bin);
+    va_list ap;
+    va_start(ap, arg);
+    for (const char *a = arg; a; a = va_arg(ap, const char *)) append_quoted(cmd, sizeof cmd, a);
+    va_end(ap);
+    strcat(cmd, " >");
+    append_quoted(cmd, sizeof cmd, P("out.txt"));
+    strcat(cmd, " 2>");
+    append_quoted(cmd, sizeof cmd, P("err.txt"));
+    int st = system(cmd);
+    return (st != -1 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
+}
+
+static char *last_stderr(void)
+{
+    char *s = slurp(P("err.txt"), NULL);
+    return s ? s : calloc(1, 1);
+}
+
+/* The last run's stderr must be exactly one non-empty "flashkm: error: ..." line. */
+static void expect_one_error_line(const char *what, const char *word)
+{
+    char *err = last_stderr();
+    size_t len = err ? strlen(err) : 0;
+    char *nl = err ? strchr(err, '\n') : NULL;
+    CHECK(err && strncmp(err, "flashkm: error: ", 16) == 0 && len > 17 && nl == err + len - 1,
+          "%s: stderr is not one error line: '%s'", what, err ? err : "");
+    if (word) CHECK(err && strstr(err, word), "%s: message lacks '%s': %s", what, word, err);
+    free(err);
+}
+
+/* ---------------------------------------------------------------- the data set */
+
+static float X[N][D];
+static int blob_of[N];
+static double blob_mean[K][D];
+
+static uint64_t lcg_state = 12345;
+
+static double uniform_pm1(void)
+{
+    lcg_state = lcg_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(lcg_state >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+}
+
+/* Blob j is centred at 20 * e_j (blob 0 at 2 * e_4, so no centre is the origin), and every
+ * point is within sqrt(5) of its centre: nearest-centre assignment has no ties and no doubt. */
+static void make_data(void)
+{
+    for (int i = 0; i < N; i++) {
+        int b = i % K;
+        blob_of[i] = b;
+        for (int t = 0; t < D; t++) {
+            double centre = (b > 0 && t == b - 1) ? 20.0 : (b == 0 && t == D - 1) ? 2.0 : 0.0;
+            X[i][t] = (float)(centre + uniform_pm1());
+        }
+    }
+    double count[K] = {0};
+    for (int i = 0; i < N; i++) {
+        count[blob_of[i]] += 1;
+        for (int t = 0; t < D; t++) blob_mean[blob_of[i]][t] += X[i][t];
+    }
+    for (int j = 0; j < K; j++)
+        for (int t = 0; t < D; t++) blob_mean[j][t] /= count[j];
+}
+
+/* ---------------------------------------------------------------- writers of each format */
+
+static FILE *create(const char *name)
+{
+    FILE *f = fopen(P(name), "wb");
+    if (!f) {
+        fprintf(stderr, "test_cli: cannot create %s\n", P(name));
+        exit(2);
+    }
+    return f;
+}
+
+static void finish(FILE *f)
+{
+    if (ferror(f) || fclose(f) != 0) {
+        fprintf(stderr, "test_cli: write error\n");
+        exit(2);
+    }
+}
+
+/* A version 1.0 .npy header for shape (rows, cols) padded to 64 bytes. */
+static void npy_header(FILE *f, const char *descr, int rows, int cols)
+{
+    char dict[128];
+    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%d, %d), }",
+                     descr, rows, cols);
+    int hlen = ((10 + n + 1 + 63) / 64) * 64 - 10;
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fputc(hlen & 0xff, f);
+    fputc(hlen >> 8, f);
+    fprintf(f, "%s%*s\n", dict, hlen - n - 1, "");
+}
+
+static uint16_t to_half(float x)
+{
+    uint16_t sign = signbit(x) ? 0x8000 : 0;
+    double a = fabs((double)x);
+    if (a < 0x1p-14) return (uint16_t)(sign | (uint16_t)nearbyint(a * 0x1p24)); /* subnormal */
+    int e;
+    frexp(a, &e); /* a = m * 2^e, m in [0.5, 1) */
+    double m = nearbyint(a * ldexp(1.0, 11 - e)); /* 11 significant bits, ties to even */
+    if (m == 2048.0) {
+        m = 1024.0;
+        e++;
+    }
+    return (uint16_t)(sign | ((e + 14) << 10) | ((uint16_t)m - 1024));
+}
+
+static uint16_t to_bf16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even (values are finite) */
+    return (uint16_t)(u >> 16);
+}
+
+/* One element of X in the file's type. */
+typedef void (*put_fn)(FILE *f, float x);
+static void put_f32(FILE *f, float x) { fwrite(&x, 4, 1, f); }
+static void put_f64(FILE *f, float x) { double v = x; fwrite(&v, 8, 1, f); }
+static void put_f16(FILE *f, float x) { uint16_t h = to_half(x); fwrite(&h, 2, 1, f); }
+static void put_bf16(FILE *f, float x) { uint16_t h = to_bf16(x); fwrite(&h, 2, 1, f); }
+
+static void put_i32(FILE *f, int32_t v) { fwrite(&v, 4, 1, f); }
+
+static void write_npy(const char *name, const char *descr, put_fn put, int rows)
+{
+    FILE *f = create(name);
+    npy_header(f, descr, rows, D);
+    for (int i = 0; i < rows; i++)
+        for (int t = 0; t < D; t++) put(f, X[i][t]);
+    finish(f);
+}
+
+static void write_fvecs(const char *name)
+{
+    FILE *f = create(name);
+    for (int i = 0; i < N; i++) {
+        put_i32(f, D);
+        for (int t = 0; t < D; t++) put_f32(f, X[i][t]);
+    }
+    finish(f);
+}
+
+static void write_fbin(const char *name)
+{
+    FILE *f = create(name);
+    put_i32(f, N);
+    put_i32(f, D);
+    for (int i = 0; i < N; i++)
+        for (int t = 0; t < D; t++) put_f32(f, X[i][t]);
+    finish(f);
+}
+
+/* %.9g round-trips a float exactly. nan_at >= 0 puts "nan" into that row. */
+static void write_csv(const char *name, bool header, bool crlf, int nan_at)
+{
+    FILE *f = create(name);
+    const char *eol = crlf ? "\r\n" : "\n";
+    if (header) fprintf(f, "f0,f1,f2,f3,f4%s", eol);
+    for (int i = 0; i < N; i++) {
+        for (int t = 0; t < D; t++) {
+            if (i == nan_at && t == 2)
+                fprintf(f, "%snan", t ? ", " : "");
+            else
+                fprintf(f, "%s%.9g", t ? ", " : "", (double)X[i][t]);
+        }
+        fputs(eol, f);
+    }
+    finish(f);
+}
+
+/* ---------------------------------------------------------------- reading the outputs */
+
+/* Reads a labels .npy with its own parser: '<i4', shape (N,), N int32. */
+static bool read_labels(const char *name, int32_t *labels)
+{
+    size_t n = 0;
+    char *b = slurp(P(name), &n);
+    if (!CHECK(b != NULL, "%s: not written", name)) return false;
+    bool ok = CHECK(n >= 10 && memcmp(b, "\x93NUMPY\x01", 7) == 0, "%s: not a .npy v1", name);
+    if (ok) {
+        size_t hlen = (size_t)(unsigned char)b[8] | ((size_t)(unsigned char)b[9] << 8);
+        char expect_shape[32];
+        snprintf(expect_shape, sizeof expect_shape, "'shape': (%d,)", N);
+        char *header = strndup(b + 10, hlen);
+        ok = CHECK(header && strstr(header, "'descr': '<i4'"), "%s: not int32: %s", name, header) &&
+             CHECK(header && strstr(header, expect_shape), "%s: shape is not (%d,): %s", name, N,
+                   header) &&
+             CHECK(n == 10 + hlen + 4 * (size_t)N, "%s: size %zu", name, n);
+        free(header);
+        if (ok) memcpy(labels, b + 10 + hlen, 4 * (size_t)N);
+    }
+    free(b);
+    return ok;
+}
+
+/* Reads centroids with the library's reader (tested on its own by test_io). */
+static bool read_centroids(const char *name, float *C)
+{
+    fkm_matrix m;
+    fkm_status s = fkm_matrix_load(NULL, P(name), &m);
+    bool ok = CHECK(s == FKM_OK, "%s: cannot load: %s", name, fkm_status_string(s)) &&
+              CHECK(m.dtype == FKM_F32 && m.rows == K && m.cols == D, "%s: not %dx%d f32", name,
+                    K, D);
+    if (ok) memcpy(C, m.data, sizeof(float) * K * D);
+    fkm_matrix_free(&m);
+    return ok;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+typedef struct format_case {
+    const char *file;
+    double tol; /* relative tolerance of the centroids against the blob means */
+} format_case;
+
+static int32_t reference_labels[N];
+
+static void check_fit_outputs(const format_case *fc, const char *L, const char *C)
+{
+    int32_t labels[N];
+    float cent[K * D];
+    if (read_labels(L, labels)) {
+        int wrong = 0;
+        for (int i = 0; i < N; i++) wrong += labels[i] != blob_of[i];
+        CHECK(wrong == 0, "%s: %d labels differ from the blob membership", fc->file, wrong);
+        CHECK(memcmp(labels, reference_labels, sizeof labels) == 0,
+              "%s: labels differ from the first format's", fc->file);
+    }
+    if (read_centroids(C, cent)) {
+        double worst = 0;
+        for (int j = 0; j < K; j++)
+            for (int t = 0; t < D; t++) {
+                double err = fabs(cent[j * D + t] - blob_mean[j][t]) / (1.0 + fabs(blob_mean[j][t]));
+                if (err > worst) worst = err;
+            }
+        CHECK(worst <= fc->tol, "%s: centroids off the blob means by %.3g (tolerance %.0e)",
+              fc->file, worst, fc->tol);
+    }
+}
+
+static void test_formats(void)
+{
+    static const format_case cases[] = {
+        {"x_f32.npy", 1e-3}, {"x_f64.npy", 1e-3},  {"x_f16.npy", 1e-2},  {"x_bf16.npy", 1e-2},
+        {"x.fvecs", 1e-3},   {"x.fbin", 1e-3},     {"x_hdr.csv", 1e-3},  {"x_nohdr.csv", 1e-3},
+        {"x_crlf.CSV", 1e-3},
+    };
+    write_npy("x_f32.npy", "<f4", put_f32, N);
+    write_npy("x_f64.npy", "<f8", put_f64, N);
+    write_npy("x_f16.npy", "<f2", put_f16, N);
+    write_npy("x_bf16.npy", "<V2", put_bf16, N);
+    write_fvecs("x.fvecs");
+    write_fbin("x.fbin");
+    write_csv("x_hdr.csv", true, false, -1);
+    write_csv("x_nohdr.csv", false, false, -1);
+    write_csv("x_crlf.CSV", true, true, -1);
+    write_npy("init.npy", "<f4", put_f32, K); /* points 0..3: one from each blob, in order */
+    memcpy(reference_labels, blob_of, sizeof reference_labels);
+
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const format_case *fc = &cases[c];
+        char L[64], C[64];
+        snprintf(L, sizeof L, "L_%zu.npy", c);
+        snprintf(C, sizeof C, "C_%zu.npy", c);
+        int rc = run("fit", "-k", "4", "--init", P("init.npy"), "--labels", P(L), "--centroids",
+                     P(C), "--quiet", P(fc->file), NULL);
+        char *err = last_stderr();
+        if (CHECK(rc == 0, "fit %s: exit status %d: %s", fc->file, rc, err)) {
+            CHECK(err[0] == '\0', "fit %s --quiet printed: %s", fc->file, err);
+            check_fit_outputs(fc, L, C);
+        }
+        free(err);
+    }
+
+    /* predict with the centroids of the f32 fit gives the same labels */
+    int32_t labels[N];
+    int rc = run("predict", "--centroids", P("C_0.npy"), "--labels", P("P.npy"), "--quiet",
+                 P("x_f32.npy"), NULL);
+    char *err = last_stderr();
+    if (CHECK(rc == 0, "predict: exit status %d: %s", rc, err) && read_labels("P.npy", labels))
+        CHECK(memcmp(labels, blob_of, sizeof labels) == 0, "predict: labels differ");
+    free(err);
+}
+
+/* Without --quiet: one "iter" line per iteration, and a summary whose count matches. */
+static void test_progress(void)
+{
+    char init_opt[600];
+    snprintf(init_opt, sizeof init_opt, "--init=%s", P("init.npy"));
+    /* also the -kK and --opt=value spellings */
+    int rc = run("fit", "-k4", init_opt, "--max-iter=50", "--tol", "0", "--threads=1",
+             P("x_f32.npy"), NULL);
+    char *err = last_stderr();
+    if (!CHECK(rc == 0, "fit with progress: exit status %d: %s", rc, err)) {
+        free(err);
+        return;
+    }
+    int iter_lines = 0, n_iter = -1, summaries = 0;
+    for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "iter ", 5) == 0) iter_lines++;
+        char *p = strstr(line, "threads=");
+        if (strncmp(line, "flashkm: fit n=200 d=5 k=4 dtype=f32 metric=l2", 46) == 0 && p) {
+            summaries++;
+            CHECK(sscanf(p, "threads=%*d: %d iterations", &n_iter) == 1, "summary: %s", line);
+            CHECK(strstr(line, "converged") != NULL, "did not converge: %s", line);
+        }
+    }
+    CHECK(summaries == 1, "expected one summary line on stderr, got %d", summaries);
+    CHECK(n_iter >= 1 && iter_lines == n_iter, "%d iter lines but the summary says %d",
+          iter_lines, n_iter);
+    free(err);
+    char *out = slurp(P("out.txt"), NULL);
+    CHECK(out && out[0] == '\0', "fit printed on stdout: %s", out ? out : "");
+    free(out);
+}
+
+/* Whether dir holds any file other than `keep`. */
+static bool dir_has_other_files(const char *dir, const char *keep)
+{
+    DIR *d = opendir(dir);
+    if (!d) return true;
+    bool other = false;
+    for (struct dirent *e; (e = readdir(d));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, keep))
+            other = true;
+    closedir(d);
+    return other;
+}
+
+static void test_errors(void)
+{
+    remove(P("L_err.npy"));
+    int rc = run("fit", "-k", "4", "--labels", P("L_err.npy"), P("nosuch.npy"), NULL);
+    CHECK(rc == 1, "missing input: exit status %d, expected 1", rc);
+    expect_one_error_line("missing input", "nosuch.npy");
+    CHECK(!file_exists(P("L_err.npy")), "missing input: an output was created");
+
+    rc = run("fit", "-k", "4", "--frobnicate", P("x_f32.npy"), NULL);
+    CHECK(rc == 2, "unknown option: exit status %d, expected 2", rc);
+    expect_one_error_line("unknown option", "--frobnicate");
+
+    rc = run("fit", "-k", "0", P("x_f32.npy"), NULL);
+    CHECK(rc == 2, "-k 0: exit status %d, expected 2", rc);
+    expect_one_error_line("-k 0", "-k");
+
+    rc = run("fit", "-k", "4", NULL);
+    CHECK(rc == 2, "no INPUT: exit status %d, expected 2", rc);
+    expect_one_error_line("no INPUT", "INPUT");
+
+    rc = run("fit", "-k", "4", "--tol", "1e400", P("x_f32.npy"), NULL);
+    CHECK(rc == 2, "--tol 1e400: exit status %d, expected 2", rc);
+    expect_one_error_line("--tol 1e400", "--tol");
+
+    rc = run("fit", "-k", "201", "--labels", P("L_err.npy"), P("x_f32.npy"), NULL);
+    CHECK(rc != 0, "K > N: exit status 0");
+    expect_one_error_line("K > N", "k");
+    CHECK(!file_exists(P("L_err.npy")), "K > N: an output was created");
+
+    write_npy("init3.npy", "<f4", put_f32, 3);
+    rc = run("fit", "-k", "4", "--init", P("init3.npy"), "--labels", P("L_err.npy"),
+             P("x_f32.npy"), NULL);
+    CHECK(rc == 1, "init of 3 rows for k 4: exit status %d, expected 1", rc);
+    expect_one_error_line("bad init", "init3.npy");
+    CHECK(!file_exists(P("L_err.npy")), "bad init: an output was created");
+
+    /* a NaN in the data: the fit fails and neither output nor any temp file is left */
+    CHECK(mkdir(P("nan"), 0755) == 0, "mkdir nan");
+    write_csv("nan/x.csv", true, false, 17);
+    rc = run("fit", "-k", "4", "--labels", P("nan/L.npy"), "--centroids", P("nan/C.npy"),
+             P("nan/x.csv"), NULL);
+    CHECK(rc != 0, "NaN input: exit status 0");
+    expect_one_error_line("NaN input", NULL);
+    CHECK(!dir_has_other_files(P("nan"), "x.csv"), "NaN input: files were left in nan/");
+
+    /* the labels cannot be written: the centroids written before must be removed again */
+    CHECK(mkdir(P("out"), 0755) == 0 && mkdir(P("out/L.npy"), 0755) == 0, "mkdir out");
+    rc = run("fit", "-k", "4", "--init", P("init.npy"), "--centroids", P("out/C.npy"),
+             "--labels", P("out/L.npy"), "--quiet", P("x_f32.npy"), NULL);
+    CHECK(rc == 1, "unwritable labels: exit status %d, expected 1", rc);
+    expect_one_error_line("unwritable labels", "L.npy");
+    CHECK(!dir_has_other_files(P("out"), "L.npy"), "unwritable labels: files were left in out/");
+
+    rc = run("predict", "--centroids", P("init.npy"), P("x_f32.npy"), "--labels", NULL);
+    CHECK(rc == 2, "predict --labels without value: exit status %d", rc);
+    expect_one_error_line("missing value", "--labels");
+
+    write_npy("c6.npy", "<f8", put_f64, 6); /* 6 x 5 is fine: K may be anything */
+    rc = run("predict", "--centroids", P("c6.npy"), "--quiet", P("x_f32.npy"), NULL);
+    CHECK(rc == 0, "predict with 6 f64 centroids: exit status %d", rc);
+    FILE *f = create("c_d4.fbin"); /* 2 centroids of d = 4 against d = 5 data */
+    put_i32(f, 2);
+    put_i32(f, 4);
+    for (int i = 0; i < 8; i++) put_f32(f, 1.0f);
+    finish(f);
+    rc = run("predict", "--centroids", P("c_d4.fbin"), P("x_f32.npy"), NULL);
+    CHECK(rc == 1, "predict with d mismatch: exit status %d, expected 1", rc);
+    expect_one_error_line("d mismatch", "c_d4.fbin");
+}
+
+static void test_info_help(void)
+{
+    int rc = run("info", NULL);
+    char *out = slurp(P("out.txt"), NULL);
+    CHECK(rc == 0, "info: exit status %d", rc);
+    CHECK(out && strstr(out, "simd"), "info: no 'simd' in: %s", out ? out : "");
+    free(out);
+
+    static const char *const helps[][2] = {{"--help", NULL}, {"fit", "--help"},
+                                           {"predict", "-h"}, {"info", "--help"}, {"--version", NULL}};
+    for (size_t i = 0; i < sizeof helps / sizeof helps[0]; i++) {
+        rc = run(helps[i][0], helps[i][1], NULL);
+        out = slurp(P("out.txt"), NULL);
+        CHECK(rc == 0, "%s %s: exit status %d", helps[i][0], helps[i][1] ? helps[i][1] : "", rc);
+        CHECK(out && (strstr(out, "usage") || strstr(out, "flashkm 0.")), "%s: no usage printed",
+              helps[i][0]);
+        free(out);
+    }
+    rc = run(NULL);
+    CHECK(rc == 2, "no command: exit status %d, expected 2", rc);
+}
+
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            remove_tree(path);
+        else
+            unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: test_cli PATH-TO-flashkm\n");
+        return 2;
+    }
+    flashkm_bin = argv[1];
+    if (!mkdtemp(tmpdir)) {
+        perror("test_cli: mkdtemp");
+        return 2;
+    }
+    make_data();
+    test_info_help();
+    test_formats();
+    test_progress();
+    test_errors();
+    if (failures) {
+        fprintf(stderr, "test_cli: %d check(s) failed; files kept in %s\n", failures, tmpdir);
+        return 1;
+    }
+    remove_tree(tmpdir);
+    printf("test_cli: all checks passed\n");
+    return 0;
+}

@@ -1,0 +1,591 @@
+/* test_io.c — the file readers and writers of src/io.
+ *
+ * Inputs for the readers are written byte by byte by this file's own small writers (never by
+ * the library's), so a bug shared by a library writer and reader cannot hide. The writers are
+ * checked separately: round trips, the exact header layout, and failure leaving nothing behind.
+ * Every failure case checks the status and that fkm_last_error says something.
+ *
+ * Exit status 0 when every check passes; otherwise each failed check is printed. */
+#define _POSIX_C_SOURCE 200809L
+
+#include "flashkm.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int failures;
+static char tmpdir[] = "/tmp/fkm_test_io_XXXXXX";
+static fkm_ctx *ctx;
+
+#define CHECK(cond, ...) check((cond), __LINE__, __VA_ARGS__)
+
+static bool check(bool ok, int line, const char *fmt, ...)
+{
+    if (!ok) {
+        va_list ap;
+        va_start(ap, fmt);
+        fprintf(stderr, "test_io.c:%d: FAILED: ", line);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+        failures++;
+    }
+    return ok;
+}
+
+/* Path of a file in the temp dir; a few rotating buffers so two can be live at once. */
+static const char *P(const char *name)
+{
+    static char bufs[4][512];
+    static int next;
+    char *b = bufs[next++ % 4];
+    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
+    return b;
+}
+
+/* ---------------------------------------------------------------- hand writers */
+
+static void write_file(const char *name, const void *data, size_t n)
+{
+    FILE *f = fopen(P(name), "wb");
+    if (!f || fwrite(data, 1, n, f) != n || fclose(f) != 0) {
+        fprintf(stderr, "test_io: cannot write %s\n", P(name));
+        exit(2);
+    }
+}
+
+static void write_text(const char *name, const char *text)
+{
+    write_file(name, text, strlen(text));
+}
+
+/* A .npy with the header text given verbatim (so tests can make any header, good or bad),
+ * padded with spaces and '\n' to a multiple of 16 (what NumPy < 1.16 did), followed by n
+ * data bytes. major = 1 uses the 2-byte length field, 2 and 3 the 4-byte one. */
+static void write_npy_raw(const char *name, int major, const char *dict, const void *data,
+                          size_t n)
+{
+    size_t prelude = major == 1 ? 10 : 12;
+    size_t hlen = strlen(dict) + 1;
+    hlen += (16 - (prelude + hlen) % 16) % 16;
+    size_t total = prelude + hlen + n;
+    unsigned char *buf = malloc(total);
+    if (!buf) exit(2);
+    memcpy(buf, "\x93NUMPY", 6);
+    buf[6] = (unsigned char)major;
+    buf[7] = 0;
+    for (size_t i = 0; i < prelude - 8; i++) buf[8 + i] = (unsigned char)(hlen >> (8 * i));
+    memset(buf + prelude, ' ', hlen);
+    memcpy(buf + prelude, dict, strlen(dict));
+    buf[prelude + hlen - 1] = '\n';
+    if (n) memcpy(buf + prelude + hlen, data, n);
+    write_file(name, buf, total);
+    free(buf);
+}
+
+static void put_le32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* .fbin: header n, d (which may lie), then `count` floats from vals. */
+static void write_fbin(const char *name, int32_t n, int32_t d, const float *vals, size_t count)
+{
+    size_t total = 8 + 4 * count;
+    unsigned char *buf = malloc(total);
+    if (!buf) exit(2);
+    put_le32(buf, (uint32_t)n);
+    put_le32(buf + 4, (uint32_t)d);
+    memcpy(buf + 8, vals, 4 * count);
+    write_file(name, buf, total);
+    free(buf);
+}
+
+/* .fvecs: rows of dims[i] floats taken in order from vals; drop_bytes cut off the end. */
+static void write_fvecs(const char *name, const int32_t *dims, int rows, const float *vals,
+                        size_t drop_bytes)
+{
+    unsigned char buf[4096];
+    size_t len = 0;
+    for (int i = 0; i < rows; i++) {
+        put_le32(buf + len, (uint32_t)dims[i]);
+        len += 4;
+        memcpy(buf + len, vals, 4 * (size_t)dims[i]);
+        vals += dims[i];
+        len += 4 * (size_t)dims[i];
+    }
+    write_file(name, buf, len - drop_bytes);
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static const float vals12[12] = {1.0f, -2.5f, 3.25f, 0.0f, 1e-3f, 7.0f,
+                                 -8.0f, 9.5f, 10.0f, 11.0f, -12.0f, 1e6f};
+
+/* Loads name and checks it is a rows x cols matrix of dtype whose bytes equal expect. */
+static void expect_matrix(const char *name, fkm_dtype dtype, int64_t rows, int64_t cols,
+                          const void *expect)
+{
+    fkm_matrix m;
+    fkm_status s = fkm_matrix_load(ctx, P(name), &m);
+    if (!CHECK(s == FKM_OK, "%s: load failed: %s (%s)", name, fkm_status_string(s),
+               fkm_last_error(ctx)))
+        return;
+    CHECK(m.dtype == dtype, "%s: dtype %s, expected %s", name, fkm_dtype_name(m.dtype),
+          fkm_dtype_name(dtype));
+    CHECK(m.rows == rows && m.cols == cols, "%s: shape %lld x %lld, expected %lld x %lld", name,
+          (long long)m.rows, (long long)m.cols, (long long)rows, (long long)cols);
+    if (m.dtype == dtype && m.rows == rows && m.cols == cols)
+        CHECK(memcmp(m.data, expect, (size_t)(rows * cols) * fkm_dtype_size(dtype)) == 0,
+              "%s: data differs", name);
+    fkm_matrix_free(&m);
+    CHECK(m.data == NULL && m.rows == 0, "%s: fkm_matrix_free did not zero the struct", name);
+}
+
+/* Loads name and checks it fails with status want, a message, and mentions `word` (if
+ * given). */
+static void expect_load_error(const char *name, fkm_status want, const char *word)
+{
+    fkm_matrix m;
+    fkm_status s = fkm_matrix_load(ctx, P(name), &m);
+    const char *msg = fkm_last_error(ctx);
+    CHECK(s == want, "%s: status %s, expected %s (message: %s)", name, fkm_status_string(s),
+          fkm_status_string(want), msg);
+    CHECK(msg && msg[0], "%s: empty error message", name);
+    if (word) CHECK(strstr(msg, word) != NULL, "%s: message '%s' lacks '%s'", name, msg, word);
+    if (getenv("FKM_TEST_VERBOSE")) printf("%-16s %-16s %s\n", name, fkm_status_string(s), msg);
+    if (s == FKM_OK) fkm_matrix_free(&m);
+}
+
+/* Whether any file in the temp dir has ".tmp." in its name (a leaked temporary file). */
+static bool temp_file_left(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return false;
+    bool found = false;
+    for (struct dirent *e; (e = readdir(d));)
+        if (strstr(e->d_name, ".tmp.")) found = true;
+    closedir(d);
+    return found;
+}
+
+static bool file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static unsigned char *read_all(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    unsigned char *buf = malloc(1 << 16);
+    *n = buf ? fread(buf, 1, 1 << 16, f) : 0;
+    fclose(f);
+    return buf;
+}
+
+/* ---------------------------------------------------------------- writers */
+
+/* Random bytes (not only finite values: the writer and reader must not interpret data). */
+static void fill_random(void *p, size_t n, uint64_t *state)
+{
+    unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        *state = *state * 6364136223846793005ull + 1442695040888963407ull;
+        b[i] = (unsigned char)(*state >> 56);
+    }
+}
+
+/* The layout the writer promises: version 1.0, header ends in '\n', and magic + header is a
+ * multiple of 64 bytes. */
+static void check_npy_layout(const char *name, const char *descr, const char *shape,
+                             size_t data_bytes)
+{
+    size_t n = 0;
+    unsigned char *b = read_all(P(name), &n);
+    if (!CHECK(b != NULL, "%s: cannot read back", name)) return;
+    size_t hlen = (size_t)b[8] | ((size_t)b[9] << 8);
+    CHECK(n >= 10 && memcmp(b, "\x93NUMPY\x01\x00", 8) == 0, "%s: bad magic/version", name);
+    CHECK((10 + hlen) % 64 == 0, "%s: header not padded to 64 bytes", name);
+    CHECK(10 + hlen + data_bytes == n, "%s: size %zu, expected %zu", name, n,
+          10 + hlen + data_bytes);
+    if (10 + hlen <= n) {
+        CHECK(b[10 + hlen - 1] == '\n', "%s: header does not end in newline", name);
+        char *text = strndup((char *)b + 10, hlen);
+        CHECK(text && strstr(text, descr), "%s: header lacks %s: %s", name, descr, text);
+        CHECK(text && strstr(text, shape), "%s: header lacks %s: %s", name, shape, text);
+        CHECK(text && strstr(text, "'fortran_order': False"), "%s: fortran_order", name);
+        free(text);
+    }
+    free(b);
+}
+
+static void test_round_trip(void)
+{
+    static const struct {
+        fkm_dtype dtype;
+        const char *descr;
+    } cases[] = {{FKM_F32, "'<f4'"}, {FKM_F16, "'<f2'"}, {FKM_BF16, "'<V2'"}, {FKM_F64, "'<f8'"}};
+    uint64_t state = 42;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int64_t rows = 7, cols = 5;
+        size_t bytes = (size_t)(rows * cols) * fkm_dtype_size(cases[c].dtype);
+        unsigned char data[7 * 5 * 8];
+        fill_random(data, bytes, &state);
+        char name[64];
+        snprintf(name, sizeof name, "rt_%s.npy", fkm_dtype_name(cases[c].dtype));
+        fkm_status s = fkm_npy_save_matrix(ctx, P(name), data, cases[c].dtype, rows, cols);
+        if (!CHECK(s == FKM_OK, "save %s: %s", name, fkm_last_error(ctx))) continue;
+        check_npy_layout(name, cases[c].descr, "(7, 5)", bytes);
+        expect_matrix(name, cases[c].dtype, rows, cols, data);
+    }
+
+    /* overwriting an existing file works and keeps no temp file */
+    float one = 1.0f;
+    CHECK(fkm_npy_save_matrix(ctx, P("rt_f32.npy"), &one, FKM_F32, 1, 1) == FKM_OK,
+          "overwrite: %s", fkm_last_error(ctx));
+    expect_matrix("rt_f32.npy", FKM_F32, 1, 1, &one);
+
+    /* permissions are those of a plain fopen, not mkstemp's 0600 */
+    mode_t mask = umask(022);
+    umask(mask);
+    struct stat st;
+    CHECK(stat(P("rt_f16.npy"), &st) == 0 && (st.st_mode & 0777) == (0666 & ~mask),
+          "saved file mode %o, expected %o", (unsigned)(st.st_mode & 0777),
+          (unsigned)(0666 & ~mask));
+
+    int32_t labels[9] = {0, 1, 2, 3, -1, 7, 100000, 2, 0};
+    CHECK(fkm_npy_save_labels(ctx, P("labels.npy"), labels, 9) == FKM_OK, "save labels: %s",
+          fkm_last_error(ctx));
+    check_npy_layout("labels.npy", "'<i4'", "(9,)", sizeof labels);
+    size_t n = 0;
+    unsigned char *b = read_all(P("labels.npy"), &n);
+    CHECK(b && n >= sizeof labels && memcmp(b + n - sizeof labels, labels, sizeof labels) == 0,
+          "labels data differs");
+    free(b);
+    CHECK(!temp_file_left(tmpdir), "a temporary file was left behind");
+}
+
+static void expect_save_error(fkm_status got, fkm_status want, const char *what)
+{
+    const char *msg = fkm_last_error(ctx);
+    CHECK(got == want, "%s: status %s, expected %s (%s)", what, fkm_status_string(got),
+          fkm_status_string(want), msg);
+    CHECK(msg[0] != '\0', "%s: empty message", what);
+}
+
+static void test_save_errors(void)
+{
+    float x[4] = {0};
+    int32_t l[2] = {0};
+    expect_save_error(fkm_npy_save_matrix(ctx, NULL, x, FKM_F32, 2, 2), FKM_E_NULL, "NULL path");
+    expect_save_error(fkm_npy_save_matrix(ctx, P("e.npy"), NULL, FKM_F32, 2, 2), FKM_E_NULL,
+                      "NULL data");
+    expect_save_error(fkm_npy_save_matrix(ctx, P("e.npy"), x, FKM_F32, 0, 2), FKM_E_INVALID,
+                      "rows 0");
+    expect_save_error(fkm_npy_save_matrix(ctx, P("e.npy"), x, FKM_F32, 2, -1), FKM_E_INVALID,
+                      "cols -1");
+    expect_save_error(fkm_npy_save_matrix(ctx, P("e.npy"), x, (fkm_dtype)99, 2, 2), FKM_E_DTYPE,
+                      "dtype 99");
+    expect_save_error(fkm_npy_save_matrix(ctx, P("e.npy"), x, FKM_F32, INT64_MAX / 2, 4),
+                      FKM_E_OVERFLOW, "huge");
+    expect_save_error(fkm_npy_save_labels(ctx, P("e.npy"), l, 0), FKM_E_INVALID, "n 0");
+    expect_save_error(fkm_npy_save_labels(ctx, P("e.npy"), NULL, 2), FKM_E_NULL, "NULL labels");
+    CHECK(!file_exists(P("e.npy")), "an argument error created a file");
+
+    /* a directory that does not exist: mkstemp fails, nothing is created */
+    expect_save_error(fkm_npy_save_matrix(ctx, P("nosuch/out.npy"), x, FKM_F32, 2, 2), FKM_E_IO,
+                      "missing directory");
+    CHECK(!file_exists(P("nosuch")), "missing directory was created");
+
+    /* the target is a directory: the temp file is written, the rename fails, and the temp
+     * file must be removed again */
+    CHECK(mkdir(P("adir.npy"), 0755) == 0, "mkdir");
+    expect_save_error(fkm_npy_save_labels(ctx, P("adir.npy"), l, 2), FKM_E_IO, "onto directory");
+    struct stat st;
+    CHECK(stat(P("adir.npy"), &st) == 0 && S_ISDIR(st.st_mode), "directory target was replaced");
+    CHECK(!temp_file_left(tmpdir), "failed save left a temporary file");
+
+    /* no context at all is allowed */
+    CHECK(fkm_npy_save_labels(NULL, P("nosuch/x.npy"), l, 2) == FKM_E_IO, "NULL ctx save");
+}
+
+/* ---------------------------------------------------------------- readers, good input */
+
+static void test_npy_hand(void)
+{
+    write_npy_raw("v1.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }",
+                  vals12, sizeof vals12);
+    expect_matrix("v1.npy", FKM_F32, 3, 4, vals12);
+
+    /* any key order, double quotes, odd whitespace, no trailing comma, version 2.0 */
+    write_npy_raw("v2.npy", 2, "{ \"shape\" :( 4 ,3 ),\"fortran_order\":False , \"descr\":\"<f4\"}",
+                  vals12, sizeof vals12);
+    expect_matrix("v2.npy", FKM_F32, 4, 3, vals12);
+    write_npy_raw("v3.npy", 3, "{'descr':'<f4','fortran_order':False,'shape':(6,2,),}", vals12,
+                  sizeof vals12);
+    expect_matrix("v3.npy", FKM_F32, 6, 2, vals12);
+    write_npy_raw("py2.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2L, 6L), }",
+                  vals12, sizeof vals12);
+    expect_matrix("py2.npy", FKM_F32, 2, 6, vals12);
+
+    const uint16_t half[4] = {0x3c00, 0xc000, 0x0001, 0x7bff}; /* 1, -2, tiniest, 65504 */
+    write_npy_raw("f2.npy", 1, "{'descr': '<f2', 'fortran_order': False, 'shape': (2, 2), }",
+                  half, sizeof half);
+    expect_matrix("f2.npy", FKM_F16, 2, 2, half);
+    const uint16_t bf[4] = {0x3f80, 0xc000, 0x4049, 0x0000}; /* 1, -2, ~3.14, 0 */
+    write_npy_raw("bf_lt.npy", 1, "{'descr': '<V2', 'fortran_order': False, 'shape': (4, 1), }",
+                  bf, sizeof bf);
+    expect_matrix("bf_lt.npy", FKM_BF16, 4, 1, bf);
+    write_npy_raw("bf_pipe.npy", 1, "{'descr': '|V2', 'fortran_order': False, 'shape': (1, 4), }",
+                  bf, sizeof bf);
+    expect_matrix("bf_pipe.npy", FKM_BF16, 1, 4, bf);
+    const double dbl[3] = {1.0 / 3.0, -1e300, 5e-324};
+    write_npy_raw("f8.npy", 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 3), }",
+                  dbl, sizeof dbl);
+    expect_matrix("f8.npy", FKM_F64, 1, 3, dbl);
+
+    /* the extension is case-insensitive */
+    write_npy_raw("upper.NPY", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }",
+                  vals12, sizeof vals12);
+    expect_matrix("upper.NPY", FKM_F32, 3, 4, vals12);
+}
+
+static void test_fvecs_fbin(void)
+{
+    const int32_t dims[3] = {4, 4, 4};
+    write_fvecs("a.fvecs", dims, 3, vals12, 0);
+    expect_matrix("a.fvecs", FKM_F32, 3, 4, vals12);
+    write_fbin("a.fbin", 2, 6, vals12, 12);
+    expect_matrix("a.fbin", FKM_F32, 2, 6, vals12);
+    write_fbin("b.FBIN", 12, 1, vals12, 12);
+    expect_matrix("b.FBIN", FKM_F32, 12, 1, vals12);
+}
+
+static void test_csv(void)
+{
+    const float m23[6] = {1.0f, 2.0f, 3.0f, -4.5f, 5e-3f, 6e10f};
+    write_text("plain.csv", "1,2,3\n-4.5,5e-3,6e10\n");
+    expect_matrix("plain.csv", FKM_F32, 2, 3, m23);
+    write_text("header.csv", "x, y ,z\r\n 1 , 2,3\r\n-4.5,\t5e-3 ,6e10\r\n\r\n  \n");
+    expect_matrix("header.csv", FKM_F32, 2, 3, m23);
+    write_text("nonl.csv", "a,b,c\n1,2,3\n-4.5,5e-3,6e10"); /* no final newline */
+    expect_matrix("nonl.csv", FKM_F32, 2, 3, m23);
+
+    /* values are rounded from double to float */
+    write_text("round.csv", "0.1,16777217\n");
+    const float rounded[2] = {0.1f, 16777216.0f};
+    expect_matrix("round.csv", FKM_F32, 1, 2, rounded);
+
+    /* nan and inf are numbers to the reader (the fit rejects them), so this is no header */
+    fkm_matrix m;
+    write_text("nan.csv", "nan,1\ninf,-inf\n");
+    if (CHECK(fkm_matrix_load(ctx, P("nan.csv"), &m) == FKM_OK, "nan.csv: %s",
+              fkm_last_error(ctx))) {
+        const float *v = m.data;
+        CHECK(m.rows == 2 && isnan(v[0]) && v[1] == 1.0f && isinf(v[2]) && v[3] < 0,
+              "nan.csv values");
+        fkm_matrix_free(&m);
+    }
+
+    /* one long line: no line length limit */
+    const int wide = 100000;
+    char *line = malloc((size_t)wide * 3 + 2);
+    float *expect = malloc((size_t)wide * sizeof(float));
+    if (!line || !expect) exit(2);
+    size_t len = 0;
+    for (int j = 0; j < wide; j++) {
+        line[len++] = (char)('0' + j % 10);
+        line[len++] = j + 1 < wide ? ',' : '\n';
+        expect[j] = (float)(j % 10);
+    }
+    line[len] = '\0';
+    write_text("wide.csv", line);
+    expect_matrix("wide.csv", FKM_F32, 1, wide, expect);
+    free(line);
+    free(expect);
+}
+
+/* ---------------------------------------------------------------- readers, bad input */
+
+static void test_bad_npy(void)
+{
+    const char *good = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }";
+    expect_load_error("missing.npy", FKM_E_IO, "missing.npy");
+    fkm_matrix m;
+    CHECK(fkm_matrix_load(NULL, P("missing.npy"), &m) == FKM_E_IO, "NULL ctx load");
+    CHECK(fkm_matrix_load(ctx, NULL, &m) == FKM_E_NULL, "NULL path");
+    CHECK(fkm_matrix_load(ctx, P("v1.npy"), NULL) == FKM_E_NULL, "NULL out");
+    CHECK(mkdir(P("dir.npy"), 0755) == 0, "mkdir");
+    expect_load_error("dir.npy", FKM_E_IO, NULL);
+
+    write_npy_raw("trunc.npy", 1, good, vals12, sizeof vals12 - 4);
+    expect_load_error("trunc.npy", FKM_E_FORMAT, "truncated");
+    write_npy_raw("lie_big.npy", 1,
+                  "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4), }", vals12,
+                  sizeof vals12);
+    expect_load_error("lie_big.npy", FKM_E_FORMAT, "truncated");
+    write_npy_raw("lie_small.npy", 1,
+                  "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4), }", vals12,
+                  sizeof vals12);
+    expect_load_error("lie_small.npy", FKM_E_FORMAT, "extra bytes");
+
+    static const struct {
+        const char *name, *dict;
+        fkm_status status;
+        const char *word;
+    } cases[] = {
+        {"i4.npy", "{'descr': '<i4', 'fortran_order': False, 'shape': (3, 4), }", FKM_E_DTYPE, "<i4"},
+        {"be.npy", "{'descr': '>f4', 'fortran_order': False, 'shape': (3, 4), }", FKM_E_DTYPE, ">f4"},
+        {"u1.npy", "{'descr': '|u1', 'fortran_order': False, 'shape': (3, 4), }", FKM_E_DTYPE, "|u1"},
+        {"rec.npy", "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (3, 4), }",
+         FKM_E_DTYPE, NULL},
+        {"fort.npy", "{'descr': '<f4', 'fortran_order': True, 'shape': (3, 4), }", FKM_E_FORMAT,
+         "Fortran"},
+        {"3d.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 2), }", FKM_E_FORMAT,
+         "2-D"},
+        {"1d.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (12,), }", FKM_E_FORMAT, "2-D"},
+        {"0d.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (), }", FKM_E_FORMAT, "2-D"},
+        {"empty_rows.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4), }",
+         FKM_E_FORMAT, "empty"},
+        {"empty_cols.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 0), }",
+         FKM_E_FORMAT, "empty"},
+        {"ovf.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }",
+         FKM_E_OVERFLOW, NULL},
+        {"ovf_dim.npy",
+         "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999, 4), }",
+         FKM_E_OVERFLOW, NULL},
+        {"neg.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (-3, 4), }", FKM_E_FORMAT, NULL},
+        {"nokey.npy", "{'descr': '<f4', 'shape': (3, 4), }", FKM_E_FORMAT, "fortran_order"},
+        {"extrakey.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), 'x': 1}",
+         FKM_E_FORMAT, "'x'"},
+        {"dupkey.npy", "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (3, 4)}",
+         FKM_E_FORMAT, "duplicate"},
+        {"junk.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), } x", FKM_E_FORMAT,
+         NULL},
+        {"nodict.npy", "not a dict", FKM_E_FORMAT, NULL},
+        {"unterminated.npy", "{'descr': '<f4", FKM_E_FORMAT, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_npy_raw(cases[i].name, 1, cases[i].dict, vals12, sizeof vals12);
+        expect_load_error(cases[i].name, cases[i].status, cases[i].word);
+    }
+
+    write_file("magic.npy", "\x93NUMPX\x01\x00\x00\x00", 10);
+    expect_load_error("magic.npy", FKM_E_FORMAT, "magic");
+    write_file("short.npy", "\x93NUM", 4);
+    expect_load_error("short.npy", FKM_E_FORMAT, NULL);
+    write_file("version.npy", "\x93NUMPY\x04\x00\x10\x00", 10);
+    expect_load_error("version.npy", FKM_E_FORMAT, "version");
+    write_file("hdrhuge.npy", "\x93NUMPY\x02\x00\xff\xff\xff\x7f{}", 14);
+    expect_load_error("hdrhuge.npy", FKM_E_FORMAT, "long");
+    write_file("hdrtrunc.npy", "\x93NUMPY\x01\x00\x40\x00{'descr'", 18);
+    expect_load_error("hdrtrunc.npy", FKM_E_FORMAT, "truncated");
+}
+
+static void test_bad_other(void)
+{
+    const int32_t dims[3] = {4, 4, 4}, ragged[3] = {4, 3, 5}, zero[1] = {0};
+    write_fvecs("trunc.fvecs", dims, 3, vals12, 4);
+    expect_load_error("trunc.fvecs", FKM_E_FORMAT, NULL);
+    write_fvecs("ragged.fvecs", ragged, 3, vals12, 0);
+    expect_load_error("ragged.fvecs", FKM_E_FORMAT, "row 2");
+    write_fvecs("zero.fvecs", zero, 1, vals12, 0);
+    expect_load_error("zero.fvecs", FKM_E_FORMAT, NULL);
+    write_file("empty.fvecs", "", 0);
+    expect_load_error("empty.fvecs", FKM_E_FORMAT, "empty");
+
+    write_fbin("trunc.fbin", 3, 4, vals12, 11);
+    expect_load_error("trunc.fbin", FKM_E_FORMAT, "truncated");
+    write_fbin("lie.fbin", 2, 4, vals12, 12);
+    expect_load_error("lie.fbin", FKM_E_FORMAT, "extra bytes");
+    write_fbin("neg.fbin", -1, 4, vals12, 0);
+    expect_load_error("neg.fbin", FKM_E_FORMAT, NULL);
+    write_fbin("big.fbin", 1000, 1000, vals12, 12);
+    expect_load_error("big.fbin", FKM_E_FORMAT, "truncated");
+    write_fbin("huge.fbin", 2147483647, 2147483647, vals12, 12); /* 2^64 - 2^34 + 4 bytes */
+    expect_load_error("huge.fbin", FKM_E_OVERFLOW, NULL);
+    write_file("short.fbin", "\x01\x00\x00", 3);
+    expect_load_error("short.fbin", FKM_E_FORMAT, NULL);
+
+    write_text("ragged.csv", "1,2,3\n4,5,6\n7,8\n");
+    expect_load_error("ragged.csv", FKM_E_FORMAT, "line 3");
+    write_text("ragged_hdr.csv", "a,b\n1,2,3\n");
+    expect_load_error("ragged_hdr.csv", FKM_E_FORMAT, "line 2");
+    write_text("word.csv", "1,2\n3,abc\n");
+    expect_load_error("word.csv", FKM_E_FORMAT, "column 2");
+    write_text("word2.csv", "1,2\n3,4x\n");
+    expect_load_error("word2.csv", FKM_E_FORMAT, "line 2, column 2");
+    write_text("hole.csv", "1,2,3\n4,,6\n");
+    expect_load_error("hole.csv", FKM_E_FORMAT, "line 2, column 2");
+    write_text("hole1.csv", "1,,3\n4,5,6\n"); /* an empty field does not make a header */
+    expect_load_error("hole1.csv", FKM_E_FORMAT, "line 1, column 2");
+    write_text("gap.csv", "1,2\n\n3,4\n");
+    expect_load_error("gap.csv", FKM_E_FORMAT, "line 2");
+    write_text("onlyhdr.csv", "a,b\n");
+    expect_load_error("onlyhdr.csv", FKM_E_FORMAT, "no data");
+    write_text("empty.csv", "");
+    expect_load_error("empty.csv", FKM_E_FORMAT, "no data");
+    write_file("nul.csv", "1,2\n3\0,4\n", 9);
+    expect_load_error("nul.csv", FKM_E_FORMAT, NULL);
+
+    write_text("data.txt", "1,2\n");
+    expect_load_error("data.txt", FKM_E_INVALID, "extension");
+    write_text("noext", "1,2\n");
+    expect_load_error("noext", FKM_E_INVALID, NULL);
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            remove_tree(path);
+        else
+            unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    if (!mkdtemp(tmpdir)) {
+        perror("test_io: mkdtemp");
+        return 2;
+    }
+    if (fkm_create(&ctx, FKM_BACKEND_CPU) != FKM_OK) {
+        fprintf(stderr, "test_io: fkm_create failed\n");
+        return 2;
+    }
+    test_round_trip();
+    test_save_errors();
+    test_npy_hand();
+    test_fvecs_fbin();
+    test_csv();
+    test_bad_npy();
+    test_bad_other();
+    fkm_destroy(ctx);
+    if (failures) {
+        fprintf(stderr, "test_io: %d check(s) failed; files kept in %s\n", failures, tmpdir);
+        return 1;
+    }
+    remove_tree(tmpdir);
+    printf("test_io: all checks passed\n");
+    return 0;
+}
