@@ -16,7 +16,6 @@ static void cpu_close(void *state)
     free(st->cbias);
     free(st->order);
     free(st->offsets);
-    free(st->cursor);
     free(st);
 }
 
@@ -42,9 +41,7 @@ static fkm_status cpu_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
     st->cpack = malloc(pack_bytes);
     st->cbias = malloc((size_t)(st->npanels * nr) * sizeof(float));
     st->offsets = malloc((size_t)(pb->k + 1) * sizeof(int64_t));
-    st->cursor = malloc((size_t)pb->k * sizeof(int64_t));
-    if (!st->labels || !st->objective || !st->order || !st->cpack || !st->cbias || !st->offsets ||
-        !st->cursor) {
+    if (!st->labels || !st->objective || !st->order || !st->cpack || !st->cbias || !st->offsets) {
         cpu_close(st);
         return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for the CPU backend (n = %lld, k = %lld, d = %lld)",
                         (long long)pb->n, (long long)pb->k, (long long)pb->d);

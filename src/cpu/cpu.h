@@ -25,7 +25,6 @@ typedef struct cpu_state {
     /* counting sort of points by label */
     int64_t *order;         /* n */
     int64_t *offsets;       /* k + 1 */
-    int64_t *cursor;        /* k: scatter positions */
 } cpu_state;
 
 /* Whether rows need converting to an f32 copy (dtype other than f32, or cosine). */

@@ -8,17 +8,40 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Stable counting sort of point ids by label into st->order; st->offsets[k] = first slot. */
-static void sort_by_label(cpu_state *st)
+/* Stable counting sort of point ids by label into st->order; st->offsets[k] = first slot.
+ * Points are split into one contiguous range per thread: each range counts its labels, the
+ * counts are laid out label-major then range-major, and each range scatters its points in
+ * order. A stable sort has exactly one result, so the thread count cannot change it. */
+static fkm_status sort_by_label(fkm_ctx *ctx, cpu_state *st)
 {
     const int64_t n = st->pb.n, k = st->pb.k;
-    int64_t *off = st->offsets;
-    memset(off, 0, (size_t)(k + 1) * sizeof *off);
-    for (int64_t i = 0; i < n; i++) off[st->labels[i] + 1]++;
-    for (int64_t c = 0; c < k; c++) off[c + 1] += off[c];
-    int64_t *cursor = st->cursor;
-    memcpy(cursor, off, (size_t)k * sizeof *cursor);
-    for (int64_t i = 0; i < n; i++) st->order[cursor[st->labels[i]]++] = i;
+    int64_t ranges = st->pb.n_threads;
+    if (ranges > n / 4096 + 1) ranges = n / 4096 + 1;
+    int64_t *pos = calloc((size_t)(ranges * k), sizeof *pos);
+    if (!pos) return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for the label sort");
+    const int32_t *labels = st->labels;
+#pragma omp parallel for num_threads(st->pb.n_threads) schedule(static)
+    for (int64_t r = 0; r < ranges; r++) {
+        int64_t *h = pos + r * k;
+        for (int64_t i = n * r / ranges; i < n * (r + 1) / ranges; i++) h[labels[i]]++;
+    }
+    int64_t running = 0;
+    for (int64_t c = 0; c < k; c++) {
+        st->offsets[c] = running;
+        for (int64_t r = 0; r < ranges; r++) {
+            const int64_t cnt = pos[r * k + c];
+            pos[r * k + c] = running;
+            running += cnt;
+        }
+    }
+    st->offsets[k] = running;
+#pragma omp parallel for num_threads(st->pb.n_threads) schedule(static)
+    for (int64_t r = 0; r < ranges; r++) {
+        int64_t *cursor = pos + r * k;
+        for (int64_t i = n * r / ranges; i < n * (r + 1) / ranges; i++) st->order[cursor[labels[i]]++] = i;
+    }
+    free(pos);
+    return FKM_OK;
 }
 
 #define PREFETCH_AHEAD 8
@@ -44,7 +67,8 @@ fkm_status fkm_cpu_reduce(fkm_ctx *ctx, void *state, const float *C, fkm_partial
     const int want_sums = out->sums != NULL;
     const int direct = !fkm_cpu_needs_copy(pb); /* f32 rows are read in place */
 
-    sort_by_label(st);
+    fkm_status status = sort_by_label(ctx, st);
+    if (status != FKM_OK) return status;
 
     int64_t nitems = 0;
     for (int64_t c = 0; c < k; c++) {
