@@ -140,6 +140,22 @@ typedef enum fkm_backend {
 
 /* ------------------------------------------------------------------ params */
 
+/* How distances are computed for the assignment (the update always sums in double).
+ *   FKM_PRECISION_FAST: the fastest path of the backend. On the GPU that is tensor cores:
+ *     f16/bf16 inputs with the centroids rounded to the input's type (f32 accumulation),
+ *     f32 inputs in TF32. A point whose two nearest centroids are within that rounding of
+ *     each other may get the other label than an exact computation would give. On the CPU
+ *     it is the same as FKM_PRECISION_F32.
+ *   FKM_PRECISION_F32: f32 arithmetic on the stored input values and the f32 centroids, on
+ *     every backend (the CPU's only mode; on the GPU an FFMA kernel, slower than FAST).
+ *   FKM_PRECISION_EXACT: labels certified equal to an exact argmin (a later version);
+ *     FKM_E_UNSUPPORTED for now. */
+typedef enum fkm_precision {
+    FKM_PRECISION_FAST = 0,
+    FKM_PRECISION_F32 = 1,
+    FKM_PRECISION_EXACT = 2
+} fkm_precision;
+
 /* What the progress callback receives after every iteration. */
 typedef struct fkm_iter_info {
     int32_t iter;          /* 1-based iteration number */
@@ -169,6 +185,7 @@ typedef struct fkm_params {
     int32_t n_threads;            /* CPU threads; 0 = the context's (fkm_set_threads). Default 0. */
     fkm_progress_fn progress;     /* Optional; default NULL. */
     void *progress_user;          /* Passed to progress. */
+    fkm_precision precision;      /* Default FKM_PRECISION_FAST (see fkm_precision). */
 } fkm_params;
 
 /* The defaults documented above. Always start from this: later versions add fields. */
@@ -204,7 +221,10 @@ FKM_API const char *fkm_backend_name(fkm_backend backend);
 
 /* ------------------------------------------------------------------ operations
  *
- * X: n x d matrix of dtype `dtype`, row-major with leading dimension ld (elements), host memory.
+ * X: n x d matrix of dtype `dtype`, row-major with leading dimension ld (elements). On the
+ * CUDA backend X, weights, centroids and the outputs may be host or device memory (found out
+ * with cudaPointerGetAttributes); device inputs are used in place, host inputs are copied to
+ * the device once per call. On the CPU backend they must be host memory.
  * weights: n non-negative finite floats, or NULL for all ones. Their sum must be > 0.
  * centroids (in or out): k x d f32, row-major, ld = d.
  * labels (out): n int32.
@@ -215,6 +235,19 @@ FKM_API fkm_status fkm_fit(fkm_ctx *ctx, const fkm_params *params,
                            const void *X, fkm_dtype dtype, int64_t n, int64_t d, int64_t ld,
                            const float *weights,
                            float *centroids_out, int32_t *labels_out, fkm_result *result);
+
+/* B independent fits of the same shape in one set of launches (the GPU's batched mode; the
+ * CPU backend runs them one after another). Problem b's rows start at X + b * batch_stride
+ * elements (batch_stride >= n * ld; n * ld when packed as a (B, N, D) array); its weights at
+ * weights + b * n; with init = FKM_INIT_USER its initial centroids at
+ * params.init_centroids + b * k * d. Outputs: centroids_out B*k*d, labels_out B*n (may be
+ * NULL), results B entries (may be NULL). Each problem stops on its own criteria; its result
+ * is the one fkm_fit would give for it alone with the seed params.seed + b. */
+FKM_API fkm_status fkm_fit_batch(fkm_ctx *ctx, const fkm_params *params,
+                                 const void *X, fkm_dtype dtype, int64_t batch, int64_t n,
+                                 int64_t d, int64_t ld, int64_t batch_stride,
+                                 const float *weights,
+                                 float *centroids_out, int32_t *labels_out, fkm_result *results);
 
 /* Labels of new points against given centroids; inertia_out (may be NULL) receives the
  * inertia (weights taken as ones). */
@@ -279,6 +312,11 @@ FKM_API const char *fkm_cpu_simd_level(void);
 FKM_API int fkm_cpu_max_threads(void);
 /* Number of usable CUDA devices (0 in a build without CUDA or on a machine without GPU). */
 FKM_API int fkm_cuda_device_count(void);
+/* Facts about CUDA device `index` (0 <= index < fkm_cuda_device_count()): its name (into a
+ * buffer of `cap` bytes, truncated), compute capability and memory in bytes. Any output may
+ * be NULL. FKM_E_INVALID for a bad index, FKM_E_UNSUPPORTED in a build without CUDA. */
+FKM_API fkm_status fkm_cuda_device_info(int index, char *name, size_t cap, int *cc_major, int *cc_minor,
+                                        uint64_t *memory_bytes);
 
 #ifdef __cplusplus
 }

@@ -6,6 +6,29 @@
 
 int tc_failures = 0;
 
+fkm_ctx *tc_create(void)
+{
+    const char *b = getenv("FLASHKM_TEST_BACKEND");
+    const fkm_backend backend = b && strcmp(b, "cuda") == 0 ? FKM_BACKEND_CUDA : FKM_BACKEND_CPU;
+    fkm_ctx *ctx = NULL;
+    fkm_status s = fkm_create(&ctx, backend);
+    if (backend == FKM_BACKEND_CUDA && (s == FKM_E_NO_DEVICE || s == FKM_E_UNSUPPORTED)) {
+        printf("SKIP: no usable CUDA device (%s)\n", fkm_status_string(s));
+        exit(TC_SKIP);
+    }
+    if (s != FKM_OK) {
+        fprintf(stderr, "fkm_create(%s) failed: %s\n", fkm_backend_name(backend), fkm_status_string(s));
+        exit(1);
+    }
+    return ctx;
+}
+
+fkm_precision tc_precision(void)
+{
+    const char *p = getenv("FLASHKM_TEST_PRECISION");
+    return p && strcmp(p, "f32") == 0 ? FKM_PRECISION_F32 : FKM_PRECISION_FAST;
+}
+
 int tc_finish(const char *name)
 {
     if (tc_failures) {

@@ -23,6 +23,14 @@ extern int tc_failures;
         }                                                                             \
     } while (0)
 
+/* The backend a test runs on, from the environment: FLASHKM_TEST_BACKEND=cpu (default) or
+ * cuda, and the precision of its fits: FLASHKM_TEST_PRECISION=fast (default) or f32. On cuda
+ * without a usable device tc_create prints "SKIP" and exits with 77, which ctest reports as
+ * skipped. */
+fkm_ctx *tc_create(void);
+fkm_precision tc_precision(void);
+#define TC_SKIP 77
+
 /* Returns the exit status for main: 0 when no CHECK failed. */
 int tc_finish(const char *name);
 

@@ -28,15 +28,23 @@ static void test_statuses_and_defaults(void)
     CHECK(strcmp(fkm_status_string((fkm_status)999), "unknown status") == 0, "unknown status string");
     fkm_params p = fkm_params_default();
     CHECK(p.k == 8 && p.max_iter == 300 && p.tol == 1e-4 && p.init == FKM_INIT_RANDOM && p.seed == 0 &&
-              p.metric == FKM_METRIC_L2 && p.empty == FKM_EMPTY_RELOCATE && p.n_threads == 0 && !p.progress,
+              p.metric == FKM_METRIC_L2 && p.empty == FKM_EMPTY_RELOCATE && p.n_threads == 0 && !p.progress &&
+              p.precision == FKM_PRECISION_FAST,
           "documented defaults");
     fkm_destroy(NULL); /* NULL-safe */
     CHECK(fkm_create(NULL, FKM_BACKEND_CPU) == FKM_E_NULL, "create(NULL)");
     fkm_ctx *c = (fkm_ctx *)1;
     CHECK(fkm_create(&c, (fkm_backend)42) == FKM_E_INVALID && c == NULL, "unknown backend");
-    CHECK(fkm_create(&c, FKM_BACKEND_CUDA) == FKM_E_UNSUPPORTED && c == NULL, "no CUDA in this build");
-    CHECK(fkm_create(&c, FKM_BACKEND_AUTO) == FKM_OK && fkm_ctx_backend(c) == FKM_BACKEND_CPU, "auto -> cpu");
-    CHECK(strcmp(fkm_backend_name(fkm_ctx_backend(c)), "cpu") == 0, "backend name");
+    if (fkm_cuda_device_count() == 0) {
+        fkm_status s = fkm_create(&c, FKM_BACKEND_CUDA);
+        CHECK((s == FKM_E_UNSUPPORTED || s == FKM_E_NO_DEVICE) && c == NULL, "cuda without a device: %s",
+              fkm_status_string(s));
+        CHECK(fkm_create(&c, FKM_BACKEND_AUTO) == FKM_OK && fkm_ctx_backend(c) == FKM_BACKEND_CPU, "auto -> cpu");
+    } else {
+        CHECK(fkm_create(&c, FKM_BACKEND_AUTO) == FKM_OK && fkm_ctx_backend(c) == FKM_BACKEND_CUDA, "auto -> cuda");
+    }
+    CHECK(strcmp(fkm_backend_name(fkm_ctx_backend(c)), fkm_cuda_device_count() ? "cuda" : "cpu") == 0,
+          "backend name");
     CHECK(fkm_last_error(c)[0] == '\0', "fresh context has no error");
     CHECK(fkm_set_threads(NULL, 1) == FKM_E_NULL, "set_threads(NULL)");
     CHECK(fkm_set_threads(c, -1) == FKM_E_INVALID && fkm_last_error(c)[0], "set_threads(-1)");
@@ -98,6 +106,11 @@ static void test_bad_inputs(void)
     q = p;
     q.empty = (fkm_empty)5;
     expect(FIT(&q, X, FKM_F32, N, D, D, NULL), FKM_E_INVALID, "unknown empty policy");
+    q = p;
+    q.precision = FKM_PRECISION_EXACT;
+    expect(FIT(&q, X, FKM_F32, N, D, D, NULL), FKM_E_UNSUPPORTED, "precision exact (not yet)");
+    q.precision = (fkm_precision)9;
+    expect(FIT(&q, X, FKM_F32, N, D, D, NULL), FKM_E_INVALID, "unknown precision");
     q = p;
     q.init = (fkm_init)5;
     expect(FIT(&q, X, FKM_F32, N, D, D, NULL), FKM_E_INVALID, "unknown init");

@@ -23,6 +23,7 @@ static void run(fkm_ctx *ctx, const void *X, fkm_dtype dt, int64_t n, int64_t d,
     p.seed = 42;
     p.metric = metric;
     p.n_threads = threads;
+    p.precision = tc_precision();
     o->C = malloc((size_t)(p.k * d) * sizeof *o->C);
     o->labels = malloc((size_t)n * sizeof *o->labels);
     fkm_status s = fkm_fit(ctx, &p, X, dt, n, d, d, w, o->C, o->labels, &o->r);
@@ -44,8 +45,7 @@ int main(void)
     static const fkm_dtype dtypes[] = {FKM_F32, FKM_F16, FKM_BF16};
     static const fkm_metric metrics[] = {FKM_METRIC_L2, FKM_METRIC_COSINE, FKM_METRIC_DOT};
     static const int threads[] = {1, 2, 3, 16};
-    fkm_ctx *ctx;
-    CHECK(fkm_create(&ctx, FKM_BACKEND_CPU) == FKM_OK, "create");
+    fkm_ctx *ctx = tc_create();
     float *w = malloc((size_t)n * sizeof *w);
     tc_rng rng = {7};
     for (int64_t i = 0; i < n; i++) w[i] = (float)(0.5 + tc_uniform(&rng));

@@ -60,8 +60,7 @@ static void run_case(const ref_case *tc)
         if (ref.min_gap > min_gap(tc->d)) break;
     }
 
-    fkm_ctx *ctx;
-    CHECK(fkm_create(&ctx, FKM_BACKEND_CPU) == FKM_OK, "create");
+    fkm_ctx *ctx = tc_create();
     fkm_params p = fkm_params_default();
     p.k = tc->k;
     p.max_iter = max_iter;
@@ -70,6 +69,7 @@ static void run_case(const ref_case *tc)
     p.init_centroids = init;
     p.metric = tc->metric;
     p.empty = tc->empty;
+    p.precision = tc_precision();
     float *C = malloc((size_t)(tc->k * tc->d) * sizeof *C);
     int32_t *labels = malloc((size_t)tc->n * sizeof *labels);
     fkm_result res;

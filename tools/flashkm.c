@@ -31,6 +31,8 @@ static const choice metric_names[] = {
     {"l2", FKM_METRIC_L2}, {"cosine", FKM_METRIC_COSINE}, {"dot", FKM_METRIC_DOT}, {NULL, 0}};
 static const choice empty_names[] = {
     {"relocate", FKM_EMPTY_RELOCATE}, {"keep", FKM_EMPTY_KEEP}, {NULL, 0}};
+static const choice precision_names[] = {
+    {"fast", FKM_PRECISION_FAST}, {"f32", FKM_PRECISION_F32}, {"exact", FKM_PRECISION_EXACT}, {NULL, 0}};
 static const choice backend_names[] = {
     {"auto", FKM_BACKEND_AUTO}, {"cpu", FKM_BACKEND_CPU}, {"cuda", FKM_BACKEND_CUDA}, {NULL, 0}};
 
@@ -46,7 +48,7 @@ static const char *choice_name(const choice *table, int value)
 enum { CMD_FIT = 1, CMD_PREDICT = 2, CMD_INFO = 4 };
 
 typedef enum opt_id {
-    OPT_K, OPT_MAX_ITER, OPT_TOL, OPT_INIT, OPT_SEED, OPT_METRIC, OPT_EMPTY, OPT_BACKEND,
+    OPT_K, OPT_MAX_ITER, OPT_TOL, OPT_INIT, OPT_SEED, OPT_METRIC, OPT_EMPTY, OPT_BACKEND, OPT_PRECISION,
     OPT_THREADS, OPT_CENTROIDS, OPT_LABELS, OPT_QUIET, OPT_HELP, OPT_COUNT
 } opt_id;
 
@@ -66,6 +68,7 @@ static const struct opt_spec {
     [OPT_METRIC] = {"metric", 0, true, CMD_FIT | CMD_PREDICT},
     [OPT_EMPTY] = {"empty", 0, true, CMD_FIT},
     [OPT_BACKEND] = {"backend", 0, true, CMD_FIT | CMD_PREDICT},
+    [OPT_PRECISION] = {"precision", 0, true, CMD_FIT},
     [OPT_THREADS] = {"threads", 0, true, CMD_FIT | CMD_PREDICT},
     [OPT_CENTROIDS] = {"centroids", 0, true, CMD_FIT | CMD_PREDICT},
     [OPT_LABELS] = {"labels", 0, true, CMD_FIT | CMD_PREDICT},
@@ -258,6 +261,7 @@ static int get_config(const args *a, config *c)
 
     long long k = c->params.k, max_iter = c->params.max_iter, threads = 0;
     int metric = c->params.metric, empty = c->params.empty, backend = FKM_BACKEND_AUTO;
+    int precision = c->params.precision;
     int rc;
     if ((rc = get_int(a, OPT_K, 1, INT64_MAX, "an integer >= 1", &k)) ||
         (rc = get_int(a, OPT_MAX_ITER, 1, INT32_MAX, "an integer >= 1", &max_iter)) ||
@@ -266,8 +270,10 @@ static int get_config(const args *a, config *c)
         (rc = get_u64(a, OPT_SEED, &c->params.seed)) ||
         (rc = get_choice(a, OPT_METRIC, metric_names, &metric)) ||
         (rc = get_choice(a, OPT_EMPTY, empty_names, &empty)) ||
-        (rc = get_choice(a, OPT_BACKEND, backend_names, &backend)))
+        (rc = get_choice(a, OPT_BACKEND, backend_names, &backend)) ||
+        (rc = get_choice(a, OPT_PRECISION, precision_names, &precision)))
         return rc;
+    c->params.precision = (fkm_precision)precision;
     c->params.k = k;
     c->params.max_iter = (int32_t)max_iter;
     c->params.n_threads = (int32_t)threads;
@@ -553,10 +559,19 @@ static int run_info(const args *a)
     printf("flashkm %s\n", fkm_version());
     printf("simd: %s\n", fkm_cpu_simd_level());
     printf("openmp threads: %d\n", fkm_cpu_max_threads());
-    if (cuda > 0)
+    if (cuda > 0) {
         printf("cuda devices: %d\n", cuda);
-    else
+        for (int i = 0; i < cuda; i++) {
+            char name[256] = "?";
+            int major = 0, minor = 0;
+            uint64_t mem = 0;
+            if (fkm_cuda_device_info(i, name, sizeof name, &major, &minor, &mem) == FKM_OK)
+                printf("  %d: %s, compute capability %d.%d, %.1f GiB\n", i, name, major, minor,
+                       (double)mem / (1024.0 * 1024.0 * 1024.0));
+        }
+    } else {
         printf("cuda devices: none\n");
+    }
     return 0;
 }
 
@@ -581,7 +596,10 @@ static void usage_fit(FILE *out)
             "  --seed S                seed of the random init (default %llu)\n"
             "  --metric l2|cosine|dot  (default %s)\n"
             "  --empty keep|relocate   what to do with empty clusters (default %s)\n"
-            "  --backend auto|cpu|cuda (default auto)\n"
+            "  --backend auto|cpu|cuda (default auto: cuda when a GPU is present)\n"
+            "  --precision fast|f32    fast: tensor cores on the GPU for f16/bf16 input (near-ties\n"
+            "                          may differ from an exact argmin); f32: f32 arithmetic on\n"
+            "                          every backend (default fast; 'exact' comes later)\n"
             "  --threads N             CPU threads; 0 = OpenMP's default (default 0)\n"
             "  --centroids OUT.npy     write the K x D float32 centroids\n"
             "  --labels OUT.npy        write the labels (int32, shape (N,))\n"

@@ -21,6 +21,7 @@ fkm_params fkm_params_default(void)
     p.n_threads = 0;
     p.progress = NULL;
     p.progress_user = NULL;
+    p.precision = FKM_PRECISION_FAST;
     return p;
 }
 
@@ -31,12 +32,27 @@ fkm_status fkm_create(fkm_ctx **out, fkm_backend backend)
     const fkm_backend_vtbl *ops = NULL;
     switch (backend) {
     case FKM_BACKEND_AUTO:
-    case FKM_BACKEND_CPU:
+#ifdef FKM_HAVE_CUDA
+        if (fkm_cuda_device_count_impl() > 0) {
+            ops = fkm_cuda_backend();
+            backend = FKM_BACKEND_CUDA;
+            break;
+        }
+#endif
         ops = fkm_cpu_backend();
         backend = FKM_BACKEND_CPU;
         break;
+    case FKM_BACKEND_CPU:
+        ops = fkm_cpu_backend();
+        break;
     case FKM_BACKEND_CUDA:
+#ifdef FKM_HAVE_CUDA
+        if (fkm_cuda_device_count_impl() <= 0) return FKM_E_NO_DEVICE;
+        ops = fkm_cuda_backend();
+        break;
+#else
         return FKM_E_UNSUPPORTED; /* this build has no CUDA backend */
+#endif
     default:
         return FKM_E_INVALID;
     }
@@ -94,5 +110,21 @@ int fkm_cpu_max_threads(void)
 
 int fkm_cuda_device_count(void)
 {
+#ifdef FKM_HAVE_CUDA
+    return fkm_cuda_device_count_impl();
+#else
     return 0;
+#endif
+}
+
+fkm_status fkm_cuda_device_info(int index, char *name, size_t cap, int *cc_major, int *cc_minor,
+                                uint64_t *memory_bytes)
+{
+#ifdef FKM_HAVE_CUDA
+    if (index < 0 || index >= fkm_cuda_device_count_impl()) return FKM_E_INVALID;
+    return fkm_cuda_device_info_impl(index, name, cap, cc_major, cc_minor, memory_bytes);
+#else
+    (void)index, (void)name, (void)cap, (void)cc_major, (void)cc_minor, (void)memory_bytes;
+    return FKM_E_UNSUPPORTED;
+#endif
 }

@@ -63,6 +63,7 @@ typedef struct fkm_problem {
     int64_t k;
     fkm_metric metric;
     int n_threads;          /* resolved, >= 1 */
+    fkm_precision precision;
 } fkm_problem;
 
 /* Output of one reduction pass over X with fixed labels. */
@@ -70,6 +71,8 @@ typedef struct fkm_partials {
     double *sums;       /* k x d weighted sums of (normalised for cosine) rows, or NULL */
     double *weight;     /* k total weights, or NULL */
     double objective;   /* weighted sum of per-point objectives (see flashkm.h "inertia") */
+    int keep_sums;      /* sums == NULL but the backend computes them and keeps them for
+                           finalize / get_sums (backends with a finalize op only) */
 } fkm_partials;
 
 /* The table every backend fills. The Lloyd loop (src/core/lloyd.c) only talks to this.
@@ -85,7 +88,8 @@ typedef struct fkm_backend_vtbl {
     /* Row i of X as f32 (normalised for cosine). */
     fkm_status (*fetch_row)(fkm_ctx *ctx, void *state, int64_t i, float *row);
     /* Assignment against k x d centroids: labels kept in state. n_changed counts labels that
-     * differ from the previous call's (all n on the first call). */
+     * differ from the previous call's (all n on the first call). centroids == NULL (backends
+     * with a finalize op only): the centroids the backend's last finalize produced. */
     fkm_status (*assign)(fkm_ctx *ctx, void *state, const float *centroids, int64_t *n_changed);
     /* With the current labels and the centroids they were assigned against: exact per-point
      * objective (kept for farthest()) and optional per-cluster sums. Deterministic. */
@@ -99,8 +103,36 @@ typedef struct fkm_backend_vtbl {
     fkm_status (*get_labels)(fkm_ctx *ctx, void *state, int32_t *labels);
     /* Distances of all points to all centroids (see fkm_transform). */
     fkm_status (*transform)(fkm_ctx *ctx, void *state, const float *centroids, float *dist);
+    /* Optional (NULL on host-only backends): whether p is device memory, and a copy between
+     * any two pointers (host or device). Core uses them to read small inputs given in device
+     * memory (weights, centroids) and to write outputs that live there. */
+    int (*is_device)(const void *p);
+    fkm_status (*copy)(fkm_ctx *ctx, void *dst, const void *src, size_t bytes);
+    /* Optional (GPU backends): the update's last step where the sums live, so that nothing
+     * of size k x d crosses to the host per iteration. finalize: from the kept sums and
+     * weights of the last reduce (keep_sums) and the centroids of the last assign, the next
+     * centroids exactly as core's host code computes them (C = sums / weight in double,
+     * rounded to f32, normalised for cosine, unchanged for weight 0), kept on the backend;
+     * max_shift receives the largest squared shift. get_sums: the kept sums (k x d) to the
+     * host; get_centroids: the backend's current centroids to the host. */
+    fkm_status (*finalize)(fkm_ctx *ctx, void *state, double *max_shift);
+    fkm_status (*get_sums)(fkm_ctx *ctx, void *state, double *sums);
+    fkm_status (*get_centroids)(fkm_ctx *ctx, void *state, float *centroids);
 } fkm_backend_vtbl;
 
+/* staging.c: a host-readable view of `bytes` at p (p itself, or a copy in *owned, to be
+ * freed, when p is device memory of ctx's backend); and a copy to an output that may be
+ * device memory. */
+fkm_status fkm_host_view(fkm_ctx *ctx, const void *p, size_t bytes, const void **view, void **owned);
+fkm_status fkm_copy_out(fkm_ctx *ctx, void *dst, const void *src, size_t bytes);
+
 const fkm_backend_vtbl *fkm_cpu_backend(void);
+#ifdef FKM_HAVE_CUDA
+/* src/cuda: the CUDA backend and the number of usable devices (0 without driver or GPU). */
+const fkm_backend_vtbl *fkm_cuda_backend(void);
+int fkm_cuda_device_count_impl(void);
+fkm_status fkm_cuda_device_info_impl(int index, char *name, size_t cap, int *cc_major, int *cc_minor,
+                                     uint64_t *memory_bytes);
+#endif
 
 #endif

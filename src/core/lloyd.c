@@ -115,6 +115,10 @@ static fkm_status check_fit_params(fkm_ctx *ctx, const fkm_params *p, int64_t n,
     if (p->n_threads < 0) return fkm_fail(ctx, FKM_E_INVALID, "n_threads = %d: must be >= 0", (int)p->n_threads);
     if (p->empty != FKM_EMPTY_KEEP && p->empty != FKM_EMPTY_RELOCATE)
         return fkm_fail(ctx, FKM_E_INVALID, "unknown empty-cluster policy %d", (int)p->empty);
+    if (p->precision == FKM_PRECISION_EXACT)
+        return fkm_fail(ctx, FKM_E_UNSUPPORTED, "precision = exact is not available in this version");
+    if (p->precision != FKM_PRECISION_FAST && p->precision != FKM_PRECISION_F32)
+        return fkm_fail(ctx, FKM_E_INVALID, "unknown precision %d", (int)p->precision);
     if (p->init == FKM_INIT_USER) return fkm_check_centroids(ctx, p->init_centroids, p->k, d, "init_centroids");
     if (p->init != FKM_INIT_RANDOM) return fkm_fail(ctx, FKM_E_INVALID, "unknown init %d", (int)p->init);
     return FKM_OK;
@@ -133,25 +137,37 @@ static fkm_status run_lloyd(fkm_ctx *ctx, const fkm_params *p, const fkm_problem
     if ((s = fkm_init_centroids(ctx, p, pb, st, b->C)) != FKM_OK) return s;
 
     const double tol_abs = p->tol * mean_var;
-    fkm_partials part = {b->sums, b->weight, 0.0};
+    /* With a finalize op the centroids stay on the backend between iterations (host copy
+     * b->C stale) unless an iteration needs the host path (empty clusters to relocate). */
+    const int on_backend = ops->finalize != NULL;
+    int host_stale = 0;
     int final_assign_needed = 1;
     res->converged = 0;
     res->n_iter = 0;
     for (int32_t it = 1; it <= p->max_iter; it++) {
         const double t0 = now_seconds();
         int64_t changed;
-        if ((s = ops->assign(ctx, st, b->C, &changed)) != FKM_OK) return s;
+        if ((s = ops->assign(ctx, st, host_stale ? NULL : b->C, &changed)) != FKM_OK) return s;
         const double t1 = now_seconds();
-        if ((s = ops->reduce(ctx, st, b->C, &part)) != FKM_OK) return s;
+        fkm_partials part = {on_backend ? NULL : b->sums, b->weight, 0.0, on_backend};
+        if ((s = ops->reduce(ctx, st, host_stale ? NULL : b->C, &part)) != FKM_OK) return s;
         int64_t n_empty = 0;
         for (int64_t c = 0; c < pb->k; c++) n_empty += !(b->weight[c] > 0.0);
-        if (n_empty > 0 && p->empty == FKM_EMPTY_RELOCATE &&
-            (s = relocate_empty(ctx, st, pb, b, n_empty)) != FKM_OK)
-            return s;
-        const double shift = divide_and_shift(pb, b);
-        float *t = b->C;
-        b->C = b->C_new;
-        b->C_new = t;
+        const int relocate = n_empty > 0 && p->empty == FKM_EMPTY_RELOCATE;
+        double shift;
+        if (on_backend && !relocate) {
+            if ((s = ops->finalize(ctx, st, &shift)) != FKM_OK) return s;
+            host_stale = 1;
+        } else {
+            if (on_backend && (s = ops->get_sums(ctx, st, b->sums)) != FKM_OK) return s;
+            if (host_stale && (s = ops->get_centroids(ctx, st, b->C)) != FKM_OK) return s;
+            host_stale = 0;
+            if (relocate && (s = relocate_empty(ctx, st, pb, b, n_empty)) != FKM_OK) return s;
+            shift = divide_and_shift(pb, b);
+            float *t = b->C;
+            b->C = b->C_new;
+            b->C_new = t;
+        }
         const double t2 = now_seconds();
 
         ctx->inertia_history[it - 1] = part.objective;
@@ -172,12 +188,48 @@ static fkm_status run_lloyd(fkm_ctx *ctx, const fkm_params *p, const fkm_problem
     }
     if (final_assign_needed) {
         int64_t changed;
-        fkm_partials fin = {NULL, NULL, 0.0};
-        if ((s = ops->assign(ctx, st, b->C, &changed)) != FKM_OK) return s;
-        if ((s = ops->reduce(ctx, st, b->C, &fin)) != FKM_OK) return s;
+        fkm_partials fin = {NULL, NULL, 0.0, 0};
+        if ((s = ops->assign(ctx, st, host_stale ? NULL : b->C, &changed)) != FKM_OK) return s;
+        if ((s = ops->reduce(ctx, st, host_stale ? NULL : b->C, &fin)) != FKM_OK) return s;
         res->inertia = fin.objective;
     }
+    if (host_stale && (s = ops->get_centroids(ctx, st, b->C)) != FKM_OK) return s;
     return FKM_OK;
+}
+
+/* fkm_fit once weights and initial centroids are host-readable. */
+static fkm_status fit_host_params(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dtype dtype,
+                                  int64_t n, int64_t d, int64_t ld, const float *weights, float *centroids_out,
+                                  int32_t *labels_out, fkm_result *result)
+{
+    fkm_status s;
+    if ((s = check_fit_params(ctx, params, n, d)) != FKM_OK) return s;
+    if ((s = fkm_check_weights(ctx, weights, n)) != FKM_OK) return s;
+
+    if (ctx->inertia_history_cap < params->max_iter) {
+        double *h = realloc(ctx->inertia_history, (size_t)params->max_iter * sizeof *h);
+        if (!h) return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for the inertia history");
+        ctx->inertia_history = h;
+        ctx->inertia_history_cap = params->max_iter;
+    }
+    fkm_problem pb = {X, dtype, n, d, ld, weights, params->k, params->metric,
+                      fkm_resolve_threads(params->n_threads > 0 ? params->n_threads : ctx->n_threads),
+                      params->precision};
+    lloyd_buffers b;
+    if ((s = alloc_buffers(ctx, pb.k, d, &b)) != FKM_OK) return s;
+    void *st = NULL;
+    if ((s = ctx->ops->open(ctx, &pb, &st)) != FKM_OK) {
+        free_buffers(&b);
+        return s;
+    }
+    fkm_result res = {0.0, 0, 0, ctx->inertia_history};
+    s = run_lloyd(ctx, params, &pb, st, &b, &res);
+    if (s == FKM_OK && labels_out) s = ctx->ops->get_labels(ctx, st, labels_out);
+    if (s == FKM_OK) s = fkm_copy_out(ctx, centroids_out, b.C, (size_t)(pb.k * d) * sizeof *centroids_out);
+    if (s == FKM_OK && result) *result = res;
+    ctx->ops->close(st);
+    free_buffers(&b);
+    return s;
 }
 
 fkm_status fkm_fit(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dtype dtype,
@@ -191,32 +243,20 @@ fkm_status fkm_fit(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dt
     fkm_status s;
     if ((s = fkm_check_matrix(ctx, X, dtype, n, d, ld)) != FKM_OK) return s;
     if ((s = fkm_check_metric(ctx, params->metric)) != FKM_OK) return s;
-    if ((s = check_fit_params(ctx, params, n, d)) != FKM_OK) return s;
-    if ((s = fkm_check_weights(ctx, weights, n)) != FKM_OK) return s;
-
-    if (ctx->inertia_history_cap < params->max_iter) {
-        double *h = realloc(ctx->inertia_history, (size_t)params->max_iter * sizeof *h);
-        if (!h) return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for the inertia history");
-        ctx->inertia_history = h;
-        ctx->inertia_history_cap = params->max_iter;
-    }
-    fkm_problem pb = {X, dtype, n, d, ld, weights, params->k, params->metric,
-                      fkm_resolve_threads(params->n_threads > 0 ? params->n_threads : ctx->n_threads)};
-    lloyd_buffers b;
-    if ((s = alloc_buffers(ctx, pb.k, d, &b)) != FKM_OK) return s;
-    void *st = NULL;
-    if ((s = ctx->ops->open(ctx, &pb, &st)) != FKM_OK) {
-        free_buffers(&b);
+    /* weights and user centroids may be device memory on a GPU backend: read host copies */
+    fkm_params p = *params;
+    const void *w_view = NULL, *c_view = NULL;
+    void *w_owned = NULL, *c_owned = NULL;
+    if (weights && (s = fkm_host_view(ctx, weights, (size_t)n * sizeof(float), &w_view, &w_owned)) != FKM_OK)
+        return s;
+    if (p.init == FKM_INIT_USER && p.init_centroids && p.k > 0 && p.k <= n &&
+        (s = fkm_host_view(ctx, p.init_centroids, (size_t)(p.k * d) * sizeof(float), &c_view, &c_owned)) != FKM_OK) {
+        free(w_owned);
         return s;
     }
-    fkm_result res = {0.0, 0, 0, ctx->inertia_history};
-    s = run_lloyd(ctx, params, &pb, st, &b, &res);
-    if (s == FKM_OK && labels_out) s = ctx->ops->get_labels(ctx, st, labels_out);
-    if (s == FKM_OK) {
-        memcpy(centroids_out, b.C, (size_t)(pb.k * d) * sizeof *centroids_out);
-        if (result) *result = res;
-    }
-    ctx->ops->close(st);
-    free_buffers(&b);
+    if (c_view) p.init_centroids = c_view;
+    s = fit_host_params(ctx, &p, X, dtype, n, d, ld, w_view, centroids_out, labels_out, result);
+    free(w_owned);
+    free(c_owned);
     return s;
 }

@@ -15,13 +15,31 @@ static fkm_status prepare(fkm_ctx *ctx, fkm_metric metric, const void *X, fkm_dt
     fkm_status s;
     if ((s = fkm_check_matrix(ctx, X, dtype, n, d, ld)) != FKM_OK) return s;
     if ((s = fkm_check_metric(ctx, metric)) != FKM_OK) return s;
-    if ((s = fkm_check_centroids(ctx, C, k, d, "centroids")) != FKM_OK) return s;
+    if (!C) return fkm_fail(ctx, FKM_E_NULL, "centroids is NULL");
+    if (k <= 0) return fkm_fail(ctx, FKM_E_INVALID, "k = %lld: need at least one cluster", (long long)k);
     if (k > INT32_MAX) return fkm_fail(ctx, FKM_E_INVALID, "k = %lld does not fit int32 labels", (long long)k);
-    if ((s = fkm_check_weights(ctx, weights, n)) != FKM_OK) return s;
-    *pb = (fkm_problem){X, dtype, n, d, ld, weights, k, metric, fkm_resolve_threads(ctx->n_threads)};
-    *C_copy = malloc((size_t)(k * d) * sizeof **C_copy);
-    if (!*C_copy) return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for a copy of the centroids");
-    memcpy(*C_copy, C, (size_t)(k * d) * sizeof **C_copy);
+    int64_t kd;
+    if (!fkm_mul_i64(k, d, &kd) || !fkm_bytes(kd, 1, sizeof(float), &(size_t){0}))
+        return fkm_fail(ctx, FKM_E_OVERFLOW, "k = %lld times d = %lld overflows", (long long)k, (long long)d);
+    /* centroids and weights may be device memory on a GPU backend: validate host copies */
+    const void *c_view, *w_view;
+    void *c_owned, *w_owned;
+    if ((s = fkm_host_view(ctx, C, (size_t)kd * sizeof(float), &c_view, &c_owned)) != FKM_OK) return s;
+    if ((s = fkm_host_view(ctx, weights, (size_t)n * sizeof(float), &w_view, &w_owned)) != FKM_OK) {
+        free(c_owned);
+        return s;
+    }
+    if ((s = fkm_check_centroids(ctx, c_view, k, d, "centroids")) == FKM_OK)
+        s = fkm_check_weights(ctx, w_view, n);
+    /* a host copy of the weights is only needed for validation: backends upload pb->weights */
+    *C_copy = s == FKM_OK ? malloc((size_t)kd * sizeof **C_copy) : NULL;
+    if (s == FKM_OK && !*C_copy) s = fkm_fail(ctx, FKM_E_NOMEM, "out of memory for a copy of the centroids");
+    if (s == FKM_OK) memcpy(*C_copy, c_view, (size_t)kd * sizeof **C_copy);
+    free(c_owned);
+    free(w_owned);
+    if (s != FKM_OK) return s;
+    *pb = (fkm_problem){X, dtype, n, d, ld, weights, k, metric, fkm_resolve_threads(ctx->n_threads),
+                        FKM_PRECISION_FAST};
     if (metric == FKM_METRIC_COSINE) fkm_normalise_rows(*C_copy, k, d);
     if ((s = ctx->ops->open(ctx, pb, state)) != FKM_OK) {
         free(*C_copy);
@@ -51,7 +69,7 @@ static fkm_status assign_and_score(fkm_ctx *ctx, fkm_metric metric, const void *
     fkm_status s = prepare(ctx, metric, X, dtype, n, d, ld, weights, C, k, &pb, &Cn, &st);
     if (s != FKM_OK) return s;
     int64_t changed;
-    fkm_partials part = {NULL, NULL, 0.0};
+    fkm_partials part = {NULL, NULL, 0.0, 0};
     s = ctx->ops->assign(ctx, st, Cn, &changed);
     if (s == FKM_OK && inertia) s = ctx->ops->reduce(ctx, st, Cn, &part);
     if (s == FKM_OK && labels) s = ctx->ops->get_labels(ctx, st, labels);

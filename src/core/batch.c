@@ -1,0 +1,42 @@
+/* batch.c — fkm_fit_batch: B independent problems of one shape. This version runs them one
+ * after another through fkm_fit (each with seed params.seed + b), which defines the results
+ * a batched GPU launch must reproduce. */
+#include "internal.h"
+#include "validate.h"
+
+#include <stdint.h>
+
+fkm_status fkm_fit_batch(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dtype dtype,
+                         int64_t batch, int64_t n, int64_t d, int64_t ld, int64_t batch_stride,
+                         const float *weights, float *centroids_out, int32_t *labels_out,
+                         fkm_result *results)
+{
+    if (!ctx) return FKM_E_NULL;
+    fkm_clear_error(ctx);
+    if (!params) return fkm_fail(ctx, FKM_E_NULL, "params is NULL");
+    if (!centroids_out) return fkm_fail(ctx, FKM_E_NULL, "centroids_out is NULL");
+    if (batch < 1) return fkm_fail(ctx, FKM_E_INVALID, "batch = %lld: need at least one problem", (long long)batch);
+    fkm_status s;
+    if ((s = fkm_check_matrix(ctx, X, dtype, n, d, ld)) != FKM_OK) return s;
+    int64_t span, last, kd;
+    if (!fkm_mul_i64(n, ld, &span) || batch_stride < span)
+        return fkm_fail(ctx, FKM_E_INVALID, "batch_stride = %lld is smaller than n * ld = %lld",
+                        (long long)batch_stride, (long long)span);
+    if (!fkm_mul_i64(batch - 1, batch_stride, &last) || last > INT64_MAX - span ||
+        !fkm_bytes(last + span, 1, fkm_dtype_size(dtype), &(size_t){0}) || !fkm_mul_i64(params->k, d, &kd))
+        return fkm_fail(ctx, FKM_E_OVERFLOW, "batch = %lld problems of %lld x %lld overflow 64-bit sizes",
+                        (long long)batch, (long long)n, (long long)ld);
+    const size_t es = fkm_dtype_size(dtype);
+    fkm_params p = *params;
+    /* the history of the last problem is the one left in the context */
+    for (int64_t b = 0; b < batch; b++) {
+        p.seed = params->seed + (uint64_t)b;
+        if (params->init == FKM_INIT_USER && params->init_centroids)
+            p.init_centroids = params->init_centroids + b * kd;
+        s = fkm_fit(ctx, &p, (const char *)X + (size_t)(b * batch_stride) * es, dtype, n, d, ld,
+                    weights ? weights + b * n : NULL, centroids_out + b * kd, labels_out ? labels_out + b * n : NULL,
+                    results ? results + b : NULL);
+        if (s != FKM_OK) return s;
+    }
+    return FKM_OK;
+}

@@ -1,0 +1,459 @@
+/* assign.cu — FlashAssign kernels (see assign.cuh) and their launcher. */
+#include "cuda/assign.cuh"
+#include "cuda/mma.cuh"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* ---------------------------------------------------------------- configuration */
+
+/* Tensor-core tiles: 8 warps as 4 (points) x 2 (centroids), each warp 32 points x 64
+ * centroids (2 x 8 mma tiles); a block owns 128 points and sweeps all centroids in tiles of
+ * 128, D in chunks of 64 elements. */
+#define MMA_WARPS_M 4
+#define MMA_WARPS_N 2
+#define MMA_WM 2                      /* m16 tiles per warp */
+#define MMA_WN 8                      /* n8 tiles per warp */
+#define MMA_BM (MMA_WARPS_M * 16 * MMA_WM)   /* 128 points */
+#define MMA_BN (MMA_WARPS_N * 8 * MMA_WN)    /* 128 centroids */
+#define MMA_BK 64                     /* D chunk: one 128-byte row of 2-byte elements */
+#define MMA_THREADS (MMA_WARPS_M * MMA_WARPS_N * 32)
+#define MMA_STAGES 3
+#define MMA_RESIDENT_MAX_D 256        /* X tile of 128 x 256 f16 = 64 KB stays in shared memory */
+
+/* FFMA tiles: 256 threads, 128 points x 64 centroids per tile, 8 x 4 per thread. */
+#define FF_BM 128
+#define FF_BN 64
+#define FF_BK 16
+#define FF_THREADS 256
+
+struct fkm_cuda_assign_ws {
+    fkm_assign_path path;
+    int64_t kpad, dpad;
+    void *cq;       /* batch x kpad x dpad centroids in the kernel's operand type, zero padded */
+    float *cn;      /* batch x kpad: ||c||^2 (l2) or 0; +inf for padding rows */
+};
+
+static int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
+
+fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision precision)
+{
+    const int half_input = pb->dtype == FKM_F16 || pb->dtype == FKM_BF16;
+    if (!half_input || precision != FKM_PRECISION_FAST) return FKM_ASSIGN_FFMA;
+    return round_up(pb->d, MMA_BK) <= MMA_RESIDENT_MAX_D ? FKM_ASSIGN_MMA : FKM_ASSIGN_MMA_SPLITD;
+}
+
+const char *fkm_cuda_assign_path_name(fkm_assign_path path)
+{
+    switch (path) {
+    case FKM_ASSIGN_MMA: return "mma";
+    case FKM_ASSIGN_MMA_SPLITD: return "mma-split-d";
+    case FKM_ASSIGN_FFMA: return "ffma";
+    }
+    return "?";
+}
+
+/* ---------------------------------------------------------------- shared pieces */
+
+/* The better of two (score, index) candidates: lower score, ties to the lower index. */
+__device__ __forceinline__ void fkm_merge_best(float &s, int32_t &i, float s2, int32_t i2)
+{
+    if (s2 < s || (s2 == s && i2 < i)) {
+        s = s2;
+        i = i2;
+    }
+}
+
+/* Writes the label of one point and counts it when it changed (one atomic per warp: integer
+ * counts are exact whatever the order). */
+__device__ __forceinline__ void fkm_store_label(int valid, int64_t row, int32_t idx, float score, int32_t *labels,
+                                                float *best, unsigned long long *changed)
+{
+    int differs = 0;
+    if (valid) {
+        differs = labels[row] != idx;
+        labels[row] = idx;
+        if (best) best[row] = score;
+    }
+    const unsigned mask = __ballot_sync(0xffffffffu, differs);
+    if ((threadIdx.x & 31) == 0 && mask) atomicAdd(changed, (unsigned long long)__popc(mask));
+}
+
+template <typename T> __device__ __forceinline__ T fkm_from_float(float v);
+template <> __device__ __forceinline__ float fkm_from_float<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half fkm_from_float<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 fkm_from_float<__nv_bfloat16>(float v)
+{
+    return __float2bfloat16_rn(v);
+}
+
+/* One warp per centroid row: the operand copy (rounded to T, zero padded to dpad) and the
+ * score offset: ||c||^2 of the rounded centroid for l2 (so that the score is the exact
+ * distance to the centroid the tensor cores see, up to f32 accumulation), 0 otherwise;
+ * +inf for padding rows, which therefore never win. Deterministic (fixed lane order). */
+template <typename T>
+__global__ void prepare_centroids(const float *C, int64_t k, int64_t d, int64_t kpad, int64_t dpad, int l2,
+                                  T *cq, float *cn)
+{
+    const int lane = threadIdx.x & 31;
+    const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    const int64_t b = blockIdx.y;
+    if (row >= kpad) return;
+    T *dst = cq + (b * kpad + row) * dpad;
+    float ss = 0.f;
+    for (int64_t j = lane; j < dpad; j += 32) {
+        const float v = row < k && j < d ? C[(b * k + row) * d + j] : 0.f;
+        const T q = fkm_from_float<T>(v);
+        dst[j] = q;
+        const float r = fkm_to_float(q);
+        ss = fmaf(r, r, ss);
+    }
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (lane == 0) cn[b * kpad + row] = row >= k ? INFINITY : (l2 ? ss : 0.f);
+}
+
+/* ---------------------------------------------------------------- tensor-core kernel */
+
+/* Loads one pipeline stage: the centroid tile (MMA_BN rows x 64 elements of D chunk kc) and,
+ * when X is not resident, the matching X tile. Rows and chunks past the data are zero. */
+template <typename T, bool RESIDENT>
+__device__ __forceinline__ void mma_load_stage(T *stage, const T *cq_tile, int64_t dpad, int kc, const T *X,
+                                               int64_t row0, int64_t n, int64_t ld, int64_t d)
+{
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int e = 0; e < MMA_BN * 8 / MMA_THREADS; e++) {
+        const int idx = tid + e * MMA_THREADS, r = idx >> 3, c = idx & 7;
+        fkm_cp_async16(stage + fkm_swz(r, c), cq_tile + (int64_t)r * dpad + kc * MMA_BK + c * 8, 16);
+    }
+    if (!RESIDENT) {
+        T *xs = stage + MMA_BN * MMA_BK;
+#pragma unroll
+        for (int e = 0; e < MMA_BM * 8 / MMA_THREADS; e++) {
+            const int idx = tid + e * MMA_THREADS, r = idx >> 3, c = idx & 7;
+            const int64_t col = (int64_t)kc * MMA_BK + c * 8;
+            const bool ok = row0 + r < n && col < d;
+            fkm_cp_async16(xs + fkm_swz(r, c), ok ? X + (row0 + r) * ld + col : X, ok ? 16 : 0);
+        }
+    }
+}
+
+template <typename T, bool RESIDENT>
+__global__ void __launch_bounds__(MMA_THREADS, 2)
+assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t bstride, int64_t dpad,
+           const T *__restrict__ cqall, const float *__restrict__ cnall, int64_t kpad, float alpha,
+           int32_t *__restrict__ labels_all, unsigned long long *changed, float *best_all)
+{
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    T *smem = reinterpret_cast<T *>(smem_raw);
+    __shared__ float red_s[MMA_WARPS_N][MMA_BM];
+    __shared__ int32_t red_i[MMA_WARPS_N][MMA_BM];
+
+    const int64_t b = blockIdx.y;
+    const T *X = Xall + b * bstride;
+    const T *cq = cqall + b * kpad * dpad;
+    const float *cn = cnall + b * kpad;
+    const int64_t row0 = (int64_t)blockIdx.x * MMA_BM;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp / MMA_WARPS_N, wn = warp % MMA_WARPS_N;
+    const int kchunks = (int)(dpad / MMA_BK);
+    const int64_t steps = kpad / MMA_BN * kchunks;
+    const int stage_elems = RESIDENT ? MMA_BN * MMA_BK : (MMA_BN + MMA_BM) * MMA_BK;
+    T *xres = smem;                                          /* resident: kchunks x [BM][64] */
+    T *stages = smem + (RESIDENT ? (int64_t)MMA_BM * dpad : 0);
+
+    if (RESIDENT) {
+        for (int idx = tid; idx < MMA_BM * kchunks * 8; idx += MMA_THREADS) {
+            const int kc = idx / (MMA_BM * 8), rem = idx % (MMA_BM * 8), r = rem >> 3, c = rem & 7;
+            const int64_t col = (int64_t)kc * MMA_BK + c * 8;
+            const bool ok = row0 + r < n && col < d;
+            fkm_cp_async16(xres + kc * MMA_BM * MMA_BK + fkm_swz(r, c), ok ? X + (row0 + r) * ld + col : X,
+                           ok ? 16 : 0);
+        }
+        fkm_cp_async_commit();
+    }
+    for (int s = 0; s < MMA_STAGES - 1; s++) {
+        if (s < steps)
+            mma_load_stage<T, RESIDENT>(stages + s * stage_elems, cq + (int64_t)(s / kchunks) * MMA_BN * dpad, dpad,
+                                        s % kchunks, X, row0, n, ld, d);
+        fkm_cp_async_commit();
+    }
+
+    float acc[MMA_WM][MMA_WN][4];
+    float bs[MMA_WM][2];
+    int32_t bi[MMA_WM][2];
+#pragma unroll
+    for (int mi = 0; mi < MMA_WM; mi++) {
+        bs[mi][0] = bs[mi][1] = INFINITY;
+        bi[mi][0] = bi[mi][1] = 0;
+#pragma unroll
+        for (int ni = 0; ni < MMA_WN; ni++) acc[mi][ni][0] = acc[mi][ni][1] = acc[mi][ni][2] = acc[mi][ni][3] = 0.f;
+    }
+
+    for (int64_t step = 0; step < steps; step++) {
+        fkm_cp_async_wait<MMA_STAGES - 2>();
+        __syncthreads();
+        {   /* refill the slot consumed in the previous step (every thread is past it) */
+            const int64_t next = step + MMA_STAGES - 1;
+            if (next < steps)
+                mma_load_stage<T, RESIDENT>(stages + (next % MMA_STAGES) * stage_elems,
+                                            cq + next / kchunks * MMA_BN * dpad, dpad, (int)(next % kchunks), X,
+                                            row0, n, ld, d);
+            fkm_cp_async_commit();
+        }
+        const int kc = (int)(step % kchunks);
+        const T *cs = stages + (step % MMA_STAGES) * stage_elems;
+        const T *xs = RESIDENT ? xres + kc * MMA_BM * MMA_BK : cs + MMA_BN * MMA_BK;
+#pragma unroll
+        for (int kk = 0; kk < MMA_BK / 16; kk++) {
+            uint32_t a[MMA_WM][4], bfr[MMA_WN][2];
+#pragma unroll
+            for (int mi = 0; mi < MMA_WM; mi++)
+                fkm_ldmatrix_x4(a[mi], xs + fkm_swz(wm * 16 * MMA_WM + mi * 16 + (lane & 15), kk * 2 + (lane >> 4)));
+#pragma unroll
+            for (int ni = 0; ni < MMA_WN; ni += 2) {
+                uint32_t r4[4];
+                fkm_ldmatrix_x4(r4, cs + fkm_swz(wn * 8 * MMA_WN + ni * 8 + (lane & 7) + ((lane >> 4) << 3),
+                                                  kk * 2 + ((lane >> 3) & 1)));
+                bfr[ni][0] = r4[0], bfr[ni][1] = r4[1], bfr[ni + 1][0] = r4[2], bfr[ni + 1][1] = r4[3];
+            }
+#pragma unroll
+            for (int mi = 0; mi < MMA_WM; mi++)
+#pragma unroll
+                for (int ni = 0; ni < MMA_WN; ni++) fkm_mma<T>::run(acc[mi][ni], a[mi], bfr[ni]);
+        }
+        if (kc == kchunks - 1) {
+            /* epilogue of centroid tile j: columns in increasing order per thread, strict <,
+             * so each thread keeps the lowest index among equal scores */
+            const int64_t col0 = step / kchunks * MMA_BN + wn * 8 * MMA_WN + (lane & 3) * 2;
+#pragma unroll
+            for (int ni = 0; ni < MMA_WN; ni++) {
+                const int64_t col = col0 + ni * 8;
+                const float c0 = __ldg(cn + col), c1 = __ldg(cn + col + 1);
+#pragma unroll
+                for (int mi = 0; mi < MMA_WM; mi++) {
+                    const float s00 = fmaf(-alpha, acc[mi][ni][0], c0), s01 = fmaf(-alpha, acc[mi][ni][1], c1);
+                    const float s10 = fmaf(-alpha, acc[mi][ni][2], c0), s11 = fmaf(-alpha, acc[mi][ni][3], c1);
+                    if (s00 < bs[mi][0]) bs[mi][0] = s00, bi[mi][0] = (int32_t)col;
+                    if (s01 < bs[mi][0]) bs[mi][0] = s01, bi[mi][0] = (int32_t)col + 1;
+                    if (s10 < bs[mi][1]) bs[mi][1] = s10, bi[mi][1] = (int32_t)col;
+                    if (s11 < bs[mi][1]) bs[mi][1] = s11, bi[mi][1] = (int32_t)col + 1;
+                    acc[mi][ni][0] = acc[mi][ni][1] = acc[mi][ni][2] = acc[mi][ni][3] = 0.f;
+                }
+            }
+        }
+    }
+    fkm_cp_async_wait<0>();
+
+    /* the four threads of a quad hold the same rows: merge them, then the warps along N */
+#pragma unroll
+    for (int mi = 0; mi < MMA_WM; mi++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+#pragma unroll
+            for (int o = 1; o <= 2; o <<= 1) {
+                const float s2 = __shfl_xor_sync(0xffffffffu, bs[mi][h], o);
+                const int32_t i2 = __shfl_xor_sync(0xffffffffu, bi[mi][h], o);
+                fkm_merge_best(bs[mi][h], bi[mi][h], s2, i2);
+            }
+            if ((lane & 3) == 0) {
+                const int r = wm * 16 * MMA_WM + mi * 16 + h * 8 + (lane >> 2);
+                red_s[wn][r] = bs[mi][h];
+                red_i[wn][r] = bi[mi][h];
+            }
+        }
+    __syncthreads();
+    if (tid < MMA_BM) {
+        float s = red_s[0][tid];
+        int32_t i = red_i[0][tid];
+        for (int w = 1; w < MMA_WARPS_N; w++) fkm_merge_best(s, i, red_s[w][tid], red_i[w][tid]);
+        const int64_t row = row0 + tid;
+        fkm_store_label(row < n, b * n + row, i, s, labels_all, best_all, changed + b);
+    }
+}
+
+/* ---------------------------------------------------------------- f32 FFMA kernel */
+
+template <typename TX>
+__global__ void __launch_bounds__(FF_THREADS)
+assign_ffma(const TX *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t bstride, int64_t dpad,
+            const float *__restrict__ cqall, const float *__restrict__ cnall, int64_t kpad, float alpha,
+            int32_t *__restrict__ labels_all, unsigned long long *changed, float *best_all)
+{
+    __shared__ float xs[FF_BK][FF_BM + 4];
+    __shared__ float cs[FF_BK][FF_BN + 4];
+    const int64_t b = blockIdx.y;
+    const TX *X = Xall + b * bstride;
+    const float *cq = cqall + b * kpad * dpad;
+    const float *cn = cnall + b * kpad;
+    const int64_t row0 = (int64_t)blockIdx.x * FF_BM;
+    const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+
+    float bs[8];
+    int32_t bi[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) bs[i] = INFINITY, bi[i] = 0;
+
+    for (int64_t j0 = 0; j0 < kpad; j0 += FF_BN) {
+        float acc[8][4] = {};
+        for (int64_t k0 = 0; k0 < dpad; k0 += FF_BK) {
+#pragma unroll
+            for (int e = 0; e < FF_BM * FF_BK / FF_THREADS; e++) {
+                const int idx = tid + e * FF_THREADS, r = idx / FF_BK, c = idx % FF_BK;
+                const int64_t row = row0 + r, col = k0 + c;
+                xs[c][r] = row < n && col < d ? fkm_to_float(X[row * ld + col]) : 0.f;
+            }
+#pragma unroll
+            for (int e = 0; e < FF_BN * FF_BK / FF_THREADS; e++) {
+                const int idx = tid + e * FF_THREADS, r = idx / FF_BK, c = idx % FF_BK;
+                cs[c][r] = cq[(j0 + r) * dpad + k0 + c];
+            }
+            __syncthreads();
+#pragma unroll
+            for (int kk = 0; kk < FF_BK; kk++) {
+                float xv[8], cv[4];
+#pragma unroll
+                for (int i = 0; i < 8; i++) xv[i] = xs[kk][ty + 16 * i];
+#pragma unroll
+                for (int jj = 0; jj < 4; jj++) cv[jj] = cs[kk][tx + 16 * jj];
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+#pragma unroll
+                    for (int jj = 0; jj < 4; jj++) acc[i][jj] = fmaf(xv[i], cv[jj], acc[i][jj]);
+            }
+            __syncthreads();
+        }
+#pragma unroll
+        for (int jj = 0; jj < 4; jj++) {
+            const int64_t col = j0 + tx + 16 * jj;
+            const float c = __ldg(cn + col);
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                const float s = fmaf(-alpha, acc[i][jj], c);
+                if (s < bs[i]) bs[i] = s, bi[i] = (int32_t)col;
+            }
+        }
+    }
+    /* the 16 threads with the same ty (lanes differing in the low 4 bits) share points */
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+#pragma unroll
+        for (int o = 1; o <= 8; o <<= 1) {
+            const float s2 = __shfl_xor_sync(0xffffffffu, bs[i], o);
+            const int32_t i2 = __shfl_xor_sync(0xffffffffu, bi[i], o);
+            fkm_merge_best(bs[i], bi[i], s2, i2);
+        }
+    }
+    /* lane tx == i writes point ty + 16 i: every lane writes one point */
+    float s = bs[0];
+    int32_t idx = bi[0];
+#pragma unroll
+    for (int i = 1; i < 8; i++)
+        if (tx == i) s = bs[i], idx = bi[i];
+    const int64_t row = row0 + ty + 16 * (tx & 7);
+    fkm_store_label(tx < 8 && row < n, b * n + row, idx, s, labels_all, best_all, changed + b);
+}
+
+/* ---------------------------------------------------------------- host side */
+
+fkm_status fkm_cuda_assign_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_precision precision,
+                                  fkm_cuda_assign_ws **out)
+{
+    *out = NULL;
+    fkm_cuda_assign_ws *ws = (fkm_cuda_assign_ws *)calloc(1, sizeof *ws);
+    if (!ws) return fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for the assignment workspace");
+    ws->path = fkm_cuda_assign_path(pb, precision);
+    const int mma = ws->path != FKM_ASSIGN_FFMA;
+    ws->kpad = round_up(pb->k, mma ? MMA_BN : FF_BN);
+    ws->dpad = round_up(pb->d, mma ? MMA_BK : FF_BK);
+    const size_t elem = mma ? 2 : sizeof(float);
+    const size_t rows = (size_t)pb->batch * (size_t)ws->kpad;
+    cudaError_t e = cudaMalloc(&ws->cq, rows * (size_t)ws->dpad * elem);
+    if (e == cudaSuccess) e = cudaMalloc((void **)&ws->cn, rows * sizeof(float));
+    if (e != cudaSuccess) {
+        fkm_cuda_assign_destroy(ws);
+        return fkm_cuda_fail(ctx, e, __FILE__, __LINE__, "cudaMalloc(assignment workspace)");
+    }
+    *out = ws;
+    return FKM_OK;
+}
+
+void fkm_cuda_assign_destroy(fkm_cuda_assign_ws *ws)
+{
+    if (!ws) return;
+    cudaFree(ws->cq);
+    cudaFree(ws->cn);
+    free(ws);
+}
+
+template <typename T>
+static fkm_status launch_mma(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb, float alpha,
+                             int32_t *labels, unsigned long long *changed, float *best, cudaStream_t stream)
+{
+    const dim3 grid((unsigned)fkm_ceil_div(pb->n, MMA_BM), (unsigned)pb->batch);
+    const T *X = (const T *)pb->X;
+    const T *cq = (const T *)ws->cq;
+    if (ws->path == FKM_ASSIGN_MMA) {
+        const size_t smem = ((size_t)MMA_BM * ws->dpad + (size_t)MMA_STAGES * MMA_BN * MMA_BK) * sizeof(T);
+        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_mma<T, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int)smem));
+        assign_mma<T, true><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride, ws->dpad,
+                                                                 cq, ws->cn, ws->kpad, alpha, labels, changed, best);
+    } else {
+        const size_t smem = (size_t)MMA_STAGES * (MMA_BN + MMA_BM) * MMA_BK * sizeof(T);
+        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_mma<T, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int)smem));
+        assign_mma<T, false><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride,
+                                                                  ws->dpad, cq, ws->cn, ws->kpad, alpha, labels,
+                                                                  changed, best);
+    }
+    FKM_CUDA_LAUNCHED(ctx, "assign_mma");
+    return FKM_OK;
+}
+
+template <fkm_dtype DT>
+static fkm_status launch_ffma(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb, float alpha,
+                              int32_t *labels, unsigned long long *changed, float *best, cudaStream_t stream)
+{
+    typedef typename fkm_elem<DT>::type TX;
+    const dim3 grid((unsigned)fkm_ceil_div(pb->n, FF_BM), (unsigned)pb->batch);
+    assign_ffma<TX><<<grid, FF_THREADS, 0, stream>>>((const TX *)pb->X, pb->n, pb->d, pb->ld, pb->batch_stride,
+                                                     ws->dpad, (const float *)ws->cq, ws->cn, ws->kpad, alpha,
+                                                     labels, changed, best);
+    FKM_CUDA_LAUNCHED(ctx, "assign_ffma");
+    return FKM_OK;
+}
+
+template <typename T>
+static fkm_status prepare(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb, const float *centroids,
+                          cudaStream_t stream)
+{
+    const int rows_per_block = 8;
+    const dim3 grid((unsigned)fkm_ceil_div(ws->kpad, rows_per_block), (unsigned)pb->batch);
+    prepare_centroids<T><<<grid, rows_per_block * 32, 0, stream>>>(centroids, pb->k, pb->d, ws->kpad, ws->dpad,
+                                                                   pb->metric == FKM_METRIC_L2, (T *)ws->cq, ws->cn);
+    FKM_CUDA_LAUNCHED(ctx, "prepare_centroids");
+    return FKM_OK;
+}
+
+fkm_status fkm_cuda_assign(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb,
+                           const float *centroids, int32_t *labels, unsigned long long *changed,
+                           float *best, cudaStream_t stream)
+{
+    if (pb->batch > 65535)
+        return fkm_fail(ctx, FKM_E_INVALID, "batch = %d: at most 65535 problems per launch", (int)pb->batch);
+    const float alpha = pb->metric == FKM_METRIC_L2 ? 2.f : 1.f;
+    FKM_CUDA_TRY(ctx, cudaMemsetAsync(changed, 0, (size_t)pb->batch * sizeof *changed, stream));
+    fkm_status s = FKM_OK;
+    if (ws->path == FKM_ASSIGN_FFMA) {
+        if ((s = prepare<float>(ctx, ws, pb, centroids, stream)) != FKM_OK) return s;
+        FKM_DISPATCH_DTYPE(pb->dtype, s = launch_ffma<DT>(ctx, ws, pb, alpha, labels, changed, best, stream));
+        return s;
+    }
+    if (pb->dtype == FKM_F16) {
+        if ((s = prepare<__half>(ctx, ws, pb, centroids, stream)) != FKM_OK) return s;
+        return launch_mma<__half>(ctx, ws, pb, alpha, labels, changed, best, stream);
+    }
+    if ((s = prepare<__nv_bfloat16>(ctx, ws, pb, centroids, stream)) != FKM_OK) return s;
+    return launch_mma<__nv_bfloat16>(ctx, ws, pb, alpha, labels, changed, best, stream);
+}

@@ -1,0 +1,42 @@
+/* assign.cuh — FlashAssign on the GPU: distances and argmin fused, the N x K distance matrix
+ * never stored. Two kernel families generated from one source each:
+ *   - tensor cores (f16/bf16 inputs, FKM_PRECISION_FAST): centroid tiles streamed through
+ *     shared memory with cp.async (3 stages), x.c on mma.sync m16n8k16 with f32 accumulation,
+ *     a running (best score, best index) per point in registers, merged across threads and
+ *     warps with ties to the lowest index. X tiles stay resident in shared memory when D is
+ *     small enough (D <= 256), else they are streamed with the centroids (split-D).
+ *   - f32 FFMA (f32/f64 inputs, or FKM_PRECISION_F32): the same structure on CUDA cores.
+ * The score minimised is ||c||^2 - 2 x.c (l2) or -x.c (cosine: centroids are unit vectors so
+ * the point's norm does not change the argmin; dot). */
+#ifndef FKM_CUDA_ASSIGN_CUH
+#define FKM_CUDA_ASSIGN_CUH
+
+#include "cuda/common.cuh"
+
+typedef struct fkm_cuda_assign_ws fkm_cuda_assign_ws;
+
+/* Which kernel a problem gets. */
+typedef enum fkm_assign_path {
+    FKM_ASSIGN_MMA = 0,       /* tensor cores, X tile resident in shared memory */
+    FKM_ASSIGN_MMA_SPLITD,    /* tensor cores, X and centroid tiles streamed along D */
+    FKM_ASSIGN_FFMA           /* f32 on CUDA cores */
+} fkm_assign_path;
+
+/* The path a problem would take (the tensor-core paths need 16-byte aligned rows:
+ * ld % 8 == 0 and an aligned X; the backend makes a padded copy otherwise). */
+fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision precision);
+const char *fkm_cuda_assign_path_name(fkm_assign_path path);
+
+fkm_status fkm_cuda_assign_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_precision precision,
+                                  fkm_cuda_assign_ws **out);
+void fkm_cuda_assign_destroy(fkm_cuda_assign_ws *ws);
+
+/* One assignment of the whole batch in `stream`. centroids: batch*k*d f32 (device). labels:
+ * batch*n int32 (device), read as the previous labels and overwritten; changed: batch
+ * counters (device), set to the number of labels that differ from the previous ones.
+ * best: optional batch*n f32 (device): each point's best score. */
+fkm_status fkm_cuda_assign(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb,
+                           const float *centroids, int32_t *labels, unsigned long long *changed,
+                           float *best, cudaStream_t stream);
+
+#endif

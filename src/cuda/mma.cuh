@@ -1,0 +1,59 @@
+/* mma.cuh — the few PTX instructions the tensor-core assignment is built from (sm_80+):
+ * asynchronous global->shared copies, ldmatrix and mma.sync, with the operand type (f16 or
+ * bf16) as a template parameter so that one kernel source serves both. */
+#ifndef FKM_CUDA_MMA_CUH
+#define FKM_CUDA_MMA_CUH
+
+#include "cuda/common.cuh"
+
+__device__ __forceinline__ uint32_t fkm_smem_addr(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+/* 16-byte async copy; bytes < 16 zero-fills the rest (bytes = 0: all zeros, src unread). */
+__device__ __forceinline__ void fkm_cp_async16(void *smem, const void *gmem, int bytes)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(fkm_smem_addr(smem)), "l"(gmem),
+                 "r"(bytes));
+}
+__device__ __forceinline__ void fkm_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void fkm_cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void fkm_ldmatrix_x4(uint32_t r[4], const void *smem)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(fkm_smem_addr(smem)));
+}
+
+/* D = A * B + D, m16n8k16, A row-major 16x16, B "col" (n-major) 16x8, f32 accumulators. */
+template <typename T> struct fkm_mma;
+template <> struct fkm_mma<__half> {
+    static __device__ __forceinline__ void run(float d[4], const uint32_t a[4], const uint32_t b[2])
+    {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+                     "{%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    }
+};
+template <> struct fkm_mma<__nv_bfloat16> {
+    static __device__ __forceinline__ void run(float d[4], const uint32_t a[4], const uint32_t b[2])
+    {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+                     "{%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    }
+};
+
+/* Shared-memory tiles are ROWS x 64 elements of 2 bytes (128-byte rows, eight 16-byte
+ * chunks). Chunk c of row r is stored at chunk position c ^ (r & 7), so the eight row
+ * addresses of one ldmatrix phase fall in eight different bank groups (no conflicts). */
+__device__ __forceinline__ int fkm_swz(int row, int chunk) { return row * 64 + ((chunk ^ (row & 7)) << 3); }
+
+#endif

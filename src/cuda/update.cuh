@@ -1,0 +1,50 @@
+/* update.cuh — the sort-inverse centroid update on the GPU (paper §"sort-inverse update").
+ *
+ * Given labels, it produces per-cluster weighted sums and weights and per-point objectives,
+ * with no floating-point atomics: point ids are sorted by label (stable counting sort:
+ * histogram, exclusive scan, stable scatter), each cluster's contiguous segment is reduced in
+ * fixed-size chunks (large clusters are split across blocks) whose partials are combined in
+ * chunk order. The result is bitwise identical run to run, whatever the launch shape.
+ * The Lloyd loop (src/core/lloyd.c) turns the sums into centroids. */
+#ifndef FKM_CUDA_UPDATE_CUH
+#define FKM_CUDA_UPDATE_CUH
+
+#include "cuda/common.cuh"
+
+typedef struct fkm_cuda_update_ws fkm_cuda_update_ws;
+
+/* Allocates the device workspace for problems of pb's shape (batch, n, k, d). */
+fkm_status fkm_cuda_update_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_cuda_update_ws **out);
+/* NULL-safe. */
+void fkm_cuda_update_destroy(fkm_cuda_update_ws *ws);
+
+/* Per-stage device times of the last fkm_cuda_update call in milliseconds (CUDA events),
+ * filled only when fkm_cuda_update_set_timing(ws, 1) was called (the benchmark does; the
+ * library does not, since events cost synchronisation). */
+typedef struct fkm_cuda_update_times {
+    float histogram, scan, scatter, reduce, combine;
+} fkm_cuda_update_times;
+void fkm_cuda_update_set_timing(fkm_cuda_update_ws *ws, int on);
+fkm_cuda_update_times fkm_cuda_update_last_times(const fkm_cuda_update_ws *ws);
+
+/* One update pass over the batch, all in `stream`, all pointers device memory:
+ *   labels     batch*n int32 in [0, k) (problem b's at labels + b*n)
+ *   centroids  batch*k*d f32: the centroids the labels were assigned against
+ * outputs:
+ *   sums       batch*k*d double: sum over the cluster's points of w_i * row_i, where row_i is
+ *              the point as f32 (for cosine: normalised as the CPU backend does, norm in
+ *              double, the normalised row rounded to f32). NULL = not wanted (skip the work).
+ *   weight     batch*k double: sum of w_i over the cluster's points (NULL = not wanted).
+ *   point_obj  batch*n double: each point's unweighted objective against its centroid,
+ *              computed in double from the f32 row and the f32 centroid: ||x - c||^2 for l2
+ *              and cosine (x normalised), -x.c for dot. NULL = not wanted.
+ *   objective  batch doubles: sum over points of w_i * point_obj_i, in a fixed order.
+ * accumulate != 0 adds to sums/weight/objective instead of overwriting them (for data that
+ * arrives in chunks: chunks added in a fixed order keep the result deterministic).
+ * Weights: pb->weights (batch*n f32, device) or NULL for all ones. */
+fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_problem *pb,
+                           const int32_t *labels, const float *centroids, double *sums,
+                           double *weight, double *point_obj, double *objective, int accumulate,
+                           cudaStream_t stream);
+
+#endif

@@ -1,0 +1,570 @@
+/* test_update.cu — the GPU sort-inverse update (src/cuda/update.cuh) against a plain fp64
+ * host reference, plus its determinism, its accumulate mode, its optional outputs, its
+ * argument checks, and agreement with the atomicAdd baseline (bench/update_atomic.cuh).
+ *
+ * Exit status: 0 pass, 1 fail, 77 skipped (no CUDA device).
+ *
+ * The reference is written from the contract alone: each point as f32 (cosine: normalised
+ * like the CPU's fkm_load_row: squared norm summed in double in column order, the normalised
+ * value rounded to f32), then per cluster, in point order, sum of w * x in double, sum of w;
+ * per point ||x - c||^2 (l2, cosine) or -x.c (dot) in double; objective = sum of w * obj.
+ *
+ * Tolerances (the device adds in another, fixed, order; FMA contraction rounds once where the
+ * reference rounds twice):
+ *  - weights: exact (weights are multiples of 1/64 in [0.25, 4], so every partial sum is
+ *    exactly representable and the order does not matter; no weights = counts);
+ *  - sums, point objectives, objective: |dev - ref| <= 1e-12 * (sum of the |terms|);
+ *  - cosine adds, per value, 2^-22 * the largest |term| (sums) or 2^-20 * the sum of the
+ *    |terms| (objectives): the device sums the squared norm in another order, so in rare
+ *    cases a normalised element rounds to the neighbouring f32 (one ulp, <= 2^-23 relative);
+ *  - the atomic baseline: f64 1e-9, f32 1e-3 relative to the sum of the |terms|. */
+#include "cuda/update.cuh"
+#include "../../bench/update_atomic.cuh"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <vector>
+
+static int failures = 0;
+
+#define EXPECT(cond, ...)                                                              \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            failures++;                                                                \
+            if (failures < 60) {                                                       \
+                fprintf(stderr, "%s:%d: EXPECT(%s) failed: ", __FILE__, __LINE__, #cond); \
+                fprintf(stderr, __VA_ARGS__);                                          \
+                fputc('\n', stderr);                                                   \
+            }                                                                          \
+        }                                                                              \
+    } while (0)
+
+#define CU(expr)                                                                       \
+    do {                                                                               \
+        cudaError_t e_ = (expr);                                                       \
+        if (e_ != cudaSuccess) {                                                       \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
+            exit(1);                                                                   \
+        }                                                                              \
+    } while (0)
+
+/* ------------------------------------------------------------------ data */
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = (*s += 0x9e3779b97f4a7c15ull);
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+static double rng_unif(uint64_t *s) { return (double)(rng_next(s) >> 11) * 0x1.0p-53; } /* [0, 1) */
+
+enum label_mode { UNIFORM, SKEW };
+
+typedef struct test_case {
+    int batch;
+    int64_t n, k, d, ld_extra;
+    fkm_dtype dtype;
+    fkm_metric metric;
+    int weights;
+    label_mode mode;
+    double skew;        /* SKEW: probability of label 0 */
+    int empty_every;    /* > 0: labels c with c % empty_every == empty_every - 1 (c > 0) stay empty */
+    int zero_rows;      /* rows set to all zeros (cosine: they stay zero) */
+} test_case;
+
+/* The host copy of a problem: X in its storage format, labels, weights, centroids. */
+typedef struct host_problem {
+    std::vector<unsigned char> X;
+    std::vector<int32_t> labels;
+    std::vector<float> weights, C;
+    int64_t ld, stride; /* elements */
+    size_t es;
+} host_problem;
+
+static float elem_to_float(const host_problem &h, fkm_dtype dt, int64_t idx)
+{
+    const unsigned char *p = h.X.data() + (size_t)idx * h.es;
+    switch (dt) {
+    case FKM_F32: { float v; memcpy(&v, p, 4); return v; }
+    case FKM_F16: { __half v; memcpy(&v, p, 2); return __half2float(v); }
+    case FKM_BF16: { __nv_bfloat16 v; memcpy(&v, p, 2); return __bfloat162float(v); }
+    case FKM_F64: { double v; memcpy(&v, p, 8); return (float)v; }
+    }
+    return 0.0f;
+}
+static double elem_to_double(const host_problem &h, fkm_dtype dt, int64_t idx)
+{
+    if (dt == FKM_F64) {
+        double v;
+        memcpy(&v, h.X.data() + (size_t)idx * h.es, 8);
+        return v;
+    }
+    return elem_to_float(h, dt, idx);
+}
+
+static void make_problem(const test_case &tc, uint64_t seed, host_problem &h)
+{
+    uint64_t s = seed;
+    h.es = fkm_dtype_size(tc.dtype);
+    h.ld = tc.d + tc.ld_extra;
+    h.stride = tc.n * h.ld + 3; /* problems not packed: batch_stride > n * ld */
+    const int64_t total = (int64_t)tc.batch * h.stride;
+    h.X.assign((size_t)total * h.es, 0);
+    for (int64_t e = 0; e < total; e++) {
+        const double v = 2.0 * rng_unif(&s) - 1.0 + (tc.metric == FKM_METRIC_COSINE ? 0.3 : 0.0);
+        unsigned char *p = h.X.data() + (size_t)e * h.es;
+        switch (tc.dtype) {
+        case FKM_F32: { float f = (float)v; memcpy(p, &f, 4); } break;
+        case FKM_F16: { __half f = __float2half((float)v); memcpy(p, &f, 2); } break;
+        case FKM_BF16: { __nv_bfloat16 f = __float2bfloat16((float)v); memcpy(p, &f, 2); } break;
+        case FKM_F64: memcpy(p, &v, 8); break;
+        }
+    }
+    for (int b = 0; b < tc.batch; b++)
+        for (int z = 0; z < tc.zero_rows; z++) {
+            const int64_t i = (int64_t)(rng_next(&s) % (uint64_t)tc.n);
+            memset(h.X.data() + (size_t)(b * h.stride + i * h.ld) * h.es, 0, (size_t)tc.d * h.es);
+        }
+    h.labels.resize((size_t)(tc.batch * tc.n));
+    for (auto &L : h.labels) {
+        int64_t c;
+        if (tc.mode == SKEW && rng_unif(&s) < tc.skew) c = 0;
+        else c = (int64_t)(rng_next(&s) % (uint64_t)tc.k);
+        if (tc.empty_every > 0 && c > 0 && c % tc.empty_every == tc.empty_every - 1) c--;
+        L = (int32_t)c;
+    }
+    h.weights.clear();
+    if (tc.weights) {
+        h.weights.resize((size_t)(tc.batch * tc.n));
+        for (auto &w : h.weights) w = (float)(16 + (int)(rng_next(&s) % 241)) / 64.0f; /* [0.25, 4] */
+    }
+    h.C.resize((size_t)(tc.batch * tc.k * tc.d));
+    for (auto &c : h.C) c = (float)(rng_unif(&s) - 0.5);
+}
+
+/* ------------------------------------------------------------------ reference */
+
+typedef struct reference {
+    std::vector<double> sums, sums_abs, sums_max, weight, pobj, pobj_abs, obj, obj_abs;
+} reference;
+
+/* point i of problem b as f32, normalised for cosine like fkm_load_row */
+static void ref_row(const test_case &tc, const host_problem &h, int b, int64_t i, float *out)
+{
+    const int64_t base = b * h.stride + i * h.ld;
+    for (int64_t j = 0; j < tc.d; j++) out[j] = elem_to_float(h, tc.dtype, base + j);
+    if (tc.metric != FKM_METRIC_COSINE) return;
+    double ss = 0.0;
+    for (int64_t j = 0; j < tc.d; j++) {
+        const double v = tc.dtype == FKM_F64 ? elem_to_double(h, tc.dtype, base + j) : (double)out[j];
+        ss += v * v;
+    }
+    if (ss > 0.0) {
+        const double inv = 1.0 / sqrt(ss);
+        for (int64_t j = 0; j < tc.d; j++) {
+            const double v = tc.dtype == FKM_F64 ? elem_to_double(h, tc.dtype, base + j) : (double)out[j];
+            out[j] = (float)(v * inv);
+        }
+    }
+}
+
+static void compute_reference(const test_case &tc, const host_problem &h, int64_t n_used, reference &r)
+{
+    const int64_t k = tc.k, d = tc.d;
+    r.sums.assign((size_t)(tc.batch * k * d), 0.0);
+    r.sums_abs.assign(r.sums.size(), 0.0);
+    r.sums_max.assign(r.sums.size(), 0.0);
+    r.weight.assign((size_t)(tc.batch * k), 0.0);
+    r.pobj.assign((size_t)(tc.batch * n_used), 0.0);
+    r.pobj_abs.assign(r.pobj.size(), 0.0);
+    r.obj.assign((size_t)tc.batch, 0.0);
+    r.obj_abs.assign((size_t)tc.batch, 0.0);
+    std::vector<float> x((size_t)d);
+    for (int b = 0; b < tc.batch; b++)
+        for (int64_t i = 0; i < n_used; i++) {
+            const int64_t c = h.labels[(size_t)(b * tc.n + i)];
+            const double w = h.weights.empty() ? 1.0 : (double)h.weights[(size_t)(b * tc.n + i)];
+            ref_row(tc, h, b, i, x.data());
+            const float *cen = h.C.data() + (size_t)((b * k + c) * d);
+            double o = 0.0, oa = 0.0;
+            for (int64_t j = 0; j < d; j++) {
+                const size_t e = (size_t)((b * k + c) * d + j);
+                const double t = w * (double)x[(size_t)j];
+                r.sums[e] += t;
+                r.sums_abs[e] += fabs(t);
+                if (fabs(t) > r.sums_max[e]) r.sums_max[e] = fabs(t);
+                double term;
+                if (tc.metric == FKM_METRIC_DOT) term = -((double)x[(size_t)j] * (double)cen[j]);
+                else {
+                    const double df = (double)x[(size_t)j] - (double)cen[j];
+                    term = df * df;
+                }
+                o += term;
+                oa += fabs(term);
+            }
+            r.weight[(size_t)(b * k + c)] += w;
+            r.pobj[(size_t)(b * n_used + i)] = o;
+            r.pobj_abs[(size_t)(b * n_used + i)] = oa;
+            r.obj[(size_t)b] += w * o;
+            r.obj_abs[(size_t)b] += w * oa;
+        }
+}
+
+/* ------------------------------------------------------------------ device side */
+
+typedef struct dev_buffers {
+    void *X;
+    int32_t *labels;
+    float *weights, *C;
+    double *sums, *weight, *pobj, *obj;
+} dev_buffers;
+
+typedef struct outputs {
+    std::vector<double> sums, weight, pobj, obj;
+} outputs;
+
+static void fetch(const dev_buffers &db, outputs &o, size_t nsums, size_t nw, size_t npobj, size_t nobj)
+{
+    o.sums.resize(nsums);
+    o.weight.resize(nw);
+    o.pobj.resize(npobj);
+    o.obj.resize(nobj);
+    CU(cudaMemcpy(o.sums.data(), db.sums, nsums * 8, cudaMemcpyDeviceToHost));
+    CU(cudaMemcpy(o.weight.data(), db.weight, nw * 8, cudaMemcpyDeviceToHost));
+    CU(cudaMemcpy(o.pobj.data(), db.pobj, npobj * 8, cudaMemcpyDeviceToHost));
+    CU(cudaMemcpy(o.obj.data(), db.obj, nobj * 8, cudaMemcpyDeviceToHost));
+}
+
+static bool same_bits(const std::vector<double> &a, const std::vector<double> &b)
+{
+    return a.size() == b.size() && (a.empty() || memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0);
+}
+
+/* dev against ref: returns the number of mismatches (reports the first few) */
+static int compare(const char *what, int ci, const std::vector<double> &dev, const std::vector<double> &ref,
+                   const std::vector<double> &mag, const std::vector<double> *mag2, double rel, double rel2)
+{
+    int bad = 0;
+    for (size_t e = 0; e < ref.size(); e++) {
+        const double tol = rel * mag[e] + (mag2 ? rel2 * (*mag2)[e] : 0.0) + 1e-300;
+        if (!(fabs(dev[e] - ref[e]) <= tol)) {
+            if (bad < 3)
+                fprintf(stderr, "case %d: %s[%zu] = %.17g, reference %.17g (|diff| %.3g > tol %.3g)\n", ci, what, e,
+                        dev[e], ref[e], fabs(dev[e] - ref[e]), tol);
+            bad++;
+        }
+    }
+    return bad;
+}
+
+static void check_against(const test_case &tc, int ci, const outputs &o, const reference &r)
+{
+    const bool cos = tc.metric == FKM_METRIC_COSINE;
+    EXPECT(compare("weight", ci, o.weight, r.weight, r.weight, NULL, 0.0, 0.0) == 0, "case %d: weights not exact", ci);
+    EXPECT(compare("sums", ci, o.sums, r.sums, r.sums_abs, cos ? &r.sums_max : NULL, 1e-12, 0x1.0p-22) == 0,
+           "case %d: sums", ci);
+    EXPECT(compare("point_obj", ci, o.pobj, r.pobj, r.pobj_abs, cos ? &r.pobj_abs : NULL, 1e-12, 0x1.0p-20) == 0,
+           "case %d: point objectives", ci);
+    EXPECT(compare("objective", ci, o.obj, r.obj, r.obj_abs, cos ? &r.obj_abs : NULL, 1e-12, 0x1.0p-20) == 0,
+           "case %d: objective", ci);
+}
+
+static void run_case(fkm_ctx *ctx, const test_case &tc, int ci)
+{
+    host_problem h;
+    make_problem(tc, 1000 + (uint64_t)ci * 7919, h);
+    reference ref;
+    compute_reference(tc, h, tc.n, ref);
+
+    dev_buffers db;
+    const size_t nsums = (size_t)(tc.batch * tc.k * tc.d), nw = (size_t)(tc.batch * tc.k),
+                 npobj = (size_t)(tc.batch * tc.n), nobj = (size_t)tc.batch;
+    CU(cudaMalloc(&db.X, h.X.size()));
+    CU(cudaMemcpy(db.X, h.X.data(), h.X.size(), cudaMemcpyHostToDevice));
+    CU(cudaMalloc((void **)&db.labels, h.labels.size() * 4));
+    CU(cudaMemcpy(db.labels, h.labels.data(), h.labels.size() * 4, cudaMemcpyHostToDevice));
+    db.weights = NULL;
+    if (tc.weights) {
+        CU(cudaMalloc((void **)&db.weights, h.weights.size() * 4));
+        CU(cudaMemcpy(db.weights, h.weights.data(), h.weights.size() * 4, cudaMemcpyHostToDevice));
+    }
+    CU(cudaMalloc((void **)&db.C, h.C.size() * 4));
+    CU(cudaMemcpy(db.C, h.C.data(), h.C.size() * 4, cudaMemcpyHostToDevice));
+    CU(cudaMalloc((void **)&db.sums, nsums * 8));
+    CU(cudaMalloc((void **)&db.weight, nw * 8));
+    CU(cudaMalloc((void **)&db.pobj, npobj * 8));
+    CU(cudaMalloc((void **)&db.obj, nobj * 8));
+    /* garbage in the outputs: accumulate = 0 must overwrite it */
+    CU(cudaMemset(db.sums, 0x7f, nsums * 8));
+    CU(cudaMemset(db.weight, 0x7f, nw * 8));
+    CU(cudaMemset(db.pobj, 0x7f, npobj * 8));
+    CU(cudaMemset(db.obj, 0x7f, nobj * 8));
+
+    fkm_dev_problem pb;
+    memset(&pb, 0, sizeof pb);
+    pb.X = db.X;
+    pb.dtype = tc.dtype;
+    pb.n = tc.n;
+    pb.d = tc.d;
+    pb.ld = h.ld;
+    pb.batch_stride = h.stride;
+    pb.batch = tc.batch;
+    pb.weights = db.weights;
+    pb.k = tc.k;
+    pb.metric = tc.metric;
+
+    cudaStream_t stream;
+    CU(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    fkm_cuda_update_ws *ws = NULL;
+    fkm_status st = fkm_cuda_update_create(ctx, &pb, &ws);
+    EXPECT(st == FKM_OK, "case %d: create: %s", ci, fkm_last_error(ctx));
+    if (st != FKM_OK) exit(1);
+
+    /* 1. against the reference */
+    st = fkm_cuda_update(ctx, ws, &pb, db.labels, db.C, db.sums, db.weight, db.pobj, db.obj, 0, stream);
+    EXPECT(st == FKM_OK, "case %d: update: %s", ci, fkm_last_error(ctx));
+    CU(cudaStreamSynchronize(stream));
+    CU(cudaGetLastError());
+    outputs o1;
+    fetch(db, o1, nsums, nw, npobj, nobj);
+    check_against(tc, ci, o1, ref);
+
+    /* 2. run to run: bitwise equal (with per-stage timing on, which must not change anything) */
+    fkm_cuda_update_set_timing(ws, 1);
+    CU(cudaMemset(db.sums, 0x55, nsums * 8));
+    st = fkm_cuda_update(ctx, ws, &pb, db.labels, db.C, db.sums, db.weight, db.pobj, db.obj, 0, stream);
+    EXPECT(st == FKM_OK, "case %d: update 2: %s", ci, fkm_last_error(ctx));
+    fkm_cuda_update_set_timing(ws, 0);
+    const fkm_cuda_update_times t = fkm_cuda_update_last_times(ws);
+    EXPECT(t.histogram >= 0 && t.scan >= 0 && t.scatter >= 0 && t.reduce > 0 && t.combine >= 0,
+           "case %d: stage times %g %g %g %g %g", ci, t.histogram, t.scan, t.scatter, t.reduce, t.combine);
+    CU(cudaStreamSynchronize(stream));
+    outputs o2;
+    fetch(db, o2, nsums, nw, npobj, nobj);
+    EXPECT(same_bits(o1.sums, o2.sums) && same_bits(o1.weight, o2.weight) && same_bits(o1.pobj, o2.pobj) &&
+               same_bits(o1.obj, o2.obj),
+           "case %d: two runs differ", ci);
+
+    /* 3. accumulate: a second pass added to the first gives exactly twice (x + x = 2x) */
+    st = fkm_cuda_update(ctx, ws, &pb, db.labels, db.C, db.sums, db.weight, db.pobj, db.obj, 1, stream);
+    EXPECT(st == FKM_OK, "case %d: update accumulate: %s", ci, fkm_last_error(ctx));
+    CU(cudaStreamSynchronize(stream));
+    outputs o3;
+    fetch(db, o3, nsums, nw, npobj, nobj);
+    {
+        int bad = 0;
+        for (size_t e = 0; e < nsums; e++) bad += o3.sums[e] != 2.0 * o1.sums[e];
+        for (size_t e = 0; e < nw; e++) bad += o3.weight[e] != 2.0 * o1.weight[e];
+        for (size_t e = 0; e < nobj; e++) bad += o3.obj[e] != 2.0 * o1.obj[e];
+        EXPECT(bad == 0, "case %d: accumulate: %d values are not exactly twice the first pass", ci, bad);
+        EXPECT(same_bits(o1.pobj, o3.pobj), "case %d: accumulate changed the point objectives", ci);
+    }
+
+    /* 4. optional outputs: objectives only, then weights only; the same bits as the full run */
+    CU(cudaMemset(db.pobj, 0, npobj * 8));
+    CU(cudaMemset(db.obj, 0, nobj * 8));
+    st = fkm_cuda_update(ctx, ws, &pb, db.labels, db.C, NULL, NULL, db.pobj, db.obj, 0, stream);
+    EXPECT(st == FKM_OK, "case %d: update (objectives only): %s", ci, fkm_last_error(ctx));
+    CU(cudaMemset(db.weight, 0, nw * 8));
+    st = fkm_cuda_update(ctx, ws, &pb, db.labels, db.C, NULL, db.weight, NULL, NULL, 0, stream);
+    EXPECT(st == FKM_OK, "case %d: update (weights only): %s", ci, fkm_last_error(ctx));
+    CU(cudaStreamSynchronize(stream));
+    outputs o4;
+    fetch(db, o4, nsums, nw, npobj, nobj);
+    EXPECT(same_bits(o1.pobj, o4.pobj) && same_bits(o1.obj, o4.obj), "case %d: objectives-only run differs", ci);
+    EXPECT(same_bits(o1.weight, o4.weight), "case %d: weights-only run differs", ci);
+
+    /* 5. fewer points than the workspace was made for (the last chunk of streamed data) */
+    {
+        const int64_t n2 = tc.n > 20 ? tc.n - 17 : tc.n;
+        fkm_dev_problem pb2 = pb;
+        pb2.n = n2;
+        /* labels and weights of problem b start at b * n2: repack them */
+        std::vector<int32_t> lab2((size_t)(tc.batch * n2));
+        std::vector<float> w2(tc.weights ? (size_t)(tc.batch * n2) : 0);
+        for (int b = 0; b < tc.batch; b++)
+            for (int64_t i = 0; i < n2; i++) {
+                lab2[(size_t)(b * n2 + i)] = h.labels[(size_t)(b * tc.n + i)];
+                if (tc.weights) w2[(size_t)(b * n2 + i)] = h.weights[(size_t)(b * tc.n + i)];
+            }
+        host_problem h2 = h;
+        h2.labels.assign((size_t)(tc.batch * tc.n), 0);
+        h2.weights.assign(tc.weights ? (size_t)(tc.batch * tc.n) : 0, 0.0f);
+        for (int b = 0; b < tc.batch; b++)
+            for (int64_t i = 0; i < n2; i++) {
+                /* compute_reference indexes labels with the case's n: lay them out that way */
+                h2.labels[(size_t)(b * tc.n + i)] = lab2[(size_t)(b * n2 + i)];
+                if (tc.weights) h2.weights[(size_t)(b * tc.n + i)] = w2[(size_t)(b * n2 + i)];
+            }
+        reference ref2;
+        compute_reference(tc, h2, n2, ref2);
+        CU(cudaMemcpy(db.labels, lab2.data(), lab2.size() * 4, cudaMemcpyHostToDevice));
+        if (tc.weights) CU(cudaMemcpy(db.weights, w2.data(), w2.size() * 4, cudaMemcpyHostToDevice));
+        st = fkm_cuda_update(ctx, ws, &pb2, db.labels, db.C, db.sums, db.weight, db.pobj, db.obj, 0, stream);
+        EXPECT(st == FKM_OK, "case %d: update (n = %lld): %s", ci, (long long)n2, fkm_last_error(ctx));
+        CU(cudaStreamSynchronize(stream));
+        outputs o5;
+        fetch(db, o5, nsums, nw, (size_t)(tc.batch * n2), nobj);
+        check_against(tc, ci, o5, ref2);
+        CU(cudaMemcpy(db.labels, h.labels.data(), h.labels.size() * 4, cudaMemcpyHostToDevice));
+        if (tc.weights) CU(cudaMemcpy(db.weights, h.weights.data(), h.weights.size() * 4, cudaMemcpyHostToDevice));
+    }
+
+    /* 6. the atomicAdd baseline agrees within its (much looser) tolerance */
+    {
+        fkm_atomic_update_ws *aws = NULL;
+        st = fkm_atomic_update_create(ctx, &pb, &aws);
+        EXPECT(st == FKM_OK, "case %d: atomic create: %s", ci, fkm_last_error(ctx));
+        for (int p = 0; p < 2 && st == FKM_OK; p++) {
+            st = fkm_atomic_update(ctx, aws, &pb, db.labels, p ? FKM_ATOMIC_F64 : FKM_ATOMIC_F32, db.sums, db.weight,
+                                   stream);
+            EXPECT(st == FKM_OK, "case %d: atomic update: %s", ci, fkm_last_error(ctx));
+            CU(cudaStreamSynchronize(stream));
+            outputs oa;
+            fetch(db, oa, nsums, nw, npobj, nobj);
+            const double rel = p ? 1e-9 : 1e-3;
+            EXPECT(compare(p ? "atomic f64 sums" : "atomic f32 sums", ci, oa.sums, ref.sums, ref.sums_abs,
+                           tc.metric == FKM_METRIC_COSINE ? &ref.sums_max : NULL, rel, 0x1.0p-22) == 0,
+                   "case %d: atomic %s sums", ci, p ? "f64" : "f32");
+            EXPECT(compare(p ? "atomic f64 weight" : "atomic f32 weight", ci, oa.weight, ref.weight, ref.weight, NULL,
+                           rel, 0.0) == 0,
+                   "case %d: atomic %s weights", ci, p ? "f64" : "f32");
+        }
+        fkm_atomic_update_destroy(aws);
+    }
+
+    fkm_cuda_update_destroy(ws);
+    CU(cudaStreamDestroy(stream));
+    cudaFree(db.X);
+    cudaFree(db.labels);
+    cudaFree(db.weights);
+    cudaFree(db.C);
+    cudaFree(db.sums);
+    cudaFree(db.weight);
+    cudaFree(db.pobj);
+    cudaFree(db.obj);
+    CU(cudaGetLastError());
+}
+
+/* Bad usage returns a status (and a message), never crashes. */
+static void run_bad_usage(fkm_ctx *ctx)
+{
+    int32_t *labels;
+    float *C, *X;
+    double *sums;
+    CU(cudaMalloc((void **)&labels, 100 * 4));
+    CU(cudaMemset(labels, 0, 100 * 4));
+    CU(cudaMalloc((void **)&C, 4 * 8 * 4));
+    CU(cudaMalloc((void **)&X, 100 * 8 * 4));
+    CU(cudaMalloc((void **)&sums, 4 * 8 * 8));
+    fkm_dev_problem pb;
+    memset(&pb, 0, sizeof pb);
+    pb.X = X;
+    pb.dtype = FKM_F32;
+    pb.n = 100;
+    pb.d = 8;
+    pb.ld = 8;
+    pb.batch_stride = 800;
+    pb.batch = 1;
+    pb.k = 4;
+    pb.metric = FKM_METRIC_L2;
+    fkm_cuda_update_ws *ws = NULL;
+    EXPECT(fkm_cuda_update_create(ctx, &pb, NULL) == FKM_E_NULL, "create(out = NULL)");
+    EXPECT(fkm_cuda_update_create(ctx, NULL, &ws) == FKM_E_NULL && ws == NULL, "create(pb = NULL)");
+    fkm_dev_problem bad = pb;
+    bad.k = 0;
+    EXPECT(fkm_cuda_update_create(ctx, &bad, &ws) == FKM_E_INVALID && ws == NULL, "create(k = 0)");
+    EXPECT(fkm_cuda_update_create(ctx, &pb, &ws) == FKM_OK, "create: %s", fkm_last_error(ctx));
+    if (ws) {
+        EXPECT(fkm_cuda_update(ctx, ws, &pb, NULL, C, sums, NULL, NULL, NULL, 0, 0) == FKM_E_NULL, "labels NULL");
+        EXPECT(fkm_last_error(ctx)[0] != '\0', "no message for labels NULL");
+        EXPECT(fkm_cuda_update(ctx, NULL, &pb, labels, C, sums, NULL, NULL, NULL, 0, 0) == FKM_E_NULL, "ws NULL");
+        EXPECT(fkm_cuda_update(ctx, ws, NULL, labels, C, sums, NULL, NULL, NULL, 0, 0) == FKM_E_NULL, "pb NULL");
+        EXPECT(fkm_cuda_update(ctx, ws, &pb, labels, NULL, sums, NULL, NULL, NULL, 0, 0) == FKM_E_NULL,
+               "centroids NULL");
+        bad = pb;
+        bad.k = 5;
+        EXPECT(fkm_cuda_update(ctx, ws, &bad, labels, C, sums, NULL, NULL, NULL, 0, 0) == FKM_E_INVALID, "k mismatch");
+        bad = pb;
+        bad.n = 101;
+        EXPECT(fkm_cuda_update(ctx, ws, &bad, labels, C, sums, NULL, NULL, NULL, 0, 0) == FKM_E_INVALID, "n too big");
+        bad = pb;
+        bad.ld = 7;
+        EXPECT(fkm_cuda_update(ctx, ws, &bad, labels, C, sums, NULL, NULL, NULL, 0, 0) == FKM_E_INVALID, "ld < d");
+        bad = pb;
+        bad.dtype = (fkm_dtype)17;
+        EXPECT(fkm_cuda_update(ctx, ws, &bad, labels, C, sums, NULL, NULL, NULL, 0, 0) == FKM_E_DTYPE, "bad dtype");
+        bad = pb;
+        bad.metric = (fkm_metric)9;
+        EXPECT(fkm_cuda_update(ctx, ws, &bad, labels, C, sums, NULL, NULL, NULL, 0, 0) == FKM_E_INVALID, "bad metric");
+        /* still usable after the refusals */
+        EXPECT(fkm_cuda_update(ctx, ws, &pb, labels, C, sums, NULL, NULL, NULL, 0, 0) == FKM_OK, "valid call: %s",
+               fkm_last_error(ctx));
+        CU(cudaDeviceSynchronize());
+    }
+    fkm_cuda_update_destroy(ws);
+    fkm_cuda_update_destroy(NULL);
+    EXPECT(fkm_cuda_update_last_times(NULL).reduce == 0.0f, "last_times(NULL)");
+    cudaFree(labels);
+    cudaFree(C);
+    cudaFree(X);
+    cudaFree(sums);
+}
+
+int main(void)
+{
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        (void)cudaGetLastError();
+        printf("SKIP: no CUDA device\n");
+        return 77;
+    }
+    fkm_ctx *ctx = NULL;
+    if (fkm_create(&ctx, FKM_BACKEND_CPU) != FKM_OK) {
+        fprintf(stderr, "fkm_create failed\n");
+        return 1;
+    }
+    /* batch, n, k, d, ld_extra, dtype, metric, weights, labels, skew, empty_every, zero_rows */
+    const test_case cases[] = {
+        {1, 1000, 10, 3, 0, FKM_F32, FKM_METRIC_L2, 0, UNIFORM, 0.0, 0, 0},
+        /* cluster 0 gets 3000+ points of each problem (split into items); clusters 2, 5 empty;
+         * d = 130: two column tiles */
+        {3, 5003, 7, 130, 3, FKM_F16, FKM_METRIC_L2, 1, SKEW, 0.62, 3, 0},
+        {1, 4099, 1, 1, 0, FKM_BF16, FKM_METRIC_COSINE, 1, UNIFORM, 0.0, 0, 3},
+        /* k = n, many empty clusters, d = 1024: eight column tiles */
+        {3, 777, 777, 1024, 0, FKM_F32, FKM_METRIC_DOT, 0, UNIFORM, 0.0, 0, 0},
+        /* f64 cosine with a norm pre-pass (d > 128) */
+        {1, 3001, 13, 300, 1, FKM_F64, FKM_METRIC_COSINE, 0, SKEW, 0.4, 0, 2},
+        /* k > 4096: the radix-sort path */
+        {2, 10007, 5000, 17, 5, FKM_F16, FKM_METRIC_L2, 1, UNIFORM, 0.0, 0, 0},
+        /* counting path with 2 warps per sort block, one tile */
+        {1, 20000, 3000, 3, 0, FKM_BF16, FKM_METRIC_DOT, 1, UNIFORM, 0.0, 0, 0},
+        {2, 9000, 40, 64, 0, FKM_F32, FKM_METRIC_COSINE, 1, UNIFORM, 0.0, 7, 50},
+        /* one cluster of ~65,000 points: 128+ items combined */
+        {1, 70000, 2, 5, 0, FKM_F16, FKM_METRIC_L2, 0, SKEW, 0.93, 0, 0},
+        /* k at the counting-path limit, several tiles per problem */
+        {3, 40000, 4096, 8, 0, FKM_F32, FKM_METRIC_L2, 1, UNIFORM, 0.0, 0, 0},
+        /* the benchmark's shape, smaller: 7 sort tiles of 8192 points */
+        {1, 50000, 1024, 128, 0, FKM_F16, FKM_METRIC_L2, 0, UNIFORM, 0.0, 0, 0},
+        {2, 3333, 50, 40, 2, FKM_F64, FKM_METRIC_DOT, 1, SKEW, 0.5, 4, 0},
+    };
+    const int ncases = (int)(sizeof cases / sizeof cases[0]);
+    for (int ci = 0; ci < ncases; ci++) {
+        const int before = failures;
+        run_case(ctx, cases[ci], ci);
+        printf("case %d (batch %d, n %lld, k %lld, d %lld, %s, metric %d, weights %d): %s\n", ci, cases[ci].batch,
+               (long long)cases[ci].n, (long long)cases[ci].k, (long long)cases[ci].d,
+               fkm_dtype_name(cases[ci].dtype), (int)cases[ci].metric, cases[ci].weights,
+               failures == before ? "ok" : "FAILED");
+    }
+    run_bad_usage(ctx);
+    fkm_destroy(ctx);
+    if (failures) {
+        printf("test_update: %d failure(s)\n", failures);
+        return 1;
+    }
+    printf("test_update: all passed\n");
+    return 0;
+}

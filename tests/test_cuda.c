@@ -1,0 +1,195 @@
+/* test_cuda.c — what only the CUDA backend has: the tensor-core assignment (f16/bf16 inputs,
+ * centroids rounded to the input type) checked point by point against an fp64 argmin, with
+ * every disagreement required to be a near-tie within the stated rounding bound and counted;
+ * the exact f32 path required to agree wherever the f32 bound decides; device pointers used in
+ * place giving bitwise the host-pointer results; batched fits equal to single fits; repeated
+ * fits bitwise equal. Shapes cover k = 1, k = n, d not a multiple of 8 or 16, n not a multiple
+ * of any tile, and the split-D kernel (d > 256). Skips (exit 77) without a GPU. */
+#include "common.h"
+
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <string.h>
+
+static int small_mode(void) { return getenv("FLASHKM_TEST_SMALL") != NULL; }
+
+/* fp64 score of point x against centroid c as the assignment defines it (lower is better):
+ * l2 ||x - c||^2, cosine -x.c / ||x|| (c unit), dot -x.c. */
+static double ref_score(const double *x, const float *c, int64_t d, fkm_metric m)
+{
+    double acc = 0.0, xx = 0.0;
+    for (int64_t j = 0; j < d; j++) {
+        if (m == FKM_METRIC_L2) acc += (x[j] - c[j]) * (x[j] - c[j]);
+        else acc += x[j] * c[j];
+        xx += x[j] * x[j];
+    }
+    if (m == FKM_METRIC_L2) return acc;
+    if (m == FKM_METRIC_COSINE) return xx > 0 ? -acc / sqrt(xx) : 0.0;
+    return -acc;
+}
+
+static double norm2f(const float *c, int64_t d)
+{
+    double s = 0.0;
+    for (int64_t j = 0; j < d; j++) s += (double)c[j] * c[j];
+    return sqrt(s);
+}
+
+typedef struct shape {
+    int64_t n, d, k;
+} shape;
+
+/* One predict on the GPU against fp64 argmin. Returns mismatches; fails a CHECK for any
+ * mismatch whose score gap exceeds the rounding bound of the path taken. */
+static void check_predict(fkm_ctx *ctx, fkm_dtype dt, fkm_metric m, shape sh, uint64_t seed)
+{
+    const int64_t n = sh.n, d = sh.d, k = sh.k;
+    double *X = tc_blobs(seed, n, d, (int)(k < 50 ? k : 50), 4.0, 0.0);
+    void *Xs = tc_store(X, n, d, d, dt);
+    float *C = tc_pick_rows(X, n, d, k, seed + 1);
+    if (m == FKM_METRIC_COSINE) /* the library normalises centroids for cosine; do it alike */
+        for (int64_t c = 0; c < k; c++) {
+            const double s = norm2f(C + c * d, d);
+            for (int64_t j = 0; j < d; j++) C[c * d + j] = (float)(C[c * d + j] / s);
+        }
+    int32_t *labels = malloc((size_t)n * sizeof *labels);
+    fkm_status s = fkm_predict(ctx, m, Xs, dt, n, d, d, C, k, labels, NULL);
+    CHECK(s == FKM_OK, "predict %s: %s", fkm_dtype_name(dt), fkm_last_error(ctx));
+    /* rounding of centroids (and, for f32 data, nothing else) to the tensor-core type */
+    const double u_t = dt == FKM_F16 ? 0x1p-11 : dt == FKM_BF16 ? 0x1p-8 : 0.0;
+    int64_t mism = 0, bad = 0;
+    double worst = 0.0;
+    for (int64_t i = 0; s == FKM_OK && i < n; i++) {
+        const double *x = X + i * d;
+        int64_t best = 0;
+        double bs = INFINITY;
+        for (int64_t c = 0; c < k; c++) {
+            const double sc = ref_score(x, C + c * d, d, m);
+            if (sc < bs) bs = sc, best = c;
+        }
+        if (labels[i] == best) continue;
+        mism++;
+        if (labels[i] < 0 || labels[i] >= k) {
+            bad++;
+            continue;
+        }
+        const double gap = ref_score(x, C + (int64_t)labels[i] * d, d, m) - bs;
+        double xn = 0.0;
+        for (int64_t j = 0; j < d; j++) xn += x[j] * x[j];
+        xn = sqrt(xn);
+        if (m == FKM_METRIC_COSINE) xn = 1.0; /* scores are relative to the unit point */
+        const double cn = fmax(norm2f(C + (int64_t)labels[i] * d, d), norm2f(C + best * d, d));
+        /* both scores carry: centroid rounding (|x.(c - c_t)| <= u_t ||x|| ||c||, twice for
+         * l2, and ||c_t||^2 vs ||c||^2), and f32 accumulation over d terms */
+        const double bound = 4.0 * u_t * (xn * cn + cn * cn) + 4.0 * (double)(d + 4) * 0x1p-24 * (xn * xn + cn * cn);
+        if (gap > bound) bad++;
+        if (gap / (bound > 0 ? bound : 1) > worst) worst = gap / (bound > 0 ? bound : 1);
+    }
+    CHECK(bad == 0, "%s metric %d n=%lld d=%lld k=%lld: %lld labels differ by more than the rounding bound",
+          fkm_dtype_name(dt), (int)m, (long long)n, (long long)d, (long long)k, (long long)bad);
+    printf("predict %-4s metric %d n=%-5lld d=%-4lld k=%-5lld: %lld of %lld labels differ from fp64 argmin "
+           "(all near-ties: worst gap %.2f of bound)\n",
+           fkm_dtype_name(dt), (int)m, (long long)n, (long long)d, (long long)k, (long long)mism, (long long)n, worst);
+    free(X), free(Xs), free(C), free(labels);
+}
+
+/* Device pointers in place (X, init centroids, outputs) give bitwise the host-pointer fit;
+ * a second fit gives bitwise the first. */
+static void check_device_pointers(fkm_ctx *ctx, fkm_dtype dt, int64_t n, int64_t d, int64_t k)
+{
+    double *X = tc_blobs(99, n, d, 12, 4.0, 0.0);
+    void *Xs = tc_store(X, n, d, d, dt);
+    float *init = tc_pick_rows(X, n, d, k, 5);
+    const size_t xb = (size_t)(n * d) * (dt == FKM_F32 ? 4 : 2), cb = (size_t)(k * d) * sizeof(float);
+    fkm_params p = fkm_params_default();
+    p.k = k;
+    p.max_iter = 15;
+    p.tol = 0.0;
+    p.init = FKM_INIT_USER;
+    p.init_centroids = init;
+    float *C1 = malloc(cb), *C2 = malloc(cb), *C3 = malloc(cb);
+    int32_t *L1 = malloc((size_t)n * 4), *L2 = malloc((size_t)n * 4), *L3 = malloc((size_t)n * 4);
+    fkm_result r1, r2, r3;
+    CHECK(fkm_fit(ctx, &p, Xs, dt, n, d, d, NULL, C1, L1, &r1) == FKM_OK, "host fit: %s", fkm_last_error(ctx));
+    CHECK(fkm_fit(ctx, &p, Xs, dt, n, d, d, NULL, C3, L3, &r3) == FKM_OK, "host fit again: %s", fkm_last_error(ctx));
+    void *dX = NULL, *dInit = NULL, *dC = NULL, *dL = NULL;
+    CHECK(cudaMalloc(&dX, xb) == cudaSuccess && cudaMalloc(&dInit, cb) == cudaSuccess &&
+              cudaMalloc(&dC, cb) == cudaSuccess && cudaMalloc(&dL, (size_t)n * 4) == cudaSuccess,
+          "cudaMalloc");
+    cudaMemcpy(dX, Xs, xb, cudaMemcpyHostToDevice);
+    cudaMemcpy(dInit, init, cb, cudaMemcpyHostToDevice);
+    p.init_centroids = dInit;
+    CHECK(fkm_fit(ctx, &p, dX, dt, n, d, d, NULL, dC, dL, &r2) == FKM_OK, "device fit: %s", fkm_last_error(ctx));
+    cudaMemcpy(C2, dC, cb, cudaMemcpyDeviceToHost);
+    cudaMemcpy(L2, dL, (size_t)n * 4, cudaMemcpyDeviceToHost);
+    CHECK(memcmp(C1, C2, cb) == 0 && memcmp(L1, L2, (size_t)n * 4) == 0 && r1.n_iter == r2.n_iter &&
+              memcmp(&r1.inertia, &r2.inertia, sizeof(double)) == 0,
+          "%s: device pointers give a different fit than host pointers", fkm_dtype_name(dt));
+    CHECK(memcmp(C1, C3, cb) == 0 && memcmp(L1, L3, (size_t)n * 4) == 0 &&
+              memcmp(&r1.inertia, &r3.inertia, sizeof(double)) == 0,
+          "%s: two identical fits differ", fkm_dtype_name(dt));
+    printf("device pointers %-4s n=%lld d=%lld k=%lld: bitwise equal to host pointers and to a rerun (%d iterations)\n",
+           fkm_dtype_name(dt), (long long)n, (long long)d, (long long)k, r1.n_iter);
+    cudaFree(dX), cudaFree(dInit), cudaFree(dC), cudaFree(dL);
+    free(X), free(Xs), free(init), free(C1), free(C2), free(C3), free(L1), free(L2), free(L3);
+}
+
+/* fkm_fit_batch equals B separate fits. */
+static void check_batch(fkm_ctx *ctx)
+{
+    const int64_t B = 3, n = 1501, d = 24, k = 17;
+    double *X = tc_blobs(31, B * n, d, 10, 4.0, 0.0);
+    void *Xs = tc_store(X, B * n, d, d, FKM_F16);
+    float *init = malloc((size_t)(B * k * d) * sizeof(float));
+    for (int64_t b = 0; b < B; b++) {
+        float *r = tc_pick_rows(X + b * n * d, n, d, k, 40 + (uint64_t)b);
+        memcpy(init + b * k * d, r, (size_t)(k * d) * sizeof(float));
+        free(r);
+    }
+    fkm_params p = fkm_params_default();
+    p.k = k;
+    p.max_iter = 20;
+    p.init = FKM_INIT_USER;
+    p.init_centroids = init;
+    float *Cb = malloc((size_t)(B * k * d) * sizeof(float)), *C1 = malloc((size_t)(k * d) * sizeof(float));
+    int32_t *Lb = malloc((size_t)(B * n) * 4), *L1 = malloc((size_t)n * 4);
+    fkm_result rb[3], r1;
+    CHECK(fkm_fit_batch(ctx, &p, Xs, FKM_F16, B, n, d, d, n * d, NULL, Cb, Lb, rb) == FKM_OK, "batch: %s",
+          fkm_last_error(ctx));
+    for (int64_t b = 0; b < B; b++) {
+        p.init_centroids = init + b * k * d;
+        CHECK(fkm_fit(ctx, &p, (const uint16_t *)Xs + b * n * d, FKM_F16, n, d, d, NULL, C1, L1, &r1) == FKM_OK,
+              "single: %s", fkm_last_error(ctx));
+        CHECK(memcmp(C1, Cb + b * k * d, (size_t)(k * d) * 4) == 0 && memcmp(L1, Lb + b * n, (size_t)n * 4) == 0 &&
+                  r1.n_iter == rb[b].n_iter,
+              "batch problem %lld differs from its single fit", (long long)b);
+    }
+    printf("batch of %lld: each problem bitwise equal to its single fit\n", (long long)B);
+    free(X), free(Xs), free(init), free(Cb), free(C1), free(Lb), free(L1);
+}
+
+int main(void)
+{
+    fkm_ctx *ctx = NULL;
+    fkm_status s = fkm_create(&ctx, FKM_BACKEND_CUDA);
+    if (s == FKM_E_NO_DEVICE || s == FKM_E_UNSUPPORTED) {
+        printf("SKIP: no usable CUDA device (%s)\n", fkm_status_string(s));
+        return TC_SKIP;
+    }
+    CHECK(s == FKM_OK, "create: %s", fkm_status_string(s));
+    static const shape shapes[] = {{1037, 8, 1},   {1037, 13, 37},  {1037, 64, 200}, {2000, 128, 1000},
+                                   {777, 300, 50}, {1000, 1024, 64}, {300, 16, 300}};
+    static const fkm_dtype dtypes[] = {FKM_F16, FKM_BF16, FKM_F32};
+    static const fkm_metric metrics[] = {FKM_METRIC_L2, FKM_METRIC_COSINE, FKM_METRIC_DOT};
+    const size_t nshapes = small_mode() ? 3 : sizeof shapes / sizeof *shapes;
+    for (size_t a = 0; a < sizeof dtypes / sizeof *dtypes; a++)
+        for (size_t m = 0; m < sizeof metrics / sizeof *metrics; m++)
+            for (size_t i = 0; i < nshapes; i++)
+                if (m == 0 || i < 3) check_predict(ctx, dtypes[a], metrics[m], shapes[i], 100 + i * 7 + m);
+    check_device_pointers(ctx, FKM_F16, 4099, 64, 50);
+    check_device_pointers(ctx, FKM_BF16, 3001, 40, 33);
+    check_device_pointers(ctx, FKM_F32, 2003, 13, 20);
+    check_batch(ctx);
+    fkm_destroy(ctx);
+    return tc_finish("test_cuda");
+}
