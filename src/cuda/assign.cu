@@ -7,19 +7,21 @@
 
 /* ---------------------------------------------------------------- configuration */
 
-/* Tensor-core tiles: 8 warps as 4 (points) x 2 (centroids), each warp 32 points x 64
- * centroids (2 x 8 mma tiles); a block owns 128 points and sweeps all centroids in tiles of
- * 128, D in chunks of 64 elements. */
-#define MMA_WARPS_M 4
-#define MMA_WARPS_N 2
+/* Tensor-core tiles: 8 warps stacked along the points, each warp 32 points x 64 centroids
+ * (2 x 8 mma tiles); a block owns 256 points and sweeps all centroids in tiles of 64, D in
+ * chunks of 64 elements. 256 points per block halve the centroid traffic from L2 compared
+ * with 128 (every block streams all centroids). */
+#define MMA_WARPS_M 8
+#define MMA_WARPS_N 1
 #define MMA_WM 2                      /* m16 tiles per warp */
 #define MMA_WN 8                      /* n8 tiles per warp */
 #define MMA_BM (MMA_WARPS_M * 16 * MMA_WM)   /* 128 points */
 #define MMA_BN (MMA_WARPS_N * 8 * MMA_WN)    /* 128 centroids */
-#define MMA_BK 64                     /* D chunk: one 128-byte row of 2-byte elements */
+#define MMA_ROW_BYTES 128             /* D chunk of a pipeline stage: one 128-byte row */
+#define MMA_BK_OF(es) (MMA_ROW_BYTES / (es))   /* ... in elements: 64 (f16/bf16), 32 (f32) */
 #define MMA_THREADS (MMA_WARPS_M * MMA_WARPS_N * 32)
-#define MMA_STAGES 3
-#define MMA_RESIDENT_MAX_D 256        /* X tile of 128 x 256 f16 = 64 KB stays in shared memory */
+#define MMA_STAGES 4
+#define MMA_RESIDENT_MAX_BYTES_PER_ROW 384   /* X tile of 256 rows x 384 bytes = 96 KB stays in shared memory */
 
 /* FFMA tiles: 256 threads, 128 points x 64 centroids per tile, 8 x 4 per thread. */
 #define FF_BM 128
@@ -38,9 +40,11 @@ static int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
 fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision precision)
 {
-    const int half_input = pb->dtype == FKM_F16 || pb->dtype == FKM_BF16;
-    if (!half_input || precision != FKM_PRECISION_FAST) return FKM_ASSIGN_FFMA;
-    return round_up(pb->d, MMA_BK) <= MMA_RESIDENT_MAX_D ? FKM_ASSIGN_MMA : FKM_ASSIGN_MMA_SPLITD;
+    const int tensor_input = pb->dtype == FKM_F16 || pb->dtype == FKM_BF16 || pb->dtype == FKM_F32;
+    if (!tensor_input || precision != FKM_PRECISION_FAST) return FKM_ASSIGN_FFMA;
+    const int64_t es = (int64_t)fkm_dtype_size(pb->dtype);
+    return round_up(pb->d, MMA_BK_OF(es)) * es <= MMA_RESIDENT_MAX_BYTES_PER_ROW ? FKM_ASSIGN_MMA
+                                                                                  : FKM_ASSIGN_MMA_SPLITD;
 }
 
 const char *fkm_cuda_assign_path_name(fkm_assign_path path)
@@ -81,6 +85,11 @@ __device__ __forceinline__ void fkm_store_label(int valid, int64_t row, int32_t 
 
 template <typename T> __device__ __forceinline__ T fkm_from_float(float v);
 template <> __device__ __forceinline__ float fkm_from_float<float>(float v) { return v; }
+/* the TF32 operand copy: rounded to nearest TF32 once, as the tensor cores would truncate */
+__device__ __forceinline__ float fkm_round_tf32(float v)
+{
+    return __uint_as_float(fkm_to_tf32(__float_as_uint(v)));
+}
 template <> __device__ __forceinline__ __half fkm_from_float<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 fkm_from_float<__nv_bfloat16>(float v)
 {
@@ -92,7 +101,7 @@ template <> __device__ __forceinline__ __nv_bfloat16 fkm_from_float<__nv_bfloat1
  * distance to the centroid the tensor cores see, up to f32 accumulation), 0 otherwise;
  * +inf for padding rows, which therefore never win. Deterministic (fixed lane order). */
 template <typename T>
-__global__ void prepare_centroids(const float *C, int64_t k, int64_t d, int64_t kpad, int64_t dpad, int l2,
+__global__ void prepare_centroids(const float *C, int64_t k, int64_t d, int64_t kpad, int64_t dpad, int l2, int tf32,
                                   T *cq, float *cn)
 {
     const int lane = threadIdx.x & 31;
@@ -102,7 +111,8 @@ __global__ void prepare_centroids(const float *C, int64_t k, int64_t d, int64_t 
     T *dst = cq + (b * kpad + row) * dpad;
     float ss = 0.f;
     for (int64_t j = lane; j < dpad; j += 32) {
-        const float v = row < k && j < d ? C[(b * k + row) * d + j] : 0.f;
+        float v = row < k && j < d ? C[(b * k + row) * d + j] : 0.f;
+        if (tf32) v = fkm_round_tf32(v);
         const T q = fkm_from_float<T>(v);
         dst[j] = q;
         const float r = fkm_to_float(q);
@@ -121,19 +131,20 @@ __device__ __forceinline__ void mma_load_stage(T *stage, const T *cq_tile, int64
                                                int64_t row0, int64_t n, int64_t ld, int64_t d)
 {
     const int tid = threadIdx.x;
+    constexpr int BK = MMA_BK_OF(sizeof(T)), CW = 16 / sizeof(T);
 #pragma unroll
     for (int e = 0; e < MMA_BN * 8 / MMA_THREADS; e++) {
         const int idx = tid + e * MMA_THREADS, r = idx >> 3, c = idx & 7;
-        fkm_cp_async16(stage + fkm_swz(r, c), cq_tile + (int64_t)r * dpad + kc * MMA_BK + c * 8, 16);
+        fkm_cp_async16(stage + fkm_swz<T>(r, c), cq_tile + (int64_t)r * dpad + kc * BK + c * CW, 16);
     }
     if (!RESIDENT) {
-        T *xs = stage + MMA_BN * MMA_BK;
+        T *xs = stage + MMA_BN * BK;
 #pragma unroll
         for (int e = 0; e < MMA_BM * 8 / MMA_THREADS; e++) {
             const int idx = tid + e * MMA_THREADS, r = idx >> 3, c = idx & 7;
-            const int64_t col = (int64_t)kc * MMA_BK + c * 8;
+            const int64_t col = (int64_t)kc * BK + c * CW;
             const bool ok = row0 + r < n && col < d;
-            fkm_cp_async16(xs + fkm_swz(r, c), ok ? X + (row0 + r) * ld + col : X, ok ? 16 : 0);
+            fkm_cp_async16(xs + fkm_swz<T>(r, c), ok ? X + (row0 + r) * ld + col : X, ok ? 16 : 0);
         }
     }
 }
@@ -156,18 +167,19 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
     const int64_t row0 = (int64_t)blockIdx.x * MMA_BM;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp / MMA_WARPS_N, wn = warp % MMA_WARPS_N;
-    const int kchunks = (int)(dpad / MMA_BK);
+    constexpr int BK = MMA_BK_OF(sizeof(T)), CW = 16 / sizeof(T);
+    const int kchunks = (int)(dpad / BK);
     const int64_t steps = kpad / MMA_BN * kchunks;
-    const int stage_elems = RESIDENT ? MMA_BN * MMA_BK : (MMA_BN + MMA_BM) * MMA_BK;
+    const int stage_elems = RESIDENT ? MMA_BN * BK : (MMA_BN + MMA_BM) * BK;
     T *xres = smem;                                          /* resident: kchunks x [BM][64] */
     T *stages = smem + (RESIDENT ? (int64_t)MMA_BM * dpad : 0);
 
     if (RESIDENT) {
         for (int idx = tid; idx < MMA_BM * kchunks * 8; idx += MMA_THREADS) {
             const int kc = idx / (MMA_BM * 8), rem = idx % (MMA_BM * 8), r = rem >> 3, c = rem & 7;
-            const int64_t col = (int64_t)kc * MMA_BK + c * 8;
+            const int64_t col = (int64_t)kc * BK + c * CW;
             const bool ok = row0 + r < n && col < d;
-            fkm_cp_async16(xres + kc * MMA_BM * MMA_BK + fkm_swz(r, c), ok ? X + (row0 + r) * ld + col : X,
+            fkm_cp_async16(xres + kc * MMA_BM * BK + fkm_swz<T>(r, c), ok ? X + (row0 + r) * ld + col : X,
                            ok ? 16 : 0);
         }
         fkm_cp_async_commit();
@@ -190,30 +202,35 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
         for (int ni = 0; ni < MMA_WN; ni++) acc[mi][ni][0] = acc[mi][ni][1] = acc[mi][ni][2] = acc[mi][ni][3] = 0.f;
     }
 
+    /* step = (centroid tile, D chunk), walked with counters: no 64-bit division in the loop */
+    int kc = 0, load_kc = (MMA_STAGES - 1) % kchunks;
+    int64_t tile_col0 = 0, load_step = MMA_STAGES - 1;
+    const T *load_tile = cq + (int64_t)((MMA_STAGES - 1) / kchunks) * MMA_BN * dpad;
+    int slot = 0;
     for (int64_t step = 0; step < steps; step++) {
         fkm_cp_async_wait<MMA_STAGES - 2>();
         __syncthreads();
-        {   /* refill the slot consumed in the previous step (every thread is past it) */
-            const int64_t next = step + MMA_STAGES - 1;
-            if (next < steps)
-                mma_load_stage<T, RESIDENT>(stages + (next % MMA_STAGES) * stage_elems,
-                                            cq + next / kchunks * MMA_BN * dpad, dpad, (int)(next % kchunks), X,
-                                            row0, n, ld, d);
-            fkm_cp_async_commit();
-        }
-        const int kc = (int)(step % kchunks);
-        const T *cs = stages + (step % MMA_STAGES) * stage_elems;
-        const T *xs = RESIDENT ? xres + kc * MMA_BM * MMA_BK : cs + MMA_BN * MMA_BK;
+        /* refill the slot consumed in the previous step (every thread is past it) */
+        if (load_step < steps)
+            mma_load_stage<T, RESIDENT>(stages + ((slot + MMA_STAGES - 1) % MMA_STAGES) * stage_elems, load_tile, dpad,
+                                        load_kc, X, row0, n, ld, d);
+        fkm_cp_async_commit();
+        if (++load_kc == kchunks) load_kc = 0, load_tile += (int64_t)MMA_BN * dpad;
+        load_step++;
+
+        const T *cs = stages + slot * stage_elems;
+        const T *xs = RESIDENT ? xres + kc * MMA_BM * BK : cs + MMA_BN * BK;
+        /* four steps of 32 bytes of each row: k16 for 2-byte types, k8 for TF32 */
 #pragma unroll
-        for (int kk = 0; kk < MMA_BK / 16; kk++) {
+        for (int kk = 0; kk < 4; kk++) {
             uint32_t a[MMA_WM][4], bfr[MMA_WN][2];
 #pragma unroll
             for (int mi = 0; mi < MMA_WM; mi++)
-                fkm_ldmatrix_x4(a[mi], xs + fkm_swz(wm * 16 * MMA_WM + mi * 16 + (lane & 15), kk * 2 + (lane >> 4)));
+                fkm_ldmatrix_x4(a[mi], xs + fkm_swz<T>(wm * 16 * MMA_WM + mi * 16 + (lane & 15), kk * 2 + (lane >> 4)));
 #pragma unroll
             for (int ni = 0; ni < MMA_WN; ni += 2) {
                 uint32_t r4[4];
-                fkm_ldmatrix_x4(r4, cs + fkm_swz(wn * 8 * MMA_WN + ni * 8 + (lane & 7) + ((lane >> 4) << 3),
+                fkm_ldmatrix_x4(r4, cs + fkm_swz<T>(wn * 8 * MMA_WN + ni * 8 + (lane & 7) + ((lane >> 4) << 3),
                                                   kk * 2 + ((lane >> 3) & 1)));
                 bfr[ni][0] = r4[0], bfr[ni][1] = r4[1], bfr[ni + 1][0] = r4[2], bfr[ni + 1][1] = r4[3];
             }
@@ -222,25 +239,49 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
 #pragma unroll
                 for (int ni = 0; ni < MMA_WN; ni++) fkm_mma<T>::run(acc[mi][ni], a[mi], bfr[ni]);
         }
-        if (kc == kchunks - 1) {
-            /* epilogue of centroid tile j: columns in increasing order per thread, strict <,
-             * so each thread keeps the lowest index among equal scores */
-            const int64_t col0 = step / kchunks * MMA_BN + wn * 8 * MMA_WN + (lane & 3) * 2;
+        if (++slot == MMA_STAGES) slot = 0;
+        if (++kc == kchunks) {
+            kc = 0;
+            /* epilogue of a centroid tile. Scores first, then the tile's minimum per row with
+             * one min per element; only a row whose tile minimum beats its best so far (rare
+             * after the first tiles) looks for the index: the first column, in increasing
+             * order, holding that minimum - so ties keep the lowest index. */
+            const int64_t col0 = tile_col0 + wn * 8 * MMA_WN + (lane & 3) * 2;
 #pragma unroll
             for (int ni = 0; ni < MMA_WN; ni++) {
-                const int64_t col = col0 + ni * 8;
-                const float c0 = __ldg(cn + col), c1 = __ldg(cn + col + 1);
+                const float c0 = __ldg(cn + col0 + ni * 8), c1 = __ldg(cn + col0 + ni * 8 + 1);
 #pragma unroll
                 for (int mi = 0; mi < MMA_WM; mi++) {
-                    const float s00 = fmaf(-alpha, acc[mi][ni][0], c0), s01 = fmaf(-alpha, acc[mi][ni][1], c1);
-                    const float s10 = fmaf(-alpha, acc[mi][ni][2], c0), s11 = fmaf(-alpha, acc[mi][ni][3], c1);
-                    if (s00 < bs[mi][0]) bs[mi][0] = s00, bi[mi][0] = (int32_t)col;
-                    if (s01 < bs[mi][0]) bs[mi][0] = s01, bi[mi][0] = (int32_t)col + 1;
-                    if (s10 < bs[mi][1]) bs[mi][1] = s10, bi[mi][1] = (int32_t)col;
-                    if (s11 < bs[mi][1]) bs[mi][1] = s11, bi[mi][1] = (int32_t)col + 1;
-                    acc[mi][ni][0] = acc[mi][ni][1] = acc[mi][ni][2] = acc[mi][ni][3] = 0.f;
+                    acc[mi][ni][0] = fmaf(-alpha, acc[mi][ni][0], c0);
+                    acc[mi][ni][1] = fmaf(-alpha, acc[mi][ni][1], c1);
+                    acc[mi][ni][2] = fmaf(-alpha, acc[mi][ni][2], c0);
+                    acc[mi][ni][3] = fmaf(-alpha, acc[mi][ni][3], c1);
                 }
             }
+#pragma unroll
+            for (int mi = 0; mi < MMA_WM; mi++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    float m = acc[mi][0][2 * h];
+#pragma unroll
+                    for (int ni = 0; ni < MMA_WN; ni++) m = fminf(m, fminf(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]));
+                    if (m < bs[mi][h]) {
+                        int32_t idx = -1;
+#pragma unroll
+                        for (int ni = MMA_WN - 1; ni >= 0; ni--) {
+                            if (acc[mi][ni][2 * h + 1] == m) idx = (int32_t)(col0 + ni * 8 + 1);
+                            if (acc[mi][ni][2 * h] == m) idx = (int32_t)(col0 + ni * 8);
+                        }
+                        bs[mi][h] = m;
+                        bi[mi][h] = idx;
+                    }
+                }
+#pragma unroll
+            for (int mi = 0; mi < MMA_WM; mi++)
+#pragma unroll
+                for (int ni = 0; ni < MMA_WN; ni++)
+                    acc[mi][ni][0] = acc[mi][ni][1] = acc[mi][ni][2] = acc[mi][ni][3] = 0.f;
+            tile_col0 += MMA_BN;
         }
     }
     fkm_cp_async_wait<0>();
@@ -364,9 +405,9 @@ fkm_status fkm_cuda_assign_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_p
     if (!ws) return fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for the assignment workspace");
     ws->path = fkm_cuda_assign_path(pb, precision);
     const int mma = ws->path != FKM_ASSIGN_FFMA;
+    const size_t elem = mma ? fkm_dtype_size(pb->dtype) : sizeof(float);
     ws->kpad = round_up(pb->k, mma ? MMA_BN : FF_BN);
-    ws->dpad = round_up(pb->d, mma ? MMA_BK : FF_BK);
-    const size_t elem = mma ? 2 : sizeof(float);
+    ws->dpad = round_up(pb->d, mma ? MMA_BK_OF((int64_t)elem) : FF_BK);
     const size_t rows = (size_t)pb->batch * (size_t)ws->kpad;
     cudaError_t e = cudaMalloc(&ws->cq, rows * (size_t)ws->dpad * elem);
     if (e == cudaSuccess) e = cudaMalloc((void **)&ws->cn, rows * sizeof(float));
@@ -394,13 +435,13 @@ static fkm_status launch_mma(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev
     const T *X = (const T *)pb->X;
     const T *cq = (const T *)ws->cq;
     if (ws->path == FKM_ASSIGN_MMA) {
-        const size_t smem = ((size_t)MMA_BM * ws->dpad + (size_t)MMA_STAGES * MMA_BN * MMA_BK) * sizeof(T);
+        const size_t smem = ((size_t)MMA_BM * ws->dpad + (size_t)MMA_STAGES * MMA_BN * MMA_BK_OF(sizeof(T))) * sizeof(T);
         FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_mma<T, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)smem));
         assign_mma<T, true><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride, ws->dpad,
                                                                  cq, ws->cn, ws->kpad, alpha, labels, changed, best);
     } else {
-        const size_t smem = (size_t)MMA_STAGES * (MMA_BN + MMA_BM) * MMA_BK * sizeof(T);
+        const size_t smem = (size_t)MMA_STAGES * (MMA_BN + MMA_BM) * MMA_BK_OF(sizeof(T)) * sizeof(T);
         FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_mma<T, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)smem));
         assign_mma<T, false><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride,
@@ -426,12 +467,13 @@ static fkm_status launch_ffma(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_de
 
 template <typename T>
 static fkm_status prepare(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb, const float *centroids,
-                          cudaStream_t stream)
+                          int tf32, cudaStream_t stream)
 {
     const int rows_per_block = 8;
     const dim3 grid((unsigned)fkm_ceil_div(ws->kpad, rows_per_block), (unsigned)pb->batch);
     prepare_centroids<T><<<grid, rows_per_block * 32, 0, stream>>>(centroids, pb->k, pb->d, ws->kpad, ws->dpad,
-                                                                   pb->metric == FKM_METRIC_L2, (T *)ws->cq, ws->cn);
+                                                                   pb->metric == FKM_METRIC_L2, tf32, (T *)ws->cq,
+                                                                   ws->cn);
     FKM_CUDA_LAUNCHED(ctx, "prepare_centroids");
     return FKM_OK;
 }
@@ -446,14 +488,18 @@ fkm_status fkm_cuda_assign(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_p
     FKM_CUDA_TRY(ctx, cudaMemsetAsync(changed, 0, (size_t)pb->batch * sizeof *changed, stream));
     fkm_status s = FKM_OK;
     if (ws->path == FKM_ASSIGN_FFMA) {
-        if ((s = prepare<float>(ctx, ws, pb, centroids, stream)) != FKM_OK) return s;
+        if ((s = prepare<float>(ctx, ws, pb, centroids, 0, stream)) != FKM_OK) return s;
         FKM_DISPATCH_DTYPE(pb->dtype, s = launch_ffma<DT>(ctx, ws, pb, alpha, labels, changed, best, stream));
         return s;
     }
     if (pb->dtype == FKM_F16) {
-        if ((s = prepare<__half>(ctx, ws, pb, centroids, stream)) != FKM_OK) return s;
+        if ((s = prepare<__half>(ctx, ws, pb, centroids, 0, stream)) != FKM_OK) return s;
         return launch_mma<__half>(ctx, ws, pb, alpha, labels, changed, best, stream);
     }
-    if ((s = prepare<__nv_bfloat16>(ctx, ws, pb, centroids, stream)) != FKM_OK) return s;
+    if (pb->dtype == FKM_F32) {
+        if ((s = prepare<float>(ctx, ws, pb, centroids, 1, stream)) != FKM_OK) return s;
+        return launch_mma<float>(ctx, ws, pb, alpha, labels, changed, best, stream);
+    }
+    if ((s = prepare<__nv_bfloat16>(ctx, ws, pb, centroids, 0, stream)) != FKM_OK) return s;
     return launch_mma<__nv_bfloat16>(ctx, ws, pb, alpha, labels, changed, best, stream);
 }

@@ -51,9 +51,33 @@ template <> struct fkm_mma<__nv_bfloat16> {
     }
 };
 
-/* Shared-memory tiles are ROWS x 64 elements of 2 bytes (128-byte rows, eight 16-byte
- * chunks). Chunk c of row r is stored at chunk position c ^ (r & 7), so the eight row
- * addresses of one ldmatrix phase fall in eight different bank groups (no conflicts). */
-__device__ __forceinline__ int fkm_swz(int row, int chunk) { return row * 64 + ((chunk ^ (row & 7)) << 3); }
+/* f32 inputs on tensor cores: TF32, m16n8k8. The fragments have the same register counts and
+ * the same lane layout in 32-byte row pieces as the 2-byte types' m16n8k16, so one kernel
+ * serves all three. A is rounded to TF32 (nearest) here; centroids are rounded when staged. */
+__device__ __forceinline__ uint32_t fkm_to_tf32(uint32_t f)
+{
+    uint32_t r;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(__uint_as_float(f)));
+    return r;
+}
+template <> struct fkm_mma<float> {
+    static __device__ __forceinline__ void run(float d[4], const uint32_t a[4], const uint32_t b[2])
+    {
+        asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+                     "{%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(fkm_to_tf32(a[0])), "r"(fkm_to_tf32(a[1])), "r"(fkm_to_tf32(a[2])),
+                       "r"(fkm_to_tf32(a[3])), "r"(b[0]), "r"(b[1]));
+    }
+};
+
+/* Shared-memory tiles have 128-byte rows (eight 16-byte chunks: 64 two-byte or 32 four-byte
+ * elements). Chunk c of row r is stored at chunk position c ^ (r & 7), so the eight row
+ * addresses of one ldmatrix phase fall in eight different bank groups (no conflicts).
+ * Returns the element offset. */
+template <typename T> __device__ __forceinline__ int fkm_swz(int row, int chunk)
+{
+    return row * (int)(128 / sizeof(T)) + ((chunk ^ (row & 7)) * (int)(16 / sizeof(T)));
+}
 
 #endif

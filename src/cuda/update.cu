@@ -18,11 +18,15 @@
  * not depend on which physical block runs it. There are no floating-point atomics; integer
  * atomics are used only for counts (exact whatever their order). The sort is stable, and a
  * stable sort has exactly one result, so its internal tiling cannot change anything either.
+ * (Bitwise equality holds for one binary on one architecture: nvcc may fuse multiply-adds
+ * differently in the sm_80 and sm_90a code.) A workspace serves one stream at a time.
  *
  * Two sort paths, same result (the unique stable order):
  *  - k <= SORT_MAX_K: a counting sort with per-tile counts (one block per tile of `tile`
  *    consecutive points, the tile split into one contiguous range per warp). Reads the labels
- *    twice and writes the ids once: a few bytes per point next to the row itself.
+ *    three times (histogram, then the scatter's count and write passes over the same tile,
+ *    the second mostly from L1/L2) and writes the ids once: a few bytes per point next to the
+ *    row itself.
  *  - larger k: per-tile count matrices would be too big (k x tiles) or tiles too long, so the
  *    ids are sorted with cub::DeviceRadixSort::SortPairs on the label (stable LSD radix sort
  *    restricted to ceil(log2 k) bits), one problem at a time; the histogram is then a plain
@@ -147,7 +151,7 @@ void fkm_cuda_update_destroy(fkm_cuda_update_ws *ws)
 static cudaError_t cub_bytes_needed(const fkm_cuda_update_ws *ws, int64_t mat_n, int64_t n, size_t *bytes)
 {
     size_t scan = 0, sort = 0;
-    cudaError_t e = cub::DeviceScan::ExclusiveSum(nullptr, scan, ws->mat, mat_n);
+    cudaError_t e = cub::DeviceScan::ExclusiveSum(nullptr, scan, ws->mat, ws->mat, mat_n);
     if (e != cudaSuccess) return e;
     if (!ws->counting) {
         e = cub::DeviceRadixSort::SortPairs(nullptr, sort, (const uint32_t *)nullptr, (uint32_t *)nullptr,
@@ -206,7 +210,6 @@ fkm_status fkm_cuda_update_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_c
     ws->slot_cap = slots;
 
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->mat, b_mat), st, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMemset(ws->mat, 0, b_mat), st, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->order, b_order), st, fail);
     if (!ws->counting) {
         FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->keys_tmp, b_n4), st, fail);
@@ -294,6 +297,9 @@ __global__ void hist_tiles_kernel(const int32_t *__restrict__ labels, int64_t n,
     extern __shared__ uint32_t sh_count[]; /* k */
     const int lane = threadIdx.x & 31;
     const int64_t nvb = batch * tiles;
+    /* the entry after the last count: its exclusive sum becomes the total (its own value is
+     * not used, but the scan reads it: keep it initialised) */
+    if (blockIdx.x == 0 && threadIdx.x == 0) mat[nvb * k] = 0;
     for (int64_t vb = blockIdx.x; vb < nvb; vb += gridDim.x) {
         const int64_t b = vb / tiles, t = vb % tiles;
         for (int64_t c = threadIdx.x; c < k; c += blockDim.x) sh_count[c] = 0;
@@ -744,7 +750,7 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
             labels, n, k, batch, tiles, ws->tile, ws->mat);
         FKM_CUDA_LAUNCHED(ctx, "hist_tiles_kernel");
     } else {
-        FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->mat, 0, (size_t)clusters * sizeof(unsigned long long), stream));
+        FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->mat, 0, (size_t)(clusters + 1) * sizeof(unsigned long long), stream));
         hist_global_kernel<<<grid_for(fkm_ceil_div(batch * n, 256)), 256, 0, stream>>>(labels, n, k, batch, ws->mat);
         FKM_CUDA_LAUNCHED(ctx, "hist_global_kernel");
     }
@@ -752,7 +758,7 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
     /* 2. scan (in place; the last entry's exclusive sum is the total) and the item map */
     {
         size_t bytes = ws->cub_bytes;
-        FKM_CUDA_TRY(ctx, cub::DeviceScan::ExclusiveSum(ws->cub_tmp, bytes, ws->mat, mat_n, stream));
+        FKM_CUDA_TRY(ctx, cub::DeviceScan::ExclusiveSum(ws->cub_tmp, bytes, ws->mat, ws->mat, mat_n, stream));
         map_kernel<<<grid_for(fkm_ceil_div(clusters, 8)), 256, 0, stream>>>(ws->mat, tiles, clusters, ws->slot);
         FKM_CUDA_LAUNCHED(ctx, "map_kernel");
     }
