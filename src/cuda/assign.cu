@@ -1,9 +1,11 @@
 /* assign.cu — FlashAssign kernels (see assign.cuh) and their launcher. */
 #include "cuda/assign.cuh"
+#include "cuda/assign_common.cuh"
 #include "cuda/mma.cuh"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* ---------------------------------------------------------------- configuration */
 
@@ -38,11 +40,28 @@ struct fkm_cuda_assign_ws {
 
 static int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
+/* Warpgroup MMA exists on compute capability 9.0 (the sm_90a code of this build). */
+static int device_has_wgmma(void)
+{
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return major == 9 && minor == 0;
+}
+
 fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision precision)
 {
     const int tensor_input = pb->dtype == FKM_F16 || pb->dtype == FKM_BF16 || pb->dtype == FKM_F32;
     if (!tensor_input || precision != FKM_PRECISION_FAST) return FKM_ASSIGN_FFMA;
     const int64_t es = (int64_t)fkm_dtype_size(pb->dtype);
+    /* below 128 clusters the 128-wide wgmma tiles would mostly compute padding */
+    if (es == 2 && pb->k > 64 && round_up(pb->d, 64) <= FKM_WGMMA_MAX_DPAD && device_has_wgmma()) {
+        const char *force = getenv("FLASHKM_ASSIGN");
+        if (!force || strcmp(force, "mma") != 0) return FKM_ASSIGN_WGMMA;
+    }
     return round_up(pb->d, MMA_BK_OF(es)) * es <= MMA_RESIDENT_MAX_BYTES_PER_ROW ? FKM_ASSIGN_MMA
                                                                                   : FKM_ASSIGN_MMA_SPLITD;
 }
@@ -53,35 +72,12 @@ const char *fkm_cuda_assign_path_name(fkm_assign_path path)
     case FKM_ASSIGN_MMA: return "mma";
     case FKM_ASSIGN_MMA_SPLITD: return "mma-split-d";
     case FKM_ASSIGN_FFMA: return "ffma";
+    case FKM_ASSIGN_WGMMA: return "wgmma";
     }
     return "?";
 }
 
 /* ---------------------------------------------------------------- shared pieces */
-
-/* The better of two (score, index) candidates: lower score, ties to the lower index. */
-__device__ __forceinline__ void fkm_merge_best(float &s, int32_t &i, float s2, int32_t i2)
-{
-    if (s2 < s || (s2 == s && i2 < i)) {
-        s = s2;
-        i = i2;
-    }
-}
-
-/* Writes the label of one point and counts it when it changed (one atomic per warp: integer
- * counts are exact whatever the order). */
-__device__ __forceinline__ void fkm_store_label(int valid, int64_t row, int32_t idx, float score, int32_t *labels,
-                                                float *best, unsigned long long *changed)
-{
-    int differs = 0;
-    if (valid) {
-        differs = labels[row] != idx;
-        labels[row] = idx;
-        if (best) best[row] = score;
-    }
-    const unsigned mask = __ballot_sync(0xffffffffu, differs);
-    if ((threadIdx.x & 31) == 0 && mask) atomicAdd(changed, (unsigned long long)__popc(mask));
-}
 
 template <typename T> __device__ __forceinline__ T fkm_from_float(float v);
 template <> __device__ __forceinline__ float fkm_from_float<float>(float v) { return v; }
@@ -406,7 +402,7 @@ fkm_status fkm_cuda_assign_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_p
     ws->path = fkm_cuda_assign_path(pb, precision);
     const int mma = ws->path != FKM_ASSIGN_FFMA;
     const size_t elem = mma ? fkm_dtype_size(pb->dtype) : sizeof(float);
-    ws->kpad = round_up(pb->k, mma ? MMA_BN : FF_BN);
+    ws->kpad = round_up(pb->k, ws->path == FKM_ASSIGN_WGMMA ? FKM_WGMMA_BN : mma ? MMA_BN : FF_BN);
     ws->dpad = round_up(pb->d, mma ? MMA_BK_OF((int64_t)elem) : FF_BK);
     const size_t rows = (size_t)pb->batch * (size_t)ws->kpad;
     cudaError_t e = cudaMalloc(&ws->cq, rows * (size_t)ws->dpad * elem);
@@ -491,6 +487,12 @@ fkm_status fkm_cuda_assign(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_p
         if ((s = prepare<float>(ctx, ws, pb, centroids, 0, stream)) != FKM_OK) return s;
         FKM_DISPATCH_DTYPE(pb->dtype, s = launch_ffma<DT>(ctx, ws, pb, alpha, labels, changed, best, stream));
         return s;
+    }
+    if (ws->path == FKM_ASSIGN_WGMMA) {
+        if (pb->dtype == FKM_F16) s = prepare<__half>(ctx, ws, pb, centroids, 0, stream);
+        else s = prepare<__nv_bfloat16>(ctx, ws, pb, centroids, 0, stream);
+        if (s != FKM_OK) return s;
+        return fkm_cuda_assign_wgmma(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha, labels, changed, best, stream);
     }
     if (pb->dtype == FKM_F16) {
         if ((s = prepare<__half>(ctx, ws, pb, centroids, 0, stream)) != FKM_OK) return s;

@@ -19,11 +19,13 @@ typedef struct fkm_cuda_assign_ws fkm_cuda_assign_ws;
 typedef enum fkm_assign_path {
     FKM_ASSIGN_MMA = 0,       /* tensor cores, X tile resident in shared memory */
     FKM_ASSIGN_MMA_SPLITD,    /* tensor cores, X and centroid tiles streamed along D */
-    FKM_ASSIGN_FFMA           /* f32 on CUDA cores */
+    FKM_ASSIGN_FFMA,          /* f32 on CUDA cores */
+    FKM_ASSIGN_WGMMA          /* tensor cores through warpgroup MMA (sm_90a), X tile resident */
 } fkm_assign_path;
 
-/* The path a problem would take (the tensor-core paths need 16-byte aligned rows:
- * ld % 8 == 0 and an aligned X; the backend makes a padded copy otherwise). */
+/* The path a problem would take on the current device (the tensor-core paths need 16-byte
+ * aligned rows: the backend makes a padded copy otherwise). FLASHKM_ASSIGN=mma in the
+ * environment keeps the mma.sync kernel where wgmma would be chosen (for comparisons). */
 fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision precision);
 const char *fkm_cuda_assign_path_name(fkm_assign_path path);
 

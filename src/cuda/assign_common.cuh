@@ -1,0 +1,42 @@
+/* assign_common.cuh — what the assignment kernels share: merging (score, index) candidates
+ * with ties to the lowest index, storing labels with a count of changes, and the launchers
+ * of the kernels that live in their own files. */
+#ifndef FKM_CUDA_ASSIGN_COMMON_CUH
+#define FKM_CUDA_ASSIGN_COMMON_CUH
+
+#include "cuda/assign.cuh"
+
+/* The better of two (score, index) candidates: lower score, ties to the lower index. */
+static __device__ __forceinline__ void fkm_merge_best(float &s, int32_t &i, float s2, int32_t i2)
+{
+    if (s2 < s || (s2 == s && i2 < i)) {
+        s = s2;
+        i = i2;
+    }
+}
+
+/* Writes the label of one point and counts it when it changed (one atomic per warp: integer
+ * counts are exact whatever the order). */
+static __device__ __forceinline__ void fkm_store_label(int valid, int64_t row, int32_t idx, float score, int32_t *labels,
+                                                float *best, unsigned long long *changed)
+{
+    int differs = 0;
+    if (valid) {
+        differs = labels[row] != idx;
+        labels[row] = idx;
+        if (best) best[row] = score;
+    }
+    const unsigned mask = __ballot_sync(0xffffffffu, differs);
+    if ((threadIdx.x & 31) == 0 && mask) atomicAdd(changed, (unsigned long long)__popc(mask));
+}
+
+
+/* assign_wgmma.cu (sm_90a): f16/bf16 tensor-core assignment on warpgroup MMA. cq holds the
+ * centroids rounded to T in kpad x dpad (kpad a multiple of FKM_WGMMA_BN, dpad of 64). */
+#define FKM_WGMMA_BN 128
+#define FKM_WGMMA_MAX_DPAD 256
+fkm_status fkm_cuda_assign_wgmma(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn,
+                                 int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
+                                 unsigned long long *changed, float *best, cudaStream_t stream);
+
+#endif
