@@ -1,10 +1,13 @@
-/* batch.c — fkm_fit_batch: B independent problems of one shape. This version runs them one
- * after another through fkm_fit (each with seed params.seed + b), which defines the results
- * a batched GPU launch must reproduce. */
+/* batch.c — fkm_fit_batch: B independent problems of one shape. A backend that runs batches
+ * (the GPU's) gets all problems in one Lloyd loop (lloyd.c), one set of launches per step;
+ * otherwise the problems run one after another through fkm_fit, each with seed
+ * params.seed + b — the results a batched run must reproduce, bit for bit. */
 #include "internal.h"
+#include "lloyd.h"
 #include "validate.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 
 fkm_status fkm_fit_batch(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dtype dtype,
                          int64_t batch, int64_t n, int64_t d, int64_t ld, int64_t batch_stride,
@@ -28,6 +31,28 @@ fkm_status fkm_fit_batch(fkm_ctx *ctx, const fkm_params *params, const void *X, 
                         (long long)batch, (long long)n, (long long)ld);
     const size_t es = fkm_dtype_size(dtype);
     fkm_params p = *params;
+    if (ctx->ops->max_batch >= batch && batch > 1) {
+        if ((s = fkm_check_metric(ctx, params->metric)) != FKM_OK) return s;
+        if (params->k <= 0 || params->k > n) /* the loop reports it; avoid sizing copies by it */
+            return fkm_lloyd_run(ctx, params, X, dtype, batch, n, d, ld, batch_stride, NULL, centroids_out,
+                                 labels_out, results);
+        const void *w_view = NULL, *c_view = NULL;
+        void *w_owned = NULL, *c_owned = NULL;
+        if (weights && (s = fkm_host_view(ctx, weights, (size_t)(batch * n) * sizeof(float), &w_view, &w_owned)) != FKM_OK)
+            return s;
+        if (p.init == FKM_INIT_USER && p.init_centroids &&
+            (s = fkm_host_view(ctx, p.init_centroids, (size_t)(batch * kd) * sizeof(float), &c_view, &c_owned)) !=
+                FKM_OK) {
+            free(w_owned);
+            return s;
+        }
+        if (c_view) p.init_centroids = c_view;
+        s = fkm_lloyd_run(ctx, &p, X, dtype, batch, n, d, ld, batch_stride, w_view, centroids_out, labels_out,
+                          results);
+        free(w_owned);
+        free(c_owned);
+        return s;
+    }
     /* the history of the last problem is the one left in the context */
     for (int64_t b = 0; b < batch; b++) {
         p.seed = params->seed + (uint64_t)b;

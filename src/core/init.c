@@ -76,18 +76,19 @@ void fkm_normalise_rows(float *C, int64_t k, int64_t d)
 }
 
 fkm_status fkm_init_centroids(fkm_ctx *ctx, const fkm_params *params, const fkm_problem *pb,
-                              void *state, float *C)
+                              void *state, int64_t problem, float *C)
 {
     const int64_t k = pb->k, d = pb->d;
     if (params->init == FKM_INIT_USER) {
-        memcpy(C, params->init_centroids, (size_t)(k * d) * sizeof *C);
+        memcpy(C, params->init_centroids + problem * k * d, (size_t)(k * d) * sizeof *C);
         if (pb->metric == FKM_METRIC_COSINE) fkm_normalise_rows(C, k, d);
         return FKM_OK;
     }
     int64_t *idx = malloc((size_t)k * sizeof *idx);
     if (!idx) return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for initial indices");
-    fkm_status s = fkm_sample_distinct(ctx, params->seed, pb->n, k, idx);
-    for (int64_t c = 0; c < k && s == FKM_OK; c++) s = ctx->ops->fetch_row(ctx, state, idx[c], C + c * d);
+    fkm_status s = fkm_sample_distinct(ctx, params->seed + (uint64_t)problem, pb->n, k, idx);
+    for (int64_t c = 0; c < k && s == FKM_OK; c++)
+        s = ctx->ops->fetch_row(ctx, state, problem * pb->n + idx[c], C + c * d);
     free(idx);
     return s;
 }

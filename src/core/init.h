@@ -17,10 +17,11 @@ uint64_t fkm_rng_below(fkm_rng *rng, uint64_t bound);
  * order given the seed; idx has k slots. */
 fkm_status fkm_sample_distinct(fkm_ctx *ctx, uint64_t seed, int64_t n, int64_t k, int64_t *idx);
 
-/* Fills C (k x d) according to params: random rows of X or the user's centroids (normalised
- * for cosine). */
+/* Fills C (k x d) of problem `problem` of the batch according to params: random rows of
+ * its X (seed params->seed + problem) or its user centroids (params->init_centroids +
+ * problem * k * d), normalised for cosine. */
 fkm_status fkm_init_centroids(fkm_ctx *ctx, const fkm_params *params, const fkm_problem *pb,
-                              void *state, float *C);
+                              void *state, int64_t problem, float *C);
 
 /* Normalises each of the k rows of C to unit length (rows of zeros stay zero). */
 void fkm_normalise_rows(float *C, int64_t k, int64_t d);

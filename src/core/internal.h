@@ -54,7 +54,10 @@ uint16_t fkm_float_to_bf16(float f);
 
 /* ---------------------------------------------------------------- backends */
 
-/* One problem as the backend sees it: immutable for the duration of a call. */
+/* One problem, or a batch of equal-shaped independent problems, as the backend sees it:
+ * immutable for the duration of a call. Problem b's rows start at X + b * batch_stride
+ * elements, its weights at weights + b * n. Row indices given to fetch_row and get_label are
+ * global: b * n + i. Backends without batch support (max_batch == 1) only see batch == 1. */
 typedef struct fkm_problem {
     const void *X;
     fkm_dtype dtype;
@@ -64,13 +67,15 @@ typedef struct fkm_problem {
     fkm_metric metric;
     int n_threads;          /* resolved, >= 1 */
     fkm_precision precision;
+    int64_t batch;          /* >= 1 */
+    int64_t batch_stride;   /* elements between problems */
 } fkm_problem;
 
-/* Output of one reduction pass over X with fixed labels. */
+/* Output of one reduction pass over X with fixed labels (arrays over the batch). */
 typedef struct fkm_partials {
-    double *sums;       /* k x d weighted sums of (normalised for cosine) rows, or NULL */
-    double *weight;     /* k total weights, or NULL */
-    double objective;   /* weighted sum of per-point objectives (see flashkm.h "inertia") */
+    double *sums;       /* batch x k x d weighted sums of (normalised for cosine) rows, or NULL */
+    double *weight;     /* batch x k total weights, or NULL */
+    double *objective;  /* batch: weighted sum of per-point objectives (flashkm.h "inertia") */
     int keep_sums;      /* sums == NULL but the backend computes them and keeps them for
                            finalize / get_sums (backends with a finalize op only) */
 } fkm_partials;
@@ -82,21 +87,23 @@ typedef struct fkm_backend_vtbl {
     /* Validates nothing (core did), allocates per-call state. */
     fkm_status (*open)(fkm_ctx *ctx, const fkm_problem *pb, void **state);
     void (*close)(void *state);
-    /* Passes over X: the first row holding a NaN or Inf (-1 if none), and the mean over columns of
-     * the per-column variance (of normalised rows for cosine). */
+    /* Passes over X, per problem of the batch (arrays): the first row holding a NaN or Inf (-1
+     * if none), and the mean over columns of the per-column variance (of normalised rows for
+     * cosine). */
     fkm_status (*scan)(fkm_ctx *ctx, void *state, int64_t *first_nonfinite, double *mean_var);
     /* Row i of X as f32 (normalised for cosine). */
     fkm_status (*fetch_row)(fkm_ctx *ctx, void *state, int64_t i, float *row);
-    /* Assignment against k x d centroids: labels kept in state. n_changed counts labels that
-     * differ from the previous call's (all n on the first call). centroids == NULL (backends
-     * with a finalize op only): the centroids the backend's last finalize produced. */
+    /* Assignment against batch x k x d centroids: labels kept in state. n_changed (batch
+     * values) counts labels that differ from the previous call's (all n on the first call).
+     * centroids == NULL (backends with a finalize op only): the centroids the backend's last
+     * finalize produced. */
     fkm_status (*assign)(fkm_ctx *ctx, void *state, const float *centroids, int64_t *n_changed);
     /* With the current labels and the centroids they were assigned against: exact per-point
      * objective (kept for farthest()) and optional per-cluster sums. Deterministic. */
     fkm_status (*reduce)(fkm_ctx *ctx, void *state, const float *centroids, fkm_partials *out);
-    /* The `count` points with the largest objective from the last reduce, largest first,
-     * ties to the lowest index. */
-    fkm_status (*farthest)(fkm_ctx *ctx, void *state, int64_t count, int64_t *idx);
+    /* The `count` points of problem `problem` with the largest objective from the last
+     * reduce, largest first, ties to the lowest index; indices within the problem. */
+    fkm_status (*farthest)(fkm_ctx *ctx, void *state, int64_t problem, int64_t count, int64_t *idx);
     /* Label of point i (after assign). */
     fkm_status (*get_label)(fkm_ctx *ctx, void *state, int64_t i, int32_t *label);
     /* Copies all labels out. */
@@ -112,12 +119,15 @@ typedef struct fkm_backend_vtbl {
      * of size k x d crosses to the host per iteration. finalize: from the kept sums and
      * weights of the last reduce (keep_sums) and the centroids of the last assign, the next
      * centroids exactly as core's host code computes them (C = sums / weight in double,
-     * rounded to f32, normalised for cosine, unchanged for weight 0), kept on the backend;
-     * max_shift receives the largest squared shift. get_sums: the kept sums (k x d) to the
-     * host; get_centroids: the backend's current centroids to the host. */
-    fkm_status (*finalize)(fkm_ctx *ctx, void *state, double *max_shift);
+     * rounded to f32, normalised for cosine, unchanged for weight 0), kept on the backend,
+     * for the problems whose active[b] is non-zero (the others keep their centroids);
+     * max_shift[b] receives the largest squared shift. get_sums: the kept sums (batch x k x
+     * d) to the host; get_centroids: the backend's current centroids to the host. */
+    fkm_status (*finalize)(fkm_ctx *ctx, void *state, const unsigned char *active, double *max_shift);
     fkm_status (*get_sums)(fkm_ctx *ctx, void *state, double *sums);
     fkm_status (*get_centroids)(fkm_ctx *ctx, void *state, float *centroids);
+    /* Largest batch the backend runs in one set of launches (1: fkm_fit_batch loops). */
+    int64_t max_batch;
 } fkm_backend_vtbl;
 
 /* staging.c: a host-readable view of `bytes` at p (p itself, or a copy in *owned, to be

@@ -1,8 +1,12 @@
 /* lloyd.c — the one Lloyd loop every backend runs under (see flashkm.h "Semantics"). The
  * backend assigns and sums; this file turns sums into centroids, applies the empty-cluster
- * policy, measures shifts, decides when to stop and reports progress. */
+ * policy, measures shifts, decides when to stop and reports progress. It runs a batch of
+ * independent problems at once when the backend can (fkm_fit_batch on the GPU); each problem
+ * follows exactly the iterations fkm_fit would run for it alone: once it stops, its centroids
+ * freeze, and later assignments of the batch reproduce its final labels. */
 #define _POSIX_C_SOURCE 200809L
 #include "init.h"
+#include "lloyd.h"
 #include "validate.h"
 
 #include <math.h>
@@ -17,70 +21,88 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Host-side state of a batch of B problems: centroids, sums and per-problem bookkeeping. */
 typedef struct lloyd_buffers {
-    float *C;        /* current centroids, k x d */
+    float *C;        /* current centroids, B x k x d */
     float *C_new;    /* next centroids */
-    double *sums;    /* k x d */
-    double *weight;  /* k */
+    double *sums;    /* B x k x d */
+    double *weight;  /* B x k */
+    double *objective, *shift, *mean_var;   /* B each */
+    int64_t *changed, *bad;                 /* B each */
+    unsigned char *active, *final_needed;   /* B each */
     int64_t *far;    /* k: farthest points for relocation */
     float *row;      /* d */
 } lloyd_buffers;
 
 static void free_buffers(lloyd_buffers *b)
 {
-    free(b->C), free(b->C_new), free(b->sums), free(b->weight), free(b->far), free(b->row);
+    free(b->C), free(b->C_new), free(b->sums), free(b->weight), free(b->objective), free(b->shift);
+    free(b->mean_var), free(b->changed), free(b->bad), free(b->active), free(b->final_needed);
+    free(b->far), free(b->row);
 }
 
-static fkm_status alloc_buffers(fkm_ctx *ctx, int64_t k, int64_t d, lloyd_buffers *b)
+static fkm_status alloc_buffers(fkm_ctx *ctx, int64_t B, int64_t k, int64_t d, lloyd_buffers *b)
 {
     memset(b, 0, sizeof *b);
-    const size_t kd = (size_t)(k * d);
+    size_t kd;
+    if (!fkm_bytes(B * k, d, 1, &kd))
+        return fkm_fail(ctx, FKM_E_OVERFLOW, "batch x k x d = %lld x %lld x %lld overflows", (long long)B,
+                        (long long)k, (long long)d);
     b->C = malloc(kd * sizeof *b->C);
     b->C_new = malloc(kd * sizeof *b->C_new);
     b->sums = malloc(kd * sizeof *b->sums);
-    b->weight = malloc((size_t)k * sizeof *b->weight);
+    b->weight = malloc((size_t)(B * k) * sizeof *b->weight);
+    b->objective = malloc((size_t)B * sizeof *b->objective);
+    b->shift = malloc((size_t)B * sizeof *b->shift);
+    b->mean_var = malloc((size_t)B * sizeof *b->mean_var);
+    b->changed = malloc((size_t)B * sizeof *b->changed);
+    b->bad = malloc((size_t)B * sizeof *b->bad);
+    b->active = malloc((size_t)B);
+    b->final_needed = malloc((size_t)B);
     b->far = malloc((size_t)k * sizeof *b->far);
     b->row = malloc((size_t)d * sizeof *b->row);
-    if (!b->C || !b->C_new || !b->sums || !b->weight || !b->far || !b->row) {
+    if (!b->C || !b->C_new || !b->sums || !b->weight || !b->objective || !b->shift || !b->mean_var ||
+        !b->changed || !b->bad || !b->active || !b->final_needed || !b->far || !b->row) {
         free_buffers(b);
-        return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for centroid buffers (k = %lld, d = %lld)",
-                        (long long)k, (long long)d);
+        return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for centroid buffers (batch = %lld, k = %lld, d = %lld)",
+                        (long long)B, (long long)k, (long long)d);
     }
     return FKM_OK;
 }
 
-/* Moves the e-th empty cluster to the e-th farthest point, taking that point out of its old
- * cluster's sums (as scikit-learn does). Works on sums, before the division. */
-static fkm_status relocate_empty(fkm_ctx *ctx, void *st, const fkm_problem *pb, lloyd_buffers *b,
+/* Moves the e-th empty cluster of problem pr to its e-th farthest point, taking that point
+ * out of its old cluster's sums (as scikit-learn does). Works on sums, before the division. */
+static fkm_status relocate_empty(fkm_ctx *ctx, void *st, const fkm_problem *pb, lloyd_buffers *b, int64_t pr,
                                  int64_t n_empty)
 {
     const int64_t k = pb->k, d = pb->d;
-    fkm_status s = ctx->ops->farthest(ctx, st, n_empty, b->far);
+    double *sums = b->sums + pr * k * d, *weight = b->weight + pr * k;
+    fkm_status s = ctx->ops->farthest(ctx, st, pr, n_empty, b->far);
     for (int64_t c = 0, e = 0; c < k && e < n_empty && s == FKM_OK; c++) {
-        if (b->weight[c] > 0.0) continue;
+        if (weight[c] > 0.0) continue;
         const int64_t i = b->far[e++];
         int32_t donor;
-        if ((s = ctx->ops->fetch_row(ctx, st, i, b->row)) != FKM_OK) break;
-        if ((s = ctx->ops->get_label(ctx, st, i, &donor)) != FKM_OK) break;
-        const double w = pb->weights ? pb->weights[i] : 1.0;
+        if ((s = ctx->ops->fetch_row(ctx, st, pr * pb->n + i, b->row)) != FKM_OK) break;
+        if ((s = ctx->ops->get_label(ctx, st, pr * pb->n + i, &donor)) != FKM_OK) break;
+        const double w = pb->weights ? pb->weights[pr * pb->n + i] : 1.0;
         if (w <= 0.0) continue; /* a zero-weight point cannot hold a cluster: stays empty */
         for (int64_t j = 0; j < d; j++) {
-            b->sums[(int64_t)donor * d + j] -= w * b->row[j];
-            b->sums[c * d + j] = w * b->row[j];
+            sums[(int64_t)donor * d + j] -= w * b->row[j];
+            sums[c * d + j] = w * b->row[j];
         }
-        b->weight[donor] -= w;
-        b->weight[c] = w;
+        weight[donor] -= w;
+        weight[c] = w;
     }
     return s;
 }
 
-/* C_new = sums / weight (normalised for cosine); clusters without weight keep C. Returns the
- * largest squared shift. */
-static double divide_and_shift(const fkm_problem *pb, lloyd_buffers *b)
+/* Problem pr: C_new = sums / weight (normalised for cosine); clusters without weight keep C.
+ * Returns the largest squared shift. */
+static double divide_and_shift(const fkm_problem *pb, lloyd_buffers *b, int64_t pr)
 {
     const int64_t k = pb->k, d = pb->d;
     double max_shift = 0.0;
-    for (int64_t c = 0; c < k; c++) {
+    for (int64_t c = pr * k; c < (pr + 1) * k; c++) {
         const float *old = b->C + c * d;
         float *dst = b->C_new + c * d;
         const double *sum = b->sums + c * d;
@@ -101,7 +123,7 @@ static double divide_and_shift(const fkm_problem *pb, lloyd_buffers *b)
     return max_shift;
 }
 
-static fkm_status check_fit_params(fkm_ctx *ctx, const fkm_params *p, int64_t n, int64_t d)
+static fkm_status check_fit_params(fkm_ctx *ctx, const fkm_params *p, int64_t batch, int64_t n, int64_t d)
 {
     if (p->k <= 0) return fkm_fail(ctx, FKM_E_INVALID, "k = %lld: need at least one cluster", (long long)p->k);
     if (p->k > n)
@@ -119,117 +141,157 @@ static fkm_status check_fit_params(fkm_ctx *ctx, const fkm_params *p, int64_t n,
         return fkm_fail(ctx, FKM_E_UNSUPPORTED, "precision = exact is not available in this version");
     if (p->precision != FKM_PRECISION_FAST && p->precision != FKM_PRECISION_F32)
         return fkm_fail(ctx, FKM_E_INVALID, "unknown precision %d", (int)p->precision);
-    if (p->init == FKM_INIT_USER) return fkm_check_centroids(ctx, p->init_centroids, p->k, d, "init_centroids");
+    if (p->init == FKM_INIT_USER) return fkm_check_centroids(ctx, p->init_centroids, batch * p->k, d, "init_centroids");
     if (p->init != FKM_INIT_RANDOM) return fkm_fail(ctx, FKM_E_INVALID, "unknown init %d", (int)p->init);
     return FKM_OK;
 }
 
-/* The loop proper, once inputs are valid and the backend is open. */
+/* The loop proper, once inputs are valid and the backend is open. res has pb->batch entries;
+ * history holds max_iter values per problem. */
 static fkm_status run_lloyd(fkm_ctx *ctx, const fkm_params *p, const fkm_problem *pb, void *st,
-                            lloyd_buffers *b, fkm_result *res)
+                            lloyd_buffers *b, double *history, fkm_result *res)
 {
     const fkm_backend_vtbl *ops = ctx->ops;
-    int64_t bad;
-    double mean_var;
-    fkm_status s = ops->scan(ctx, st, &bad, &mean_var);
+    const int64_t B = pb->batch, k = pb->k, d = pb->d;
+    fkm_status s = ops->scan(ctx, st, b->bad, b->mean_var);
     if (s != FKM_OK) return s;
-    if (bad >= 0) return fkm_fail(ctx, FKM_E_NONFINITE, "X row %lld contains NaN or Inf", (long long)bad);
-    if ((s = fkm_init_centroids(ctx, p, pb, st, b->C)) != FKM_OK) return s;
+    for (int64_t pr = 0; pr < B; pr++) {
+        if (b->bad[pr] >= 0) {
+            if (B == 1) return fkm_fail(ctx, FKM_E_NONFINITE, "X row %lld contains NaN or Inf", (long long)b->bad[pr]);
+            return fkm_fail(ctx, FKM_E_NONFINITE, "X[%lld] row %lld contains NaN or Inf", (long long)pr,
+                            (long long)b->bad[pr]);
+        }
+        if ((s = fkm_init_centroids(ctx, p, pb, st, pr, b->C + pr * k * d)) != FKM_OK) return s;
+        b->active[pr] = 1;
+        b->final_needed[pr] = 1;
+        res[pr].converged = 0;
+        res[pr].n_iter = 0;
+        res[pr].inertia = 0.0;
+        res[pr].inertia_per_iter = history + pr * p->max_iter;
+    }
 
-    const double tol_abs = p->tol * mean_var;
     /* With a finalize op the centroids stay on the backend between iterations (host copy
      * b->C stale) unless an iteration needs the host path (empty clusters to relocate). */
     const int on_backend = ops->finalize != NULL;
     int host_stale = 0;
-    int final_assign_needed = 1;
-    res->converged = 0;
-    res->n_iter = 0;
-    for (int32_t it = 1; it <= p->max_iter; it++) {
+    int64_t n_active = B;
+    for (int32_t it = 1; it <= p->max_iter && n_active > 0; it++) {
         const double t0 = now_seconds();
-        int64_t changed;
-        if ((s = ops->assign(ctx, st, host_stale ? NULL : b->C, &changed)) != FKM_OK) return s;
+        if ((s = ops->assign(ctx, st, host_stale ? NULL : b->C, b->changed)) != FKM_OK) return s;
         const double t1 = now_seconds();
-        fkm_partials part = {on_backend ? NULL : b->sums, b->weight, 0.0, on_backend};
+        fkm_partials part = {on_backend ? NULL : b->sums, b->weight, b->objective, on_backend};
         if ((s = ops->reduce(ctx, st, host_stale ? NULL : b->C, &part)) != FKM_OK) return s;
-        int64_t n_empty = 0;
-        for (int64_t c = 0; c < pb->k; c++) n_empty += !(b->weight[c] > 0.0);
-        const int relocate = n_empty > 0 && p->empty == FKM_EMPTY_RELOCATE;
-        double shift;
-        if (on_backend && !relocate) {
-            if ((s = ops->finalize(ctx, st, &shift)) != FKM_OK) return s;
+        int relocate_any = 0;
+        int64_t n_empty0 = 0;
+        for (int64_t pr = 0; pr < B; pr++) {
+            int64_t n_empty = 0;
+            for (int64_t c = 0; c < k; c++) n_empty += !(b->weight[pr * k + c] > 0.0);
+            if (pr == 0) n_empty0 = n_empty;
+            if (b->active[pr] && n_empty > 0 && p->empty == FKM_EMPTY_RELOCATE) relocate_any = 1;
+        }
+        if (on_backend && !relocate_any) {
+            if ((s = ops->finalize(ctx, st, b->active, b->shift)) != FKM_OK) return s;
             host_stale = 1;
         } else {
             if (on_backend && (s = ops->get_sums(ctx, st, b->sums)) != FKM_OK) return s;
             if (host_stale && (s = ops->get_centroids(ctx, st, b->C)) != FKM_OK) return s;
             host_stale = 0;
-            if (relocate && (s = relocate_empty(ctx, st, pb, b, n_empty)) != FKM_OK) return s;
-            shift = divide_and_shift(pb, b);
+            for (int64_t pr = 0; pr < B; pr++) {
+                if (!b->active[pr]) { /* a stopped problem keeps its centroids */
+                    memcpy(b->C_new + pr * k * d, b->C + pr * k * d, (size_t)(k * d) * sizeof *b->C);
+                    continue;
+                }
+                int64_t n_empty = 0;
+                for (int64_t c = 0; c < k; c++) n_empty += !(b->weight[pr * k + c] > 0.0);
+                if (n_empty > 0 && p->empty == FKM_EMPTY_RELOCATE &&
+                    (s = relocate_empty(ctx, st, pb, b, pr, n_empty)) != FKM_OK)
+                    return s;
+                b->shift[pr] = divide_and_shift(pb, b, pr);
+            }
             float *t = b->C;
             b->C = b->C_new;
             b->C_new = t;
         }
         const double t2 = now_seconds();
 
-        ctx->inertia_history[it - 1] = part.objective;
-        res->n_iter = it;
-        res->inertia = part.objective;
-        if (p->progress) {
-            fkm_iter_info info = {it, part.objective, shift, mean_var > 0.0 ? shift / mean_var : shift,
-                                  changed, n_empty, t2 - t0, t1 - t0, t2 - t1};
+        for (int64_t pr = 0; pr < B; pr++) {
+            if (!b->active[pr]) continue;
+            const double shift = b->shift[pr], mean_var = b->mean_var[pr];
+            history[pr * p->max_iter + it - 1] = b->objective[pr];
+            res[pr].n_iter = it;
+            res[pr].inertia = b->objective[pr];
+            /* an update that moved nothing leaves labels and inertia valid for C */
+            b->final_needed[pr] = shift != 0.0;
+            if ((b->changed[pr] == 0 && it > 1) || shift <= p->tol * mean_var) {
+                res[pr].converged = 1;
+                b->active[pr] = 0;
+                n_active--;
+            }
+        }
+        if (p->progress && B == 1) {
+            fkm_iter_info info = {it, b->objective[0], b->shift[0],
+                                  b->mean_var[0] > 0.0 ? b->shift[0] / b->mean_var[0] : b->shift[0],
+                                  b->changed[0], n_empty0, t2 - t0, t1 - t0, t2 - t1};
             if (p->progress(&info, p->progress_user))
                 return fkm_fail(ctx, FKM_E_CANCELLED, "cancelled by the progress callback after iteration %d", (int)it);
         }
-        /* an update that moved nothing leaves labels and inertia valid for C */
-        final_assign_needed = shift != 0.0;
-        if ((changed == 0 && it > 1) || shift <= tol_abs) {
-            res->converged = 1;
-            break;
-        }
     }
-    if (final_assign_needed) {
-        int64_t changed;
-        fkm_partials fin = {NULL, NULL, 0.0, 0};
-        if ((s = ops->assign(ctx, st, host_stale ? NULL : b->C, &changed)) != FKM_OK) return s;
+    int final_any = 0;
+    for (int64_t pr = 0; pr < B; pr++) final_any |= b->final_needed[pr];
+    if (final_any) {
+        fkm_partials fin = {NULL, NULL, b->objective, 0};
+        if ((s = ops->assign(ctx, st, host_stale ? NULL : b->C, b->changed)) != FKM_OK) return s;
         if ((s = ops->reduce(ctx, st, host_stale ? NULL : b->C, &fin)) != FKM_OK) return s;
-        res->inertia = fin.objective;
+        for (int64_t pr = 0; pr < B; pr++)
+            if (b->final_needed[pr]) res[pr].inertia = b->objective[pr];
     }
     if (host_stale && (s = ops->get_centroids(ctx, st, b->C)) != FKM_OK) return s;
     return FKM_OK;
 }
 
-/* fkm_fit once weights and initial centroids are host-readable. */
+fkm_status fkm_lloyd_run(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dtype dtype, int64_t batch,
+                         int64_t n, int64_t d, int64_t ld, int64_t batch_stride, const float *weights,
+                         float *centroids_out, int32_t *labels_out, fkm_result *results)
+{
+    fkm_status s;
+    if ((s = check_fit_params(ctx, params, batch, n, d)) != FKM_OK) return s;
+    for (int64_t pr = 0; weights && pr < batch; pr++)
+        if ((s = fkm_check_weights(ctx, weights + pr * n, n)) != FKM_OK) return s;
+    int64_t hist_len;
+    if (!fkm_mul_i64(batch, params->max_iter, &hist_len) || hist_len > INT32_MAX)
+        return fkm_fail(ctx, FKM_E_OVERFLOW, "batch x max_iter is too large");
+    if (ctx->inertia_history_cap < hist_len) {
+        double *h = realloc(ctx->inertia_history, (size_t)hist_len * sizeof *h);
+        if (!h) return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for the inertia history");
+        ctx->inertia_history = h;
+        ctx->inertia_history_cap = (int32_t)hist_len;
+    }
+    fkm_problem pb = {X, dtype, n, d, ld, weights, params->k, params->metric,
+                      fkm_resolve_threads(params->n_threads > 0 ? params->n_threads : ctx->n_threads),
+                      params->precision, batch, batch_stride};
+    lloyd_buffers b;
+    if ((s = alloc_buffers(ctx, batch, pb.k, d, &b)) != FKM_OK) return s;
+    fkm_result *res = calloc((size_t)batch, sizeof *res);
+    void *st = NULL;
+    if (!res) s = fkm_fail(ctx, FKM_E_NOMEM, "out of memory for results");
+    if (s == FKM_OK) s = ctx->ops->open(ctx, &pb, &st);
+    if (s == FKM_OK) s = run_lloyd(ctx, params, &pb, st, &b, ctx->inertia_history, res);
+    if (s == FKM_OK && labels_out) s = ctx->ops->get_labels(ctx, st, labels_out);
+    if (s == FKM_OK)
+        s = fkm_copy_out(ctx, centroids_out, b.C, (size_t)(batch * pb.k * d) * sizeof *centroids_out);
+    if (s == FKM_OK && results) memcpy(results, res, (size_t)batch * sizeof *res);
+    if (st) ctx->ops->close(st);
+    free(res);
+    free_buffers(&b);
+    return s;
+}
+
+/* fkm_fit with weights and initial centroids host-readable: a batch of one. */
 static fkm_status fit_host_params(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dtype dtype,
                                   int64_t n, int64_t d, int64_t ld, const float *weights, float *centroids_out,
                                   int32_t *labels_out, fkm_result *result)
 {
-    fkm_status s;
-    if ((s = check_fit_params(ctx, params, n, d)) != FKM_OK) return s;
-    if ((s = fkm_check_weights(ctx, weights, n)) != FKM_OK) return s;
-
-    if (ctx->inertia_history_cap < params->max_iter) {
-        double *h = realloc(ctx->inertia_history, (size_t)params->max_iter * sizeof *h);
-        if (!h) return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for the inertia history");
-        ctx->inertia_history = h;
-        ctx->inertia_history_cap = params->max_iter;
-    }
-    fkm_problem pb = {X, dtype, n, d, ld, weights, params->k, params->metric,
-                      fkm_resolve_threads(params->n_threads > 0 ? params->n_threads : ctx->n_threads),
-                      params->precision};
-    lloyd_buffers b;
-    if ((s = alloc_buffers(ctx, pb.k, d, &b)) != FKM_OK) return s;
-    void *st = NULL;
-    if ((s = ctx->ops->open(ctx, &pb, &st)) != FKM_OK) {
-        free_buffers(&b);
-        return s;
-    }
-    fkm_result res = {0.0, 0, 0, ctx->inertia_history};
-    s = run_lloyd(ctx, params, &pb, st, &b, &res);
-    if (s == FKM_OK && labels_out) s = ctx->ops->get_labels(ctx, st, labels_out);
-    if (s == FKM_OK) s = fkm_copy_out(ctx, centroids_out, b.C, (size_t)(pb.k * d) * sizeof *centroids_out);
-    if (s == FKM_OK && result) *result = res;
-    ctx->ops->close(st);
-    free_buffers(&b);
-    return s;
+    return fkm_lloyd_run(ctx, params, X, dtype, 1, n, d, ld, n * ld, weights, centroids_out, labels_out, result);
 }
 
 fkm_status fkm_fit(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dtype dtype,

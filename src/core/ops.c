@@ -39,7 +39,7 @@ static fkm_status prepare(fkm_ctx *ctx, fkm_metric metric, const void *X, fkm_dt
     free(w_owned);
     if (s != FKM_OK) return s;
     *pb = (fkm_problem){X, dtype, n, d, ld, weights, k, metric, fkm_resolve_threads(ctx->n_threads),
-                        FKM_PRECISION_FAST};
+                        FKM_PRECISION_FAST, 1, n * ld};
     if (metric == FKM_METRIC_COSINE) fkm_normalise_rows(*C_copy, k, d);
     if ((s = ctx->ops->open(ctx, pb, state)) != FKM_OK) {
         free(*C_copy);
@@ -69,11 +69,12 @@ static fkm_status assign_and_score(fkm_ctx *ctx, fkm_metric metric, const void *
     fkm_status s = prepare(ctx, metric, X, dtype, n, d, ld, weights, C, k, &pb, &Cn, &st);
     if (s != FKM_OK) return s;
     int64_t changed;
-    fkm_partials part = {NULL, NULL, 0.0, 0};
+    double objective = 0.0;
+    fkm_partials part = {NULL, NULL, &objective, 0};
     s = ctx->ops->assign(ctx, st, Cn, &changed);
     if (s == FKM_OK && inertia) s = ctx->ops->reduce(ctx, st, Cn, &part);
     if (s == FKM_OK && labels) s = ctx->ops->get_labels(ctx, st, labels);
-    if (s == FKM_OK && inertia) *inertia = part.objective;
+    if (s == FKM_OK && inertia) *inertia = objective;
     ctx->ops->close(st);
     free(Cn);
     return s;

@@ -146,9 +146,9 @@ static void sift_down(int64_t *h, int64_t size, int64_t at, const double *obj)
     }
 }
 
-static fkm_status cpu_farthest(fkm_ctx *ctx, void *state, int64_t count, int64_t *idx)
+static fkm_status cpu_farthest(fkm_ctx *ctx, void *state, int64_t problem, int64_t count, int64_t *idx)
 {
-    (void)ctx;
+    (void)ctx, (void)problem; /* batch == 1 */
     cpu_state *st = state;
     const double *obj = st->objective;
     const int64_t n = st->pb.n;
@@ -239,6 +239,7 @@ static const fkm_backend_vtbl cpu_vtbl = {
     .get_label = cpu_get_label,
     .get_labels = cpu_get_labels,
     .transform = cpu_transform,
+    .max_batch = 1,
 };
 
 const fkm_backend_vtbl *fkm_cpu_backend(void)

@@ -135,7 +135,7 @@ fkm_status fkm_cpu_reduce(fkm_ctx *ctx, void *state, const float *C, fkm_partial
         if (out->weight) out->weight[c] += part_w[it];
         total += part_obj[it];
     }
-    out->objective = total;
+    out->objective[0] = total;
     free(items), free(part), free(part_w), free(part_obj);
     return FKM_OK;
 }

@@ -22,7 +22,8 @@ typedef struct cuda_state {
     int32_t *labels;         /* n, device */
     float *cent;             /* k x d, device: centroids of the last assign (or finalize) */
     float *cent_next;        /* k x d, device: finalize's output before the swap */
-    double *shift_rows;      /* k, device: squared shift of each centroid in finalize */
+    double *shift_rows;      /* batch x k, device: squared shift of each centroid in finalize */
+    unsigned char *active, *active_h;    /* batch: problems finalize updates (device, pinned) */
     double *sums, *weight, *pobj, *obj;  /* update outputs, device */
     unsigned long long *changed;         /* device counter */
     /* pinned host staging */
@@ -58,7 +59,7 @@ static void cuda_close(void *state)
     fkm_cuda_assign_destroy(st->aws);
     fkm_cuda_update_destroy(st->uws);
     cudaFree(st->x_owned), cudaFree(st->w_dev), cudaFree(st->labels), cudaFree(st->cent);
-    cudaFree(st->cent_next), cudaFree(st->shift_rows);
+    cudaFree(st->cent_next), cudaFree(st->shift_rows), cudaFree(st->active), cudaFreeHost(st->active_h);
     cudaFree(st->sums), cudaFree(st->weight), cudaFree(st->pobj), cudaFree(st->obj), cudaFree(st->changed);
     cudaFreeHost(st->cent_h), cudaFreeHost(st->sums_h), cudaFreeHost(st->weight_h), cudaFreeHost(st->obj_h);
     cudaFreeHost(st->changed_h);
@@ -81,22 +82,28 @@ static fkm_status place_x(fkm_ctx *ctx, cuda_state *st)
     const fkm_problem *pb = &st->pb;
     const size_t es = fkm_dtype_size(pb->dtype);
     st->x_on_device = is_device_pointer(pb->X);
-    if (st->x_on_device && rows_fit_kernels(pb, pb->X)) {
+    if (st->x_on_device && rows_fit_kernels(pb, pb->X) &&
+        (pb->batch_stride * (int64_t)es) % 16 == 0) {
         st->dp.X = pb->X;
         st->dp.ld = pb->ld;
+        st->dp.batch_stride = pb->batch_stride;
         return FKM_OK;
     }
     const int64_t ldp = (pb->d + 7) / 8 * 8;
     size_t bytes;
-    if (!fkm_bytes(pb->n, ldp, es, &bytes))
-        return fkm_fail(ctx, FKM_E_OVERFLOW, "n = %lld rows of %lld elements overflow", (long long)pb->n,
+    if (!fkm_bytes(pb->batch * pb->n, ldp, es, &bytes))
+        return fkm_fail(ctx, FKM_E_OVERFLOW, "%lld rows of %lld elements overflow", (long long)(pb->batch * pb->n),
                         (long long)ldp);
     FKM_CUDA_TRY(ctx, cudaMalloc(&st->x_owned, bytes));
     if (ldp != pb->d) FKM_CUDA_TRY(ctx, cudaMemsetAsync(st->x_owned, 0, bytes, st->stream));
-    FKM_CUDA_TRY(ctx, cudaMemcpy2DAsync(st->x_owned, (size_t)ldp * es, pb->X, (size_t)pb->ld * es,
-                                        (size_t)pb->d * es, (size_t)pb->n, cudaMemcpyDefault, st->stream));
+    for (int64_t b = 0; b < pb->batch; b++)
+        FKM_CUDA_TRY(ctx, cudaMemcpy2DAsync((char *)st->x_owned + (size_t)(b * pb->n * ldp) * es, (size_t)ldp * es,
+                                            (const char *)pb->X + (size_t)(b * pb->batch_stride) * es,
+                                            (size_t)pb->ld * es, (size_t)pb->d * es, (size_t)pb->n,
+                                            cudaMemcpyDefault, st->stream));
     st->dp.X = st->x_owned;
     st->dp.ld = ldp;
+    st->dp.batch_stride = pb->n * ldp;
     return FKM_OK;
 }
 
@@ -107,16 +114,15 @@ static fkm_status cuda_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
     if (!st) return fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for the CUDA backend state");
     st->pb = *pb;
     fkm_status s = FKM_OK;
-    const int64_t n = pb->n, k = pb->k, d = pb->d;
+    const int64_t B = pb->batch, n = pb->n * B, k = pb->k * B, d = pb->d; /* n, k: over the batch */
     const size_t kd = (size_t)(k * d);
     FKM_CUDA_TRY_GOTO(ctx, cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking), s, fail);
     if ((s = place_x(ctx, st)) != FKM_OK) goto fail;
     st->dp.dtype = pb->dtype;
-    st->dp.n = n;
+    st->dp.n = pb->n;
     st->dp.d = d;
-    st->dp.batch_stride = n * st->dp.ld;
-    st->dp.batch = 1;
-    st->dp.k = k;
+    st->dp.batch = (int32_t)B;
+    st->dp.k = pb->k;
     st->dp.metric = pb->metric;
     if (pb->weights) {
         FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->w_dev, (size_t)n * sizeof(float)), s, fail);
@@ -132,13 +138,15 @@ static fkm_status cuda_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->sums, kd * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->weight, (size_t)k * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->pobj, (size_t)n * sizeof(double)), s, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->obj, 2 * sizeof(double)), s, fail); /* objective, max shift */
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->changed, sizeof(unsigned long long)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->obj, 2 * (size_t)B * sizeof(double)), s, fail); /* objectives, max shifts */
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->active, (size_t)B), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->changed, (size_t)B * sizeof(unsigned long long)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->cent_h, kd * sizeof(float)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->sums_h, kd * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->weight_h, (size_t)k * sizeof(double)), s, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->obj_h, 2 * sizeof(double)), s, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->changed_h, sizeof(unsigned long long)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->obj_h, 2 * (size_t)B * sizeof(double)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->changed_h, (size_t)B * sizeof(unsigned long long)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->active_h, (size_t)B), s, fail);
     if ((s = fkm_cuda_assign_create(ctx, &st->dp, pb->precision, &st->aws)) != FKM_OK) goto fail;
     if ((s = fkm_cuda_update_create(ctx, &st->dp, &st->uws)) != FKM_OK) goto fail;
     FKM_CUDA_TRY_GOTO(ctx, cudaStreamSynchronize(st->stream), s, fail);
@@ -160,16 +168,18 @@ static fkm_status cuda_fetch_row(fkm_ctx *ctx, void *state, int64_t i, float *ro
     cuda_state *st = (cuda_state *)state;
     const fkm_problem *pb = &st->pb;
     const int normalise = pb->metric == FKM_METRIC_COSINE;
+    const size_t es = fkm_dtype_size(pb->dtype);
+    /* global row i of the batch: problem i / n, row i % n */
+    const unsigned char *X = (const unsigned char *)pb->X + (size_t)(i / pb->n * pb->batch_stride) * es;
+    i %= pb->n;
     if (!st->x_on_device) {
-        fkm_load_row(pb->X, pb->dtype, pb->ld, i, pb->d, normalise, row);
+        fkm_load_row(X, pb->dtype, pb->ld, i, pb->d, normalise, row);
         return FKM_OK;
     }
     /* a device row: bring its raw elements over, then convert exactly as the CPU does */
-    const size_t es = fkm_dtype_size(pb->dtype);
     unsigned char *raw = (unsigned char *)malloc((size_t)pb->d * es);
     if (!raw) return fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for a row");
-    cudaError_t e = cudaMemcpy(raw, (const unsigned char *)pb->X + (size_t)(i * pb->ld) * es, (size_t)pb->d * es,
-                               cudaMemcpyDeviceToHost);
+    cudaError_t e = cudaMemcpy(raw, X + (size_t)(i * pb->ld) * es, (size_t)pb->d * es, cudaMemcpyDeviceToHost);
     if (e == cudaSuccess) fkm_load_row(raw, pb->dtype, pb->d, 0, pb->d, normalise, row);
     free(raw);
     if (e != cudaSuccess) return fkm_cuda_fail(ctx, e, __FILE__, __LINE__, "cudaMemcpy(row)");
@@ -179,17 +189,18 @@ static fkm_status cuda_fetch_row(fkm_ctx *ctx, void *state, int64_t i, float *ro
 static fkm_status cuda_assign(fkm_ctx *ctx, void *state, const float *centroids, int64_t *n_changed)
 {
     cuda_state *st = (cuda_state *)state;
-    const size_t bytes = (size_t)(st->pb.k * st->pb.d) * sizeof(float);
+    const int64_t B = st->pb.batch;
+    const size_t bytes = (size_t)(B * st->pb.k * st->pb.d) * sizeof(float);
     if (centroids) { /* else: the device centroids of the last finalize */
         memcpy(st->cent_h, centroids, bytes);
         FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->cent, st->cent_h, bytes, cudaMemcpyHostToDevice, st->stream));
     }
     fkm_status s = fkm_cuda_assign(ctx, st->aws, &st->dp, st->cent, st->labels, st->changed, NULL, st->stream);
     if (s != FKM_OK) return s;
-    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->changed_h, st->changed, sizeof *st->changed_h, cudaMemcpyDeviceToHost,
-                                      st->stream));
+    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->changed_h, st->changed, (size_t)B * sizeof *st->changed_h,
+                                      cudaMemcpyDeviceToHost, st->stream));
     FKM_CUDA_TRY(ctx, cudaStreamSynchronize(st->stream));
-    *n_changed = (int64_t)*st->changed_h;
+    for (int64_t b = 0; b < B; b++) n_changed[b] = (int64_t)st->changed_h[b];
     return FKM_OK;
 }
 
@@ -197,7 +208,7 @@ static fkm_status cuda_reduce(fkm_ctx *ctx, void *state, const float *centroids,
 {
     (void)centroids; /* by contract the centroids of the last assign, already on the device */
     cuda_state *st = (cuda_state *)state;
-    const int64_t k = st->pb.k, d = st->pb.d;
+    const int64_t B = st->pb.batch, k = st->pb.k * B, d = st->pb.d; /* k over the batch */
     const int want = out->sums != NULL;
     const int compute = want || out->keep_sums;
     fkm_status s = fkm_cuda_update(ctx, st->uws, &st->dp, st->labels, st->cent, compute ? st->sums : NULL,
@@ -208,24 +219,32 @@ static fkm_status cuda_reduce(fkm_ctx *ctx, void *state, const float *centroids,
                                           cudaMemcpyDeviceToHost, st->stream));
     FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->weight_h, st->weight, (size_t)k * sizeof(double), cudaMemcpyDeviceToHost,
                                       st->stream));
-    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->obj_h, st->obj, sizeof(double), cudaMemcpyDeviceToHost, st->stream));
+    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->obj_h, st->obj, (size_t)B * sizeof(double), cudaMemcpyDeviceToHost,
+                                      st->stream));
     FKM_CUDA_TRY(ctx, cudaStreamSynchronize(st->stream));
     if (want) memcpy(out->sums, st->sums_h, (size_t)(k * d) * sizeof(double));
     if (out->weight) memcpy(out->weight, st->weight_h, (size_t)k * sizeof(double));
-    out->objective = *st->obj_h;
+    memcpy(out->objective, st->obj_h, (size_t)B * sizeof(double));
     return FKM_OK;
 }
 
-/* One thread per centroid: exactly core's divide_and_shift (lloyd.c), same operations in the
- * same order, so the device path and the host path give bitwise the same centroids. */
-__global__ void finalize_kernel(const double *sums, const double *weight, const float *old, int64_t k, int64_t d,
-                                int cosine, float *out, double *shift_rows)
+/* One thread per centroid of the batch: exactly core's divide_and_shift (lloyd.c), same
+ * operations in the same order, so the device path and the host path give bitwise the same
+ * centroids. Problems not active keep their centroids. */
+__global__ void finalize_kernel(const double *sums, const double *weight, const float *old, int64_t k_total,
+                                int64_t k, int64_t d, int cosine, const unsigned char *active, float *out,
+                                double *shift_rows)
 {
     const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= k) return;
+    if (c >= k_total) return;
     const double *sum = sums + c * d;
     const float *o = old + c * d;
     float *dst = out + c * d;
+    if (!active[c / k]) {
+        for (int64_t j = 0; j < d; j++) dst[j] = o[j];
+        shift_rows[c] = 0.0;
+        return;
+    }
     double scale = weight[c] > 0.0 ? 1.0 / weight[c] : 0.0;
     if (scale > 0.0 && cosine) {
         double ss = 0.0;
@@ -242,33 +261,39 @@ __global__ void finalize_kernel(const double *sums, const double *weight, const 
     shift_rows[c] = shift;
 }
 
-/* The largest of k values into out[0]; one block (max is exact in any order). */
+/* out[b] = the largest of problem b's k values; one block per problem (max is exact in any
+ * order). */
 __global__ void max_kernel(const double *v, int64_t k, double *out)
 {
     __shared__ double part[256];
+    const double *vb = v + (int64_t)blockIdx.x * k;
     double m = 0.0;
-    for (int64_t i = threadIdx.x; i < k; i += blockDim.x) m = fmax(m, v[i]);
+    for (int64_t i = threadIdx.x; i < k; i += blockDim.x) m = fmax(m, vb[i]);
     part[threadIdx.x] = m;
     __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s >>= 1) {
         if ((int)threadIdx.x < s) part[threadIdx.x] = fmax(part[threadIdx.x], part[threadIdx.x + s]);
         __syncthreads();
     }
-    if (threadIdx.x == 0) out[0] = part[0];
+    if (threadIdx.x == 0) out[blockIdx.x] = part[0];
 }
 
-static fkm_status cuda_finalize(fkm_ctx *ctx, void *state, double *max_shift)
+static fkm_status cuda_finalize(fkm_ctx *ctx, void *state, const unsigned char *active, double *max_shift)
 {
     cuda_state *st = (cuda_state *)state;
-    const int64_t k = st->pb.k, d = st->pb.d;
-    finalize_kernel<<<(unsigned)fkm_ceil_div(k, 128), 128, 0, st->stream>>>(
-        st->sums, st->weight, st->cent, k, d, st->pb.metric == FKM_METRIC_COSINE, st->cent_next, st->shift_rows);
+    const int64_t B = st->pb.batch, k = st->pb.k, d = st->pb.d;
+    memcpy(st->active_h, active, (size_t)B);
+    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->active, st->active_h, (size_t)B, cudaMemcpyHostToDevice, st->stream));
+    finalize_kernel<<<(unsigned)fkm_ceil_div(B * k, 128), 128, 0, st->stream>>>(
+        st->sums, st->weight, st->cent, B * k, k, d, st->pb.metric == FKM_METRIC_COSINE, st->active, st->cent_next,
+        st->shift_rows);
     FKM_CUDA_LAUNCHED(ctx, "finalize_kernel");
-    max_kernel<<<1, 256, 0, st->stream>>>(st->shift_rows, k, st->obj + 1);
+    max_kernel<<<(unsigned)B, 256, 0, st->stream>>>(st->shift_rows, k, st->obj + B);
     FKM_CUDA_LAUNCHED(ctx, "max_kernel");
-    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->obj_h + 1, st->obj + 1, sizeof(double), cudaMemcpyDeviceToHost, st->stream));
+    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->obj_h + B, st->obj + B, (size_t)B * sizeof(double), cudaMemcpyDeviceToHost,
+                                      st->stream));
     FKM_CUDA_TRY(ctx, cudaStreamSynchronize(st->stream));
-    *max_shift = st->obj_h[1];
+    memcpy(max_shift, st->obj_h + B, (size_t)B * sizeof(double));
     float *t = st->cent;
     st->cent = st->cent_next;
     st->cent_next = t;
@@ -278,7 +303,7 @@ static fkm_status cuda_finalize(fkm_ctx *ctx, void *state, double *max_shift)
 static fkm_status cuda_get_sums(fkm_ctx *ctx, void *state, double *sums)
 {
     cuda_state *st = (cuda_state *)state;
-    FKM_CUDA_TRY(ctx, cudaMemcpy(sums, st->sums, (size_t)(st->pb.k * st->pb.d) * sizeof(double),
+    FKM_CUDA_TRY(ctx, cudaMemcpy(sums, st->sums, (size_t)(st->pb.batch * st->pb.k * st->pb.d) * sizeof(double),
                                  cudaMemcpyDeviceToHost));
     return FKM_OK;
 }
@@ -286,7 +311,7 @@ static fkm_status cuda_get_sums(fkm_ctx *ctx, void *state, double *sums)
 static fkm_status cuda_get_centroids(fkm_ctx *ctx, void *state, float *centroids)
 {
     cuda_state *st = (cuda_state *)state;
-    FKM_CUDA_TRY(ctx, cudaMemcpy(centroids, st->cent, (size_t)(st->pb.k * st->pb.d) * sizeof(float),
+    FKM_CUDA_TRY(ctx, cudaMemcpy(centroids, st->cent, (size_t)(st->pb.batch * st->pb.k * st->pb.d) * sizeof(float),
                                  cudaMemcpyDeviceToHost));
     return FKM_OK;
 }
@@ -297,7 +322,7 @@ static int obj_before(const double *obj, int64_t a, int64_t b)
     return obj[a] > obj[b] || (obj[a] == obj[b] && a < b);
 }
 
-static fkm_status cuda_farthest(fkm_ctx *ctx, void *state, int64_t count, int64_t *idx)
+static fkm_status cuda_farthest(fkm_ctx *ctx, void *state, int64_t problem, int64_t count, int64_t *idx)
 {
     /* rare (only with empty clusters): bring the objectives over and select on the host */
     cuda_state *st = (cuda_state *)state;
@@ -305,7 +330,7 @@ static fkm_status cuda_farthest(fkm_ctx *ctx, void *state, int64_t count, int64_
     if (count > n) count = n;
     double *obj = (double *)malloc((size_t)n * sizeof(double));
     if (!obj) return fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for the farthest-point search");
-    cudaError_t e = cudaMemcpy(obj, st->pobj, (size_t)n * sizeof(double), cudaMemcpyDeviceToHost);
+    cudaError_t e = cudaMemcpy(obj, st->pobj + problem * n, (size_t)n * sizeof(double), cudaMemcpyDeviceToHost);
     if (e != cudaSuccess) {
         free(obj);
         return fkm_cuda_fail(ctx, e, __FILE__, __LINE__, "cudaMemcpy(objectives)");
@@ -335,7 +360,8 @@ static fkm_status cuda_get_label(fkm_ctx *ctx, void *state, int64_t i, int32_t *
 static fkm_status cuda_get_labels(fkm_ctx *ctx, void *state, int32_t *labels)
 {
     cuda_state *st = (cuda_state *)state;
-    FKM_CUDA_TRY(ctx, cudaMemcpy(labels, st->labels, (size_t)st->pb.n * sizeof *labels, cudaMemcpyDefault));
+    FKM_CUDA_TRY(ctx, cudaMemcpy(labels, st->labels, (size_t)(st->pb.batch * st->pb.n) * sizeof *labels,
+                                 cudaMemcpyDefault));
     return FKM_OK;
 }
 
@@ -401,7 +427,7 @@ out:
 static const fkm_backend_vtbl cuda_vtbl = {
     "cuda",        cuda_open,       cuda_close,     cuda_scan,      cuda_fetch_row,     cuda_assign,
     cuda_reduce,   cuda_farthest,   cuda_get_label, cuda_get_labels, cuda_transform,    is_device_pointer,
-    cuda_copy,     cuda_finalize,   cuda_get_sums,  cuda_get_centroids,
+    cuda_copy,     cuda_finalize,   cuda_get_sums,  cuda_get_centroids, 65535,
 };
 
 extern "C" const fkm_backend_vtbl *fkm_cuda_backend(void) { return &cuda_vtbl; }

@@ -3,39 +3,64 @@
  * Pipeline, all in the caller's stream (five stages, timed separately on request):
  *
  *  1. histogram  counts of each label per tile of consecutive points
- *  2. scan       exclusive sum of the counts (CUB), laid out label-major then tile-major, so
+ *  2. scan       exclusive sum of the counts (CUB), laid out cluster-major then tile-major, so
  *                that entry (cluster, tile) is the first sorted slot of that cluster's points
- *                of that tile; then the work-item map (slot -> cluster) is built from it
- *  3. scatter    stable counting-sort scatter of point ids into label order
- *  4. reduce     one block per work item = (cluster, chunk of <= CHUNK consecutive sorted
- *                points): weighted column sums, weight and objective of the item, in double
- *  5. combine    per cluster, its items in a fixed order; per problem, the objective of all
- *                its items in a fixed order
+ *                of that tile; then the list of clusters the combine must visit
+ *  3. scatter    stable counting-sort scatter of point ids (and their clusters) into label order
+ *  4. reduce     one warp per work unit = UNIT consecutive sorted points (whatever clusters they
+ *                belong to): per run of equal clusters (a "segment") the weighted column sums,
+ *                weight and objective, in double. A cluster that lies inside one unit is
+ *                written to the outputs directly; one that spans several units leaves one
+ *                partial per unit
+ *  5. combine    per cluster spanning several units (and per empty cluster), its partials in
+ *                unit order; per problem, the objective of its units in unit order
  *
- * Determinism. Every floating-point sum has an order fixed by compile-time constants (CHUNK,
- * RED_WARPS, warp size, COMB_WARPS, OBJ_THREADS), never by the grid size or the GPU: the
- * kernels loop over "virtual blocks" (grid-stride), and a virtual block's work and order do
- * not depend on which physical block runs it. There are no floating-point atomics; integer
- * atomics are used only for counts (exact whatever their order). The sort is stable, and a
- * stable sort has exactly one result, so its internal tiling cannot change anything either.
- * (Bitwise equality holds for one binary on one architecture: nvcc may fuse multiply-adds
- * differently in the sm_80 and sm_90a code.) A workspace serves one stream at a time.
+ * Determinism. Every floating-point sum has an order fixed by compile-time constants (UNIT,
+ * COMB_WARPS, COMB_BATCH, OBJ_THREADS), by the shape of the data (d and the dtype fix how a
+ * row is spread over lanes, see below) and by the labels, never by the grid size, the pointer
+ * alignment or the GPU: the kernels loop over virtual work items (grid-stride), and an item's
+ * work and order do not depend on which physical warp or block runs it. There are no
+ * floating-point atomics; integer atomics are used only for counts (exact whatever their
+ * order) and to build the combine's list of clusters (the list's order only says which block
+ * visits which cluster, not how anything is summed). The sort is stable, and a stable sort has
+ * exactly one result, so its internal tiling cannot change anything either. (Bitwise equality
+ * holds for one binary on one architecture: nvcc may fuse multiply-adds differently in the
+ * sm_80 and sm_90a code.) A workspace serves one stream at a time.
  *
  * Two sort paths, same result (the unique stable order):
  *  - k <= SORT_MAX_K: a counting sort with per-tile counts (one block per tile of `tile`
- *    consecutive points, the tile split into one contiguous range per warp). Reads the labels
- *    three times (histogram, then the scatter's count and write passes over the same tile,
- *    the second mostly from L1/L2) and writes the ids once: a few bytes per point next to the
- *    row itself.
+ *    consecutive points, the tile split into one contiguous range per warp).
  *  - larger k: per-tile count matrices would be too big (k x tiles) or tiles too long, so the
- *    ids are sorted with cub::DeviceRadixSort::SortPairs on the label (stable LSD radix sort
- *    restricted to ceil(log2 k) bits), one problem at a time; the histogram is then a plain
- *    per-cluster count (tiles = 1) that only gives the cluster offsets.
+ *    ids are sorted with cub::DeviceRadixSort::SortPairs on the global cluster b*k + label
+ *    (stable LSD radix sort restricted to ceil(log2(batch*k)) bits), one problem at a time;
+ *    the histogram is then a plain per-cluster count (tiles = 1) that only gives the offsets.
+ *  Both write the point ids in sorted order (`order`) and, next to them, each sorted point's
+ *  global cluster (`sorted_g`, 4 bytes): the reduce finds its segments from the latter.
  *
- * Memory: X is read once in the reduce (rows in sorted order, lanes over columns so that each
- * row read is coalesced), except for cosine with d > DCOL, where a first pass over each row
- * computes its norm (usually from L1/L2). Everything else is O(n) 4-byte words plus
- * O(items x d) doubles of partials, with items <= n / CHUNK + k. */
+ * The reduce's row layout. A row is cut into vectors of VEC = 16 / sizeof(element) columns;
+ * LPR = the smallest power of two >= ceil(d / VEC), at most 32, lanes share a row (lane l owns
+ * the VEC consecutive columns (ct*LPR + l%LPR)*VEC .. of column tile ct), and the warp's
+ * R = 32 / LPR lane groups take R rows at a time: group h takes rows h, h + R, h + 2R, ... of a
+ * segment. Rows are read with one 16-byte load per lane when X, ld and batch_stride allow it,
+ * element by element otherwise (the same columns in the same lanes: the same sums). For f16
+ * and bf16 the element is widened to double with integer operations and one multiply by a
+ * power of two (exact, including subnormals; infinities and NaNs take the ordinary
+ * conversion), which keeps the 64-bit conversion unit (a quarter of the FP64 rate) out of the
+ * inner loop.
+ *
+ * Sums, per segment and column: each lane group adds w * x of its rows in row order (FMA:
+ * w * x is rounded once together with the addition), then the R group sums are added by a
+ * butterfly over the groups (xor LPR, 2 LPR, ..., 16). Per point: the lane's VEC terms in
+ * column order, the lanes of the row by a butterfly (xor 1, 2, ..., LPR/2), column tiles in
+ * order. Objective and weight of a segment: per group in row order, then the group butterfly;
+ * per (unit, problem): segments in order; per problem: units in order (OBJ_THREADS-strided,
+ * then a fixed tree).
+ *
+ * Memory: X is read once (rows in sorted order, each row or row tile one coalesced run of
+ * 16-byte loads), except for cosine with more than one column tile, where a first pass over
+ * each row computes its norm. Everything else is a few 4-byte words per point (labels, ids,
+ * clusters) plus partials of d doubles for clusters that straddle a unit boundary (at most
+ * units + clusters of them; about n/UNIT for k << n/UNIT). */
 #include "cuda/update.cuh"
 
 #include <cub/cub.cuh>
@@ -44,29 +69,27 @@
 
 /* ---------------------------------------------------------------- fixed constants */
 
-/* Points per work item. Part of the summation order: never derive it from the device. */
-#define CHUNK 512
-/* Warps of a reduce block. Point p of an item is handled by warp p % RED_WARPS, and the warps'
- * column sums are added in warp order: also part of the summation order. */
-#define RED_WARPS 8
-#define RED_THREADS (RED_WARPS * 32)
-/* Columns per column tile of the reduce: VPL values per lane, column j of a tile at lane
- * j % 32, slot j / 32, so that one warp load reads 32 consecutive elements of a row. */
-#define VPL 4
-#define DCOL (32 * VPL)
-/* Rows loaded together by a warp before they are used (memory-level parallelism). */
-#define UNROLL 4
-/* Combine: warps per cluster block (item i of a cluster goes to warp i % COMB_WARPS; the warps
- * are then added in order) and threads of an objective block (fixed-shape tree). */
+/* Sorted points per reduce work unit. Part of the summation order: never derive it from the
+ * device. */
+#define UNIT 256
+/* Warps of a reduce block (launch shape only: each warp handles whole units). */
+#define RED_WARPS 4
+/* Steps (R rows each) whose loads a warp issues before it uses them. */
+#define RED_UNROLL 4
+/* Combine: warps per cluster block (unit i of a cluster goes to warp i % COMB_WARPS; the warps
+ * are then added in order), columns per pass (4 per lane), and threads of an objective block
+ * (fixed-shape tree). */
 #define COMB_WARPS 8
+#define COMB_COLS 128
 #define OBJ_THREADS 256
-/* Combine: partials loaded ahead per thread before they are added (in order). */
-#define COMB_BATCH 8
+/* Combine: partials loaded ahead per warp before they are added (in order). */
+#define COMB_BATCH 4
 /* Counting-sort path limits (see sort_shape). */
 #define SORT_MAX_K 4096
 #define SORT_SMEM_WORDS 8192
 
-static_assert(RED_THREADS >= DCOL, "one thread per column of a tile combines the warps");
+static_assert(COMB_WARPS * 32 == OBJ_THREADS, "combine block shape");
+static_assert(COMB_COLS == 4 * 32, "combine: 4 columns per lane");
 static_assert((OBJ_THREADS & (OBJ_THREADS - 1)) == 0, "tree reduction needs a power of two");
 
 /* ---------------------------------------------------------------- workspace */
@@ -80,13 +103,16 @@ struct fkm_cuda_update_ws {
 
     unsigned long long *mat;  /* counts, then (scan) first sorted slot; mat_cap entries */
     int64_t mat_cap;
-    uint32_t *order;          /* batch*n point ids (within their problem) in label order */
-    uint32_t *keys_tmp;       /* radix path: sorted keys (unused output), n */
+    uint32_t *order;          /* batch*n point ids (within their problem) in sorted order */
+    uint32_t *sorted_g;       /* batch*n global clusters of the sorted points */
+    uint32_t *keys;           /* radix path: batch*n keys (global clusters) */
     uint32_t *iota;           /* radix path: 0..n-1, n */
-    int64_t *slot;            /* work-item map: cluster of each slot, -1 for a gap */
-    double *part_sum;         /* slot_cap x d */
-    double *part_w, *part_obj;/* slot_cap */
-    int64_t slot_cap;
+    uint32_t *list;           /* clusters the combine visits (spanning 0 or >= 2 units) */
+    int *nlist;               /* their number */
+    double *part_sum;         /* part_cap x d: partial of cluster g in unit u at slot g + u */
+    double *part_w;           /* part_cap */
+    double *part_obj;         /* units_cap + batch: objective of problem b in unit u at u + b */
+    int64_t part_cap, units_cap;
     void *cub_tmp;
     size_t cub_bytes;
     int64_t q_mat_n, q_n;     /* the shape of the last CUB size query, and its answer */
@@ -118,10 +144,6 @@ static int key_bits(int64_t k)
     return b;
 }
 
-/* Upper bound of work-item slots: slot(g, j) = floor(start_g / CHUNK) + g + j, which never
- * collides (see map_kernel) and stays below floor(total / CHUNK) + clusters. */
-static int64_t slot_bound(int64_t total, int64_t clusters) { return total / CHUNK + clusters; }
-
 static unsigned grid_for(int64_t vblocks)
 {
     if (vblocks < 1) return 1;
@@ -133,9 +155,11 @@ void fkm_cuda_update_destroy(fkm_cuda_update_ws *ws)
     if (!ws) return;
     cudaFree(ws->mat);
     cudaFree(ws->order);
-    cudaFree(ws->keys_tmp);
+    cudaFree(ws->sorted_g);
+    cudaFree(ws->keys);
     cudaFree(ws->iota);
-    cudaFree(ws->slot);
+    cudaFree(ws->list);
+    cudaFree(ws->nlist);
     cudaFree(ws->part_sum);
     cudaFree(ws->part_w);
     cudaFree(ws->part_obj);
@@ -181,6 +205,9 @@ fkm_status fkm_cuda_update_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_c
                         (long long)pb->n);
     if (pb->k > (int64_t)INT32_MAX)
         return fkm_fail(ctx, FKM_E_INVALID, "CUDA update: k = %lld does not fit int32 labels", (long long)pb->k);
+    if ((int64_t)pb->batch * pb->k > (int64_t)UINT32_MAX)
+        return fkm_fail(ctx, FKM_E_UNSUPPORTED, "CUDA update: batch * k = %lld clusters exceeds 2^32 - 1",
+                        (long long)((int64_t)pb->batch * pb->k));
 
     fkm_cuda_update_ws *ws = (fkm_cuda_update_ws *)calloc(1, sizeof *ws);
     if (!ws) return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for the CUDA update workspace");
@@ -190,35 +217,38 @@ fkm_status fkm_cuda_update_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_c
     ws->d = pb->d;
     ws->counting = pb->k <= SORT_MAX_K;
     if (ws->counting) sort_shape(pb->k, &ws->tile, &ws->warps);
-    else ws->sort_bits = key_bits(pb->k);
+    else ws->sort_bits = key_bits((int64_t)pb->batch * pb->k);
 
     fkm_status st = FKM_OK;
-    int64_t bn, bk, tmp, slots;
-    size_t b_order, b_mat, b_slot, b_part, b_n4;
+    int64_t bn, bk, tmp, units = 0, parts = 0;
+    size_t b_order, b_mat, b_part, b_n4, b_list;
     const int64_t tiles = ws->counting ? fkm_ceil_div(pb->n, ws->tile) : 1;
     if (!fkm_mul_i64(pb->batch, pb->n, &bn) || !fkm_mul_i64(pb->batch, pb->k, &bk) ||
-        !fkm_mul_i64(bk, tiles, &tmp) || tmp == INT64_MAX || bk > INT64_MAX - bn / CHUNK ||
-        (slots = slot_bound(bn, bk)) < 1 ||
+        !fkm_mul_i64(bk, tiles, &tmp) || tmp == INT64_MAX || (units = fkm_ceil_div(bn, UNIT)) < 1 ||
+        bk > INT64_MAX - units || (parts = bk + units) < 1 || units > INT64_MAX - pb->batch ||
         !fkm_bytes(bn, 1, sizeof(uint32_t), &b_order) || !fkm_bytes(tmp + 1, 1, sizeof(unsigned long long), &b_mat) ||
-        !fkm_bytes(slots, 1, sizeof(int64_t), &b_slot) || !fkm_bytes(slots, pb->d, sizeof(double), &b_part) ||
-        !fkm_bytes(pb->n, 1, sizeof(uint32_t), &b_n4)) {
+        !fkm_bytes(parts, pb->d, sizeof(double), &b_part) || !fkm_bytes(pb->n, 1, sizeof(uint32_t), &b_n4) ||
+        !fkm_bytes(bk, 1, sizeof(uint32_t), &b_list)) {
         free(ws);
         return fkm_fail(ctx, FKM_E_OVERFLOW, "CUDA update: workspace size of batch = %lld, n = %lld, k = %lld, d = %lld overflows",
                         (long long)pb->batch, (long long)pb->n, (long long)pb->k, (long long)pb->d);
     }
     ws->mat_cap = tmp + 1;
-    ws->slot_cap = slots;
+    ws->part_cap = parts;
+    ws->units_cap = units;
 
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->mat, b_mat), st, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->order, b_order), st, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->sorted_g, b_order), st, fail);
     if (!ws->counting) {
-        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->keys_tmp, b_n4), st, fail);
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->keys, b_order), st, fail);
         FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->iota, b_n4), st, fail);
     }
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->slot, b_slot), st, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->list, b_list), st, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->nlist, sizeof(int)), st, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->part_sum, b_part), st, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->part_w, (size_t)slots * sizeof(double)), st, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->part_obj, (size_t)slots * sizeof(double)), st, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->part_w, (size_t)parts * sizeof(double)), st, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->part_obj, (size_t)(units + pb->batch) * sizeof(double)), st, fail);
     FKM_CUDA_TRY_GOTO(ctx, cub_bytes_needed(ws, ws->mat_cap, pb->n, &ws->cub_bytes), st, fail);
     ws->q_mat_n = ws->mat_cap;
     ws->q_n = pb->n;
@@ -255,16 +285,6 @@ fkm_cuda_update_times fkm_cuda_update_last_times(const fkm_cuda_update_ws *ws)
 
 /* ---------------------------------------------------------------- device helpers */
 
-/* Butterfly sum over the 32 lanes of a warp (all lanes must be active). Lane l adds lane
- * l ^ off's value: both lanes of a pair add the same two numbers, so every lane ends with the
- * bitwise same total, and the order is fixed. */
-__device__ __forceinline__ double warp_sum(double v)
-{
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-    return v;
-}
-
 /* A label as the sort sees it: -1 for "no point" (past the end) and for an out-of-range
  * label, which is then ignored by the histogram and the scatter alike (never written out of
  * bounds; the results are then unspecified, as the contract requires labels in [0, k)). */
@@ -274,15 +294,6 @@ __device__ __forceinline__ int32_t sort_label(const int32_t *lab, int64_t i, int
     const int32_t L = lab[i];
     return (L >= 0 && L < k) ? L : -1;
 }
-
-/* Value of an element as the reduce keeps it in registers: f32 for f32/f16/bf16 (exact), the
- * double itself for f64 (cosine normalises the f64 row before rounding, like the CPU). */
-template <fkm_dtype DT> struct fkm_val { typedef float type; };
-template <> struct fkm_val<FKM_F64> { typedef double type; };
-__device__ __forceinline__ float val_of(float v) { return v; }
-__device__ __forceinline__ float val_of(__half v) { return __half2float(v); }
-__device__ __forceinline__ float val_of(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ double val_of(double v) { return v; }
 
 /* ---------------------------------------------------------------- 1. histogram */
 
@@ -338,30 +349,22 @@ __global__ void hist_global_kernel(const int32_t *__restrict__ labels, int64_t n
     }
 }
 
-/* ---------------------------------------------------------------- 2b. work-item map */
+/* ---------------------------------------------------------------- 2b. combine list */
 
 /* Cluster g's sorted points are [start_g, start_{g+1}), start_g = mat[g * tiles] after the
- * scan (mat[clusters * tiles] = total). Its items j = 0 .. ceil(cnt/CHUNK)-1 get slots
- * fs(g) + j with fs(g) = floor(start_g / CHUNK) + g. With start_g = a*CHUNK + r and
- * cnt = q*CHUNK + s: last slot + 1 = a + g + q + [s > 0] <= a + q + floor((r+s)/CHUNK) + g + 1
- * = fs(g+1), so clusters never collide and slots between them (at most two per cluster) are
- * gaps, marked -1. One warp per cluster writes [fs(g), fs(g+1)). */
-__device__ __forceinline__ int64_t first_slot(const unsigned long long *mat, int64_t tiles, int64_t g)
+ * scan (mat[clusters * tiles] = total). It touches units start_g / UNIT .. (stop_g - 1) / UNIT;
+ * its partial for unit u goes to slot g + u (consecutive clusters never collide: the next
+ * cluster's first unit is >= this one's last). A cluster inside one unit is finished by the
+ * reduce; the others (several units, or none: empty) are listed for the combine. The list's
+ * order (integer atomics) only assigns clusters to blocks. */
+__global__ void list_kernel(const unsigned long long *__restrict__ mat, int64_t tiles, int64_t clusters,
+                            uint32_t *__restrict__ list, int *__restrict__ nlist)
 {
-    return (int64_t)(mat[g * tiles] / CHUNK) + g;
-}
-
-__global__ void map_kernel(const unsigned long long *__restrict__ mat, int64_t tiles, int64_t clusters,
-                           int64_t *__restrict__ slot)
-{
-    const int lane = threadIdx.x & 31;
-    const int64_t warps_per_block = blockDim.x / 32;
-    for (int64_t g = (int64_t)blockIdx.x * warps_per_block + threadIdx.x / 32; g < clusters;
-         g += (int64_t)gridDim.x * warps_per_block) {
-        const int64_t cnt = (int64_t)(mat[(g + 1) * tiles] - mat[g * tiles]);
-        const int64_t items = (cnt + CHUNK - 1) / CHUNK;
-        const int64_t fs = first_slot(mat, tiles, g), fe = first_slot(mat, tiles, g + 1);
-        for (int64_t s = fs + lane; s < fe; s += 32) slot[s] = s - fs < items ? g : -1;
+    for (int64_t g = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; g < clusters;
+         g += (int64_t)gridDim.x * blockDim.x) {
+        const unsigned long long start = mat[g * tiles], stop = mat[(g + 1) * tiles];
+        const bool one = stop > start && start / UNIT == (stop - 1) / UNIT;
+        if (!one) list[atomicAdd(nlist, 1)] = (uint32_t)g;
     }
 }
 
@@ -378,7 +381,7 @@ __global__ void map_kernel(const unsigned long long *__restrict__ mat, int64_t t
  * points land in increasing index order: the stable order. */
 __global__ void scatter_kernel(const int32_t *__restrict__ labels, int64_t n, int64_t k, int64_t batch,
                                int64_t tiles, int64_t tile, const unsigned long long *__restrict__ mat,
-                               uint32_t *__restrict__ order)
+                               uint32_t *__restrict__ order, uint32_t *__restrict__ sorted_g)
 {
     extern __shared__ uint32_t cur[]; /* warps x k */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
@@ -415,6 +418,8 @@ __global__ void scatter_kernel(const int32_t *__restrict__ labels, int64_t n, in
         __syncthreads();
         /* pass 2: stable scatter */
         uint32_t *dst = order + pbase;
+        uint32_t *dst_g = sorted_g + pbase;
+        const uint32_t gbase = (uint32_t)(b * k); /* fits: create checks batch * k < 2^32 */
         for (int64_t i0 = lo; i0 < hi; i0 += 32) {
             const int64_t i = i0 + lane;
             const int32_t L = sort_label(lab, i, hi, k);
@@ -423,6 +428,7 @@ __global__ void scatter_kernel(const int32_t *__restrict__ labels, int64_t n, in
             if (L >= 0) {
                 pos = my[L] + (uint32_t)__popc(peers & lt_mask);
                 dst[pos] = (uint32_t)i;
+                dst_g[pos] = gbase + (uint32_t)L;
             }
             __syncwarp(); /* every lane has read my[L] before the leader moves it */
             /* the leader is the lowest lane of its label: its pos is the cursor itself */
@@ -433,167 +439,333 @@ __global__ void scatter_kernel(const int32_t *__restrict__ labels, int64_t n, in
     }
 }
 
-/* Radix path helper: 0, 1, ..., n-1 (the values sorted along with the labels). */
-__global__ void iota_kernel(uint32_t *__restrict__ v, int64_t n)
+/* Radix path helper: iota[i] = i (the values sorted along with the keys, i < n) and
+ * keys[b*n + i] = b*k + label (the global cluster, sorted as the key so that the sorted keys
+ * are the sorted clusters the reduce reads). An out-of-range label gets the key b*k: it is
+ * sorted into cluster 0 of its problem, which keeps every index in bounds (results are then
+ * unspecified, as the contract requires labels in [0, k)). */
+__global__ void keys_kernel(const int32_t *__restrict__ labels, int64_t n, int64_t k, int64_t batch,
+                            uint32_t *__restrict__ keys, uint32_t *__restrict__ iota)
 {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        v[i] = (uint32_t)i;
+    const int64_t total = batch * n;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t b = i / n, j = i - b * n;
+        const int32_t L = labels[i];
+        keys[i] = (uint32_t)(b * k + ((L >= 0 && L < k) ? L : 0));
+        if (b == 0) iota[j] = (uint32_t)j;
+    }
 }
 
 /* ---------------------------------------------------------------- 4. reduce */
 
-struct reduce_args {
-    const void *X;
-    int64_t n, d, ld, batch_stride, k, tiles, clusters;
-    const float *weights;
-    const float *centroids;
-    const uint32_t *order;
-    const unsigned long long *mat;
-    const int64_t *slot;
-    double *part_sum; /* NULL: sums not wanted */
-    double *part_w, *part_obj;
-    double *point_obj; /* NULL: not wanted */
-    int cosine, dot;
+/* Raw storage of an element (its bits) and the row-vector loads. */
+template <fkm_dtype DT> struct raw_of;
+template <> struct raw_of<FKM_F32> { typedef uint32_t type; };
+template <> struct raw_of<FKM_F16> { typedef uint16_t type; };
+template <> struct raw_of<FKM_BF16> { typedef uint16_t type; };
+template <> struct raw_of<FKM_F64> { typedef unsigned long long type; };
+
+/* Columns col .. col + VEC - 1 of a row as 16 bytes (zero bits = +0.0 past d). One streaming
+ * 16-byte load when vec_ok (row and col 16-byte aligned) and the vector is inside the row. */
+template <fkm_dtype DT>
+__device__ __forceinline__ uint4 load_vec(const typename fkm_elem<DT>::type *row, int64_t col, int64_t d, int vec_ok)
+{
+    typedef typename raw_of<DT>::type RT;
+    constexpr int VEC = 16 / (int)sizeof(RT);
+    if (vec_ok && col + VEC <= d) return __ldcs((const uint4 *)(row + col));
+    const RT *p = (const RT *)row;
+    RT tmp[VEC];
+#pragma unroll
+    for (int v = 0; v < VEC; v++) tmp[v] = col + v < d ? p[col + v] : (RT)0;
+    uint4 r;
+    memcpy(&r, tmp, 16);
+    return r;
+}
+
+/* Two 16-bit floats (f16: SH = 10, bf16: SH = 13) packed in w to doubles, exactly: the
+ * exponent and mantissa bits are placed at the top of a double's (sign kept), which reads as
+ * the value times 2^-(1023 - bias); one multiply by that power of two (exact) fixes it, and
+ * subnormals come out right because the double is then subnormal too. Not for infinities and
+ * NaNs (their exponent field is all ones): widen() routes those to the ordinary conversion. */
+template <int SH>
+__device__ __forceinline__ void widen_pair(uint32_t w, double scale, double &x0, double &x1)
+{
+    const uint32_t h0 = ((w & 0x7fffu) << SH) | ((w & 0x8000u) << 16);
+    const uint32_t h1 = ((w >> (16 - SH)) & (0x7fffu << SH)) | (w & 0x80000000u);
+    x0 = __hiloint2double((int)h0, 0) * scale;
+    x1 = __hiloint2double((int)h1, 0) * scale;
+}
+
+/* The VEC elements of r as doubles, exactly (f64 stays f64: cosine normalises the double). */
+template <fkm_dtype DT> struct widen_t;
+template <> struct widen_t<FKM_F32> {
+    static __device__ __forceinline__ void run(uint4 r, double (&x)[4])
+    {
+        x[0] = (double)__uint_as_float(r.x);
+        x[1] = (double)__uint_as_float(r.y);
+        x[2] = (double)__uint_as_float(r.z);
+        x[3] = (double)__uint_as_float(r.w);
+    }
+};
+template <> struct widen_t<FKM_F64> {
+    static __device__ __forceinline__ void run(uint4 r, double (&x)[2])
+    {
+        x[0] = __hiloint2double((int)r.y, (int)r.x);
+        x[1] = __hiloint2double((int)r.w, (int)r.z);
+    }
+};
+template <> struct widen_t<FKM_F16> {
+    static __device__ __forceinline__ void run(uint4 r, double (&x)[8])
+    {
+        const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+        /* exponent all ones in some half: (e + 1) carries into the half's sign position */
+        uint32_t chk = 0;
+#pragma unroll
+        for (int i = 0; i < 4; i++) chk |= (w[i] & 0x7c007c00u) + 0x04000400u;
+        if (chk & 0x80008000u) {
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                x[2 * i] = (double)__half2float(__ushort_as_half((unsigned short)(w[i] & 0xffffu)));
+                x[2 * i + 1] = (double)__half2float(__ushort_as_half((unsigned short)(w[i] >> 16)));
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 4; i++) widen_pair<10>(w[i], 0x1p1008, x[2 * i], x[2 * i + 1]);
+        }
+    }
+};
+template <> struct widen_t<FKM_BF16> {
+    static __device__ __forceinline__ void run(uint4 r, double (&x)[8])
+    {
+        const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+        uint32_t chk = 0;
+#pragma unroll
+        for (int i = 0; i < 4; i++) chk |= (w[i] & 0x7f807f80u) + 0x00800080u;
+        if (chk & 0x80008000u) {
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                x[2 * i] = (double)__uint_as_float(w[i] << 16);
+                x[2 * i + 1] = (double)__uint_as_float(w[i] & 0xffff0000u);
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 4; i++) widen_pair<13>(w[i], 0x1p896, x[2 * i], x[2 * i + 1]);
+        }
+    }
 };
 
-/* Virtual block = work-item slot s of cluster g = b*k + c: points [begin, begin + np) of the
- * sorted order. For each column tile (DCOL columns) the warps go through their points
- * (p = warp, warp + RED_WARPS, ...), UNROLL rows loaded at a time; lane l handles columns
- * l, l+32, ... of the tile. Per point, the objective over the tile's columns is a per-lane
- * double sum then a butterfly, added to the point's running objective in shared memory in
- * tile order; the weighted column sums stay in per-lane double registers and are added over
- * the warps in warp order at the end of the tile. Item weight and objective are then summed
- * by warp 0 (lane p % 32, then the butterfly). Every order is fixed by the constants above. */
+struct reduce_args {
+    const void *X;
+    int64_t n, d, ld, batch_stride, k, clusters, tiles;
+    const float *weights;
+    const float *centroids;
+    const uint32_t *order, *sorted_g;
+    const unsigned long long *mat;
+    double *sums, *weight;       /* final outputs (NULL: not wanted) */
+    double *part_sum, *part_w;   /* partials of clusters spanning several units */
+    double *part_obj;            /* per (unit, problem) */
+    double *point_obj;           /* NULL: not wanted */
+    int want_obj, accumulate, cosine, dot, vec_ok;
+    int lpr_log2, col_tiles;
+};
+
+/* One warp per unit u = sorted points [u*UNIT, min((u+1)*UNIT, total)); the unit's ids,
+ * clusters and weights are staged in the warp's shared memory, then its segments (runs of one
+ * cluster) are reduced one after the other (see the file comment for the layout and orders).
+ * A segment that is its whole cluster (its neighbours in the sorted order, inside or outside
+ * the unit, belong to other clusters) is written to sums/weight directly; otherwise to the
+ * partial slot g + u. The weighted objective of the unit's segments is summed per problem into
+ * part_obj[u + b]. */
 template <fkm_dtype DT>
-__global__ void __launch_bounds__(RED_THREADS) reduce_kernel(reduce_args a)
+__global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a)
 {
     typedef typename fkm_elem<DT>::type E;
-    typedef typename fkm_val<DT>::type V;
-    __shared__ uint32_t s_id[CHUNK];
-    __shared__ float s_w[CHUNK];
-    __shared__ double s_obj[CHUNK];
-    __shared__ double s_inv[CHUNK];
-    __shared__ double s_red[RED_WARPS][DCOL];
+    constexpr int VEC = 16 / (int)sizeof(E);
+    __shared__ uint32_t s_id[RED_WARPS][UNIT];
+    __shared__ uint32_t s_g[RED_WARPS][UNIT];
+    __shared__ float s_w[RED_WARPS][UNIT];
+    __shared__ double s_aux[RED_WARPS][UNIT]; /* several column tiles: a point's objective so far */
+    __shared__ double s_inv[RED_WARPS][UNIT]; /* cosine with several column tiles: 1 / norm */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int lg = a.lpr_log2, LPR = 1 << lg, R = 32 >> lg;
+    const int lir = lane & (LPR - 1), grp = lane >> lg;
     const int64_t d = a.d;
-    const int64_t nslots = (int64_t)(a.mat[a.clusters * a.tiles] / CHUNK) + a.clusters;
-    for (int64_t s = blockIdx.x; s < nslots; s += gridDim.x) {
-        const int64_t g = a.slot[s];
-        if (g < 0) continue; /* a gap: block-uniform */
-        const int64_t b = g / a.k;
-        const int64_t start = (int64_t)a.mat[g * a.tiles], stop = (int64_t)a.mat[(g + 1) * a.tiles];
-        const int64_t begin = start + (s - first_slot(a.mat, a.tiles, g)) * CHUNK;
-        const int np = (int)(stop - begin < CHUNK ? stop - begin : CHUNK);
-        const E *Xb = (const E *)a.X + b * a.batch_stride;
-        const float *cen = a.centroids + g * d;
-        for (int t = threadIdx.x; t < np; t += RED_THREADS) {
-            const uint32_t id = a.order[begin + t];
-            s_id[t] = id;
-            s_w[t] = a.weights ? a.weights[b * a.n + id] : 1.0f;
+    const int CT = a.col_tiles;
+    const uint32_t k32 = (uint32_t)a.k;
+    const bool want_sum = a.sums != NULL, want_w = a.weight != NULL;
+    uint32_t *sid = s_id[warp], *sg = s_g[warp];
+    float *sw = s_w[warp];
+    double *saux = s_aux[warp], *sinv = s_inv[warp];
+    const int64_t total = (int64_t)a.mat[a.clusters * a.tiles];
+    const int64_t units = (total + UNIT - 1) / UNIT;
+    for (int64_t u = (int64_t)blockIdx.x * RED_WARPS + warp; u < units; u += (int64_t)gridDim.x * RED_WARPS) {
+        const int64_t p0 = u * UNIT;
+        const int np = (int)(total - p0 < UNIT ? total - p0 : UNIT);
+        for (int t = lane; t < np; t += 32) {
+            sid[t] = a.order[p0 + t];
+            sg[t] = a.sorted_g[p0 + t];
         }
-        __syncthreads();
-        /* cosine with several column tiles: the norm first (same per-lane column order and
-         * butterfly as the one-tile case below, so both give the same bits) */
-        if (a.cosine && d > DCOL) {
-            for (int p = warp; p < np; p += RED_WARPS) {
-                const E *row = Xb + (int64_t)s_id[p] * a.ld;
+        const uint32_t prev_g = p0 > 0 ? a.sorted_g[p0 - 1] : 0xffffffffu;
+        const uint32_t next_g = p0 + np < total ? a.sorted_g[p0 + np] : 0xffffffffu;
+        __syncwarp();
+        for (int t = lane; t < np; t += 32)
+            sw[t] = a.weights ? a.weights[(int64_t)(sg[t] / k32) * a.n + sid[t]] : 1.0f;
+        /* cosine with several column tiles: the norms first (per lane over tiles and columns,
+         * then the row's lanes by butterfly) */
+        if (a.cosine && CT > 1) {
+            for (int r0 = 0; r0 < np; r0 += R) {
+                const int r = r0 + grp;
+                const bool valid = r < np;
+                const E *row = valid ? (const E *)a.X + (int64_t)(sg[r] / k32) * a.batch_stride + (int64_t)sid[r] * a.ld
+                                     : (const E *)a.X;
                 double ss = 0.0;
-                for (int64_t j = lane; j < d; j += 32) {
-                    const double v = (double)val_of(row[j]);
-                    ss += v * v;
+                for (int ct = 0; ct < CT; ct++) {
+                    const int64_t cb = ((int64_t)ct * LPR + lir) * VEC;
+                    const uint4 raw = valid ? load_vec<DT>(row, cb, d, a.vec_ok) : make_uint4(0, 0, 0, 0);
+                    double x[VEC];
+                    widen_t<DT>::run(raw, x);
+#pragma unroll
+                    for (int v = 0; v < VEC; v++) ss = fma(x[v], x[v], ss);
                 }
-                ss = warp_sum(ss);
-                if (lane == 0) s_inv[p] = ss > 0.0 ? 1.0 / sqrt(ss) : 0.0;
+                for (int off = 1; off < LPR; off <<= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+                if (valid && lir == 0) sinv[r] = ss > 0.0 ? 1.0 / sqrt(ss) : 0.0;
             }
-            __syncthreads();
         }
-        for (int64_t c0 = 0; c0 < d; c0 += DCOL) {
-            float cv[VPL];
-            double acc[VPL];
-#pragma unroll
-            for (int v = 0; v < VPL; v++) {
-                const int64_t j = c0 + lane + 32 * v;
-                cv[v] = j < d ? cen[j] : 0.0f;
-                acc[v] = 0.0;
-            }
-            for (int p0 = warp; p0 < np; p0 += RED_WARPS * UNROLL) {
-                V x[UNROLL][VPL];
-#pragma unroll
-                for (int u = 0; u < UNROLL; u++) {
-                    const int p = p0 + u * RED_WARPS;
-                    const E *row = Xb + (int64_t)s_id[p < np ? p : p0] * a.ld;
-#pragma unroll
-                    for (int v = 0; v < VPL; v++) {
-                        const int64_t j = c0 + lane + 32 * v;
-                        x[u][v] = (p < np && j < d) ? val_of(row[j]) : (V)0;
-                    }
+        __syncwarp();
+
+        double wo = 0.0;  /* weighted objective of the unit's points of problem bcur */
+        int64_t bcur = -1;
+        int q = 0;
+        while (q < np) { /* segments; everything here is warp-uniform */
+            const uint32_t g = sg[q];
+            int e = q + 1;
+            while (e < np) {
+                const int idx = e + lane;
+                const unsigned diff = __ballot_sync(0xffffffffu, idx < np && sg[idx] != g);
+                if (diff) {
+                    e += __ffs(diff) - 1;
+                    break;
                 }
+                e += 32;
+            }
+            if (e > np) e = np;
+            const int64_t b = (int64_t)(g / k32);
+            const E *Xb = (const E *)a.X + b * a.batch_stride;
+            const float *cen = a.centroids + (int64_t)g * d;
+            const bool whole = (q > 0 || prev_g != g) && (e < np || next_g != g);
+            const int steps = (e - q + R - 1) / R;
+            double seg_o = 0.0, seg_w = 0.0; /* per group, lanes lir == 0 */
+            for (int ct = 0; ct < CT; ct++) {
+                const int64_t cb = ((int64_t)ct * LPR + lir) * VEC;
+                const bool last = ct == CT - 1;
+                double c[VEC], acc[VEC];
 #pragma unroll
-                for (int u = 0; u < UNROLL; u++) {
-                    const int p = p0 + u * RED_WARPS;
-                    if (p >= np) break; /* warp-uniform */
-                    double inv = 0.0;   /* 0: the row is used as is (not cosine, or a zero row) */
-                    if (a.cosine) {
-                        if (d <= DCOL) {
-                            double ss = 0.0;
+                for (int v = 0; v < VEC; v++) {
+                    c[v] = (a.want_obj && cb + v < d) ? (double)cen[cb + v] : 0.0;
+                    acc[v] = 0.0;
+                }
+                for (int i0 = 0; i0 < steps; i0 += RED_UNROLL) {
+                    uint4 raw[RED_UNROLL];
 #pragma unroll
-                            for (int v = 0; v < VPL; v++) ss += (double)x[u][v] * (double)x[u][v];
-                            ss = warp_sum(ss);
-                            inv = ss > 0.0 ? 1.0 / sqrt(ss) : 0.0;
-                        } else {
-                            inv = s_inv[p];
+                    for (int uu = 0; uu < RED_UNROLL; uu++) {
+                        const int r = q + grp + R * (i0 + uu);
+                        raw[uu] = r < e ? load_vec<DT>(Xb + (int64_t)sid[r] * a.ld, cb, d, a.vec_ok)
+                                        : make_uint4(0, 0, 0, 0);
+                    }
+#pragma unroll
+                    for (int uu = 0; uu < RED_UNROLL; uu++) {
+                        if (i0 + uu >= steps) break; /* warp-uniform */
+                        const int r = q + grp + R * (i0 + uu);
+                        const bool valid = r < e;
+                        double x[VEC];
+                        widen_t<DT>::run(raw[uu], x);
+                        if (a.cosine) {
+                            double inv;
+                            if (CT == 1) {
+                                double ss = 0.0;
+#pragma unroll
+                                for (int v = 0; v < VEC; v++) ss = fma(x[v], x[v], ss);
+                                for (int off = 1; off < LPR; off <<= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+                                inv = ss > 0.0 ? 1.0 / sqrt(ss) : 0.0;
+                            } else {
+                                inv = valid ? sinv[r] : 0.0;
+                            }
+                            /* the point as f32, normalised like fkm_load_row (norm in double, rounded once) */
+#pragma unroll
+                            for (int v = 0; v < VEC; v++) x[v] = (double)(inv != 0.0 ? (float)(x[v] * inv) : (float)x[v]);
+                        } else if (DT == FKM_F64) {
+#pragma unroll
+                            for (int v = 0; v < VEC; v++) x[v] = (double)(float)x[v];
+                        }
+                        const double w = valid ? (double)sw[r] : 0.0;
+                        if (a.want_obj) {
+                            double o = 0.0;
+#pragma unroll
+                            for (int v = 0; v < VEC; v++) {
+                                if (a.dot) {
+                                    o = fma(x[v], c[v], o);
+                                } else {
+                                    const double t = x[v] - c[v];
+                                    o = fma(t, t, o);
+                                }
+                            }
+                            for (int off = 1; off < LPR; off <<= 1) o += __shfl_xor_sync(0xffffffffu, o, off);
+                            if (CT > 1) {
+                                if (ct > 0 && valid) o = saux[r] + o;
+                                if (!last && valid && lir == 0) saux[r] = o;
+                            }
+                            if (last && valid && lir == 0) {
+                                const double po = a.dot ? -o : o;
+                                if (a.point_obj) a.point_obj[b * a.n + sid[r]] = po;
+                                seg_o = fma(w, po, seg_o);
+                            }
+                        }
+                        if (last && valid && lir == 0) seg_w += w;
+                        if (want_sum) {
+#pragma unroll
+                            for (int v = 0; v < VEC; v++) acc[v] = fma(w, x[v], acc[v]); /* w = 0: +0, no change */
                         }
                     }
-                    const double w = (double)s_w[p];
-                    double o = 0.0;
+                }
+                if (want_sum) {
+                    for (int off = LPR; off < 32; off <<= 1) {
 #pragma unroll
-                    for (int v = 0; v < VPL; v++) {
-                        /* the point as f32, normalised like fkm_load_row (norm in double, rounded once) */
-                        const float xf = inv != 0.0 ? (float)((double)x[u][v] * inv) : (float)x[u][v];
-                        if (a.dot) {
-                            o += (double)xf * (double)cv[v];
-                        } else {
-                            const double t = (double)xf - (double)cv[v];
-                            o += t * t;
-                        }
-                        acc[v] += w * (double)xf;
+                        for (int v = 0; v < VEC; v++) acc[v] += __shfl_xor_sync(0xffffffffu, acc[v], off);
                     }
-                    o = warp_sum(o);
-                    if (lane == 0) s_obj[p] = c0 == 0 ? o : s_obj[p] + o;
-                }
-            }
-            if (a.part_sum) {
+                    if (grp == 0) {
+                        if (whole) {
+                            double *o = a.sums + (int64_t)g * d;
 #pragma unroll
-                for (int v = 0; v < VPL; v++) s_red[warp][lane + 32 * v] = acc[v];
-                __syncthreads();
-                if (threadIdx.x < DCOL && c0 + threadIdx.x < d) {
-                    double sum = s_red[0][threadIdx.x];
+                            for (int v = 0; v < VEC; v++)
+                                if (cb + v < d) o[cb + v] = a.accumulate ? o[cb + v] + acc[v] : acc[v];
+                        } else {
+                            double *o = a.part_sum + ((int64_t)g + u) * d;
 #pragma unroll
-                    for (int w = 1; w < RED_WARPS; w++) sum += s_red[w][threadIdx.x];
-                    a.part_sum[s * d + c0 + threadIdx.x] = sum;
+                            for (int v = 0; v < VEC; v++)
+                                if (cb + v < d) o[cb + v] = acc[v];
+                        }
+                    }
                 }
-                __syncthreads();
+                __syncwarp(); /* saux written by lane lir == 0 is read by its group in the next tile */
             }
+            for (int off = LPR; off < 32; off <<= 1) {
+                seg_o += __shfl_xor_sync(0xffffffffu, seg_o, off);
+                seg_w += __shfl_xor_sync(0xffffffffu, seg_w, off);
+            }
+            if (want_w && lane == 0) {
+                if (whole) a.weight[g] = a.accumulate ? a.weight[g] + seg_w : seg_w;
+                else a.part_w[(int64_t)g + u] = seg_w;
+            }
+            if (b != bcur) {
+                if (bcur >= 0 && lane == 0) a.part_obj[u + bcur] = wo;
+                wo = 0.0;
+                bcur = b;
+            }
+            wo += seg_o;
+            q = e;
         }
-        __syncthreads(); /* s_obj complete */
-        if (a.point_obj)
-            for (int t = threadIdx.x; t < np; t += RED_THREADS)
-                a.point_obj[b * a.n + s_id[t]] = a.dot ? -s_obj[t] : s_obj[t];
-        if (warp == 0) {
-            double wo = 0.0, ws = 0.0;
-            for (int p = lane; p < np; p += 32) {
-                const double o = a.dot ? -s_obj[p] : s_obj[p];
-                wo += (double)s_w[p] * o;
-                ws += (double)s_w[p];
-            }
-            wo = warp_sum(wo);
-            ws = warp_sum(ws);
-            if (lane == 0) {
-                a.part_obj[s] = wo;
-                a.part_w[s] = ws;
-            }
-        }
-        __syncthreads(); /* shared arrays are reused by the next slot */
+        if (bcur >= 0 && lane == 0) a.part_obj[u + bcur] = wo;
+        __syncwarp(); /* the shared arrays are reused by the next unit */
     }
 }
 
@@ -601,89 +773,98 @@ __global__ void __launch_bounds__(RED_THREADS) reduce_kernel(reduce_args a)
 
 struct combine_args {
     const unsigned long long *mat;
-    const int64_t *slot;
+    int64_t tiles, d, k, batch;
+    const uint32_t *list;
+    const int *nlist;
     const double *part_sum, *part_w, *part_obj;
-    int64_t d, k, tiles, clusters, batch;
-    int64_t col_tiles;     /* per cluster: ceil(d/32) with sums, 1 for weight only, 0 for neither */
     double *sums, *weight, *objective;
     int accumulate;
 };
 
-/* Virtual blocks [0, clusters*col_tiles): cluster g, columns [32*ct, 32*ct + 32): warp w adds
- * items w, w + COMB_WARPS, ... in order (lane = column), then warp 0 adds the warps in order.
- * Virtual blocks after that: problem b's objective: thread t adds the problem's slots t,
- * t + OBJ_THREADS, ... (gaps skipped), then a fixed tree. */
+/* Virtual blocks [0, nlist): listed cluster g (several units, or empty), COMB_COLS columns per
+ * pass: warp w adds the cluster's units w, w + COMB_WARPS, ... in order (4 columns per lane,
+ * COMB_BATCH units loaded ahead), then the warps are added in warp order. Virtual blocks after
+ * that: problem b's objective: thread t adds the problem's units t, t + OBJ_THREADS, ... in
+ * order, then a fixed tree. */
 __global__ void __launch_bounds__(OBJ_THREADS) combine_kernel(combine_args a)
 {
-    static_assert(COMB_WARPS * 32 <= OBJ_THREADS, "block shape");
-    __shared__ double s_red[COMB_WARPS][32];
+    __shared__ double s_red[COMB_WARPS][COMB_COLS];
     __shared__ double s_wred[COMB_WARPS];
     __shared__ double s_tree[OBJ_THREADS];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int64_t ncb = a.clusters * a.col_tiles;
-    const int64_t nvb = ncb + (a.objective ? a.batch : 0);
+    const int64_t nl = (a.sums || a.weight) ? (int64_t)*a.nlist : 0;
+    const int64_t nvb = nl + (a.objective ? a.batch : 0);
+    const int64_t d = a.d;
     for (int64_t vb = blockIdx.x; vb < nvb; vb += gridDim.x) {
-        if (vb < ncb) {
-            const int64_t g = vb / a.col_tiles, ct = vb % a.col_tiles;
-            const int64_t cnt = (int64_t)(a.mat[(g + 1) * a.tiles] - a.mat[g * a.tiles]);
-            const int64_t items = (cnt + CHUNK - 1) / CHUNK;
-            const int64_t fs = first_slot(a.mat, a.tiles, g);
-            const int64_t j = ct * 32 + lane;
-            const bool do_w = a.weight && ct == 0;
-            if (warp < COMB_WARPS) {
-                /* loads COMB_BATCH items ahead, then adds them in item order: a cluster of
-                 * many items (small k, huge n) is not one long chain of load latencies */
-                const bool do_s = a.sums && j < a.d;
-                double acc = 0.0, wacc = 0.0;
-                for (int64_t i0 = warp; i0 < items; i0 += (int64_t)COMB_WARPS * COMB_BATCH) {
-                    double vs[COMB_BATCH], vw[COMB_BATCH];
+        if (vb < nl) {
+            const int64_t g = a.list[vb];
+            const int64_t start = (int64_t)a.mat[g * a.tiles], stop = (int64_t)a.mat[(g + 1) * a.tiles];
+            const int64_t nu = stop > start ? (stop - 1) / UNIT - start / UNIT + 1 : 0;
+            const int64_t s0 = g + start / UNIT;
+            const int64_t cols = a.sums ? d : 1;
+            for (int64_t c0 = 0; c0 < cols; c0 += COMB_COLS) {
+                const bool do_w = a.weight && c0 == 0;
+                double acc[4] = {0.0, 0.0, 0.0, 0.0}, wacc = 0.0;
+                for (int64_t i0 = warp; i0 < nu; i0 += (int64_t)COMB_WARPS * COMB_BATCH) {
+                    double vs[COMB_BATCH][4], vw[COMB_BATCH];
 #pragma unroll
                     for (int q = 0; q < COMB_BATCH; q++) {
                         const int64_t i = i0 + (int64_t)q * COMB_WARPS;
-                        vs[q] = do_s && i < items ? a.part_sum[(fs + i) * a.d + j] : 0.0;
-                        vw[q] = do_w && i < items ? a.part_w[fs + i] : 0.0;
+                        const bool ok = i < nu;
+#pragma unroll
+                        for (int v = 0; v < 4; v++) {
+                            const int64_t j = c0 + lane + 32 * v;
+                            vs[q][v] = ok && a.sums && j < d ? a.part_sum[(s0 + i) * d + j] : 0.0;
+                        }
+                        vw[q] = ok && do_w ? a.part_w[s0 + i] : 0.0;
                     }
 #pragma unroll
                     for (int q = 0; q < COMB_BATCH; q++) {
-                        if (i0 + (int64_t)q * COMB_WARPS >= items) break;
-                        acc += vs[q];
+                        if (i0 + (int64_t)q * COMB_WARPS >= nu) break;
+#pragma unroll
+                        for (int v = 0; v < 4; v++) acc[v] += vs[q][v];
                         wacc += vw[q];
                     }
                 }
-                s_red[warp][lane] = acc;
+#pragma unroll
+                for (int v = 0; v < 4; v++) s_red[warp][lane + 32 * v] = acc[v];
                 if (lane == 0) s_wred[warp] = wacc;
-            }
-            __syncthreads();
-            if (warp == 0) {
-                if (a.sums && j < a.d) {
-                    double tot = s_red[0][lane];
-                    for (int w = 1; w < COMB_WARPS; w++) tot += s_red[w][lane];
-                    double *o = a.sums + g * a.d + j;
-                    *o = a.accumulate ? *o + tot : tot;
+                __syncthreads();
+                if (threadIdx.x < COMB_COLS) {
+                    const int64_t j = c0 + threadIdx.x;
+                    if (a.sums && j < d) {
+                        double tot = s_red[0][threadIdx.x];
+                        for (int w = 1; w < COMB_WARPS; w++) tot += s_red[w][threadIdx.x];
+                        double *o = a.sums + g * d + j;
+                        *o = a.accumulate ? *o + tot : tot;
+                    }
                 }
-                if (do_w && lane == 0) {
+                if (do_w && threadIdx.x == 0) {
                     double tot = s_wred[0];
                     for (int w = 1; w < COMB_WARPS; w++) tot += s_wred[w];
                     double *o = a.weight + g;
                     *o = a.accumulate ? *o + tot : tot;
                 }
+                __syncthreads();
             }
-            __syncthreads();
         } else {
-            const int64_t b = vb - ncb;
-            const int64_t s0 = first_slot(a.mat, a.tiles, b * a.k), s1 = first_slot(a.mat, a.tiles, (b + 1) * a.k);
+            const int64_t b = vb - nl;
+            const int64_t P0 = (int64_t)a.mat[b * a.k * a.tiles], P1 = (int64_t)a.mat[(b + 1) * a.k * a.tiles];
             double acc = 0.0;
-            for (int64_t q0 = s0 + threadIdx.x; q0 < s1; q0 += (int64_t)OBJ_THREADS * COMB_BATCH) {
-                double v[COMB_BATCH];
+            if (P1 > P0) {
+                const int64_t ua = P0 / UNIT, ub = (P1 - 1) / UNIT; /* units ua..ub, slots u + b */
+                for (int64_t u0 = ua + threadIdx.x; u0 <= ub; u0 += (int64_t)OBJ_THREADS * COMB_BATCH) {
+                    double v[COMB_BATCH];
 #pragma unroll
-                for (int q = 0; q < COMB_BATCH; q++) {
-                    const int64_t s = q0 + (int64_t)q * OBJ_THREADS;
-                    v[q] = s < s1 && a.slot[s] >= 0 ? a.part_obj[s] : 0.0;
+                    for (int q = 0; q < COMB_BATCH; q++) {
+                        const int64_t u = u0 + (int64_t)q * OBJ_THREADS;
+                        v[q] = u <= ub ? a.part_obj[u + b] : 0.0;
+                    }
+                    /* in unit order; a unit past the end adds +0.0 (x + 0.0 == x for every x
+                     * but -0.0, and the pattern is fixed, so it stays deterministic) */
+#pragma unroll
+                    for (int q = 0; q < COMB_BATCH; q++) acc += v[q];
                 }
-                /* in slot order; a gap or a slot past the end adds +0.0 (x + 0.0 == x for
-                 * every x but -0.0, and the pattern is fixed, so it stays deterministic) */
-#pragma unroll
-                for (int q = 0; q < COMB_BATCH; q++) acc += v[q];
             }
             s_tree[threadIdx.x] = acc;
             __syncthreads();
@@ -700,9 +881,9 @@ __global__ void __launch_bounds__(OBJ_THREADS) combine_kernel(combine_args a)
 /* ---------------------------------------------------------------- driver */
 
 template <fkm_dtype DT>
-static void launch_reduce(const reduce_args &a, int64_t slots, cudaStream_t stream)
+static void launch_reduce(const reduce_args &a, int64_t units, cudaStream_t stream)
 {
-    reduce_kernel<DT><<<grid_for(slots), RED_THREADS, 0, stream>>>(a);
+    reduce_kernel<DT><<<grid_for(fkm_ceil_div(units, RED_WARPS)), RED_WARPS * 32, 0, stream>>>(a);
 }
 
 fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_problem *pb,
@@ -732,15 +913,16 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
     const int64_t clusters = batch * k;
     const int64_t tiles = ws->counting ? fkm_ceil_div(n, ws->tile) : 1;
     const int64_t mat_n = mat_entries(ws, batch, n);
-    const int64_t slots = slot_bound(batch * n, clusters);
+    const int64_t units = fkm_ceil_div(batch * n, UNIT); /* upper bound (the kernels use the device total) */
     if (mat_n != ws->q_mat_n || n != ws->q_n) { /* CUB's size query costs runtime calls: once per shape */
         FKM_CUDA_TRY(ctx, cub_bytes_needed(ws, mat_n, n, &ws->q_bytes));
         ws->q_mat_n = mat_n;
         ws->q_n = n;
     }
-    if (mat_n > ws->mat_cap || slots > ws->slot_cap || ws->q_bytes > ws->cub_bytes)
+    if (mat_n > ws->mat_cap || units > ws->units_cap || clusters + units > ws->part_cap || ws->q_bytes > ws->cub_bytes)
         return fkm_fail(ctx, FKM_E_INTERNAL, "fkm_cuda_update: workspace too small (a bug)");
     const int timing = ws->timing && ws->events_ok;
+    const int want_clusters = sums != NULL || weight != NULL;
 
     if (timing) FKM_CUDA_TRY(ctx, cudaEventRecord(ws->ev[0], stream));
     /* 1. histogram */
@@ -755,34 +937,44 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
         FKM_CUDA_LAUNCHED(ctx, "hist_global_kernel");
     }
     if (timing) FKM_CUDA_TRY(ctx, cudaEventRecord(ws->ev[1], stream));
-    /* 2. scan (in place; the last entry's exclusive sum is the total) and the item map */
+    /* 2. scan (in place; the last entry's exclusive sum is the total) and the combine's list */
     {
         size_t bytes = ws->cub_bytes;
         FKM_CUDA_TRY(ctx, cub::DeviceScan::ExclusiveSum(ws->cub_tmp, bytes, ws->mat, ws->mat, mat_n, stream));
-        map_kernel<<<grid_for(fkm_ceil_div(clusters, 8)), 256, 0, stream>>>(ws->mat, tiles, clusters, ws->slot);
-        FKM_CUDA_LAUNCHED(ctx, "map_kernel");
+        if (want_clusters) {
+            FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->nlist, 0, sizeof(int), stream));
+            const int64_t blocks = fkm_ceil_div(clusters, 256);
+            list_kernel<<<grid_for(blocks < 4096 ? blocks : 4096), 256, 0, stream>>>(ws->mat, tiles, clusters, ws->list,
+                                                                                   ws->nlist);
+            FKM_CUDA_LAUNCHED(ctx, "list_kernel");
+        }
     }
     if (timing) FKM_CUDA_TRY(ctx, cudaEventRecord(ws->ev[2], stream));
     /* 3. scatter */
     if (ws->counting) {
         const int threads = 32 * ws->warps;
         scatter_kernel<<<grid_for(batch * tiles), threads, (size_t)ws->warps * (size_t)k * sizeof(uint32_t), stream>>>(
-            labels, n, k, batch, tiles, ws->tile, ws->mat, ws->order);
+            labels, n, k, batch, tiles, ws->tile, ws->mat, ws->order, ws->sorted_g);
         FKM_CUDA_LAUNCHED(ctx, "scatter_kernel");
     } else {
-        iota_kernel<<<grid_for(fkm_ceil_div(n, 256) < 65536 ? fkm_ceil_div(n, 256) : 65536), 256, 0, stream>>>(ws->iota, n);
-        FKM_CUDA_LAUNCHED(ctx, "iota_kernel");
+        const int64_t blocks = fkm_ceil_div(batch * n, 256);
+        keys_kernel<<<grid_for(blocks < 65536 ? blocks : 65536), 256, 0, stream>>>(labels, n, k, batch, ws->keys, ws->iota);
+        FKM_CUDA_LAUNCHED(ctx, "keys_kernel");
         for (int64_t b = 0; b < batch; b++) {
             size_t bytes = ws->cub_bytes;
-            /* labels are in [0, k): their low sort_bits bits as unsigned keys sort like the labels */
-            FKM_CUDA_TRY(ctx, cub::DeviceRadixSort::SortPairs(ws->cub_tmp, bytes, (const uint32_t *)labels + b * n,
-                                                              ws->keys_tmp, (const uint32_t *)ws->iota,
-                                                              ws->order + b * n, n, 0, ws->sort_bits, stream));
+            FKM_CUDA_TRY(ctx, cub::DeviceRadixSort::SortPairs(ws->cub_tmp, bytes, ws->keys + b * n, ws->sorted_g + b * n,
+                                                              (const uint32_t *)ws->iota, ws->order + b * n, n, 0,
+                                                              ws->sort_bits, stream));
         }
     }
     if (timing) FKM_CUDA_TRY(ctx, cudaEventRecord(ws->ev[3], stream));
     /* 4. reduce */
     {
+        const int es = (int)fkm_dtype_size(pb->dtype);
+        const int vec = 16 / es;
+        const int64_t nv = fkm_ceil_div(d, vec);
+        int lg = 0;
+        while (lg < 5 && ((int64_t)1 << lg) < nv) lg++;
         reduce_args a;
         a.X = pb->X;
         a.n = n;
@@ -790,46 +982,51 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
         a.ld = pb->ld;
         a.batch_stride = pb->batch_stride;
         a.k = k;
-        a.tiles = tiles;
         a.clusters = clusters;
+        a.tiles = tiles;
         a.weights = pb->weights;
         a.centroids = centroids;
         a.order = ws->order;
+        a.sorted_g = ws->sorted_g;
         a.mat = ws->mat;
-        a.slot = ws->slot;
-        a.part_sum = sums ? ws->part_sum : NULL;
+        a.sums = sums;
+        a.weight = weight;
+        a.part_sum = ws->part_sum;
         a.part_w = ws->part_w;
         a.part_obj = ws->part_obj;
         a.point_obj = point_obj;
+        a.want_obj = point_obj != NULL || objective != NULL;
+        a.accumulate = accumulate != 0;
         a.cosine = pb->metric == FKM_METRIC_COSINE;
         a.dot = pb->metric == FKM_METRIC_DOT;
-        FKM_DISPATCH_DTYPE(pb->dtype, launch_reduce<DT>(a, slots, stream));
+        a.vec_ok = ((uintptr_t)pb->X % 16 == 0) && ((pb->ld * es) % 16 == 0) &&
+                   (batch == 1 || (pb->batch_stride * es) % 16 == 0);
+        a.lpr_log2 = lg;
+        a.col_tiles = (int)fkm_ceil_div(d, ((int64_t)vec) << lg);
+        FKM_DISPATCH_DTYPE(pb->dtype, launch_reduce<DT>(a, units, stream));
         FKM_CUDA_LAUNCHED(ctx, "reduce_kernel");
     }
     if (timing) FKM_CUDA_TRY(ctx, cudaEventRecord(ws->ev[4], stream));
     /* 5. combine */
-    {
+    if (want_clusters || objective) {
         combine_args a;
         a.mat = ws->mat;
-        a.slot = ws->slot;
+        a.tiles = tiles;
+        a.d = d;
+        a.k = k;
+        a.batch = batch;
+        a.list = ws->list;
+        a.nlist = ws->nlist;
         a.part_sum = ws->part_sum;
         a.part_w = ws->part_w;
         a.part_obj = ws->part_obj;
-        a.d = d;
-        a.k = k;
-        a.tiles = tiles;
-        a.clusters = clusters;
-        a.batch = batch;
-        a.col_tiles = sums ? fkm_ceil_div(d, 32) : weight ? 1 : 0;
         a.sums = sums;
         a.weight = weight;
         a.objective = objective;
         a.accumulate = accumulate != 0;
-        const int64_t nvb = clusters * a.col_tiles + (objective ? batch : 0);
-        if (nvb > 0) {
-            combine_kernel<<<grid_for(nvb), OBJ_THREADS, 0, stream>>>(a);
-            FKM_CUDA_LAUNCHED(ctx, "combine_kernel");
-        }
+        const int64_t nvb = (want_clusters ? (clusters < 2048 ? clusters : 2048) : 0) + (objective ? batch : 0);
+        combine_kernel<<<grid_for(nvb), OBJ_THREADS, 0, stream>>>(a);
+        FKM_CUDA_LAUNCHED(ctx, "combine_kernel");
     }
     if (timing) {
         FKM_CUDA_TRY(ctx, cudaEventRecord(ws->ev[5], stream));

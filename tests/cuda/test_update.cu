@@ -550,6 +550,18 @@ int main(void)
         /* the benchmark's shape, smaller: 7 sort tiles of 8192 points */
         {1, 50000, 1024, 128, 0, FKM_F16, FKM_METRIC_L2, 0, UNIFORM, 0.0, 0, 0},
         {2, 3333, 50, 40, 2, FKM_F64, FKM_METRIC_DOT, 1, SKEW, 0.5, 4, 0},
+        /* many small clusters (about 2.5 points each, radix path): most clusters lie inside
+         * one reduce unit and are written directly, the rest straddle a unit boundary;
+         * 16-byte row loads (batch 1, ld = d = 128) */
+        {1, 20000, 8000, 128, 0, FKM_F16, FKM_METRIC_L2, 1, UNIFORM, 0.0, 0, 0},
+        /* the same with unaligned rows (element loads, same lanes and order) and two problems */
+        {2, 9000, 5000, 64, 1, FKM_BF16, FKM_METRIC_DOT, 0, UNIFORM, 0.0, 0, 0},
+        /* small k: every cluster spans many units (the combine's batched, warp-split sums) */
+        {1, 120000, 16, 128, 0, FKM_F16, FKM_METRIC_L2, 0, UNIFORM, 0.0, 0, 0},
+        /* cosine with several column tiles and vector loads, a partial last vector (d = 1000) */
+        {1, 3000, 20, 1000, 0, FKM_F16, FKM_METRIC_COSINE, 1, SKEW, 0.3, 0, 3},
+        /* f32, d = 128 (one row per warp step), weights */
+        {1, 30000, 100, 128, 0, FKM_F32, FKM_METRIC_L2, 1, SKEW, 0.2, 9, 0},
     };
     const int ncases = (int)(sizeof cases / sizeof cases[0]);
     for (int ci = 0; ci < ncases; ci++) {

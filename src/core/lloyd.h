@@ -1,0 +1,15 @@
+/* lloyd.h — the Lloyd loop's entry for a batch of problems (lloyd.c), shared by fkm_fit and
+ * fkm_fit_batch. */
+#ifndef FKM_LLOYD_H
+#define FKM_LLOYD_H
+
+#include "internal.h"
+
+/* Validates params and weights (host-readable: batch * n values or NULL), opens the backend
+ * on all `batch` problems at once (the caller checked that the backend takes that batch) and
+ * runs the loop; results has `batch` entries (may be NULL). */
+fkm_status fkm_lloyd_run(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dtype dtype, int64_t batch,
+                         int64_t n, int64_t d, int64_t ld, int64_t batch_stride, const float *weights,
+                         float *centroids_out, int32_t *labels_out, fkm_result *results);
+
+#endif
