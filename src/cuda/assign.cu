@@ -58,7 +58,7 @@ fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision pr
     if (!tensor_input || precision != FKM_PRECISION_FAST) return FKM_ASSIGN_FFMA;
     const int64_t es = (int64_t)fkm_dtype_size(pb->dtype);
     /* below 128 clusters the 128-wide wgmma tiles would mostly compute padding */
-    if (es == 2 && pb->k > 64 && round_up(pb->d, 64) <= FKM_WGMMA_MAX_DPAD && device_has_wgmma()) {
+    if (es == 2 && pb->k > 64 && device_has_wgmma()) {
         const char *force = getenv("FLASHKM_ASSIGN");
         if (!force || strcmp(force, "mma") != 0) return FKM_ASSIGN_WGMMA;
     }

@@ -20,7 +20,8 @@ typedef enum fkm_assign_path {
     FKM_ASSIGN_MMA = 0,       /* tensor cores, X tile resident in shared memory */
     FKM_ASSIGN_MMA_SPLITD,    /* tensor cores, X and centroid tiles streamed along D */
     FKM_ASSIGN_FFMA,          /* f32 on CUDA cores */
-    FKM_ASSIGN_WGMMA          /* tensor cores through warpgroup MMA (sm_90a), X tile resident */
+    FKM_ASSIGN_WGMMA          /* tensor cores through warpgroup MMA (sm_90a, K > 64); X tile
+                                 resident for D <= 256, streamed along D above */
 } fkm_assign_path;
 
 /* The path a problem would take on the current device (the tensor-core paths need 16-byte

@@ -32,7 +32,8 @@ static __device__ __forceinline__ void fkm_store_label(int valid, int64_t row, i
 
 
 /* assign_wgmma.cu (sm_90a): f16/bf16 tensor-core assignment on warpgroup MMA. cq holds the
- * centroids rounded to T in kpad x dpad (kpad a multiple of FKM_WGMMA_BN, dpad of 64). */
+ * centroids rounded to T in kpad x dpad (kpad a multiple of FKM_WGMMA_BN, dpad of 64). X
+ * stays in shared memory for dpad <= FKM_WGMMA_MAX_DPAD, else it streams with the centroids. */
 #define FKM_WGMMA_BN 128
 #define FKM_WGMMA_MAX_DPAD 256
 fkm_status fkm_cuda_assign_wgmma(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn,

@@ -84,17 +84,31 @@ static __device__ __forceinline__ void wg_proxy_fence()
 #endif
 }
 
-template <typename T>
-static __device__ __forceinline__ void wg_load_stage(T *stage, const T *cq_tile, int64_t dpad, int kc)
+/* One pipeline stage: the centroid tile's D chunk kc and, when X is not resident (split-D,
+ * for large D), the block's X rows of that chunk after it. Rows and columns past the data
+ * are zero. */
+template <typename T, bool RESIDENT>
+static __device__ __forceinline__ void wg_load_stage(T *stage, const T *cq_tile, int64_t dpad, int kc, const T *X,
+                                                     int64_t row0, int64_t n, int64_t ld, int64_t d)
 {
 #pragma unroll
     for (int e = 0; e < WG_BN * 8 / WG_THREADS; e++) {
         const int idx = threadIdx.x + e * WG_THREADS, r = idx >> 3, c = idx & 7;
         fkm_cp_async16(stage + fkm_swz<T>(r, c), cq_tile + (int64_t)r * dpad + kc * WG_BK + c * 8, 16);
     }
+    if (!RESIDENT) {
+        T *xs = stage + WG_BN * WG_BK;
+#pragma unroll
+        for (int e = 0; e < WG_BM * 8 / WG_THREADS; e++) {
+            const int idx = threadIdx.x + e * WG_THREADS, r = idx >> 3, c = idx & 7;
+            const int64_t col = (int64_t)kc * WG_BK + c * 8;
+            const bool ok = row0 + r < n && col < d;
+            fkm_cp_async16(xs + fkm_swz<T>(r, c), ok ? X + (row0 + r) * ld + col : X, ok ? 16 : 0);
+        }
+    }
 }
 
-template <typename T>
+template <typename T, bool RESIDENT>
 __global__ void __launch_bounds__(WG_THREADS, 2)
 assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t bstride, int64_t dpad,
              const T *__restrict__ cqall, const float *__restrict__ cnall, int64_t kpad, float alpha,
@@ -111,21 +125,26 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
     const int kchunks = (int)(dpad / WG_BK);
     const int64_t steps = kpad / WG_BN * kchunks;
-    T *xres = smem;                                   /* kchunks x [128][64] */
-    T *stages = smem + (int64_t)WG_BM * dpad;         /* WG_STAGES x [128][64] */
-    const int stage_elems = WG_BN * WG_BK;
+    T *xres = smem;                                   /* resident: kchunks x [128][64] */
+    T *stages = smem + (RESIDENT ? (int64_t)WG_BM * dpad : 0);  /* WG_STAGES x [128][64] (+ X [128][64]) */
+    const int stage_elems = RESIDENT ? WG_BN * WG_BK : (WG_BN + WG_BM) * WG_BK;
 
-    for (int idx = tid; idx < WG_BM * kchunks * 8; idx += WG_THREADS) {
-        const int kc = idx / (WG_BM * 8), rem = idx % (WG_BM * 8), r = rem >> 3, c = rem & 7;
-        const int64_t col = (int64_t)kc * WG_BK + c * 8;
-        const bool ok = row0 + r < n && col < d;
-        fkm_cp_async16(xres + kc * WG_BM * WG_BK + fkm_swz<T>(r, c), ok ? X + (row0 + r) * ld + col : X, ok ? 16 : 0);
+    if (RESIDENT) {
+        for (int idx = tid; idx < WG_BM * kchunks * 8; idx += WG_THREADS) {
+            const int kc = idx / (WG_BM * 8), rem = idx % (WG_BM * 8), r = rem >> 3, c = rem & 7;
+            const int64_t col = (int64_t)kc * WG_BK + c * 8;
+            const bool ok = row0 + r < n && col < d;
+            fkm_cp_async16(xres + kc * WG_BM * WG_BK + fkm_swz<T>(r, c), ok ? X + (row0 + r) * ld + col : X,
+                           ok ? 16 : 0);
+        }
     }
     fkm_cp_async_commit();
     /* prefetch distance WG_STAGES - 2: the slot refilled at step t is the one step t - 2 read,
      * whose MMAs every warpgroup has waited for before the barrier of step t */
     for (int s = 0; s < WG_AHEAD; s++) {
-        if (s < steps) wg_load_stage<T>(stages + s * stage_elems, cq + (int64_t)(s / kchunks) * WG_BN * dpad, dpad, s % kchunks);
+        if (s < steps)
+            wg_load_stage<T, RESIDENT>(stages + s * stage_elems, cq + (int64_t)(s / kchunks) * WG_BN * dpad, dpad,
+                                       s % kchunks, X, row0, n, ld, d);
         fkm_cp_async_commit();
     }
 
@@ -139,14 +158,15 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
         fkm_cp_async_wait<WG_AHEAD - 1>();
         __syncthreads();            /* stage `slot` complete; step - 2's slot free everywhere */
         if (load_step < steps)
-            wg_load_stage<T>(stages + ((slot + WG_AHEAD) % WG_STAGES) * stage_elems, load_tile, dpad, load_kc);
+            wg_load_stage<T, RESIDENT>(stages + ((slot + WG_AHEAD) % WG_STAGES) * stage_elems, load_tile, dpad,
+                                       load_kc, X, row0, n, ld, d);
         fkm_cp_async_commit();
         if (++load_kc == kchunks) load_kc = 0, load_tile += (int64_t)WG_BN * dpad;
         load_step++;
         wg_proxy_fence();
         wg_fence();
         const T *cs = stages + slot * stage_elems;
-        const T *xs = xres + kc * WG_BM * WG_BK + wg * 64 * WG_BK;
+        const T *xs = (RESIDENT ? xres + kc * WG_BM * WG_BK : cs + WG_BN * WG_BK) + wg * 64 * WG_BK;
 #pragma unroll
         for (int kk = 0; kk < 4; kk++)   /* 16 elements = 32 bytes per step along the row */
             wg_mma<T>::run(acc, wg_desc(xs + kk * 16), wg_desc(cs + kk * 16), kc > 0 || kk > 0);
@@ -209,11 +229,22 @@ static fkm_status launch(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq
                          int64_t dpad, float alpha, int32_t *labels, unsigned long long *changed, float *best,
                          cudaStream_t stream)
 {
-    const size_t smem = ((size_t)WG_BM * dpad + (size_t)WG_STAGES * WG_BN * WG_BK) * sizeof(T) + 1024;
-    FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const dim3 grid((unsigned)fkm_ceil_div(pb->n, WG_BM), (unsigned)pb->batch);
-    assign_wgmma<T><<<grid, WG_THREADS, smem, stream>>>((const T *)pb->X, pb->n, pb->d, pb->ld, pb->batch_stride, dpad,
-                                                        (const T *)cq, cn, kpad, alpha, labels, changed, best);
+    if (dpad <= FKM_WGMMA_MAX_DPAD) {
+        const size_t smem = ((size_t)WG_BM * dpad + (size_t)WG_STAGES * WG_BN * WG_BK) * sizeof(T) + 1024;
+        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma<T, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int)smem));
+        assign_wgmma<T, true><<<grid, WG_THREADS, smem, stream>>>((const T *)pb->X, pb->n, pb->d, pb->ld,
+                                                                  pb->batch_stride, dpad, (const T *)cq, cn, kpad,
+                                                                  alpha, labels, changed, best);
+    } else { /* split-D: X chunks stream with the centroid chunks */
+        const size_t smem = (size_t)WG_STAGES * (WG_BN + WG_BM) * WG_BK * sizeof(T) + 1024;
+        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma<T, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int)smem));
+        assign_wgmma<T, false><<<grid, WG_THREADS, smem, stream>>>((const T *)pb->X, pb->n, pb->d, pb->ld,
+                                                                   pb->batch_stride, dpad, (const T *)cq, cn, kpad,
+                                                                   alpha, labels, changed, best);
+    }
     FKM_CUDA_LAUNCHED(ctx, "assign_wgmma");
     return FKM_OK;
 }
