@@ -74,11 +74,8 @@
 #define UNIT 256
 /* Warps of a reduce block (launch shape only: each warp handles whole units). */
 #define RED_WARPS 4
-/* Steps (R rows each) whose loads a warp issues before it uses them: RED_STAGES - 1 through
- * the cp.async ring (16-byte aligned rows), RED_UNROLL otherwise. Launch shape only. */
+/* Steps (R rows each) whose loads a warp issues before it uses them. */
 #define RED_UNROLL 4
-#define RED_STAGES 8
-static_assert((RED_STAGES & (RED_STAGES - 1)) == 0, "ring index by mask");
 /* Combine: warps per cluster block (unit i of a cluster goes to warp i % COMB_WARPS; the warps
  * are then added in order), columns per pass (4 per lane), and threads of an objective block
  * (fixed-shape tree). */
@@ -557,19 +554,6 @@ template <> struct widen_t<FKM_BF16> {
     }
 };
 
-/* cp.async (sm_80+): 16 bytes to shared memory, of which the first `bytes` (0..16) are read
- * from global memory and the rest are zero-filled. */
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int bytes)
-{
-    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_async_wait()
-{
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
 struct reduce_args {
     const void *X;
     int64_t n, d, ld, batch_stride, k, clusters, tiles;
@@ -602,7 +586,6 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
     __shared__ float s_w[RED_WARPS][UNIT];
     __shared__ double s_aux[RED_WARPS][UNIT]; /* several column tiles: a point's objective so far */
     __shared__ double s_inv[RED_WARPS][UNIT]; /* cosine with several column tiles: 1 / norm */
-    __shared__ uint4 s_ring[RED_WARPS][RED_STAGES * 32]; /* per lane: RED_STAGES row vectors */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int lg = a.lpr_log2, LPR = 1 << lg, R = 32 >> lg;
     const int lir = lane & (LPR - 1), grp = lane >> lg;
@@ -681,101 +664,66 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
                     c[v] = (a.want_obj && cb + v < d) ? (double)cen[cb + v] : 0.0;
                     acc[v] = 0.0;
                 }
-                /* step i of the segment-tile: the lane's 16 bytes of row q + grp + R*i (zeros
-                 * past the segment); same arithmetic whichever way the bytes were loaded */
-                auto consume = [&](uint4 rawv, int i) {
-                    const int r = q + grp + R * i;
-                    const bool valid = r < e;
-                    double x[VEC];
-                    widen_t<DT>::run(rawv, x);
-                    if (a.cosine) {
-                        double inv;
-                        if (CT == 1) {
-                            double ss = 0.0;
+                for (int i0 = 0; i0 < steps; i0 += RED_UNROLL) {
+                    uint4 raw[RED_UNROLL];
 #pragma unroll
-                            for (int v = 0; v < VEC; v++) ss = fma(x[v], x[v], ss);
-                            for (int off = 1; off < LPR; off <<= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
-                            inv = ss > 0.0 ? 1.0 / sqrt(ss) : 0.0;
-                        } else {
-                            inv = valid ? sinv[r] : 0.0;
-                        }
-                        /* the point as f32, normalised like fkm_load_row (norm in double, rounded once) */
-#pragma unroll
-                        for (int v = 0; v < VEC; v++) x[v] = (double)(inv != 0.0 ? (float)(x[v] * inv) : (float)x[v]);
-                    } else if (DT == FKM_F64) {
-#pragma unroll
-                        for (int v = 0; v < VEC; v++) x[v] = (double)(float)x[v];
+                    for (int uu = 0; uu < RED_UNROLL; uu++) {
+                        const int r = q + grp + R * (i0 + uu);
+                        raw[uu] = r < e ? load_vec<DT>(Xb + (int64_t)sid[r] * a.ld, cb, d, a.vec_ok)
+                                        : make_uint4(0, 0, 0, 0);
                     }
-                    const double w = valid ? (double)sw[r] : 0.0;
-                    if (a.want_obj) {
-                        double o = 0.0;
 #pragma unroll
-                        for (int v = 0; v < VEC; v++) {
-                            if (a.dot) {
-                                o = fma(x[v], c[v], o);
+                    for (int uu = 0; uu < RED_UNROLL; uu++) {
+                        if (i0 + uu >= steps) break; /* warp-uniform */
+                        const int r = q + grp + R * (i0 + uu);
+                        const bool valid = r < e;
+                        double x[VEC];
+                        widen_t<DT>::run(raw[uu], x);
+                        if (a.cosine) {
+                            double inv;
+                            if (CT == 1) {
+                                double ss = 0.0;
+#pragma unroll
+                                for (int v = 0; v < VEC; v++) ss = fma(x[v], x[v], ss);
+                                for (int off = 1; off < LPR; off <<= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+                                inv = ss > 0.0 ? 1.0 / sqrt(ss) : 0.0;
                             } else {
-                                const double t = x[v] - c[v];
-                                o = fma(t, t, o);
+                                inv = valid ? sinv[r] : 0.0;
+                            }
+                            /* the point as f32, normalised like fkm_load_row (norm in double, rounded once) */
+#pragma unroll
+                            for (int v = 0; v < VEC; v++) x[v] = (double)(inv != 0.0 ? (float)(x[v] * inv) : (float)x[v]);
+                        } else if (DT == FKM_F64) {
+#pragma unroll
+                            for (int v = 0; v < VEC; v++) x[v] = (double)(float)x[v];
+                        }
+                        const double w = valid ? (double)sw[r] : 0.0;
+                        if (a.want_obj) {
+                            double o = 0.0;
+#pragma unroll
+                            for (int v = 0; v < VEC; v++) {
+                                if (a.dot) {
+                                    o = fma(x[v], c[v], o);
+                                } else {
+                                    const double t = x[v] - c[v];
+                                    o = fma(t, t, o);
+                                }
+                            }
+                            for (int off = 1; off < LPR; off <<= 1) o += __shfl_xor_sync(0xffffffffu, o, off);
+                            if (CT > 1) {
+                                if (ct > 0 && valid) o = saux[r] + o;
+                                if (!last && valid && lir == 0) saux[r] = o;
+                            }
+                            if (last && valid && lir == 0) {
+                                const double po = a.dot ? -o : o;
+                                if (a.point_obj) a.point_obj[b * a.n + sid[r]] = po;
+                                seg_o = fma(w, po, seg_o);
                             }
                         }
-                        for (int off = 1; off < LPR; off <<= 1) o += __shfl_xor_sync(0xffffffffu, o, off);
-                        if (CT > 1) {
-                            if (ct > 0 && valid) o = saux[r] + o;
-                            if (!last && valid && lir == 0) saux[r] = o;
-                        }
-                        if (last && valid && lir == 0) {
-                            const double po = a.dot ? -o : o;
-                            if (a.point_obj) a.point_obj[b * a.n + sid[r]] = po;
-                            seg_o = fma(w, po, seg_o);
-                        }
-                    }
-                    if (last && valid && lir == 0) seg_w += w;
-                    if (want_sum) {
+                        if (last && valid && lir == 0) seg_w += w;
+                        if (want_sum) {
 #pragma unroll
-                        for (int v = 0; v < VEC; v++) acc[v] = fma(w, x[v], acc[v]); /* w = 0: +0, no change */
-                    }
-                };
-                if (a.vec_ok) {
-                    /* rows staged through a per-lane ring of RED_STAGES 16-byte slots with
-                     * cp.async, RED_STAGES - 1 steps ahead (each lane writes and reads only
-                     * its own slots: no warp synchronisation) */
-                    uint4 *slot = s_ring[warp][0] + lane;
-                    auto issue = [&](int i) {
-                        if (i >= steps) return; /* warp-uniform */
-                        const int r = q + grp + R * i;
-                        uint4 *dst = slot + (i & (RED_STAGES - 1)) * 32;
-                        if (r < e && cb < d) {
-                            const E *src = Xb + (int64_t)sid[r] * a.ld + cb;
-                            const int bytes = cb + VEC <= d ? 16 : (int)(d - cb) * (int)sizeof(E);
-                            cp_async16(dst, src, bytes);
-                        } else {
-                            *dst = make_uint4(0, 0, 0, 0);
-                        }
-                    };
-#pragma unroll
-                    for (int i = 0; i < RED_STAGES - 1; i++) {
-                        issue(i);
-                        cp_async_commit();
-                    }
-                    for (int i = 0; i < steps; i++) {
-                        issue(i + RED_STAGES - 1);
-                        cp_async_commit();
-                        cp_async_wait<RED_STAGES - 1>();
-                        consume(slot[(i & (RED_STAGES - 1)) * 32], i);
-                    }
-                } else {
-                    for (int i0 = 0; i0 < steps; i0 += RED_UNROLL) {
-                        uint4 raw[RED_UNROLL];
-#pragma unroll
-                        for (int uu = 0; uu < RED_UNROLL; uu++) {
-                            const int r = q + grp + R * (i0 + uu);
-                            raw[uu] = r < e ? load_vec<DT>(Xb + (int64_t)sid[r] * a.ld, cb, d, 0)
-                                            : make_uint4(0, 0, 0, 0);
-                        }
-#pragma unroll
-                        for (int uu = 0; uu < RED_UNROLL; uu++) {
-                            if (i0 + uu >= steps) break; /* warp-uniform */
-                            consume(raw[uu], i0 + uu);
+                            for (int v = 0; v < VEC; v++) acc[v] = fma(w, x[v], acc[v]); /* w = 0: +0, no change */
                         }
                     }
                 }
