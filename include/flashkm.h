@@ -270,21 +270,30 @@ FKM_API fkm_status fkm_score(fkm_ctx *ctx, fkm_metric metric,
 
 /* ------------------------------------------------------------------ files
  *
- * Readers for .npy (2-D, C order, little-endian '<f4', '<f2', '<f8', and '<V2', which is how
- * NumPy saves ml_dtypes' bfloat16 and is read as bf16), .fvecs (per row: int32 d, d float32),
- * .fbin (int32 n, int32 d, then n*d float32, as the big-ann benchmarks use) and .csv (numbers
- * separated by commas; a first line that is not numeric is taken as a header and skipped).
+ * Readers for .npy (2-D (N, D) or 3-D (B, N, D), C order, little-endian '<f4', '<f2', '<f8',
+ * and '<V2', which is how NumPy saves ml_dtypes' bfloat16 and is read as bf16), .fvecs (per
+ * row: int32 d, d float32), .fbin (int32 n, int32 d, then n*d float32, as the big-ann
+ * benchmarks use) and .csv (numbers separated by commas; a first line that is not numeric is
+ * taken as a header and skipped).
  * The format is chosen by the file extension (case-insensitive). Files are checked against
  * their real size: a truncated file or a header that lies about its size is FKM_E_FORMAT, an
  * element type flashkm cannot read is FKM_E_DTYPE, sizes whose product overflows are
- * FKM_E_OVERFLOW, a missing file is FKM_E_IO.
+ * FKM_E_OVERFLOW, a missing file is FKM_E_IO; a .npy that is neither 2-D nor 3-D (or has a
+ * zero dimension) is FKM_E_FORMAT.
  */
 
+/* A loaded file. A 3-D .npy of shape (B, N, D) is B problems of N x D packed one after the
+ * other (C order): batch = B, rows = B * N, cols = D, so code that treats it as a rows x cols
+ * matrix still sees every row, and problem b's rows are rows b * N .. b * N + N - 1 (pass
+ * batch_stride = N * D to fkm_fit_batch). Every other file (a 2-D .npy and the other formats)
+ * has batch = 1. */
 typedef struct fkm_matrix {
     void *data;          /* rows * cols elements of dtype, row-major, ld = cols */
     fkm_dtype dtype;
-    int64_t rows;
+    int64_t rows;        /* all rows: batch * (rows of one problem) */
     int64_t cols;
+    int64_t batch;       /* B of a 3-D .npy, else 1; rows is a multiple of it (appended last
+                          * so that the earlier fields keep their offsets) */
 } fkm_matrix;
 
 /* Reads a matrix file. On success *out owns its data; release it with fkm_matrix_free. On
@@ -301,6 +310,15 @@ FKM_API fkm_status fkm_npy_save_matrix(fkm_ctx *ctx, const char *path, const voi
 /* Writes labels as a 1-D int32 .npy of shape (n,), atomically. */
 FKM_API fkm_status fkm_npy_save_labels(fkm_ctx *ctx, const char *path,
                                        const int32_t *labels, int64_t n);
+/* Writes a 3-D .npy of shape (batch, rows, cols) of dtype f32/f16/bf16/f64 from batch * rows
+ * * cols packed elements (as fkm_fit_batch's centroids_out), atomically like
+ * fkm_npy_save_matrix. */
+FKM_API fkm_status fkm_npy_save_batch(fkm_ctx *ctx, const char *path, const void *data,
+                                      fkm_dtype dtype, int64_t batch, int64_t rows, int64_t cols);
+/* Writes batch * n labels (as fkm_fit_batch's labels_out) as a 2-D int32 .npy of shape
+ * (batch, n), atomically. */
+FKM_API fkm_status fkm_npy_save_labels_batch(fkm_ctx *ctx, const char *path,
+                                             const int32_t *labels, int64_t batch, int64_t n);
 
 /* ------------------------------------------------------------------ build facts */
 

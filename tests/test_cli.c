@@ -199,17 +199,25 @@ static void finish(FILE *f)
     }
 }
 
-/* A version 1.0 .npy header for shape (rows, cols) padded to 64 bytes. */
-static void npy_header(FILE *f, const char *descr, int rows, int cols)
+/* A version 1.0 .npy header for the shape written as a tuple ("(3, 200, 5)") padded to 64
+ * bytes. */
+static void npy_header_shape(FILE *f, const char *descr, const char *shape)
 {
-    char dict[128];
-    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%d, %d), }",
-                     descr, rows, cols);
+    char dict[160];
+    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
+                     descr, shape);
     int hlen = ((10 + n + 1 + 63) / 64) * 64 - 10;
     fwrite("\x93NUMPY\x01\x00", 1, 8, f);
     fputc(hlen & 0xff, f);
     fputc(hlen >> 8, f);
     fprintf(f, "%s%*s\n", dict, hlen - n - 1, "");
+}
+
+static void npy_header(FILE *f, const char *descr, int rows, int cols)
+{
+    char shape[64];
+    snprintf(shape, sizeof shape, "(%d, %d)", rows, cols);
+    npy_header_shape(f, descr, shape);
 }
 
 static uint16_t to_half(float x)
@@ -293,8 +301,9 @@ static void write_csv(const char *name, bool header, bool crlf, int nan_at)
 
 /* ---------------------------------------------------------------- reading the outputs */
 
-/* Reads a labels .npy with its own parser: '<i4', shape (N,), N int32. */
-static bool read_labels(const char *name, int32_t *labels)
+/* Reads an int32 .npy with its own parser: '<i4', the shape written as `shape`, and `count`
+ * int32 values. */
+static bool read_int32_npy(const char *name, const char *shape, size_t count, int32_t *labels)
 {
     size_t n = 0;
     char *b = slurp(P(name), &n);
@@ -302,18 +311,26 @@ static bool read_labels(const char *name, int32_t *labels)
     bool ok = CHECK(n >= 10 && memcmp(b, "\x93NUMPY\x01", 7) == 0, "%s: not a .npy v1", name);
     if (ok) {
         size_t hlen = (size_t)(unsigned char)b[8] | ((size_t)(unsigned char)b[9] << 8);
-        char expect_shape[32];
-        snprintf(expect_shape, sizeof expect_shape, "'shape': (%d,)", N);
+        char expect_shape[64];
+        snprintf(expect_shape, sizeof expect_shape, "'shape': %s", shape);
         char *header = strndup(b + 10, hlen);
         ok = CHECK(header && strstr(header, "'descr': '<i4'"), "%s: not int32: %s", name, header) &&
-             CHECK(header && strstr(header, expect_shape), "%s: shape is not (%d,): %s", name, N,
+             CHECK(header && strstr(header, expect_shape), "%s: shape is not %s: %s", name, shape,
                    header) &&
-             CHECK(n == 10 + hlen + 4 * (size_t)N, "%s: size %zu", name, n);
+             CHECK(n == 10 + hlen + 4 * count, "%s: size %zu", name, n);
         free(header);
-        if (ok) memcpy(labels, b + 10 + hlen, 4 * (size_t)N);
+        if (ok) memcpy(labels, b + 10 + hlen, 4 * count);
     }
     free(b);
     return ok;
+}
+
+/* Reads a labels .npy: '<i4', shape (N,), N int32. */
+static bool read_labels(const char *name, int32_t *labels)
+{
+    char shape[32];
+    snprintf(shape, sizeof shape, "(%d,)", N);
+    return read_int32_npy(name, shape, N, labels);
 }
 
 /* Reads centroids with the library's reader (tested on its own by test_io). */
@@ -435,6 +452,175 @@ static void test_progress(void)
     char *out = slurp(P("out.txt"), NULL);
     CHECK(out && out[0] == '\0', "fit printed on stdout: %s", out ? out : "");
     free(out);
+}
+
+/* ---------------------------------------------------------------- batched (B, N, D) input */
+
+enum { B = 3 };
+
+/* Problem b of the batch: X with its rows rotated by 7 * b and shifted by 3 * b, so every
+ * problem has other data and other labels. */
+static float XB[B][N][D];
+
+static void make_batch_data(void)
+{
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < N; i++)
+            for (int t = 0; t < D; t++) XB[b][i][t] = X[(i + 7 * b) % N][t] + 3.0f * (float)b;
+}
+
+/* f32 .npy of `rows` rows of problem b ((rows, D)), or of all problems ((B, rows, D), b < 0). */
+static void write_problem_npy(const char *name, int b, int rows)
+{
+    FILE *f = create(name);
+    char shape[64];
+    if (b < 0)
+        snprintf(shape, sizeof shape, "(%d, %d, %d)", B, rows, D);
+    else
+        snprintf(shape, sizeof shape, "(%d, %d)", rows, D);
+    npy_header_shape(f, "<f4", shape);
+    for (int p = b < 0 ? 0 : b; p < (b < 0 ? B : b + 1); p++)
+        for (int i = 0; i < rows; i++)
+            for (int t = 0; t < D; t++) put_f32(f, XB[p][i][t]);
+    finish(f);
+}
+
+/* Loads a centroids file that must be f32 of `batch` problems of K x D. */
+static bool read_centroids_batch(const char *name, int batch, float *C)
+{
+    fkm_matrix m;
+    fkm_status s = fkm_matrix_load(NULL, P(name), &m);
+    bool ok = CHECK(s == FKM_OK, "%s: cannot load: %s", name, fkm_status_string(s)) &&
+              CHECK(m.dtype == FKM_F32 && m.batch == batch && m.rows == (int64_t)batch * K &&
+                        m.cols == D,
+                    "%s: not (%d, %d, %d) f32 (batch %lld, rows %lld)", name, batch, K, D,
+                    (long long)m.batch, (long long)m.rows);
+    if (ok) memcpy(C, m.data, sizeof(float) * (size_t)batch * K * D);
+    fkm_matrix_free(&m);
+    return ok;
+}
+
+/* A batched fit (extra: --init FILE or --seed S) against B 2-D fits of the problems alone
+ * (with problem b's init file or seed S + b): centroids and labels must be bitwise equal. */
+static void compare_batch_with_single(const char *what, const char *init3, uint64_t seed)
+{
+    static float CB[B * K * D], C1[K * D];
+    static int32_t LB[B * N], L1[N];
+    char seed_text[32];
+    snprintf(seed_text, sizeof seed_text, "%llu", (unsigned long long)seed);
+    int rc = init3 ? run("fit", "-k", "4", "--init", P(init3), "--centroids", P("CB.npy"),
+                         "--labels", P("LB.npy"), "--quiet", P("xb.npy"), NULL)
+                   : run("fit", "-k", "4", "--seed", seed_text, "--centroids", P("CB.npy"),
+                         "--labels", P("LB.npy"), "--quiet", P("xb.npy"), NULL);
+    char *err = last_stderr();
+    bool ok = CHECK(rc == 0, "%s: batched fit: exit status %d: %s", what, rc, err);
+    free(err);
+    if (!ok) return;
+    char shape[32];
+    snprintf(shape, sizeof shape, "(%d, %d)", B, N);
+    if (!read_centroids_batch("CB.npy", B, CB) || !read_int32_npy("LB.npy", shape, B * N, LB))
+        return;
+    for (int b = 0; b < B; b++) {
+        char xname[32], iname[32];
+        snprintf(xname, sizeof xname, "xb_%d.npy", b);
+        snprintf(iname, sizeof iname, "ib_%d.npy", b);
+        snprintf(seed_text, sizeof seed_text, "%llu", (unsigned long long)(seed + (uint64_t)b));
+        rc = init3 ? run("fit", "-k", "4", "--init", P(iname), "--centroids", P("C1.npy"),
+                         "--labels", P("L1.npy"), "--quiet", P(xname), NULL)
+                   : run("fit", "-k", "4", "--seed", seed_text, "--centroids", P("C1.npy"),
+                         "--labels", P("L1.npy"), "--quiet", P(xname), NULL);
+        if (!CHECK(rc == 0, "%s: fit of problem %d alone: exit status %d", what, b, rc)) continue;
+        if (!read_centroids("C1.npy", C1) || !read_labels("L1.npy", L1)) continue;
+        CHECK(memcmp(C1, CB + b * K * D, sizeof C1) == 0,
+              "%s: problem %d: batched centroids differ from its fit alone", what, b);
+        CHECK(memcmp(L1, LB + b * N, sizeof L1) == 0,
+              "%s: problem %d: batched labels differ from its fit alone", what, b);
+        if (init3) {
+            /* init row j of problem b is its row j, of blob (j + 7b) % 4, and row i is of blob
+             * (i + 7b) % 4: so the blob labels are i % 4 in every problem */
+            int wrong = 0;
+            for (int i = 0; i < N; i++) wrong += LB[b * N + i] != i % K;
+            CHECK(wrong == 0, "%s: problem %d: %d labels differ from the blob membership", what,
+                  b, wrong);
+        }
+    }
+}
+
+static void test_batch(void)
+{
+    make_batch_data();
+    write_problem_npy("xb.npy", -1, N);
+    write_problem_npy("ib.npy", -1, K); /* problem b's first K rows: its own init */
+    for (int b = 0; b < B; b++) {
+        char xname[32], iname[32];
+        snprintf(xname, sizeof xname, "xb_%d.npy", b);
+        snprintf(iname, sizeof iname, "ib_%d.npy", b);
+        write_problem_npy(xname, b, N);
+        write_problem_npy(iname, b, K);
+    }
+    compare_batch_with_single("--init (B, K, D)", "ib.npy", 0);
+    compare_batch_with_single("--seed 11", NULL, 11);
+
+    /* predict per problem with the batched centroids gives the batched fit's labels */
+    static int32_t LB[B * N], LP[B * N];
+    char shape[32];
+    snprintf(shape, sizeof shape, "(%d, %d)", B, N);
+    int rc = run("fit", "-k", "4", "--init", P("ib.npy"), "--centroids", P("CB.npy"), "--labels",
+                 P("LB.npy"), "--quiet", P("xb.npy"), NULL);
+    CHECK(rc == 0, "batched fit: exit status %d", rc);
+    rc = run("predict", "--centroids", P("CB.npy"), "--labels", P("LP.npy"), "--quiet",
+             P("xb.npy"), NULL);
+    char *err = last_stderr();
+    if (CHECK(rc == 0, "batched predict: exit status %d: %s", rc, err) &&
+        read_int32_npy("LB.npy", shape, B * N, LB) && read_int32_npy("LP.npy", shape, B * N, LP))
+        CHECK(memcmp(LB, LP, sizeof LB) == 0, "batched predict: labels differ from the fit's");
+    free(err);
+
+    /* without --quiet: one summary line per problem, and nothing on stdout */
+    rc = run("fit", "-k", "4", "--init", P("ib.npy"), P("xb.npy"), NULL);
+    err = last_stderr();
+    if (CHECK(rc == 0, "batched fit with summary: exit status %d: %s", rc, err)) {
+        int problems = 0, iter_lines = 0, totals = 0;
+        for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n")) {
+            int b = -1, it = -1;
+            if (sscanf(line, "problem %d: %d iterations", &b, &it) == 2) {
+                CHECK(b == problems && it >= 1, "bad problem line: %s", line);
+                problems++;
+            }
+            if (strncmp(line, "iter ", 5) == 0) iter_lines++;
+            if (strncmp(line, "flashkm: fit batch=3 n=200 d=5 k=4", 34) == 0) totals++;
+        }
+        CHECK(problems == B, "expected %d problem lines, got %d", B, problems);
+        CHECK(iter_lines == 0, "batched fit printed %d per-iteration lines", iter_lines);
+        CHECK(totals == 1, "expected one batch summary line, got %d", totals);
+    }
+    free(err);
+    char *out = slurp(P("out.txt"), NULL);
+    CHECK(out && out[0] == '\0', "batched fit printed on stdout: %s", out ? out : "");
+    free(out);
+
+    /* --init must be (B, K, D): a K x D file, a (B, K - 1, D) file, a (B - 1, K, D) file */
+    remove(P("L_berr.npy"));
+    rc = run("fit", "-k", "4", "--init", P("init.npy"), "--labels", P("L_berr.npy"), P("xb.npy"),
+             NULL);
+    CHECK(rc == 1, "batched fit with a 2-D init: exit status %d, expected 1", rc);
+    expect_one_error_line("batched fit with a 2-D init", "(B, K, D)");
+    rc = run("fit", "-k", "3", "--init", P("ib.npy"), "--labels", P("L_berr.npy"), P("xb.npy"),
+             NULL);
+    CHECK(rc == 1, "batched fit with K mismatch: exit status %d, expected 1", rc);
+    expect_one_error_line("batched fit with K mismatch", "ib.npy");
+    CHECK(!file_exists(P("L_berr.npy")), "batched init errors: an output was created");
+    /* a 2-D fit with a batched init, and predict with mismatched batching */
+    rc = run("fit", "-k", "4", "--init", P("ib.npy"), P("x_f32.npy"), NULL);
+    CHECK(rc == 1, "2-D fit with a batched init: exit status %d, expected 1", rc);
+    expect_one_error_line("2-D fit with a batched init", "ib.npy");
+    rc = run("predict", "--centroids", P("C_0.npy"), P("xb.npy"), NULL);
+    CHECK(rc == 1, "batched predict with 2-D centroids: exit status %d, expected 1", rc);
+    expect_one_error_line("batched predict with 2-D centroids", "C_0.npy");
+    /* k larger than one problem's N (but not than B * N) */
+    rc = run("fit", "-k", "201", P("xb.npy"), NULL);
+    CHECK(rc == 1, "batched fit with k > N: exit status %d, expected 1", rc);
+    expect_one_error_line("batched fit with k > N", "n = 200");
 }
 
 /* Whether dir holds any file other than `keep`. */
@@ -575,6 +761,7 @@ int main(int argc, char **argv)
     test_info_help();
     test_formats();
     test_progress();
+    test_batch();
     test_errors();
     if (failures) {
         fprintf(stderr, "test_cli: %d check(s) failed; files kept in %s\n", failures, tmpdir);

@@ -169,6 +169,35 @@ static void check_batch(fkm_ctx *ctx)
     free(X), free(Xs), free(init), free(Cb), free(C1), free(Lb), free(L1);
 }
 
+/* Out of device memory: a status and a message naming the file and line, no crash, and the
+ * context works again once memory is back. The memory is taken by the test itself. */
+static void check_out_of_memory(fkm_ctx *ctx)
+{
+    const int64_t n = 1 << 21, d = 64, k = 16; /* a 256 MB device copy of X */
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) return;
+    void *hog = NULL;
+    size_t take = free_b > ((size_t)96 << 20) ? free_b - ((size_t)96 << 20) : 0;
+    while (take > 0 && cudaMalloc(&hog, take) != cudaSuccess) {
+        (void)cudaGetLastError();
+        take -= (size_t)64 << 20;
+    }
+    uint16_t *X = calloc((size_t)(n * d), sizeof *X);
+    float *C = malloc((size_t)(k * d) * sizeof *C);
+    for (int64_t i = 0; i < n * d; i++) X[i] = (uint16_t)(0x3c00 + (i * 7919 % 1024)); /* f16 in [1, 2) */
+    fkm_params p = fkm_params_default();
+    p.k = k;
+    p.max_iter = 2;
+    fkm_status s = fkm_fit(ctx, &p, X, FKM_F16, n, d, d, NULL, C, NULL, NULL);
+    CHECK(s == FKM_E_NOMEM && strstr(fkm_last_error(ctx), "cuda/") != NULL,
+          "out of device memory: status %s, message '%s'", fkm_status_string(s), fkm_last_error(ctx));
+    printf("out of device memory -> %s: %s\n", fkm_status_string(s), fkm_last_error(ctx));
+    cudaFree(hog);
+    s = fkm_fit(ctx, &p, X, FKM_F16, n, d, d, NULL, C, NULL, NULL);
+    CHECK(s == FKM_OK, "fit after memory came back: %s", fkm_last_error(ctx));
+    free(X), free(C);
+}
+
 int main(void)
 {
     fkm_ctx *ctx = NULL;
@@ -194,6 +223,7 @@ int main(void)
     check_device_pointers(ctx, FKM_BF16, 3001, 40, 33);
     check_device_pointers(ctx, FKM_F32, 2003, 13, 20);
     check_batch(ctx);
+    if (!small_mode()) check_out_of_memory(ctx); /* the sanitizers' own allocations would skew it */
     fkm_destroy(ctx);
     return tc_finish("test_cuda");
 }

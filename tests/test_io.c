@@ -129,9 +129,10 @@ static void write_fvecs(const char *name, const int32_t *dims, int rows, const f
 static const float vals12[12] = {1.0f, -2.5f, 3.25f, 0.0f, 1e-3f, 7.0f,
                                  -8.0f, 9.5f, 10.0f, 11.0f, -12.0f, 1e6f};
 
-/* Loads name and checks it is a rows x cols matrix of dtype whose bytes equal expect. */
-static void expect_matrix(const char *name, fkm_dtype dtype, int64_t rows, int64_t cols,
-                          const void *expect)
+/* Loads name and checks it is a rows x cols matrix of dtype in `batch` problems whose bytes
+ * equal expect. */
+static void expect_batch(const char *name, fkm_dtype dtype, int64_t batch, int64_t rows,
+                         int64_t cols, const void *expect)
 {
     fkm_matrix m;
     fkm_status s = fkm_matrix_load(ctx, P(name), &m);
@@ -142,11 +143,21 @@ static void expect_matrix(const char *name, fkm_dtype dtype, int64_t rows, int64
           fkm_dtype_name(dtype));
     CHECK(m.rows == rows && m.cols == cols, "%s: shape %lld x %lld, expected %lld x %lld", name,
           (long long)m.rows, (long long)m.cols, (long long)rows, (long long)cols);
+    CHECK(m.batch == batch, "%s: batch %lld, expected %lld", name, (long long)m.batch,
+          (long long)batch);
     if (m.dtype == dtype && m.rows == rows && m.cols == cols)
         CHECK(memcmp(m.data, expect, (size_t)(rows * cols) * fkm_dtype_size(dtype)) == 0,
               "%s: data differs", name);
     fkm_matrix_free(&m);
-    CHECK(m.data == NULL && m.rows == 0, "%s: fkm_matrix_free did not zero the struct", name);
+    CHECK(m.data == NULL && m.rows == 0 && m.batch == 0,
+          "%s: fkm_matrix_free did not zero the struct", name);
+}
+
+/* Every 2-D matrix file loads as a batch of 1. */
+static void expect_matrix(const char *name, fkm_dtype dtype, int64_t rows, int64_t cols,
+                          const void *expect)
+{
+    expect_batch(name, dtype, 1, rows, cols, expect);
 }
 
 /* Loads name and checks it fails with status want, a message, and mentions `word` (if
@@ -248,6 +259,25 @@ static void test_round_trip(void)
         expect_matrix(name, cases[c].dtype, rows, cols, data);
     }
 
+    /* 3-D (batch, rows, cols): loads as batch problems of rows x cols, packed */
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int64_t batch = 3, rows = 4, cols = 5;
+        size_t bytes = (size_t)(batch * rows * cols) * fkm_dtype_size(cases[c].dtype);
+        unsigned char data[3 * 4 * 5 * 8];
+        fill_random(data, bytes, &state);
+        char name[64];
+        snprintf(name, sizeof name, "rt3_%s.npy", fkm_dtype_name(cases[c].dtype));
+        fkm_status s = fkm_npy_save_batch(ctx, P(name), data, cases[c].dtype, batch, rows, cols);
+        if (!CHECK(s == FKM_OK, "save %s: %s", name, fkm_last_error(ctx))) continue;
+        check_npy_layout(name, cases[c].descr, "(3, 4, 5)", bytes);
+        expect_batch(name, cases[c].dtype, batch, batch * rows, cols, data);
+    }
+    /* a batch of one is still 3-D in the file, and loads with batch 1 */
+    CHECK(fkm_npy_save_batch(ctx, P("rt3_one.npy"), vals12, FKM_F32, 1, 3, 4) == FKM_OK,
+          "save batch of 1: %s", fkm_last_error(ctx));
+    check_npy_layout("rt3_one.npy", "'<f4'", "(1, 3, 4)", sizeof vals12);
+    expect_batch("rt3_one.npy", FKM_F32, 1, 3, 4, vals12);
+
     /* overwriting an existing file works and keeps no temp file */
     float one = 1.0f;
     CHECK(fkm_npy_save_matrix(ctx, P("rt_f32.npy"), &one, FKM_F32, 1, 1) == FKM_OK,
@@ -270,6 +300,14 @@ static void test_round_trip(void)
     unsigned char *b = read_all(P("labels.npy"), &n);
     CHECK(b && n >= sizeof labels && memcmp(b + n - sizeof labels, labels, sizeof labels) == 0,
           "labels data differs");
+    free(b);
+
+    CHECK(fkm_npy_save_labels_batch(ctx, P("labels3.npy"), labels, 3, 3) == FKM_OK,
+          "save batched labels: %s", fkm_last_error(ctx));
+    check_npy_layout("labels3.npy", "'<i4'", "(3, 3)", sizeof labels);
+    b = read_all(P("labels3.npy"), &n);
+    CHECK(b && n >= sizeof labels && memcmp(b + n - sizeof labels, labels, sizeof labels) == 0,
+          "batched labels data differs");
     free(b);
     CHECK(!temp_file_left(tmpdir), "a temporary file was left behind");
 }
@@ -299,6 +337,26 @@ static void test_save_errors(void)
                       FKM_E_OVERFLOW, "huge");
     expect_save_error(fkm_npy_save_labels(ctx, P("e.npy"), l, 0), FKM_E_INVALID, "n 0");
     expect_save_error(fkm_npy_save_labels(ctx, P("e.npy"), NULL, 2), FKM_E_NULL, "NULL labels");
+    expect_save_error(fkm_npy_save_batch(ctx, P("e.npy"), x, FKM_F32, 0, 2, 2), FKM_E_INVALID,
+                      "batch 0");
+    expect_save_error(fkm_npy_save_batch(ctx, P("e.npy"), x, FKM_F32, 2, 2, 0), FKM_E_INVALID,
+                      "batch cols 0");
+    expect_save_error(fkm_npy_save_batch(ctx, NULL, x, FKM_F32, 1, 2, 2), FKM_E_NULL,
+                      "batch NULL path");
+    expect_save_error(fkm_npy_save_batch(ctx, P("e.npy"), NULL, FKM_F32, 1, 2, 2), FKM_E_NULL,
+                      "batch NULL data");
+    expect_save_error(fkm_npy_save_batch(ctx, P("e.npy"), x, (fkm_dtype)99, 1, 2, 2),
+                      FKM_E_DTYPE, "batch dtype 99");
+    expect_save_error(fkm_npy_save_batch(ctx, P("e.npy"), x, FKM_F32, INT64_MAX / 4, 4, 2),
+                      FKM_E_OVERFLOW, "batch huge");
+    expect_save_error(fkm_npy_save_batch(ctx, P("e.npy"), x, FKM_F64, 1 << 20, 1 << 20, 1 << 21),
+                      FKM_E_OVERFLOW, "batch huge bytes");
+    expect_save_error(fkm_npy_save_labels_batch(ctx, P("e.npy"), l, 2, 0), FKM_E_INVALID,
+                      "labels batch n 0");
+    expect_save_error(fkm_npy_save_labels_batch(ctx, P("e.npy"), l, -1, 2), FKM_E_INVALID,
+                      "labels batch -1");
+    expect_save_error(fkm_npy_save_labels_batch(ctx, P("e.npy"), NULL, 1, 2), FKM_E_NULL,
+                      "labels batch NULL");
     CHECK(!file_exists(P("e.npy")), "an argument error created a file");
 
     /* a directory that does not exist: mkstemp fails, nothing is created */
@@ -352,6 +410,20 @@ static void test_npy_hand(void)
     write_npy_raw("f8.npy", 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 3), }",
                   dbl, sizeof dbl);
     expect_matrix("f8.npy", FKM_F64, 1, 3, dbl);
+
+    /* 3-D (B, N, D): B problems of N x D, packed; rows = B * N */
+    write_npy_raw("b3.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 2), }",
+                  vals12, sizeof vals12);
+    expect_batch("b3.npy", FKM_F32, 3, 6, 2, vals12);
+    write_npy_raw("b3v2.npy", 2, "{'shape':(2,3,2,),'descr':'<f4','fortran_order':False}", vals12,
+                  sizeof vals12);
+    expect_batch("b3v2.npy", FKM_F32, 2, 6, 2, vals12);
+    write_npy_raw("b3f8.npy", 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 1, 1), }",
+                  dbl, sizeof dbl);
+    expect_batch("b3f8.npy", FKM_F64, 3, 3, 1, dbl);
+    write_npy_raw("b3bf.npy", 1, "{'descr': '<V2', 'fortran_order': False, 'shape': (2, 1, 2), }",
+                  bf, sizeof bf);
+    expect_batch("b3bf.npy", FKM_BF16, 2, 2, 2, bf);
 
     /* the extension is case-insensitive */
     write_npy_raw("upper.NPY", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }",
@@ -437,6 +509,19 @@ static void test_bad_npy(void)
                   "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4), }", vals12,
                   sizeof vals12);
     expect_load_error("lie_small.npy", FKM_E_FORMAT, "extra bytes");
+    /* a 3-D header that lies about the size, either way */
+    write_npy_raw("lie3_big.npy", 1,
+                  "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 3), }", vals12,
+                  sizeof vals12);
+    expect_load_error("lie3_big.npy", FKM_E_FORMAT, "truncated");
+    write_npy_raw("lie3_small.npy", 1,
+                  "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 2), }", vals12,
+                  sizeof vals12);
+    expect_load_error("lie3_small.npy", FKM_E_FORMAT, "extra bytes");
+    write_npy_raw("trunc3.npy", 1,
+                  "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 2), }", vals12,
+                  sizeof vals12 - 4);
+    expect_load_error("trunc3.npy", FKM_E_FORMAT, "truncated");
 
     static const struct {
         const char *name, *dict;
@@ -450,10 +535,20 @@ static void test_bad_npy(void)
          FKM_E_DTYPE, NULL},
         {"fort.npy", "{'descr': '<f4', 'fortran_order': True, 'shape': (3, 4), }", FKM_E_FORMAT,
          "Fortran"},
-        {"3d.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 2), }", FKM_E_FORMAT,
-         "2-D"},
+        {"4d.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 2, 1), }",
+         FKM_E_FORMAT, "3-D"},
         {"1d.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (12,), }", FKM_E_FORMAT, "2-D"},
         {"0d.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (), }", FKM_E_FORMAT, "2-D"},
+        {"empty3_b.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 3, 4), }",
+         FKM_E_FORMAT, "empty"},
+        {"empty3_d.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4, 0), }",
+         FKM_E_FORMAT, "empty"},
+        {"ovf3_bn.npy",
+         "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4, 1), }",
+         FKM_E_OVERFLOW, NULL},
+        {"ovf3_bytes.npy",
+         "{'descr': '<f8', 'fortran_order': False, 'shape': (1048576, 1048576, 2097152), }",
+         FKM_E_OVERFLOW, NULL},
         {"empty_rows.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4), }",
          FKM_E_FORMAT, "empty"},
         {"empty_cols.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 0), }",

@@ -371,16 +371,39 @@ static float element_f32(const fkm_matrix *m, int64_t i)
     return NAN;
 }
 
-/* Loads a centroid file (any readable format and float type) as f32. want_k < 0 accepts any
- * number of rows; d must match the data. */
-static int load_centroids(fkm_ctx *ctx, const char *path, int64_t want_k, int64_t d,
-                          float **out, int64_t *k_out)
+/* "K x D" for one problem, "(B, K, D)" for a batch: how messages show a matrix file's shape. */
+static const char *shape_text(int64_t batch, int64_t rows, int64_t cols, char *buf, size_t cap)
+{
+    if (batch > 1)
+        snprintf(buf, cap, "(%" PRId64 ", %" PRId64 ", %" PRId64 ")", batch, rows / batch, cols);
+    else
+        snprintf(buf, cap, "%" PRId64 " x %" PRId64, rows, cols);
+    return buf;
+}
+
+/* Loads a centroid file (any readable format and float type) as f32. For data of `batch`
+ * problems (> 1: a 3-D .npy) the file must be a 3-D (batch, K, D) .npy, else a 2-D K x D
+ * file. want_k < 0 accepts any K; d must match the data. *k_out is K of one problem. */
+static int load_centroids(fkm_ctx *ctx, const char *path, int64_t batch, int64_t want_k,
+                          int64_t d, float **out, int64_t *k_out)
 {
     fkm_matrix m;
     fkm_status s = fkm_matrix_load(ctx, path, &m);
     if (s != FKM_OK) return lib_error(ctx, s, NULL);
     int rc = 0;
-    if (want_k >= 0 && (m.rows != want_k || m.cols != d)) {
+    char got[96];
+    shape_text(m.batch, m.rows, m.cols, got, sizeof got);
+    if (batch > 1 &&
+        (m.batch != batch || m.cols != d || (want_k >= 0 && m.rows != batch * want_k))) {
+        if (want_k >= 0)
+            rc = fail("%s: has shape %s, expected (B, K, D) = (%" PRId64 ", %" PRId64 ", %" PRId64
+                      ") for the batched input", path, got, batch, want_k, d);
+        else
+            rc = fail("%s: has shape %s, expected (B, K, D) with B = %" PRId64 " and D = %" PRId64
+                      " for the batched input", path, got, batch, d);
+    } else if (batch <= 1 && m.batch > 1) {
+        rc = fail("%s: has batched shape %s but the data is 2-D", path, got);
+    } else if (batch <= 1 && want_k >= 0 && (m.rows != want_k || m.cols != d)) {
         rc = fail("%s: has %" PRId64 " x %" PRId64 " centroids, expected k x d = %" PRId64
                   " x %" PRId64, path, m.rows, m.cols, want_k, d);
     } else if (m.cols != d) {
@@ -390,21 +413,27 @@ static int load_centroids(fkm_ctx *ctx, const char *path, int64_t want_k, int64_
         rc = fail("%s: out of memory", path);
     } else {
         for (int64_t i = 0; i < m.rows * m.cols; i++) (*out)[i] = element_f32(&m, i);
-        *k_out = m.rows;
+        *k_out = m.rows / (batch > 1 ? batch : 1);
     }
     fkm_matrix_free(&m);
     return rc;
 }
 
-/* Writes the requested outputs, centroids first. If the labels fail after the centroids
- * were written, the centroids are removed again so that a failed run leaves no outputs. */
-static int write_outputs(fkm_ctx *ctx, const char *centroids_path, const float *C, int64_t k,
-                         int64_t d, const char *labels_path, const int32_t *labels, int64_t n)
+/* Writes the requested outputs, centroids first: (k, d) and (n,) for one problem, (batch, k,
+ * d) and (batch, n) for batch > 1. If the labels fail after the centroids were written, the
+ * centroids are removed again so that a failed run leaves no outputs. */
+static int write_outputs(fkm_ctx *ctx, int64_t batch, const char *centroids_path, const float *C,
+                         int64_t k, int64_t d, const char *labels_path, const int32_t *labels,
+                         int64_t n)
 {
     fkm_status s;
-    if (centroids_path && (s = fkm_npy_save_matrix(ctx, centroids_path, C, FKM_F32, k, d)))
+    if (centroids_path &&
+        (s = batch > 1 ? fkm_npy_save_batch(ctx, centroids_path, C, FKM_F32, batch, k, d)
+                       : fkm_npy_save_matrix(ctx, centroids_path, C, FKM_F32, k, d)))
         return lib_error(ctx, s, NULL);
-    if (labels_path && (s = fkm_npy_save_labels(ctx, labels_path, labels, n))) {
+    if (labels_path &&
+        (s = batch > 1 ? fkm_npy_save_labels_batch(ctx, labels_path, labels, batch, n)
+                       : fkm_npy_save_labels(ctx, labels_path, labels, n))) {
         int rc = lib_error(ctx, s, NULL);
         if (centroids_path) unlink(centroids_path);
         return rc;
@@ -446,6 +475,24 @@ static void print_fit_summary(const config *c, fkm_ctx *ctx, const fkm_matrix *X
             r->n_iter > 0 ? 1e3 * iter_seconds / r->n_iter : 0.0);
 }
 
+/* fkm_fit_batch calls no progress callback: one line per problem at the end instead. */
+static void print_batch_summary(const config *c, fkm_ctx *ctx, const fkm_matrix *X, int64_t n,
+                                const fkm_result *r, double seconds)
+{
+    int threads = c->threads > 0 ? c->threads : fkm_cpu_max_threads();
+    for (int64_t b = 0; b < X->batch; b++)
+        fprintf(stderr, "problem %" PRId64 ": %d iterations (%s), inertia %.6e\n", b,
+                (int)r[b].n_iter, r[b].converged ? "converged" : "max-iter reached",
+                r[b].inertia);
+    fprintf(stderr,
+            "flashkm: fit batch=%lld n=%lld d=%lld k=%lld dtype=%s metric=%s backend=%s "
+            "threads=%d: %lld problems, %.1f ms total\n",
+            (long long)X->batch, (long long)n, (long long)X->cols, (long long)c->params.k,
+            fkm_dtype_name(X->dtype), choice_name(metric_names, (int)c->params.metric),
+            fkm_backend_name(fkm_ctx_backend(ctx)), threads, (long long)X->batch,
+            1e3 * seconds);
+}
+
 static int run_fit(const args *a)
 {
     config c;
@@ -457,6 +504,7 @@ static int run_fit(const args *a)
     fkm_matrix X = {0};
     float *init = NULL, *C = NULL;
     int32_t *labels = NULL;
+    fkm_result *results = NULL;
     fkm_status s;
     int64_t k = c.params.k, init_k;
     if ((rc = create_context(c.backend, c.threads, &ctx))) goto done;
@@ -464,42 +512,51 @@ static int run_fit(const args *a)
         rc = lib_error(ctx, s, NULL);
         goto done;
     }
-    if (k > X.rows) {
+    /* a 3-D .npy (B, N, D) is B problems of N x D, packed */
+    const int64_t batch = X.batch > 1 ? X.batch : 1, n = X.rows / batch;
+    if (k > n) {
         rc = fail("%s: k = %" PRId64 " is larger than the number of points n = %" PRId64,
-                  c.input, k, X.rows);
+                  c.input, k, n);
         goto done;
     }
-    if (c.init_path && (rc = load_centroids(ctx, c.init_path, k, X.cols, &init, &init_k)))
+    if (c.init_path && (rc = load_centroids(ctx, c.init_path, batch, k, X.cols, &init, &init_k)))
         goto done;
-    C = alloc_array(k * X.cols, sizeof(float)); /* k <= n, so k * d fits like n * d */
+    /* k <= n, so B * k * d fits like B * n * d */
+    C = alloc_array(batch * k * X.cols, sizeof(float));
     labels = alloc_array(X.rows, sizeof(int32_t));
-    if (!C || !labels) {
+    results = alloc_array(batch, sizeof(fkm_result));
+    if (!C || !labels || !results) {
         rc = fail("out of memory for %" PRId64 " x %" PRId64 " centroids and %" PRId64 " labels",
-                  k, X.cols, X.rows);
+                  batch * k, X.cols, X.rows);
         goto done;
     }
 
     progress_state ps = {0};
     c.params.init_centroids = init;
-    if (!c.quiet) {
+    if (!c.quiet && batch == 1) {
         c.params.progress = print_progress;
         c.params.progress_user = &ps;
     }
-    fkm_result r;
     double t0 = now_seconds();
-    s = fkm_fit(ctx, &c.params, X.data, X.dtype, X.rows, X.cols, X.cols, NULL, C, labels, &r);
+    if (batch > 1)
+        s = fkm_fit_batch(ctx, &c.params, X.data, X.dtype, batch, n, X.cols, X.cols, n * X.cols,
+                          NULL, C, labels, results);
+    else
+        s = fkm_fit(ctx, &c.params, X.data, X.dtype, n, X.cols, X.cols, NULL, C, labels, results);
     double seconds = now_seconds() - t0;
     if (s != FKM_OK) {
         rc = lib_error(ctx, s, c.input);
         goto done;
     }
-    if ((rc = write_outputs(ctx, c.centroids_path, C, k, X.cols, c.labels_path, labels, X.rows)))
+    if ((rc = write_outputs(ctx, batch, c.centroids_path, C, k, X.cols, c.labels_path, labels, n)))
         goto done;
-    if (!c.quiet) print_fit_summary(&c, ctx, &X, &r, seconds, ps.iter_seconds);
+    if (!c.quiet && batch > 1) print_batch_summary(&c, ctx, &X, n, results, seconds);
+    if (!c.quiet && batch == 1) print_fit_summary(&c, ctx, &X, results, seconds, ps.iter_seconds);
 done:
     free(init);
     free(C);
     free(labels);
+    free(results);
     fkm_matrix_free(&X);
     fkm_destroy(ctx);
     return rc;
@@ -525,21 +582,36 @@ static int run_predict(const args *a)
         rc = lib_error(ctx, s, NULL);
         goto done;
     }
-    if ((rc = load_centroids(ctx, c.centroids_path, -1, X.cols, &C, &k))) goto done;
+    /* a 3-D .npy (B, N, D) is B problems, each labelled with its own (B, K, D) centroids */
+    const int64_t batch = X.batch > 1 ? X.batch : 1, n = X.rows / batch;
+    if ((rc = load_centroids(ctx, c.centroids_path, batch, -1, X.cols, &C, &k))) goto done;
     if (!(labels = alloc_array(X.rows, sizeof(int32_t)))) {
         rc = fail("out of memory for %" PRId64 " labels", X.rows);
         goto done;
     }
     double inertia = 0.0, t0 = now_seconds();
-    s = fkm_predict(ctx, c.params.metric, X.data, X.dtype, X.rows, X.cols, X.cols, C, k, labels,
-                    &inertia);
-    double seconds = now_seconds() - t0;
-    if (s != FKM_OK) {
-        rc = lib_error(ctx, s, c.input);
-        goto done;
+    const size_t problem_bytes = (size_t)(n * X.cols) * fkm_dtype_size(X.dtype);
+    for (int64_t b = 0; b < batch; b++) {
+        double inertia_b = 0.0;
+        s = fkm_predict(ctx, c.params.metric, (const char *)X.data + (size_t)b * problem_bytes,
+                        X.dtype, n, X.cols, X.cols, C + b * k * X.cols, k, labels + b * n,
+                        &inertia_b);
+        if (s != FKM_OK) {
+            char about[600];
+            if (batch > 1)
+                snprintf(about, sizeof about, "%s: problem %" PRId64, c.input, b);
+            rc = lib_error(ctx, s, batch > 1 ? about : c.input);
+            goto done;
+        }
+        inertia += inertia_b;
     }
-    if ((rc = write_outputs(ctx, NULL, NULL, 0, 0, c.labels_path, labels, X.rows))) goto done;
-    if (!c.quiet)
+    double seconds = now_seconds() - t0;
+    if ((rc = write_outputs(ctx, batch, NULL, NULL, 0, 0, c.labels_path, labels, n))) goto done;
+    if (!c.quiet && batch > 1)
+        fprintf(stderr, "flashkm: predict batch=%lld n=%lld k=%lld: inertia %.6e (sum over "
+                "problems), %.1f ms\n", (long long)batch, (long long)n, (long long)k, inertia,
+                1e3 * seconds);
+    if (!c.quiet && batch == 1)
         fprintf(stderr, "flashkm: predict n=%lld k=%lld: inertia %.6e, %.1f ms\n",
                 (long long)X.rows, (long long)k, inertia, 1e3 * seconds);
 done:
@@ -585,6 +657,10 @@ static void usage_fit(FILE *out)
             "\n"
             "Clusters the rows of INPUT into K clusters with exact Lloyd k-means.\n"
             "INPUT: .npy (f32, f16, f64, or bf16 saved as '<V2'), .fvecs, .fbin or .csv.\n"
+            "A 3-D .npy of shape (B, N, D) is B independent problems of N x D, fitted in one\n"
+            "batch (problem b's random init uses seed S + b); then --init must be (B, K, D),\n"
+            "--centroids is written as (B, K, D), --labels as (B, N), and the progress lines\n"
+            "are replaced by one summary line per problem.\n"
             "\n"
             "options:\n"
             "  -k K                    number of clusters, 1 <= K <= rows of INPUT (required)\n"
@@ -616,7 +692,9 @@ static void usage_predict(FILE *out)
 {
     fputs("usage: flashkm predict --centroids C.npy [options] INPUT\n"
           "\n"
-          "Labels each row of INPUT with its nearest centroid.\n"
+          "Labels each row of INPUT with its nearest centroid. For a 3-D .npy INPUT of shape\n"
+          "(B, N, D) the centroids must be a (B, K, D) .npy: problem b is labelled with its own\n"
+          "centroids, and the labels are written as (B, N).\n"
           "\n"
           "options:\n"
           "  --centroids C           the K x D centroids (required; any input format)\n"

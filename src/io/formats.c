@@ -103,6 +103,7 @@ static fkm_status load_fvecs(fkm_ctx *ctx, const char *path, FILE *f, int64_t fi
                         path, file_size, row_bytes, d);
 
     fkm_matrix m = {0};
+    m.batch = 1;
     m.rows = file_size / row_bytes;
     m.cols = d;
     size_t bytes;
@@ -137,6 +138,7 @@ static fkm_status load_fbin(fkm_ctx *ctx, const char *path, FILE *f, int64_t fil
         return fkm_fail(ctx, FKM_E_FORMAT, "%s: header says n = %" PRId32 ", d = %" PRId32
                         "; both must be > 0", path, n, d);
     fkm_matrix m = {0};
+    m.batch = 1;
     m.rows = n;
     m.cols = d;
     size_t bytes;
@@ -318,6 +320,7 @@ static fkm_status load_csv(fkm_ctx *ctx, const char *path, FILE *f, int64_t file
     out->dtype = FKM_F32;
     out->rows = st.len / st.cols;
     out->cols = st.cols;
+    out->batch = 1;
     return FKM_OK;
 }
 

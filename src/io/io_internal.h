@@ -18,8 +18,8 @@
 /* ---------------------------------------------------------------- reading */
 
 /* A reader for one format. f is open at offset 0 on a regular file of file_size bytes;
- * path is only used in messages. On success *out owns a rows x cols matrix; on failure
- * nothing is allocated and *out is untouched. */
+ * path is only used in messages. On success *out owns a rows x cols matrix with its batch
+ * set (1 except for a 3-D .npy); on failure nothing is allocated and *out is untouched. */
 typedef fkm_status (*fkm_loader_fn)(fkm_ctx *ctx, const char *path, FILE *f,
                                     int64_t file_size, fkm_matrix *out);
 

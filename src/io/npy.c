@@ -1,5 +1,6 @@
-/* npy.c — NumPy .npy files: reading 2-D float matrices (format versions 1.0, 2.0, 3.0) and
- * writing matrices and label vectors (version 1.0).
+/* npy.c — NumPy .npy files: reading 2-D (N, D) float matrices and 3-D (B, N, D) batches of
+ * them (format versions 1.0, 2.0, 3.0), and writing matrices, batches and label arrays
+ * (version 1.0).
  *
  * A .npy file is: the magic "\x93NUMPY", a major and minor version byte, the header length
  * (uint16 for 1.x, uint32 for 2.x and 3.x, little-endian), then the header — a Python dict
@@ -18,8 +19,9 @@ static const unsigned char npy_magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
  * so that the data is aligned for any dtype and for mmap). */
 enum { NPY_ALIGN = 64, NPY_MAX_DIMS = 64, NPY_DESCR_CAP = 32 };
 
-/* A 2-D float array's header is under 128 bytes; NumPy itself refuses headers over 10000
- * bytes by default. The cap keeps a corrupt length field from costing a huge allocation. */
+/* A 2-D or 3-D float array's header is under 192 bytes; NumPy itself refuses headers over
+ * 10000 bytes by default. The cap keeps a corrupt length field from costing a huge
+ * allocation. */
 #define NPY_MAX_HEADER ((int64_t)1 << 20)
 
 /* The element types flashkm reads and writes. The first entry of a dtype is what the
@@ -283,11 +285,13 @@ static void format_shape(char *buf, size_t cap, const int64_t *shape, int ndim)
 }
 
 /* Checks what the header says against what flashkm reads and against the real file size;
- * on success sets the matrix's dtype and size and *data_bytes. */
+ * on success sets the matrix's dtype and size and *data_bytes. A 2-D (N, D) array is a
+ * batch of 1; a 3-D (B, N, D) array is read as B*N rows of D (C order keeps each problem's
+ * N rows together). */
 static fkm_status check_header(fkm_ctx *ctx, const char *path, const npy_header *h,
                                int64_t data_avail, fkm_matrix *m, size_t *data_bytes)
 {
-    char shape[64];
+    char shape[96];
     format_shape(shape, sizeof shape, h->shape, h->ndim);
     if (!dtype_of_descr(h->descr, &m->dtype))
         return fkm_fail(ctx, FKM_E_DTYPE,
@@ -296,22 +300,28 @@ static fkm_status check_header(fkm_ctx *ctx, const char *path, const npy_header 
     if (h->fortran_order)
         return fkm_fail(ctx, FKM_E_FORMAT,
                         "%s: Fortran order not supported (save a C-contiguous array)", path);
-    if (h->ndim != 2)
-        return fkm_fail(ctx, FKM_E_FORMAT, "%s: expected a 2-D array, got %d-D shape %s", path,
-                        h->ndim, shape);
-    if (h->shape[0] == 0 || h->shape[1] == 0)
-        return fkm_fail(ctx, FKM_E_FORMAT, "%s: empty array of shape %s", path, shape);
+    if (h->ndim != 2 && h->ndim != 3)
+        return fkm_fail(ctx, FKM_E_FORMAT,
+                        "%s: expected a 2-D (N, D) or 3-D (B, N, D) array, got %d-D shape %s",
+                        path, h->ndim, shape);
+    for (int i = 0; i < h->ndim; i++)
+        if (h->shape[i] == 0)
+            return fkm_fail(ctx, FKM_E_FORMAT, "%s: empty array of shape %s", path, shape);
+    const int64_t batch = h->ndim == 3 ? h->shape[0] : 1;
+    const int64_t n = h->shape[h->ndim - 2], d = h->shape[h->ndim - 1];
+    int64_t rows;
     size_t bytes;
-    if (!fkm_bytes(h->shape[0], h->shape[1], fkm_dtype_size(m->dtype), &bytes) ||
+    if (!fkm_mul_i64(batch, n, &rows) || !fkm_bytes(rows, d, fkm_dtype_size(m->dtype), &bytes) ||
         bytes > (uint64_t)INT64_MAX)
         return fkm_fail(ctx, FKM_E_OVERFLOW, "%s: shape %s of '%s' overflows 64-bit sizes", path,
                         shape, h->descr);
-    char says[128];
+    char says[160];
     snprintf(says, sizeof says, "shape %s of '%s'", shape, h->descr);
     fkm_status s = fkm_check_data_size(ctx, path, says, (int64_t)bytes, data_avail);
     if (s != FKM_OK) return s;
-    m->rows = h->shape[0];
-    m->cols = h->shape[1];
+    m->rows = rows;
+    m->cols = d;
+    m->batch = batch;
     *data_bytes = bytes;
     return FKM_OK;
 }
@@ -342,17 +352,17 @@ fkm_status fkm_load_npy(fkm_ctx *ctx, const char *path, FILE *f, int64_t file_si
 /* ================================================================ writing */
 
 /* Magic, version 1.0, length and the padded header text of one array. The longest header
- * (two 19-digit dims) is about 90 bytes, so 192 always holds it with its padding. */
+ * written (three 19-digit dims) is about 120 bytes, so 256 always holds it with its padding. */
 typedef struct npy_prefix {
-    unsigned char bytes[192];
+    unsigned char bytes[256];
     size_t len;
 } npy_prefix;
 
 static void build_prefix(npy_prefix *pre, const char *descr, const int64_t *shape, int ndim)
 {
-    char shape_text[64];
+    char shape_text[96];
     format_shape(shape_text, sizeof shape_text, shape, ndim);
-    char dict[128];
+    char dict[192];
     int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
                      descr, shape_text);
     /* pad with spaces so that 10 + header (which ends in '\n') is a multiple of NPY_ALIGN */
@@ -383,46 +393,77 @@ static fkm_status write_npy(fkm_ctx *ctx, FILE *f, const char *path, const void 
     return fkm_write_exact(ctx, f, path, pl->data, pl->bytes);
 }
 
-/* Shared by both public writers: checks the size, then writes atomically. */
-static fkm_status save_array(fkm_ctx *ctx, const char *path, const void *data, const char *descr,
-                             size_t elem, const int64_t *shape, int ndim)
+/* The one path of every public writer: checks the arguments (fn names the public function,
+ * data_name the data argument and dim_names the shape's entries, for messages; descr NULL
+ * means `dtype` is unknown), the size, then writes atomically. ndim is 1 to 3. */
+static fkm_status save_array(fkm_ctx *ctx, const char *fn, const char *path, const void *data,
+                             const char *data_name, const char *descr, int dtype, size_t elem,
+                             const int64_t *shape, const char *const *dim_names, int ndim)
 {
+    fkm_clear_error(ctx);
+    if (!path || !data)
+        return fkm_fail(ctx, FKM_E_NULL, "%s: %s is NULL", fn, !path ? "path" : data_name);
+    if (!descr) return fkm_fail(ctx, FKM_E_DTYPE, "%s: unknown dtype %d", fn, dtype);
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] <= 0)
+            return fkm_fail(ctx, FKM_E_INVALID, "%s: %s = %" PRId64 " must be >= 1", fn,
+                            dim_names[i], shape[i]);
+    int64_t count = 1;
     npy_payload pl;
-    int64_t cols = ndim == 2 ? shape[1] : 1;
-    if (!fkm_bytes(shape[0], cols, elem, &pl.bytes))
-        return fkm_fail(ctx, FKM_E_OVERFLOW, "%s: %" PRId64 " x %" PRId64 " elements overflow",
-                        path, shape[0], cols);
+    for (int i = 0; i < ndim; i++) {
+        if (!fkm_mul_i64(count, shape[i], &count)) {
+            count = -1;
+            break;
+        }
+    }
+    char shape_text[96];
+    format_shape(shape_text, sizeof shape_text, shape, ndim);
+    if (count < 0 || !fkm_bytes(count, 1, elem, &pl.bytes))
+        return fkm_fail(ctx, FKM_E_OVERFLOW, "%s: %s: shape %s of %zu-byte elements overflows",
+                        fn, path, shape_text, elem);
     build_prefix(&pl.prefix, descr, shape, ndim);
     pl.data = data;
     return fkm_atomic_write(ctx, path, write_npy, &pl);
 }
 
+/* save_array for a float array of a flashkm dtype. */
+static fkm_status save_float_array(fkm_ctx *ctx, const char *fn, const char *path,
+                                   const void *data, fkm_dtype dtype, const int64_t *shape,
+                                   const char *const *dim_names, int ndim)
+{
+    return save_array(ctx, fn, path, data, "data", descr_of_dtype(dtype), (int)dtype,
+                      fkm_dtype_size(dtype), shape, dim_names, ndim);
+}
+
 fkm_status fkm_npy_save_matrix(fkm_ctx *ctx, const char *path, const void *data,
                                fkm_dtype dtype, int64_t rows, int64_t cols)
 {
-    fkm_clear_error(ctx);
-    if (!path || !data)
-        return fkm_fail(ctx, FKM_E_NULL, "fkm_npy_save_matrix: %s is NULL",
-                        !path ? "path" : "data");
-    const char *descr = descr_of_dtype(dtype);
-    if (!descr)
-        return fkm_fail(ctx, FKM_E_DTYPE, "fkm_npy_save_matrix: unknown dtype %d", (int)dtype);
-    if (rows <= 0 || cols <= 0)
-        return fkm_fail(ctx, FKM_E_INVALID,
-                        "fkm_npy_save_matrix: rows = %" PRId64 " and cols = %" PRId64
-                        " must be >= 1", rows, cols);
+    static const char *const names[] = {"rows", "cols"};
     const int64_t shape[2] = {rows, cols};
-    return save_array(ctx, path, data, descr, fkm_dtype_size(dtype), shape, 2);
+    return save_float_array(ctx, "fkm_npy_save_matrix", path, data, dtype, shape, names, 2);
+}
+
+fkm_status fkm_npy_save_batch(fkm_ctx *ctx, const char *path, const void *data, fkm_dtype dtype,
+                              int64_t batch, int64_t rows, int64_t cols)
+{
+    static const char *const names[] = {"batch", "rows", "cols"};
+    const int64_t shape[3] = {batch, rows, cols};
+    return save_float_array(ctx, "fkm_npy_save_batch", path, data, dtype, shape, names, 3);
 }
 
 fkm_status fkm_npy_save_labels(fkm_ctx *ctx, const char *path, const int32_t *labels, int64_t n)
 {
-    fkm_clear_error(ctx);
-    if (!path || !labels)
-        return fkm_fail(ctx, FKM_E_NULL, "fkm_npy_save_labels: %s is NULL",
-                        !path ? "path" : "labels");
-    if (n <= 0)
-        return fkm_fail(ctx, FKM_E_INVALID, "fkm_npy_save_labels: n = %" PRId64 " must be >= 1", n);
+    static const char *const names[] = {"n"};
     const int64_t shape[1] = {n};
-    return save_array(ctx, path, labels, "<i4", sizeof(int32_t), shape, 1);
+    return save_array(ctx, "fkm_npy_save_labels", path, labels, "labels", "<i4", 0,
+                      sizeof(int32_t), shape, names, 1);
+}
+
+fkm_status fkm_npy_save_labels_batch(fkm_ctx *ctx, const char *path, const int32_t *labels,
+                                     int64_t batch, int64_t n)
+{
+    static const char *const names[] = {"batch", "n"};
+    const int64_t shape[2] = {batch, n};
+    return save_array(ctx, "fkm_npy_save_labels_batch", path, labels, "labels", "<i4",
+                      0, sizeof(int32_t), shape, names, 2);
 }

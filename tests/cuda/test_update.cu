@@ -562,6 +562,11 @@ int main(void)
         {1, 3000, 20, 1000, 0, FKM_F16, FKM_METRIC_COSINE, 1, SKEW, 0.3, 0, 3},
         /* f32, d = 128 (one row per warp step), weights */
         {1, 30000, 100, 128, 0, FKM_F32, FKM_METRIC_L2, 1, SKEW, 0.2, 9, 0},
+        /* 16-byte aligned rows whose last vector is partial (the staged copy reads only the
+         * row's bytes and zero-fills the rest): f16 d = 100, ld = 104; f32 cosine d = 130,
+         * ld = 132 (two column tiles) */
+        {1, 6000, 30, 100, 4, FKM_F16, FKM_METRIC_L2, 1, SKEW, 0.3, 5, 0},
+        {1, 5000, 12, 130, 2, FKM_F32, FKM_METRIC_COSINE, 0, UNIFORM, 0.0, 0, 2},
     };
     const int ncases = (int)(sizeof cases / sizeof cases[0]);
     for (int ci = 0; ci < ncases; ci++) {
