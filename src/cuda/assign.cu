@@ -58,7 +58,7 @@ fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision pr
     if (!tensor_input || precision != FKM_PRECISION_FAST) return FKM_ASSIGN_FFMA;
     const int64_t es = (int64_t)fkm_dtype_size(pb->dtype);
     /* below 128 clusters the 128-wide wgmma tiles would mostly compute padding */
-    if (es == 2 && pb->k > 64 && device_has_wgmma()) {
+    if (pb->k > 64 && device_has_wgmma()) {
         const char *force = getenv("FLASHKM_ASSIGN");
         if (!force || strcmp(force, "mma") != 0) return FKM_ASSIGN_WGMMA;
     }
@@ -490,6 +490,7 @@ fkm_status fkm_cuda_assign(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_p
     }
     if (ws->path == FKM_ASSIGN_WGMMA) {
         if (pb->dtype == FKM_F16) s = prepare<__half>(ctx, ws, pb, centroids, 0, stream);
+        else if (pb->dtype == FKM_F32) s = prepare<float>(ctx, ws, pb, centroids, 1, stream);
         else s = prepare<__nv_bfloat16>(ctx, ws, pb, centroids, 0, stream);
         if (s != FKM_OK) return s;
         return fkm_cuda_assign_wgmma(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha, labels, changed, best, stream);

@@ -31,11 +31,12 @@ static __device__ __forceinline__ void fkm_store_label(int valid, int64_t row, i
 }
 
 
-/* assign_wgmma.cu (sm_90a): f16/bf16 tensor-core assignment on warpgroup MMA. cq holds the
- * centroids rounded to T in kpad x dpad (kpad a multiple of FKM_WGMMA_BN, dpad of 64). X
- * stays in shared memory for dpad <= FKM_WGMMA_MAX_DPAD, else it streams with the centroids. */
+/* assign_wgmma.cu (sm_90a): tensor-core assignment on warpgroup MMA for f16/bf16 and f32
+ * (TF32). cq holds the centroids rounded to the operand type in kpad x dpad (kpad a multiple
+ * of FKM_WGMMA_BN, dpad of 128 bytes). X stays in shared memory for rows of at most
+ * FKM_WGMMA_MAX_ROW_BYTES, else it streams with the centroids. */
 #define FKM_WGMMA_BN 128
-#define FKM_WGMMA_MAX_DPAD 256
+#define FKM_WGMMA_MAX_ROW_BYTES 512   /* X rows up to 512 bytes stay in shared memory */
 fkm_status fkm_cuda_assign_wgmma(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn,
                                  int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
                                  unsigned long long *changed, float *best, cudaStream_t stream);

@@ -17,7 +17,9 @@
 #define WG_THREADS (WG_BM * 2)   /* one warpgroup (128 threads) per 64 points */
 #define WG_BM 128
 #define WG_BN FKM_WGMMA_BN
-#define WG_BK 64        /* elements per stage row: 128 bytes */
+/* a stage row is 128 bytes: 64 two-byte or 32 four-byte elements, in 16-byte chunks */
+#define WG_BK_OF(T) ((int)(128 / sizeof(T)))
+#define WG_CW_OF(T) ((int)(16 / sizeof(T)))
 #define WG_STAGES 4
 #define WG_AHEAD (WG_STAGES - 2)
 
@@ -53,6 +55,18 @@ template <> struct wg_mma<__nv_bfloat16> {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                     
                  "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n" 
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                                                                            
+                 : "l"(da), "l"(db), "r"(accumulate));
+#endif
+    }
+};
+
+template <> struct wg_mma<float> { /* TF32, k8: the tensor cores read the upper 19 bits */
+    static __device__ __forceinline__ void run(float d[64], uint64_t da, uint64_t db, int accumulate)
+    {
+#ifdef FKM_HAVE_WGMMA
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
                  : "l"(da), "l"(db), "r"(accumulate));
 #endif
     }
@@ -94,14 +108,14 @@ static __device__ __forceinline__ void wg_load_stage(T *stage, const T *cq_tile,
 #pragma unroll
     for (int e = 0; e < WG_BN * 8 / WG_THREADS; e++) {
         const int idx = threadIdx.x + e * WG_THREADS, r = idx >> 3, c = idx & 7;
-        fkm_cp_async16(stage + fkm_swz<T>(r, c), cq_tile + (int64_t)r * dpad + kc * WG_BK + c * 8, 16);
+        fkm_cp_async16(stage + fkm_swz<T>(r, c), cq_tile + (int64_t)r * dpad + kc * WG_BK_OF(T) + c * WG_CW_OF(T), 16);
     }
     if (!RESIDENT) {
-        T *xs = stage + WG_BN * WG_BK;
+        T *xs = stage + WG_BN * WG_BK_OF(T);
 #pragma unroll
         for (int e = 0; e < WG_BM * 8 / WG_THREADS; e++) {
             const int idx = threadIdx.x + e * WG_THREADS, r = idx >> 3, c = idx & 7;
-            const int64_t col = (int64_t)kc * WG_BK + c * 8;
+            const int64_t col = (int64_t)kc * WG_BK_OF(T) + c * WG_CW_OF(T);
             const bool ok = row0 + r < n && col < d;
             fkm_cp_async16(xs + fkm_swz<T>(r, c), ok ? X + (row0 + r) * ld + col : X, ok ? 16 : 0);
         }
@@ -123,6 +137,7 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
     const float *cn = cnall + b * kpad;
     const int64_t row0 = (int64_t)blockIdx.x * WG_BM;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+    constexpr int WG_BK = WG_BK_OF(T);
     const int kchunks = (int)(dpad / WG_BK);
     const int64_t steps = kpad / WG_BN * kchunks;
     T *xres = smem;                                   /* resident: kchunks x [128][64] */
@@ -132,7 +147,7 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
     if (RESIDENT) {
         for (int idx = tid; idx < WG_BM * kchunks * 8; idx += WG_THREADS) {
             const int kc = idx / (WG_BM * 8), rem = idx % (WG_BM * 8), r = rem >> 3, c = rem & 7;
-            const int64_t col = (int64_t)kc * WG_BK + c * 8;
+            const int64_t col = (int64_t)kc * WG_BK + c * WG_CW_OF(T);
             const bool ok = row0 + r < n && col < d;
             fkm_cp_async16(xres + kc * WG_BM * WG_BK + fkm_swz<T>(r, c), ok ? X + (row0 + r) * ld + col : X,
                            ok ? 16 : 0);
@@ -168,8 +183,9 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
         const T *cs = stages + slot * stage_elems;
         const T *xs = (RESIDENT ? xres + kc * WG_BM * WG_BK : cs + WG_BN * WG_BK) + wg * 64 * WG_BK;
 #pragma unroll
-        for (int kk = 0; kk < 4; kk++)   /* 16 elements = 32 bytes per step along the row */
-            wg_mma<T>::run(acc, wg_desc(xs + kk * 16), wg_desc(cs + kk * 16), kc > 0 || kk > 0);
+        for (int kk = 0; kk < 4; kk++)   /* 32 bytes per step along the row: k16 (2-byte), k8 (TF32) */
+            wg_mma<T>::run(acc, wg_desc(xs + kk * (32 / sizeof(T))), wg_desc(cs + kk * (32 / sizeof(T))),
+                           kc > 0 || kk > 0);
         wg_commit();
         wg_wait<1>();                /* the previous step's MMAs are done: its slot can be reused */
         if (++slot == WG_STAGES) slot = 0;
@@ -230,15 +246,15 @@ static fkm_status launch(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq
                          cudaStream_t stream)
 {
     const dim3 grid((unsigned)fkm_ceil_div(pb->n, WG_BM), (unsigned)pb->batch);
-    if (dpad <= FKM_WGMMA_MAX_DPAD) {
-        const size_t smem = ((size_t)WG_BM * dpad + (size_t)WG_STAGES * WG_BN * WG_BK) * sizeof(T) + 1024;
+    if (dpad * (int64_t)sizeof(T) <= FKM_WGMMA_MAX_ROW_BYTES) {
+        const size_t smem = ((size_t)WG_BM * dpad + (size_t)WG_STAGES * WG_BN * WG_BK_OF(T)) * sizeof(T) + 1024;
         FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma<T, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)smem));
         assign_wgmma<T, true><<<grid, WG_THREADS, smem, stream>>>((const T *)pb->X, pb->n, pb->d, pb->ld,
                                                                   pb->batch_stride, dpad, (const T *)cq, cn, kpad,
                                                                   alpha, labels, changed, best);
     } else { /* split-D: X chunks stream with the centroid chunks */
-        const size_t smem = (size_t)WG_STAGES * (WG_BN + WG_BM) * WG_BK * sizeof(T) + 1024;
+        const size_t smem = (size_t)WG_STAGES * (WG_BN + WG_BM) * WG_BK_OF(T) * sizeof(T) + 1024;
         FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma<T, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)smem));
         assign_wgmma<T, false><<<grid, WG_THREADS, smem, stream>>>((const T *)pb->X, pb->n, pb->d, pb->ld,
@@ -254,5 +270,6 @@ fkm_status fkm_cuda_assign_wgmma(fkm_ctx *ctx, const fkm_dev_problem *pb, const 
                                  unsigned long long *changed, float *best, cudaStream_t stream)
 {
     if (pb->dtype == FKM_F16) return launch<__half>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, stream);
+    if (pb->dtype == FKM_F32) return launch<float>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, stream);
     return launch<__nv_bfloat16>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, stream);
 }
