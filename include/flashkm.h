@@ -124,7 +124,15 @@ typedef enum fkm_metric {
 
 typedef enum fkm_init {
     FKM_INIT_RANDOM = 0,   /* K distinct rows of X, chosen uniformly with params.seed */
-    FKM_INIT_USER = 1      /* params.init_centroids, K x D f32, row-major, copied */
+    FKM_INIT_USER = 1,     /* params.init_centroids, K x D f32, row-major, copied */
+    /* Greedy k-means++ as scikit-learn runs it: the first centre drawn with probability
+     * proportional to the weight, then each next one the best (lowest potential) of
+     * 2 + floor(ln K) candidates drawn with probability proportional to weight times the
+     * squared distance to the nearest centre so far. Distances are squared L2 (on the
+     * normalised rows for cosine; on the raw rows for dot). Seeded with params.seed and
+     * reproducible: the same centroids for every thread count. On the CUDA backend it runs on
+     * the CPU for now (over a host copy of X when X is device memory). */
+    FKM_INIT_KMEANS_PP = 2
 } fkm_init;
 
 typedef enum fkm_empty {
@@ -177,7 +185,7 @@ typedef struct fkm_params {
     int64_t k;                    /* clusters; required, 1 <= k <= N. Default 8. */
     int32_t max_iter;             /* >= 1. Default 300. */
     double tol;                   /* >= 0, relative to mean variance. Default 1e-4. */
-    fkm_init init;                /* Default FKM_INIT_RANDOM. */
+    fkm_init init;                /* Default FKM_INIT_KMEANS_PP. */
     const float *init_centroids;  /* K x D f32 (row-major, ld = D) when init = FKM_INIT_USER. */
     uint64_t seed;                /* Default 0. */
     fkm_metric metric;            /* Default FKM_METRIC_L2. */
@@ -186,6 +194,10 @@ typedef struct fkm_params {
     fkm_progress_fn progress;     /* Optional; default NULL. */
     void *progress_user;          /* Passed to progress. */
     fkm_precision precision;      /* Default FKM_PRECISION_FAST (see fkm_precision). */
+    /* Independent runs (n_init >= 1), run r with seed params.seed + r; the run with the
+     * lowest final inertia is returned (ties: the lowest r), exactly as fkm_fit with that
+     * seed and n_init = 1 would return it. Must be 1 with FKM_INIT_USER. Default 1. */
+    int32_t n_init;
 } fkm_params;
 
 /* The defaults documented above. Always start from this: later versions add fields. */

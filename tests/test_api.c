@@ -27,7 +27,7 @@ static void test_statuses_and_defaults(void)
     }
     CHECK(strcmp(fkm_status_string((fkm_status)999), "unknown status") == 0, "unknown status string");
     fkm_params p = fkm_params_default();
-    CHECK(p.k == 8 && p.max_iter == 300 && p.tol == 1e-4 && p.init == FKM_INIT_RANDOM && p.seed == 0 &&
+    CHECK(p.k == 8 && p.max_iter == 300 && p.tol == 1e-4 && p.init == FKM_INIT_KMEANS_PP && p.seed == 0 && p.n_init == 1 &&
               p.metric == FKM_METRIC_L2 && p.empty == FKM_EMPTY_RELOCATE && p.n_threads == 0 && !p.progress &&
               p.precision == FKM_PRECISION_FAST,
           "documented defaults");
@@ -107,6 +107,9 @@ static void test_bad_inputs(void)
     q.empty = (fkm_empty)5;
     expect(FIT(&q, X, FKM_F32, N, D, D, NULL), FKM_E_INVALID, "unknown empty policy");
     q = p;
+    q.n_init = 0;
+    expect(FIT(&q, X, FKM_F32, N, D, D, NULL), FKM_E_INVALID, "n_init = 0");
+    q = p;
     q.precision = FKM_PRECISION_EXACT;
     expect(FIT(&q, X, FKM_F32, N, D, D, NULL), FKM_E_UNSUPPORTED, "precision exact (not yet)");
     q.precision = (fkm_precision)9;
@@ -120,6 +123,9 @@ static void test_bad_inputs(void)
     bad_init[5] = INFINITY;
     q.init_centroids = bad_init;
     expect(FIT(&q, X, FKM_F32, N, D, D, NULL), FKM_E_NONFINITE, "Inf in init centroids");
+    bad_init[5] = 0.0f;
+    q.n_init = 2;
+    expect(FIT(&q, X, FKM_F32, N, D, D, NULL), FKM_E_INVALID, "n_init > 1 with user centroids");
 
     /* non-finite data and weights */
     float Xbad[N * D];

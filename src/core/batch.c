@@ -19,6 +19,9 @@ fkm_status fkm_fit_batch(fkm_ctx *ctx, const fkm_params *params, const void *X, 
     if (!params) return fkm_fail(ctx, FKM_E_NULL, "params is NULL");
     if (!centroids_out) return fkm_fail(ctx, FKM_E_NULL, "centroids_out is NULL");
     if (batch < 1) return fkm_fail(ctx, FKM_E_INVALID, "batch = %lld: need at least one problem", (long long)batch);
+    if (params->n_init != 1)
+        return fkm_fail(ctx, FKM_E_INVALID, "n_init = %d: fkm_fit_batch runs each problem once (n_init = 1)",
+                        (int)params->n_init);
     fkm_status s;
     if ((s = fkm_check_matrix(ctx, X, dtype, n, d, ld)) != FKM_OK) return s;
     int64_t span, last, kd;

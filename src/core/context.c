@@ -13,7 +13,7 @@ fkm_params fkm_params_default(void)
     p.k = 8;
     p.max_iter = 300;
     p.tol = 1e-4;
-    p.init = FKM_INIT_RANDOM;
+    p.init = FKM_INIT_KMEANS_PP;
     p.init_centroids = NULL;
     p.seed = 0;
     p.metric = FKM_METRIC_L2;
@@ -22,6 +22,7 @@ fkm_params fkm_params_default(void)
     p.progress = NULL;
     p.progress_user = NULL;
     p.precision = FKM_PRECISION_FAST;
+    p.n_init = 1;
     return p;
 }
 

@@ -75,10 +75,46 @@ void fkm_normalise_rows(float *C, int64_t k, int64_t d)
     }
 }
 
+/* k-means++ for a backend without its own: the CPU backend's over a host view of the
+ * problem's rows (a copy when they are device memory). */
+static fkm_status kmeanspp_on_host(fkm_ctx *ctx, const fkm_problem *pb, int64_t problem, uint64_t seed, float *C)
+{
+    const size_t es = fkm_dtype_size(pb->dtype);
+    const void *X = (const char *)pb->X + (size_t)(problem * pb->batch_stride) * es;
+    void *copy = NULL;
+    fkm_status s = FKM_OK;
+    if (ctx->ops->is_device && ctx->ops->is_device(X)) {
+        const size_t bytes = (size_t)((pb->n - 1) * pb->ld + pb->d) * es;
+        if (!(copy = malloc(bytes)))
+            return fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for the k-means++ copy of X (%zu bytes)", bytes);
+        if ((s = ctx->ops->copy(ctx, copy, X, bytes)) != FKM_OK) {
+            free(copy);
+            return s;
+        }
+        X = copy;
+    }
+    fkm_problem host = *pb;
+    host.X = X;
+    host.weights = pb->weights ? pb->weights + problem * pb->n : NULL;
+    host.batch = 1;
+    host.batch_stride = pb->n * pb->ld;
+    const fkm_backend_vtbl *cpu = fkm_cpu_backend();
+    void *st = NULL;
+    if ((s = cpu->open(ctx, &host, &st)) == FKM_OK) s = cpu->kmeanspp(ctx, st, 0, seed, C);
+    if (st) cpu->close(st);
+    free(copy);
+    return s;
+}
+
 fkm_status fkm_init_centroids(fkm_ctx *ctx, const fkm_params *params, const fkm_problem *pb,
                               void *state, int64_t problem, float *C)
 {
     const int64_t k = pb->k, d = pb->d;
+    if (params->init == FKM_INIT_KMEANS_PP) {
+        const uint64_t seed = params->seed + (uint64_t)problem;
+        if (ctx->ops->kmeanspp) return ctx->ops->kmeanspp(ctx, state, problem, seed, C);
+        return kmeanspp_on_host(ctx, pb, problem, seed, C);
+    }
     if (params->init == FKM_INIT_USER) {
         memcpy(C, params->init_centroids + problem * k * d, (size_t)(k * d) * sizeof *C);
         if (pb->metric == FKM_METRIC_COSINE) fkm_normalise_rows(C, k, d);

@@ -128,6 +128,9 @@ typedef struct fkm_backend_vtbl {
     fkm_status (*get_centroids)(fkm_ctx *ctx, void *state, float *centroids);
     /* Largest batch the backend runs in one set of launches (1: fkm_fit_batch loops). */
     int64_t max_batch;
+    /* Optional: k-means++ (FKM_INIT_KMEANS_PP) for problem `problem` into C (k x d), seeded
+     * with seed. Without it, core runs the CPU backend's over a host view of X. */
+    fkm_status (*kmeanspp)(fkm_ctx *ctx, void *state, int64_t problem, uint64_t seed, float *C);
 } fkm_backend_vtbl;
 
 /* staging.c: a host-readable view of `bytes` at p (p itself, or a copy in *owned, to be

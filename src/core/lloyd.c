@@ -141,8 +141,15 @@ static fkm_status check_fit_params(fkm_ctx *ctx, const fkm_params *p, int64_t ba
         return fkm_fail(ctx, FKM_E_UNSUPPORTED, "precision = exact is not available in this version");
     if (p->precision != FKM_PRECISION_FAST && p->precision != FKM_PRECISION_F32)
         return fkm_fail(ctx, FKM_E_INVALID, "unknown precision %d", (int)p->precision);
-    if (p->init == FKM_INIT_USER) return fkm_check_centroids(ctx, p->init_centroids, batch * p->k, d, "init_centroids");
-    if (p->init != FKM_INIT_RANDOM) return fkm_fail(ctx, FKM_E_INVALID, "unknown init %d", (int)p->init);
+    if (p->n_init < 1) return fkm_fail(ctx, FKM_E_INVALID, "n_init = %d: must be >= 1", (int)p->n_init);
+    if (p->init == FKM_INIT_USER) {
+        if (p->n_init > 1)
+            return fkm_fail(ctx, FKM_E_INVALID, "n_init = %d with user centroids: every run would be the same",
+                            (int)p->n_init);
+        return fkm_check_centroids(ctx, p->init_centroids, batch * p->k, d, "init_centroids");
+    }
+    if (p->init != FKM_INIT_RANDOM && p->init != FKM_INIT_KMEANS_PP)
+        return fkm_fail(ctx, FKM_E_INVALID, "unknown init %d", (int)p->init);
     return FKM_OK;
 }
 
@@ -294,6 +301,49 @@ static fkm_status fit_host_params(fkm_ctx *ctx, const fkm_params *params, const 
     return fkm_lloyd_run(ctx, params, X, dtype, 1, n, d, ld, n * ld, weights, centroids_out, labels_out, result);
 }
 
+/* n_init runs with seeds seed + r; the lowest final inertia wins (ties: the first run). */
+static fkm_status fit_restarts(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dtype dtype, int64_t n,
+                               int64_t d, int64_t ld, const float *weights, float *centroids_out,
+                               int32_t *labels_out, fkm_result *result)
+{
+    const int64_t k = params->k;
+    if (k <= 0 || k > n || params->max_iter < 1) /* reported by the first run; nothing to size buffers by */
+        return fit_host_params(ctx, params, X, dtype, n, d, ld, weights, centroids_out, labels_out, result);
+    const size_t kd = (size_t)(k * d);
+    float *C = malloc(kd * sizeof *C), *bestC = malloc(kd * sizeof *bestC);
+    int32_t *L = labels_out ? malloc((size_t)n * sizeof *L) : NULL;
+    int32_t *bestL = labels_out ? malloc((size_t)n * sizeof *bestL) : NULL;
+    double *hist = malloc((size_t)params->max_iter * sizeof *hist);
+    fkm_status s = FKM_OK;
+    if (!C || !bestC || !hist || (labels_out && (!L || !bestL)))
+        s = fkm_fail(ctx, FKM_E_NOMEM, "out of memory for n_init = %d runs", (int)params->n_init);
+    fkm_params p = *params;
+    p.n_init = 1;
+    fkm_result best = {INFINITY, 0, 0, NULL};
+    for (int32_t r = 0; r < params->n_init && s == FKM_OK; r++) {
+        fkm_result res;
+        p.seed = params->seed + (uint64_t)r;
+        if ((s = fit_host_params(ctx, &p, X, dtype, n, d, ld, weights, C, L, &res)) != FKM_OK) break;
+        if (r == 0 || res.inertia < best.inertia) {
+            best = res;
+            float *tc = C;
+            C = bestC, bestC = tc;
+            int32_t *tl = L;
+            L = bestL, bestL = tl;
+            memcpy(hist, res.inertia_per_iter, (size_t)res.n_iter * sizeof *hist);
+        }
+    }
+    if (s == FKM_OK) s = fkm_copy_out(ctx, centroids_out, bestC, kd * sizeof *bestC);
+    if (s == FKM_OK && labels_out) s = fkm_copy_out(ctx, labels_out, bestL, (size_t)n * sizeof *bestL);
+    if (s == FKM_OK) {
+        memcpy(ctx->inertia_history, hist, (size_t)best.n_iter * sizeof *hist);
+        best.inertia_per_iter = ctx->inertia_history;
+        if (result) *result = best;
+    }
+    free(C), free(bestC), free(L), free(bestL), free(hist);
+    return s;
+}
+
 fkm_status fkm_fit(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dtype dtype,
                    int64_t n, int64_t d, int64_t ld, const float *weights, float *centroids_out,
                    int32_t *labels_out, fkm_result *result)
@@ -317,7 +367,8 @@ fkm_status fkm_fit(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dt
         return s;
     }
     if (c_view) p.init_centroids = c_view;
-    s = fit_host_params(ctx, &p, X, dtype, n, d, ld, w_view, centroids_out, labels_out, result);
+    if (p.n_init > 1 && p.init != FKM_INIT_USER) s = fit_restarts(ctx, &p, X, dtype, n, d, ld, w_view, centroids_out, labels_out, result);
+    else s = fit_host_params(ctx, &p, X, dtype, n, d, ld, w_view, centroids_out, labels_out, result);
     free(w_owned);
     free(c_owned);
     return s;

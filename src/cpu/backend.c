@@ -240,6 +240,7 @@ static const fkm_backend_vtbl cpu_vtbl = {
     .get_labels = cpu_get_labels,
     .transform = cpu_transform,
     .max_batch = 1,
+    .kmeanspp = fkm_cpu_kmeanspp,
 };
 
 const fkm_backend_vtbl *fkm_cpu_backend(void)

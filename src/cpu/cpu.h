@@ -31,5 +31,6 @@ typedef struct cpu_state {
 int fkm_cpu_needs_copy(const fkm_problem *pb);
 fkm_status fkm_cpu_assign(fkm_ctx *ctx, void *state, const float *centroids, int64_t *n_changed);
 fkm_status fkm_cpu_reduce(fkm_ctx *ctx, void *state, const float *centroids, fkm_partials *out);
+fkm_status fkm_cpu_kmeanspp(fkm_ctx *ctx, void *state, int64_t problem, uint64_t seed, float *C);
 
 #endif

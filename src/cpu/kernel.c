@@ -163,6 +163,25 @@ static double SYM(accumulate)(const float *x, const float *c, int64_t d, int dot
     return dot ? -s : s;
 }
 
+static void SYM(sqdist_many)(const float *x, const float *c, int64_t ldc, int64_t count, int64_t d, float *out)
+{
+    for (int64_t t = 0; t < count; t++) {
+        const float *ct = c + t * ldc;
+        float a[LANES] = {0};
+        int64_t j = 0;
+        for (; j + LANES <= d; j += LANES)
+            for (int l = 0; l < LANES; l++) {
+                const float u = x[j + l] - ct[j + l];
+                a[l] = fmaf(u, u, a[l]);
+            }
+        for (int l = 0; j < d; j++, l++) {
+            const float u = x[j] - ct[j];
+            a[l] = fmaf(u, u, a[l]);
+        }
+        out[t] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    }
+}
+
 #define STR2(a) #a
 #define STR(a) STR2(a)
 
@@ -173,4 +192,5 @@ const fkm_cpu_kernel CAT(fkm_cpu_kernel_, FKM_SIMD_NAME) = {
     .assign_block = SYM(assign_block),
     .scratch_floats = SYM(scratch_floats),
     .accumulate = SYM(accumulate),
+    .sqdist_many = SYM(sqdist_many),
 };

@@ -30,6 +30,10 @@ typedef struct fkm_cpu_kernel {
      * objective against c in double: ||x - c||^2, or -(x . c) when dot is set. Eight
      * interleaved partial sums combined in a fixed order. */
     double (*accumulate)(const float *x, const float *c, int64_t d, int dot, double w, double *acc);
+    /* k-means++: out[t] = ||x - c_t||^2 in f32 for the t < count rows of c (row stride ldc),
+     * over eight interleaved lanes combined in a fixed order (the same result at every SIMD
+     * level). */
+    void (*sqdist_many)(const float *x, const float *c, int64_t ldc, int64_t count, int64_t d, float *out);
 } fkm_cpu_kernel;
 
 extern const fkm_cpu_kernel fkm_cpu_kernel_generic;

@@ -1,0 +1,185 @@
+/* kmeanspp.c — greedy k-means++ on the CPU (the init scikit-learn runs; see FKM_INIT_KMEANS_PP
+ * in flashkm.h).
+ *
+ * Per new centre: T = 2 + floor(ln K) candidates are drawn with probability w_i D_i / sum(w D)
+ * (D_i: squared distance of point i to its nearest centre so far) by binary search in the
+ * prefix sums of w D; one fused pass over X computes every point's distance to the T
+ * candidates, stores them, and sums each candidate's potential sum_i w_i min(D_i, d_it); the
+ * candidate with the lowest potential becomes the centre, and a second pass over the stored
+ * distances (not over X) updates D and rebuilds the prefix sums.
+ *
+ * Every sum is taken over fixed chunks of points, in point order inside a chunk and chunk
+ * order across chunks, in double: the same result for any number of threads. */
+#include "core/init.h"
+#include "cpu.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KPP_CHUNK 4096
+#define KPP_MAX_TRIALS 64
+
+typedef struct kpp_work {
+    const fkm_problem *pb;
+    const fkm_cpu_kernel *kern;
+    const unsigned char *X;    /* problem's rows */
+    const float *w;            /* problem's weights or NULL */
+    int64_t n, d, nchunks;
+    double *D;                 /* n: squared distance to the nearest centre */
+    double *prefix;            /* n: inclusive prefix sums of w D */
+    float *dist;               /* n x T: distances to this round's candidates */
+    double *part;              /* nchunks x T: per-chunk potentials */
+    double *chunk_tot;         /* nchunks */
+} kpp_work;
+
+static double uniform01(fkm_rng *rng) { return (double)(fkm_rng_next(rng) >> 11) * 0x1p-53; }
+
+/* Row i as f32 (normalised for cosine) into buf; returns a pointer to it (or to X in place). */
+static const float *row_of(const kpp_work *kw, int64_t i, float *buf)
+{
+    const fkm_problem *pb = kw->pb;
+    if (pb->dtype == FKM_F32 && pb->metric != FKM_METRIC_COSINE)
+        return (const float *)kw->X + i * pb->ld;
+    fkm_load_row(kw->X, pb->dtype, pb->ld, i, pb->d, pb->metric == FKM_METRIC_COSINE, buf);
+    return buf;
+}
+
+/* First index whose inclusive prefix sum reaches target (numpy searchsorted 'left' on the
+ * cumulative sum), clipped to n - 1. */
+static int64_t search_prefix(const kpp_work *kw, double target)
+{
+    int64_t lo = 0, hi = kw->n - 1;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (kw->prefix[mid] >= target) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
+/* One pass over X against `count` candidates (count x d floats). With fill_D (the first
+ * centre, count = 1) it sets D; otherwise it stores the distances and the potentials. */
+static int trial_pass(const kpp_work *kw, const float *cands, int64_t count, int fill_D, int threads)
+{
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+        float *buf = malloc((size_t)kw->d * sizeof *buf);
+        float dt[KPP_MAX_TRIALS];
+        if (!buf) failed = 1;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ch = 0; ch < kw->nchunks; ch++) {
+            if (!buf) continue;
+            double pot[KPP_MAX_TRIALS] = {0};
+            const int64_t b = ch * KPP_CHUNK, e = b + KPP_CHUNK < kw->n ? b + KPP_CHUNK : kw->n;
+            for (int64_t i = b; i < e; i++) {
+                const float *x = row_of(kw, i, buf);
+                kw->kern->sqdist_many(x, cands, kw->d, count, kw->d, dt);
+                const double wi = kw->w ? kw->w[i] : 1.0;
+                if (fill_D) {
+                    kw->D[i] = dt[0];
+                    continue;
+                }
+                for (int64_t t = 0; t < count; t++) {
+                    kw->dist[i * count + t] = dt[t];
+                    pot[t] += wi * fmin(kw->D[i], (double)dt[t]);
+                }
+            }
+            if (!fill_D) memcpy(kw->part + ch * count, pot, (size_t)count * sizeof *pot);
+        }
+        free(buf);
+    }
+    return failed;
+}
+
+/* D = min(D, dist[:, best]) (best < 0: keep D) and the prefix sums of w D, chunk by chunk;
+ * returns the total potential. */
+static double commit_pass(const kpp_work *kw, int64_t count, int64_t best, int threads)
+{
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t ch = 0; ch < kw->nchunks; ch++) {
+        const int64_t b = ch * KPP_CHUNK, e = b + KPP_CHUNK < kw->n ? b + KPP_CHUNK : kw->n;
+        double run = 0.0;
+        for (int64_t i = b; i < e; i++) {
+            if (best >= 0) kw->D[i] = fmin(kw->D[i], (double)kw->dist[i * count + best]);
+            run += (kw->w ? kw->w[i] : 1.0) * kw->D[i];
+            kw->prefix[i] = run;
+        }
+        kw->chunk_tot[ch] = run;
+    }
+    double offset = 0.0;
+    for (int64_t ch = 0; ch < kw->nchunks; ch++) {
+        const double here = offset;
+        offset += kw->chunk_tot[ch];
+        kw->chunk_tot[ch] = here; /* now the chunk's offset */
+    }
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t ch = 1; ch < kw->nchunks; ch++) {
+        const int64_t b = ch * KPP_CHUNK, e = b + KPP_CHUNK < kw->n ? b + KPP_CHUNK : kw->n;
+        for (int64_t i = b; i < e; i++) kw->prefix[i] += kw->chunk_tot[ch];
+    }
+    return offset;
+}
+
+fkm_status fkm_cpu_kmeanspp(fkm_ctx *ctx, void *state, int64_t problem, uint64_t seed, float *C)
+{
+    cpu_state *st = state;
+    const fkm_problem *pb = &st->pb;
+    const int64_t n = pb->n, d = pb->d, k = pb->k;
+    int64_t trials = 2 + (int64_t)floor(log((double)k));
+    if (trials > KPP_MAX_TRIALS) trials = KPP_MAX_TRIALS;
+    kpp_work kw = {pb, st->kern, (const unsigned char *)pb->X + (size_t)(problem * pb->batch_stride) *
+                                                                    fkm_dtype_size(pb->dtype),
+                   pb->weights ? pb->weights + problem * n : NULL, n, d, (n + KPP_CHUNK - 1) / KPP_CHUNK,
+                   NULL, NULL, NULL, NULL, NULL};
+    size_t dist_bytes;
+    if (!fkm_bytes(n, trials, sizeof(float), &dist_bytes))
+        return fkm_fail(ctx, FKM_E_OVERFLOW, "k-means++: n x trials overflows");
+    kw.D = malloc((size_t)n * sizeof *kw.D);
+    kw.prefix = malloc((size_t)n * sizeof *kw.prefix);
+    kw.dist = malloc(dist_bytes);
+    kw.part = malloc((size_t)(kw.nchunks * trials) * sizeof *kw.part);
+    kw.chunk_tot = malloc((size_t)kw.nchunks * sizeof *kw.chunk_tot);
+    float *cands = malloc((size_t)(trials * d) * sizeof *cands);
+    int64_t *ids = malloc((size_t)trials * sizeof *ids);
+    fkm_status s = FKM_OK;
+    if (!kw.D || !kw.prefix || !kw.dist || !kw.part || !kw.chunk_tot || !cands || !ids) {
+        s = fkm_fail(ctx, FKM_E_NOMEM, "out of memory for k-means++ (n = %lld)", (long long)n);
+        goto out;
+    }
+    fkm_rng rng = {seed};
+    const int threads = pb->n_threads;
+
+    /* first centre: drawn with probability proportional to the weight (D = 1 for everyone
+     * makes the prefix sums those of the weights) */
+    for (int64_t i = 0; i < n; i++) kw.D[i] = 1.0;
+    const double total_w = commit_pass(&kw, 1, -1, threads);
+    int64_t first = search_prefix(&kw, uniform01(&rng) * total_w);
+    fkm_load_row(kw.X, pb->dtype, pb->ld, first, d, pb->metric == FKM_METRIC_COSINE, C);
+    if (trial_pass(&kw, C, 1, 1, threads)) goto nomem;
+    double pot = commit_pass(&kw, 1, -1, threads);
+
+    for (int64_t c = 1; c < k; c++) {
+        for (int64_t t = 0; t < trials; t++) {
+            ids[t] = search_prefix(&kw, uniform01(&rng) * pot);
+            fkm_load_row(kw.X, pb->dtype, pb->ld, ids[t], d, pb->metric == FKM_METRIC_COSINE, cands + t * d);
+        }
+        if (trial_pass(&kw, cands, trials, 0, threads)) goto nomem;
+        int64_t best = 0;
+        double best_pot = INFINITY;
+        for (int64_t t = 0; t < trials; t++) {
+            double p = 0.0;
+            for (int64_t ch = 0; ch < kw.nchunks; ch++) p += kw.part[ch * trials + t];
+            if (p < best_pot) best_pot = p, best = t; /* ties: the first candidate */
+        }
+        memcpy(C + c * d, cands + best * d, (size_t)d * sizeof *C);
+        pot = commit_pass(&kw, trials, best, threads);
+    }
+    goto out;
+nomem:
+    s = fkm_fail(ctx, FKM_E_NOMEM, "out of memory for k-means++ row buffers");
+out:
+    free(kw.D), free(kw.prefix), free(kw.dist), free(kw.part), free(kw.chunk_tot), free(cands), free(ids);
+    return s;
+}

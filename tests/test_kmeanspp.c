@@ -1,0 +1,195 @@
+/* test_kmeanspp.c — k-means++ and the other parts of a complete k-means: reproducibility of
+ * k-means++ across runs and thread counts, k-means++ beating random initialisation on
+ * separated blobs, integer weights equal to repeated rows (for the fit from given centroids
+ * and for k-means++ itself), n_init returning exactly the best single run, every metric and
+ * dtype running. */
+#include "common.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct fit_out {
+    float *C;
+    int32_t *labels;
+    fkm_result r;
+} fit_out;
+
+static fkm_status fit(fkm_ctx *ctx, const fkm_params *p, const void *X, fkm_dtype dt, int64_t n, int64_t d,
+                      const float *w, fit_out *o)
+{
+    o->C = malloc((size_t)(p->k * d) * sizeof *o->C);
+    o->labels = malloc((size_t)n * sizeof *o->labels);
+    fkm_status s = fkm_fit(ctx, p, X, dt, n, d, d, w, o->C, o->labels, &o->r);
+    CHECK(s == FKM_OK, "fit: %s", fkm_last_error(ctx));
+    return s;
+}
+
+static void fit_free(fit_out *o) { free(o->C), free(o->labels); }
+
+static int same_fit(const fit_out *a, const fit_out *b, int64_t n, int64_t kd)
+{
+    return memcmp(a->C, b->C, (size_t)kd * sizeof(float)) == 0 &&
+           memcmp(a->labels, b->labels, (size_t)n * sizeof(int32_t)) == 0 && a->r.n_iter == b->r.n_iter &&
+           memcmp(&a->r.inertia, &b->r.inertia, sizeof(double)) == 0;
+}
+
+static void check_reproducible(fkm_ctx *ctx)
+{
+    const int64_t n = 9001, d = 13, k = 33;
+    static const fkm_dtype dtypes[] = {FKM_F32, FKM_F16, FKM_BF16};
+    static const fkm_metric metrics[] = {FKM_METRIC_L2, FKM_METRIC_COSINE, FKM_METRIC_DOT};
+    static const int threads[] = {1, 2, 3, 16};
+    for (size_t a = 0; a < 3; a++)
+        for (size_t m = 0; m < 3; m++) {
+            double *Xd = tc_blobs(50 + a * 3 + m, n, d, 20, 5.0, 0.0);
+            void *X = tc_store(Xd, n, d, d, dtypes[a]);
+            fkm_params p = fkm_params_default();
+            p.k = k;
+            p.max_iter = 1; /* k-means++ plus one update: any difference in the init shows */
+            p.seed = 7;
+            p.metric = metrics[m];
+            fit_out base;
+            p.n_threads = 1;
+            fit(ctx, &p, X, dtypes[a], n, d, NULL, &base);
+            for (size_t t = 0; t < 4; t++) {
+                fit_out o;
+                p.n_threads = threads[t];
+                fit(ctx, &p, X, dtypes[a], n, d, NULL, &o);
+                CHECK(same_fit(&base, &o, n, k * d), "%s metric %d: k-means++ with %d threads differs",
+                      fkm_dtype_name(dtypes[a]), (int)metrics[m], threads[t]);
+                fit_free(&o);
+            }
+            fit_out other;
+            p.seed = 8;
+            p.n_threads = 2;
+            fit(ctx, &p, X, dtypes[a], n, d, NULL, &other);
+            CHECK(!same_fit(&base, &other, n, k * d), "%s metric %d: seeds 7 and 8 give the same init",
+                  fkm_dtype_name(dtypes[a]), (int)metrics[m]);
+            fit_free(&other);
+            fit_free(&base);
+            free(Xd), free(X);
+        }
+    printf("k-means++: identical for 1/2/3/16 threads, every dtype and metric; different seeds differ\n");
+}
+
+/* On 25 separated blobs with K = 25, k-means++ ends lower than random rows, over 6 seeds. */
+static void check_beats_random(fkm_ctx *ctx)
+{
+    const int64_t n = 5000, d = 8, k = 25;
+    double *Xd = tc_blobs(123, n, d, 25, 30.0, 0.0);
+    float *X = tc_store(Xd, n, d, d, FKM_F32);
+    double sum_pp = 0.0, sum_rand = 0.0;
+    for (uint64_t seed = 0; seed < 6; seed++) {
+        fkm_params p = fkm_params_default();
+        p.k = k;
+        p.seed = seed;
+        fit_out a, b;
+        p.init = FKM_INIT_KMEANS_PP;
+        fit(ctx, &p, X, FKM_F32, n, d, NULL, &a);
+        p.init = FKM_INIT_RANDOM;
+        fit(ctx, &p, X, FKM_F32, n, d, NULL, &b);
+        sum_pp += a.r.inertia;
+        sum_rand += b.r.inertia;
+        fit_free(&a), fit_free(&b);
+    }
+    CHECK(sum_pp < sum_rand, "k-means++ mean final inertia %.6g is not below random's %.6g", sum_pp / 6, sum_rand / 6);
+    printf("separated blobs: mean final inertia k-means++ %.6g, random %.6g\n", sum_pp / 6, sum_rand / 6);
+    free(Xd), free(X);
+}
+
+/* Integer weights (1..3) give the result of repeating the rows: for a fit from given
+ * centroids and for k-means++. */
+static void check_weights_repeat(fkm_ctx *ctx)
+{
+    const int64_t n = 1500, d = 6, k = 12;
+    double *Xd = tc_blobs(77, n, d, 12, 6.0, 0.0);
+    float *X = tc_store(Xd, n, d, d, FKM_F32);
+    float *w = malloc((size_t)n * sizeof *w);
+    tc_rng rng = {99};
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) m += (int64_t)(w[i] = (float)(1 + (int)(tc_uniform(&rng) * 3.0)));
+    float *R = malloc((size_t)(m * d) * sizeof *R);
+    int64_t *src = malloc((size_t)m * sizeof *src);
+    for (int64_t i = 0, r = 0; i < n; i++)
+        for (int c = 0; c < (int)w[i]; c++, r++) {
+            memcpy(R + r * d, X + i * d, (size_t)d * sizeof *R);
+            src[r] = i;
+        }
+    for (int pass = 0; pass < 2; pass++) {
+        fkm_params p = fkm_params_default();
+        p.k = k;
+        p.max_iter = 30;
+        p.tol = 0.0;
+        float *init = NULL;
+        if (pass == 0) {
+            init = tc_pick_rows(Xd, n, d, k, 3);
+            p.init = FKM_INIT_USER;
+            p.init_centroids = init;
+        }
+        fit_out a, b;
+        fit(ctx, &p, X, FKM_F32, n, d, w, &a);
+        fit(ctx, &p, R, FKM_F32, m, d, NULL, &b);
+        double worst = 0.0, scale = 0.0;
+        for (int64_t i = 0; i < k * d; i++) {
+            worst = fmax(worst, fabs((double)a.C[i] - b.C[i]));
+            scale = fmax(scale, fabs((double)b.C[i]));
+        }
+        int64_t diff = 0;
+        for (int64_t r = 0; r < m; r++) diff += a.labels[src[r]] != b.labels[r];
+        CHECK(worst <= 1e-6 * scale && diff == 0 && a.r.n_iter == b.r.n_iter,
+              "%s: weights vs repeated rows: centroid diff %.3g (scale %.3g), %lld labels differ, n_iter %d vs %d",
+              pass ? "k-means++" : "given init", worst, scale, (long long)diff, a.r.n_iter, b.r.n_iter);
+        CHECK(fabs(a.r.inertia - b.r.inertia) <= 1e-9 * fabs(b.r.inertia), "inertia %.17g vs %.17g", a.r.inertia,
+              b.r.inertia);
+        printf("weights 1..3 vs repeated rows (%s): centroids within %.2g, labels equal\n",
+               pass ? "k-means++" : "given init", worst);
+        fit_free(&a), fit_free(&b);
+        free(init);
+    }
+    free(Xd), free(X), free(w), free(R), free(src);
+}
+
+/* n_init = 4 returns exactly the single run (seed + r) with the lowest inertia. */
+static void check_n_init(fkm_ctx *ctx)
+{
+    const int64_t n = 3000, d = 5, k = 15;
+    double *Xd = tc_blobs(5, n, d, 10, 3.0, 0.0);
+    float *X = tc_store(Xd, n, d, d, FKM_F32);
+    static const fkm_init inits[] = {FKM_INIT_KMEANS_PP, FKM_INIT_RANDOM};
+    for (int a = 0; a < 2; a++) {
+        fkm_params p = fkm_params_default();
+        p.k = k;
+        p.init = inits[a];
+        p.seed = 40;
+        fit_out single[4], multi;
+        int best = 0;
+        for (int r = 0; r < 4; r++) {
+            p.seed = 40 + (uint64_t)r;
+            fit(ctx, &p, X, FKM_F32, n, d, NULL, &single[r]);
+            if (single[r].r.inertia < single[best].r.inertia) best = r;
+        }
+        p.seed = 40;
+        p.n_init = 4;
+        fit(ctx, &p, X, FKM_F32, n, d, NULL, &multi);
+        CHECK(same_fit(&multi, &single[best], n, k * d), "init %d: n_init = 4 is not the best single run (%d)", a,
+              best);
+        for (int it = 0; it < multi.r.n_iter; it++)
+            CHECK(multi.r.inertia_per_iter[it] > 0.0, "n_init: history entry %d missing", it);
+        printf("n_init = 4 (init %d): equals the best single run, seed %d (inertias %.6g %.6g %.6g %.6g)\n", a,
+               40 + best, single[0].r.inertia, single[1].r.inertia, single[2].r.inertia, single[3].r.inertia);
+        for (int r = 0; r < 4; r++) fit_free(&single[r]);
+        fit_free(&multi);
+    }
+    free(Xd), free(X);
+}
+
+int main(void)
+{
+    fkm_ctx *ctx = tc_create();
+    check_reproducible(ctx);
+    check_beats_random(ctx);
+    check_weights_repeat(ctx);
+    check_n_init(ctx);
+    fkm_destroy(ctx);
+    return tc_finish("test_kmeanspp");
+}
