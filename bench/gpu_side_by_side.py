@@ -180,6 +180,7 @@ class FkmParams(ctypes.Structure):
         ("progress", PROGRESS_FN),
         ("progress_user", ctypes.c_void_p),
         ("precision", ctypes.c_int),
+        ("n_init", ctypes.c_int32),
     ]
 
 

@@ -261,6 +261,12 @@ FKM_API fkm_status fkm_fit_batch(fkm_ctx *ctx, const fkm_params *params,
                                  const float *weights,
                                  float *centroids_out, int32_t *labels_out, fkm_result *results);
 
+/* k-means++ alone (FKM_INIT_KMEANS_PP with params.k, seed, metric, n_threads): the k initial
+ * centroids fkm_fit would start from, into centroids_out (k*d floats). weights may be NULL. */
+FKM_API fkm_status fkm_kmeanspp(fkm_ctx *ctx, const fkm_params *params,
+                                const void *X, fkm_dtype dtype, int64_t n, int64_t d, int64_t ld,
+                                const float *weights, float *centroids_out);
+
 /* Labels of new points against given centroids; inertia_out (may be NULL) receives the
  * inertia (weights taken as ones). */
 FKM_API fkm_status fkm_predict(fkm_ctx *ctx, fkm_metric metric,
@@ -282,7 +288,7 @@ FKM_API fkm_status fkm_score(fkm_ctx *ctx, fkm_metric metric,
 
 /* ------------------------------------------------------------------ files
  *
- * Readers for .npy (2-D (N, D) or 3-D (B, N, D), C order, little-endian '<f4', '<f2', '<f8',
+ * Readers for .npy (1-D (N,) read as N x 1, 2-D (N, D) or 3-D (B, N, D), C order, little-endian '<f4', '<f2', '<f8',
  * and '<V2', which is how NumPy saves ml_dtypes' bfloat16 and is read as bf16), .fvecs (per
  * row: int32 d, d float32), .fbin (int32 n, int32 d, then n*d float32, as the big-ann
  * benchmarks use) and .csv (numbers separated by commas; a first line that is not numeric is
@@ -290,15 +296,15 @@ FKM_API fkm_status fkm_score(fkm_ctx *ctx, fkm_metric metric,
  * The format is chosen by the file extension (case-insensitive). Files are checked against
  * their real size: a truncated file or a header that lies about its size is FKM_E_FORMAT, an
  * element type flashkm cannot read is FKM_E_DTYPE, sizes whose product overflows are
- * FKM_E_OVERFLOW, a missing file is FKM_E_IO; a .npy that is neither 2-D nor 3-D (or has a
- * zero dimension) is FKM_E_FORMAT.
+ * FKM_E_OVERFLOW, a missing file is FKM_E_IO; a 0-D .npy, one of 4 or more dimensions, or
+ * one with a zero dimension is FKM_E_FORMAT.
  */
 
 /* A loaded file. A 3-D .npy of shape (B, N, D) is B problems of N x D packed one after the
  * other (C order): batch = B, rows = B * N, cols = D, so code that treats it as a rows x cols
  * matrix still sees every row, and problem b's rows are rows b * N .. b * N + N - 1 (pass
- * batch_stride = N * D to fkm_fit_batch). Every other file (a 2-D .npy and the other formats)
- * has batch = 1. */
+ * batch_stride = N * D to fkm_fit_batch). Every other file (a 1-D or 2-D .npy and the other
+ * formats) has batch = 1. */
 typedef struct fkm_matrix {
     void *data;          /* rows * cols elements of dtype, row-major, ld = cols */
     fkm_dtype dtype;

@@ -305,7 +305,7 @@ int main(void) {
     F(fkm_params, k); F(fkm_params, max_iter); F(fkm_params, tol); F(fkm_params, init);
     F(fkm_params, init_centroids); F(fkm_params, seed); F(fkm_params, metric);
     F(fkm_params, empty); F(fkm_params, n_threads); F(fkm_params, progress);
-    F(fkm_params, progress_user); F(fkm_params, precision);
+    F(fkm_params, progress_user); F(fkm_params, precision); F(fkm_params, n_init);
     printf("fkm_iter_info.size %zu\n", sizeof(fkm_iter_info));
     F(fkm_iter_info, iter); F(fkm_iter_info, inertia); F(fkm_iter_info, max_shift_sq);
     F(fkm_iter_info, rel_shift); F(fkm_iter_info, n_changed); F(fkm_iter_info, n_empty);

@@ -8,7 +8,10 @@
  * and the labels must equal the blob index exactly. Each format must give those labels and
  * centroids close to the blob means: relative tolerance 1e-3 for f32, f64, fvecs, fbin and
  * csv (exact data), 1e-2 for f16 and bf16 (the data itself is rounded to 11 and 8 significant
- * bits). Then error cases: exit status, a one-line message, and no output file left behind.
+ * bits). Init methods: the default (k-means++) finds the blobs; --n-init R returns the best
+ * (lowest inertia) of the single fits with seeds S .. S + R - 1; --weights with integer
+ * weights equals the fit of the data with each row repeated that often. Then error cases:
+ * exit status, a one-line message, and no output file left behind.
  *
  * Exit status 0 when every check passes; otherwise each failed check is printed. */
 #define _POSIX_C_SOURCE 200809L
@@ -623,6 +626,388 @@ static void test_batch(void)
     expect_one_error_line("batched fit with k > N", "n = 200");
 }
 
+/* ---------------------------------------------------------------- init methods, --n-init, --weights */
+
+/* The inertia on the summary line of the last run's stderr ("..., inertia 1.234567e+02"), or
+ * NaN when there is none. */
+static double summary_inertia(void)
+{
+    char *err = last_stderr();
+    double v = NAN;
+    for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n")) {
+        char *p = strstr(line, ", inertia ");
+        if (strncmp(line, "flashkm: fit ", 13) == 0 && p) sscanf(p + 10, "%lf", &v);
+    }
+    free(err);
+    return v;
+}
+
+/* Whether the last run's stderr has a line starting with `prefix` that contains `word`. */
+static bool stderr_has(const char *prefix, const char *word)
+{
+    char *err = last_stderr();
+    bool found = false;
+    for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
+        if (strncmp(line, prefix, strlen(prefix)) == 0 && (!word || strstr(line, word)))
+            found = true;
+    free(err);
+    return found;
+}
+
+static int count_stderr_lines(const char *prefix)
+{
+    char *err = last_stderr();
+    int n = 0;
+    for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
+        n += strncmp(line, prefix, strlen(prefix)) == 0;
+    free(err);
+    return n;
+}
+
+/* A .npy of `count` weights: descr '<f4' or '<f8', shape written as `shape` ("(200,)"). */
+static void write_weights(const char *name, const char *descr, const char *shape,
+                          const double *w, int count)
+{
+    FILE *f = create(name);
+    npy_header_shape(f, descr, shape);
+    put_fn put = strcmp(descr, "<f8") == 0 ? put_f64 : put_f32;
+    for (int i = 0; i < count; i++) put(f, (float)w[i]);
+    finish(f);
+}
+
+/* Default init (k-means++), --init k-means++ and --init random: each fits the 4 blobs, and
+ * the summary names the method. */
+static void test_init_methods(void)
+{
+    static int32_t L_default[N], L_pp[N];
+    static float C_default[K * D], C_pp[K * D];
+    int rc = run("fit", "-k", "4", "--centroids", P("C_def.npy"), "--labels", P("L_def.npy"),
+                 P("x_f32.npy"), NULL);
+    char *err = last_stderr();
+    bool ok = CHECK(rc == 0, "default fit: exit status %d: %s", rc, err);
+    free(err);
+    if (ok) {
+        CHECK(stderr_has("flashkm: fit n=200", "init=k-means++"),
+              "default fit: the summary does not say init=k-means++");
+        CHECK(!stderr_has("flashkm: fit n=200", "n-init"),
+              "default fit: the summary mentions n-init for a single run");
+        CHECK(count_stderr_lines("run ") == 0, "default fit: printed run headers");
+    }
+    if (ok && read_labels("L_def.npy", L_default) && read_centroids("C_def.npy", C_default)) {
+        /* well-separated blobs: k-means++ seeds one centre in each, so the labels are the blob
+         * membership up to a permutation */
+        int label_of_blob[K] = {-1, -1, -1, -1}, wrong = 0;
+        bool used[K] = {false};
+        for (int i = 0; i < N; i++) {
+            int b = blob_of[i], l = L_default[i];
+            if (l < 0 || l >= K) {
+                wrong++;
+            } else if (label_of_blob[b] < 0 && !used[l]) {
+                label_of_blob[b] = l;
+                used[l] = true;
+            } else if (label_of_blob[b] != l) {
+                wrong++;
+            }
+        }
+        CHECK(wrong == 0, "default (k-means++) fit: %d labels disagree with the blobs", wrong);
+    }
+
+    rc = run("fit", "-k", "4", "--init", "k-means++", "--centroids", P("C_pp.npy"), "--labels",
+             P("L_pp.npy"), "--quiet", P("x_f32.npy"), NULL);
+    err = last_stderr();
+    if (CHECK(rc == 0, "--init k-means++: exit status %d: %s", rc, err) && ok &&
+        read_labels("L_pp.npy", L_pp) && read_centroids("C_pp.npy", C_pp))
+        CHECK(memcmp(L_pp, L_default, sizeof L_pp) == 0 &&
+                  memcmp(C_pp, C_default, sizeof C_pp) == 0,
+              "--init k-means++ differs from the default init");
+    free(err);
+
+    rc = run("fit", "-k", "4", "--init", "random", "--seed", "3", P("x_f32.npy"), NULL);
+    err = last_stderr();
+    if (CHECK(rc == 0, "--init random: exit status %d: %s", rc, err))
+        CHECK(stderr_has("flashkm: fit n=200", "init=random"),
+              "--init random: the summary does not say init=random");
+    free(err);
+    rc = run("fit", "-k", "4", "--init", P("init.npy"), "--quiet", P("x_f32.npy"), NULL);
+    CHECK(rc == 0, "--init PATH: exit status %d", rc);
+
+    rc = run("fit", "-k", "4", "--init", "kmeans", P("x_f32.npy"), NULL);
+    CHECK(rc == 1, "--init with a missing file: exit status %d, expected 1", rc);
+    expect_one_error_line("--init kmeans (no such file)", "kmeans");
+}
+
+/* --n-init R: the result is one of the R single fits with seeds S .. S + R - 1, the one with
+ * the lowest inertia; bad values are usage errors. */
+static void test_n_init(void)
+{
+    enum { R = 3, KN = 7 }; /* 7 clusters on 4 blobs: the runs find different splits */
+    static float C[R][KN * D], CN[KN * D];
+    static int32_t L[R][N], LN[N];
+    double inertia[R], inertia_n;
+    const uint64_t S = 5;
+    for (int r = 0; r < R; r++) {
+        char seed[32];
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)(S + (uint64_t)r));
+        int rc = run("fit", "-k", "7", "--seed", seed, "--centroids", P("C_r.npy"), "--labels",
+                     P("L_r.npy"), P("x_f32.npy"), NULL);
+        char *err = last_stderr();
+        bool ok = CHECK(rc == 0, "single fit with seed %s: exit status %d: %s", seed, rc, err);
+        free(err);
+        if (!ok) return;
+        inertia[r] = summary_inertia();
+        fkm_matrix m;
+        if (!read_labels("L_r.npy", L[r]) ||
+            !CHECK(fkm_matrix_load(NULL, P("C_r.npy"), &m) == FKM_OK && m.rows == KN &&
+                       m.cols == D && m.dtype == FKM_F32,
+                   "seed %s: bad centroids file", seed))
+            return;
+        memcpy(C[r], m.data, sizeof C[r]);
+        fkm_matrix_free(&m);
+    }
+    int rc = run("fit", "-k", "7", "--seed", "5", "--n-init", "3", "--centroids", P("C_n.npy"),
+                 "--labels", P("L_n.npy"), P("x_f32.npy"), NULL);
+    char *err = last_stderr();
+    bool ok = CHECK(rc == 0, "--n-init 3: exit status %d: %s", rc, err);
+    free(err);
+    if (!ok) return;
+    inertia_n = summary_inertia();
+    if (getenv("FKM_TEST_VERBOSE"))
+        printf("n-init: seeds 5, 6, 7: inertia %.6e %.6e %.6e; --n-init 3: %.6e\n", inertia[0],
+               inertia[1], inertia[2], inertia_n);
+    CHECK(stderr_has("flashkm: fit n=200", "n-init=3") &&
+              stderr_has("flashkm: fit n=200", "best of 3 runs"),
+          "--n-init 3: the summary does not mention the 3 runs");
+    CHECK(count_stderr_lines("run ") == R, "--n-init 3: expected %d run header lines, got %d", R,
+          count_stderr_lines("run "));
+    fkm_matrix m;
+    if (!read_labels("L_n.npy", LN) ||
+        !CHECK(fkm_matrix_load(NULL, P("C_n.npy"), &m) == FKM_OK && m.rows == KN && m.cols == D &&
+                   m.dtype == FKM_F32,
+               "--n-init 3: bad centroids file"))
+        return;
+    memcpy(CN, m.data, sizeof CN);
+    fkm_matrix_free(&m);
+    int match = -1;
+    for (int r = R - 1; r >= 0; r--)
+        if (memcmp(CN, C[r], sizeof CN) == 0 && memcmp(LN, L[r], sizeof LN) == 0) match = r;
+    if (CHECK(match >= 0, "--n-init 3 --seed 5: the result equals none of the fits with seeds "
+                          "5, 6, 7 (inertias %.6e %.6e %.6e, got %.6e)",
+              inertia[0], inertia[1], inertia[2], inertia_n)) {
+        double best = fmin(inertia[0], fmin(inertia[1], inertia[2]));
+        CHECK(inertia[match] <= best, "--n-init 3: kept seed %d of inertia %.6e, but the best is "
+                                      "%.6e", (int)S + match, inertia[match], best);
+        CHECK(inertia_n == inertia[match], "--n-init 3: summary inertia %.6e, the run's %.6e",
+              inertia_n, inertia[match]);
+    }
+
+    /* batched: problem b is the fit of it alone with seed S + b and the same --n-init */
+    static float CB[B * K * D], C1[K * D];
+    static int32_t LB[B * N], L1[N];
+    rc = run("fit", "-k", "4", "--seed", "2", "--n-init", "2", "--centroids", P("CBn.npy"),
+             "--labels", P("LBn.npy"), P("xb.npy"), NULL);
+    err = last_stderr();
+    ok = CHECK(rc == 0, "batched --n-init 2: exit status %d: %s", rc, err);
+    free(err);
+    char shape[32];
+    snprintf(shape, sizeof shape, "(%d, %d)", B, N);
+    if (ok) CHECK(stderr_has("flashkm: fit batch=3", "n-init=2"),
+                  "batched --n-init 2: the summary does not mention n-init=2");
+    if (ok && read_centroids_batch("CBn.npy", B, CB) &&
+        read_int32_npy("LBn.npy", shape, B * N, LB)) {
+        for (int b = 0; b < B; b++) {
+            char xname[32], seed[32];
+            snprintf(xname, sizeof xname, "xb_%d.npy", b);
+            snprintf(seed, sizeof seed, "%d", 2 + b);
+            rc = run("fit", "-k", "4", "--seed", seed, "--n-init", "2", "--centroids",
+                     P("C1.npy"), "--labels", P("L1.npy"), "--quiet", P(xname), NULL);
+            if (CHECK(rc == 0, "--n-init 2 of problem %d alone: exit status %d", b, rc) &&
+                read_centroids("C1.npy", C1) && read_labels("L1.npy", L1))
+                CHECK(memcmp(C1, CB + b * K * D, sizeof C1) == 0 &&
+                          memcmp(L1, LB + b * N, sizeof L1) == 0,
+                      "batched --n-init 2: problem %d differs from its fit alone", b);
+        }
+    }
+
+    /* usage errors: R < 1, not an integer, R > 1 with an init file */
+    static const char *const bad[] = {"0", "-1", "abc", "2.5", "99999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rc = run("fit", "-k", "4", "--n-init", bad[i], P("x_f32.npy"), NULL);
+        CHECK(rc == 2, "--n-init %s: exit status %d, expected 2", bad[i], rc);
+        expect_one_error_line("bad --n-init", "--n-init");
+    }
+    remove(P("L_nerr.npy"));
+    rc = run("fit", "-k", "4", "--n-init", "3", "--init", P("init.npy"), "--labels",
+             P("L_nerr.npy"), P("x_f32.npy"), NULL);
+    CHECK(rc == 2, "--n-init 3 with --init PATH: exit status %d, expected 2", rc);
+    expect_one_error_line("--n-init 3 with --init PATH", "--n-init");
+    CHECK(!file_exists(P("L_nerr.npy")), "--n-init usage error: an output was created");
+    rc = run("fit", "-k", "4", "--n-init", "1", "--init", P("init.npy"), "--quiet",
+             P("x_f32.npy"), NULL);
+    CHECK(rc == 0, "--n-init 1 with --init PATH: exit status %d", rc);
+}
+
+/* --weights: integer weights give the fit of the data with each row repeated that often
+ * (same init, --tol 0 so that both stop when the labels stop changing). */
+static void test_weights(void)
+{
+    static double w[N];
+    static int32_t LW[N], LR[3 * N], LP[N];
+    static float CW[K * D], CR[K * D];
+    int rows = 0;
+    for (int i = 0; i < N; i++) {
+        w[i] = (i % 7 == 6) ? 0.0 : (double)(1 + (i * 5) % 3); /* 0 (some rows), 1, 2 or 3 */
+        rows += (int)w[i];
+    }
+    /* X with row i written w[i] times; points 0..3 (the init rows) all have weight >= 1 */
+    FILE *f = create("x_rep.npy");
+    char shape[64];
+    snprintf(shape, sizeof shape, "(%d, %d)", rows, D);
+    npy_header_shape(f, "<f4", shape);
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < (int)w[i]; c++)
+            for (int t = 0; t < D; t++) put_f32(f, X[i][t]);
+    finish(f);
+    snprintf(shape, sizeof shape, "(%d,)", N);
+    write_weights("w_f64.npy", "<f8", shape, w, N);
+    snprintf(shape, sizeof shape, "(%d, 1)", N);
+    write_weights("w_f32_col.npy", "<f4", shape, w, N);
+
+    int rc = run("fit", "-k", "4", "--init", P("init.npy"), "--tol", "0", "--centroids",
+                 P("C_rep.npy"), "--labels", P("L_rep.npy"), P("x_rep.npy"), NULL);
+    char *err = last_stderr();
+    bool ok = CHECK(rc == 0, "fit of the repeated rows: exit status %d: %s", rc, err);
+    free(err);
+    double inertia_rep = summary_inertia();
+    char lshape[32];
+    snprintf(lshape, sizeof lshape, "(%d,)", rows);
+    if (!ok || !read_centroids("C_rep.npy", CR) ||
+        !read_int32_npy("L_rep.npy", lshape, (size_t)rows, LR))
+        return;
+
+    static const char *const wfiles[] = {"w_f64.npy", "w_f32_col.npy"};
+    for (size_t v = 0; v < 2; v++) {
+        rc = run("fit", "-k", "4", "--init", P("init.npy"), "--tol", "0", "--weights",
+                 P(wfiles[v]), "--centroids", P("C_w.npy"), "--labels", P("L_w.npy"),
+                 P("x_f32.npy"), NULL);
+        err = last_stderr();
+        ok = CHECK(rc == 0, "--weights %s: exit status %d: %s", wfiles[v], rc, err);
+        free(err);
+        if (!ok) continue;
+        double inertia_w = summary_inertia();
+        if (getenv("FKM_TEST_VERBOSE"))
+            printf("--weights %s: inertia %.6e, repeated rows %.6e\n", wfiles[v], inertia_w,
+                   inertia_rep);
+        CHECK(fabs(inertia_w - inertia_rep) <= 1e-5 * fabs(inertia_rep),
+              "--weights %s: inertia %.6e, repeated rows %.6e", wfiles[v], inertia_w,
+              inertia_rep);
+        if (!read_centroids("C_w.npy", CW) || !read_labels("L_w.npy", LW)) continue;
+        double worst = 0;
+        for (int j = 0; j < K * D; j++) {
+            double e = fabs((double)CW[j] - CR[j]) / (1.0 + fabs((double)CR[j]));
+            if (e > worst) worst = e;
+        }
+        if (getenv("FKM_TEST_VERBOSE"))
+            printf("--weights %s: centroids off by %.3g (relative)\n", wfiles[v], worst);
+        CHECK(worst <= 1e-6, "--weights %s: centroids off the repeated-rows fit's by %.3g",
+              wfiles[v], worst);
+        /* row i's label is the label of its copies (rows of weight 0 have none) */
+        int wrong = 0;
+        for (int i = 0, at = 0; i < N; at += (int)w[i], i++)
+            for (int c = 0; c < (int)w[i]; c++) wrong += LW[i] != LR[at + c];
+        CHECK(wrong == 0, "--weights %s: %d labels differ from those of the repeated rows",
+              wfiles[v], wrong);
+        /* and every label, weight 0 or not, is the nearest centroid's */
+        rc = run("predict", "--centroids", P("C_w.npy"), "--labels", P("P_w.npy"), "--quiet",
+                 P("x_f32.npy"), NULL);
+        if (CHECK(rc == 0, "predict with the weighted centroids: exit status %d", rc) &&
+            read_labels("P_w.npy", LP))
+            CHECK(memcmp(LP, LW, sizeof LP) == 0, "--weights %s: labels are not the nearest "
+                                                  "centroids'", wfiles[v]);
+    }
+
+    /* batched: (B, N) weights, problem b's in row b; each problem as its fit alone */
+    static double wb[B * N];
+    static float CB[B * K * D], C1[K * D];
+    static int32_t LB[B * N], L1[N];
+    for (int i = 0; i < B * N; i++) wb[i] = 0.5 + (double)((i * 3) % 4);
+    snprintf(shape, sizeof shape, "(%d, %d)", B, N);
+    write_weights("wb.npy", "<f8", shape, wb, B * N);
+    rc = run("fit", "-k", "4", "--init", P("ib.npy"), "--weights", P("wb.npy"), "--centroids",
+             P("CBw.npy"), "--labels", P("LBw.npy"), "--quiet", P("xb.npy"), NULL);
+    err = last_stderr();
+    ok = CHECK(rc == 0, "batched --weights: exit status %d: %s", rc, err);
+    free(err);
+    char bshape[32];
+    snprintf(bshape, sizeof bshape, "(%d, %d)", B, N);
+    if (ok && read_centroids_batch("CBw.npy", B, CB) &&
+        read_int32_npy("LBw.npy", bshape, B * N, LB)) {
+        for (int b = 0; b < B; b++) {
+            char xname[32], iname[32], wname[32], wshape[32];
+            snprintf(xname, sizeof xname, "xb_%d.npy", b);
+            snprintf(iname, sizeof iname, "ib_%d.npy", b);
+            snprintf(wname, sizeof wname, "wb_%d.npy", b);
+            snprintf(wshape, sizeof wshape, "(%d,)", N);
+            write_weights(wname, "<f4", wshape, wb + b * N, N);
+            rc = run("fit", "-k", "4", "--init", P(iname), "--weights", P(wname), "--centroids",
+                     P("C1.npy"), "--labels", P("L1.npy"), "--quiet", P(xname), NULL);
+            if (CHECK(rc == 0, "weighted problem %d alone: exit status %d", b, rc) &&
+                read_centroids("C1.npy", C1) && read_labels("L1.npy", L1))
+                CHECK(memcmp(C1, CB + b * K * D, sizeof C1) == 0 &&
+                          memcmp(L1, LB + b * N, sizeof L1) == 0,
+                      "batched --weights: problem %d differs from its weighted fit alone", b);
+        }
+    }
+
+    /* errors: exit 1, one line naming the file (and both sizes), no output left behind */
+    double bad[N + 1];
+    for (int i = 0; i <= N; i++) bad[i] = 1.0;
+    snprintf(shape, sizeof shape, "(%d,)", N - 1);
+    write_weights("w_short.npy", "<f4", shape, bad, N - 1);
+    snprintf(shape, sizeof shape, "(%d,)", N + 1);
+    write_weights("w_long.npy", "<f8", shape, bad, N + 1);
+    snprintf(shape, sizeof shape, "(1, %d)", N);
+    write_weights("w_row.npy", "<f4", shape, bad, N);
+    bad[17] = -2.0;
+    snprintf(shape, sizeof shape, "(%d,)", N);
+    write_weights("w_neg.npy", "<f4", shape, bad, N);
+    bad[17] = NAN;
+    write_weights("w_nan.npy", "<f8", shape, bad, N);
+    for (int i = 0; i < N; i++) bad[i] = 0.0;
+    write_weights("w_zero.npy", "<f4", shape, bad, N);
+    static const struct {
+        const char *file, *input, *word1, *word2;
+    } cases[] = {
+        {"w_short.npy", "x_f32.npy", "199", "200"},
+        {"w_long.npy", "x_f32.npy", "201", "200"},
+        {"w_row.npy", "x_f32.npy", "w_row.npy", "200"},
+        {"wb.npy", "x_f32.npy", "wb.npy", "200"},       /* (B, N) weights for 2-D data */
+        {"w_f64.npy", "xb.npy", "w_f64.npy", "(3, 200)"}, /* (N,) weights for a batch */
+        {"w_neg.npy", "x_f32.npy", "w_neg.npy", "negative"},
+        {"w_nan.npy", "x_f32.npy", "w_nan.npy", "weight[17]"},
+        {"w_zero.npy", "x_f32.npy", "w_zero.npy", NULL},
+        {"nosuch_w.npy", "x_f32.npy", "nosuch_w.npy", NULL},
+        {"x_f32.npy", "x_f32.npy", "x_f32.npy", "200"}, /* a 200 x 5 matrix */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        remove(P("L_werr.npy"));
+        remove(P("C_werr.npy"));
+        const char *init = strcmp(cases[i].input, "xb.npy") == 0 ? "ib.npy" : "init.npy";
+        rc = run("fit", "-k", "4", "--init", P(init), "--weights", P(cases[i].file), "--labels",
+                 P("L_werr.npy"), "--centroids", P("C_werr.npy"), P(cases[i].input), NULL);
+        char what[96];
+        snprintf(what, sizeof what, "--weights %s for %s", cases[i].file, cases[i].input);
+        CHECK(rc == 1, "%s: exit status %d, expected 1", what, rc);
+        expect_one_error_line(what, cases[i].word1);
+        if (cases[i].word2) expect_one_error_line(what, cases[i].word2);
+        CHECK(!file_exists(P("L_werr.npy")) && !file_exists(P("C_werr.npy")),
+              "%s: an output was created", what);
+    }
+    rc = run("predict", "--centroids", P("init.npy"), "--weights", P("w_f64.npy"),
+             P("x_f32.npy"), NULL);
+    CHECK(rc == 2, "predict --weights: exit status %d, expected 2", rc);
+    expect_one_error_line("predict --weights", "--weights");
+}
+
 /* Whether dir holds any file other than `keep`. */
 static bool dir_has_other_files(const char *dir, const char *keep)
 {
@@ -762,6 +1147,9 @@ int main(int argc, char **argv)
     test_formats();
     test_progress();
     test_batch();
+    test_init_methods();
+    test_n_init();
+    test_weights();
     test_errors();
     if (failures) {
         fprintf(stderr, "test_cli: %d check(s) failed; files kept in %s\n", failures, tmpdir);

@@ -425,6 +425,24 @@ static void test_npy_hand(void)
                   bf, sizeof bf);
     expect_batch("b3bf.npy", FKM_BF16, 2, 2, 2, bf);
 
+    /* 1-D (N,): a vector (per-point weights, say) read as an N x 1 matrix, in every dtype
+     * and header spelling; (N, 1) gives the same matrix */
+    write_npy_raw("v1d.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (12,), }",
+                  vals12, sizeof vals12);
+    expect_matrix("v1d.npy", FKM_F32, 12, 1, vals12);
+    write_npy_raw("v1d_2.npy", 2, "{'shape':(12L,),'descr':'<f4','fortran_order':False}",
+                  vals12, sizeof vals12);
+    expect_matrix("v1d_2.npy", FKM_F32, 12, 1, vals12);
+    write_npy_raw("v1d_f8.npy", 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }",
+                  dbl, sizeof dbl);
+    expect_matrix("v1d_f8.npy", FKM_F64, 3, 1, dbl);
+    write_npy_raw("v1d_f2.npy", 1, "{'descr': '<f2', 'fortran_order': False, 'shape': (4,), }",
+                  half, sizeof half);
+    expect_matrix("v1d_f2.npy", FKM_F16, 4, 1, half);
+    write_npy_raw("v1d_one.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }",
+                  vals12, sizeof vals12[0]);
+    expect_matrix("v1d_one.npy", FKM_F32, 1, 1, vals12);
+
     /* the extension is case-insensitive */
     write_npy_raw("upper.NPY", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }",
                   vals12, sizeof vals12);
@@ -537,8 +555,17 @@ static void test_bad_npy(void)
          "Fortran"},
         {"4d.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 2, 1), }",
          FKM_E_FORMAT, "3-D"},
-        {"1d.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (12,), }", FKM_E_FORMAT, "2-D"},
         {"0d.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (), }", FKM_E_FORMAT, "2-D"},
+        {"empty1.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (0,), }", FKM_E_FORMAT,
+         "empty"},
+        {"ovf1.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (4611686018427387904,), }",
+         FKM_E_OVERFLOW, NULL},
+        {"lie1_big.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (13,), }", FKM_E_FORMAT,
+         "truncated"},
+        {"lie1_small.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (11,), }",
+         FKM_E_FORMAT, "extra bytes"},
+        {"i4_1d.npy", "{'descr': '<i4', 'fortran_order': False, 'shape': (12,), }", FKM_E_DTYPE,
+         "<i4"},
         {"empty3_b.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 3, 4), }",
          FKM_E_FORMAT, "empty"},
         {"empty3_d.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4, 0), }",

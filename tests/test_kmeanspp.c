@@ -183,6 +183,32 @@ static void check_n_init(fkm_ctx *ctx)
     free(Xd), free(X);
 }
 
+/* fkm_kmeanspp gives exactly the centroids fkm_fit starts from: a fit from them as user
+ * centroids equals the k-means++ fit. Errors are reported like fkm_fit's. */
+static void check_init_alone(fkm_ctx *ctx)
+{
+    const int64_t n = 4000, d = 9, k = 21;
+    double *Xd = tc_blobs(8, n, d, 15, 4.0, 0.0);
+    uint16_t *X = tc_store(Xd, n, d, d, FKM_F16);
+    fkm_params p = fkm_params_default();
+    p.k = k;
+    p.seed = 3;
+    float *C0 = malloc((size_t)(k * d) * sizeof *C0);
+    CHECK(fkm_kmeanspp(ctx, &p, X, FKM_F16, n, d, d, NULL, C0) == FKM_OK, "kmeanspp: %s", fkm_last_error(ctx));
+    fit_out a, b;
+    fit(ctx, &p, X, FKM_F16, n, d, NULL, &a);
+    p.init = FKM_INIT_USER;
+    p.init_centroids = C0;
+    fit(ctx, &p, X, FKM_F16, n, d, NULL, &b);
+    CHECK(same_fit(&a, &b, n, k * d), "a fit from fkm_kmeanspp's centroids differs from the k-means++ fit");
+    CHECK(fkm_kmeanspp(ctx, &p, X, FKM_F16, n, d, d, NULL, NULL) == FKM_E_NULL, "NULL centroids_out");
+    p.k = n + 1;
+    CHECK(fkm_kmeanspp(ctx, &p, X, FKM_F16, n, d, d, NULL, C0) == FKM_E_INVALID, "k > n");
+    printf("fkm_kmeanspp: the centroids fkm_fit starts from\n");
+    fit_free(&a), fit_free(&b);
+    free(Xd), free(X), free(C0);
+}
+
 int main(void)
 {
     fkm_ctx *ctx = tc_create();
@@ -190,6 +216,7 @@ int main(void)
     check_beats_random(ctx);
     check_weights_repeat(ctx);
     check_n_init(ctx);
+    check_init_alone(ctx);
     fkm_destroy(ctx);
     return tc_finish("test_kmeanspp");
 }

@@ -35,6 +35,12 @@ static const choice precision_names[] = {
     {"fast", FKM_PRECISION_FAST}, {"f32", FKM_PRECISION_F32}, {"exact", FKM_PRECISION_EXACT}, {NULL, 0}};
 static const choice backend_names[] = {
     {"auto", FKM_BACKEND_AUTO}, {"cpu", FKM_BACKEND_CPU}, {"cuda", FKM_BACKEND_CUDA}, {NULL, 0}};
+/* --init takes one of the first two or a PATH; "file" only names FKM_INIT_USER in summaries */
+static const choice init_names[] = {
+    {"k-means++", FKM_INIT_KMEANS_PP}, {"random", FKM_INIT_RANDOM}, {NULL, 0}};
+static const choice init_display_names[] = {
+    {"k-means++", FKM_INIT_KMEANS_PP}, {"random", FKM_INIT_RANDOM}, {"file", FKM_INIT_USER},
+    {NULL, 0}};
 
 static const char *choice_name(const choice *table, int value)
 {
@@ -48,8 +54,9 @@ static const char *choice_name(const choice *table, int value)
 enum { CMD_FIT = 1, CMD_PREDICT = 2, CMD_INFO = 4 };
 
 typedef enum opt_id {
-    OPT_K, OPT_MAX_ITER, OPT_TOL, OPT_INIT, OPT_SEED, OPT_METRIC, OPT_EMPTY, OPT_BACKEND, OPT_PRECISION,
-    OPT_THREADS, OPT_CENTROIDS, OPT_LABELS, OPT_QUIET, OPT_HELP, OPT_COUNT
+    OPT_K, OPT_MAX_ITER, OPT_TOL, OPT_INIT, OPT_N_INIT, OPT_SEED, OPT_WEIGHTS, OPT_METRIC,
+    OPT_EMPTY, OPT_BACKEND, OPT_PRECISION, OPT_THREADS, OPT_CENTROIDS, OPT_LABELS, OPT_QUIET,
+    OPT_HELP, OPT_COUNT
 } opt_id;
 
 /* Every option of every command: its long name (NULL: short only), short letter (0: none),
@@ -64,7 +71,9 @@ static const struct opt_spec {
     [OPT_MAX_ITER] = {"max-iter", 0, true, CMD_FIT},
     [OPT_TOL] = {"tol", 0, true, CMD_FIT},
     [OPT_INIT] = {"init", 0, true, CMD_FIT},
+    [OPT_N_INIT] = {"n-init", 0, true, CMD_FIT},
     [OPT_SEED] = {"seed", 0, true, CMD_FIT},
+    [OPT_WEIGHTS] = {"weights", 0, true, CMD_FIT},
     [OPT_METRIC] = {"metric", 0, true, CMD_FIT | CMD_PREDICT},
     [OPT_EMPTY] = {"empty", 0, true, CMD_FIT},
     [OPT_BACKEND] = {"backend", 0, true, CMD_FIT | CMD_PREDICT},
@@ -245,7 +254,7 @@ typedef struct config {
     fkm_params params;
     fkm_backend backend;
     int threads;
-    const char *input, *init_path, *centroids_path, *labels_path;
+    const char *input, *init_path, *weights_path, *centroids_path, *labels_path;
     bool quiet;
 } config;
 
@@ -256,15 +265,18 @@ static int get_config(const args *a, config *c)
     c->input = a->input;
     c->centroids_path = a->val[OPT_CENTROIDS];
     c->labels_path = a->val[OPT_LABELS];
+    c->weights_path = a->val[OPT_WEIGHTS];
     c->quiet = a->val[OPT_QUIET] != NULL;
     if (!c->input) return usage_error(a->cmd, "missing INPUT file");
 
     long long k = c->params.k, max_iter = c->params.max_iter, threads = 0;
+    long long n_init = c->params.n_init;
     int metric = c->params.metric, empty = c->params.empty, backend = FKM_BACKEND_AUTO;
     int precision = c->params.precision;
     int rc;
     if ((rc = get_int(a, OPT_K, 1, INT64_MAX, "an integer >= 1", &k)) ||
         (rc = get_int(a, OPT_MAX_ITER, 1, INT32_MAX, "an integer >= 1", &max_iter)) ||
+        (rc = get_int(a, OPT_N_INIT, 1, INT32_MAX, "an integer >= 1", &n_init)) ||
         (rc = get_int(a, OPT_THREADS, 0, INT32_MAX, "an integer >= 0", &threads)) ||
         (rc = get_tol(a, OPT_TOL, &c->params.tol)) ||
         (rc = get_u64(a, OPT_SEED, &c->params.seed)) ||
@@ -276,16 +288,28 @@ static int get_config(const args *a, config *c)
     c->params.precision = (fkm_precision)precision;
     c->params.k = k;
     c->params.max_iter = (int32_t)max_iter;
+    c->params.n_init = (int32_t)n_init;
     c->params.n_threads = (int32_t)threads;
     c->params.metric = (fkm_metric)metric;
     c->params.empty = (fkm_empty)empty;
     c->threads = (int)threads;
     c->backend = (fkm_backend)backend;
+    /* --init: a method's name, else the path of a centroids file */
     const char *init = a->val[OPT_INIT];
-    if (init && strcmp(init, "random") != 0) {
-        c->init_path = init;
-        c->params.init = FKM_INIT_USER;
+    if (init) {
+        const choice *m = init_names;
+        while (m->name && strcmp(m->name, init) != 0) m++;
+        if (m->name) {
+            c->params.init = (fkm_init)m->value;
+        } else {
+            c->init_path = init;
+            c->params.init = FKM_INIT_USER;
+        }
     }
+    if (c->init_path && n_init > 1)
+        return usage_error(a->cmd,
+                           "--n-init %lld needs --init k-means++ or random: every run would "
+                           "start from the centroids of '%s'", n_init, c->init_path);
     if (c->centroids_path && c->labels_path && strcmp(c->centroids_path, c->labels_path) == 0)
         return usage_error(a->cmd, "--centroids and --labels name the same file");
     return 0;
@@ -419,6 +443,39 @@ static int load_centroids(fkm_ctx *ctx, const char *path, int64_t batch, int64_t
     return rc;
 }
 
+/* Loads per-point weights (any readable format and float type) as f32: n values for one
+ * problem, a 1-D (n,) .npy or an (n, 1) matrix (a one-column .csv, say); for `batch` > 1
+ * problems a 2-D (batch, n) .npy, problem b's weights in row b (as fkm_fit_batch takes them).
+ * The values themselves (negative, NaN, all zero) are checked by the fit. */
+static int load_weights(fkm_ctx *ctx, const char *path, const char *input, int64_t batch,
+                        int64_t n, float **out)
+{
+    fkm_matrix m;
+    fkm_status s = fkm_matrix_load(ctx, path, &m);
+    if (s != FKM_OK) return lib_error(ctx, s, NULL);
+    int rc = 0;
+    char got[96];
+    if (m.batch == 1 && m.cols == 1) /* a 1-D (N,) or an N x 1 file */
+        snprintf(got, sizeof got, "%" PRId64 " weights", m.rows);
+    else
+        shape_text(m.batch, m.rows, m.cols, got, sizeof got);
+    if (batch > 1 && (m.batch != 1 || m.rows != batch || m.cols != n)) {
+        rc = fail("%s: has %s%s, expected (B, N) = (%" PRId64 ", %" PRId64 ") weights for the "
+                  "batched input %s", path, m.cols == 1 ? "" : "shape ", got, batch, n, input);
+    } else if (batch <= 1 && m.batch == 1 && m.cols == 1 && m.rows != n) {
+        rc = fail("%s: has %s, expected %" PRId64 " (one per row of %s)", path, got, n, input);
+    } else if (batch <= 1 && (m.batch != 1 || m.cols != 1)) {
+        rc = fail("%s: has shape %s, expected %" PRId64 " weights (a 1-D (%" PRId64 ",) or a %"
+                  PRId64 " x 1 file, one per row of %s)", path, got, n, n, n, input);
+    } else if (!(*out = alloc_array(m.rows * m.cols, sizeof(float)))) {
+        rc = fail("%s: out of memory", path);
+    } else {
+        for (int64_t i = 0; i < m.rows * m.cols; i++) (*out)[i] = element_f32(&m, i);
+    }
+    fkm_matrix_free(&m);
+    return rc;
+}
+
 /* Writes the requested outputs, centroids first: (k, d) and (n,) for one problem, (batch, k,
  * d) and (batch, n) for batch > 1. If the labels fail after the centroids were written, the
  * centroids are removed again so that a failed run leaves no outputs. */
@@ -443,15 +500,25 @@ static int write_outputs(fkm_ctx *ctx, int64_t batch, const char *centroids_path
 
 /* ================================================================ fit */
 
-/* Sums iteration times for the summary's ms/iter. */
+/* Sums iteration times and counts iterations (over every run of --n-init) for the summary's
+ * ms/iter; counts runs to head each one's progress lines when there are several. */
 typedef struct progress_state {
     double iter_seconds;
+    int64_t iters;
+    int32_t run, n_init;
+    uint64_t seed;
 } progress_state;
 
 static int print_progress(const fkm_iter_info *it, void *user)
 {
     progress_state *ps = user;
     ps->iter_seconds += it->seconds;
+    ps->iters++;
+    if (it->iter == 1 && ps->n_init > 1) { /* run r (from 0) is seeded with S + r */
+        fprintf(stderr, "run %d/%d (seed %llu)\n", (int)ps->run + 1, (int)ps->n_init,
+                (unsigned long long)(ps->seed + (uint64_t)ps->run));
+        ps->run++;
+    }
     fprintf(stderr,
             "iter %4d  inertia %.6e  rel-shift %.3e  changed %lld  empty %lld  %.1f ms "
             "(assign %.1f, update %.1f)\n",
@@ -461,18 +528,34 @@ static int print_progress(const fkm_iter_info *it, void *user)
     return 0;
 }
 
+/* "init=k-means++", with " n-init=R" for several runs: the summaries' view of the init. */
+static const char *init_text(const config *c, char *buf, size_t cap)
+{
+    int len = snprintf(buf, cap, "init=%s", choice_name(init_display_names, (int)c->params.init));
+    if (c->params.n_init > 1 && len > 0 && (size_t)len < cap)
+        snprintf(buf + len, cap - (size_t)len, " n-init=%d", (int)c->params.n_init);
+    return buf;
+}
+
+/* The result is the best run's: its iterations and inertia. With several runs "best of R
+ * runs" says so, and ms/iter averages over the iterations of every run. */
 static void print_fit_summary(const config *c, fkm_ctx *ctx, const fkm_matrix *X,
-                              const fkm_result *r, double seconds, double iter_seconds)
+                              const fkm_result *r, double seconds, const progress_state *ps)
 {
     int threads = c->threads > 0 ? c->threads : fkm_cpu_max_threads();
+    char init[64], runs[64] = "";
+    if (c->params.n_init > 1)
+        snprintf(runs, sizeof runs, " (best of %d runs, %lld iterations in all)",
+                 (int)c->params.n_init, (long long)ps->iters);
     fprintf(stderr,
-            "flashkm: fit n=%lld d=%lld k=%lld dtype=%s metric=%s backend=%s threads=%d: "
-            "%d iterations (%s), inertia %.6e, %.1f ms total, %.2f ms/iter\n",
+            "flashkm: fit n=%lld d=%lld k=%lld dtype=%s metric=%s %s%s backend=%s threads=%d: "
+            "%d iterations (%s), inertia %.6e%s, %.1f ms total, %.2f ms/iter\n",
             (long long)X->rows, (long long)X->cols, (long long)c->params.k,
             fkm_dtype_name(X->dtype), choice_name(metric_names, (int)c->params.metric),
+            init_text(c, init, sizeof init), c->weights_path ? " weighted" : "",
             fkm_backend_name(fkm_ctx_backend(ctx)), threads, (int)r->n_iter,
-            r->converged ? "converged" : "max-iter reached", r->inertia, 1e3 * seconds,
-            r->n_iter > 0 ? 1e3 * iter_seconds / r->n_iter : 0.0);
+            r->converged ? "converged" : "max-iter reached", r->inertia, runs, 1e3 * seconds,
+            ps->iters > 0 ? 1e3 * ps->iter_seconds / (double)ps->iters : 0.0);
 }
 
 /* fkm_fit_batch calls no progress callback: one line per problem at the end instead. */
@@ -480,15 +563,17 @@ static void print_batch_summary(const config *c, fkm_ctx *ctx, const fkm_matrix 
                                 const fkm_result *r, double seconds)
 {
     int threads = c->threads > 0 ? c->threads : fkm_cpu_max_threads();
+    char init[64];
     for (int64_t b = 0; b < X->batch; b++)
         fprintf(stderr, "problem %" PRId64 ": %d iterations (%s), inertia %.6e\n", b,
                 (int)r[b].n_iter, r[b].converged ? "converged" : "max-iter reached",
                 r[b].inertia);
     fprintf(stderr,
-            "flashkm: fit batch=%lld n=%lld d=%lld k=%lld dtype=%s metric=%s backend=%s "
+            "flashkm: fit batch=%lld n=%lld d=%lld k=%lld dtype=%s metric=%s %s%s backend=%s "
             "threads=%d: %lld problems, %.1f ms total\n",
             (long long)X->batch, (long long)n, (long long)X->cols, (long long)c->params.k,
             fkm_dtype_name(X->dtype), choice_name(metric_names, (int)c->params.metric),
+            init_text(c, init, sizeof init), c->weights_path ? " weighted" : "",
             fkm_backend_name(fkm_ctx_backend(ctx)), threads, (long long)X->batch,
             1e3 * seconds);
 }
@@ -502,7 +587,7 @@ static int run_fit(const args *a)
 
     fkm_ctx *ctx = NULL;
     fkm_matrix X = {0};
-    float *init = NULL, *C = NULL;
+    float *init = NULL, *weights = NULL, *C = NULL;
     int32_t *labels = NULL;
     fkm_result *results = NULL;
     fkm_status s;
@@ -521,6 +606,9 @@ static int run_fit(const args *a)
     }
     if (c.init_path && (rc = load_centroids(ctx, c.init_path, batch, k, X.cols, &init, &init_k)))
         goto done;
+    if (c.weights_path &&
+        (rc = load_weights(ctx, c.weights_path, c.input, batch, n, &weights)))
+        goto done;
     /* k <= n, so B * k * d fits like B * n * d */
     C = alloc_array(batch * k * X.cols, sizeof(float));
     labels = alloc_array(X.rows, sizeof(int32_t));
@@ -531,29 +619,55 @@ static int run_fit(const args *a)
         goto done;
     }
 
-    progress_state ps = {0};
+    progress_state ps = {0, 0, 0, c.params.n_init, c.params.seed};
     c.params.init_centroids = init;
     if (!c.quiet && batch == 1) {
         c.params.progress = print_progress;
         c.params.progress_user = &ps;
     }
     double t0 = now_seconds();
-    if (batch > 1)
+    int64_t failed_problem = -1;
+    if (batch > 1 && c.params.n_init > 1) {
+        /* fkm_fit_batch runs each problem once: with several runs each problem goes through
+         * fkm_fit on its own, problem b with seed S + b, which is the result fkm_fit_batch
+         * promises for it (its fit alone with that seed) */
+        fkm_params p = c.params;
+        const size_t problem_bytes = (size_t)(n * X.cols) * fkm_dtype_size(X.dtype);
+        s = FKM_OK;
+        for (int64_t b = 0; b < batch && s == FKM_OK; b++) {
+            p.seed = c.params.seed + (uint64_t)b;
+            s = fkm_fit(ctx, &p, (const char *)X.data + (size_t)b * problem_bytes, X.dtype, n,
+                        X.cols, X.cols, weights ? weights + b * n : NULL, C + b * k * X.cols,
+                        labels + b * n, results + b);
+            if (s != FKM_OK) failed_problem = b;
+        }
+    } else if (batch > 1) {
         s = fkm_fit_batch(ctx, &c.params, X.data, X.dtype, batch, n, X.cols, X.cols, n * X.cols,
-                          NULL, C, labels, results);
-    else
-        s = fkm_fit(ctx, &c.params, X.data, X.dtype, n, X.cols, X.cols, NULL, C, labels, results);
+                          weights, C, labels, results);
+    } else {
+        s = fkm_fit(ctx, &c.params, X.data, X.dtype, n, X.cols, X.cols, weights, C, labels,
+                    results);
+    }
     double seconds = now_seconds() - t0;
     if (s != FKM_OK) {
-        rc = lib_error(ctx, s, c.input);
+        /* a complaint about the weights ("weight[3] = -1 is negative") concerns their file */
+        const char *msg = fkm_last_error(ctx);
+        bool about_weights = c.weights_path && msg && strstr(msg, "weight");
+        char about[600];
+        snprintf(about, sizeof about, "%s", about_weights ? c.weights_path : c.input);
+        if (failed_problem >= 0)
+            snprintf(about + strlen(about), sizeof about - strlen(about),
+                     ": problem %" PRId64, failed_problem);
+        rc = lib_error(ctx, s, about);
         goto done;
     }
     if ((rc = write_outputs(ctx, batch, c.centroids_path, C, k, X.cols, c.labels_path, labels, n)))
         goto done;
     if (!c.quiet && batch > 1) print_batch_summary(&c, ctx, &X, n, results, seconds);
-    if (!c.quiet && batch == 1) print_fit_summary(&c, ctx, &X, results, seconds, ps.iter_seconds);
+    if (!c.quiet && batch == 1) print_fit_summary(&c, ctx, &X, results, seconds, &ps);
 done:
     free(init);
+    free(weights);
     free(C);
     free(labels);
     free(results);
@@ -658,18 +772,26 @@ static void usage_fit(FILE *out)
             "Clusters the rows of INPUT into K clusters with exact Lloyd k-means.\n"
             "INPUT: .npy (f32, f16, f64, or bf16 saved as '<V2'), .fvecs, .fbin or .csv.\n"
             "A 3-D .npy of shape (B, N, D) is B independent problems of N x D, fitted in one\n"
-            "batch (problem b's random init uses seed S + b); then --init must be (B, K, D),\n"
-            "--centroids is written as (B, K, D), --labels as (B, N), and the progress lines\n"
-            "are replaced by one summary line per problem.\n"
+            "batch (problem b's k-means++ or random init uses seed S + b; with --n-init R > 1\n"
+            "the problems are fitted one after another, each as its fit alone with seed S + b);\n"
+            "then --init must be (B, K, D), --weights (B, N), --centroids is written as\n"
+            "(B, K, D), --labels as (B, N), and the progress lines are replaced by one summary\n"
+            "line per problem.\n"
             "\n"
             "options:\n"
             "  -k K                    number of clusters, 1 <= K <= rows of INPUT (required)\n"
             "  --max-iter N            at most N iterations (default %d)\n"
             "  --tol T                 stop when the largest squared centroid shift is <= T times\n"
             "                          the mean per-feature variance (default %g)\n"
-            "  --init random|PATH      random: K distinct rows picked with --seed (default);\n"
+            "  --init k-means++|random|PATH\n"
+            "                          k-means++: greedy k-means++ seeding with --seed (default);\n"
+            "                          random: K distinct rows picked with --seed;\n"
             "                          PATH: a K x D file of initial centroids\n"
-            "  --seed S                seed of the random init (default %llu)\n"
+            "  --n-init R              run R fits, run r seeded with S + r, and keep the one of\n"
+            "                          lowest inertia (default %d; must be 1 with --init PATH)\n"
+            "  --seed S                seed of the k-means++ or random init (default %llu)\n"
+            "  --weights W             a weight >= 0 per row of INPUT: a 1-D (N,) .npy or an\n"
+            "                          N x 1 file, float32 or float64 (default: all ones)\n"
             "  --metric l2|cosine|dot  (default %s)\n"
             "  --empty keep|relocate   what to do with empty clusters (default %s)\n"
             "  --backend auto|cpu|cuda (default auto: cuda when a GPU is present)\n"
@@ -682,9 +804,10 @@ static void usage_fit(FILE *out)
             "  -q, --quiet             print nothing on success\n"
             "  -h, --help              show this help\n"
             "\n"
-            "Progress (one line per iteration) and a summary go to stderr. Outputs are written\n"
-            "only after the fit succeeded; a failed run leaves none.\n",
-            (int)p.max_iter, p.tol, (unsigned long long)p.seed,
+            "Progress (one line per iteration; with --n-init R > 1 each run's lines are headed\n"
+            "'run r/R (seed S)') and a summary go to stderr. Outputs are written only after the\n"
+            "fit succeeded; a failed run leaves none.\n",
+            (int)p.max_iter, p.tol, (int)p.n_init, (unsigned long long)p.seed,
             choice_name(metric_names, (int)p.metric), choice_name(empty_names, (int)p.empty));
 }
 

@@ -373,3 +373,43 @@ fkm_status fkm_fit(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dt
     free(c_owned);
     return s;
 }
+
+fkm_status fkm_kmeanspp(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dtype dtype, int64_t n,
+                        int64_t d, int64_t ld, const float *weights, float *centroids_out)
+{
+    if (!ctx) return FKM_E_NULL;
+    fkm_clear_error(ctx);
+    if (!params) return fkm_fail(ctx, FKM_E_NULL, "params is NULL");
+    if (!centroids_out) return fkm_fail(ctx, FKM_E_NULL, "centroids_out is NULL");
+    fkm_status s;
+    if ((s = fkm_check_matrix(ctx, X, dtype, n, d, ld)) != FKM_OK) return s;
+    if ((s = fkm_check_metric(ctx, params->metric)) != FKM_OK) return s;
+    fkm_params p = *params;
+    p.init = FKM_INIT_KMEANS_PP;
+    p.n_init = 1;
+    if ((s = check_fit_params(ctx, &p, 1, n, d)) != FKM_OK) return s;
+    const void *w_view = NULL;
+    void *w_owned = NULL;
+    if (weights && (s = fkm_host_view(ctx, weights, (size_t)n * sizeof(float), &w_view, &w_owned)) != FKM_OK)
+        return s;
+    if ((s = fkm_check_weights(ctx, w_view, n)) != FKM_OK) {
+        free(w_owned);
+        return s;
+    }
+    fkm_problem pb = {X, dtype, n, d, ld, w_view, p.k, p.metric,
+                      fkm_resolve_threads(p.n_threads > 0 ? p.n_threads : ctx->n_threads), p.precision, 1, n * ld};
+    float *C = malloc((size_t)(p.k * d) * sizeof *C);
+    void *st = NULL;
+    int64_t bad = -1;
+    double mean_var;
+    if (!C) s = fkm_fail(ctx, FKM_E_NOMEM, "out of memory for the centroids");
+    if (s == FKM_OK) s = ctx->ops->open(ctx, &pb, &st);
+    if (s == FKM_OK) s = ctx->ops->scan(ctx, st, &bad, &mean_var);
+    if (s == FKM_OK && bad >= 0) s = fkm_fail(ctx, FKM_E_NONFINITE, "X row %lld contains NaN or Inf", (long long)bad);
+    if (s == FKM_OK) s = fkm_init_centroids(ctx, &p, &pb, st, 0, C);
+    if (s == FKM_OK) s = fkm_copy_out(ctx, centroids_out, C, (size_t)(p.k * d) * sizeof *C);
+    if (st) ctx->ops->close(st);
+    free(C);
+    free(w_owned);
+    return s;
+}

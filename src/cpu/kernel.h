@@ -15,6 +15,9 @@
 
 #include <stdint.h>
 
+/* Candidates per k-means++ distance pass (one vector of 16 floats on AVX-512). */
+#define FKM_KPP_LANES 16
+
 typedef struct fkm_cpu_kernel {
     const char *name;   /* "avx512", "avx2", "generic" */
     int nr;             /* centroids per panel */
@@ -30,10 +33,11 @@ typedef struct fkm_cpu_kernel {
      * objective against c in double: ||x - c||^2, or -(x . c) when dot is set. Eight
      * interleaved partial sums combined in a fixed order. */
     double (*accumulate)(const float *x, const float *c, int64_t d, int dot, double w, double *acc);
-    /* k-means++: out[t] = ||x - c_t||^2 in f32 for the t < count rows of c (row stride ldc),
-     * over eight interleaved lanes combined in a fixed order (the same result at every SIMD
-     * level). */
-    void (*sqdist_many)(const float *x, const float *c, int64_t ldc, int64_t count, int64_t d, float *out);
+    /* k-means++: out[r * FKM_KPP_LANES + t] = ||x_r - c_t||^2 in f32 for `rows` rows of x
+     * (stride ldx) and FKM_KPP_LANES candidates given transposed: cT[j * FKM_KPP_LANES + t]
+     * (unused lanes zero). One multiply-add per feature in increasing order per (row,
+     * candidate), fused where the level has FMA (the same result on AVX2 and AVX-512). */
+    void (*sqdist_many)(const float *x, int64_t ldx, int64_t rows, const float *cT, int64_t d, float *out);
 } fkm_cpu_kernel;
 
 extern const fkm_cpu_kernel fkm_cpu_kernel_generic;

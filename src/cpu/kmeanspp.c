@@ -18,7 +18,8 @@
 #include <string.h>
 
 #define KPP_CHUNK 4096
-#define KPP_MAX_TRIALS 64
+#define KPP_BLOCK 64                 /* rows per call of the distance kernel */
+#define KPP_MAX_TRIALS FKM_KPP_LANES /* 2 + floor(ln K) <= 16 up to K ~ 1.2 million; capped */
 
 typedef struct kpp_work {
     const fkm_problem *pb;
@@ -35,13 +36,18 @@ typedef struct kpp_work {
 
 static double uniform01(fkm_rng *rng) { return (double)(fkm_rng_next(rng) >> 11) * 0x1p-53; }
 
-/* Row i as f32 (normalised for cosine) into buf; returns a pointer to it (or to X in place). */
-static const float *row_of(const kpp_work *kw, int64_t i, float *buf)
+/* Rows [i, i + rows) as f32 (normalised for cosine): X itself for f32 rows, else converted
+ * into buf; *ldx receives the row stride. */
+static const float *rows_of(const kpp_work *kw, int64_t i, int64_t rows, float *buf, int64_t *ldx)
 {
     const fkm_problem *pb = kw->pb;
-    if (pb->dtype == FKM_F32 && pb->metric != FKM_METRIC_COSINE)
+    if (pb->dtype == FKM_F32 && pb->metric != FKM_METRIC_COSINE) {
+        *ldx = pb->ld;
         return (const float *)kw->X + i * pb->ld;
-    fkm_load_row(kw->X, pb->dtype, pb->ld, i, pb->d, pb->metric == FKM_METRIC_COSINE, buf);
+    }
+    for (int64_t r = 0; r < rows; r++)
+        fkm_load_row(kw->X, pb->dtype, pb->ld, i + r, pb->d, pb->metric == FKM_METRIC_COSINE, buf + r * pb->d);
+    *ldx = pb->d;
     return buf;
 }
 
@@ -58,39 +64,55 @@ static int64_t search_prefix(const kpp_work *kw, double target)
     return lo;
 }
 
-/* One pass over X against `count` candidates (count x d floats). With fill_D (the first
- * centre, count = 1) it sets D; otherwise it stores the distances and the potentials. */
-static int trial_pass(const kpp_work *kw, const float *cands, int64_t count, int fill_D, int threads)
+/* One pass over X against `count` candidates, given transposed (cT: d x FKM_KPP_LANES, unused
+ * lanes zero). With fill_D (the first centre, count = 1) it sets D; otherwise it stores the
+ * distances and each chunk's potentials. */
+static int trial_pass(const kpp_work *kw, const float *cT, int64_t count, int fill_D, int threads)
 {
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
-        float *buf = malloc((size_t)kw->d * sizeof *buf);
-        float dt[KPP_MAX_TRIALS];
-        if (!buf) failed = 1;
+        float *buf = malloc((size_t)(KPP_BLOCK * kw->d) * sizeof *buf);
+        float *dt = malloc((size_t)(KPP_BLOCK * FKM_KPP_LANES) * sizeof *dt);
+        if (!buf || !dt) failed = 1;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ch = 0; ch < kw->nchunks; ch++) {
-            if (!buf) continue;
+            if (!buf || !dt) continue;
             double pot[KPP_MAX_TRIALS] = {0};
             const int64_t b = ch * KPP_CHUNK, e = b + KPP_CHUNK < kw->n ? b + KPP_CHUNK : kw->n;
-            for (int64_t i = b; i < e; i++) {
-                const float *x = row_of(kw, i, buf);
-                kw->kern->sqdist_many(x, cands, kw->d, count, kw->d, dt);
-                const double wi = kw->w ? kw->w[i] : 1.0;
-                if (fill_D) {
-                    kw->D[i] = dt[0];
-                    continue;
-                }
-                for (int64_t t = 0; t < count; t++) {
-                    kw->dist[i * count + t] = dt[t];
-                    pot[t] += wi * fmin(kw->D[i], (double)dt[t]);
+            for (int64_t i0 = b; i0 < e; i0 += KPP_BLOCK) {
+                const int64_t rows = i0 + KPP_BLOCK < e ? KPP_BLOCK : e - i0;
+                int64_t ldx;
+                const float *x = rows_of(kw, i0, rows, buf, &ldx);
+                kw->kern->sqdist_many(x, ldx, rows, cT, kw->d, dt);
+                for (int64_t r = 0; r < rows; r++) {
+                    const int64_t i = i0 + r;
+                    const float *di = dt + r * FKM_KPP_LANES;
+                    if (fill_D) {
+                        kw->D[i] = di[0];
+                        continue;
+                    }
+                    const double wi = kw->w ? kw->w[i] : 1.0;
+                    for (int64_t t = 0; t < count; t++) {
+                        kw->dist[i * count + t] = di[t];
+                        pot[t] += wi * fmin(kw->D[i], (double)di[t]);
+                    }
                 }
             }
             if (!fill_D) memcpy(kw->part + ch * count, pot, (size_t)count * sizeof *pot);
         }
         free(buf);
+        free(dt);
     }
     return failed;
+}
+
+/* Candidate rows (count x d) transposed into the kernel's layout, unused lanes zero. */
+static void transpose_candidates(const float *cands, int64_t count, int64_t d, float *cT)
+{
+    memset(cT, 0, (size_t)(d * FKM_KPP_LANES) * sizeof *cT);
+    for (int64_t t = 0; t < count; t++)
+        for (int64_t j = 0; j < d; j++) cT[j * FKM_KPP_LANES + t] = cands[t * d + j];
 }
 
 /* D = min(D, dist[:, best]) (best < 0: keep D) and the prefix sums of w D, chunk by chunk;
@@ -142,9 +164,10 @@ fkm_status fkm_cpu_kmeanspp(fkm_ctx *ctx, void *state, int64_t problem, uint64_t
     kw.part = malloc((size_t)(kw.nchunks * trials) * sizeof *kw.part);
     kw.chunk_tot = malloc((size_t)kw.nchunks * sizeof *kw.chunk_tot);
     float *cands = malloc((size_t)(trials * d) * sizeof *cands);
+    float *cT = malloc((size_t)(d * FKM_KPP_LANES) * sizeof *cT);
     int64_t *ids = malloc((size_t)trials * sizeof *ids);
     fkm_status s = FKM_OK;
-    if (!kw.D || !kw.prefix || !kw.dist || !kw.part || !kw.chunk_tot || !cands || !ids) {
+    if (!kw.D || !kw.prefix || !kw.dist || !kw.part || !kw.chunk_tot || !cands || !cT || !ids) {
         s = fkm_fail(ctx, FKM_E_NOMEM, "out of memory for k-means++ (n = %lld)", (long long)n);
         goto out;
     }
@@ -157,7 +180,8 @@ fkm_status fkm_cpu_kmeanspp(fkm_ctx *ctx, void *state, int64_t problem, uint64_t
     const double total_w = commit_pass(&kw, 1, -1, threads);
     int64_t first = search_prefix(&kw, uniform01(&rng) * total_w);
     fkm_load_row(kw.X, pb->dtype, pb->ld, first, d, pb->metric == FKM_METRIC_COSINE, C);
-    if (trial_pass(&kw, C, 1, 1, threads)) goto nomem;
+    transpose_candidates(C, 1, d, cT);
+    if (trial_pass(&kw, cT, 1, 1, threads)) goto nomem;
     double pot = commit_pass(&kw, 1, -1, threads);
 
     for (int64_t c = 1; c < k; c++) {
@@ -165,7 +189,8 @@ fkm_status fkm_cpu_kmeanspp(fkm_ctx *ctx, void *state, int64_t problem, uint64_t
             ids[t] = search_prefix(&kw, uniform01(&rng) * pot);
             fkm_load_row(kw.X, pb->dtype, pb->ld, ids[t], d, pb->metric == FKM_METRIC_COSINE, cands + t * d);
         }
-        if (trial_pass(&kw, cands, trials, 0, threads)) goto nomem;
+        transpose_candidates(cands, trials, d, cT);
+        if (trial_pass(&kw, cT, trials, 0, threads)) goto nomem;
         int64_t best = 0;
         double best_pot = INFINITY;
         for (int64_t t = 0; t < trials; t++) {
@@ -180,6 +205,6 @@ fkm_status fkm_cpu_kmeanspp(fkm_ctx *ctx, void *state, int64_t problem, uint64_t
 nomem:
     s = fkm_fail(ctx, FKM_E_NOMEM, "out of memory for k-means++ row buffers");
 out:
-    free(kw.D), free(kw.prefix), free(kw.dist), free(kw.part), free(kw.chunk_tot), free(cands), free(ids);
+    free(kw.D), free(kw.prefix), free(kw.dist), free(kw.part), free(kw.chunk_tot), free(cands), free(cT), free(ids);
     return s;
 }

@@ -1,6 +1,6 @@
-/* npy.c — NumPy .npy files: reading 2-D (N, D) float matrices and 3-D (B, N, D) batches of
- * them (format versions 1.0, 2.0, 3.0), and writing matrices, batches and label arrays
- * (version 1.0).
+/* npy.c — NumPy .npy files: reading 2-D (N, D) float matrices, 3-D (B, N, D) batches of
+ * them and 1-D (N,) vectors as N x 1 matrices (format versions 1.0, 2.0, 3.0), and writing
+ * matrices, batches and label arrays (version 1.0).
  *
  * A .npy file is: the magic "\x93NUMPY", a major and minor version byte, the header length
  * (uint16 for 1.x, uint32 for 2.x and 3.x, little-endian), then the header — a Python dict
@@ -19,8 +19,8 @@ static const unsigned char npy_magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
  * so that the data is aligned for any dtype and for mmap). */
 enum { NPY_ALIGN = 64, NPY_MAX_DIMS = 64, NPY_DESCR_CAP = 32 };
 
-/* A 2-D or 3-D float array's header is under 192 bytes; NumPy itself refuses headers over
- * 10000 bytes by default. The cap keeps a corrupt length field from costing a huge
+/* A 1-D, 2-D or 3-D float array's header is under 192 bytes; NumPy itself refuses headers
+ * over 10000 bytes by default. The cap keeps a corrupt length field from costing a huge
  * allocation. */
 #define NPY_MAX_HEADER ((int64_t)1 << 20)
 
@@ -287,7 +287,8 @@ static void format_shape(char *buf, size_t cap, const int64_t *shape, int ndim)
 /* Checks what the header says against what flashkm reads and against the real file size;
  * on success sets the matrix's dtype and size and *data_bytes. A 2-D (N, D) array is a
  * batch of 1; a 3-D (B, N, D) array is read as B*N rows of D (C order keeps each problem's
- * N rows together). */
+ * N rows together); a 1-D (N,) array (a vector, such as per-point weights) is read as an
+ * N x 1 matrix. */
 static fkm_status check_header(fkm_ctx *ctx, const char *path, const npy_header *h,
                                int64_t data_avail, fkm_matrix *m, size_t *data_bytes)
 {
@@ -300,15 +301,16 @@ static fkm_status check_header(fkm_ctx *ctx, const char *path, const npy_header 
     if (h->fortran_order)
         return fkm_fail(ctx, FKM_E_FORMAT,
                         "%s: Fortran order not supported (save a C-contiguous array)", path);
-    if (h->ndim != 2 && h->ndim != 3)
+    if (h->ndim < 1 || h->ndim > 3)
         return fkm_fail(ctx, FKM_E_FORMAT,
-                        "%s: expected a 2-D (N, D) or 3-D (B, N, D) array, got %d-D shape %s",
-                        path, h->ndim, shape);
+                        "%s: expected a 2-D (N, D), 3-D (B, N, D) or 1-D (N,) array, got %d-D "
+                        "shape %s", path, h->ndim, shape);
     for (int i = 0; i < h->ndim; i++)
         if (h->shape[i] == 0)
             return fkm_fail(ctx, FKM_E_FORMAT, "%s: empty array of shape %s", path, shape);
     const int64_t batch = h->ndim == 3 ? h->shape[0] : 1;
-    const int64_t n = h->shape[h->ndim - 2], d = h->shape[h->ndim - 1];
+    const int64_t n = h->ndim == 1 ? h->shape[0] : h->shape[h->ndim - 2];
+    const int64_t d = h->ndim == 1 ? 1 : h->shape[h->ndim - 1];
     int64_t rows;
     size_t bytes;
     if (!fkm_mul_i64(batch, n, &rows) || !fkm_bytes(rows, d, fkm_dtype_size(m->dtype), &bytes) ||
