@@ -344,17 +344,24 @@ static fkm_status fit_restarts(fkm_ctx *ctx, const fkm_params *params, const voi
     return s;
 }
 
+/* The checks fkm_fit and fkm_kmeanspp start with (ctx is non-NULL). */
+static fkm_status check_call(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dtype dtype, int64_t n,
+                             int64_t d, int64_t ld, const float *centroids_out)
+{
+    fkm_clear_error(ctx);
+    if (!params) return fkm_fail(ctx, FKM_E_NULL, "params is NULL");
+    if (!centroids_out) return fkm_fail(ctx, FKM_E_NULL, "centroids_out is NULL");
+    fkm_status s = fkm_check_matrix(ctx, X, dtype, n, d, ld);
+    return s == FKM_OK ? fkm_check_metric(ctx, params->metric) : s;
+}
+
 fkm_status fkm_fit(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dtype dtype,
                    int64_t n, int64_t d, int64_t ld, const float *weights, float *centroids_out,
                    int32_t *labels_out, fkm_result *result)
 {
     if (!ctx) return FKM_E_NULL;
-    fkm_clear_error(ctx);
-    if (!params) return fkm_fail(ctx, FKM_E_NULL, "params is NULL");
-    if (!centroids_out) return fkm_fail(ctx, FKM_E_NULL, "centroids_out is NULL");
     fkm_status s;
-    if ((s = fkm_check_matrix(ctx, X, dtype, n, d, ld)) != FKM_OK) return s;
-    if ((s = fkm_check_metric(ctx, params->metric)) != FKM_OK) return s;
+    if ((s = check_call(ctx, params, X, dtype, n, d, ld, centroids_out)) != FKM_OK) return s;
     /* weights and user centroids may be device memory on a GPU backend: read host copies */
     fkm_params p = *params;
     const void *w_view = NULL, *c_view = NULL;
@@ -367,8 +374,10 @@ fkm_status fkm_fit(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dt
         return s;
     }
     if (c_view) p.init_centroids = c_view;
-    if (p.n_init > 1 && p.init != FKM_INIT_USER) s = fit_restarts(ctx, &p, X, dtype, n, d, ld, w_view, centroids_out, labels_out, result);
-    else s = fit_host_params(ctx, &p, X, dtype, n, d, ld, w_view, centroids_out, labels_out, result);
+    if (p.n_init > 1 && p.init != FKM_INIT_USER)
+        s = fit_restarts(ctx, &p, X, dtype, n, d, ld, w_view, centroids_out, labels_out, result);
+    else
+        s = fit_host_params(ctx, &p, X, dtype, n, d, ld, w_view, centroids_out, labels_out, result);
     free(w_owned);
     free(c_owned);
     return s;
@@ -378,12 +387,8 @@ fkm_status fkm_kmeanspp(fkm_ctx *ctx, const fkm_params *params, const void *X, f
                         int64_t d, int64_t ld, const float *weights, float *centroids_out)
 {
     if (!ctx) return FKM_E_NULL;
-    fkm_clear_error(ctx);
-    if (!params) return fkm_fail(ctx, FKM_E_NULL, "params is NULL");
-    if (!centroids_out) return fkm_fail(ctx, FKM_E_NULL, "centroids_out is NULL");
     fkm_status s;
-    if ((s = fkm_check_matrix(ctx, X, dtype, n, d, ld)) != FKM_OK) return s;
-    if ((s = fkm_check_metric(ctx, params->metric)) != FKM_OK) return s;
+    if ((s = check_call(ctx, params, X, dtype, n, d, ld, centroids_out)) != FKM_OK) return s;
     fkm_params p = *params;
     p.init = FKM_INIT_KMEANS_PP;
     p.n_init = 1;
