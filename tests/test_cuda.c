@@ -169,6 +169,38 @@ static void check_batch(fkm_ctx *ctx)
     free(X), free(Xs), free(init), free(Cb), free(C1), free(Lb), free(L1);
 }
 
+/* transform and score on the GPU equal the CPU backend's (the same f32/double arithmetic
+ * per pair; only the order of the inertia sum differs). */
+static void check_transform_score(fkm_ctx *ctx)
+{
+    const int64_t n = 777, d = 19, k = 23;
+    fkm_ctx *cpu = NULL;
+    CHECK(fkm_create(&cpu, FKM_BACKEND_CPU) == FKM_OK, "create cpu");
+    double *Xd = tc_blobs(61, n, d, 9, 4.0, 0.0);
+    void *X = tc_store(Xd, n, d, d, FKM_F16);
+    float *C = tc_pick_rows(Xd, n, d, k, 2);
+    float *g = malloc((size_t)(n * k) * sizeof *g), *c = malloc((size_t)(n * k) * sizeof *c);
+    static const fkm_metric metrics[] = {FKM_METRIC_L2, FKM_METRIC_COSINE, FKM_METRIC_DOT};
+    for (int m = 0; m < 3; m++) {
+        CHECK(fkm_transform(ctx, metrics[m], X, FKM_F16, n, d, d, C, k, g) == FKM_OK, "gpu transform: %s",
+              fkm_last_error(ctx));
+        CHECK(fkm_transform(cpu, metrics[m], X, FKM_F16, n, d, d, C, k, c) == FKM_OK, "cpu transform");
+        double worst = 0.0;
+        for (int64_t i = 0; i < n * k; i++) worst = fmax(worst, fabs((double)g[i] - c[i]) / (1.0 + fabs((double)c[i])));
+        CHECK(worst <= 1e-6, "metric %d: transform differs from the CPU's by %.3g (relative)", m, worst);
+        double sg = 0.0, sc = 0.0;
+        CHECK(fkm_score(ctx, metrics[m], X, FKM_F16, n, d, d, NULL, C, k, &sg) == FKM_OK, "gpu score: %s",
+              fkm_last_error(ctx));
+        CHECK(fkm_score(cpu, metrics[m], X, FKM_F16, n, d, d, NULL, C, k, &sc) == FKM_OK, "cpu score");
+        /* labels come from the tensor cores: a near-tie point may pick the other centroid, whose
+         * objective is within the rounding bound of its own */
+        CHECK(fabs(sg - sc) <= 1e-6 * fabs(sc) + 1e-9, "metric %d: score %.17g vs CPU %.17g", m, sg, sc);
+    }
+    printf("transform and score: equal to the CPU backend for l2, cosine, dot\n");
+    free(Xd), free(X), free(C), free(g), free(c);
+    fkm_destroy(cpu);
+}
+
 /* Out of device memory: a status and a message naming the file and line, no crash, and the
  * context works again once memory is back. The memory is taken by the test itself. */
 static void check_out_of_memory(fkm_ctx *ctx)
@@ -223,6 +255,7 @@ int main(void)
     check_device_pointers(ctx, FKM_BF16, 3001, 40, 33);
     check_device_pointers(ctx, FKM_F32, 2003, 13, 20);
     check_batch(ctx);
+    check_transform_score(ctx);
     if (!small_mode()) check_out_of_memory(ctx); /* the sanitizers' own allocations would skew it */
     fkm_destroy(ctx);
     return tc_finish("test_cuda");
