@@ -17,6 +17,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "flashkm.h"
+#include "scratch.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -31,35 +32,11 @@
 
 enum { N = 200, D = 5, K = 4 };
 
-static int failures;
 static const char *flashkm_bin;
-static char tmpdir[] = "/tmp/fkm_test_cli_XXXXXX";
 
-#define CHECK(cond, ...) check((cond), __LINE__, __VA_ARGS__)
+#define CHECK TS_CHECK
 
-static bool check(bool ok, int line, const char *fmt, ...)
-{
-    if (!ok) {
-        va_list ap;
-        va_start(ap, fmt);
-        fprintf(stderr, "test_cli.c:%d: FAILED: ", line);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-        va_end(ap);
-        failures++;
-    }
-    return ok;
-}
-
-/* Path of a file in the temp dir; rotating buffers so several can be live at once. */
-static const char *P(const char *name)
-{
-    static char bufs[8][512];
-    static int next;
-    char *b = bufs[next++ % 8];
-    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
-    return b;
-}
+#define P ts_path
 
 static bool file_exists(const char *path)
 {
@@ -1113,23 +1090,6 @@ static void test_info_help(void)
     CHECK(rc == 2, "no command: exit status %d, expected 2", rc);
 }
 
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    for (struct dirent *e; (e = readdir(d));) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            remove_tree(path);
-        else
-            unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 int main(int argc, char **argv)
 {
@@ -1138,10 +1098,7 @@ int main(int argc, char **argv)
         return 2;
     }
     flashkm_bin = argv[1];
-    if (!mkdtemp(tmpdir)) {
-        perror("test_cli: mkdtemp");
-        return 2;
-    }
+    if (ts_make_dir("fkm_test_cli_") != 0) return 2;
     make_data();
     test_info_help();
     test_formats();
@@ -1151,11 +1108,5 @@ int main(int argc, char **argv)
     test_n_init();
     test_weights();
     test_errors();
-    if (failures) {
-        fprintf(stderr, "test_cli: %d check(s) failed; files kept in %s\n", failures, tmpdir);
-        return 1;
-    }
-    remove_tree(tmpdir);
-    printf("test_cli: all checks passed\n");
-    return 0;
+    return ts_finish("test_cli");
 }

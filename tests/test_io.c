@@ -9,6 +9,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "flashkm.h"
+#include "scratch.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -20,50 +21,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures;
-static char tmpdir[] = "/tmp/fkm_test_io_XXXXXX";
 static fkm_ctx *ctx;
 
-#define CHECK(cond, ...) check((cond), __LINE__, __VA_ARGS__)
+#define CHECK TS_CHECK
 
-static bool check(bool ok, int line, const char *fmt, ...)
-{
-    if (!ok) {
-        va_list ap;
-        va_start(ap, fmt);
-        fprintf(stderr, "test_io.c:%d: FAILED: ", line);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-        va_end(ap);
-        failures++;
-    }
-    return ok;
-}
-
-/* Path of a file in the temp dir; a few rotating buffers so two can be live at once. */
-static const char *P(const char *name)
-{
-    static char bufs[4][512];
-    static int next;
-    char *b = bufs[next++ % 4];
-    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
-    return b;
-}
+#define P ts_path
 
 /* ---------------------------------------------------------------- hand writers */
 
-static void write_file(const char *name, const void *data, size_t n)
-{
-    FILE *f = fopen(P(name), "wb");
-    if (!f || fwrite(data, 1, n, f) != n || fclose(f) != 0) {
-        fprintf(stderr, "test_io: cannot write %s\n", P(name));
-        exit(2);
-    }
-}
-
 static void write_text(const char *name, const char *text)
 {
-    write_file(name, text, strlen(text));
+    ts_write_file(name, text, strlen(text));
 }
 
 /* A .npy with the header text given verbatim (so tests can make any header, good or bad),
@@ -86,7 +54,7 @@ static void write_npy_raw(const char *name, int major, const char *dict, const v
     memcpy(buf + prelude, dict, strlen(dict));
     buf[prelude + hlen - 1] = '\n';
     if (n) memcpy(buf + prelude + hlen, data, n);
-    write_file(name, buf, total);
+    ts_write_file(name, buf, total);
     free(buf);
 }
 
@@ -104,7 +72,7 @@ static void write_fbin(const char *name, int32_t n, int32_t d, const float *vals
     put_le32(buf, (uint32_t)n);
     put_le32(buf + 4, (uint32_t)d);
     memcpy(buf + 8, vals, 4 * count);
-    write_file(name, buf, total);
+    ts_write_file(name, buf, total);
     free(buf);
 }
 
@@ -121,7 +89,7 @@ static void write_fvecs(const char *name, const int32_t *dims, int rows, const f
         vals += dims[i];
         len += 4 * (size_t)dims[i];
     }
-    write_file(name, buf, len - drop_bytes);
+    ts_write_file(name, buf, len - drop_bytes);
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -231,8 +199,8 @@ static void check_npy_layout(const char *name, const char *descr, const char *sh
     if (10 + hlen <= n) {
         CHECK(b[10 + hlen - 1] == '\n', "%s: header does not end in newline", name);
         char *text = strndup((char *)b + 10, hlen);
-        CHECK(text && strstr(text, descr), "%s: header lacks %s: %s", name, descr, text);
-        CHECK(text && strstr(text, shape), "%s: header lacks %s: %s", name, shape, text);
+        CHECK(text && strstr(text, descr), "%s: header lacks %s: %s", name, descr, text ? text : "(none)");
+        CHECK(text && strstr(text, shape), "%s: header lacks %s: %s", name, shape, text ? text : "(none)");
         CHECK(text && strstr(text, "'fortran_order': False"), "%s: fortran_order", name);
         free(text);
     }
@@ -309,7 +277,7 @@ static void test_round_trip(void)
     CHECK(b && n >= sizeof labels && memcmp(b + n - sizeof labels, labels, sizeof labels) == 0,
           "batched labels data differs");
     free(b);
-    CHECK(!temp_file_left(tmpdir), "a temporary file was left behind");
+    CHECK(!temp_file_left(ts_dir()), "a temporary file was left behind");
 }
 
 static void expect_save_error(fkm_status got, fkm_status want, const char *what)
@@ -370,7 +338,7 @@ static void test_save_errors(void)
     expect_save_error(fkm_npy_save_labels(ctx, P("adir.npy"), l, 2), FKM_E_IO, "onto directory");
     struct stat st;
     CHECK(stat(P("adir.npy"), &st) == 0 && S_ISDIR(st.st_mode), "directory target was replaced");
-    CHECK(!temp_file_left(tmpdir), "failed save left a temporary file");
+    CHECK(!temp_file_left(ts_dir()), "failed save left a temporary file");
 
     /* no context at all is allowed */
     CHECK(fkm_npy_save_labels(NULL, P("nosuch/x.npy"), l, 2) == FKM_E_IO, "NULL ctx save");
@@ -601,15 +569,15 @@ static void test_bad_npy(void)
         expect_load_error(cases[i].name, cases[i].status, cases[i].word);
     }
 
-    write_file("magic.npy", "\x93NUMPX\x01\x00\x00\x00", 10);
+    ts_write_file("magic.npy", "\x93NUMPX\x01\x00\x00\x00", 10);
     expect_load_error("magic.npy", FKM_E_FORMAT, "magic");
-    write_file("short.npy", "\x93NUM", 4);
+    ts_write_file("short.npy", "\x93NUM", 4);
     expect_load_error("short.npy", FKM_E_FORMAT, NULL);
-    write_file("version.npy", "\x93NUMPY\x04\x00\x10\x00", 10);
+    ts_write_file("version.npy", "\x93NUMPY\x04\x00\x10\x00", 10);
     expect_load_error("version.npy", FKM_E_FORMAT, "version");
-    write_file("hdrhuge.npy", "\x93NUMPY\x02\x00\xff\xff\xff\x7f{}", 14);
+    ts_write_file("hdrhuge.npy", "\x93NUMPY\x02\x00\xff\xff\xff\x7f{}", 14);
     expect_load_error("hdrhuge.npy", FKM_E_FORMAT, "long");
-    write_file("hdrtrunc.npy", "\x93NUMPY\x01\x00\x40\x00{'descr'", 18);
+    ts_write_file("hdrtrunc.npy", "\x93NUMPY\x01\x00\x40\x00{'descr'", 18);
     expect_load_error("hdrtrunc.npy", FKM_E_FORMAT, "truncated");
 }
 
@@ -622,7 +590,7 @@ static void test_bad_other(void)
     expect_load_error("ragged.fvecs", FKM_E_FORMAT, "row 2");
     write_fvecs("zero.fvecs", zero, 1, vals12, 0);
     expect_load_error("zero.fvecs", FKM_E_FORMAT, NULL);
-    write_file("empty.fvecs", "", 0);
+    ts_write_file("empty.fvecs", "", 0);
     expect_load_error("empty.fvecs", FKM_E_FORMAT, "empty");
 
     write_fbin("trunc.fbin", 3, 4, vals12, 11);
@@ -635,7 +603,7 @@ static void test_bad_other(void)
     expect_load_error("big.fbin", FKM_E_FORMAT, "truncated");
     write_fbin("huge.fbin", 2147483647, 2147483647, vals12, 12); /* 2^64 - 2^34 + 4 bytes */
     expect_load_error("huge.fbin", FKM_E_OVERFLOW, NULL);
-    write_file("short.fbin", "\x01\x00\x00", 3);
+    ts_write_file("short.fbin", "\x01\x00\x00", 3);
     expect_load_error("short.fbin", FKM_E_FORMAT, NULL);
 
     write_text("ragged.csv", "1,2,3\n4,5,6\n7,8\n");
@@ -656,7 +624,7 @@ static void test_bad_other(void)
     expect_load_error("onlyhdr.csv", FKM_E_FORMAT, "no data");
     write_text("empty.csv", "");
     expect_load_error("empty.csv", FKM_E_FORMAT, "no data");
-    write_file("nul.csv", "1,2\n3\0,4\n", 9);
+    ts_write_file("nul.csv", "1,2\n3\0,4\n", 9);
     expect_load_error("nul.csv", FKM_E_FORMAT, NULL);
 
     write_text("data.txt", "1,2\n");
@@ -667,30 +635,10 @@ static void test_bad_other(void)
 
 /* ---------------------------------------------------------------- main */
 
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    for (struct dirent *e; (e = readdir(d));) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            remove_tree(path);
-        else
-            unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 int main(void)
 {
-    if (!mkdtemp(tmpdir)) {
-        perror("test_io: mkdtemp");
-        return 2;
-    }
+    if (ts_make_dir("fkm_test_io_") != 0) return 2;
     if (fkm_create(&ctx, FKM_BACKEND_CPU) != FKM_OK) {
         fprintf(stderr, "test_io: fkm_create failed\n");
         return 2;
@@ -703,11 +651,5 @@ int main(void)
     test_bad_npy();
     test_bad_other();
     fkm_destroy(ctx);
-    if (failures) {
-        fprintf(stderr, "test_io: %d check(s) failed; files kept in %s\n", failures, tmpdir);
-        return 1;
-    }
-    remove_tree(tmpdir);
-    printf("test_io: all checks passed\n");
-    return 0;
+    return ts_finish("test_io");
 }
