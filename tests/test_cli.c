@@ -294,9 +294,9 @@ static bool read_int32_npy(const char *name, const char *shape, size_t count, in
         char expect_shape[64];
         snprintf(expect_shape, sizeof expect_shape, "'shape': %s", shape);
         char *header = strndup(b + 10, hlen);
-        ok = CHECK(header && strstr(header, "'descr': '<i4'"), "%s: not int32: %s", name, header) &&
-             CHECK(header && strstr(header, expect_shape), "%s: shape is not %s: %s", name, shape,
-                   header) &&
+        const char *shown = header ? header : "(none)";
+        ok = CHECK(header && strstr(header, "'descr': '<i4'"), "%s: not int32: %s", name, shown) &&
+             CHECK(header && strstr(header, expect_shape), "%s: shape is not %s: %s", name, shape, shown) &&
              CHECK(n == 10 + hlen + 4 * count, "%s: size %zu", name, n);
         free(header);
         if (ok) memcpy(labels, b + 10 + hlen, 4 * count);
