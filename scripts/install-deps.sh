@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Installs what building and testing flashkm needs, when it is missing: a C compiler with
-# OpenMP (gcc), cmake >= 3.20, make. Debian/Ubuntu packages through apt-get.
+# OpenMP (gcc), cmake >= 3.20, make, and for the Python package's tests python3 with venv
+# and pip (python3-venv; the rest comes from PyPI in scripts/test-python.sh). Debian/Ubuntu
+# packages through apt-get.
 set -euo pipefail
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+# venv with ensurepip (Debian splits it out as python3-venv / python3.X-venv)
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  need+=(python3-venv)
+fi
 if ((${#need[@]})); then
   echo "install-deps: installing ${need[*]}"
   sudo_cmd=""

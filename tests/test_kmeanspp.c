@@ -35,7 +35,8 @@ static int same_fit(const fit_out *a, const fit_out *b, int64_t n, int64_t kd)
 
 static void check_reproducible(fkm_ctx *ctx)
 {
-    const int64_t n = 9001, d = 13, k = 33;
+    /* large enough (n d k > 16 x 4e6) that the CPU backend really uses 16 threads */
+    const int64_t n = 70001, d = 13, k = 77;
     static const fkm_dtype dtypes[] = {FKM_F32, FKM_F16, FKM_BF16};
     static const fkm_metric metrics[] = {FKM_METRIC_L2, FKM_METRIC_COSINE, FKM_METRIC_DOT};
     static const int threads[] = {1, 2, 3, 16};

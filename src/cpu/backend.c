@@ -25,6 +25,11 @@ static fkm_status cpu_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
     cpu_state *st = calloc(1, sizeof *st);
     if (!st) return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for the CPU backend state");
     st->pb = *pb;
+    /* small problems (a predict of a few rows): starting threads and their barriers cost more
+     * than the work. Results do not depend on the thread count, so this is safe. */
+    const double work = (double)pb->n * (double)pb->d * (double)(pb->k > 0 ? pb->k : 1);
+    const double useful = 1.0 + work / 4e6;
+    if ((double)st->pb.n_threads > useful) st->pb.n_threads = (int)useful;
     st->kern = fkm_cpu_select_kernel();
     const int64_t nr = st->kern->nr;
     st->npanels = (pb->k + nr - 1) / nr;

@@ -1,0 +1,182 @@
+"""The operations: one C call each, with progress, Ctrl-C and errors handled."""
+from __future__ import annotations
+
+import ctypes
+import signal
+import sys
+import threading
+
+import numpy as np
+
+from . import _lib
+from ._input import Matrix
+
+
+def _ptr(a):
+    return None if a is None else a.ctypes.data
+
+
+class _Progress:
+    """The C progress callback of one fit: prints per-iteration lines when verbose, and stops
+    the fit (non-zero return -> FKM_E_CANCELLED) when SIGINT arrived. The SIGINT handler is
+    installed for the duration of the fit, in the main thread only (where Python runs signal
+    handlers) and only when Python's default handler is in place."""
+
+    def __init__(self, verbose=0, n_init=1, out=None):
+        self.verbose = verbose
+        self.n_init = n_init
+        self.out = out
+        self.interrupted = False
+        self.error = None
+        self.run = 0
+        self._old = None
+        self._installed = False
+        self.cfunc = None
+
+    # SIGINT -------------------------------------------------------------
+    def _on_sigint(self, signum, frame):
+        self.interrupted = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            try:
+                if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                    self._old = signal.signal(signal.SIGINT, self._on_sigint)
+                    self._installed = True
+            except (ValueError, OSError):  # not the main interpreter, ...
+                self._installed = False
+        if self._installed or self.verbose:
+            self.cfunc = _lib.PROGRESS_FN(self._callback)
+        return self
+
+    def __exit__(self, *exc):
+        if self._installed:
+            signal.signal(signal.SIGINT, self._old)
+            self._installed = False
+        return False
+
+    def attach(self, params):
+        if self.cfunc is not None:
+            params.progress = self.cfunc
+            params.progress_user = None
+
+    # the callback (runs with the GIL re-acquired by ctypes) ------------------
+    def _print(self, info):
+        out = self.out or sys.stdout
+        if info.iter == 1 and self.n_init > 1:
+            self.run += 1
+            print(f"run {self.run}/{self.n_init}", file=out)
+        print(f"iter {info.iter:4d}  inertia {info.inertia:.6e}  shift {info.rel_shift:.3e}  "
+              f"changed {info.n_changed}  empty {info.n_empty}  {info.seconds * 1e3:.1f} ms",
+              file=out, flush=True)
+
+    def _callback(self, info_p, user):
+        try:
+            if self.verbose:
+                self._print(info_p.contents)
+        except BaseException as e:  # noqa: BLE001 - reported after the C call returns
+            self.error = e
+            return 1
+        return 1 if self.interrupted else 0
+
+    def finish(self, status, ctx):
+        """After the C call: re-raise a callback error, honour Ctrl-C, map the status."""
+        if self.error is not None:
+            raise self.error
+        if self.interrupted:
+            raise KeyboardInterrupt("flashkm: " + (ctx.last_error() if status else "interrupted"))
+        ctx.check(status)
+
+
+def make_params(*, k, max_iter, tol, init, init_centroids, seed, metric, empty,
+                precision, n_init):
+    p = _lib.default_params()
+    p.k = int(k)
+    p.max_iter = int(max_iter)
+    p.tol = float(tol)
+    p.init = init
+    p.init_centroids = init_centroids.ctypes.data if init_centroids is not None else None
+    p.seed = int(seed) & 0xFFFFFFFFFFFFFFFF
+    p.metric = metric
+    p.empty = empty
+    p.precision = precision
+    p.n_init = int(n_init)
+    return p
+
+
+def fit(device, params, X: Matrix, weights, *, verbose=0, keep=None):
+    """fkm_fit: returns (centroids (k,d) f32, labels (n,) int32, fkm_result as a dict)."""
+    k, n, d = params.k, X.n, X.d
+    cent = np.empty((k, d), dtype=np.float32)
+    labels = np.empty(n, dtype=np.int32)
+    res = _lib.Result()
+    with _lib.context(device) as ctx, _Progress(verbose, params.n_init) as prog:
+        prog.attach(params)
+        s = _lib.lib.fkm_fit(ctx.handle, ctypes.byref(params), X.ptr, X.dtype, n, d, X.ld,
+                             _ptr(weights), cent.ctypes.data, labels.ctypes.data,
+                             ctypes.byref(res))
+        prog.finish(s, ctx)
+        info = {
+            "inertia": res.inertia,
+            "n_iter": res.n_iter,
+            "converged": bool(res.converged),
+            "inertia_per_iter": np.ctypeslib.as_array(res.inertia_per_iter, (res.n_iter,)).copy()
+            if res.n_iter > 0 and res.inertia_per_iter else np.empty(0),
+            "backend": ctx.backend_name(),
+        }
+    return cent, labels, info
+
+
+def fit_batch(device, params, X: Matrix, weights):
+    """fkm_fit_batch: (B,k,d) f32 centroids, (B,n) int32 labels, list of B result dicts."""
+    B, k, n, d = X.batch, params.k, X.n, X.d
+    cent = np.empty((B, k, d), dtype=np.float32)
+    labels = np.empty((B, n), dtype=np.int32)
+    res = (_lib.Result * max(B, 1))()
+    with _lib.context(device) as ctx:
+        s = _lib.lib.fkm_fit_batch(ctx.handle, ctypes.byref(params), X.ptr, X.dtype, B, n, d,
+                                   X.ld, X.bstride, _ptr(weights), cent.ctypes.data,
+                                   labels.ctypes.data, res)
+        ctx.check(s)
+        infos = [{"inertia": r.inertia, "n_iter": r.n_iter, "converged": bool(r.converged),
+                  "backend": ctx.backend_name()} for r in res[:B]]
+    return cent, labels, infos
+
+
+def kmeanspp(device, params, X: Matrix, weights):
+    cent = np.empty((params.k, X.d), dtype=np.float32)
+    with _lib.context(device) as ctx:
+        ctx.check(_lib.lib.fkm_kmeanspp(ctx.handle, ctypes.byref(params), X.ptr, X.dtype, X.n,
+                                        X.d, X.ld, _ptr(weights), cent.ctypes.data))
+    return cent
+
+
+def predict(device, metric, X: Matrix, centroids):
+    """fkm_predict: (labels int32, inertia with unit weights)."""
+    labels = np.empty(X.n, dtype=np.int32)
+    inertia = ctypes.c_double()
+    with _lib.context(device) as ctx:
+        ctx.check(_lib.lib.fkm_predict(ctx.handle, metric, X.ptr, X.dtype, X.n, X.d, X.ld,
+                                       centroids.ctypes.data, centroids.shape[0],
+                                       labels.ctypes.data, ctypes.byref(inertia)))
+    return labels, inertia.value
+
+
+def transform(device, metric, X: Matrix, centroids):
+    """fkm_transform: (n,k) f32 (l2: squared distances; cosine: 1 - cos; dot: x.c)."""
+    out = np.empty((X.n, centroids.shape[0]), dtype=np.float32)
+    with _lib.context(device) as ctx:
+        ctx.check(_lib.lib.fkm_transform(ctx.handle, metric, X.ptr, X.dtype, X.n, X.d, X.ld,
+                                         centroids.ctypes.data, centroids.shape[0],
+                                         out.ctypes.data))
+    return out
+
+
+def score(device, metric, X: Matrix, weights, centroids):
+    """fkm_score: the weighted inertia."""
+    inertia = ctypes.c_double()
+    with _lib.context(device) as ctx:
+        ctx.check(_lib.lib.fkm_score(ctx.handle, metric, X.ptr, X.dtype, X.n, X.d, X.ld,
+                                     _ptr(weights), centroids.ctypes.data, centroids.shape[0],
+                                     ctypes.byref(inertia)))
+    return inertia.value
