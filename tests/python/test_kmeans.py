@@ -221,14 +221,15 @@ def test_cuda_without_gpu_raises_runtime_error(blobs):
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
                     reason="signals need the main thread")
 def test_keyboard_interrupt_between_iterations():
-    X = np.random.RandomState(0).rand(100_000, 32).astype(np.float32)
-    # a long fit: many iterations of uniform data, tol=0
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    # a long fit: uniform data, K = 512, tol = 0 needs many iterations of ~30+ ms each, so the
+    # interrupt 0.3 s in always lands inside the fit, however fast or loaded the machine
+    X = np.random.RandomState(0).rand(300_000, 32).astype(np.float32)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     t0 = time.perf_counter()
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            flashkm.KMeans(256, max_iter=100000, tol=0, init="random", random_state=0,
+            flashkm.KMeans(512, max_iter=100000, tol=0, init="random", random_state=0,
                            device="cpu").fit(X)
     finally:
         timer.cancel()
