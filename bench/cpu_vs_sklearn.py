@@ -29,7 +29,6 @@ import csv
 import datetime
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -42,6 +41,8 @@ import numpy as np
 import sklearn
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_info, threadpool_limits
+
+import benchlib  # bench/benchlib.py: commit and machine facts
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIGS = ["100000:256:64", "200000:1024:128", "1000000:1024:128"]
@@ -232,24 +233,11 @@ def gemm_ceiling(k, d, threads, seed, min_seconds=0.4, trials=3):
 
 
 def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return benchlib.cpu_model()
 
 
 def git_commit():
-    try:
-        h = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO, capture_output=True, text=True).stdout.strip()
-        return h + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "uncommitted"
+    return benchlib.git_commit("uncommitted")
 
 
 def blas_versions():

@@ -43,7 +43,6 @@ import ctypes
 import datetime
 import math
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -52,6 +51,8 @@ import time
 import traceback
 import types
 from pathlib import Path
+
+import benchlib  # bench/benchlib.py: commit and machine facts
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -976,14 +977,7 @@ def write_markdown(path, rows, meta, ceil, command, args):
 
 
 def git_commit():
-    try:
-        h = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO, capture_output=True, text=True).stdout.strip()
-        return h + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return benchlib.git_commit("unknown")
 
 
 def nvidia_driver():

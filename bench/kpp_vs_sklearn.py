@@ -15,13 +15,13 @@ import argparse
 import ctypes
 import datetime
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 
 import numpy as np
+
+import benchlib
 
 FKM_F32 = 0
 FKM_INIT_KMEANS_PP = 2
@@ -94,18 +94,7 @@ def main():
     ctx = ctypes.c_void_p()
     if lib.fkm_create(ctypes.byref(ctx), 1) != 0:
         sys.exit("fkm_create failed")
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = "unknown"
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    commit, cpu = benchlib.git_commit(), benchlib.cpu_model()
     rows = []
     for cfg in args.configs:
         n, k, d = (int(v) for v in cfg.split(":"))
