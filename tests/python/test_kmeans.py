@@ -224,6 +224,9 @@ def test_keyboard_interrupt_between_iterations():
     # a long fit: uniform data, K = 512, tol = 0 needs many iterations of ~30+ ms each, so the
     # interrupt 0.3 s in always lands inside the fit, however fast or loaded the machine
     X = np.random.RandomState(0).rand(300_000, 32).astype(np.float32)
+    # a process started in the background inherits SIGINT ignored, and flashkm (rightly) leaves
+    # a non-default disposition alone: give this test Python's default handler
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     t0 = time.perf_counter()
     timer.start()
@@ -231,10 +234,12 @@ def test_keyboard_interrupt_between_iterations():
         with pytest.raises(KeyboardInterrupt):
             flashkm.KMeans(512, max_iter=100000, tol=0, init="random", random_state=0,
                            device="cpu").fit(X)
+        restored = signal.getsignal(signal.SIGINT)  # flashkm put back what was there
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - t0 < 30
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert restored is signal.default_int_handler
 
 
 # ------------------------------------------------------------------ functional API
