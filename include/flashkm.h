@@ -306,19 +306,29 @@ FKM_API fkm_status fkm_score(fkm_ctx *ctx, fkm_metric metric,
  * batch_stride = N * D to fkm_fit_batch). Every other file (a 1-D or 2-D .npy and the other
  * formats) has batch = 1. */
 typedef struct fkm_matrix {
-    void *data;          /* rows * cols elements of dtype, row-major, ld = cols */
+    void *data;          /* rows x cols elements of dtype, row-major with leading dimension ld */
     fkm_dtype dtype;
     int64_t rows;        /* all rows: batch * (rows of one problem) */
     int64_t cols;
     int64_t batch;       /* B of a 3-D .npy, else 1; rows is a multiple of it (appended last
                           * so that the earlier fields keep their offsets) */
+    int64_t ld;          /* elements from one row to the next: cols, except for a mapped
+                          * .fvecs (cols + 1: each row keeps its int32 dimension word) */
+    void *map_base;      /* fkm_matrix_map: the mapping (NULL when data was read) */
+    uint64_t map_len;
 } fkm_matrix;
 
 /* Reads a matrix file. On success *out owns its data; release it with fkm_matrix_free. On
  * failure *out is zeroed (fkm_matrix_free on it is harmless). Numbers in .csv are parsed
  * with strtod: a program that sets a locale with a decimal comma reads them wrongly. */
 FKM_API fkm_status fkm_matrix_load(fkm_ctx *ctx, const char *path, fkm_matrix *out);
-/* Frees out->data and zeroes *m. NULL-safe. */
+/* Like fkm_matrix_load, but .npy, .fbin and .fvecs files are memory-mapped read-only instead
+ * of read: the data is not copied into RAM, pages are read from the file as the fit touches
+ * them, so files larger than RAM (or than a process memory limit) work. Every check of
+ * fkm_matrix_load is made (for .fvecs every row's dimension word is checked, one pass over
+ * the file). Use out->ld as the leading dimension. .csv is read as by fkm_matrix_load. */
+FKM_API fkm_status fkm_matrix_map(fkm_ctx *ctx, const char *path, fkm_matrix *out);
+/* Frees (or unmaps) the data and zeroes *m. NULL-safe. */
 FKM_API void fkm_matrix_free(fkm_matrix *m);
 
 /* Writes a 2-D .npy (rows x cols) of dtype f32/f16/bf16/f64 atomically: a temporary file in

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1091,6 +1092,85 @@ static void test_info_help(void)
 }
 
 
+/* ---------------------------------------------------------------- files larger than memory */
+
+/* An f32 .npy of rows x cols (a few blobs), written with stdio in pieces. */
+static void write_big_npy(const char *name, int64_t rows, int cols)
+{
+    FILE *f = fopen(P(name), "wb");
+    char header[128];
+    int len = snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %d), }",
+                       (long long)rows, cols);
+    while ((10 + len + 1) % 64) header[len++] = ' ';
+    header[len++] = '\n';
+    const unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(len & 0xff),
+                                   (unsigned char)(len >> 8)};
+    bool ok = f && fwrite(pre, 1, 10, f) == 10 && fwrite(header, 1, (size_t)len, f) == (size_t)len;
+    float row[64];
+    uint64_t x = 12345;
+    for (int64_t r = 0; ok && r < rows; r++) {
+        for (int j = 0; j < cols; j++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            row[j] = (float)(r % 4) * 10.0f + (float)((x >> 40) & 0xffff) / 65536.0f;
+        }
+        ok = fwrite(row, sizeof(float), (size_t)cols, f) == (size_t)cols;
+    }
+    if (!f || fclose(f) != 0 || !ok) {
+        fprintf(stderr, "test_cli: cannot write %s\n", P(name));
+        exit(2);
+    }
+}
+
+/* Whether RLIMIT_DATA binds here: a child with the limit must fail to get more memory. */
+static bool data_limit_binds(size_t limit, size_t more)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct rlimit rl = {limit, limit};
+        setrlimit(RLIMIT_DATA, &rl);
+        char *p = malloc(more);
+        if (p) memset(p, 1, more);
+        _exit(p ? 1 : 0);
+    }
+    int st = 0;
+    return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* The CLI maps its input: a 100 MB .npy is clustered under a 64 MB data limit, which the
+ * same data read into memory would exceed. Not under AddressSanitizer (its shadow memory
+ * does not live with a data limit). */
+static void test_larger_than_memory(void)
+{
+#ifdef FKM_TEST_SANITIZED
+    printf("files larger than memory: skipped under the sanitizers\n");
+#else
+    const size_t limit = (size_t)64 << 20;
+    if (!data_limit_binds(limit, (size_t)100 << 20)) {
+        printf("files larger than memory: skipped (RLIMIT_DATA does not bind here)\n");
+        return;
+    }
+    const int64_t rows = 800000;
+    write_big_npy("big.npy", rows, 32); /* 102.4 MB */
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "ulimit -d %zu && OMP_NUM_THREADS=2 exec ", limit >> 10);
+    append_quoted(cmd, sizeof cmd, flashkm_bin);
+    strcat(cmd, " fit -k 4 --init random --max-iter 3 --labels");
+    append_quoted(cmd, sizeof cmd, P("big_labels.npy"));
+    strcat(cmd, " --quiet");
+    append_quoted(cmd, sizeof cmd, P("big.npy"));
+    strcat(cmd, " 2>");
+    append_quoted(cmd, sizeof cmd, P("err.txt"));
+    const int st = system(cmd);
+    char *err = last_stderr();
+    CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+          "a 100 MB input under a 64 MB data limit failed: %s", err);
+    CHECK(file_exists(P("big_labels.npy")), "no labels written for the mapped input");
+    free(err);
+    unlink(P("big.npy"));
+    printf("files larger than memory: 100 MB .npy clustered under a 64 MB data limit (mapped)\n");
+#endif
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -1108,5 +1188,6 @@ int main(int argc, char **argv)
     test_n_init();
     test_weights();
     test_errors();
+    test_larger_than_memory();
     return ts_finish("test_cli");
 }

@@ -99,26 +99,43 @@ static const float vals12[12] = {1.0f, -2.5f, 3.25f, 0.0f, 1e-3f, 7.0f,
 
 /* Loads name and checks it is a rows x cols matrix of dtype in `batch` problems whose bytes
  * equal expect. */
+/* fkm_matrix_load and fkm_matrix_map (mode 0 and 1) both give the expected matrix; the mapped
+ * one is compared row by row through its leading dimension. */
+static fkm_status open_mode(int mode, const char *name, fkm_matrix *m)
+{
+    return mode ? fkm_matrix_map(ctx, P(name), m) : fkm_matrix_load(ctx, P(name), m);
+}
+
 static void expect_batch(const char *name, fkm_dtype dtype, int64_t batch, int64_t rows,
                          int64_t cols, const void *expect)
 {
-    fkm_matrix m;
-    fkm_status s = fkm_matrix_load(ctx, P(name), &m);
-    if (!CHECK(s == FKM_OK, "%s: load failed: %s (%s)", name, fkm_status_string(s),
-               fkm_last_error(ctx)))
-        return;
-    CHECK(m.dtype == dtype, "%s: dtype %s, expected %s", name, fkm_dtype_name(m.dtype),
-          fkm_dtype_name(dtype));
-    CHECK(m.rows == rows && m.cols == cols, "%s: shape %lld x %lld, expected %lld x %lld", name,
-          (long long)m.rows, (long long)m.cols, (long long)rows, (long long)cols);
-    CHECK(m.batch == batch, "%s: batch %lld, expected %lld", name, (long long)m.batch,
-          (long long)batch);
-    if (m.dtype == dtype && m.rows == rows && m.cols == cols)
-        CHECK(memcmp(m.data, expect, (size_t)(rows * cols) * fkm_dtype_size(dtype)) == 0,
-              "%s: data differs", name);
-    fkm_matrix_free(&m);
-    CHECK(m.data == NULL && m.rows == 0 && m.batch == 0,
-          "%s: fkm_matrix_free did not zero the struct", name);
+    for (int mode = 0; mode < 2; mode++) {
+        const char *how = mode ? "map" : "load";
+        fkm_matrix m;
+        fkm_status s = open_mode(mode, name, &m);
+        if (!CHECK(s == FKM_OK, "%s (%s): failed: %s (%s)", name, how, fkm_status_string(s), fkm_last_error(ctx)))
+            continue;
+        CHECK(m.dtype == dtype, "%s (%s): dtype %s, expected %s", name, how, fkm_dtype_name(m.dtype),
+              fkm_dtype_name(dtype));
+        CHECK(m.rows == rows && m.cols == cols, "%s (%s): shape %lld x %lld, expected %lld x %lld", name, how,
+              (long long)m.rows, (long long)m.cols, (long long)rows, (long long)cols);
+        CHECK(m.batch == batch, "%s (%s): batch %lld, expected %lld", name, how, (long long)m.batch,
+              (long long)batch);
+        CHECK(m.ld >= m.cols && (mode || m.ld == m.cols), "%s (%s): ld %lld", name, how, (long long)m.ld);
+        CHECK(!mode == !m.map_base || strstr(name, ".csv") != NULL, "%s (%s): mapped %d", name, how,
+              m.map_base != NULL);
+        if (m.dtype == dtype && m.rows == rows && m.cols == cols) {
+            const size_t es = fkm_dtype_size(dtype);
+            bool same = true;
+            for (int64_t r = 0; r < rows; r++)
+                same = same && memcmp((const char *)m.data + (size_t)(r * m.ld) * es,
+                                      (const char *)expect + (size_t)(r * cols) * es, (size_t)cols * es) == 0;
+            CHECK(same, "%s (%s): data differs", name, how);
+        }
+        fkm_matrix_free(&m);
+        CHECK(m.data == NULL && m.rows == 0 && m.batch == 0 && m.map_base == NULL,
+              "%s (%s): fkm_matrix_free did not zero the struct", name, how);
+    }
 }
 
 /* Every 2-D matrix file loads as a batch of 1. */
@@ -132,15 +149,17 @@ static void expect_matrix(const char *name, fkm_dtype dtype, int64_t rows, int64
  * given). */
 static void expect_load_error(const char *name, fkm_status want, const char *word)
 {
-    fkm_matrix m;
-    fkm_status s = fkm_matrix_load(ctx, P(name), &m);
-    const char *msg = fkm_last_error(ctx);
-    CHECK(s == want, "%s: status %s, expected %s (message: %s)", name, fkm_status_string(s),
-          fkm_status_string(want), msg);
-    CHECK(msg && msg[0], "%s: empty error message", name);
-    if (word) CHECK(strstr(msg, word) != NULL, "%s: message '%s' lacks '%s'", name, msg, word);
-    if (getenv("FKM_TEST_VERBOSE")) printf("%-16s %-16s %s\n", name, fkm_status_string(s), msg);
-    if (s == FKM_OK) fkm_matrix_free(&m);
+    for (int mode = 0; mode < 2; mode++) { /* load and map check the same things */
+        fkm_matrix m;
+        fkm_status s = open_mode(mode, name, &m);
+        const char *msg = fkm_last_error(ctx);
+        CHECK(s == want, "%s (%s): status %s, expected %s (message: %s)", name, mode ? "map" : "load",
+              fkm_status_string(s), fkm_status_string(want), msg);
+        CHECK(msg && msg[0], "%s: empty error message", name);
+        if (word) CHECK(strstr(msg, word) != NULL, "%s: message '%s' lacks '%s'", name, msg, word);
+        if (getenv("FKM_TEST_VERBOSE")) printf("%-16s %-16s %s\n", name, fkm_status_string(s), msg);
+        if (s == FKM_OK) fkm_matrix_free(&m);
+    }
 }
 
 /* Whether any file in the temp dir has ".tmp." in its name (a leaked temporary file). */

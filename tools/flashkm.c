@@ -503,6 +503,7 @@ static int write_outputs(fkm_ctx *ctx, int64_t batch, const char *centroids_path
 /* Sums iteration times and counts iterations (over every run of --n-init) for the summary's
  * ms/iter; counts runs to head each one's progress lines when there are several. */
 typedef struct progress_state {
+    double x_bytes;     /* bytes of X one iteration reads (the assignment pass) */
     double iter_seconds;
     int64_t iters;
     int32_t run, n_init;
@@ -521,10 +522,10 @@ static int print_progress(const fkm_iter_info *it, void *user)
     }
     fprintf(stderr,
             "iter %4d  inertia %.6e  rel-shift %.3e  changed %lld  empty %lld  %.1f ms "
-            "(assign %.1f, update %.1f)\n",
+            "(assign %.1f, update %.1f)  %.2f GB/s\n",
             (int)it->iter, it->inertia, it->rel_shift, (long long)it->n_changed,
             (long long)it->n_empty, 1e3 * it->seconds, 1e3 * it->assign_seconds,
-            1e3 * it->update_seconds);
+            1e3 * it->update_seconds, it->assign_seconds > 0 ? ps->x_bytes / it->assign_seconds / 1e9 : 0.0);
     return 0;
 }
 
@@ -593,7 +594,7 @@ static int run_fit(const args *a)
     fkm_status s;
     int64_t k = c.params.k, init_k;
     if ((rc = create_context(c.backend, c.threads, &ctx))) goto done;
-    if ((s = fkm_matrix_load(ctx, c.input, &X)) != FKM_OK) {
+    if ((s = fkm_matrix_map(ctx, c.input, &X)) != FKM_OK) {
         rc = lib_error(ctx, s, NULL);
         goto done;
     }
@@ -619,7 +620,8 @@ static int run_fit(const args *a)
         goto done;
     }
 
-    progress_state ps = {0, 0, 0, c.params.n_init, c.params.seed};
+    progress_state ps = {(double)X.rows * (double)X.cols * (double)fkm_dtype_size(X.dtype), 0, 0, 0,
+                         c.params.n_init, c.params.seed};
     c.params.init_centroids = init;
     if (!c.quiet && batch == 1) {
         c.params.progress = print_progress;
@@ -632,20 +634,20 @@ static int run_fit(const args *a)
          * fkm_fit on its own, problem b with seed S + b, which is the result fkm_fit_batch
          * promises for it (its fit alone with that seed) */
         fkm_params p = c.params;
-        const size_t problem_bytes = (size_t)(n * X.cols) * fkm_dtype_size(X.dtype);
+        const size_t problem_bytes = (size_t)(n * X.ld) * fkm_dtype_size(X.dtype);
         s = FKM_OK;
         for (int64_t b = 0; b < batch && s == FKM_OK; b++) {
             p.seed = c.params.seed + (uint64_t)b;
             s = fkm_fit(ctx, &p, (const char *)X.data + (size_t)b * problem_bytes, X.dtype, n,
-                        X.cols, X.cols, weights ? weights + b * n : NULL, C + b * k * X.cols,
+                        X.cols, X.ld, weights ? weights + b * n : NULL, C + b * k * X.cols,
                         labels + b * n, results + b);
             if (s != FKM_OK) failed_problem = b;
         }
     } else if (batch > 1) {
-        s = fkm_fit_batch(ctx, &c.params, X.data, X.dtype, batch, n, X.cols, X.cols, n * X.cols,
+        s = fkm_fit_batch(ctx, &c.params, X.data, X.dtype, batch, n, X.cols, X.ld, n * X.ld,
                           weights, C, labels, results);
     } else {
-        s = fkm_fit(ctx, &c.params, X.data, X.dtype, n, X.cols, X.cols, weights, C, labels,
+        s = fkm_fit(ctx, &c.params, X.data, X.dtype, n, X.cols, X.ld, weights, C, labels,
                     results);
     }
     double seconds = now_seconds() - t0;
@@ -692,7 +694,7 @@ static int run_predict(const args *a)
     int64_t k = 0;
     fkm_status s;
     if ((rc = create_context(c.backend, c.threads, &ctx))) goto done;
-    if ((s = fkm_matrix_load(ctx, c.input, &X)) != FKM_OK) {
+    if ((s = fkm_matrix_map(ctx, c.input, &X)) != FKM_OK) {
         rc = lib_error(ctx, s, NULL);
         goto done;
     }
@@ -704,11 +706,11 @@ static int run_predict(const args *a)
         goto done;
     }
     double inertia = 0.0, t0 = now_seconds();
-    const size_t problem_bytes = (size_t)(n * X.cols) * fkm_dtype_size(X.dtype);
+    const size_t problem_bytes = (size_t)(n * X.ld) * fkm_dtype_size(X.dtype);
     for (int64_t b = 0; b < batch; b++) {
         double inertia_b = 0.0;
         s = fkm_predict(ctx, c.params.metric, (const char *)X.data + (size_t)b * problem_bytes,
-                        X.dtype, n, X.cols, X.cols, C + b * k * X.cols, k, labels + b * n,
+                        X.dtype, n, X.cols, X.ld, C + b * k * X.cols, k, labels + b * n,
                         &inertia_b);
         if (s != FKM_OK) {
             char about[600];

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -82,7 +83,7 @@ static fkm_status read_fvecs_dim(fkm_ctx *ctx, const char *path, FILE *f, int64_
 }
 
 /* Each row: int32 d, then d float32. d is the same on every row. */
-static fkm_status load_fvecs(fkm_ctx *ctx, const char *path, FILE *f, int64_t file_size,
+static fkm_status load_fvecs(fkm_ctx *ctx, const char *path, FILE *f, int64_t file_size, int map,
                              fkm_matrix *out)
 {
     if (file_size < 4)
@@ -106,8 +107,24 @@ static fkm_status load_fvecs(fkm_ctx *ctx, const char *path, FILE *f, int64_t fi
     m.batch = 1;
     m.rows = file_size / row_bytes;
     m.cols = d;
+    m.ld = d;
     size_t bytes;
     if ((s = f32_bytes(ctx, path, m.rows, m.cols, &bytes)) != FKM_OK) return s;
+    if (map) { /* the rows stay where they are, with their dimension words between them */
+        if ((s = fkm_map_file(ctx, path, f, file_size, 4, &m)) != FKM_OK) return s;
+        m.ld = (int64_t)d + 1;
+        const unsigned char *base = m.map_base;
+        for (int64_t i = 1; i < m.rows; i++) {
+            const int32_t di = (int32_t)fkm_le32(base + i * row_bytes);
+            if (di != d) {
+                fkm_matrix_free(&m);
+                return fkm_fail(ctx, FKM_E_FORMAT, "%s: row %" PRId64 " has dimension %" PRId32
+                                ", row 1 has %" PRId32, path, i + 1, di, d);
+            }
+        }
+        *out = m;
+        return FKM_OK;
+    }
     if ((s = alloc_f32(ctx, path, &m, bytes)) != FKM_OK) return s;
     float *dst = m.data;
     for (int64_t i = 0; i < m.rows && s == FKM_OK; i++) {
@@ -125,7 +142,7 @@ static fkm_status load_fvecs(fkm_ctx *ctx, const char *path, FILE *f, int64_t fi
 /* ================================================================ .fbin */
 
 /* int32 n, int32 d, then n*d float32 (the big-ann-benchmarks layout). */
-static fkm_status load_fbin(fkm_ctx *ctx, const char *path, FILE *f, int64_t file_size,
+static fkm_status load_fbin(fkm_ctx *ctx, const char *path, FILE *f, int64_t file_size, int map,
                             fkm_matrix *out)
 {
     if (file_size < 8)
@@ -147,6 +164,11 @@ static fkm_status load_fbin(fkm_ctx *ctx, const char *path, FILE *f, int64_t fil
     snprintf(says, sizeof says, "n = %" PRId32 ", d = %" PRId32, n, d);
     if ((s = fkm_check_data_size(ctx, path, says, (int64_t)bytes, file_size - 8)) != FKM_OK)
         return s;
+    m.ld = d;
+    if (map) {
+        if ((s = fkm_map_file(ctx, path, f, file_size, 8, &m)) == FKM_OK) *out = m;
+        return s;
+    }
     if ((s = alloc_f32(ctx, path, &m, bytes)) != FKM_OK) return s;
     if ((s = fkm_read_exact(ctx, f, path, m.data, bytes)) != FKM_OK) {
         free(m.data);
@@ -303,9 +325,10 @@ static fkm_status csv_lines(csv_state *st, FILE *f)
     return s;
 }
 
-static fkm_status load_csv(fkm_ctx *ctx, const char *path, FILE *f, int64_t file_size,
+static fkm_status load_csv(fkm_ctx *ctx, const char *path, FILE *f, int64_t file_size, int map,
                            fkm_matrix *out)
 {
+    (void)map; /* text: always read */
     (void)file_size;
     csv_state st = {ctx, path, NULL, 0, 0, 0, -1, -1, 0};
     fkm_status s = csv_lines(&st, f);
@@ -346,11 +369,21 @@ static fkm_loader_fn loader_for(const char *path)
     return NULL;
 }
 
-fkm_status fkm_matrix_load(fkm_ctx *ctx, const char *path, fkm_matrix *out)
+fkm_status fkm_map_file(fkm_ctx *ctx, const char *path, FILE *f, int64_t file_size, int64_t offset,
+                        fkm_matrix *m)
+{
+    void *base = mmap(NULL, (size_t)file_size, PROT_READ, MAP_PRIVATE, fileno(f), 0);
+    if (base == MAP_FAILED) return fkm_fail(ctx, FKM_E_IO, "%s: cannot map: %s", path, strerror(errno));
+    m->map_base = base;
+    m->map_len = (uint64_t)file_size;
+    m->data = (unsigned char *)base + offset;
+    return FKM_OK;
+}
+
+static fkm_status open_matrix(fkm_ctx *ctx, const char *path, int map, fkm_matrix *out, const char *fn)
 {
     fkm_clear_error(ctx);
-    if (!path || !out)
-        return fkm_fail(ctx, FKM_E_NULL, "fkm_matrix_load: %s is NULL", !path ? "path" : "out");
+    if (!path || !out) return fkm_fail(ctx, FKM_E_NULL, "%s: %s is NULL", fn, !path ? "path" : "out");
     memset(out, 0, sizeof *out);
     fkm_loader_fn load = loader_for(path);
     if (!load)
@@ -366,14 +399,26 @@ fkm_status fkm_matrix_load(fkm_ctx *ctx, const char *path, fkm_matrix *out)
     else if (!S_ISREG(st.st_mode))
         s = fkm_fail(ctx, FKM_E_IO, "%s: not a regular file", path);
     else
-        s = load(ctx, path, f, (int64_t)st.st_size, out);
-    fclose(f); /* read-only: a failing close loses nothing */
+        s = load(ctx, path, f, (int64_t)st.st_size, map, out);
+    fclose(f); /* read-only: a failing close loses nothing (a mapping outlives it) */
+    if (s == FKM_OK && out->ld == 0) out->ld = out->cols;
     return s;
+}
+
+fkm_status fkm_matrix_load(fkm_ctx *ctx, const char *path, fkm_matrix *out)
+{
+    return open_matrix(ctx, path, 0, out, "fkm_matrix_load");
+}
+
+fkm_status fkm_matrix_map(fkm_ctx *ctx, const char *path, fkm_matrix *out)
+{
+    return open_matrix(ctx, path, 1, out, "fkm_matrix_map");
 }
 
 void fkm_matrix_free(fkm_matrix *m)
 {
     if (!m) return;
-    free(m->data);
+    if (m->map_base) munmap(m->map_base, (size_t)m->map_len);
+    else free(m->data);
     memset(m, 0, sizeof *m);
 }

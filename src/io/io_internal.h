@@ -18,13 +18,18 @@
 /* ---------------------------------------------------------------- reading */
 
 /* A reader for one format. f is open at offset 0 on a regular file of file_size bytes;
- * path is only used in messages. On success *out owns a rows x cols matrix with its batch
- * set (1 except for a 3-D .npy); on failure nothing is allocated and *out is untouched. */
+ * path is only used in messages. With map set, a format that can maps the file read-only
+ * instead of reading it (fkm_map_file). On success *out owns a rows x cols matrix with its
+ * batch and ld set; on failure nothing is allocated and *out is untouched. */
 typedef fkm_status (*fkm_loader_fn)(fkm_ctx *ctx, const char *path, FILE *f,
-                                    int64_t file_size, fkm_matrix *out);
+                                    int64_t file_size, int map, fkm_matrix *out);
 
-fkm_status fkm_load_npy(fkm_ctx *ctx, const char *path, FILE *f, int64_t file_size,
+fkm_status fkm_load_npy(fkm_ctx *ctx, const char *path, FILE *f, int64_t file_size, int map,
                         fkm_matrix *out);
+
+/* Maps the whole file read-only into m (map_base, map_len) and points m->data at offset. */
+fkm_status fkm_map_file(fkm_ctx *ctx, const char *path, FILE *f, int64_t file_size, int64_t offset,
+                        fkm_matrix *m);
 
 /* Reads exactly n bytes or fails: FKM_E_IO on a read error, and also when the file ends
  * early (the readers check sizes against fstat first, so an early end means the file

@@ -328,7 +328,7 @@ static fkm_status check_header(fkm_ctx *ctx, const char *path, const npy_header 
     return FKM_OK;
 }
 
-fkm_status fkm_load_npy(fkm_ctx *ctx, const char *path, FILE *f, int64_t file_size,
+fkm_status fkm_load_npy(fkm_ctx *ctx, const char *path, FILE *f, int64_t file_size, int map,
                         fkm_matrix *out)
 {
     npy_header h;
@@ -339,6 +339,11 @@ fkm_status fkm_load_npy(fkm_ctx *ctx, const char *path, FILE *f, int64_t file_si
     size_t bytes = 0;
     s = check_header(ctx, path, &h, file_size - offset, &m, &bytes);
     if (s != FKM_OK) return s;
+    m.ld = m.cols;
+    if (map) {
+        if ((s = fkm_map_file(ctx, path, f, file_size, offset, &m)) == FKM_OK) *out = m;
+        return s;
+    }
     m.data = malloc(bytes);
     if (!m.data)
         return fkm_fail(ctx, FKM_E_NOMEM, "%s: out of memory for %zu bytes of data", path, bytes);
