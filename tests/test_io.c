@@ -445,6 +445,37 @@ static void test_fvecs_fbin(void)
     expect_matrix("a.fbin", FKM_F32, 2, 6, vals12);
     write_fbin("b.FBIN", 12, 1, vals12, 12);
     expect_matrix("b.FBIN", FKM_F32, 12, 1, vals12);
+
+    /* a fit over a mapped .fvecs (rows read through ld = d + 1) equals the fit over the
+     * loaded copy, bit for bit */
+    enum { R = 120, C = 7 }; /* 3840 bytes: write_fvecs's buffer holds 4096 */
+    int32_t *rd = malloc(R * sizeof *rd);
+    float *v = malloc((size_t)R * C * sizeof *v);
+    uint32_t x = 7;
+    for (int i = 0; i < R; i++) {
+        rd[i] = C;
+        for (int j = 0; j < C; j++) {
+            x = x * 1664525u + 1013904223u;
+            v[i * C + j] = (float)(i % 3) * 8.0f + (float)(x >> 8) / 16777216.0f;
+        }
+    }
+    write_fvecs("fit.fvecs", rd, R, v, 0);
+    fkm_matrix a, b;
+    if (CHECK(fkm_matrix_load(ctx, P("fit.fvecs"), &a) == FKM_OK && fkm_matrix_map(ctx, P("fit.fvecs"), &b) == FKM_OK,
+              "fit.fvecs: %s", fkm_last_error(ctx))) {
+        fkm_params p = fkm_params_default();
+        p.k = 3;
+        float ca[3 * C], cb[3 * C];
+        int32_t la[R], lb[R];
+        CHECK(fkm_fit(ctx, &p, a.data, a.dtype, a.rows, a.cols, a.ld, NULL, ca, la, NULL) == FKM_OK &&
+                  fkm_fit(ctx, &p, b.data, b.dtype, b.rows, b.cols, b.ld, NULL, cb, lb, NULL) == FKM_OK,
+              "fit: %s", fkm_last_error(ctx));
+        CHECK(b.ld == C + 1 && memcmp(ca, cb, sizeof ca) == 0 && memcmp(la, lb, sizeof la) == 0,
+              "fit over the mapped .fvecs differs from the fit over the loaded one");
+        fkm_matrix_free(&a);
+        fkm_matrix_free(&b);
+    }
+    free(rd), free(v);
 }
 
 static void test_csv(void)
