@@ -4,7 +4,8 @@
 #
 #   bash scripts/gpu-check.sh [gpu_side_by_side.py options, e.g. --quick or --configs 1 5]
 #
-# Stages (GPU_CHECK_STAGES, comma-separated, default "build,test,sanitize,bench"):
+# Stages (GPU_CHECK_STAGES, comma-separated, default "build,test,sanitize,bench"; "python" is
+# opt-in: the Python package built with CUDA and its tests, log appended to test.log):
 #   build     cmake -DFLASHKM_CUDA=ON -DCMAKE_BUILD_TYPE=Release in build-gpu (Ninja if found)
 #   test      ctest --output-on-failure (every test; the GPU tests skip without a GPU)
 #   sanitize  compute-sanitizer memcheck, then racecheck, on the GPU tests (ctest tests whose
@@ -61,8 +62,8 @@ STAGE_LINES=()
 ANY_FAIL=0
 
 for s in ${STAGES//,/ }; do
-  case "$s" in build|test|sanitize|bench) ;;
-    *) echo "gpu-check: unknown stage '$s' in GPU_CHECK_STAGES (build,test,sanitize,bench)" >&2
+  case "$s" in build|test|python|sanitize|bench) ;;
+    *) echo "gpu-check: unknown stage '$s' in GPU_CHECK_STAGES (build,test,python,sanitize,bench)" >&2
        exit 2 ;;
   esac
 done
@@ -196,6 +197,32 @@ if want test; then
       record test FAIL $(( $(now) - t0 )) "$note (test.log)"
       grep -E '^\s*[0-9]+ - .*(Failed|Timeout|Exception|Not Run)' "$OUT/test.log" | head -20
       tail_log "$OUT/test.log" 40
+    fi
+  fi
+fi
+
+# ------------------------------------------------------------------ python
+# The Python package with the CUDA backend compiled in, installed offline (the machine has
+# no network: scikit-build-core, numpy, scikit-learn and pytest come from its own Python)
+# into a venv that sees the system packages; then tests/python. Its log is appended to
+# test.log (the device tool returns at most 8 files).
+if want python; then
+  t0=$(now); t=$(cap 240)
+  if (( t < 60 )); then
+    record python SKIP 0 "no time left (budget ${BUDGET} s)"
+  else
+    say "python: pip install (FLASHKM_CUDA=ON) and pytest (up to ${t} s)"
+    {
+      echo; echo "==== python package (FLASHKM_CUDA=ON), pytest tests/python"
+      python3 -m venv --system-site-packages build-py/gpu-venv &&
+      FLASHKM_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" timeout -k 10 "$t" \
+        build-py/gpu-venv/bin/pip install --no-build-isolation --no-deps --no-index -q . &&
+      timeout -k 10 "$t" build-py/gpu-venv/bin/python -m pytest -q -p no:cacheprovider tests/python
+    } >> "$OUT/test.log" 2>&1
+    rc=$?
+    res=$(grep -E '[0-9]+ passed' "$OUT/test.log" | tail -1)
+    if [[ $rc == 0 ]]; then record python PASS $(( $(now) - t0 )) "$res"
+    else record python FAIL $(( $(now) - t0 )) "${res:-exit status $rc} (test.log)"; tail_log "$OUT/test.log" 30
     fi
   fi
 fi
