@@ -274,6 +274,15 @@ FKM_API fkm_status fkm_predict(fkm_ctx *ctx, fkm_metric metric,
                                const float *centroids, int64_t k,
                                int32_t *labels_out, double *inertia_out);
 
+/* fkm_predict for B problems of one shape laid out as for fkm_fit_batch: problem b's rows at
+ * X + b * batch_stride elements, its centroids at centroids + b * k * d, its labels at
+ * labels_out + b * n, its inertia in inertia_out[b] (inertia_out may be NULL). */
+FKM_API fkm_status fkm_predict_batch(fkm_ctx *ctx, fkm_metric metric,
+                                     const void *X, fkm_dtype dtype, int64_t batch, int64_t n,
+                                     int64_t d, int64_t ld, int64_t batch_stride,
+                                     const float *centroids, int64_t k,
+                                     int32_t *labels_out, double *inertia_out);
+
 /* Distances of every point to every centroid: dist_out is n x k f32, row-major.
  * l2: ||x - c||^2 (squared); cosine: 1 - cos(x, c); dot: x . c. */
 FKM_API fkm_status fkm_transform(fkm_ctx *ctx, fkm_metric metric,

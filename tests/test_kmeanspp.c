@@ -210,6 +210,29 @@ static void check_init_alone(fkm_ctx *ctx)
     free(Xd), free(X), free(C0);
 }
 
+/* fkm_predict_batch equals fkm_predict per problem. */
+static void check_predict_batch(fkm_ctx *ctx)
+{
+    const int64_t B = 3, n = 700, d = 6, k = 9;
+    double *Xd = tc_blobs(17, B * n, d, 9, 4.0, 0.0);
+    float *X = tc_store(Xd, B * n, d, d, FKM_F32);
+    float *C = tc_pick_rows(Xd, B * n, d, B * k, 4);
+    int32_t *lb = malloc((size_t)(B * n) * sizeof *lb), *l1 = malloc((size_t)n * sizeof *l1);
+    double inert[3], i1;
+    CHECK(fkm_predict_batch(ctx, FKM_METRIC_L2, X, FKM_F32, B, n, d, d, n * d, C, k, lb, inert) == FKM_OK,
+          "predict_batch: %s", fkm_last_error(ctx));
+    for (int64_t b = 0; b < B; b++) {
+        CHECK(fkm_predict(ctx, FKM_METRIC_L2, X + b * n * d, FKM_F32, n, d, d, C + b * k * d, k, l1, &i1) == FKM_OK,
+              "predict");
+        CHECK(memcmp(l1, lb + b * n, (size_t)n * sizeof *l1) == 0 && i1 == inert[b],
+              "predict_batch problem %lld differs from predict", (long long)b);
+    }
+    CHECK(fkm_predict_batch(ctx, FKM_METRIC_L2, X, FKM_F32, B, n, d, d, n * d - 1, C, k, lb, NULL) == FKM_E_INVALID,
+          "batch_stride < n * ld");
+    printf("fkm_predict_batch: equal to fkm_predict per problem\n");
+    free(Xd), free(X), free(C), free(lb), free(l1);
+}
+
 int main(void)
 {
     fkm_ctx *ctx = tc_create();
@@ -218,6 +241,7 @@ int main(void)
     check_weights_repeat(ctx);
     check_n_init(ctx);
     check_init_alone(ctx);
+    check_predict_batch(ctx);
     fkm_destroy(ctx);
     return tc_finish("test_kmeanspp");
 }
