@@ -9,6 +9,25 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+/* The layout checks both batched calls make: X holds `batch` problems of n x d (leading
+ * dimension ld) batch_stride elements apart, all addressable; *kd = k * d. */
+static fkm_status check_layout(fkm_ctx *ctx, const void *X, fkm_dtype dtype, int64_t batch, int64_t n, int64_t d,
+                               int64_t ld, int64_t batch_stride, int64_t k, int64_t *kd)
+{
+    if (batch < 1) return fkm_fail(ctx, FKM_E_INVALID, "batch = %lld: need at least one problem", (long long)batch);
+    fkm_status s;
+    if ((s = fkm_check_matrix(ctx, X, dtype, n, d, ld)) != FKM_OK) return s;
+    int64_t span, last;
+    if (!fkm_mul_i64(n, ld, &span) || batch_stride < span)
+        return fkm_fail(ctx, FKM_E_INVALID, "batch_stride = %lld is smaller than n * ld = %lld",
+                        (long long)batch_stride, (long long)span);
+    if (!fkm_mul_i64(batch - 1, batch_stride, &last) || last > INT64_MAX - span ||
+        !fkm_bytes(last + span, 1, fkm_dtype_size(dtype), &(size_t){0}) || !fkm_mul_i64(k, d, kd))
+        return fkm_fail(ctx, FKM_E_OVERFLOW, "batch = %lld problems of %lld x %lld overflow 64-bit sizes",
+                        (long long)batch, (long long)n, (long long)ld);
+    return FKM_OK;
+}
+
 fkm_status fkm_fit_batch(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dtype dtype,
                          int64_t batch, int64_t n, int64_t d, int64_t ld, int64_t batch_stride,
                          const float *weights, float *centroids_out, int32_t *labels_out,
@@ -18,20 +37,12 @@ fkm_status fkm_fit_batch(fkm_ctx *ctx, const fkm_params *params, const void *X, 
     fkm_clear_error(ctx);
     if (!params) return fkm_fail(ctx, FKM_E_NULL, "params is NULL");
     if (!centroids_out) return fkm_fail(ctx, FKM_E_NULL, "centroids_out is NULL");
-    if (batch < 1) return fkm_fail(ctx, FKM_E_INVALID, "batch = %lld: need at least one problem", (long long)batch);
     if (params->n_init != 1)
         return fkm_fail(ctx, FKM_E_INVALID, "n_init = %d: fkm_fit_batch runs each problem once (n_init = 1)",
                         (int)params->n_init);
     fkm_status s;
-    if ((s = fkm_check_matrix(ctx, X, dtype, n, d, ld)) != FKM_OK) return s;
-    int64_t span, last, kd;
-    if (!fkm_mul_i64(n, ld, &span) || batch_stride < span)
-        return fkm_fail(ctx, FKM_E_INVALID, "batch_stride = %lld is smaller than n * ld = %lld",
-                        (long long)batch_stride, (long long)span);
-    if (!fkm_mul_i64(batch - 1, batch_stride, &last) || last > INT64_MAX - span ||
-        !fkm_bytes(last + span, 1, fkm_dtype_size(dtype), &(size_t){0}) || !fkm_mul_i64(params->k, d, &kd))
-        return fkm_fail(ctx, FKM_E_OVERFLOW, "batch = %lld problems of %lld x %lld overflow 64-bit sizes",
-                        (long long)batch, (long long)n, (long long)ld);
+    int64_t kd;
+    if ((s = check_layout(ctx, X, dtype, batch, n, d, ld, batch_stride, params->k, &kd)) != FKM_OK) return s;
     const size_t es = fkm_dtype_size(dtype);
     fkm_params p = *params;
     if (ctx->ops->max_batch >= batch && batch > 1) {
@@ -77,17 +88,9 @@ fkm_status fkm_predict_batch(fkm_ctx *ctx, fkm_metric metric, const void *X, fkm
     fkm_clear_error(ctx);
     if (!labels_out) return fkm_fail(ctx, FKM_E_NULL, "labels_out is NULL");
     if (!centroids) return fkm_fail(ctx, FKM_E_NULL, "centroids is NULL");
-    if (batch < 1) return fkm_fail(ctx, FKM_E_INVALID, "batch = %lld: need at least one problem", (long long)batch);
     fkm_status s;
-    if ((s = fkm_check_matrix(ctx, X, dtype, n, d, ld)) != FKM_OK) return s;
-    int64_t span, last, kd;
-    if (!fkm_mul_i64(n, ld, &span) || batch_stride < span)
-        return fkm_fail(ctx, FKM_E_INVALID, "batch_stride = %lld is smaller than n * ld = %lld",
-                        (long long)batch_stride, (long long)span);
-    if (!fkm_mul_i64(batch - 1, batch_stride, &last) || last > INT64_MAX - span ||
-        !fkm_bytes(last + span, 1, fkm_dtype_size(dtype), &(size_t){0}) || !fkm_mul_i64(k, d, &kd))
-        return fkm_fail(ctx, FKM_E_OVERFLOW, "batch = %lld problems of %lld x %lld overflow 64-bit sizes",
-                        (long long)batch, (long long)n, (long long)ld);
+    int64_t kd;
+    if ((s = check_layout(ctx, X, dtype, batch, n, d, ld, batch_stride, k, &kd)) != FKM_OK) return s;
     const size_t es = fkm_dtype_size(dtype);
     for (int64_t b = 0; b < batch; b++) {
         s = fkm_predict(ctx, metric, (const char *)X + (size_t)(b * batch_stride) * es, dtype, n, d, ld,
