@@ -41,6 +41,7 @@ import argparse
 import csv
 import ctypes
 import datetime
+import importlib.util
 import math
 import os
 import random
@@ -148,50 +149,18 @@ FKM_EMPTY = {"relocate": 0, "keep": 1}
 FKM_PRECISION = {"fast": 0, "f32": 1, "exact": 2}
 
 
-class FkmIterInfo(ctypes.Structure):
-    _fields_ = [
-        ("iter", ctypes.c_int32),
-        ("inertia", ctypes.c_double),
-        ("max_shift_sq", ctypes.c_double),
-        ("rel_shift", ctypes.c_double),
-        ("n_changed", ctypes.c_int64),
-        ("n_empty", ctypes.c_int64),
-        ("seconds", ctypes.c_double),
-        ("assign_seconds", ctypes.c_double),
-        ("update_seconds", ctypes.c_double),
-    ]
+def _load_abi():
+    """python/flashkm/_abi.py, the one ctypes declaration of flashkm.h's structs (loaded by
+    path: importing the package would load a library first)."""
+    path = Path(__file__).resolve().parent.parent / "python" / "flashkm" / "_abi.py"
+    spec = importlib.util.spec_from_file_location("flashkm_abi", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
-PROGRESS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(FkmIterInfo), ctypes.c_void_p)
-
-
-class FkmParams(ctypes.Structure):
-    # Mirrors fkm_params in include/flashkm.h field by field; enums are C int. ctypes pads
-    # like the C compiler (checked by --print-abi against a C program in scripts/gpu-check.sh).
-    _fields_ = [
-        ("k", ctypes.c_int64),
-        ("max_iter", ctypes.c_int32),
-        ("tol", ctypes.c_double),
-        ("init", ctypes.c_int),
-        ("init_centroids", ctypes.c_void_p),
-        ("seed", ctypes.c_uint64),
-        ("metric", ctypes.c_int),
-        ("empty", ctypes.c_int),
-        ("n_threads", ctypes.c_int32),
-        ("progress", PROGRESS_FN),
-        ("progress_user", ctypes.c_void_p),
-        ("precision", ctypes.c_int),
-        ("n_init", ctypes.c_int32),
-    ]
-
-
-class FkmResult(ctypes.Structure):
-    _fields_ = [
-        ("inertia", ctypes.c_double),
-        ("n_iter", ctypes.c_int32),
-        ("converged", ctypes.c_int32),
-        ("inertia_per_iter", ctypes.POINTER(ctypes.c_double)),
-    ]
+_abi = _load_abi()
+FkmIterInfo, FkmParams, FkmResult, PROGRESS_FN = _abi.IterInfo, _abi.Params, _abi.Result, _abi.PROGRESS_FN
 
 
 def print_abi():

@@ -23,29 +23,13 @@ import numpy as np
 
 import benchlib
 
-FKM_F32 = 0
-FKM_INIT_KMEANS_PP = 2
-
-
-class FkmParams(ctypes.Structure):
-    _fields_ = [
-        ("k", ctypes.c_int64), ("max_iter", ctypes.c_int32), ("tol", ctypes.c_double),
-        ("init", ctypes.c_int), ("init_centroids", ctypes.c_void_p), ("seed", ctypes.c_uint64),
-        ("metric", ctypes.c_int), ("empty", ctypes.c_int), ("n_threads", ctypes.c_int32),
-        ("progress", ctypes.c_void_p), ("progress_user", ctypes.c_void_p),
-        ("precision", ctypes.c_int), ("n_init", ctypes.c_int32),
-    ]
-
-
-def load_lib(path):
-    lib = ctypes.CDLL(path)
-    lib.fkm_params_default.restype = FkmParams
-    lib.fkm_create.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int]
-    lib.fkm_kmeanspp.argtypes = [ctypes.c_void_p, ctypes.POINTER(FkmParams), ctypes.c_void_p, ctypes.c_int,
-                                 ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
-    lib.fkm_last_error.restype = ctypes.c_char_p
-    lib.fkm_last_error.argtypes = [ctypes.c_void_p]
-    return lib
+def load_binding(lib_path):
+    """The Python package's ctypes binding (python/flashkm/_lib.py), on the library given:
+    one declaration of the C structs and prototypes for the package and the benchmarks."""
+    os.environ["FLASHKM_LIBRARY"] = os.path.abspath(lib_path)
+    sys.path.insert(0, str(benchlib.REPO / "python"))
+    from flashkm import _lib
+    return _lib
 
 
 def make_data(n, d, seed):
@@ -90,23 +74,20 @@ def main():
     import sklearn
     from threadpoolctl import threadpool_limits
 
-    lib = load_lib(args.lib)
-    ctx = ctypes.c_void_p()
-    if lib.fkm_create(ctypes.byref(ctx), 1) != 0:
-        sys.exit("fkm_create failed")
+    _lib = load_binding(args.lib)
+    ctx = _lib.Context(_lib.BACKENDS["cpu"])
     commit, cpu = benchlib.git_commit(), benchlib.cpu_model()
     rows = []
     for cfg in args.configs:
         n, k, d = (int(v) for v in cfg.split(":"))
         X = make_data(n, d, 1)
-        p = lib.fkm_params_default()
+        p = _lib.default_params()
         p.k, p.seed, p.n_threads = k, 0, args.threads
         C = np.empty((k, d), dtype=np.float32)
 
         def run_fkm():
-            st = lib.fkm_kmeanspp(ctx, ctypes.byref(p), X.ctypes.data, FKM_F32, n, d, d, None, C.ctypes.data)
-            if st != 0:
-                raise RuntimeError(lib.fkm_last_error(ctx).decode())
+            ctx.check(_lib.lib.fkm_kmeanspp(ctx.handle, ctypes.byref(p), X.ctypes.data, _lib.FKM_F32, n, d, d,
+                                            None, C.ctypes.data))
             return C.copy()
 
         def run_sk():

@@ -9,8 +9,7 @@ import atexit
 import ctypes
 import os
 import threading
-from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_int, c_int32,
-                    c_int64, c_size_t, c_uint64, c_void_p)
+from ctypes import POINTER, c_char_p, c_double, c_int, c_int32, c_int64, c_size_t, c_void_p
 
 # ------------------------------------------------------------------ enums (flashkm.h)
 FKM_OK = 0
@@ -36,49 +35,8 @@ BACKENDS = {"auto": 0, "cpu": 1, "cuda": 2}
 PRECISIONS = {"fast": 0, "f32": 1, "exact": 2}
 
 
-class IterInfo(Structure):
-    _fields_ = [
-        ("iter", c_int32),
-        ("inertia", c_double),
-        ("max_shift_sq", c_double),
-        ("rel_shift", c_double),
-        ("n_changed", c_int64),
-        ("n_empty", c_int64),
-        ("seconds", c_double),
-        ("assign_seconds", c_double),
-        ("update_seconds", c_double),
-    ]
-
-
-PROGRESS_FN = CFUNCTYPE(c_int, POINTER(IterInfo), c_void_p)
-
-
-class Params(Structure):
-    # Field by field as fkm_params; enums are C int. Always filled from fkm_params_default().
-    _fields_ = [
-        ("k", c_int64),
-        ("max_iter", c_int32),
-        ("tol", c_double),
-        ("init", c_int),
-        ("init_centroids", c_void_p),
-        ("seed", c_uint64),
-        ("metric", c_int),
-        ("empty", c_int),
-        ("n_threads", c_int32),
-        ("progress", PROGRESS_FN),
-        ("progress_user", c_void_p),
-        ("precision", c_int),
-        ("n_init", c_int32),
-    ]
-
-
-class Result(Structure):
-    _fields_ = [
-        ("inertia", c_double),
-        ("n_iter", c_int32),
-        ("converged", c_int32),
-        ("inertia_per_iter", POINTER(c_double)),
-    ]
+# the structs live in _abi.py (no library load there: the benchmarks read them too)
+from ._abi import PROGRESS_FN, IterInfo, Params, Result  # noqa: E402,F401
 
 
 # ------------------------------------------------------------------ errors
