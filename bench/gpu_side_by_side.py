@@ -973,8 +973,8 @@ def selftest_cpu(lib):
         ok = ok and bool(cond)
 
     p = fkm.lib.fkm_params_default()
-    check((p.k, p.max_iter, p.init, p.seed, p.metric, p.empty, p.n_threads, p.precision)
-          == (8, 300, 0, 0, 0, 0, 0, 0) and abs(p.tol - 1e-4) < 1e-12 and not p.init_centroids
+    check((p.k, p.max_iter, p.init, p.seed, p.metric, p.empty, p.n_threads, p.precision, p.n_init)
+          == (8, 300, 2, 0, 0, 0, 0, 0, 1) and abs(p.tol - 1e-4) < 1e-12 and not p.init_centroids
           and not p.progress_user,
           f"fkm_params_default: k={p.k} max_iter={p.max_iter} tol={p.tol} init={p.init} "
           f"seed={p.seed} metric={p.metric} empty={p.empty} n_threads={p.n_threads} "
