@@ -28,7 +28,7 @@ typedef struct lloyd_buffers {
     double *sums;    /* B x k x d */
     double *weight;  /* B x k */
     double *objective, *shift, *mean_var;   /* B each */
-    int64_t *changed, *bad;                 /* B each */
+    int64_t *changed, *bad, *n_empty;       /* B each */
     unsigned char *active, *final_needed;   /* B each */
     int64_t *far;    /* k: farthest points for relocation */
     float *row;      /* d */
@@ -37,7 +37,7 @@ typedef struct lloyd_buffers {
 static void free_buffers(lloyd_buffers *b)
 {
     free(b->C), free(b->C_new), free(b->sums), free(b->weight), free(b->objective), free(b->shift);
-    free(b->mean_var), free(b->changed), free(b->bad), free(b->active), free(b->final_needed);
+    free(b->mean_var), free(b->changed), free(b->bad), free(b->n_empty), free(b->active), free(b->final_needed);
     free(b->far), free(b->row);
 }
 
@@ -57,12 +57,13 @@ static fkm_status alloc_buffers(fkm_ctx *ctx, int64_t B, int64_t k, int64_t d, l
     b->mean_var = malloc((size_t)B * sizeof *b->mean_var);
     b->changed = malloc((size_t)B * sizeof *b->changed);
     b->bad = malloc((size_t)B * sizeof *b->bad);
+    b->n_empty = malloc((size_t)B * sizeof *b->n_empty);
     b->active = malloc((size_t)B);
     b->final_needed = malloc((size_t)B);
     b->far = malloc((size_t)k * sizeof *b->far);
     b->row = malloc((size_t)d * sizeof *b->row);
     if (!b->C || !b->C_new || !b->sums || !b->weight || !b->objective || !b->shift || !b->mean_var ||
-        !b->changed || !b->bad || !b->active || !b->final_needed || !b->far || !b->row) {
+        !b->changed || !b->bad || !b->n_empty || !b->active || !b->final_needed || !b->far || !b->row) {
         free_buffers(b);
         return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for centroid buffers (batch = %lld, k = %lld, d = %lld)",
                         (long long)B, (long long)k, (long long)d);
@@ -189,11 +190,10 @@ static fkm_status run_lloyd(fkm_ctx *ctx, const fkm_params *p, const fkm_problem
         fkm_partials part = {on_backend ? NULL : b->sums, b->weight, b->objective, on_backend};
         if ((s = ops->reduce(ctx, st, host_stale ? NULL : b->C, &part)) != FKM_OK) return s;
         int relocate_any = 0;
-        int64_t n_empty0 = 0;
         for (int64_t pr = 0; pr < B; pr++) {
             int64_t n_empty = 0;
             for (int64_t c = 0; c < k; c++) n_empty += !(b->weight[pr * k + c] > 0.0);
-            if (pr == 0) n_empty0 = n_empty;
+            b->n_empty[pr] = n_empty;
             if (b->active[pr] && n_empty > 0 && p->empty == FKM_EMPTY_RELOCATE) relocate_any = 1;
         }
         if (on_backend && !relocate_any) {
@@ -208,10 +208,8 @@ static fkm_status run_lloyd(fkm_ctx *ctx, const fkm_params *p, const fkm_problem
                     memcpy(b->C_new + pr * k * d, b->C + pr * k * d, (size_t)(k * d) * sizeof *b->C);
                     continue;
                 }
-                int64_t n_empty = 0;
-                for (int64_t c = 0; c < k; c++) n_empty += !(b->weight[pr * k + c] > 0.0);
-                if (n_empty > 0 && p->empty == FKM_EMPTY_RELOCATE &&
-                    (s = relocate_empty(ctx, st, pb, b, pr, n_empty)) != FKM_OK)
+                if (b->n_empty[pr] > 0 && p->empty == FKM_EMPTY_RELOCATE &&
+                    (s = relocate_empty(ctx, st, pb, b, pr, b->n_empty[pr])) != FKM_OK)
                     return s;
                 b->shift[pr] = divide_and_shift(pb, b, pr);
             }
@@ -238,7 +236,7 @@ static fkm_status run_lloyd(fkm_ctx *ctx, const fkm_params *p, const fkm_problem
         if (p->progress && B == 1) {
             fkm_iter_info info = {it, b->objective[0], b->shift[0],
                                   b->mean_var[0] > 0.0 ? b->shift[0] / b->mean_var[0] : b->shift[0],
-                                  b->changed[0], n_empty0, t2 - t0, t1 - t0, t2 - t1};
+                                  b->changed[0], b->n_empty[0], t2 - t0, t1 - t0, t2 - t1};
             if (p->progress(&info, p->progress_user))
                 return fkm_fail(ctx, FKM_E_CANCELLED, "cancelled by the progress callback after iteration %d", (int)it);
         }
