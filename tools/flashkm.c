@@ -395,6 +395,15 @@ static float element_f32(const fkm_matrix *m, int64_t i)
     return NAN;
 }
 
+/* All elements of a loaded (not mapped: ld = cols) matrix as a new f32 array, NULL when out of
+ * memory. */
+static float *copy_f32(const fkm_matrix *m)
+{
+    float *out = alloc_array(m->rows * m->cols, sizeof(float));
+    for (int64_t i = 0; out && i < m->rows * m->cols; i++) out[i] = element_f32(m, i);
+    return out;
+}
+
 /* "K x D" for one problem, "(B, K, D)" for a batch: how messages show a matrix file's shape. */
 static const char *shape_text(int64_t batch, int64_t rows, int64_t cols, char *buf, size_t cap)
 {
@@ -433,10 +442,9 @@ static int load_centroids(fkm_ctx *ctx, const char *path, int64_t batch, int64_t
     } else if (m.cols != d) {
         rc = fail("%s: centroids have d = %" PRId64 " columns but the data has %" PRId64, path,
                   m.cols, d);
-    } else if (!(*out = alloc_array(m.rows * m.cols, sizeof(float)))) {
+    } else if (!(*out = copy_f32(&m))) {
         rc = fail("%s: out of memory", path);
     } else {
-        for (int64_t i = 0; i < m.rows * m.cols; i++) (*out)[i] = element_f32(&m, i);
         *k_out = m.rows / (batch > 1 ? batch : 1);
     }
     fkm_matrix_free(&m);
@@ -467,10 +475,8 @@ static int load_weights(fkm_ctx *ctx, const char *path, const char *input, int64
     } else if (batch <= 1 && (m.batch != 1 || m.cols != 1)) {
         rc = fail("%s: has shape %s, expected %" PRId64 " weights (a 1-D (%" PRId64 ",) or a %"
                   PRId64 " x 1 file, one per row of %s)", path, got, n, n, n, input);
-    } else if (!(*out = alloc_array(m.rows * m.cols, sizeof(float)))) {
+    } else if (!(*out = copy_f32(&m))) {
         rc = fail("%s: out of memory", path);
-    } else {
-        for (int64_t i = 0; i < m.rows * m.cols; i++) (*out)[i] = element_f32(&m, i);
     }
     fkm_matrix_free(&m);
     return rc;
