@@ -31,10 +31,18 @@ static fkm_status prepare(fkm_ctx *ctx, fkm_metric metric, const void *X, fkm_dt
     }
     if ((s = fkm_check_centroids(ctx, c_view, k, d, "centroids")) == FKM_OK)
         s = fkm_check_weights(ctx, w_view, n);
-    /* a host copy of the weights is only needed for validation: backends upload pb->weights */
-    *C_copy = s == FKM_OK ? malloc((size_t)kd * sizeof **C_copy) : NULL;
-    if (s == FKM_OK && !*C_copy) s = fkm_fail(ctx, FKM_E_NOMEM, "out of memory for a copy of the centroids");
-    if (s == FKM_OK) memcpy(*C_copy, c_view, (size_t)kd * sizeof **C_copy);
+    /* a host copy of the weights is only needed for validation: backends upload pb->weights;
+     * the centroids' copy (normalised below for cosine) is the staging copy when there is one */
+    *C_copy = NULL;
+    if (s == FKM_OK && c_owned) {
+        *C_copy = c_owned;
+        c_owned = NULL;
+    } else if (s == FKM_OK) {
+        if ((*C_copy = malloc((size_t)kd * sizeof **C_copy)))
+            memcpy(*C_copy, c_view, (size_t)kd * sizeof **C_copy);
+        else
+            s = fkm_fail(ctx, FKM_E_NOMEM, "out of memory for a copy of the centroids");
+    }
     free(c_owned);
     free(w_owned);
     if (s != FKM_OK) return s;
