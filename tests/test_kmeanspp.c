@@ -224,6 +224,26 @@ typedef struct gpu_case {
     uint64_t seed;
 } gpu_case;
 
+/* Smallest (d2 - d1) / d1 over the points, d1 <= d2 the two smallest squared distances. */
+static double min_relative_gap(const float *X, int64_t n, int64_t d, const float *C, int64_t k)
+{
+    double worst = INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        double d1 = INFINITY, d2 = INFINITY;
+        for (int64_t c = 0; c < k; c++) {
+            double s = 0.0;
+            for (int64_t j = 0; j < d; j++) {
+                const double t = (double)X[i * d + j] - C[c * d + j];
+                s += t * t;
+            }
+            if (s < d1) d2 = d1, d1 = s;
+            else if (s < d2) d2 = s;
+        }
+        worst = fmin(worst, (d2 - d1) / fmax(d1, 1e-30));
+    }
+    return worst;
+}
+
 static void check_gpu_equals_cpu(fkm_ctx *gpu)
 {
     static const gpu_case cases[] = {
@@ -288,6 +308,9 @@ static void check_gpu_equals_cpu(fkm_ctx *gpu)
     fkm_result rg, rc, rbg[3], rbc[3];
     CHECK(fkm_fit(gpu, &p, X, FKM_F32, n, d, d, w, Cg, lg, &rg) == FKM_OK, "gpu fit: %s", fkm_last_error(gpu));
     CHECK(fkm_fit(cpu, &p, X, FKM_F32, n, d, d, w, Cc, lc, &rc) == FKM_OK, "cpu fit: %s", fkm_last_error(cpu));
+    /* tie-free: every point's second-nearest CPU centroid is clearly farther than its nearest */
+    const double gap = min_relative_gap(X, n, d, Cc, k);
+    CHECK(gap > 1e-3, "the data is not tie-free (relative gap %.3g): choose other blobs", gap);
     CHECK(memcmp(lg, lc, (size_t)n * sizeof *lg) == 0 && rg.n_iter == rc.n_iter,
           "default-init fit: GPU labels differ from the CPU's (n_iter %d vs %d)", rg.n_iter, rc.n_iter);
     CHECK(fabs(rg.inertia - rc.inertia) <= 1e-6 * rc.inertia, "inertia %.17g vs %.17g", rg.inertia, rc.inertia);

@@ -311,12 +311,14 @@ __global__ void __launch_bounds__(KPP_TAIL_THREADS) kpp_tail(kpp_args a, int tc,
 
     /* The prefix sums are non-decreasing, so the first one >= target lies in the chunk after
      * all chunks whose last prefix sum (offset + chunk total) is below it; same inside it. */
-    int below[KPP_MAXT] = {0};
+    int below[KPP_MAXT] = {0}; /* fully unrolled: registers */
     for (int64_t ch = tid; ch < a.nchunks; ch += blockDim.x) {
         const double e = __dadd_rn(a.pot[ch * tc + best], a.off[ch * tc + best]);
-        for (int t = 0; t < nsamp; t++) below[t] += e < tgt[t];
+#pragma unroll
+        for (int t = 0; t < KPP_MAXT; t++) below[t] += t < nsamp && e < tgt[t];
     }
-    for (int t = 0; t < nsamp; t++)
+#pragma unroll
+    for (int t = 0; t < KPP_MAXT; t++)
         if (below[t]) atomicAdd(&chunk_s[t], below[t]);
     __syncthreads();
     const int t = tid / KPP_SEG, g = tid % KPP_SEG;
