@@ -428,6 +428,7 @@ out:
 static fkm_status cuda_kmeanspp(fkm_ctx *ctx, void *state, int64_t problem, uint64_t seed, float *C)
 {
     cuda_state *st = (cuda_state *)state;
+    if (!st->dp.X) return FKM_E_UNSUPPORTED; /* X not resident: core runs the CPU's over a host view */
     return fkm_cuda_kmeanspp(ctx, &st->dp, problem, seed, C, st->stream, NULL);
 }
 

@@ -47,6 +47,7 @@ extern "C" {
 #define KPP_SUB (KPP_CTHREADS * KPP_PPT)   /* points per sub-chunk */
 #define KPP_DTILE 256                      /* candidate features staged in shared memory at once */
 #define KPP_TAIL_THREADS (KPP_MAXT * KPP_SEG)
+#define KPP_TAIL_TILE 256                  /* chunks per shared-memory tile of the tail */
 
 static_assert(KPP_CHUNK % KPP_SUB == 0 && KPP_SUB % KPP_SEG == 0, "sub-chunks hold whole segments");
 static_assert(KPP_DTILE % 8 == 0, "a tile holds whole 16-byte pieces of every dtype");
@@ -90,14 +91,31 @@ template <typename T> __device__ __forceinline__ void kpp_piece(const uint4 &raw
 }
 
 /* ||x - c||^2 in f32 as the CPU's sqdist_many: u = x - c, acc = fma(u, u, acc), features in
- * increasing order. The pass computes the same sequence (zero padding adds exactly 0). */
+ * increasing order, over the nfeat features of 16-byte pieces (the padding adds exactly 0,
+ * as in the pass). Pieces are loaded KPP_ROW_BATCH at a time so that a row costs a few
+ * memory latencies, not one per feature. */
+#define KPP_ROW_BATCH 4
 template <typename T>
-__device__ float kpp_row_dist(const T *x, int64_t d, bool cosine, double inv, const float *c)
+__device__ float kpp_row_dist(const T *x, int64_t nfeat, bool cosine, double inv, const float *c)
 {
+    constexpr int E = 16 / (int)sizeof(T);
     float acc = 0.0f;
-    for (int64_t j = 0; j < d; j++) {
-        const float u = __fsub_rn(kpp_value(x[j], cosine, inv), c[j]);
-        acc = __fmaf_rn(u, u, acc);
+    for (int64_t j0 = 0; j0 < nfeat; j0 += KPP_ROW_BATCH * E) {
+        uint4 raw[KPP_ROW_BATCH];
+#pragma unroll
+        for (int q = 0; q < KPP_ROW_BATCH; q++)
+            if (j0 + q * E < nfeat) raw[q] = __ldg((const uint4 *)(x + j0 + q * E));
+#pragma unroll
+        for (int q = 0; q < KPP_ROW_BATCH; q++) {
+            if (j0 + q * E >= nfeat) break;
+            float xf[E];
+            kpp_piece<T>(raw[q], cosine, inv, xf);
+#pragma unroll
+            for (int e = 0; e < E; e++) {
+                const float u = __fsub_rn(xf[e], c[j0 + q * E + e]);
+                acc = __fmaf_rn(u, u, acc);
+            }
+        }
     }
     return acc;
 }
@@ -247,13 +265,18 @@ __global__ void __launch_bounds__(KPP_CTHREADS + 32, 2) kpp_pass(kpp_args a)
  * the CPU's prefix sums of w * 1. One block per chunk; one thread adds, in point order. */
 __global__ void kpp_first_sums(kpp_args a)
 {
+    __shared__ float w[KPP_CHUNK];
     const int64_t ch = blockIdx.x, base = ch * KPP_CHUNK;
     const int cnt = (int)min((int64_t)KPP_CHUNK, a.n - base);
-    for (int p = threadIdx.x; p < cnt; p += blockDim.x) a.D[base + p] = INFINITY;
+    for (int p = threadIdx.x; p < cnt; p += blockDim.x) {
+        a.D[base + p] = INFINITY;
+        w[p] = a.w ? a.w[base + p] : 1.0f;
+    }
+    __syncthreads();
     if (threadIdx.x != 0) return;
     double run = 0.0;
     for (int p = 0; p < cnt; p++) {
-        run = __dadd_rn(run, a.w ? (double)a.w[base + p] : 1.0);
+        run = __dadd_rn(run, (double)w[p]);
         if ((p + 1) % KPP_SEG == 0 || p == cnt - 1) a.cp[ch * KPP_SEGS + p / KPP_SEG] = run;
     }
     a.pot[ch] = run;
@@ -275,16 +298,28 @@ __global__ void __launch_bounds__(KPP_TAIL_THREADS) kpp_tail(kpp_args a, int tc,
     __shared__ int best_s, chunk_s[KPP_MAXT], seg_s[KPP_MAXT];
     __shared__ int64_t idx_s[KPP_MAXT];
     __shared__ float mv[KPP_MAXT][KPP_SEG], wv[KPP_MAXT][KPP_SEG];
+    __shared__ double tile[KPP_TAIL_TILE * KPP_MAXT];
     const int tid = threadIdx.x;
     const bool cosine = a.inv != nullptr;
-    if (tid < tc) {
-        double run = 0.0;
-        for (int64_t ch = 0; ch < a.nchunks; ch++) {
-            a.off[ch * tc + tid] = run;
-            run = __dadd_rn(run, a.pot[ch * tc + tid]);
-        }
-        tot[tid] = run;
+    /* the chunk sums, in chunk order, one thread per column: read through shared-memory
+     * tiles loaded by the whole block (a chain of dependent global loads would cost one
+     * memory latency per chunk), offsets written back the same way */
+    double run = 0.0;
+    for (int64_t c0 = 0; c0 < a.nchunks; c0 += KPP_TAIL_TILE) {
+        const int64_t m = min((int64_t)KPP_TAIL_TILE, a.nchunks - c0) * tc;
+        for (int64_t q = tid; q < m; q += blockDim.x) tile[q] = a.pot[c0 * tc + q];
+        __syncthreads();
+        if (tid < tc)
+            for (int64_t q = tid; q < m; q += tc) {
+                const double v = tile[q];
+                tile[q] = run;
+                run = __dadd_rn(run, v);
+            }
+        __syncthreads();
+        for (int64_t q = tid; q < m; q += blockDim.x) a.off[c0 * tc + q] = tile[q];
+        __syncthreads();
     }
+    if (tid < tc) tot[tid] = run;
     if (tid < KPP_MAXT) chunk_s[tid] = 0, seg_s[tid] = 0;
     __syncthreads();
     if (tid == 0) {
@@ -311,15 +346,15 @@ __global__ void __launch_bounds__(KPP_TAIL_THREADS) kpp_tail(kpp_args a, int tc,
 
     /* The prefix sums are non-decreasing, so the first one >= target lies in the chunk after
      * all chunks whose last prefix sum (offset + chunk total) is below it; same inside it. */
-    int below[KPP_MAXT] = {0}; /* fully unrolled: registers */
-    for (int64_t ch = tid; ch < a.nchunks; ch += blockDim.x) {
-        const double e = __dadd_rn(a.pot[ch * tc + best], a.off[ch * tc + best]);
-#pragma unroll
-        for (int t = 0; t < KPP_MAXT; t++) below[t] += t < nsamp && e < tgt[t];
+    for (int64_t c0 = 0; c0 < a.nchunks; c0 += blockDim.x) {
+        const int64_t ch = c0 + tid;
+        const bool in = ch < a.nchunks;
+        const double e = in ? __dadd_rn(a.pot[ch * tc + best], a.off[ch * tc + best]) : 0.0;
+        for (int t = 0; t < nsamp; t++) {
+            const int below = __syncthreads_count(in && e < tgt[t]);
+            if (tid == 0) chunk_s[t] += below;
+        }
     }
-#pragma unroll
-    for (int t = 0; t < KPP_MAXT; t++)
-        if (below[t]) atomicAdd(&chunk_s[t], below[t]);
     __syncthreads();
     const int t = tid / KPP_SEG, g = tid % KPP_SEG;
     int64_t ch = 0, nseg = 0, cnt = 0;
@@ -341,7 +376,7 @@ __global__ void __launch_bounds__(KPP_TAIL_THREADS) kpp_tail(kpp_args a, int tc,
             float m = 1.0f;
             if (!first) {
                 const double inv = cosine ? a.inv[i] : 1.0;
-                m = fminf(a.D[i], kpp_row_dist((const T *)a.X + i * a.ld, a.d, cosine, inv, a.cand));
+                m = fminf(a.D[i], kpp_row_dist((const T *)a.X + i * a.ld, a.nfeat, cosine, inv, a.cand));
             }
             mv[t][g] = m;
             wv[t][g] = a.w ? a.w[i] : 1.0f;

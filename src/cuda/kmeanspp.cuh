@@ -15,7 +15,9 @@ typedef struct fkm_cuda_kpp_profile {
 } fkm_cuda_kpp_profile;
 
 /* k-means++ for problem `problem` of dp (device X and weights) into C (k x d, host memory),
- * seeded with seed, on `stream`; synchronises the stream once, at the end. With prof, the
+ * seeded with seed, on `stream`; synchronises the stream once, at the end. X must be all
+ * resident with 16-byte aligned rows whose elements past d, up to the next 16-byte boundary,
+ * are zero (what backend.cu's place_x gives: rows read in 16-byte pieces). With prof, the
  * passes and tails are timed again separately afterwards (benchmark only; C unaffected). */
 fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t problem, uint64_t seed, float *C,
                              cudaStream_t stream, fkm_cuda_kpp_profile *prof);
