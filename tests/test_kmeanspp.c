@@ -222,6 +222,7 @@ typedef struct gpu_case {
     fkm_metric metric;
     int weighted;
     uint64_t seed;
+    int small; /* also run under FLASHKM_TEST_SMALL (the GPU sanitizer runs) */
 } gpu_case;
 
 /* Smallest (d2 - d1) / d1 over the points, d1 <= d2 the two smallest squared distances. */
@@ -247,21 +248,23 @@ static double min_relative_gap(const float *X, int64_t n, int64_t d, const float
 static void check_gpu_equals_cpu(fkm_ctx *gpu)
 {
     static const gpu_case cases[] = {
-        {10000, 13, 37, FKM_F32, FKM_METRIC_L2, 0, 1},      /* d not a multiple of 8, T = 5 */
-        {70001, 128, 200, FKM_F16, FKM_METRIC_L2, 1, 2},    /* 18 chunks, the last partial */
-        {9000, 33, 64, FKM_BF16, FKM_METRIC_COSINE, 1, 5},  /* normalised rows */
-        {6000, 8, 1100, FKM_F32, FKM_METRIC_DOT, 0, 3},     /* T = 9; dot seeds on L2 */
-        {3000, 5, 3, FKM_F64, FKM_METRIC_L2, 1, 4},         /* T = 3, f64 rows */
-        {5000, 300, 20, FKM_F16, FKM_METRIC_L2, 0, 6},      /* several candidate tiles */
-        {4097, 3, 1, FKM_F32, FKM_METRIC_L2, 1, 7},         /* first centre only */
-        {20000, 4, 3000, FKM_F32, FKM_METRIC_L2, 1, 8},     /* T = 10 */
-        {12345, 17, 150, FKM_F16, FKM_METRIC_COSINE, 0, 9}, /* T = 7 */
+        {10000, 13, 37, FKM_F32, FKM_METRIC_L2, 0, 1, 1},      /* d not a multiple of 8, T = 5 */
+        {70001, 128, 200, FKM_F16, FKM_METRIC_L2, 1, 2, 0},    /* 18 chunks, the last partial */
+        {9000, 33, 64, FKM_BF16, FKM_METRIC_COSINE, 1, 5, 1},  /* normalised rows */
+        {6000, 8, 1100, FKM_F32, FKM_METRIC_DOT, 0, 3, 0},     /* T = 9; dot seeds on L2 */
+        {3000, 5, 3, FKM_F64, FKM_METRIC_L2, 1, 4, 1},         /* T = 3, f64 rows */
+        {5000, 300, 20, FKM_F16, FKM_METRIC_L2, 0, 6, 1},      /* several candidate tiles */
+        {4097, 3, 1, FKM_F32, FKM_METRIC_L2, 1, 7, 1},         /* first centre only */
+        {20000, 4, 3000, FKM_F32, FKM_METRIC_L2, 1, 8, 0},     /* T = 10 */
+        {12345, 17, 150, FKM_F16, FKM_METRIC_COSINE, 0, 9, 0}, /* T = 7 */
     };
+    const int small = getenv("FLASHKM_TEST_SMALL") != NULL;
     fkm_ctx *cpu = NULL;
     CHECK(fkm_create(&cpu, FKM_BACKEND_CPU) == FKM_OK, "CPU context");
     const int fma_cpu = strcmp(fkm_cpu_simd_level(), "generic") != 0;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const gpu_case *g = &cases[c];
+        if (small && !g->small) continue;
         double *Xd = tc_blobs(300 + c, g->n, g->d, 12, 6.0, 1.0);
         void *X = tc_store(Xd, g->n, g->d, g->d, g->dtype);
         float *w = NULL;
