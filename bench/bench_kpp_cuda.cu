@@ -108,10 +108,15 @@ static void run_config(fkm_ctx *gpu, fkm_ctx *cpu, int64_t n, int64_t k, int64_t
            "%s)\n",
            (long long)n, (long long)k, (long long)d, fkm_dtype_name(dt), (long long)pr.trials, (long long)pr.chunks,
            t[reps / 2], t[0], reps, same && same_prof ? "yes" : "NO");
-    printf("  device time %.2f ms: distance passes %.2f ms (%.1f us/step, %.0f GB/s of X), selection %.2f ms "
-           "(%.1f us/step), sampling %.2f ms (%.1f us/step), rest (setup, launch gaps, copies) %.2f ms\n",
-           pr.total_ms, pr.pass_ms, 1e3 * pr.pass_ms / steps, (double)bytes * steps / (pr.pass_ms * 1e6), pr.select_ms,
-           1e3 * pr.select_ms / steps, sample, 1e3 * sample / steps, pr.total_ms - pr.pass_ms - pr.tail_ms);
+    /* a pass is bound by reading X or by its f32 instructions: one subtract and one FMA per
+     * point, row (T candidates + the newest centre) and feature, issued at 128 per SM and clock */
+    const double f32_instr = 2.0 * (double)(pr.trials + 1) * (double)d * (double)n * steps;
+    printf("  device time %.2f ms: distance passes %.2f ms (%.1f us/step, %.0f GB/s of X, %.1f T f32 instr/s), "
+           "selection %.2f ms (%.1f us/step), sampling %.2f ms (%.1f us/step), rest (setup, launch gaps, copies) "
+           "%.2f ms\n",
+           pr.total_ms, pr.pass_ms, 1e3 * pr.pass_ms / steps, (double)bytes * steps / (pr.pass_ms * 1e6),
+           f32_instr / (pr.pass_ms * 1e9), pr.select_ms, 1e3 * pr.select_ms / steps, sample, 1e3 * sample / steps,
+           pr.total_ms - pr.pass_ms - pr.tail_ms);
     if (cpu_n > 0 && cpu_n >= k) {
         const int64_t m = cpu_n < n ? cpu_n : n;
         float *G = (float *)malloc((size_t)(k * d) * sizeof(float)), *H = (float *)malloc((size_t)(k * d) * sizeof(float));
