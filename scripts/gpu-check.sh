@@ -215,6 +215,12 @@ if want python; then
     {
       echo; echo "==== python package (FLASHKM_CUDA=ON), pytest tests/python"
       python3 -m venv --system-site-packages build-py/gpu-venv &&
+      # the build backend and test tools, from a carried wheelhouse (.whl/, git-ignored:
+      # make it with scripts/make-wheelhouse.sh) when the machine's Python lacks them
+      if [[ -d .whl ]]; then
+        build-py/gpu-venv/bin/pip install --no-index --find-links .whl -q \
+          scikit-build-core pytest scikit-learn
+      fi &&
       FLASHKM_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" timeout -k 10 "$t" \
         build-py/gpu-venv/bin/pip install --no-build-isolation --no-deps --no-index -q . &&
       timeout -k 10 "$t" build-py/gpu-venv/bin/python -m pytest -q -p no:cacheprovider tests/python
