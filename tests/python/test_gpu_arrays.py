@@ -90,11 +90,14 @@ def test_library_is_a_cdll_that_releases_the_gil():
 
 def test_other_threads_run_during_a_fit():
     X = np.random.RandomState(0).rand(100_000, 32).astype(np.float32)
+    t0 = time.perf_counter()
+    flashkm.kmeans(X, 256, niter=3, init="random", device="cpu")
+    niter = int(min(300, max(5, 3 * 0.5 / (time.perf_counter() - t0))))  # about 0.5 s
     done = {}
 
     def work():
         t0 = time.perf_counter()
-        flashkm.kmeans(X, 256, niter=40, init="random", device="cpu")
+        flashkm.kmeans(X, 256, niter=niter, init="random", device="cpu")
         done["s"] = time.perf_counter() - t0
     ticks = []
     t = threading.Thread(target=work)
@@ -103,7 +106,8 @@ def test_other_threads_run_during_a_fit():
         ticks.append(time.perf_counter())
         time.sleep(0.002)
     t.join()
-    assert done["s"] > 0.2, "the fit is too short to tell"
+    if done["s"] < 0.2:
+        pytest.skip(f"the fit took {done['s']:.3f} s, too short to tell")
     gaps = np.diff(ticks)
     # the fit runs in one C call with no callback (not the main thread, verbose=0): if it held
     # the GIL, this thread would stall for its whole duration
