@@ -5,12 +5,13 @@ flashkm computes nothing here. This module finds, for such an array, the pointer
 strides the C API takes, and gives the rest of the package an `Arrays` object of the array's
 own library (its "carrier"): it allocates outputs of that kind on that device, copies what
 must be copied on that device, makes the array's device the current one during the C call and
-synchronises around it. Nothing is imported that the caller has not imported already: a torch
-tensor can only exist once torch is imported, and torch is looked up in sys.modules.
+synchronises around it. torch and CuPy are looked up in sys.modules (a torch tensor can only
+exist once torch is imported): NumPy input never imports them.
 
-Carriers: torch tensors are their own; CuPy arrays too. Another producer (Numba, JAX, ...) is
-taken in place through torch (torch.from_dlpack / torch.as_tensor) or else CuPy, whichever is
-already importable, and its outputs are of that library. CPU DLPack producers other than torch
+Carriers: torch tensors are their own; CuPy arrays too. A GPU array of another producer
+(Numba, JAX, ...) is taken in place through torch (torch.from_dlpack / torch.as_tensor) or
+else CuPy, whichever is imported (or, if neither is, the first that imports), and its outputs
+are of that library. CPU DLPack producers other than torch
 become NumPy views (np.from_dlpack, no copy) and are NumPy arrays from then on.
 """
 from __future__ import annotations
@@ -241,8 +242,22 @@ class CupyArrays(Arrays):
 def _no_carrier(x, why):
     return TypeError(
         f"flashkm: {type(x).__module__}.{type(x).__name__} is {why}; flashkm takes such arrays "
-        "in place through PyTorch or CuPy, and neither is imported (import torch or cupy "
-        "first), or pass a NumPy array")
+        "in place through PyTorch or CuPy, and neither can be imported (install one), or "
+        "pass a NumPy array")
+
+
+def _gpu_libraries():
+    """(torch, cupy) for a GPU array of a third library: those already imported, else the
+    first of the two that imports (a GPU array is there, so one of them is worth loading)."""
+    torch, cupy = _module("torch"), _module("cupy")
+    if torch is None and cupy is None:
+        for name in ("torch", "cupy"):
+            try:
+                __import__(name)
+            except Exception:  # noqa: BLE001 - not installed, or no usable CUDA
+                continue
+            return _module("torch"), _module("cupy")
+    return torch, cupy
 
 
 def carrier(x):
@@ -253,8 +268,8 @@ def carrier(x):
         return x, TorchArrays(x.device)
     if is_cupy(x):
         return x, CupyArrays(x.device.id)
-    torch, cupy = _module("torch"), _module("cupy")
     if hasattr(x, "__cuda_array_interface__"):  # Numba, ...: GPU memory
+        torch, cupy = _gpu_libraries()
         if cupy is not None:
             a = cupy.asarray(x)  # in place; CuPy honours the interface's stream
             return a, CupyArrays(a.device.id)
@@ -280,6 +295,7 @@ def carrier(x):
             raise TypeError(f"flashkm: NumPy cannot view this DLPack array ({e}); flashkm takes "
                             f"{_FLOAT_HINT} data") from e
     if dev_type in (_DL_CUDA, _DL_CUDA_MANAGED):
+        torch, cupy = _gpu_libraries()
         if torch is not None:
             t = torch.utils.dlpack.from_dlpack(x) if _is_capsule(x) else torch.from_dlpack(x)
             return t, TorchArrays(t.device)

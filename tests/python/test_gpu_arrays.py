@@ -146,6 +146,19 @@ def test_callback_sees_every_iteration_and_can_stop_the_fit(blobs):
         flashkm.kmeans(X, 12, seed=0, niter=50, device="cpu", callback=stop)
 
 
+def test_numpy_input_imports_no_array_library():
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np, flashkm\n"
+            "x = np.random.RandomState(0).rand(200, 4)\n"
+            "flashkm.kmeans(x, 3, device='cpu')\n"
+            "flashkm.KMeans(3, device='cpu').fit(x).predict(x)\n"
+            "print(sorted(m for m in ('torch', 'cupy', 'jax') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
 # ------------------------------------------------------------------ DLPack on the CPU
 def test_numpy_dlpack_producer_and_capsule(blobs, spy):
     X, y = blobs
