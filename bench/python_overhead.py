@@ -18,8 +18,8 @@ clock or thermal drift falls on all three alike); the medians are compared:
 overhead % = 100 * (median(way) / median(c_api) - 1). Target: <= 5 % (issue 6). All three
 must run the same number of iterations and give the same labels (checked, reported).
 
-  python3 bench/python_overhead.py                         # the GPU case above
-  python3 bench/python_overhead.py --csv bench/results/python_overhead.csv
+  python3 bench/python_overhead.py          # the GPU case above, rows appended to
+                                            # bench/results/python_overhead.csv (--csv PATH)
   python3 bench/python_overhead.py --device cpu --n 100000 --k 256 --d 64 --dtype f32
                                                           # NumPy input, CPU backend
 
@@ -30,7 +30,6 @@ import argparse
 import csv
 import ctypes
 import datetime
-import os
 import statistics
 import sys
 import time
@@ -89,7 +88,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=2, help="untimed fits of each way first")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--target", type=float, default=5.0, help="overhead %% limit (default 5)")
-    ap.add_argument("--csv", default=None, metavar="PATH", help="append the results here")
+    ap.add_argument("--csv", default=str(benchlib.REPO / "bench/results/python_overhead.csv"),
+                    metavar="PATH", help="append the results (3 rows) to this CSV (default "
+                    "bench/results/python_overhead.csv; '' for none)")
     args = ap.parse_args()
 
     import flashkm
