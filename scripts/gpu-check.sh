@@ -208,9 +208,10 @@ fi
 
 # ------------------------------------------------------------------ python
 # The Python package with the CUDA backend compiled in (FLASHKM_CUDA=ON reaches CMake through
-# pyproject.toml's cmake.define), installed offline (the machine has no network:
-# scikit-build-core, numpy, scikit-learn, pytest and torch come from its own Python) into a
-# venv that sees the system packages; then tests/python (the GPU-array tests run where torch
+# pyproject.toml's cmake.define), installed offline (the machine has no network: numpy and
+# torch come from its own Python, scikit-build-core, scikit-learn and pytest from it or from a
+# carried wheelhouse .whl/, see scripts/make-wheelhouse.sh) into a venv that sees the system
+# packages; then tests/python (the GPU-array tests run where torch
 # sees a GPU), bench/python_overhead.py (the package's overhead over the C library, N=1M
 # K=1024 D=128 f16 on a CUDA torch tensor, target <= 5 %) and a smoke run of
 # bench/gpu_side_by_side.py --via package (PY_SBS_ARGS, default "--quick --skip
