@@ -367,6 +367,41 @@ def test_torch_cuda_dlpack_capsule(blobs):
 
 
 @need_torch_cuda
+def test_other_gpu_producers(blobs, spy):
+    """A GPU array that is neither torch nor CuPy: only __cuda_array_interface__, or only
+    DLPack (as Numba or JAX arrays are); used in place, outputs of the carrier library."""
+    x, xv, init = _cuda_blobs(blobs, torch.float16)
+    rc, rl = flashkm.kmeans(xv, 12, init=init, device="cpu")
+
+    class CAI:
+        def __init__(self, t):
+            self.t = t
+
+        @property
+        def __cuda_array_interface__(self):
+            return self.t.__cuda_array_interface__
+
+    class DL:
+        def __init__(self, t):
+            self.t = t
+
+        def __dlpack__(self, **kw):
+            return self.t.__dlpack__(**kw)
+
+        def __dlpack_device__(self):
+            return self.t.__dlpack_device__()
+    for obj in (CAI(x), DL(x)):
+        spy.clear()
+        c, lab = flashkm.kmeans(obj, 12, init=init, precision="f32")
+        assert spy[0][1] == x.data_ptr()
+        assert _np(lab).shape == (x.shape[0],)
+        np.testing.assert_array_equal(_np(lab), rl)
+        np.testing.assert_allclose(_np(c), rc, rtol=1e-5, atol=1e-5)
+    km = flashkm.KMeans(12, init=init, tol=0, precision="f32").fit(DL(x))
+    np.testing.assert_array_equal(_np(km.labels_), rl)
+
+
+@need_torch_cuda
 @pytest.mark.skipif(not TORCH_CUDA or torch.cuda.device_count() < 2, reason="needs 2 GPUs")
 def test_torch_cuda_second_device(blobs):
     X, y = blobs
