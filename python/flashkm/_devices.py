@@ -118,7 +118,6 @@ class Arrays:
 
 class TorchArrays(Arrays):
     name = "torch"
-    _DTYPES = None
 
     def __init__(self, device):
         self.torch = sys.modules["torch"]
@@ -140,6 +139,8 @@ class TorchArrays(Arrays):
 
     def facts(self, t):
         """(pointer, shape, strides in elements, dtype name) of a tensor."""
+        if t.layout != self.torch.strided:
+            raise TypeError(f"flashkm takes dense tensors, not {t.layout} ones (x.to_dense())")
         return t.data_ptr(), tuple(t.shape), tuple(t.stride()), str(t.dtype)
 
     def contiguous(self, t):
@@ -158,17 +159,11 @@ class TorchArrays(Arrays):
     def to_numpy_f32(self, t):
         return t.detach().to(device="cpu", dtype=self.torch.float32).contiguous().numpy()
 
-    def from_numpy(self, a):
-        return self.torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
-
     def sqrt_nonneg_(self, t):
         return t.clamp_(min=0).sqrt_()
 
     def to_f64(self, t):
         return t.to(self.torch.float64)
-
-    def stack(self, items):
-        return self.torch.stack(items)
 
     def scope(self):
         return self.torch.cuda.device(self.index) if self.is_cuda else contextlib.nullcontext()
@@ -214,10 +209,6 @@ class CupyArrays(Arrays):
     def to_numpy_f32(self, a):
         return np.ascontiguousarray(self.cupy.asnumpy(a), dtype=np.float32)
 
-    def from_numpy(self, a):
-        with self.scope():
-            return self.cupy.asarray(a)
-
     def sqrt_nonneg_(self, a):
         with self.scope():
             self.cupy.maximum(a, 0, out=a)
@@ -227,10 +218,6 @@ class CupyArrays(Arrays):
     def to_f64(self, a):
         with self.scope():
             return a.astype(np.float64)
-
-    def stack(self, items):
-        with self.scope():
-            return self.cupy.stack(items)
 
     def scope(self):
         return self.cupy.cuda.Device(self.index)
