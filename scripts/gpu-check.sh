@@ -229,6 +229,11 @@ if want python; then
     {
       echo; echo "==== python package (FLASHKM_CUDA=ON), pytest tests/python"
       python3 -m venv --system-site-packages build-py/gpu-venv &&
+      # python3 may itself be a virtual environment (the GPU machine's torch lives in one):
+      # a venv made from it sees only the base interpreter's packages, so its site-packages
+      # are added through a .pth file
+      python3 -c 'import site; print("\n".join(site.getsitepackages()))' \
+        > "$(build-py/gpu-venv/bin/python -c 'import site; print(site.getsitepackages()[0])')/outer-python.pth" &&
       # the build backend and test tools, from a carried wheelhouse (.whl/, git-ignored:
       # make it with scripts/make-wheelhouse.sh) when the machine's Python lacks them
       if [[ -d .whl ]]; then
