@@ -162,7 +162,7 @@ def main():
             sync()
             times[name].append(time.perf_counter() - t0)
             if r == args.reps - 1:
-                outs[name] = (np.array(lab.cpu() if torch is not None else lab, copy=True),
+                outs[name] = (lab.cpu().numpy().copy() if torch is not None else np.array(lab, copy=True),
                               n_iter)
     ctx.destroy()
 
