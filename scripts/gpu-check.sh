@@ -14,8 +14,8 @@
 #             environment; else the test_cuda*/test_gpu* executables), FLASHKM_TEST_SMALL=1
 #   bench     checks the ctypes layout of bench/gpu_side_by_side.py against flashkm.h, runs
 #             that benchmark (flashkm vs flash-kmeans from third_party_ref/, which must be
-#             carried to the machine: it is git-ignored), then build-gpu/bench/bench_cuda if
-#             it was built
+#             carried to the machine: it is git-ignored), then build-gpu/bench/bench_cuda and
+#             build-gpu/bench/bench_kpp_cuda (k-means++ on the GPU) if they were built
 # A stage runs even when an earlier one failed, wherever that makes sense (test and sanitize
 # need a build; bench needs libflashkm.so).
 #
@@ -31,12 +31,14 @@
 #   BENCH_ISOLATE      1 (default): one child process per benchmark configuration
 #                      (--isolate), so that a crash costs one configuration; 0: one process
 #   BENCH_CUDA_ARGS    arguments for build-gpu/bench/bench_cuda (default none)
+#   BENCH_KPP_ARGS     arguments for build-gpu/bench/bench_kpp_cuda (default none: the issue's
+#                      N=1M K=1024 D=128 f16, and the CPU comparison at N=100000)
 #   SANITIZE_TESTS     regular expression over ctest test names (default 'cuda|gpu|update')
 #   GPU_CHECK_BUDGET   seconds for the whole script (default 570: the device tool stops a
 #                      command at 600 s); every stage is cut to what is left
-#   GPU_CHECK_TIMEOUT_BUILD / _TEST / _SANITIZE / _BENCH_CUDA / _PYTHON   per-stage caps in
-#                      seconds (defaults 300 / 180 / 150 / 60 / 420; the Python benchmark gets
-#                      the rest)
+#   GPU_CHECK_TIMEOUT_BUILD / _TEST / _SANITIZE / _BENCH_CUDA / _BENCH_KPP / _PYTHON   per-stage
+#                      caps in seconds (defaults 300 / 180 / 150 / 60 / 60 / 420; the Python
+#                      benchmark gets the rest)
 #   PY_OVERHEAD_ARGS   extra options for bench/python_overhead.py (python stage)
 #   PY_SBS_ARGS        options for bench/gpu_side_by_side.py --via package (python stage;
 #                      default "--quick --skip flash-kmeans")
@@ -58,6 +60,7 @@ T_BUILD="${GPU_CHECK_TIMEOUT_BUILD:-300}"
 T_TEST="${GPU_CHECK_TIMEOUT_TEST:-180}"
 T_SANITIZE="${GPU_CHECK_TIMEOUT_SANITIZE:-150}"
 T_BENCH_CUDA="${GPU_CHECK_TIMEOUT_BENCH_CUDA:-60}"
+T_BENCH_KPP="${GPU_CHECK_TIMEOUT_BENCH_KPP:-60}"
 BENCH_ISOLATE="${BENCH_ISOLATE:-1}"
 LIB="$BUILD_DIR/src/libflashkm.so"
 SUMMARY="$OUT/summary.txt"
@@ -423,6 +426,7 @@ EOF
     else
       # 2. the side-by-side benchmark (gets the time left, less bench_cuda's share)
       reserve=0; [[ -x "$BUILD_DIR/bench/bench_cuda" ]] && reserve=$(( T_BENCH_CUDA + 10 ))
+      [[ -x "$BUILD_DIR/bench/bench_kpp_cuda" ]] && reserve=$(( reserve + T_BENCH_KPP + 10 ))
       t=$(( $(cap 100000) - reserve ))
       iso=(); [[ "$BENCH_ISOLATE" == 1 ]] && iso=(--isolate)
       # a per-configuration guard that fits the time left (BENCH_ARGS or the script's own
@@ -463,6 +467,23 @@ EOF
             echo "== bench_cuda exit status $rc" >> "$OUT/bench.log"
             if [[ $rc == 0 ]]; then notes+=("bench_cuda: ok")
             else notes+=("bench_cuda: exit status $rc"); bench_fail=1; fi
+          fi
+        fi
+        # 4. k-means++ on the GPU (docs/BENCH_KPP.md), appended to bench.log
+        if [[ -x "$BUILD_DIR/bench/bench_kpp_cuda" ]]; then
+          t=$(cap "$T_BENCH_KPP")
+          if (( t < 5 )); then
+            notes+=("bench_kpp_cuda: no time left")
+          else
+            say "bench: $BUILD_DIR/bench/bench_kpp_cuda ${BENCH_KPP_ARGS:-} (up to ${t} s)"
+            echo "== $BUILD_DIR/bench/bench_kpp_cuda ${BENCH_KPP_ARGS:-}" >> "$OUT/bench.log"
+            # shellcheck disable=SC2086
+            timeout -k 10 "$t" "$BUILD_DIR/bench/bench_kpp_cuda" ${BENCH_KPP_ARGS:-} >> "$OUT/bench.log" 2>&1
+            rc=$?
+            echo "== bench_kpp_cuda exit status $rc" >> "$OUT/bench.log"
+            sed -n '/^== .*bench_kpp_cuda/,$p' "$OUT/bench.log" | tail -n 6
+            if [[ $rc == 0 ]]; then notes+=("bench_kpp_cuda: ok")
+            else notes+=("bench_kpp_cuda: exit status $rc"); bench_fail=1; fi
           fi
         fi
         [[ $BUILD_FAILED == 1 ]] && notes+=("the build failed: $LIB may be stale")

@@ -2,7 +2,7 @@
  * k-means++ across runs and thread counts, k-means++ beating random initialisation on
  * separated blobs, integer weights equal to repeated rows (for the fit from given centroids
  * and for k-means++ itself), n_init returning exactly the best single run, every metric and
- * dtype running. */
+ * dtype running; on the CUDA backend, the GPU's k-means++ bitwise equal to the CPU's. */
 #include "common.h"
 
 #include <math.h>
@@ -210,6 +210,120 @@ static void check_init_alone(fkm_ctx *ctx)
     free(Xd), free(X), free(C0);
 }
 
+/* ---------------------------------------------------------------- GPU == CPU (cuda runs only) */
+
+/* The CPU's k-means++ fixes every rounding (f32 distances with one FMA per feature, double
+ * sums in fixed chunks); the CUDA version does the same operations in the same order, so the
+ * chosen rows must be bitwise those of the CPU. The CPU's generic SIMD level (no FMA) rounds
+ * the distances differently: there only the GPU's own reproducibility is asserted. */
+typedef struct gpu_case {
+    int64_t n, d, k;
+    fkm_dtype dtype;
+    fkm_metric metric;
+    int weighted;
+    uint64_t seed;
+} gpu_case;
+
+/* Smallest (d2 - d1) / d1 over the points, d1 <= d2 the two smallest squared distances. */
+static double min_relative_gap(const float *X, int64_t n, int64_t d, const float *C, int64_t k)
+{
+    double worst = INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        double d1 = INFINITY, d2 = INFINITY;
+        for (int64_t c = 0; c < k; c++) {
+            double s = 0.0;
+            for (int64_t j = 0; j < d; j++) {
+                const double t = (double)X[i * d + j] - C[c * d + j];
+                s += t * t;
+            }
+            if (s < d1) d2 = d1, d1 = s;
+            else if (s < d2) d2 = s;
+        }
+        worst = fmin(worst, (d2 - d1) / fmax(d1, 1e-30));
+    }
+    return worst;
+}
+
+static void check_gpu_equals_cpu(fkm_ctx *gpu)
+{
+    static const gpu_case cases[] = {
+        {10000, 13, 37, FKM_F32, FKM_METRIC_L2, 0, 1},      /* d not a multiple of 8, T = 5 */
+        {70001, 128, 200, FKM_F16, FKM_METRIC_L2, 1, 2},    /* 18 chunks, the last partial */
+        {9000, 33, 64, FKM_BF16, FKM_METRIC_COSINE, 1, 5},  /* normalised rows */
+        {6000, 8, 1100, FKM_F32, FKM_METRIC_DOT, 0, 3},     /* T = 9; dot seeds on L2 */
+        {3000, 5, 3, FKM_F64, FKM_METRIC_L2, 1, 4},         /* T = 3, f64 rows */
+        {5000, 300, 20, FKM_F16, FKM_METRIC_L2, 0, 6},      /* several candidate tiles */
+        {4097, 3, 1, FKM_F32, FKM_METRIC_L2, 1, 7},         /* first centre only */
+        {20000, 4, 3000, FKM_F32, FKM_METRIC_L2, 1, 8},     /* T = 10 */
+        {12345, 17, 150, FKM_F16, FKM_METRIC_COSINE, 0, 9}, /* T = 7 */
+    };
+    fkm_ctx *cpu = NULL;
+    CHECK(fkm_create(&cpu, FKM_BACKEND_CPU) == FKM_OK, "CPU context");
+    const int fma_cpu = strcmp(fkm_cpu_simd_level(), "generic") != 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const gpu_case *g = &cases[c];
+        double *Xd = tc_blobs(300 + c, g->n, g->d, 12, 6.0, 1.0);
+        void *X = tc_store(Xd, g->n, g->d, g->d, g->dtype);
+        float *w = NULL;
+        if (g->weighted) {
+            tc_rng rng = {g->seed};
+            w = malloc((size_t)g->n * sizeof *w);
+            for (int64_t i = 0; i < g->n; i++) w[i] = (float)(0.05 + 4.0 * tc_uniform(&rng));
+        }
+        fkm_params p = fkm_params_default();
+        p.k = g->k;
+        p.seed = g->seed;
+        p.metric = g->metric;
+        const size_t kd = (size_t)(g->k * g->d);
+        float *A = malloc(kd * sizeof *A), *B = malloc(kd * sizeof *B), *R = malloc(kd * sizeof *R);
+        CHECK(fkm_kmeanspp(gpu, &p, X, g->dtype, g->n, g->d, g->d, w, A) == FKM_OK, "gpu: %s", fkm_last_error(gpu));
+        CHECK(fkm_kmeanspp(gpu, &p, X, g->dtype, g->n, g->d, g->d, w, R) == FKM_OK, "gpu: %s", fkm_last_error(gpu));
+        CHECK(fkm_kmeanspp(cpu, &p, X, g->dtype, g->n, g->d, g->d, w, B) == FKM_OK, "cpu: %s", fkm_last_error(cpu));
+        CHECK(memcmp(A, R, kd * sizeof *A) == 0, "case %zu: two GPU runs differ", c);
+        int64_t first_diff = -1;
+        for (int64_t q = 0; q < g->k && first_diff < 0; q++)
+            if (memcmp(A + q * g->d, B + q * g->d, (size_t)g->d * sizeof *A) != 0) first_diff = q;
+        if (fma_cpu)
+            CHECK(first_diff < 0, "case %zu (%s n %lld d %lld k %lld metric %d weights %d): GPU centroid %lld differs "
+                  "from the CPU's", c, fkm_dtype_name(g->dtype), (long long)g->n, (long long)g->d, (long long)g->k,
+                  (int)g->metric, g->weighted, (long long)first_diff);
+        printf("k-means++ GPU vs CPU (%s, n %lld, d %lld, k %lld, metric %d, weights %d): %s\n",
+               fkm_dtype_name(g->dtype), (long long)g->n, (long long)g->d, (long long)g->k, (int)g->metric, g->weighted,
+               first_diff < 0 ? "bitwise equal" : fma_cpu ? "DIFFERENT" : "differ (CPU generic level, no FMA)");
+        free(A), free(B), free(R), free(w), free(X), free(Xd);
+    }
+    /* a fit with the default init: the same labels as the CPU on separated blobs (tie-free),
+     * alone and as a batch (problem b seeded seed + b, its own rows and weights) */
+    const int64_t Bn = 3, n = 8000, d = 10, k = 16;
+    double *Xd = tc_blobs(444, Bn * n, d, 16, 40.0, 0.0);
+    float *X = tc_store(Xd, Bn * n, d, d, FKM_F32);
+    float *w = malloc((size_t)(Bn * n) * sizeof *w);
+    tc_rng rng = {45};
+    for (int64_t i = 0; i < Bn * n; i++) w[i] = (float)(0.5 + tc_uniform(&rng));
+    fkm_params p = fkm_params_default();
+    p.k = k;
+    p.seed = 11;
+    int32_t *lg = malloc((size_t)(Bn * n) * sizeof *lg), *lc = malloc((size_t)(Bn * n) * sizeof *lc);
+    float *Cg = malloc((size_t)(Bn * k * d) * sizeof *Cg), *Cc = malloc((size_t)(Bn * k * d) * sizeof *Cc);
+    fkm_result rg, rc, rbg[3], rbc[3];
+    CHECK(fkm_fit(gpu, &p, X, FKM_F32, n, d, d, w, Cg, lg, &rg) == FKM_OK, "gpu fit: %s", fkm_last_error(gpu));
+    CHECK(fkm_fit(cpu, &p, X, FKM_F32, n, d, d, w, Cc, lc, &rc) == FKM_OK, "cpu fit: %s", fkm_last_error(cpu));
+    /* tie-free: every point's second-nearest CPU centroid is clearly farther than its nearest */
+    const double gap = min_relative_gap(X, n, d, Cc, k);
+    CHECK(gap > 1e-3, "the data is not tie-free (relative gap %.3g): choose other blobs", gap);
+    CHECK(memcmp(lg, lc, (size_t)n * sizeof *lg) == 0 && rg.n_iter == rc.n_iter,
+          "default-init fit: GPU labels differ from the CPU's (n_iter %d vs %d)", rg.n_iter, rc.n_iter);
+    CHECK(fabs(rg.inertia - rc.inertia) <= 1e-6 * rc.inertia, "inertia %.17g vs %.17g", rg.inertia, rc.inertia);
+    CHECK(fkm_fit_batch(gpu, &p, X, FKM_F32, Bn, n, d, d, n * d, w, Cg, lg, rbg) == FKM_OK, "gpu batch: %s",
+          fkm_last_error(gpu));
+    CHECK(fkm_fit_batch(cpu, &p, X, FKM_F32, Bn, n, d, d, n * d, w, Cc, lc, rbc) == FKM_OK, "cpu batch: %s",
+          fkm_last_error(cpu));
+    CHECK(memcmp(lg, lc, (size_t)(Bn * n) * sizeof *lg) == 0, "default-init batch fit: GPU labels differ from the CPU's");
+    printf("default-init fit on the GPU (alone and a batch of 3, weighted): the CPU's labels\n");
+    free(Xd), free(X), free(w), free(lg), free(lc), free(Cg), free(Cc);
+    fkm_destroy(cpu);
+}
+
 /* fkm_predict_batch equals fkm_predict per problem. */
 static void check_predict_batch(fkm_ctx *ctx)
 {
@@ -242,6 +356,7 @@ int main(void)
     check_n_init(ctx);
     check_init_alone(ctx);
     check_predict_batch(ctx);
+    if (fkm_ctx_backend(ctx) == FKM_BACKEND_CUDA) check_gpu_equals_cpu(ctx);
     fkm_destroy(ctx);
     return tc_finish("test_kmeanspp");
 }

@@ -112,7 +112,12 @@ fkm_status fkm_init_centroids(fkm_ctx *ctx, const fkm_params *params, const fkm_
     const int64_t k = pb->k, d = pb->d;
     if (params->init == FKM_INIT_KMEANS_PP) {
         const uint64_t seed = params->seed + (uint64_t)problem;
-        if (ctx->ops->kmeanspp) return ctx->ops->kmeanspp(ctx, state, problem, seed, C);
+        if (ctx->ops->kmeanspp) {
+            /* FKM_E_UNSUPPORTED: not for this problem (e.g. X not resident on the device) */
+            const fkm_status s = ctx->ops->kmeanspp(ctx, state, problem, seed, C);
+            if (s != FKM_E_UNSUPPORTED) return s;
+            fkm_clear_error(ctx);
+        }
         return kmeanspp_on_host(ctx, pb, problem, seed, C);
     }
     if (params->init == FKM_INIT_USER) {

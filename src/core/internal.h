@@ -129,7 +129,8 @@ typedef struct fkm_backend_vtbl {
     /* Largest batch the backend runs in one set of launches (1: fkm_fit_batch loops). */
     int64_t max_batch;
     /* Optional: k-means++ (FKM_INIT_KMEANS_PP) for problem `problem` into C (k x d), seeded
-     * with seed. Without it, core runs the CPU backend's over a host view of X. */
+     * with seed, the CPU backend's centroids. Without it, or when it returns
+     * FKM_E_UNSUPPORTED, core runs the CPU backend's over a host view of X. */
     fkm_status (*kmeanspp)(fkm_ctx *ctx, void *state, int64_t problem, uint64_t seed, float *C);
 } fkm_backend_vtbl;
 

@@ -17,6 +17,9 @@
 
 /* Candidates per k-means++ distance pass (one vector of 16 floats on AVX-512). */
 #define FKM_KPP_LANES 16
+/* Points per fixed summation chunk of k-means++ (src/cpu/kmeanspp.c); the CUDA version
+ * (src/cuda/kmeanspp.cu) sums in the same chunks to choose the same centroids. */
+#define FKM_KPP_CHUNK 4096
 
 typedef struct fkm_cpu_kernel {
     const char *name;   /* "avx512", "avx2", "generic" */

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KPP_CHUNK 4096
+#define KPP_CHUNK FKM_KPP_CHUNK
 #define KPP_BLOCK 64                 /* rows per call of the distance kernel */
 #define KPP_MAX_TRIALS FKM_KPP_LANES /* 2 + floor(ln K) <= 16 up to K ~ 1.2 million; capped */
 

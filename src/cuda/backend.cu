@@ -6,6 +6,7 @@
  * weights and the objective (through pinned staging buffers); everything proportional to N
  * stays on the device. */
 #include "cuda/assign.cuh"
+#include "cuda/kmeanspp.cuh"
 #include "cuda/scan.cuh"
 #include "cuda/update.cuh"
 
@@ -424,11 +425,18 @@ out:
     return s;
 }
 
+static fkm_status cuda_kmeanspp(fkm_ctx *ctx, void *state, int64_t problem, uint64_t seed, float *C)
+{
+    cuda_state *st = (cuda_state *)state;
+    if (!st->dp.X) return FKM_E_UNSUPPORTED; /* X not resident: core runs the CPU's over a host view */
+    return fkm_cuda_kmeanspp(ctx, &st->dp, problem, seed, C, st->stream, NULL);
+}
+
 static const fkm_backend_vtbl cuda_vtbl = {
     "cuda",        cuda_open,       cuda_close,     cuda_scan,      cuda_fetch_row,     cuda_assign,
     cuda_reduce,   cuda_farthest,   cuda_get_label, cuda_get_labels, cuda_transform,    is_device_pointer,
     cuda_copy,     cuda_finalize,   cuda_get_sums,  cuda_get_centroids, 65535,
-    NULL, /* k-means++: core runs the CPU backend's over a host view of X (for now) */
+    cuda_kmeanspp, /* src/cuda/kmeanspp.cu: the CPU's centroids, bitwise */
 };
 
 extern "C" const fkm_backend_vtbl *fkm_cuda_backend(void) { return &cuda_vtbl; }

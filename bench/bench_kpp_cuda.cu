@@ -1,0 +1,170 @@
+/* bench_kpp_cuda.cu — k-means++ initialisation on the GPU (src/cuda/kmeanspp.cu), timed.
+ *
+ *   bench_kpp_cuda [--reps R] [--cpu-n M] [CONFIG ...]     CONFIG = N:K:D[:dtype]
+ *
+ * For each configuration (default 1000000:1024:128:f16, the issue's target, <= 150 ms on an
+ * H100): fkm_kmeanspp on the CUDA backend with X already in device memory, wall clock,
+ * median of R runs (default 5) after a warm-up; then one profiled run of the internal entry
+ * point, which times the fused distance passes, the selection-only tails and the full tails
+ * (selection + D^2 sampling) each alone with CUDA events, so the line says where the time
+ * goes. With --cpu-n M > 0 (default 100000) the same K and D at N = M also run on the CPU
+ * backend, timed once, and the two results are compared bitwise. Exit 77 without a GPU. */
+#include "cuda/kmeanspp.cuh"
+
+#include <algorithm>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CK(x)                                                                                       \
+    do {                                                                                            \
+        cudaError_t e_ = (x);                                                                       \
+        if (e_ != cudaSuccess) {                                                                    \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));    \
+            exit(1);                                                                                \
+        }                                                                                           \
+    } while (0)
+#define FK(ctx, x)                                                                                  \
+    do {                                                                                            \
+        if ((x) != FKM_OK) {                                                                        \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, fkm_last_error(ctx));       \
+            exit(1);                                                                                \
+        }                                                                                           \
+    } while (0)
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
+
+/* Data made on the device (then copied to the host for the CPU run): 64 Gaussian blobs,
+ * centres spread 3, unit noise (hash-based normals). */
+__device__ float hash_normal(uint64_t i)
+{
+    uint64_t z = i * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    const float u1 = ((z >> 40) + 1) * (1.0f / 16777217.0f), u2 = ((z >> 16) & 0xffffff) * (1.0f / 16777216.0f);
+    return sqrtf(-2.f * logf(u1)) * cospif(2.f * u2);
+}
+
+template <typename T> __global__ void make_data(T *X, int64_t rows, int64_t d)
+{
+    const int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= rows * d) return;
+    const int64_t r = t / d, j = t % d;
+    const uint64_t centre = (uint64_t)(r * 2654435761ull) % 64;
+    X[t] = (T)(3.f * hash_normal(centre * 1000003ull + (uint64_t)j) + hash_normal((uint64_t)t + (1ull << 40)));
+}
+
+static void run_config(fkm_ctx *gpu, fkm_ctx *cpu, int64_t n, int64_t k, int64_t d, fkm_dtype dt, int reps,
+                       int64_t cpu_n)
+{
+    const size_t es = fkm_dtype_size(dt), bytes = (size_t)(n * d) * es;
+    void *Xd, *Xh = malloc(bytes);
+    if (!Xh) {
+        fprintf(stderr, "out of host memory\n");
+        exit(1);
+    }
+    CK(cudaMalloc(&Xd, bytes));
+    const unsigned blocks = (unsigned)((n * d + 255) / 256);
+    if (dt == FKM_F16) make_data<<<blocks, 256>>>((__half *)Xd, n, d);
+    else if (dt == FKM_BF16) make_data<<<blocks, 256>>>((__nv_bfloat16 *)Xd, n, d);
+    else make_data<<<blocks, 256>>>((float *)Xd, n, d);
+    CK(cudaGetLastError());
+    CK(cudaMemcpy(Xh, Xd, bytes, cudaMemcpyDeviceToHost));
+    fkm_params p = fkm_params_default();
+    p.k = k;
+    p.seed = 1;
+    float *C = (float *)malloc((size_t)(k * d) * sizeof(float)), *C2 = (float *)malloc((size_t)(k * d) * sizeof(float));
+    FK(gpu, fkm_kmeanspp(gpu, &p, Xd, dt, n, d, d, NULL, C)); /* warm-up */
+    double *t = (double *)malloc((size_t)reps * sizeof(double));
+    for (int r = 0; r < reps; r++) {
+        const double t0 = now_ms();
+        FK(gpu, fkm_kmeanspp(gpu, &p, Xd, dt, n, d, d, NULL, C2));
+        t[r] = now_ms() - t0;
+    }
+    std::sort(t, t + reps);
+    const int same = memcmp(C, C2, (size_t)(k * d) * sizeof(float)) == 0;
+    /* where the time goes: the internal entry point, X in place, profiled */
+    fkm_dev_problem dp;
+    memset(&dp, 0, sizeof dp);
+    dp.X = Xd, dp.dtype = dt, dp.n = n, dp.d = d, dp.ld = d, dp.batch_stride = n * d, dp.batch = 1, dp.k = k;
+    dp.metric = FKM_METRIC_L2;
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    fkm_cuda_kpp_profile pr;
+    memset(&pr, 0, sizeof pr);
+    FK(gpu, fkm_cuda_kmeanspp(gpu, &dp, 0, p.seed, C2, st, &pr));
+    const int same_prof = memcmp(C, C2, (size_t)(k * d) * sizeof(float)) == 0;
+    const double steps = (double)(pr.steps > 0 ? pr.steps : 1);
+    const double sample = pr.tail_ms - pr.select_ms;
+    printf("kpp_cuda N=%lld K=%lld D=%lld %s T=%lld chunks=%lld: median %.2f ms (min %.2f, %d reps; runs identical: "
+           "%s)\n",
+           (long long)n, (long long)k, (long long)d, fkm_dtype_name(dt), (long long)pr.trials, (long long)pr.chunks,
+           t[reps / 2], t[0], reps, same && same_prof ? "yes" : "NO");
+    printf("  device time %.2f ms: distance passes %.2f ms (%.1f us/step, %.0f GB/s of X), selection %.2f ms "
+           "(%.1f us/step), sampling %.2f ms (%.1f us/step), rest (setup, launch gaps, copies) %.2f ms\n",
+           pr.total_ms, pr.pass_ms, 1e3 * pr.pass_ms / steps, (double)bytes * steps / (pr.pass_ms * 1e6), pr.select_ms,
+           1e3 * pr.select_ms / steps, sample, 1e3 * sample / steps, pr.total_ms - pr.pass_ms - pr.tail_ms);
+    if (cpu_n > 0 && cpu_n >= k) {
+        const int64_t m = cpu_n < n ? cpu_n : n;
+        float *G = (float *)malloc((size_t)(k * d) * sizeof(float)), *H = (float *)malloc((size_t)(k * d) * sizeof(float));
+        FK(gpu, fkm_kmeanspp(gpu, &p, Xh, dt, m, d, d, NULL, G));
+        const double t0 = now_ms();
+        FK(cpu, fkm_kmeanspp(cpu, &p, Xh, dt, m, d, d, NULL, H));
+        const double tc = now_ms() - t0;
+        const double t1 = now_ms();
+        FK(gpu, fkm_kmeanspp(gpu, &p, Xh, dt, m, d, d, NULL, G));
+        const double tg = now_ms() - t1;
+        printf("  N=%lld: CPU (%s, %d threads) %.1f ms, GPU (host X, copy included) %.1f ms; GPU == CPU bitwise: %s\n",
+               (long long)m, fkm_cpu_simd_level(), fkm_cpu_max_threads(), tc, tg,
+               memcmp(G, H, (size_t)(k * d) * sizeof(float)) == 0 ? "yes" : "NO");
+        free(G), free(H);
+    }
+    CK(cudaStreamDestroy(st));
+    CK(cudaFree(Xd));
+    free(Xh), free(C), free(C2), free(t);
+}
+
+int main(int argc, char **argv)
+{
+    int reps = 5;
+    int64_t cpu_n = 100000;
+    const char *list[64];
+    int nlist = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cpu-n") && i + 1 < argc) cpu_n = atoll(argv[++i]);
+        else if (nlist < 64) list[nlist++] = argv[i];
+    }
+    if (reps < 1) reps = 1;
+    if (nlist == 0) list[nlist++] = "1000000:1024:128:f16";
+    if (fkm_cuda_device_count() < 1) {
+        printf("SKIP: no usable CUDA device\n");
+        return 77;
+    }
+    fkm_ctx *gpu = NULL, *cpu = NULL;
+    if (fkm_create(&gpu, FKM_BACKEND_CUDA) != FKM_OK || fkm_create(&cpu, FKM_BACKEND_CPU) != FKM_OK) {
+        fprintf(stderr, "cannot create the contexts\n");
+        return 1;
+    }
+    for (int c = 0; c < nlist; c++) {
+        long long n = 0, k = 0, d = 0;
+        char dts[16] = "f16";
+        if (sscanf(list[c], "%lld:%lld:%lld:%15s", &n, &k, &d, dts) < 3 || n < 1 || k < 1 || k > n || d < 1) {
+            fprintf(stderr, "bad configuration '%s' (N:K:D[:dtype])\n", list[c]);
+            return 2;
+        }
+        const fkm_dtype dt = !strcmp(dts, "f32") ? FKM_F32 : !strcmp(dts, "bf16") ? FKM_BF16 : FKM_F16;
+        run_config(gpu, cpu, n, k, d, dt, reps, cpu_n);
+    }
+    fkm_destroy(gpu);
+    fkm_destroy(cpu);
+    return 0;
+}

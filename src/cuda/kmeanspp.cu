@@ -1,0 +1,576 @@
+/* kmeanspp.cu — greedy k-means++ on the GPU (see kmeanspp.cuh).
+ *
+ * The CPU version (src/cpu/kmeanspp.c) fixes every rounding: f32 distances with one fused
+ * multiply-add per feature in feature order; potentials and prefix sums of w * D in double,
+ * point by point inside fixed chunks of FKM_KPP_CHUNK points and chunk by chunk across them;
+ * a binary search for the first prefix sum reaching u * total. This file performs the same
+ * operations in the same order, so it draws the same rows, without the CPU's N x T distance
+ * matrix and without any host round trip per step:
+ *
+ *  - the uniforms do not depend on the data (T per step, drawn in order from the seeded
+ *    generator, whatever the search finds), so the host draws them all up front and copies
+ *    them once;
+ *  - per step, one fused pass over X (kpp_pass, one block per chunk) finishes the previous
+ *    step, D = min(D, d(x, newest centre)) (D kept in f32: it only ever holds f32 distances),
+ *    and computes the distances to the T candidates; one warp of the block adds
+ *    w * min(D, d_t) point by point in double for each candidate (the CPU's order) while the
+ *    other warps compute the next sub-chunk, and it stores the running sums every KPP_SEG
+ *    points (checkpoints);
+ *  - one single-block kernel (kpp_tail) adds the chunk sums in chunk order (each candidate's
+ *    potential, the chunk offsets), keeps the best candidate (the first on ties), and samples
+ *    the next T candidates: the chunk, then the segment, holding the first prefix sum >= u *
+ *    total follow from chunk sums and checkpoints; inside that one segment the prefix sums
+ *    are recomputed (<= KPP_SEG points against the new centre) with the CPU's additions.
+ *  After committing candidate t, the CPU's chunk total is exactly the candidate's chunk
+ *  potential (the same values added in the same order): that is why no commit pass over the
+ *  points is needed, and why the new centre's distances can wait for the next pass.
+ *
+ * Products w * min(D, d) of two floats are exact in double, so an FMA or a multiply-add gives
+ * the same sum on either side. Two launches per step; the stream is synchronised once. */
+#include "cuda/kmeanspp.cuh"
+
+extern "C" {
+#include "core/init.h"
+#include "cpu/kernel.h"
+}
+
+#include <math.h>
+#include <stdlib.h>
+
+#define KPP_CHUNK FKM_KPP_CHUNK            /* the CPU's summation chunk */
+#define KPP_SEG 64                         /* points per checkpoint */
+#define KPP_SEGS (KPP_CHUNK / KPP_SEG)
+#define KPP_MAXT FKM_KPP_LANES             /* most candidates per step (the CPU's cap) */
+#define KPP_CWARPS 8                       /* computing warps of a pass block (+1 summing warp) */
+#define KPP_CTHREADS (KPP_CWARPS * 32)
+#define KPP_PPT 2                          /* points per computing thread and sub-chunk */
+#define KPP_SUB (KPP_CTHREADS * KPP_PPT)   /* points per sub-chunk */
+#define KPP_DTILE 256                      /* candidate features staged in shared memory at once */
+#define KPP_TAIL_THREADS (KPP_MAXT * KPP_SEG)
+#define KPP_TAIL_TILE 256                  /* chunks per shared-memory tile of the tail */
+
+static_assert(KPP_CHUNK % KPP_SUB == 0 && KPP_SUB % KPP_SEG == 0, "sub-chunks hold whole segments");
+static_assert(KPP_DTILE % 8 == 0, "a tile holds whole 16-byte pieces of every dtype");
+
+/* What every kernel of one k-means++ run reads; all pointers are device memory. */
+struct kpp_args {
+    const void *X;        /* the problem's rows */
+    int64_t n, d, ld;
+    int64_t dpad;         /* stride of a candidate row: d rounded up to 8, zeros past d */
+    int64_t nfeat;        /* features a pass reads: d rounded up to whole 16-byte pieces */
+    int64_t ctile;        /* candidate features per shared-memory tile */
+    int64_t nchunks;
+    const float *w;       /* weights or NULL */
+    const double *inv;    /* cosine: 1 / ||row|| as the CPU computes it (0 for a zero row); else NULL */
+    float *D;             /* n: squared distance to the nearest centre (+inf before the first) */
+    float *cand;          /* (KPP_MAXT + 1) x dpad: slot 0 the newest centre, 1..T the candidates */
+    double *pot;          /* nchunks x tc: each candidate's potential over each chunk */
+    double *off;          /* nchunks x tc: sum of the chunks before, per candidate */
+    double *cp;           /* nchunks x KPP_SEGS x tc: running sums at segment ends */
+    float *C;             /* k x d: the centroids chosen */
+    int T;                /* candidates per step */
+};
+
+/* ---------------------------------------------------------------- rows as the CPU sees them */
+
+/* Element of a row as fkm_load_row makes it: f32, or for cosine (inv != 1 path) the f32
+ * value times 1 / ||row|| in double, rounded once to f32. */
+template <typename T> __device__ __forceinline__ float kpp_value(T v, bool cosine, double inv)
+{
+    return cosine ? __double2float_rn(__dmul_rn(fkm_to_double(v), inv)) : fkm_to_float(v);
+}
+
+/* A 16-byte piece of a row converted to f32. */
+template <typename T> __device__ __forceinline__ void kpp_piece(const uint4 &raw, bool cosine, double inv, float *xf)
+{
+    constexpr int E = 16 / (int)sizeof(T);
+    T v[E];
+    memcpy(v, &raw, 16);
+#pragma unroll
+    for (int e = 0; e < E; e++) xf[e] = kpp_value(v[e], cosine, inv);
+}
+
+/* ||x - c||^2 in f32 as the CPU's sqdist_many: u = x - c, acc = fma(u, u, acc), features in
+ * increasing order, over the nfeat features of 16-byte pieces (the padding adds exactly 0,
+ * as in the pass). Pieces are loaded KPP_ROW_BATCH at a time so that a row costs a few
+ * memory latencies, not one per feature. */
+#define KPP_ROW_BATCH 4
+template <typename T>
+__device__ float kpp_row_dist(const T *x, int64_t nfeat, bool cosine, double inv, const float *c)
+{
+    constexpr int E = 16 / (int)sizeof(T);
+    float acc = 0.0f;
+    for (int64_t j0 = 0; j0 < nfeat; j0 += KPP_ROW_BATCH * E) {
+        uint4 raw[KPP_ROW_BATCH];
+#pragma unroll
+        for (int q = 0; q < KPP_ROW_BATCH; q++)
+            if (j0 + q * E < nfeat) raw[q] = __ldg((const uint4 *)(x + j0 + q * E));
+#pragma unroll
+        for (int q = 0; q < KPP_ROW_BATCH; q++) {
+            if (j0 + q * E >= nfeat) break;
+            float xf[E];
+            kpp_piece<T>(raw[q], cosine, inv, xf);
+#pragma unroll
+            for (int e = 0; e < E; e++) {
+                const float u = __fsub_rn(xf[e], c[j0 + q * E + e]);
+                acc = __fmaf_rn(u, u, acc);
+            }
+        }
+    }
+    return acc;
+}
+
+/* 1 / sqrt(sum of squares) per row, summed in feature order in double as fkm_load_row does
+ * (0 for a zero row, which leaves the row's zeros as they are). */
+template <typename T> __global__ void kpp_inv_norms(const void *X, int64_t n, int64_t d, int64_t ld, double *inv)
+{
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const T *x = (const T *)X + i * ld;
+    double ss = 0.0;
+    for (int64_t j = 0; j < d; j++) {
+        const double v = fkm_to_double(x[j]);
+        ss = __dadd_rn(ss, __dmul_rn(v, v));
+    }
+    inv[i] = ss > 0.0 ? __ddiv_rn(1.0, __dsqrt_rn(ss)) : 0.0;
+}
+
+/* ---------------------------------------------------------------- the per-step pass */
+
+/* Candidate features [j0, j0 + ctile) transposed into cs (feature-major, stride NCP). */
+template <int NC, int NCP>
+__device__ void kpp_stage(const kpp_args &a, int64_t j0, float *cs, int t, int nthreads)
+{
+    for (int64_t q = t; q < (int64_t)NC * a.ctile; q += nthreads) {
+        const int s = (int)(q / a.ctile);
+        const int64_t jl = q % a.ctile, j = j0 + jl;
+        cs[jl * NCP + s] = j < a.dpad ? a.cand[s * a.dpad + j] : 0.0f;
+    }
+}
+
+/* Barrier of the computing warps only (the summing warp runs on meanwhile). */
+__device__ __forceinline__ void kpp_compute_barrier() { asm volatile("bar.sync 1, %0;" ::"n"(KPP_CTHREADS) : "memory"); }
+
+/* Distances of KPP_PPT points of sub-chunk `sb` to the NC rows (slot 0: newest centre),
+ * D update, and the values the summing warp adds: min(D, d_t) for each candidate, then w. */
+template <typename T, int NC, int NCP>
+__device__ void kpp_compute(const kpp_args &a, int64_t base, int cnt, int sb, float *cs, float *out, bool one_tile)
+{
+    constexpr int E = 16 / (int)sizeof(T);
+    const bool cosine = a.inv != nullptr;
+    const int tid = threadIdx.x;
+    const T *xr[KPP_PPT];
+    double inv[KPP_PPT];
+    bool ok[KPP_PPT];
+#pragma unroll
+    for (int r = 0; r < KPP_PPT; r++) {
+        const int p = sb + tid + r * KPP_CTHREADS;
+        ok[r] = p < cnt;
+        const int64_t i = base + (ok[r] ? p : 0);
+        xr[r] = (const T *)a.X + i * a.ld;
+        inv[r] = cosine ? a.inv[i] : 1.0;
+    }
+    float acc[KPP_PPT][NC];
+#pragma unroll
+    for (int r = 0; r < KPP_PPT; r++)
+#pragma unroll
+        for (int s = 0; s < NC; s++) acc[r][s] = 0.0f;
+
+    for (int64_t j0 = 0; j0 < a.nfeat; j0 += a.ctile) {
+        if (!one_tile) {
+            kpp_compute_barrier(); /* everyone is done with the previous tile */
+            kpp_stage<NC, NCP>(a, j0, cs, tid, KPP_CTHREADS);
+            kpp_compute_barrier();
+        }
+        const int64_t jend = min(a.nfeat - j0, a.ctile);
+        uint4 raw[KPP_PPT];
+#pragma unroll
+        for (int r = 0; r < KPP_PPT; r++) raw[r] = __ldg((const uint4 *)(xr[r] + j0));
+        for (int64_t jl = 0; jl < jend; jl += E) {
+            float xf[KPP_PPT][E];
+#pragma unroll
+            for (int r = 0; r < KPP_PPT; r++) kpp_piece<T>(raw[r], cosine, inv[r], xf[r]);
+            if (jl + E < jend) /* the next piece is in flight while this one is computed */
+#pragma unroll
+                for (int r = 0; r < KPP_PPT; r++) raw[r] = __ldg((const uint4 *)(xr[r] + j0 + jl + E));
+#pragma unroll
+            for (int e = 0; e < E; e++) {
+                float cv[NCP];
+                const float4 *c4 = (const float4 *)(cs + (jl + e) * NCP);
+#pragma unroll
+                for (int q = 0; q < NCP / 4; q++) {
+                    const float4 v = c4[q];
+                    cv[4 * q] = v.x, cv[4 * q + 1] = v.y, cv[4 * q + 2] = v.z, cv[4 * q + 3] = v.w;
+                }
+#pragma unroll
+                for (int s = 0; s < NC; s++)
+#pragma unroll
+                    for (int r = 0; r < KPP_PPT; r++) {
+                        const float u = __fsub_rn(xf[r][e], cv[s]);
+                        acc[r][s] = __fmaf_rn(u, u, acc[r][s]);
+                    }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < KPP_PPT; r++) {
+        if (!ok[r]) continue;
+        const int p = tid + r * KPP_CTHREADS;
+        const int64_t i = base + sb + p;
+        const float Dn = fminf(a.D[i], acc[r][0]);
+        a.D[i] = Dn;
+        float *o = out + p * NC;
+#pragma unroll
+        for (int t = 0; t < NC - 1; t++) o[t] = fminf(Dn, acc[r][1 + t]);
+        o[NC - 1] = a.w ? a.w[i] : 1.0f;
+    }
+}
+
+/* One block per chunk: KPP_CWARPS warps compute sub-chunk s while the last warp adds
+ * sub-chunk s - 1 (double buffer, one block barrier per sub-chunk). */
+template <typename T, int NC>
+__global__ void __launch_bounds__(KPP_CTHREADS + 32, 2) kpp_pass(kpp_args a)
+{
+    constexpr int TT = NC - 1, NCP = (NC + 3) / 4 * 4;
+    extern __shared__ __align__(16) float kpp_sm[];
+    float *cs = kpp_sm;                         /* ctile x NCP */
+    float *buf = kpp_sm + a.ctile * NCP;        /* 2 x KPP_SUB x NC */
+    const int64_t ch = blockIdx.x, base = ch * KPP_CHUNK;
+    const int cnt = (int)min((int64_t)KPP_CHUNK, a.n - base);
+    const int nsub = (cnt + KPP_SUB - 1) / KPP_SUB;
+    const bool one_tile = a.nfeat <= a.ctile;
+    if (one_tile) kpp_stage<NC, NCP>(a, 0, cs, threadIdx.x, blockDim.x);
+    __syncthreads();
+    const int lane = (int)threadIdx.x - KPP_CTHREADS;
+    double run = 0.0;
+    for (int s = 0; s <= nsub; s++) {
+        if (lane < 0) {
+            if (s < nsub) kpp_compute<T, NC, NCP>(a, base, cnt, s * KPP_SUB, cs, buf + (s & 1) * KPP_SUB * NC, one_tile);
+        } else if (s > 0 && lane < TT) {
+            const int sb = (s - 1) * KPP_SUB, pend = min(KPP_SUB, cnt - sb);
+            const float *b = buf + ((s - 1) & 1) * KPP_SUB * NC;
+            for (int g0 = 0; g0 < pend; g0 += KPP_SEG) {
+                const int g1 = min(g0 + KPP_SEG, pend);
+#pragma unroll 8
+                for (int p = g0; p < g1; p++) run = __fma_rn((double)b[p * NC + TT], (double)b[p * NC + lane], run);
+                a.cp[(ch * KPP_SEGS + (sb + g0) / KPP_SEG) * TT + lane] = run;
+            }
+            if (s == nsub) a.pot[ch * TT + lane] = run;
+        }
+        __syncthreads();
+    }
+}
+
+/* Before the first centre: D = +inf and the chunk sums (with checkpoints) of the weights,
+ * the CPU's prefix sums of w * 1. One block per chunk; one thread adds, in point order. */
+__global__ void kpp_first_sums(kpp_args a)
+{
+    __shared__ float w[KPP_CHUNK];
+    const int64_t ch = blockIdx.x, base = ch * KPP_CHUNK;
+    const int cnt = (int)min((int64_t)KPP_CHUNK, a.n - base);
+    for (int p = threadIdx.x; p < cnt; p += blockDim.x) {
+        a.D[base + p] = INFINITY;
+        w[p] = a.w ? a.w[base + p] : 1.0f;
+    }
+    __syncthreads();
+    if (threadIdx.x != 0) return;
+    double run = 0.0;
+    for (int p = 0; p < cnt; p++) {
+        run = __dadd_rn(run, (double)w[p]);
+        if ((p + 1) % KPP_SEG == 0 || p == cnt - 1) a.cp[ch * KPP_SEGS + p / KPP_SEG] = run;
+    }
+    a.pot[ch] = run;
+}
+
+/* ---------------------------------------------------------------- the per-step tail */
+
+/* One block of KPP_TAIL_THREADS. Over the tc columns of pot: each column's potential
+ * (chunk sums added in chunk order, as the CPU) and chunk offsets; best = the first lowest.
+ * emit >= 0: row best becomes centroid `emit` and the newest centre (slot 0). Then `nsamp`
+ * targets u[t] * total are searched in the prefix sums of w * min(D, d(x, slot 0)) (first
+ * = the first centre's draw: prefix sums of w, and the row drawn fills every slot and C[0]),
+ * and the rows found become the candidates. */
+template <typename T>
+__global__ void __launch_bounds__(KPP_TAIL_THREADS) kpp_tail(kpp_args a, int tc, const double *u, int64_t emit,
+                                                              int nsamp, int first)
+{
+    __shared__ double tot[KPP_MAXT], tgt[KPP_MAXT];
+    __shared__ int best_s, chunk_s[KPP_MAXT], seg_s[KPP_MAXT];
+    __shared__ int64_t idx_s[KPP_MAXT];
+    __shared__ float mv[KPP_MAXT][KPP_SEG], wv[KPP_MAXT][KPP_SEG];
+    __shared__ double tile[KPP_TAIL_TILE * KPP_MAXT];
+    const int tid = threadIdx.x;
+    const bool cosine = a.inv != nullptr;
+    /* the chunk sums, in chunk order, one thread per column: read through shared-memory
+     * tiles loaded by the whole block (a chain of dependent global loads would cost one
+     * memory latency per chunk), offsets written back the same way */
+    double run = 0.0;
+    for (int64_t c0 = 0; c0 < a.nchunks; c0 += KPP_TAIL_TILE) {
+        const int64_t m = min((int64_t)KPP_TAIL_TILE, a.nchunks - c0) * tc;
+        for (int64_t q = tid; q < m; q += blockDim.x) tile[q] = a.pot[c0 * tc + q];
+        __syncthreads();
+        if (tid < tc)
+            for (int64_t q = tid; q < m; q += tc) {
+                const double v = tile[q];
+                tile[q] = run;
+                run = __dadd_rn(run, v);
+            }
+        __syncthreads();
+        for (int64_t q = tid; q < m; q += blockDim.x) a.off[c0 * tc + q] = tile[q];
+        __syncthreads();
+    }
+    if (tid < tc) tot[tid] = run;
+    if (tid < KPP_MAXT) chunk_s[tid] = 0, seg_s[tid] = 0;
+    __syncthreads();
+    if (tid == 0) {
+        int b = 0;
+        double bp = INFINITY;
+        for (int t = 0; t < tc; t++)
+            if (tot[t] < bp) bp = tot[t], b = t; /* ties: the first candidate, as the CPU */
+        best_s = b;
+    }
+    __syncthreads();
+    const int best = best_s;
+    const double total = tot[best];
+    if (emit >= 0) {
+        const float *row = a.cand + (1 + best) * a.dpad;
+        for (int64_t j = tid; j < a.dpad; j += blockDim.x) {
+            const float v = row[j];
+            a.cand[j] = v;
+            if (j < a.d) a.C[emit * a.d + j] = v;
+        }
+    }
+    if (nsamp == 0) return;
+    if (tid < nsamp) tgt[tid] = __dmul_rn(u[tid], total);
+    __syncthreads();
+
+    /* The prefix sums are non-decreasing, so the first one >= target lies in the chunk after
+     * all chunks whose last prefix sum (offset + chunk total) is below it; same inside it. */
+    for (int64_t c0 = 0; c0 < a.nchunks; c0 += blockDim.x) {
+        const int64_t ch = c0 + tid;
+        const bool in = ch < a.nchunks;
+        const double e = in ? __dadd_rn(a.pot[ch * tc + best], a.off[ch * tc + best]) : 0.0;
+        for (int t = 0; t < nsamp; t++) {
+            const int below = __syncthreads_count(in && e < tgt[t]);
+            if (tid == 0) chunk_s[t] += below;
+        }
+    }
+    __syncthreads();
+    const int t = tid / KPP_SEG, g = tid % KPP_SEG;
+    int64_t ch = 0, nseg = 0, cnt = 0;
+    double off = 0.0;
+    if (t < nsamp && chunk_s[t] < a.nchunks) {
+        ch = chunk_s[t];
+        cnt = min((int64_t)KPP_CHUNK, a.n - ch * KPP_CHUNK);
+        nseg = (cnt + KPP_SEG - 1) / KPP_SEG;
+        off = a.off[ch * tc + best];
+        if (g < nseg && __dadd_rn(a.cp[(ch * KPP_SEGS + g) * tc + best], off) < tgt[t]) atomicAdd(&seg_s[t], 1);
+    }
+    __syncthreads();
+    int64_t sg = 0, p0 = 0, len = 0;
+    if (nseg > 0) {
+        sg = min((int64_t)seg_s[t], nseg - 1), p0 = sg * KPP_SEG;
+        len = min((int64_t)KPP_SEG, cnt - p0);
+        const int64_t i = ch * KPP_CHUNK + p0 + g;
+        if (g < len) {
+            float m = 1.0f;
+            if (!first) {
+                const double inv = cosine ? a.inv[i] : 1.0;
+                m = fminf(a.D[i], kpp_row_dist((const T *)a.X + i * a.ld, a.nfeat, cosine, inv, a.cand));
+            }
+            mv[t][g] = m;
+            wv[t][g] = a.w ? a.w[i] : 1.0f;
+        }
+    }
+    __syncthreads();
+    if (t < nsamp && g == 0) {
+        int64_t idx = a.n - 1; /* no prefix sum reaches the target: the CPU's clip */
+        if (nseg > 0) {
+            double run = sg == 0 ? 0.0 : a.cp[(ch * KPP_SEGS + sg - 1) * tc + best];
+            for (int64_t q = 0; q < len; q++) {
+                run = __fma_rn((double)wv[t][q], (double)mv[t][q], run);
+                if (__dadd_rn(run, off) >= tgt[t]) {
+                    idx = ch * KPP_CHUNK + p0 + q;
+                    break;
+                }
+            }
+        }
+        idx_s[t] = idx;
+    }
+    __syncthreads();
+    if (t < nsamp) {
+        const int64_t r = idx_s[t];
+        const T *x = (const T *)a.X + r * a.ld;
+        const double inv = cosine ? a.inv[r] : 1.0;
+        for (int64_t j = g; j < a.dpad; j += KPP_SEG) {
+            const float v = j < a.d ? kpp_value(x[j], cosine, inv) : 0.0f;
+            if (!first) {
+                a.cand[(1 + t) * a.dpad + j] = v;
+                continue;
+            }
+            for (int s = 0; s <= a.T; s++) a.cand[s * a.dpad + j] = v;
+            if (j < a.d) a.C[j] = v;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- host side */
+
+typedef void (*kpp_pass_fn)(kpp_args);
+
+#define KPP_PASS_CASE(nc) \
+    case nc: return kpp_pass<T, nc>;
+/* The pass for T + 1 rows (T = 2..KPP_MAXT): the accumulators are registers, so the count
+ * is a template argument. */
+template <typename T> static kpp_pass_fn kpp_pass_for(int nc)
+{
+    switch (nc) {
+        KPP_PASS_CASE(3) KPP_PASS_CASE(4) KPP_PASS_CASE(5) KPP_PASS_CASE(6) KPP_PASS_CASE(7)
+        KPP_PASS_CASE(8) KPP_PASS_CASE(9) KPP_PASS_CASE(10) KPP_PASS_CASE(11) KPP_PASS_CASE(12)
+        KPP_PASS_CASE(13) KPP_PASS_CASE(14) KPP_PASS_CASE(15) KPP_PASS_CASE(16) KPP_PASS_CASE(17)
+    }
+    return nullptr;
+}
+static_assert(KPP_MAXT + 1 == 17, "kpp_pass_for lists every row count");
+
+/* The kernels of one dtype. */
+struct kpp_kernels {
+    kpp_pass_fn pass;
+    void (*tail)(kpp_args, int, const double *, int64_t, int, int);
+    void (*inv)(const void *, int64_t, int64_t, int64_t, double *);
+};
+
+template <fkm_dtype DT> static kpp_kernels kpp_kernels_of(int nc)
+{
+    typedef typename fkm_elem<DT>::type T;
+    kpp_kernels k;
+    k.pass = kpp_pass_for<T>(nc);
+    k.tail = kpp_tail<T>;
+    k.inv = kpp_inv_norms<T>;
+    return k;
+}
+
+static size_t kpp_align(size_t b) { return (b + 255) / 256 * 256; }
+
+/* Device time between two events recorded on the stream, in ms (0 on error). */
+static double kpp_elapsed(cudaEvent_t a, cudaEvent_t b)
+{
+    float ms = 0.0f;
+    return cudaEventElapsedTime(&ms, a, b) == cudaSuccess ? ms : 0.0;
+}
+
+fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t problem, uint64_t seed, float *C,
+                             cudaStream_t stream, fkm_cuda_kpp_profile *prof)
+{
+    const int64_t n = dp->n, d = dp->d, k = dp->k;
+    const size_t es = fkm_dtype_size(dp->dtype);
+    int T = 2 + (int)floor(log((double)k)); /* the CPU's trial count and cap */
+    if (T > KPP_MAXT) T = KPP_MAXT;
+    const int nc = T + 1;
+    const int ncp = (nc + 3) / 4 * 4;
+    kpp_args a;
+    memset(&a, 0, sizeof a);
+    a.X = (const unsigned char *)dp->X + (size_t)(problem * dp->batch_stride) * es;
+    a.n = n, a.d = d, a.ld = dp->ld;
+    a.dpad = (d + 7) / 8 * 8;
+    const int64_t E = 16 / (int64_t)es;
+    a.nfeat = (d + E - 1) / E * E;
+    a.ctile = a.nfeat < KPP_DTILE ? a.nfeat : KPP_DTILE;
+    a.nchunks = (n + KPP_CHUNK - 1) / KPP_CHUNK;
+    a.w = dp->weights ? dp->weights + problem * n : NULL;
+    a.T = T;
+    const int cosine = dp->metric == FKM_METRIC_COSINE;
+    const int64_t nu = 1 + (k - 1) * T;
+
+    kpp_kernels kk = {};
+    FKM_DISPATCH_DTYPE(dp->dtype, kk = kpp_kernels_of<DT>(nc));
+    if (!kk.pass) return fkm_fail(ctx, FKM_E_INTERNAL, "k-means++: no pass kernel for %d rows", nc);
+
+    /* one device allocation for everything: D, 1/||x||, candidates, chunk sums and offsets,
+     * checkpoints, uniforms, centroids */
+    const size_t sz_D = kpp_align((size_t)n * sizeof(float)), sz_inv = cosine ? kpp_align((size_t)n * sizeof(double)) : 0;
+    const size_t sz_cand = kpp_align((size_t)((KPP_MAXT + 1) * a.dpad) * sizeof(float));
+    const size_t sz_pot = kpp_align((size_t)(a.nchunks * KPP_MAXT) * sizeof(double));
+    const size_t sz_cp = kpp_align((size_t)(a.nchunks * KPP_SEGS * KPP_MAXT) * sizeof(double));
+    const size_t sz_u = kpp_align((size_t)nu * sizeof(double)), sz_C = kpp_align((size_t)(k * d) * sizeof(float));
+    const size_t total = sz_D + sz_inv + sz_cand + 2 * sz_pot + sz_cp + sz_u + sz_C;
+    const size_t smem = (size_t)(a.ctile * ncp + 2 * KPP_SUB * nc) * sizeof(float);
+    double *u = (double *)malloc((size_t)nu * sizeof(double));
+    if (!u) return fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for the k-means++ uniforms");
+    /* the CPU's draws, in its order: one for the first centre, then T per step */
+    fkm_rng rng = {seed};
+    for (int64_t q = 0; q < nu; q++) u[q] = (double)(fkm_rng_next(&rng) >> 11) * 0x1p-53;
+
+    fkm_status s = FKM_OK;
+    unsigned char *ws = NULL;
+    cudaEvent_t ev[8] = {};
+    const double *u_dev;
+    const unsigned nch = (unsigned)a.nchunks;
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws, total), s, out);
+    {
+        unsigned char *p = ws;
+        a.D = (float *)p, p += sz_D;
+        a.inv = cosine ? (const double *)p : NULL, p += sz_inv;
+        a.cand = (float *)p, p += sz_cand;
+        a.pot = (double *)p, p += sz_pot;
+        a.off = (double *)p, p += sz_pot;
+        a.cp = (double *)p, p += sz_cp;
+        u_dev = (const double *)p, p += sz_u;
+        a.C = (float *)p;
+    }
+    FKM_CUDA_TRY_GOTO(ctx, cudaFuncSetAttribute(kk.pass, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), s,
+                      out);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMemsetAsync(a.cand, 0, sz_cand, stream), s, out);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMemcpyAsync((void *)u_dev, u, (size_t)nu * sizeof(double), cudaMemcpyHostToDevice, stream),
+                      s, out);
+    if (prof)
+        for (int e = 0; e < 8; e++) FKM_CUDA_TRY_GOTO(ctx, cudaEventCreate(&ev[e]), s, out);
+    if (prof) FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(ev[0], stream), s, out);
+    if (cosine) {
+        kk.inv<<<(unsigned)fkm_ceil_div(n, 256), 256, 0, stream>>>(a.X, n, d, a.ld, (double *)a.inv);
+        FKM_CUDA_TRY_GOTO(ctx, cudaGetLastError(), s, out);
+    }
+    /* the first centre: drawn in the prefix sums of the weights */
+    kpp_first_sums<<<nch, 256, 0, stream>>>(a);
+    kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, 1, u_dev, -1, 1, 1);
+    FKM_CUDA_TRY_GOTO(ctx, cudaGetLastError(), s, out);
+    if (k > 1) {
+        /* D = d(x, first centre) (every candidate slot holds it too), then the first draw */
+        kk.pass<<<nch, KPP_CTHREADS + 32, smem, stream>>>(a);
+        kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev + 1, -1, T, 0);
+        FKM_CUDA_TRY_GOTO(ctx, cudaGetLastError(), s, out);
+    }
+    for (int64_t c = 1; c < k; c++) {
+        kk.pass<<<nch, KPP_CTHREADS + 32, smem, stream>>>(a);
+        kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev + 1 + c * T, c, c + 1 < k ? T : 0, 0);
+        FKM_CUDA_TRY_GOTO(ctx, cudaGetLastError(), s, out);
+    }
+    FKM_CUDA_TRY_GOTO(ctx, cudaMemcpyAsync(C, a.C, (size_t)(k * d) * sizeof(float), cudaMemcpyDeviceToHost, stream), s,
+                      out);
+    if (prof) FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(ev[1], stream), s, out);
+    FKM_CUDA_TRY_GOTO(ctx, cudaStreamSynchronize(stream), s, out);
+    if (prof) {
+        /* the same launches again, each kind alone (the state they leave is not used) */
+        FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(ev[2], stream), s, out);
+        for (int64_t c = 1; c < k; c++) kk.pass<<<nch, KPP_CTHREADS + 32, smem, stream>>>(a);
+        FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(ev[3], stream), s, out);
+        for (int64_t c = 1; c < k; c++) kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev, -1, 0, 0);
+        FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(ev[4], stream), s, out);
+        for (int64_t c = 1; c < k; c++) kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev + 1, -1, T, 0);
+        FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(ev[5], stream), s, out);
+        FKM_CUDA_TRY_GOTO(ctx, cudaGetLastError(), s, out);
+        FKM_CUDA_TRY_GOTO(ctx, cudaStreamSynchronize(stream), s, out);
+        prof->total_ms = kpp_elapsed(ev[0], ev[1]);
+        prof->pass_ms = kpp_elapsed(ev[2], ev[3]);
+        prof->select_ms = kpp_elapsed(ev[3], ev[4]);
+        prof->tail_ms = kpp_elapsed(ev[4], ev[5]);
+        prof->steps = k - 1, prof->trials = T, prof->chunks = a.nchunks;
+    }
+out:
+    if (s != FKM_OK && stream) cudaStreamSynchronize(stream); /* nothing may still use ws */
+    for (int e = 0; e < 8; e++)
+        if (ev[e]) cudaEventDestroy(ev[e]);
+    cudaFree(ws);
+    free(u);
+    return s;
+}

@@ -1,0 +1,25 @@
+/* kmeanspp.cuh — greedy k-means++ on the GPU, choosing bitwise the centroids of the CPU
+ * version (src/cpu/kmeanspp.c) for the same seed; see kmeanspp.cu for how. */
+#ifndef FKM_CUDA_KMEANSPP_CUH
+#define FKM_CUDA_KMEANSPP_CUH
+
+#include "cuda/common.cuh"
+
+/* Where the time goes (milliseconds of device time, CUDA events), for the benchmark. */
+typedef struct fkm_cuda_kpp_profile {
+    double total_ms;   /* the whole initialisation, setup to the copy of C included */
+    double pass_ms;    /* the k - 1 fused distance passes over X, timed alone */
+    double select_ms;  /* the k - 1 single-block tails doing only the candidate selection */
+    double tail_ms;    /* the k - 1 tails doing selection and D^2 sampling of the next candidates */
+    int64_t steps, trials, chunks;
+} fkm_cuda_kpp_profile;
+
+/* k-means++ for problem `problem` of dp (device X and weights) into C (k x d, host memory),
+ * seeded with seed, on `stream`; synchronises the stream once, at the end. X must be all
+ * resident with 16-byte aligned rows whose elements past d, up to the next 16-byte boundary,
+ * are zero (what backend.cu's place_x gives: rows read in 16-byte pieces). With prof, the
+ * passes and tails are timed again separately afterwards (benchmark only; C unaffected). */
+fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t problem, uint64_t seed, float *C,
+                             cudaStream_t stream, fkm_cuda_kpp_profile *prof);
+
+#endif
