@@ -11,7 +11,10 @@ f16 / bf16 / f32 data), on the same data and the same initial centroids, this sc
      fkm_params_default() then k, max_iter, tol = 0, init = FKM_INIT_USER (C0), precision
      FAST (and, for f32 data, a second line with FKM_PRECISION_F32), X passed as a device
      pointer; fkm_fit_batch for B > 1. The progress callback collects each iteration's
-     seconds, assign_seconds and update_seconds;
+     seconds, assign_seconds and update_seconds. With --via package the same fits go
+     through the installed Python package instead: flashkm.kmeans(X, K, init=C0, niter,
+     tol=0, precision, empty) on the torch tensors, its callback= giving the same per-
+     iteration facts (the package's overhead is measured by bench/python_overhead.py);
   3. runs flash-kmeans' batch_kmeans_Euclid (third_party_ref/flash_kmeans, --flash-kmeans)
      on the same X (B, N, D) with init_centroids = C0 cast to X's dtype and a negative tol,
      so that it never stops early;
@@ -229,7 +232,7 @@ class FlashKM:
             self.ctx = None
 
     def fit(self, *, x_ptr, dtype, b, n, d, k, max_iter, init_ptr, cent_ptr, labels_ptr,
-            precision=0, empty=1, batch=False, deadline=None, collect=True):
+            precision=0, empty=1, batch=False, deadline=None, collect=True, **_arrays):
         """One fit (fkm_fit, or fkm_fit_batch when batch or b > 1). Returns
         {"n_iter": [per problem], "inertia": [...], "infos": [callback dicts]}; raises
         FkmError on a non-zero status (status FKM_E_UNSUPPORTED: e.status == 9)."""
@@ -276,6 +279,52 @@ class FlashKM:
                 raise Timeout(f"{fn}: cancelled past --timeout-per-config")
             raise FkmError(f"{fn}: {self.status_string(st)} ({st}): {msg}", st)
         return {"n_iter": [r.n_iter for r in res], "inertia": [r.inertia for r in res],
+                "infos": infos}
+
+
+class PackageFlashKM:
+    """flashkm through its Python package (--via package): flashkm.kmeans on the torch
+    tensors themselves (X, and the initial centroids, which the package copies to the host as
+    the C library would), outputs allocated by the package on the GPU and copied into the
+    benchmark's buffers. The same interface as FlashKM; per-iteration infos come from
+    kmeans()'s callback."""
+
+    def __init__(self):
+        import flashkm  # the installed package (pip install .)
+        self.fk = flashkm
+        self.version = flashkm.__version__ + " (Python package)"
+        self.has_batch = True
+        info = flashkm.build_info()
+        self.library = info["library"]
+        if info["cuda_devices"] < 1:
+            raise FkmError(f"the flashkm package's library ({self.library}) has no CUDA "
+                           "backend or sees no GPU", FKM_E_UNSUPPORTED)
+
+    def close(self):
+        pass
+
+    def fit(self, *, x, init, cent, labels, b, k, max_iter, precision=0, empty=1,
+            batch=False, deadline=None, collect=True, **_pointers):
+        prec = {v: name for name, v in FKM_PRECISION.items()}[precision]
+        emp = {v: name for name, v in FKM_EMPTY.items()}[empty]
+        infos = []
+
+        def cb(i):
+            infos.append(i)
+            if deadline is not None and time.monotonic() > deadline:
+                raise Timeout("flashkm.kmeans: cancelled past --timeout-per-config")
+        many = batch or b > 1
+        try:
+            c, lab, info = self.fk.kmeans(x if many else x[0], k,
+                                          init=init if many else init[0], niter=max_iter,
+                                          tol=0, precision=prec, empty=emp, device="cuda",
+                                          callback=cb if collect else None, return_info=True)
+        except self.fk.FlashKMError as e:
+            raise FkmError(f"flashkm.kmeans: {e.status_name} ({e.status}): {e}", e.status)
+        cent.copy_(c.view(cent.shape))
+        labels.copy_(lab.view(labels.shape))
+        info = info if isinstance(info, list) else [info]
+        return {"n_iter": [i["n_iter"] for i in info], "inertia": [i["inertia"] for i in info],
                 "infos": infos}
 
 
@@ -403,7 +452,8 @@ def run_flashkm(torch, fkm, cfg, x, c0, iters, reps, precision, empty, io, deadl
         return fkm.fit(x_ptr=x.data_ptr(), dtype=FKM_DTYPE[cfg.dtype], b=b, n=n, d=d, k=k,
                        max_iter=max_iter, init_ptr=init.data_ptr(), cent_ptr=cent.data_ptr(),
                        labels_ptr=lab.data_ptr(), precision=precision, empty=empty,
-                       batch=b > 1, deadline=deadline, collect=collect)
+                       batch=b > 1, deadline=deadline, collect=collect,
+                       x=x, init=init, cent=cent, labels=lab)
 
     r = timed_fits(fit, torch.cuda.synchronize, iters, reps, deadline, "flashkm")
     # one more fit, untimed, with the progress callback: the per-stage split
@@ -1087,10 +1137,14 @@ def setup_gpu(args, meta):
     args.fkm_unavailable = args.fk_unavailable = "skipped (--skip)"
     if "flashkm" not in args.skip:
         try:
-            fkm = FlashKM(args.lib, FKM_BACKEND_CUDA)
+            if args.via == "package":
+                fkm = PackageFlashKM()
+                log(f"flashkm {fkm.version} from {fkm.library} (flashkm.kmeans)")
+            else:
+                fkm = FlashKM(args.lib, FKM_BACKEND_CUDA)
+                log(f"flashkm {fkm.version} from {args.lib} (fkm_fit_batch "
+                    f"{'exported' if fkm.has_batch else 'missing'})")
             meta["flashkm_version"] = fkm.version
-            log(f"flashkm {fkm.version} from {args.lib} (fkm_fit_batch "
-                f"{'exported' if fkm.has_batch else 'missing'})")
         except Exception as e:
             args.fkm_unavailable = f"library not usable: {type(e).__name__}: {e}"
             log(f"flashkm: {args.fkm_unavailable}")
@@ -1170,7 +1224,8 @@ def run_isolated(args, configs, meta, ceil, command):
     import tempfile
     rows = []
     me = [sys.executable, str(Path(__file__).resolve())]
-    common = ["--lib", args.lib, "--flash-kmeans", args.flash_kmeans, "--iters", str(args.iters),
+    common = ["--lib", args.lib, "--via", args.via, "--flash-kmeans", args.flash_kmeans,
+              "--iters", str(args.iters),
               "--reps", str(args.reps), "--seed", str(args.seed), "--empty", args.empty,
               "--io", args.io, "--fk-mode", args.fk_mode, "--gemm-size", str(args.gemm_size),
               "--copy-mib", str(args.copy_mib), "--commit", meta["git_commit"],
@@ -1227,6 +1282,9 @@ def main():
     ap.add_argument("--lib", default=str(REPO / "build-gpu/src/libflashkm.so"),
                     help="libflashkm shared library built with CUDA (default: "
                     "build-gpu/src/libflashkm.so)")
+    ap.add_argument("--via", choices=("ctypes", "package"), default="ctypes",
+                    help="call flashkm through ctypes on --lib (default), or through the "
+                    "installed Python package (flashkm.kmeans on the torch tensors; --lib unused)")
     ap.add_argument("--flash-kmeans", default=str(REPO / "third_party_ref"), metavar="DIR",
                     help="folder holding the flash_kmeans package (default: third_party_ref)")
     ap.add_argument("--configs", nargs="+", type=parse_config, default=None, metavar="CFG",

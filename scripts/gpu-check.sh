@@ -5,7 +5,8 @@
 #   bash scripts/gpu-check.sh [gpu_side_by_side.py options, e.g. --quick or --configs 1 5]
 #
 # Stages (GPU_CHECK_STAGES, comma-separated, default "build,test,sanitize,bench"; "python" is
-# opt-in: the Python package built with CUDA and its tests, log appended to test.log):
+# opt-in: the Python package built with CUDA, its tests, its overhead benchmark and the
+# side-by-side benchmark through the package, log appended to test.log):
 #   build     cmake -DFLASHKM_CUDA=ON -DCMAKE_BUILD_TYPE=Release in build-gpu (Ninja if found)
 #   test      ctest --output-on-failure (every test; the GPU tests skip without a GPU)
 #   sanitize  compute-sanitizer memcheck, then racecheck, on the GPU tests (ctest tests whose
@@ -35,9 +36,12 @@
 #   SANITIZE_TESTS     regular expression over ctest test names (default 'cuda|gpu|update')
 #   GPU_CHECK_BUDGET   seconds for the whole script (default 570: the device tool stops a
 #                      command at 600 s); every stage is cut to what is left
-#   GPU_CHECK_TIMEOUT_BUILD / _TEST / _SANITIZE / _BENCH_CUDA / _BENCH_KPP   per-stage caps in
-#                      seconds (defaults 300 / 180 / 150 / 60 / 60; the Python benchmark gets
-#                      the rest)
+#   GPU_CHECK_TIMEOUT_BUILD / _TEST / _SANITIZE / _BENCH_CUDA / _BENCH_KPP / _PYTHON   per-stage
+#                      caps in seconds (defaults 300 / 180 / 150 / 60 / 60 / 420; the Python
+#                      benchmark gets the rest)
+#   PY_OVERHEAD_ARGS   extra options for bench/python_overhead.py (python stage)
+#   PY_SBS_ARGS        options for bench/gpu_side_by_side.py --via package (python stage;
+#                      default "--quick --skip flash-kmeans")
 #   BUILD_DIR (build-gpu), JOBS (16), CTEST_JOBS (4), CMAKE_ARGS (extra configure options)
 set -uo pipefail
 
@@ -206,27 +210,84 @@ if want test; then
 fi
 
 # ------------------------------------------------------------------ python
-# The Python package with the CUDA backend compiled in, installed offline (the machine has
-# no network: scikit-build-core, numpy, scikit-learn and pytest come from its own Python)
-# into a venv that sees the system packages; then tests/python. Its log is appended to
-# test.log (the device tool returns at most 8 files).
+# The Python package with the CUDA backend compiled in (FLASHKM_CUDA=ON reaches CMake through
+# pyproject.toml's cmake.define), installed offline (the machine has no network: numpy and
+# torch come from its own Python, scikit-build-core, scikit-learn and pytest from it or from a
+# carried wheelhouse .whl/, see scripts/make-wheelhouse.sh) into a venv that sees the system
+# packages; then tests/python (the GPU-array tests run where torch
+# sees a GPU), bench/python_overhead.py (the package's overhead over the C library, N=1M
+# K=1024 D=128 f16 on a CUDA torch tensor, target <= 5 %) and a smoke run of
+# bench/gpu_side_by_side.py --via package (PY_SBS_ARGS, default "--quick --skip
+# flash-kmeans"). Everything, CSV rows included, is appended to test.log (the device tool
+# returns at most 8 files). Stage cap GPU_CHECK_TIMEOUT_PYTHON (default 420 s).
 if want python; then
-  t0=$(now); t=$(cap 240)
+  t0=$(now); t=$(cap "${GPU_CHECK_TIMEOUT_PYTHON:-420}")
   if (( t < 60 )); then
     record python SKIP 0 "no time left (budget ${BUDGET} s)"
   else
-    say "python: pip install (FLASHKM_CUDA=ON) and pytest (up to ${t} s)"
+    py_end=$(( $(now) + t ))
+    py_left() { local l=$(( py_end - $(now) )); (( l < 1 )) && l=1; echo "$l"; }
+    py_notes=()
+    say "python: pip install (FLASHKM_CUDA=ON), pytest, python_overhead.py, gpu_side_by_side.py --via package (up to ${t} s)"
     {
       echo; echo "==== python package (FLASHKM_CUDA=ON), pytest tests/python"
       python3 -m venv --system-site-packages build-py/gpu-venv &&
-      FLASHKM_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" timeout -k 10 "$t" \
+      # python3 may itself be a virtual environment (the GPU machine's torch lives in one):
+      # a venv made from it sees only the base interpreter's packages, so its site-packages
+      # are added through a .pth file
+      python3 -c 'import site; print("\n".join(site.getsitepackages()))' \
+        > "$(build-py/gpu-venv/bin/python -c 'import site; print(site.getsitepackages()[0])')/outer-python.pth" &&
+      # the build backend and test tools, from a carried wheelhouse (.whl/, git-ignored:
+      # make it with scripts/make-wheelhouse.sh) when the machine's Python lacks them
+      if [[ -d .whl ]]; then
+        build-py/gpu-venv/bin/pip install --no-index --find-links .whl -q \
+          scikit-build-core pytest scikit-learn
+      fi &&
+      FLASHKM_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" timeout -k 10 "$(py_left)" \
         build-py/gpu-venv/bin/pip install --no-build-isolation --no-deps --no-index -q . &&
-      timeout -k 10 "$t" build-py/gpu-venv/bin/python -m pytest -q -p no:cacheprovider tests/python
+      build-py/gpu-venv/bin/python -c 'import flashkm; print("flashkm.build_info():", flashkm.build_info())' &&
+      (cd tests/python && timeout -k 10 "$(py_left)" ../../build-py/gpu-venv/bin/python -m pytest \
+        -q -p no:cacheprovider -rs .)
     } >> "$OUT/test.log" 2>&1
     rc=$?
-    res=$(grep -E '[0-9]+ passed' "$OUT/test.log" | tail -1)
-    if [[ $rc == 0 ]]; then record python PASS $(( $(now) - t0 )) "$res"
-    else record python FAIL $(( $(now) - t0 )) "${res:-exit status $rc} (test.log)"; tail_log "$OUT/test.log" 30
+    res=$(grep -E '[0-9]+ (passed|failed)' "$OUT/test.log" | tail -1)
+    py_notes+=("pip install + pytest: ${res:-exit status $rc}")
+    py_fail=$(( rc != 0 ))
+    if [[ -x build-py/gpu-venv/bin/python ]] && build-py/gpu-venv/bin/python -c 'import flashkm' 2>/dev/null; then
+      ov_csv=build-py/python_overhead.csv
+      rm -f "$ov_csv"
+      (
+        echo; echo "==== python3 bench/python_overhead.py ${PY_OVERHEAD_ARGS:-}"
+        PYTHONUNBUFFERED=1 timeout -k 10 "$(py_left)" build-py/gpu-venv/bin/python \
+          bench/python_overhead.py --csv "$ov_csv" ${PY_OVERHEAD_ARGS:-}
+        orc=$?
+        echo "== python_overhead.py exit status $orc; CSV:"
+        [[ -f $ov_csv ]] && cat "$ov_csv"
+        exit $orc
+      ) >> "$OUT/test.log" 2>&1
+      orc=$?
+      over=$(awk -F, 'NR > 1 && $11 != "c_api" { printf "%s%s %s%%", sep, $11, $14; sep=", " }' "$ov_csv" 2>/dev/null)
+      py_notes+=("overhead: ${over:-none measured} ($([[ $orc == 0 ]] && echo PASS || echo "FAIL, exit $orc"))")
+      (( orc != 0 )) && py_fail=1
+      sbs_dir=build-py/sbs-package
+      mkdir -p "$sbs_dir"
+      (
+        echo; echo "==== python3 bench/gpu_side_by_side.py --via package ${PY_SBS_ARGS:---quick --skip flash-kmeans}"
+        PYTHONUNBUFFERED=1 timeout -k 10 "$(py_left)" build-py/gpu-venv/bin/python \
+          bench/gpu_side_by_side.py --via package --out-csv "$sbs_dir/gpu_side_by_side.csv" \
+          --out-md "$sbs_dir/BENCH_GPU.md" ${PY_SBS_ARGS:---quick --skip flash-kmeans}
+        src=$?
+        echo "== gpu_side_by_side.py --via package exit status $src; CSV:"
+        [[ -f $sbs_dir/gpu_side_by_side.csv ]] && cat "$sbs_dir/gpu_side_by_side.csv"
+        exit $src
+      ) >> "$OUT/test.log" 2>&1
+      src=$?
+      py_notes+=("side-by-side via package: exit $src")
+      (( src != 0 )) && py_fail=1
+    fi
+    note=$(IFS=';'; echo "${py_notes[*]}")
+    if [[ $py_fail == 0 ]]; then record python PASS $(( $(now) - t0 )) "${note//;/; }"
+    else record python FAIL $(( $(now) - t0 )) "${note//;/; } (test.log)"; tail_log "$OUT/test.log" 30
     fi
   fi
 fi
