@@ -490,8 +490,8 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
      * checkpoints, uniforms, centroids */
     const size_t sz_D = kpp_align((size_t)n * sizeof(float)), sz_inv = cosine ? kpp_align((size_t)n * sizeof(double)) : 0;
     const size_t sz_cand = kpp_align((size_t)((KPP_MAXT + 1) * a.dpad) * sizeof(float));
-    const size_t sz_pot = kpp_align((size_t)(a.nchunks * KPP_MAXT) * sizeof(double));
-    const size_t sz_cp = kpp_align((size_t)(a.nchunks * KPP_SEGS * KPP_MAXT) * sizeof(double));
+    const size_t sz_pot = kpp_align((size_t)(a.nchunks * T) * sizeof(double)); /* T columns (1 for the first) */
+    const size_t sz_cp = kpp_align((size_t)(a.nchunks * KPP_SEGS * T) * sizeof(double));
     const size_t sz_u = kpp_align((size_t)nu * sizeof(double)), sz_C = kpp_align((size_t)(k * d) * sizeof(float));
     const size_t total = sz_D + sz_inv + sz_cand + 2 * sz_pot + sz_cp + sz_u + sz_C;
     const size_t smem = (size_t)(a.ctile * ncp + 2 * KPP_SUB * nc) * sizeof(float);
