@@ -41,10 +41,18 @@ extern "C" {
 #define KPP_SEG 64                         /* points per checkpoint */
 #define KPP_SEGS (KPP_CHUNK / KPP_SEG)
 #define KPP_MAXT FKM_KPP_LANES             /* most candidates per step (the CPU's cap) */
-#define KPP_CWARPS 8                       /* computing warps of a pass block (+1 summing warp) */
+/* Launch shape of the pass (not part of any summation order: the summing warp adds in point
+ * order whatever the sub-chunk size); -D overrides are for tuning runs only. */
+#ifndef KPP_CWARPS
+#define KPP_CWARPS 16                      /* computing warps of a pass block (+1 summing warp) */
+#endif
 #define KPP_CTHREADS (KPP_CWARPS * 32)
-#define KPP_PPT 2                          /* points per computing thread and sub-chunk */
-#define KPP_PIECES 2                       /* 16-byte pieces of a row loaded together */
+#ifndef KPP_PPT
+#define KPP_PPT 1                          /* points per computing thread and sub-chunk */
+#endif
+#ifndef KPP_PIECES
+#define KPP_PIECES 1                       /* 16-byte pieces of a row loaded together */
+#endif
 #define KPP_SUB (KPP_CTHREADS * KPP_PPT)   /* points per sub-chunk */
 #define KPP_DTILE 256                      /* candidate features staged in shared memory at once */
 #define KPP_TAIL_THREADS (KPP_MAXT * KPP_SEG)
