@@ -112,7 +112,9 @@ fkm_status fkm_init_centroids(fkm_ctx *ctx, const fkm_params *params, const fkm_
     const int64_t k = pb->k, d = pb->d;
     if (params->init == FKM_INIT_KMEANS_PP) {
         const uint64_t seed = params->seed + (uint64_t)problem;
-        if (ctx->ops->kmeanspp) return ctx->ops->kmeanspp(ctx, state, problem, seed, C);
+        /* a backend's k-means++ reads X where the backend keeps it: with part of X streamed
+         * it would need passes of its own, so the host runs it over the caller's X instead */
+        if (ctx->ops->kmeanspp && !fkm_x_streamed(ctx)) return ctx->ops->kmeanspp(ctx, state, problem, seed, C);
         return kmeanspp_on_host(ctx, pb, problem, seed, C);
     }
     if (params->init == FKM_INIT_USER) {

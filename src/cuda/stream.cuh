@@ -1,0 +1,76 @@
+/* stream.cuh — where X lives on the device, and passes over it in pieces (out-of-core).
+ *
+ * X is cut into pieces by a plan that depends only on the shape (batch B, rows n, row size):
+ * never on the device, the budget, where X is or what is resident. With P = fkm_piece_rows(),
+ * a piece is either a group of whole problems (when n <= P: floor(P / n) problems, at least
+ * one) or P consecutive rows of one problem (the last piece of a problem may be shorter). The update runs once per piece and adds the pieces in plan order (its
+ * `accumulate` flag), so its sums are a fixed left fold over pieces whose every term is
+ * computed from the piece alone: the same bits whether a piece was resident or streamed.
+ *
+ * Placement. Device X is used in place (every piece resident). Host X: as many pieces as the
+ * budget allows are copied to the device once ("resident"); the others are copied in every
+ * pass into one of two device buffers on a copy stream, the copy of the next streamed piece
+ * overlapping the work on the current one (events order the two streams). The streamed
+ * pieces are spread evenly over the plan, so that the copy engine works while the resident
+ * pieces between them are computed. Copies come straight from the caller's buffer when it is
+ * pinned (or could be registered with cudaHostRegister for the call), else through two pinned
+ * staging buffers. */
+#ifndef FKM_CUDA_STREAM_CUH
+#define FKM_CUDA_STREAM_CUH
+
+#include "cuda/common.cuh"
+
+/* Rows per piece for rows of d elements of es bytes: part of the update's summation order, so
+ * a function of the shape alone (never of the device or the budget): the largest power of two
+ * that keeps a piece near 256 MB, between 2^14 and 2^20 rows (a multiple of the scan's row
+ * chunk). Big enough that per-piece launches cost little, small enough that two streaming
+ * buffers leave most of the GPU to resident rows. */
+int64_t fkm_piece_rows(int64_t d, size_t es);
+
+typedef struct fkm_piece {
+    int64_t b0, nb;      /* problems b0 .. b0 + nb - 1 */
+    int64_t r0, rows;    /* their rows r0 .. r0 + rows - 1 */
+    int resident;
+    size_t off;          /* resident: byte offset in the resident block */
+} fkm_piece;
+
+typedef struct fkm_xstream fkm_xstream;
+
+/* Where X is and how much room the rest of the call takes. */
+typedef struct fkm_xstream_args {
+    const fkm_problem *pb;     /* the caller's problem (X host or device) */
+    int x_on_device;           /* pb->X is device memory */
+    int in_place;              /* ... and the kernels can read it where it is */
+    uint64_t workspace_bytes;  /* device memory the call holds besides X */
+    uint64_t free_bytes;       /* free device memory now */
+    cudaStream_t stream;       /* the compute stream (resident copies are ordered before it) */
+} fkm_xstream_args;
+
+/* The pieces of a problem shape, in plan order (malloc'd into *out, count in *count). */
+fkm_status fkm_piece_plan(fkm_ctx *ctx, int64_t batch, int64_t n, int64_t piece_rows, fkm_piece **out,
+                          int64_t *count);
+/* The largest number of problems and of rows of any piece of the plan. */
+void fkm_piece_max(const fkm_piece *pc, int64_t count, int64_t *max_nb, int64_t *max_rows);
+
+/* Places X under the budget (args->pb->gpu_mem_bytes, 0 = free memory less a reserve) and
+ * fills ctx->placement. FKM_E_INVALID when an explicit budget cannot hold the workspace plus
+ * two streaming buffers, FKM_E_NOMEM when free memory cannot. */
+fkm_status fkm_xstream_open(fkm_ctx *ctx, const fkm_xstream_args *args, fkm_xstream **out);
+/* Waits for its copies, frees buffers, events, its stream and host registrations. NULL-safe. */
+void fkm_xstream_close(fkm_xstream *xs);
+
+/* Every piece resident (or X used in place): *whole is then the whole batch as the kernels
+ * read it. */
+int fkm_xstream_all_resident(const fkm_xstream *xs, fkm_dev_problem *whole);
+const fkm_piece *fkm_xstream_pieces(const fkm_xstream *xs, int64_t *count);
+
+/* One pass: fn(ctx, piece, view, user) for every piece in plan order, with view the piece's
+ * rows on the device (view->X, ld, batch_stride, n = piece rows, batch = piece problems; the
+ * other fields as `base`). fn enqueues its work on `stream` and must not synchronise it;
+ * streamed pieces arrive through the copy stream. Returns with the work enqueued (the caller
+ * synchronises `stream`). */
+typedef fkm_status (*fkm_piece_fn)(fkm_ctx *ctx, const fkm_piece *pc, const fkm_dev_problem *view, void *user);
+fkm_status fkm_xstream_pass(fkm_ctx *ctx, fkm_xstream *xs, const fkm_dev_problem *base, cudaStream_t stream,
+                            fkm_piece_fn fn, void *user);
+
+#endif
