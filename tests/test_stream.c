@@ -19,7 +19,7 @@
 typedef struct fit_out {
     float *C;
     int32_t *L;
-    fkm_result r[8];
+    fkm_result *r;        /* batch results */
     double *hist;
     fkm_placement at;
 } fit_out;
@@ -51,6 +51,7 @@ static fkm_status run_fit(fkm_ctx *ctx, const problem *pr, uint64_t budget, fit_
     memset(o, 0, sizeof *o);
     o->C = malloc((size_t)(pr->batch * pr->k * pr->d) * sizeof(float));
     o->L = malloc((size_t)(pr->batch * pr->n) * sizeof(int32_t));
+    o->r = calloc((size_t)pr->batch, sizeof *o->r);
     fkm_status s = pr->batch == 1
                        ? fkm_fit(ctx, &p, pr->X, pr->dt, pr->n, pr->d, pr->ld, pr->w, o->C, o->L, o->r)
                        : fkm_fit_batch(ctx, &p, pr->X, pr->dt, pr->batch, pr->n, pr->d, pr->ld, pr->n * pr->ld, pr->w,
@@ -64,7 +65,7 @@ static fkm_status run_fit(fkm_ctx *ctx, const problem *pr, uint64_t budget, fit_
     return s;
 }
 
-static void free_fit(fit_out *o) { free(o->C), free(o->L), free(o->hist); }
+static void free_fit(fit_out *o) { free(o->C), free(o->L), free(o->r), free(o->hist); }
 
 static void check_same(const problem *pr, const fit_out *a, const fit_out *b, const char *what)
 {

@@ -22,63 +22,16 @@ struct fkm_xstream {
     int direct;
     void **reg;                    /* host ranges registered for the call */
     int64_t nreg;
-    int64_t nstreamed;             /* streamed pieces seen in the current pass */
     cudaStream_t copy;
     cudaEvent_t loaded[NBUF], freed[NBUF];
     int nevents;
 };
-
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* The path from src/ on, as fkm_cuda_fail shows it. */
 static const char *short_path(const char *file)
 {
     const char *s = strstr(file, "src/");
     return s ? s : file;
-}
-
-int64_t fkm_piece_rows(int64_t d, size_t es)
-{
-    const int64_t row = (d + 7) / 8 * 8 * (int64_t)es; /* the device layout's row */
-    int64_t p = (int64_t)1 << 20;
-    while (p > ((int64_t)1 << 14) && p * row > ((int64_t)1 << 28)) p >>= 1;
-    return p;
-}
-
-fkm_status fkm_piece_plan(fkm_ctx *ctx, int64_t batch, int64_t n, int64_t P, fkm_piece **out, int64_t *count)
-{
-    *out = NULL;
-    const int64_t per = n <= P ? 0 : fkm_ceil_div(n, P); /* row pieces per problem */
-    const int64_t group = n <= P ? P / n : 1;           /* problems per piece */
-    const int64_t np = per ? batch * per : fkm_ceil_div(batch, group);
-    fkm_piece *pc = (fkm_piece *)calloc((size_t)np, sizeof *pc);
-    if (!pc) return fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for a plan of %lld pieces", (long long)np);
-    for (int64_t i = 0; i < np; i++) {
-        if (per) {
-            pc[i].b0 = i / per;
-            pc[i].nb = 1;
-            pc[i].r0 = i % per * P;
-            pc[i].rows = min64(P, n - pc[i].r0);
-        } else {
-            pc[i].b0 = i * group;
-            pc[i].nb = min64(group, batch - pc[i].b0);
-            pc[i].r0 = 0;
-            pc[i].rows = n;
-        }
-    }
-    *out = pc;
-    *count = np;
-    return FKM_OK;
-}
-
-void fkm_piece_max(const fkm_piece *pc, int64_t count, int64_t *max_nb, int64_t *max_rows)
-{
-    *max_nb = 1;
-    *max_rows = 1;
-    for (int64_t i = 0; i < count; i++) {
-        if (pc[i].nb > *max_nb) *max_nb = pc[i].nb;
-        if (pc[i].rows > *max_rows) *max_rows = pc[i].rows;
-    }
 }
 
 static size_t piece_bytes(const fkm_xstream *xs, const fkm_piece *p)
@@ -186,27 +139,6 @@ static int make_direct(fkm_xstream *xs)
     return 1;
 }
 
-/* Marks the pieces that stay on the device: all when X fits `room`, else as many as fit
- * beside NBUF streaming buffers, the streamed ones spread evenly over the plan. Returns the
- * number of streamed pieces, or -1 when even streaming does not fit. */
-static int64_t choose_resident(fkm_xstream *xs, uint64_t room)
-{
-    uint64_t total = 0, maxp = 0;
-    for (int64_t i = 0; i < xs->np; i++) {
-        const uint64_t b = piece_bytes(xs, &xs->pc[i]);
-        total += b;
-        if (b > maxp) maxp = b;
-    }
-    for (int64_t i = 0; i < xs->np; i++) xs->pc[i].resident = 1;
-    if (total <= room) return 0;
-    if (room < NBUF * maxp) return -1;
-    const int64_t nres = (int64_t)((room - NBUF * maxp) / maxp);
-    const int64_t ns = xs->np - (nres < xs->np ? nres : xs->np - 1);
-    for (int64_t i = 0; i < xs->np; i++) /* exactly ns marks, evenly spaced */
-        xs->pc[i].resident = (i + 1) * ns / xs->np == i * ns / xs->np;
-    return ns;
-}
-
 static fkm_status alloc_streaming(fkm_ctx *ctx, fkm_xstream *xs, size_t maxp)
 {
     FKM_CUDA_TRY(ctx, cudaStreamCreateWithFlags(&xs->copy, cudaStreamNonBlocking));
@@ -268,8 +200,8 @@ fkm_status fkm_xstream_open(fkm_ctx *ctx, const fkm_xstream_args *args, fkm_xstr
     if (args->in_place) {
         for (int64_t i = 0; i < xs->np; i++) xs->pc[i].resident = 1;
     } else if (args->x_on_device) { /* a device X the kernels cannot read in place: one padded copy */
-        ns = choose_resident(xs, UINT64_MAX);
-    } else if ((ns = choose_resident(xs, room)) < 0) {
+        ns = fkm_choose_resident(xs->pc, xs->np, (uint64_t)(xs->ldd * (int64_t)xs->es), UINT64_MAX, NBUF);
+    } else if ((ns = fkm_choose_resident(xs->pc, xs->np, (uint64_t)(xs->ldd * (int64_t)xs->es), room, NBUF)) < 0) {
         size_t maxp = 0;
         for (int64_t i = 0; i < xs->np; i++) maxp = piece_bytes(xs, &xs->pc[i]) > maxp ? piece_bytes(xs, &xs->pc[i]) : maxp;
         fkm_xstream_close(xs);

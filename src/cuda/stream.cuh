@@ -1,11 +1,9 @@
 /* stream.cuh — where X lives on the device, and passes over it in pieces (out-of-core).
  *
- * X is cut into pieces by a plan that depends only on the shape (batch B, rows n, row size):
- * never on the device, the budget, where X is or what is resident. With P = fkm_piece_rows(),
- * a piece is either a group of whole problems (when n <= P: floor(P / n) problems, at least
- * one) or P consecutive rows of one problem (the last piece of a problem may be shorter). The update runs once per piece and adds the pieces in plan order (its
- * `accumulate` flag), so its sums are a fixed left fold over pieces whose every term is
- * computed from the piece alone: the same bits whether a piece was resident or streamed.
+ * X is cut into pieces by the plan of core/plan.h (fixed by the shape alone). The update
+ * runs once per piece and adds the pieces in plan order (its `accumulate` flag), so its sums
+ * are a fixed left fold over pieces whose every term is computed from the piece alone: the
+ * same bits whether a piece was resident or streamed.
  *
  * Placement. Device X is used in place (every piece resident). Host X: as many pieces as the
  * budget allows are copied to the device once ("resident"); the others are copied in every
@@ -20,19 +18,9 @@
 
 #include "cuda/common.cuh"
 
-/* Rows per piece for rows of d elements of es bytes: part of the update's summation order, so
- * a function of the shape alone (never of the device or the budget): the largest power of two
- * that keeps a piece near 256 MB, between 2^14 and 2^20 rows (a multiple of the scan's row
- * chunk). Big enough that per-piece launches cost little, small enough that two streaming
- * buffers leave most of the GPU to resident rows. */
-int64_t fkm_piece_rows(int64_t d, size_t es);
-
-typedef struct fkm_piece {
-    int64_t b0, nb;      /* problems b0 .. b0 + nb - 1 */
-    int64_t r0, rows;    /* their rows r0 .. r0 + rows - 1 */
-    int resident;
-    size_t off;          /* resident: byte offset in the resident block */
-} fkm_piece;
+extern "C" {
+#include "core/plan.h"
+}
 
 typedef struct fkm_xstream fkm_xstream;
 
@@ -45,12 +33,6 @@ typedef struct fkm_xstream_args {
     uint64_t free_bytes;       /* free device memory now */
     cudaStream_t stream;       /* the compute stream (resident copies are ordered before it) */
 } fkm_xstream_args;
-
-/* The pieces of a problem shape, in plan order (malloc'd into *out, count in *count). */
-fkm_status fkm_piece_plan(fkm_ctx *ctx, int64_t batch, int64_t n, int64_t piece_rows, fkm_piece **out,
-                          int64_t *count);
-/* The largest number of problems and of rows of any piece of the plan. */
-void fkm_piece_max(const fkm_piece *pc, int64_t count, int64_t *max_nb, int64_t *max_rows);
 
 /* Places X under the budget (args->pb->gpu_mem_bytes, 0 = free memory less a reserve) and
  * fills ctx->placement. FKM_E_INVALID when an explicit budget cannot hold the workspace plus
