@@ -87,7 +87,11 @@ def make_pinned_data(torch, n, d, k, seed):
         m = min(SLICE_ROWS, n - s)
         pick = torch.randint(0, blobs, (m,), generator=g, device="cuda")
         x[s:s + m].copy_((centres[pick] + torch.randn((m, d), generator=g, device="cuda")).half())
-    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))[:k]
+    # K distinct rows (a permutation of all N indices would take gigabytes at N = 300M)
+    gc = torch.Generator().manual_seed(seed + 1)
+    idx = torch.unique(torch.randint(0, n, (4 * k,), generator=gc))
+    idx = idx[torch.randperm(idx.numel(), generator=gc)[:k]]
+    assert idx.numel() == k, "too few distinct rows for the initial centroids"
     c0 = x[idx].float().contiguous()
     torch.cuda.synchronize()
     del centres
@@ -114,13 +118,13 @@ def h2d_gbs(torch, x):
     return nbytes / (best * 1e6)
 
 
-def fit_flashkm(fk, x_ptr, n, d, k, iters, c0, gpu_mem):
-    """One fkm_fit of ITERS iterations on X at x_ptr; returns the per-iteration seconds and
-    the placement."""
+def fit_flashkm(fk, x_ptr, n, d, k, iters, c0_ptr, gpu_mem):
+    """One fkm_fit of ITERS iterations on f16 X at x_ptr from the f32 centroids at c0_ptr
+    (host); returns the per-iteration seconds and the placement."""
     lib = fk.lib
     p = lib.fkm_params_default()
     p.k, p.max_iter, p.tol = k, iters, 0.0
-    p.init, p.init_centroids = gsb.FKM_INIT_USER, c0.data_ptr()
+    p.init, p.init_centroids = gsb.FKM_INIT_USER, c0_ptr
     p.empty = gsb.FKM_EMPTY["keep"]
     p.gpu_mem_bytes = gpu_mem
     secs = []
@@ -150,7 +154,7 @@ def probe_compute(torch, fk, x, c0, k, iters, rows):
     rows = min(rows, x.shape[0])
     xd = x[:rows].to("cuda")
     torch.cuda.synchronize()
-    secs, _ = fit_flashkm(fk, xd.data_ptr(), rows, x.shape[1], k, iters, c0, 0)
+    secs, _ = fit_flashkm(fk, xd.data_ptr(), rows, x.shape[1], k, iters, c0.data_ptr(), 0)
     del xd
     torch.cuda.empty_cache()
     return after_first_ms(secs) / rows
@@ -179,6 +183,25 @@ def import_largeN(path):
     return kmeans_largeN
 
 
+def selftest_cpu(lib_path):
+    """The ctypes calls of this script against the CPU backend (no GPU, no torch): a small f16
+    fit with a budget, and the placement query (all zero on the CPU)."""
+    import random
+    import struct
+    n, d, k = 3000, 8, 4
+    rng = random.Random(1)
+    vals = [rng.gauss(3.0 * (i // (n // k)), 1.0) for i in range(n) for _ in range(d)]
+    x = (ctypes.c_uint16 * (n * d))(*struct.unpack(f"{n * d}H", struct.pack(f"{n * d}e", *vals)))
+    c0 = (ctypes.c_float * (k * d))(*[vals[(i // d) * (n // k) * d + i % d] for i in range(k * d)])
+    fk = gsb.FlashKM(lib_path, gsb.FKM_BACKEND_CPU)
+    bind_extras(fk)
+    secs, at = fit_flashkm(fk, ctypes.addressof(x), n, d, k, 5, ctypes.addressof(c0), 1 << 30)
+    fk.close()
+    assert 1 <= len(secs) <= 5 and all(s >= 0 for s in secs), secs
+    assert at.rows == 0 and at.resident_rows == 0, (at.rows, at.resident_rows)
+    log(f"selftest-cpu: ok ({len(secs)} iterations, {after_first_ms(secs):.3f} ms/iter after the first)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -194,8 +217,14 @@ def main():
                     help="rows of the compute-only probe (default 16M)")
     ap.add_argument("--skip-flash-kmeans", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out-csv", required=True, help="CSV to write (one row per N)")
+    ap.add_argument("--out-csv", help="CSV to write (one row per N; required unless --selftest-cpu)")
+    ap.add_argument("--selftest-cpu", action="store_true",
+                    help="check this script's ctypes calls against the CPU backend and exit")
     args = ap.parse_args()
+    if args.selftest_cpu:
+        return selftest_cpu(args.lib)
+    if not args.out_csv:
+        ap.error("--out-csv is required")
     if args.iters < 2:
         ap.error("--iters must be >= 2")
 
@@ -215,7 +244,7 @@ def main():
         bw = h2d_gbs(torch, x)
         log(f"  pinned H2D: {bw:.1f} GB/s")
         per_row = probe_compute(torch, fk, x, c0, k, args.iters, args.probe_rows)
-        secs, at = fit_flashkm(fk, x.data_ptr(), n, d, k, args.iters, c0, args.gpu_mem)
+        secs, at = fit_flashkm(fk, x.data_ptr(), n, d, k, args.iters, c0.data_ptr(), args.gpu_mem)
         ms = after_first_ms(secs)
         streamed = (at.rows - at.resident_rows) * d * 2
         floor_ms = streamed / (bw * 1e6)
