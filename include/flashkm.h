@@ -249,8 +249,11 @@ FKM_API fkm_status fkm_set_gpu_mem(fkm_ctx *ctx, uint64_t bytes);
  * from host memory on every pass in pieces of at most `piece_rows` rows. `workspace_bytes`
  * is the device memory the call used besides X's rows, `budget_bytes` the budget it ran
  * under, `direct` 1 when streamed pieces were copied straight from the caller's buffer
- * (pinned, or registered for the call), 0 when through pinned staging buffers. All zero
- * before the first call and on the CPU backend. For benchmarks and diagnostics. */
+ * (pinned, or registered for the call), 0 when through pinned staging buffers. When part of
+ * X was streamed, copy_seconds and compute_seconds are the device time of the last
+ * assignment pass spent copying streamed pieces and computing all pieces (CUDA events; the
+ * pass took less than their sum where they overlapped), else 0. All zero before the first
+ * call and on the CPU backend. For benchmarks and diagnostics. */
 typedef struct fkm_placement {
     int64_t rows;
     int64_t resident_rows;
@@ -259,6 +262,8 @@ typedef struct fkm_placement {
     uint64_t budget_bytes;
     int32_t pieces;          /* pieces of one pass (resident and streamed) */
     int32_t direct;
+    double copy_seconds;
+    double compute_seconds;
 } fkm_placement;
 FKM_API fkm_status fkm_last_placement(const fkm_ctx *ctx, fkm_placement *out);
 

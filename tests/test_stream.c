@@ -77,8 +77,9 @@ static void check_same(const problem *pr, const fit_out *a, const fit_out *b, co
                memcmp(a->hist + i * pr->max_iter, b->hist + i * pr->max_iter,
                       (size_t)a->r[i].n_iter * sizeof(double)) == 0;
     CHECK(same, "%s: differs from the resident run", what);
-    printf("  %-44s resident %lld / %lld rows, %d pieces, %s: %s\n", what, (long long)b->at.resident_rows,
-           (long long)b->at.rows, (int)b->at.pieces, b->at.direct ? "direct" : "staged",
+    printf("  %-44s resident %lld / %lld rows, %d pieces, %s, copy %.1f ms, compute %.1f ms: %s\n", what,
+           (long long)b->at.resident_rows, (long long)b->at.rows, (int)b->at.pieces,
+           b->at.direct ? "direct" : "staged", 1e3 * b->at.copy_seconds, 1e3 * b->at.compute_seconds,
            same ? "bitwise equal" : "DIFFERENT");
 }
 
@@ -110,6 +111,8 @@ static void check_budgets(fkm_ctx *ctx, const problem *pr, const double *extras,
         CHECK(s == FKM_OK, "%s: %s", what, fkm_last_error(ctx));
         if (s == FKM_OK) {
             CHECK(o.at.resident_rows < o.at.rows, "%s: nothing was streamed", what);
+            CHECK(o.at.copy_seconds > 0.0 && o.at.compute_seconds > 0.0, "%s: copy %g s, compute %g s", what,
+                  o.at.copy_seconds, o.at.compute_seconds);
             CHECK((extras[i] < 1.0) == (o.at.resident_rows == 0), "%s: %lld rows resident", what,
                   (long long)o.at.resident_rows);
             check_same(pr, &ref, &o, what);

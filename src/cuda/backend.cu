@@ -289,7 +289,7 @@ static fkm_status cuda_assign(fkm_ctx *ctx, void *state, const float *centroids,
         for (int64_t b = 0; b < st->pieces[i].nb; b++)
             n_changed[st->pieces[i].b0 + b] += (int64_t)st->changed_h[st->slot[i] + b];
     st->fused = !st->whole;
-    return FKM_OK;
+    return fkm_xstream_times(ctx, st->xs, &ctx->placement.copy_seconds, &ctx->placement.compute_seconds);
 }
 
 static fkm_status cuda_reduce(fkm_ctx *ctx, void *state, const float *centroids, fkm_partials *out)

@@ -25,6 +25,10 @@ struct fkm_xstream {
     cudaStream_t copy;
     cudaEvent_t loaded[NBUF], freed[NBUF];
     int nevents;
+    /* streaming only, timing: per piece, copy start and end (copy stream; streamed pieces),
+     * work start and end (compute stream) */
+    cudaEvent_t *tev;
+    int64_t ntev;
 };
 
 /* The path from src/ on, as fkm_cuda_fail shows it. */
@@ -52,6 +56,8 @@ void fkm_xstream_close(fkm_xstream *xs)
     for (int64_t i = 0; i < xs->nreg; i++) cudaHostUnregister(xs->reg[i]);
     for (int i = 0; i < NBUF; i++) cudaFree(xs->buf[i]), cudaFreeHost(xs->stage[i]);
     for (int i = 0; i < xs->nevents; i++) cudaEventDestroy(i < NBUF ? xs->loaded[i] : xs->freed[i - NBUF]);
+    for (int64_t i = 0; i < xs->ntev; i++) cudaEventDestroy(xs->tev[i]);
+    free(xs->tev);
     if (xs->copy) cudaStreamDestroy(xs->copy);
     cudaFree(xs->res);
     (void)cudaGetLastError();
@@ -152,6 +158,12 @@ static fkm_status alloc_streaming(fkm_ctx *ctx, fkm_xstream *xs, size_t maxp)
         /* pad columns (ldd > d) are never written by the copies: zero once, in the copy
          * stream so that it precedes them */
         if (xs->ldd != xs->d) FKM_CUDA_TRY(ctx, cudaMemsetAsync(xs->buf[i], 0, maxp, xs->copy));
+    }
+    if (!(xs->tev = (cudaEvent_t *)calloc((size_t)(4 * xs->np), sizeof *xs->tev)))
+        return fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for %lld timing events", (long long)(4 * xs->np));
+    for (int64_t i = 0; i < 4 * xs->np; i++) {
+        FKM_CUDA_TRY(ctx, cudaEventCreate(&xs->tev[i]));
+        xs->ntev = i + 1;
     }
     xs->direct = make_direct(xs);
     for (int i = 0; !xs->direct && i < NBUF; i++) {
@@ -261,10 +273,12 @@ const fkm_piece *fkm_xstream_pieces(const fkm_xstream *xs, int64_t *count)
     return xs->pc;
 }
 
-/* Enqueues the copy of streamed piece p into buffer j; `stream` waits for it. */
-static fkm_status load_piece(fkm_ctx *ctx, fkm_xstream *xs, const fkm_piece *p, int j, cudaStream_t stream)
+/* Enqueues the copy of streamed piece p (index i) into buffer j; `stream` waits for it. */
+static fkm_status load_piece(fkm_ctx *ctx, fkm_xstream *xs, int64_t i, int j, cudaStream_t stream)
 {
+    const fkm_piece *p = &xs->pc[i];
     FKM_CUDA_TRY(ctx, cudaStreamWaitEvent(xs->copy, xs->freed[j], 0)); /* the piece before in buf[j] is done */
+    FKM_CUDA_TRY(ctx, cudaEventRecord(xs->tev[4 * i], xs->copy));
     if (xs->direct) {
         FKM_CUDA_TRY(ctx, copy_piece_async(xs, p, xs->buf[j], xs->copy));
     } else {
@@ -272,6 +286,7 @@ static fkm_status load_piece(fkm_ctx *ctx, fkm_xstream *xs, const fkm_piece *p, 
         pack_piece(xs, p, xs->stage[j]);
         FKM_CUDA_TRY(ctx, cudaMemcpyAsync(xs->buf[j], xs->stage[j], piece_bytes(xs, p), cudaMemcpyHostToDevice, xs->copy));
     }
+    FKM_CUDA_TRY(ctx, cudaEventRecord(xs->tev[4 * i + 1], xs->copy));
     FKM_CUDA_TRY(ctx, cudaEventRecord(xs->loaded[j], xs->copy));
     FKM_CUDA_TRY(ctx, cudaStreamWaitEvent(stream, xs->loaded[j], 0));
     return FKM_OK;
@@ -291,7 +306,7 @@ fkm_status fkm_xstream_pass(fkm_ctx *ctx, fkm_xstream *xs, const fkm_dev_problem
             v.batch_stride = xs->bstride;
         } else {
             if (!p->resident) {
-                fkm_status s = load_piece(ctx, xs, p, j, stream);
+                fkm_status s = load_piece(ctx, xs, i, j, stream);
                 if (s != FKM_OK) return s;
             }
             v.X = p->resident ? xs->res + p->off : xs->buf[j];
@@ -301,12 +316,30 @@ fkm_status fkm_xstream_pass(fkm_ctx *ctx, fkm_xstream *xs, const fkm_dev_problem
         v.n = p->rows;
         v.batch = (int32_t)p->nb;
         v.weights = base->weights ? base->weights + p->b0 * xs->n + p->r0 : NULL;
+        if (xs->tev) FKM_CUDA_TRY(ctx, cudaEventRecord(xs->tev[4 * i + 2], stream));
         fkm_status s = fn(ctx, p, &v, user);
         if (s != FKM_OK) return s;
+        if (xs->tev) FKM_CUDA_TRY(ctx, cudaEventRecord(xs->tev[4 * i + 3], stream));
         if (!p->resident) {
             FKM_CUDA_TRY(ctx, cudaEventRecord(xs->freed[j], stream));
             si++;
         }
+    }
+    return FKM_OK;
+}
+
+fkm_status fkm_xstream_times(fkm_ctx *ctx, const fkm_xstream *xs, double *copy_s, double *compute_s)
+{
+    *copy_s = *compute_s = 0.0;
+    if (!xs->tev) return FKM_OK;
+    for (int64_t i = 0; i < xs->np; i++) {
+        float ms;
+        if (!xs->pc[i].resident) {
+            FKM_CUDA_TRY(ctx, cudaEventElapsedTime(&ms, xs->tev[4 * i], xs->tev[4 * i + 1]));
+            *copy_s += 1e-3 * ms;
+        }
+        FKM_CUDA_TRY(ctx, cudaEventElapsedTime(&ms, xs->tev[4 * i + 2], xs->tev[4 * i + 3]));
+        *compute_s += 1e-3 * ms;
     }
     return FKM_OK;
 }

@@ -55,4 +55,9 @@ typedef fkm_status (*fkm_piece_fn)(fkm_ctx *ctx, const fkm_piece *pc, const fkm_
 fkm_status fkm_xstream_pass(fkm_ctx *ctx, fkm_xstream *xs, const fkm_dev_problem *base, cudaStream_t stream,
                             fkm_piece_fn fn, void *user);
 
+/* After a pass and a synchronisation of its stream, when part of X is streamed: the device
+ * seconds its copies and its pieces' work took (timing events around each; summed). Both 0
+ * when nothing is streamed (no events are recorded then). */
+fkm_status fkm_xstream_times(fkm_ctx *ctx, const fkm_xstream *xs, double *copy_s, double *compute_s);
+
 #endif
