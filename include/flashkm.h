@@ -205,9 +205,12 @@ typedef struct fkm_params {
      * streamed from host memory every pass, in fixed-size pieces, with the copy of one piece
      * overlapping the work on another; results are bitwise those of the run with X resident
      * (docs/OUT_OF_CORE.md). 0 = the context's setting (fkm_set_gpu_mem), whose default 0
-     * means the device's free memory at the call (less a small reserve). A budget that does
-     * not hold the workspace plus two streaming buffers is FKM_E_INVALID. Appended last so
-     * that earlier fields keep their offsets. Default 0. */
+     * means the device's free memory at the call (less a small reserve). A budget smaller
+     * than the workspace, or, when X must be streamed, than the workspace plus two streaming
+     * buffers of one piece each, is FKM_E_INVALID (the workspace is measured as it is
+     * allocated, so the check comes after that). Device X is used where it is (or copied
+     * whole when its rows are misaligned), whatever the budget. Appended last so that
+     * earlier fields keep their offsets. Default 0. */
     uint64_t gpu_mem_bytes;
 } fkm_params;
 
