@@ -588,6 +588,21 @@ static void print_fit_summary(const config *c, fkm_ctx *ctx, const fkm_matrix *X
             ps->iters > 0 ? 1e3 * ps->iter_seconds / (double)ps->iters : 0.0);
 }
 
+/* On the GPU, when the input did not fit the memory budget: how much of it stayed resident
+ * and how the last pass over it split between copying and computing. */
+static void print_placement(fkm_ctx *ctx)
+{
+    fkm_placement at;
+    if (fkm_last_placement(ctx, &at) != FKM_OK || at.rows == 0 || at.resident_rows == at.rows) return;
+    fprintf(stderr,
+            "flashkm: X on the GPU: %.1f%% of the rows resident (budget %.2f GB, workspace %.2f GB), "
+            "the rest streamed each pass in pieces of %lld rows (%s); last pass: copy %.1f ms, compute "
+            "%.1f ms\n",
+            100.0 * (double)at.resident_rows / (double)at.rows, at.budget_bytes / 1e9, at.workspace_bytes / 1e9,
+            (long long)at.piece_rows, at.direct ? "straight from the input" : "through staging buffers",
+            1e3 * at.copy_seconds, 1e3 * at.compute_seconds);
+}
+
 /* fkm_fit_batch calls no progress callback: one line per problem at the end instead. */
 static void print_batch_summary(const config *c, fkm_ctx *ctx, const fkm_matrix *X, int64_t n,
                                 const fkm_result *r, double seconds)
@@ -696,6 +711,7 @@ static int run_fit(const args *a)
         goto done;
     if (!c.quiet && batch > 1) print_batch_summary(&c, ctx, &X, n, results, seconds);
     if (!c.quiet && batch == 1) print_fit_summary(&c, ctx, &X, results, seconds, &ps);
+    if (!c.quiet) print_placement(ctx);
 done:
     free(init);
     free(weights);
