@@ -198,6 +198,20 @@ typedef struct fkm_params {
      * lowest final inertia is returned (ties: the lowest r), exactly as fkm_fit with that
      * seed and n_init = 1 would return it. Must be 1 with FKM_INIT_USER. Default 1. */
     int32_t n_init;
+    /* GPU memory budget in bytes for this call (CUDA backend; ignored by the CPU backend):
+     * everything the call allocates on the device, workspace (labels, per-point objectives,
+     * update and assignment buffers) and the rows of X it keeps there. When X is host memory
+     * and does not fit, the rows that fit stay resident (copied once) and the others are
+     * streamed from host memory every pass, in fixed-size pieces, with the copy of one piece
+     * overlapping the work on another; results are bitwise those of the run with X resident
+     * (docs/OUT_OF_CORE.md). 0 = the context's setting (fkm_set_gpu_mem), whose default 0
+     * means the device's free memory at the call (less a small reserve). A budget smaller
+     * than the workspace, or, when X must be streamed, than the workspace plus two streaming
+     * buffers of one piece each, is FKM_E_INVALID (the workspace is measured as it is
+     * allocated, so the check comes after that). Device X is used where it is (or copied
+     * whole when its rows are misaligned), whatever the budget. Appended last so that
+     * earlier fields keep their offsets. Default 0. */
+    uint64_t gpu_mem_bytes;
 } fkm_params;
 
 /* The defaults documented above. Always start from this: later versions add fields. */
@@ -227,6 +241,35 @@ FKM_API const char *fkm_last_error(const fkm_ctx *ctx);
 /* CPU threads for every operation on this context (0 = OpenMP's default, the initial value).
  * params.n_threads > 0 overrides it for one fit. FKM_E_INVALID if n_threads < 0. */
 FKM_API fkm_status fkm_set_threads(fkm_ctx *ctx, int32_t n_threads);
+/* The GPU memory budget (bytes) of every call on this context that has no params of its own
+ * to say otherwise (fkm_predict, fkm_transform, fkm_score, and fits whose
+ * params.gpu_mem_bytes is 0); see fkm_params.gpu_mem_bytes. 0 (the initial value) = the
+ * device's free memory. Ignored by the CPU backend. */
+FKM_API fkm_status fkm_set_gpu_mem(fkm_ctx *ctx, uint64_t bytes);
+
+/* Where the last call on this context kept X (CUDA backend): `rows` rows in all (over the
+ * batch), `resident_rows` of them in device memory for the whole call, the others streamed
+ * from host memory on every pass in pieces of at most `piece_rows` rows. `workspace_bytes`
+ * is the device memory the call used besides X's rows, `budget_bytes` the budget it ran
+ * under, `direct` 1 when streamed pieces were copied straight from the caller's buffer
+ * (pinned, or registered for the call), 0 when through pinned staging buffers. When part of
+ * X was streamed, copy_seconds and compute_seconds are the device time of the last
+ * assignment pass spent copying streamed pieces and computing all pieces (CUDA events; the
+ * pass took less than their sum where they overlapped), else 0. All zero before the first
+ * call and on the CPU backend. For benchmarks and diagnostics. */
+typedef struct fkm_placement {
+    int64_t rows;
+    int64_t resident_rows;
+    int64_t piece_rows;
+    uint64_t workspace_bytes;
+    uint64_t budget_bytes;
+    int32_t pieces;          /* pieces of one pass (resident and streamed) */
+    int32_t direct;
+    double copy_seconds;
+    double compute_seconds;
+} fkm_placement;
+FKM_API fkm_status fkm_last_placement(const fkm_ctx *ctx, fkm_placement *out);
+
 /* The backend the context runs on (never AUTO) and its name ("cpu", "cuda"). */
 FKM_API fkm_backend fkm_ctx_backend(const fkm_ctx *ctx);
 FKM_API const char *fkm_backend_name(fkm_backend backend);
@@ -237,6 +280,7 @@ FKM_API const char *fkm_backend_name(fkm_backend backend);
  * CUDA backend X, weights, centroids and the outputs may be host or device memory (found out
  * with cudaPointerGetAttributes); device inputs are used in place, host inputs are copied to
  * the device once per call. On the CPU backend they must be host memory.
+ * Host inputs larger than the GPU memory budget are streamed (fkm_params.gpu_mem_bytes).
  * weights: n non-negative finite floats, or NULL for all ones. Their sum must be > 0.
  * centroids (in or out): k x d f32, row-major, ld = d.
  * labels (out): n int32.

@@ -16,6 +16,11 @@
 #             that benchmark (flashkm vs flash-kmeans from third_party_ref/, which must be
 #             carried to the machine: it is git-ignored), then build-gpu/bench/bench_cuda and
 #             build-gpu/bench/bench_kpp_cuda (k-means++ on the GPU) if they were built
+#   largeN    (opt-in) bench/bench_largeN.py: out-of-core flashkm vs flash-kmeans' kmeans_largeN
+#             on pinned host data (LARGEN_ARGS, default "--n 64M 300M"); log appended to
+#             bench.log, results in largeN.csv (appended to bench.log instead when 8 files are
+#             already there). N = 300M needs a 128 GB host and a few minutes: run it alone,
+#             GPU_CHECK_STAGES=build,largeN
 # A stage runs even when an earlier one failed, wherever that makes sense (test and sanitize
 # need a build; bench needs libflashkm.so).
 #
@@ -33,6 +38,7 @@
 #   BENCH_CUDA_ARGS    arguments for build-gpu/bench/bench_cuda (default none)
 #   BENCH_KPP_ARGS     arguments for build-gpu/bench/bench_kpp_cuda (default none: the issue's
 #                      N=1M K=1024 D=128 f16, and the CPU comparison at N=100000)
+#   LARGEN_ARGS        arguments for bench/bench_largeN.py (default "--n 64M 300M")
 #   SANITIZE_TESTS     regular expression over ctest test names (default 'cuda|gpu|update')
 #   GPU_CHECK_BUDGET   seconds for the whole script (default 570: the device tool stops a
 #                      command at 600 s); every stage is cut to what is left
@@ -70,8 +76,8 @@ STAGE_LINES=()
 ANY_FAIL=0
 
 for s in ${STAGES//,/ }; do
-  case "$s" in build|test|python|sanitize|bench) ;;
-    *) echo "gpu-check: unknown stage '$s' in GPU_CHECK_STAGES (build,test,python,sanitize,bench)" >&2
+  case "$s" in build|test|python|sanitize|bench|largeN) ;;
+    *) echo "gpu-check: unknown stage '$s' in GPU_CHECK_STAGES (build,test,python,sanitize,bench,largeN)" >&2
        exit 2 ;;
   esac
 done
@@ -398,6 +404,7 @@ int main(void) {
     F(fkm_params, init_centroids); F(fkm_params, seed); F(fkm_params, metric);
     F(fkm_params, empty); F(fkm_params, n_threads); F(fkm_params, progress);
     F(fkm_params, progress_user); F(fkm_params, precision); F(fkm_params, n_init);
+    F(fkm_params, gpu_mem_bytes);
     printf("fkm_iter_info.size %zu\n", sizeof(fkm_iter_info));
     F(fkm_iter_info, iter); F(fkm_iter_info, inertia); F(fkm_iter_info, max_shift_sq);
     F(fkm_iter_info, rel_shift); F(fkm_iter_info, n_changed); F(fkm_iter_info, n_empty);
@@ -491,6 +498,33 @@ EOF
         record bench "$([[ $bench_fail == 0 ]] && echo PASS || echo FAIL)" $(( $(now) - t0 )) "${note//;/; }"
       fi
     fi
+  fi
+fi
+
+# ------------------------------------------------------------------ largeN (opt-in)
+if want largeN; then
+  t0=$(now)
+  t=$(cap 100000)
+  if [[ ! -f "$LIB" ]]; then
+    record largeN SKIP 0 "$LIB not found (build first)"
+  elif (( t < 60 )); then
+    record largeN SKIP 0 "no time left (budget ${BUDGET} s)"
+  else
+    csv_tmp="$BUILD_DIR/largeN.csv"
+    rm -f "$csv_tmp"
+    largen_args="${LARGEN_ARGS:---n 64M 300M}"
+    say "largeN: bench_largeN.py $largen_args (up to ${t} s)"
+    echo "== python3 bench/bench_largeN.py $largen_args" >> "$OUT/bench.log"
+    # shellcheck disable=SC2086
+    PYTHONUNBUFFERED=1 timeout -k 15 "$t" python3 bench/bench_largeN.py --lib "$LIB" \
+      --flash-kmeans third_party_ref --out-csv "$csv_tmp" $largen_args 2>&1 | tee -a "$OUT/bench.log"
+    rc=${PIPESTATUS[0]}
+    if [[ -f "$csv_tmp" ]]; then
+      if (( $(find "$OUT" -type f | wc -l) < 8 )); then mv "$csv_tmp" "$OUT/largeN.csv"; where="largeN.csv"
+      else { echo "== largeN.csv"; cat "$csv_tmp"; } >> "$OUT/bench.log"; where="bench.log"; fi
+    fi
+    if [[ $rc == 0 ]]; then record largeN PASS $(( $(now) - t0 )) "results in ${where:-?} (targets: see the log)"
+    else record largeN FAIL $(( $(now) - t0 )) "exit status $rc (bench.log)"; fi
   fi
 fi
 

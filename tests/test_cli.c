@@ -1023,6 +1023,16 @@ static void test_errors(void)
     CHECK(rc == 2, "--tol 1e400: exit status %d, expected 2", rc);
     expect_one_error_line("--tol 1e400", "--tol");
 
+    rc = run("fit", "-k", "4", "--gpu-mem", "12Q", P("x_f32.npy"), NULL);
+    CHECK(rc == 2, "--gpu-mem 12Q: exit status %d, expected 2", rc);
+    expect_one_error_line("--gpu-mem 12Q", "--gpu-mem");
+    /* a budget is accepted with a suffix (the CPU backend ignores it) */
+    rc = run("fit", "-k", "4", "--backend", "cpu", "--gpu-mem", "512M", "--quiet", P("x_f32.npy"), NULL);
+    CHECK(rc == 0, "--gpu-mem 512M: exit status %d, expected 0", rc);
+    rc = run("predict", "--centroids", P("init.npy"), "--backend", "cpu", "--gpu-mem", "1g", "--quiet",
+             P("x_f32.npy"), NULL);
+    CHECK(rc == 0, "predict --gpu-mem 1g: exit status %d, expected 0", rc);
+
     rc = run("fit", "-k", "201", "--labels", P("L_err.npy"), P("x_f32.npy"), NULL);
     CHECK(rc != 0, "K > N: exit status 0");
     expect_one_error_line("K > N", "k");

@@ -7,6 +7,7 @@
 
 #include "flashkm.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -55,7 +56,7 @@ enum { CMD_FIT = 1, CMD_PREDICT = 2, CMD_INFO = 4 };
 
 typedef enum opt_id {
     OPT_K, OPT_MAX_ITER, OPT_TOL, OPT_INIT, OPT_N_INIT, OPT_SEED, OPT_WEIGHTS, OPT_METRIC,
-    OPT_EMPTY, OPT_BACKEND, OPT_PRECISION, OPT_THREADS, OPT_CENTROIDS, OPT_LABELS, OPT_QUIET,
+    OPT_EMPTY, OPT_BACKEND, OPT_PRECISION, OPT_THREADS, OPT_GPU_MEM, OPT_CENTROIDS, OPT_LABELS, OPT_QUIET,
     OPT_HELP, OPT_COUNT
 } opt_id;
 
@@ -79,6 +80,7 @@ static const struct opt_spec {
     [OPT_BACKEND] = {"backend", 0, true, CMD_FIT | CMD_PREDICT},
     [OPT_PRECISION] = {"precision", 0, true, CMD_FIT},
     [OPT_THREADS] = {"threads", 0, true, CMD_FIT | CMD_PREDICT},
+    [OPT_GPU_MEM] = {"gpu-mem", 0, true, CMD_FIT | CMD_PREDICT},
     [OPT_CENTROIDS] = {"centroids", 0, true, CMD_FIT | CMD_PREDICT},
     [OPT_LABELS] = {"labels", 0, true, CMD_FIT | CMD_PREDICT},
     [OPT_QUIET] = {"quiet", 'q', false, CMD_FIT | CMD_PREDICT},
@@ -219,6 +221,25 @@ static int get_u64(const args *a, opt_id id, uint64_t *out)
     return 0;
 }
 
+/* A byte count: decimal digits with an optional suffix K, M, G or T (powers of 1024). */
+static int get_bytes(const args *a, opt_id id, uint64_t *out)
+{
+    const char *s = a->val[id];
+    if (!s) return 0;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    int shift = 0;
+    if (*end && !end[1]) {
+        const char *units = "KMGT", *u = strchr(units, toupper((unsigned char)*end));
+        if (u) shift = 10 * (int)(u - units + 1), end++;
+    }
+    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno || (shift && v > (UINT64_MAX >> shift)))
+        return bad_value(a, id, "a byte count such as 2000000000, 512M or 40G");
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
 static int get_tol(const args *a, opt_id id, double *out)
 {
     const char *s = a->val[id];
@@ -280,6 +301,7 @@ static int get_config(const args *a, config *c)
         (rc = get_int(a, OPT_THREADS, 0, INT32_MAX, "an integer >= 0", &threads)) ||
         (rc = get_tol(a, OPT_TOL, &c->params.tol)) ||
         (rc = get_u64(a, OPT_SEED, &c->params.seed)) ||
+        (rc = get_bytes(a, OPT_GPU_MEM, &c->params.gpu_mem_bytes)) ||
         (rc = get_choice(a, OPT_METRIC, metric_names, &metric)) ||
         (rc = get_choice(a, OPT_EMPTY, empty_names, &empty)) ||
         (rc = get_choice(a, OPT_BACKEND, backend_names, &backend)) ||
@@ -347,14 +369,15 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int create_context(fkm_backend backend, int threads, fkm_ctx **ctx)
+static int create_context(fkm_backend backend, int threads, uint64_t gpu_mem, fkm_ctx **ctx)
 {
     fkm_status s = fkm_create(ctx, backend);
     if (s != FKM_OK)
         return fail("cannot use the %s backend: %s%s", choice_name(backend_names, (int)backend),
                     fkm_status_string(s),
                     s == FKM_E_UNSUPPORTED ? " (this build of flashkm does not include it)" : "");
-    if (fkm_set_threads(*ctx, threads) != FKM_OK) return fail("%s", fkm_last_error(*ctx));
+    if (fkm_set_threads(*ctx, threads) != FKM_OK || fkm_set_gpu_mem(*ctx, gpu_mem) != FKM_OK)
+        return fail("%s", fkm_last_error(*ctx));
     return 0;
 }
 
@@ -565,6 +588,21 @@ static void print_fit_summary(const config *c, fkm_ctx *ctx, const fkm_matrix *X
             ps->iters > 0 ? 1e3 * ps->iter_seconds / (double)ps->iters : 0.0);
 }
 
+/* On the GPU, when the input did not fit the memory budget: how much of it stayed resident
+ * and how the last pass over it split between copying and computing. */
+static void print_placement(fkm_ctx *ctx)
+{
+    fkm_placement at;
+    if (fkm_last_placement(ctx, &at) != FKM_OK || at.rows == 0 || at.resident_rows == at.rows) return;
+    fprintf(stderr,
+            "flashkm: X on the GPU: %.1f%% of the rows resident (budget %.2f GB, workspace %.2f GB), "
+            "the rest streamed each pass in pieces of %lld rows (%s); last pass: copy %.1f ms, compute "
+            "%.1f ms\n",
+            100.0 * (double)at.resident_rows / (double)at.rows, at.budget_bytes / 1e9, at.workspace_bytes / 1e9,
+            (long long)at.piece_rows, at.direct ? "straight from the input" : "through staging buffers",
+            1e3 * at.copy_seconds, 1e3 * at.compute_seconds);
+}
+
 /* fkm_fit_batch calls no progress callback: one line per problem at the end instead. */
 static void print_batch_summary(const config *c, fkm_ctx *ctx, const fkm_matrix *X, int64_t n,
                                 const fkm_result *r, double seconds)
@@ -599,7 +637,7 @@ static int run_fit(const args *a)
     fkm_result *results = NULL;
     fkm_status s;
     int64_t k = c.params.k, init_k;
-    if ((rc = create_context(c.backend, c.threads, &ctx))) goto done;
+    if ((rc = create_context(c.backend, c.threads, c.params.gpu_mem_bytes, &ctx))) goto done;
     if ((s = fkm_matrix_map(ctx, c.input, &X)) != FKM_OK) {
         rc = lib_error(ctx, s, NULL);
         goto done;
@@ -673,6 +711,7 @@ static int run_fit(const args *a)
         goto done;
     if (!c.quiet && batch > 1) print_batch_summary(&c, ctx, &X, n, results, seconds);
     if (!c.quiet && batch == 1) print_fit_summary(&c, ctx, &X, results, seconds, &ps);
+    if (!c.quiet) print_placement(ctx);
 done:
     free(init);
     free(weights);
@@ -699,7 +738,7 @@ static int run_predict(const args *a)
     int32_t *labels = NULL;
     int64_t k = 0;
     fkm_status s;
-    if ((rc = create_context(c.backend, c.threads, &ctx))) goto done;
+    if ((rc = create_context(c.backend, c.threads, c.params.gpu_mem_bytes, &ctx))) goto done;
     if ((s = fkm_matrix_map(ctx, c.input, &X)) != FKM_OK) {
         rc = lib_error(ctx, s, NULL);
         goto done;
@@ -807,6 +846,9 @@ static void usage_fit(FILE *out)
             "                          may differ from an exact argmin); f32: f32 arithmetic on\n"
             "                          every backend (default fast; 'exact' comes later)\n"
             "  --threads N             CPU threads; 0 = OpenMP's default (default 0)\n"
+            "  --gpu-mem BYTES         GPU memory the fit may use (suffix K, M, G, T: powers of\n"
+            "                          1024; default: the free memory). Rows of INPUT beyond it are\n"
+            "                          streamed from host memory every iteration, same results\n"
             "  --centroids OUT.npy     write the K x D float32 centroids\n"
             "  --labels OUT.npy        write the labels (int32, shape (N,))\n"
             "  -q, --quiet             print nothing on success\n"
@@ -833,6 +875,7 @@ static void usage_predict(FILE *out)
           "  --labels OUT.npy        write the labels (int32, shape (N,))\n"
           "  --backend auto|cpu|cuda (default auto)\n"
           "  --threads N             CPU threads; 0 = OpenMP's default (default 0)\n"
+          "  --gpu-mem BYTES         GPU memory predict may use (as for fit)\n"
           "  -q, --quiet             print nothing on success\n"
           "  -h, --help              show this help\n",
           out);

@@ -40,6 +40,7 @@ class Params(Structure):
         ("progress_user", c_void_p),
         ("precision", c_int),
         ("n_init", c_int32),
+        ("gpu_mem_bytes", c_uint64),
     ]
 
 

@@ -23,6 +23,7 @@ fkm_params fkm_params_default(void)
     p.progress_user = NULL;
     p.precision = FKM_PRECISION_FAST;
     p.n_init = 1;
+    p.gpu_mem_bytes = 0;
     return p;
 }
 
@@ -77,6 +78,20 @@ fkm_status fkm_set_threads(fkm_ctx *ctx, int32_t n_threads)
     if (!ctx) return FKM_E_NULL;
     if (n_threads < 0) return fkm_fail(ctx, FKM_E_INVALID, "n_threads = %d: must be >= 0", (int)n_threads);
     ctx->n_threads = n_threads;
+    return FKM_OK;
+}
+
+fkm_status fkm_set_gpu_mem(fkm_ctx *ctx, uint64_t bytes)
+{
+    if (!ctx) return FKM_E_NULL;
+    ctx->gpu_mem_bytes = bytes;
+    return FKM_OK;
+}
+
+fkm_status fkm_last_placement(const fkm_ctx *ctx, fkm_placement *out)
+{
+    if (!ctx || !out) return FKM_E_NULL;
+    *out = ctx->placement;
     return FKM_OK;
 }
 

@@ -112,8 +112,10 @@ fkm_status fkm_init_centroids(fkm_ctx *ctx, const fkm_params *params, const fkm_
     const int64_t k = pb->k, d = pb->d;
     if (params->init == FKM_INIT_KMEANS_PP) {
         const uint64_t seed = params->seed + (uint64_t)problem;
-        if (ctx->ops->kmeanspp) {
-            /* FKM_E_UNSUPPORTED: not for this problem (e.g. X not resident on the device) */
+        /* a backend's k-means++ reads X where the backend keeps it: with part of X streamed
+         * it would need passes of its own, so the host runs it over the caller's X instead;
+         * FKM_E_UNSUPPORTED from the op: not for this problem either */
+        if (ctx->ops->kmeanspp && !fkm_x_streamed(ctx)) {
             const fkm_status s = ctx->ops->kmeanspp(ctx, state, problem, seed, C);
             if (s != FKM_E_UNSUPPORTED) return s;
             fkm_clear_error(ctx);

@@ -22,6 +22,8 @@ struct fkm_ctx {
     double *inertia_history;   /* result.inertia_per_iter points here */
     int32_t inertia_history_cap;
     int32_t n_threads;         /* fkm_set_threads; 0 = OpenMP's default */
+    uint64_t gpu_mem_bytes;    /* fkm_set_gpu_mem; 0 = the device's free memory */
+    fkm_placement placement;   /* written by a GPU backend's open (fkm_last_placement) */
 };
 
 /* Records a formatted message on ctx (ctx may be NULL) and returns status, so that error
@@ -69,7 +71,21 @@ typedef struct fkm_problem {
     fkm_precision precision;
     int64_t batch;          /* >= 1 */
     int64_t batch_stride;   /* elements between problems */
+    uint64_t gpu_mem_bytes; /* GPU budget of the call (0 = free device memory); GPU backends */
 } fkm_problem;
+
+/* The budget of a call: the params' when set, else the context's. */
+static inline uint64_t fkm_gpu_budget(const fkm_ctx *ctx, const fkm_params *p)
+{
+    return p && p->gpu_mem_bytes ? p->gpu_mem_bytes : ctx->gpu_mem_bytes;
+}
+
+/* Whether the last backend open left part of X outside the backend's memory (streamed):
+ * backend passes that need X resident (a GPU k-means++) are then replaced by host code. */
+static inline int fkm_x_streamed(const fkm_ctx *ctx)
+{
+    return ctx->placement.resident_rows < ctx->placement.rows;
+}
 
 /* Output of one reduction pass over X with fixed labels (arrays over the batch). */
 typedef struct fkm_partials {

@@ -273,7 +273,7 @@ fkm_status fkm_lloyd_run(fkm_ctx *ctx, const fkm_params *params, const void *X, 
     }
     fkm_problem pb = {X, dtype, n, d, ld, weights, params->k, params->metric,
                       fkm_resolve_threads(params->n_threads > 0 ? params->n_threads : ctx->n_threads),
-                      params->precision, batch, batch_stride};
+                      params->precision, batch, batch_stride, fkm_gpu_budget(ctx, params)};
     lloyd_buffers b;
     if ((s = alloc_buffers(ctx, batch, pb.k, d, &b)) != FKM_OK) return s;
     fkm_result *res = calloc((size_t)batch, sizeof *res);
@@ -400,7 +400,8 @@ fkm_status fkm_kmeanspp(fkm_ctx *ctx, const fkm_params *params, const void *X, f
         return s;
     }
     fkm_problem pb = {X, dtype, n, d, ld, w_view, p.k, p.metric,
-                      fkm_resolve_threads(p.n_threads > 0 ? p.n_threads : ctx->n_threads), p.precision, 1, n * ld};
+                      fkm_resolve_threads(p.n_threads > 0 ? p.n_threads : ctx->n_threads), p.precision, 1, n * ld,
+                      fkm_gpu_budget(ctx, &p)};
     float *C = malloc((size_t)(p.k * d) * sizeof *C);
     void *st = NULL;
     int64_t bad = -1;

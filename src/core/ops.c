@@ -47,7 +47,7 @@ static fkm_status prepare(fkm_ctx *ctx, fkm_metric metric, const void *X, fkm_dt
     free(w_owned);
     if (s != FKM_OK) return s;
     *pb = (fkm_problem){X, dtype, n, d, ld, weights, k, metric, fkm_resolve_threads(ctx->n_threads),
-                        FKM_PRECISION_FAST, 1, n * ld};
+                        FKM_PRECISION_FAST, 1, n * ld, fkm_gpu_budget(ctx, NULL)};
     if (metric == FKM_METRIC_COSINE) fkm_normalise_rows(*C_copy, k, d);
     if ((s = ctx->ops->open(ctx, pb, state)) != FKM_OK) {
         free(*C_copy);

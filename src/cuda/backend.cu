@@ -1,13 +1,18 @@
 /* backend.cu — the CUDA backend's table (see core/internal.h): per-call device state, input
- * placement (device inputs used in place, host inputs copied once), and the glue between the
- * Lloyd loop's host-side buffers and the kernels in assign.cu, update.cu and scan.cu.
+ * placement (stream.cuh: device inputs used in place, host inputs resident as far as the GPU
+ * memory budget allows and streamed beyond it), and the glue between the Lloyd loop's
+ * host-side buffers and the kernels in assign.cu, update.cu and scan.cu.
  *
  * Per iteration the host sends the k x d f32 centroids and receives k x d double sums, k
- * weights and the objective (through pinned staging buffers); everything proportional to N
- * stays on the device. */
+ * weights and the objective (through pinned staging buffers); labels and per-point objectives
+ * stay on the device. The update runs once per piece of X (stream.cuh), resident or not, so
+ * its sums are the same bits however X is placed. When part of X is streamed, the assignment
+ * pass also runs the update on each piece while it is on the device (one copy of X per
+ * iteration, not two); reduce then hands out what that pass computed. */
 #include "cuda/assign.cuh"
 #include "cuda/kmeanspp.cuh"
 #include "cuda/scan.cuh"
+#include "cuda/stream.cuh"
 #include "cuda/update.cuh"
 
 #include <stdlib.h>
@@ -18,7 +23,13 @@ typedef struct cuda_state {
     fkm_dev_problem dp;      /* what the kernels read */
     cudaStream_t stream;
     int x_on_device;         /* the caller's X is device memory */
-    void *x_owned;           /* our device copy of X, when needed */
+    fkm_xstream *xs;         /* where X's pieces are (resident or streamed) */
+    int whole;               /* every piece resident: dp covers the whole batch */
+    const fkm_piece *pieces; /* the plan (owned by xs) */
+    int64_t npieces;
+    int64_t *slot;           /* per piece: its first counter in `changed` */
+    int fused;               /* the last assign also ran the update (outputs below valid) */
+    fkm_cuda_scan_ws *sws;
     float *w_dev;            /* device weights (copied from pb.weights), or NULL */
     int32_t *labels;         /* n, device */
     float *cent;             /* k x d, device: centroids of the last assign (or finalize) */
@@ -26,7 +37,7 @@ typedef struct cuda_state {
     double *shift_rows;      /* batch x k, device: squared shift of each centroid in finalize */
     unsigned char *active, *active_h;    /* batch: problems finalize updates (device, pinned) */
     double *sums, *weight, *pobj, *obj;  /* update outputs, device */
-    unsigned long long *changed;         /* device counter */
+    unsigned long long *changed;         /* device counters: one per (piece, problem) */
     /* pinned host staging */
     float *cent_h;
     double *sums_h, *weight_h, *obj_h;
@@ -57,9 +68,12 @@ static void cuda_close(void *state)
     cuda_state *st = (cuda_state *)state;
     if (!st) return;
     if (st->stream) cudaStreamSynchronize(st->stream);
+    fkm_xstream_close(st->xs);
     fkm_cuda_assign_destroy(st->aws);
     fkm_cuda_update_destroy(st->uws);
-    cudaFree(st->x_owned), cudaFree(st->w_dev), cudaFree(st->labels), cudaFree(st->cent);
+    fkm_cuda_scan_destroy(st->sws);
+    free(st->slot);
+    cudaFree(st->w_dev), cudaFree(st->labels), cudaFree(st->cent);
     cudaFree(st->cent_next), cudaFree(st->shift_rows), cudaFree(st->active), cudaFreeHost(st->active_h);
     cudaFree(st->sums), cudaFree(st->weight), cudaFree(st->pobj), cudaFree(st->obj), cudaFree(st->changed);
     cudaFreeHost(st->cent_h), cudaFreeHost(st->sums_h), cudaFreeHost(st->weight_h), cudaFreeHost(st->obj_h);
@@ -76,36 +90,18 @@ static int rows_fit_kernels(const fkm_problem *pb, const void *X)
     return (pb->ld * (int64_t)es) % 16 == 0 && (pb->d * (int64_t)es) % 16 == 0 && ((uintptr_t)X % 16) == 0;
 }
 
-/* Places X on the device: in place when it is device memory the kernels can read, else one
- * copy with a padded leading dimension (columns past d zero). */
-static fkm_status place_x(fkm_ctx *ctx, cuda_state *st)
+/* Device X that the kernels can read where it is. */
+static int usable_in_place(const fkm_problem *pb)
 {
-    const fkm_problem *pb = &st->pb;
     const size_t es = fkm_dtype_size(pb->dtype);
-    st->x_on_device = is_device_pointer(pb->X);
-    if (st->x_on_device && rows_fit_kernels(pb, pb->X) &&
-        (pb->batch_stride * (int64_t)es) % 16 == 0) {
-        st->dp.X = pb->X;
-        st->dp.ld = pb->ld;
-        st->dp.batch_stride = pb->batch_stride;
-        return FKM_OK;
-    }
-    const int64_t ldp = (pb->d + 7) / 8 * 8;
-    size_t bytes;
-    if (!fkm_bytes(pb->batch * pb->n, ldp, es, &bytes))
-        return fkm_fail(ctx, FKM_E_OVERFLOW, "%lld rows of %lld elements overflow", (long long)(pb->batch * pb->n),
-                        (long long)ldp);
-    FKM_CUDA_TRY(ctx, cudaMalloc(&st->x_owned, bytes));
-    if (ldp != pb->d) FKM_CUDA_TRY(ctx, cudaMemsetAsync(st->x_owned, 0, bytes, st->stream));
-    for (int64_t b = 0; b < pb->batch; b++)
-        FKM_CUDA_TRY(ctx, cudaMemcpy2DAsync((char *)st->x_owned + (size_t)(b * pb->n * ldp) * es, (size_t)ldp * es,
-                                            (const char *)pb->X + (size_t)(b * pb->batch_stride) * es,
-                                            (size_t)pb->ld * es, (size_t)pb->d * es, (size_t)pb->n,
-                                            cudaMemcpyDefault, st->stream));
-    st->dp.X = st->x_owned;
-    st->dp.ld = ldp;
-    st->dp.batch_stride = pb->n * ldp;
-    return FKM_OK;
+    return rows_fit_kernels(pb, pb->X) && (pb->batch_stride * (int64_t)es) % 16 == 0;
+}
+
+static size_t free_device_bytes(void)
+{
+    size_t fr = 0, total = 0;
+    if (cudaMemGetInfo(&fr, &total) != cudaSuccess) (void)cudaGetLastError();
+    return fr;
 }
 
 static fkm_status cuda_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
@@ -114,11 +110,27 @@ static fkm_status cuda_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
     cuda_state *st = (cuda_state *)calloc(1, sizeof *st);
     if (!st) return fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for the CUDA backend state");
     st->pb = *pb;
+    memset(&ctx->placement, 0, sizeof ctx->placement); /* filled once X is placed */
     fkm_status s = FKM_OK;
     const int64_t B = pb->batch, n = pb->n * B, k = pb->k * B, d = pb->d; /* n, k: over the batch */
     const size_t kd = (size_t)(k * d);
+    fkm_piece *plan = NULL;
+    int64_t nslots = 0, max_nb, max_rows;
+    size_t free0;
     FKM_CUDA_TRY_GOTO(ctx, cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking), s, fail);
-    if ((s = place_x(ctx, st)) != FKM_OK) goto fail;
+    free0 = free_device_bytes(); /* the workspace is what the allocations below take from it */
+    /* the plan sizes the per-piece workspaces and counters (fkm_xstream_open makes the same) */
+    if ((s = fkm_piece_plan(ctx, B, pb->n, fkm_piece_rows(d, fkm_dtype_size(pb->dtype)), &plan, &st->npieces)) !=
+        FKM_OK)
+        goto fail;
+    fkm_piece_max(plan, st->npieces, &max_nb, &max_rows);
+    if (!(st->slot = (int64_t *)malloc((size_t)st->npieces * sizeof *st->slot))) {
+        free(plan);
+        s = fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for the piece counters");
+        goto fail;
+    }
+    for (int64_t i = 0; i < st->npieces; i++) st->slot[i] = nslots, nslots += plan[i].nb;
+    free(plan);
     st->dp.dtype = pb->dtype;
     st->dp.n = pb->n;
     st->dp.d = d;
@@ -141,15 +153,32 @@ static fkm_status cuda_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->pobj, (size_t)n * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->obj, 2 * (size_t)B * sizeof(double)), s, fail); /* objectives, max shifts */
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->active, (size_t)B), s, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->changed, (size_t)B * sizeof(unsigned long long)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->changed, (size_t)nslots * sizeof(unsigned long long)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->cent_h, kd * sizeof(float)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->sums_h, kd * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->weight_h, (size_t)k * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->obj_h, 2 * (size_t)B * sizeof(double)), s, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->changed_h, (size_t)B * sizeof(unsigned long long)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->changed_h, (size_t)nslots * sizeof(unsigned long long)), s,
+                      fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->active_h, (size_t)B), s, fail);
     if ((s = fkm_cuda_assign_create(ctx, &st->dp, pb->precision, &st->aws)) != FKM_OK) goto fail;
-    if ((s = fkm_cuda_update_create(ctx, &st->dp, &st->uws)) != FKM_OK) goto fail;
+    {
+        fkm_dev_problem piece = st->dp; /* the update's workspace serves the largest piece */
+        piece.batch = (int32_t)max_nb;
+        piece.n = max_rows;
+        if ((s = fkm_cuda_update_create(ctx, &piece, &st->uws)) != FKM_OK) goto fail;
+    }
+    if ((s = fkm_cuda_scan_create(ctx, B, pb->n, d, max_nb * max_rows, &st->sws)) != FKM_OK) goto fail;
+    FKM_CUDA_TRY_GOTO(ctx, cudaStreamSynchronize(st->stream), s, fail);
+    {
+        const size_t free1 = free_device_bytes();
+        st->x_on_device = is_device_pointer(pb->X);
+        const fkm_xstream_args xa = {pb, st->x_on_device, st->x_on_device && usable_in_place(pb),
+                                     free0 > free1 ? (uint64_t)(free0 - free1) : 0, free1, st->stream};
+        if ((s = fkm_xstream_open(ctx, &xa, &st->xs)) != FKM_OK) goto fail;
+    }
+    st->pieces = fkm_xstream_pieces(st->xs, &st->npieces);
+    st->whole = fkm_xstream_all_resident(st->xs, &st->dp);
     FKM_CUDA_TRY_GOTO(ctx, cudaStreamSynchronize(st->stream), s, fail);
     *out = st;
     return FKM_OK;
@@ -158,10 +187,29 @@ fail:
     return s;
 }
 
+/* Pass callbacks (stream.cuh): `user` is the state. */
+static fkm_status scan_pass0(fkm_ctx *ctx, const fkm_piece *pc, const fkm_dev_problem *v, void *user)
+{
+    cuda_state *st = (cuda_state *)user;
+    return fkm_cuda_scan_piece(ctx, st->sws, v, pc->b0, pc->r0, 0, st->stream);
+}
+
+static fkm_status scan_pass1(fkm_ctx *ctx, const fkm_piece *pc, const fkm_dev_problem *v, void *user)
+{
+    cuda_state *st = (cuda_state *)user;
+    return fkm_cuda_scan_piece(ctx, st->sws, v, pc->b0, pc->r0, 1, st->stream);
+}
+
 static fkm_status cuda_scan(fkm_ctx *ctx, void *state, int64_t *first_nonfinite, double *mean_var)
 {
     cuda_state *st = (cuda_state *)state;
-    return fkm_cuda_scan(ctx, &st->dp, first_nonfinite, mean_var, st->stream);
+    fkm_status s;
+    if ((s = fkm_cuda_scan_begin(ctx, st->sws, st->stream)) != FKM_OK) return s;
+    if ((s = fkm_xstream_pass(ctx, st->xs, &st->dp, st->stream, scan_pass0, st)) != FKM_OK) return s;
+    if ((s = fkm_cuda_scan_combine(ctx, st->sws, 0, st->stream)) != FKM_OK) return s;
+    if ((s = fkm_xstream_pass(ctx, st->xs, &st->dp, st->stream, scan_pass1, st)) != FKM_OK) return s;
+    if ((s = fkm_cuda_scan_combine(ctx, st->sws, 1, st->stream)) != FKM_OK) return s;
+    return fkm_cuda_scan_finish(ctx, st->sws, first_nonfinite, mean_var, st->stream);
 }
 
 static fkm_status cuda_fetch_row(fkm_ctx *ctx, void *state, int64_t i, float *row)
@@ -187,6 +235,36 @@ static fkm_status cuda_fetch_row(fkm_ctx *ctx, void *state, int64_t i, float *ro
     return FKM_OK;
 }
 
+/* The update over one piece: problem b0 + b of the batch is problem b of the piece. The first
+ * piece of a problem (r0 == 0) overwrites its sums, weights and objective, the later ones add
+ * to them in plan order (the fixed left fold of stream.cuh). sums NULL: not wanted. */
+static fkm_status update_piece(fkm_ctx *ctx, cuda_state *st, const fkm_piece *pc, const fkm_dev_problem *v,
+                               double *sums)
+{
+    const int64_t k = st->pb.k, d = st->pb.d, off = pc->b0 * st->pb.n + pc->r0;
+    return fkm_cuda_update(ctx, st->uws, v, st->labels + off, st->cent + pc->b0 * k * d,
+                           sums ? sums + pc->b0 * k * d : NULL, st->weight + pc->b0 * k, st->pobj + off,
+                           st->obj + pc->b0, pc->r0 > 0, st->stream);
+}
+
+static fkm_status assign_piece(fkm_ctx *ctx, const fkm_piece *pc, const fkm_dev_problem *v, void *user)
+{
+    cuda_state *st = (cuda_state *)user;
+    const int64_t k = st->pb.k, d = st->pb.d;
+    fkm_status s = fkm_cuda_assign(ctx, st->aws, v, st->cent + pc->b0 * k * d,
+                                   st->labels + pc->b0 * st->pb.n + pc->r0, st->changed + st->slot[pc - st->pieces],
+                                   NULL, st->stream);
+    /* a streamed piece is on the device now and not again before the next pass */
+    if (s == FKM_OK && !st->whole) s = update_piece(ctx, st, pc, v, st->sums);
+    return s;
+}
+
+static fkm_status update_pass(fkm_ctx *ctx, const fkm_piece *pc, const fkm_dev_problem *v, void *user)
+{
+    cuda_state *st = (cuda_state *)user;
+    return update_piece(ctx, st, pc, v, st->have_sums ? st->sums : NULL);
+}
+
 static fkm_status cuda_assign(fkm_ctx *ctx, void *state, const float *centroids, int64_t *n_changed)
 {
     cuda_state *st = (cuda_state *)state;
@@ -196,13 +274,23 @@ static fkm_status cuda_assign(fkm_ctx *ctx, void *state, const float *centroids,
         memcpy(st->cent_h, centroids, bytes);
         FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->cent, st->cent_h, bytes, cudaMemcpyHostToDevice, st->stream));
     }
-    fkm_status s = fkm_cuda_assign(ctx, st->aws, &st->dp, st->cent, st->labels, st->changed, NULL, st->stream);
+    fkm_status s;
+    st->fused = 0;
+    /* all of X on the device: one launch over the batch (labels do not depend on the cut);
+     * else piece by piece, the update riding along */
+    if (st->whole) s = fkm_cuda_assign(ctx, st->aws, &st->dp, st->cent, st->labels, st->changed, NULL, st->stream);
+    else s = fkm_xstream_pass(ctx, st->xs, &st->dp, st->stream, assign_piece, st);
     if (s != FKM_OK) return s;
-    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->changed_h, st->changed, (size_t)B * sizeof *st->changed_h,
+    const int64_t nslots = st->whole ? B : st->slot[st->npieces - 1] + st->pieces[st->npieces - 1].nb;
+    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->changed_h, st->changed, (size_t)nslots * sizeof *st->changed_h,
                                       cudaMemcpyDeviceToHost, st->stream));
     FKM_CUDA_TRY(ctx, cudaStreamSynchronize(st->stream));
-    for (int64_t b = 0; b < B; b++) n_changed[b] = (int64_t)st->changed_h[b];
-    return FKM_OK;
+    for (int64_t b = 0; b < B; b++) n_changed[b] = st->whole ? (int64_t)st->changed_h[b] : 0;
+    for (int64_t i = 0; !st->whole && i < st->npieces; i++)
+        for (int64_t b = 0; b < st->pieces[i].nb; b++)
+            n_changed[st->pieces[i].b0 + b] += (int64_t)st->changed_h[st->slot[i] + b];
+    st->fused = !st->whole;
+    return fkm_xstream_times(ctx, st->xs, &ctx->placement.copy_seconds, &ctx->placement.compute_seconds);
 }
 
 static fkm_status cuda_reduce(fkm_ctx *ctx, void *state, const float *centroids, fkm_partials *out)
@@ -211,10 +299,13 @@ static fkm_status cuda_reduce(fkm_ctx *ctx, void *state, const float *centroids,
     cuda_state *st = (cuda_state *)state;
     const int64_t B = st->pb.batch, k = st->pb.k * B, d = st->pb.d; /* k over the batch */
     const int want = out->sums != NULL;
-    const int compute = want || out->keep_sums;
-    fkm_status s = fkm_cuda_update(ctx, st->uws, &st->dp, st->labels, st->cent, compute ? st->sums : NULL,
-                                   st->weight, st->pobj, st->obj, 0, st->stream);
-    if (s != FKM_OK) return s;
+    if (!st->fused) { /* a fused assign has computed everything, sums included */
+        st->have_sums = want || out->keep_sums;
+        fkm_status s = fkm_xstream_pass(ctx, st->xs, &st->dp, st->stream, update_pass, st);
+        if (s != FKM_OK) return s;
+    } else {
+        st->have_sums = 1;
+    }
     if (want)
         FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->sums_h, st->sums, (size_t)(k * d) * sizeof(double),
                                           cudaMemcpyDeviceToHost, st->stream));
@@ -393,42 +484,69 @@ __global__ void transform_kernel(const T *X, int64_t n, int64_t d, int64_t ld, c
     dist[t] = metric == FKM_METRIC_L2 ? (float)acc : metric == FKM_METRIC_COSINE ? (float)(1.0 - acc) : (float)acc;
 }
 
-template <fkm_dtype DT> static void launch_transform(const cuda_state *st, unsigned blocks, float *dist_d)
+/* transform's rows, piece by piece; the n x k output goes to the caller's array directly when
+ * it is device memory, else through a device buffer of `cap` rows. */
+typedef struct transform_job {
+    cuda_state *st;
+    float *dist;
+    int on_device;
+    float *buf;
+    int64_t cap;
+} transform_job;
+
+template <fkm_dtype DT>
+static void launch_transform(const cuda_state *st, const fkm_dev_problem *v, int64_t r, int64_t rows, float *out)
 {
     typedef typename fkm_elem<DT>::type T;
     const fkm_problem *pb = &st->pb;
-    transform_kernel<T><<<blocks, 256, 0, st->stream>>>((const T *)st->dp.X, pb->n, pb->d, st->dp.ld, st->cent, pb->k,
-                                                        pb->metric, dist_d);
+    const unsigned blocks = (unsigned)fkm_ceil_div(rows * pb->k, 256);
+    transform_kernel<T><<<blocks, 256, 0, st->stream>>>((const T *)v->X + r * v->ld, rows, pb->d, v->ld, st->cent,
+                                                        pb->k, pb->metric, out);
+}
+
+static fkm_status transform_piece(fkm_ctx *ctx, const fkm_piece *pc, const fkm_dev_problem *v, void *user)
+{
+    transform_job *job = (transform_job *)user;
+    cuda_state *st = job->st;
+    const int64_t k = st->pb.k;
+    for (int64_t r = 0; r < v->n; r += job->cap) {
+        const int64_t rows = v->n - r < job->cap ? v->n - r : job->cap;
+        float *dst = job->dist + (pc->b0 * st->pb.n + pc->r0 + r) * k;
+        FKM_DISPATCH_DTYPE(v->dtype, launch_transform<DT>(st, v, r, rows, job->on_device ? dst : job->buf));
+        FKM_CUDA_LAUNCHED(ctx, "transform_kernel");
+        if (!job->on_device)
+            FKM_CUDA_TRY(ctx, cudaMemcpyAsync(dst, job->buf, (size_t)(rows * k) * sizeof(float), cudaMemcpyDeviceToHost,
+                                              st->stream));
+    }
+    return FKM_OK;
 }
 
 static fkm_status cuda_transform(fkm_ctx *ctx, void *state, const float *centroids, float *dist)
 {
     cuda_state *st = (cuda_state *)state;
     const fkm_problem *pb = &st->pb;
-    const size_t kd = (size_t)(pb->k * pb->d), nk = (size_t)(pb->n * pb->k);
-    float *dist_d = NULL;
-    fkm_status s = FKM_OK;
-    const int out_on_device = is_device_pointer(dist);
+    const size_t kd = (size_t)(pb->k * pb->d);
     memcpy(st->cent_h, centroids, kd * sizeof(float));
     FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->cent, st->cent_h, kd * sizeof(float), cudaMemcpyHostToDevice, st->stream));
-    if (out_on_device) dist_d = dist;
-    else FKM_CUDA_TRY(ctx, cudaMalloc((void **)&dist_d, nk * sizeof(float)));
-    const unsigned blocks = (unsigned)fkm_ceil_div((int64_t)nk, 256);
-    FKM_DISPATCH_DTYPE(pb->dtype, launch_transform<DT>(st, blocks, dist_d));
-    FKM_CUDA_TRY_GOTO(ctx, cudaGetLastError(), s, out);
-    if (!out_on_device)
-        FKM_CUDA_TRY_GOTO(ctx, cudaMemcpyAsync(dist, dist_d, nk * sizeof(float), cudaMemcpyDeviceToHost, st->stream), s,
-                          out);
-    FKM_CUDA_TRY_GOTO(ctx, cudaStreamSynchronize(st->stream), s, out);
-out:
-    if (!out_on_device) cudaFree(dist_d);
+    transform_job job = {st, dist, is_device_pointer(dist), NULL, 0};
+    int64_t max_nb, max_rows;
+    fkm_piece_max(st->pieces, st->npieces, &max_nb, &max_rows);
+    /* the output buffer: at most 64 MB, at least one row (a piece is pb->batch == 1 here) */
+    const int64_t by_size = ((int64_t)64 << 20) / (int64_t)(pb->k * sizeof(float));
+    job.cap = by_size < 1 ? 1 : by_size < max_rows ? by_size : max_rows;
+    if (!job.on_device)
+        FKM_CUDA_TRY(ctx, cudaMalloc((void **)&job.buf, (size_t)(job.cap * pb->k) * sizeof(float)));
+    fkm_status s = fkm_xstream_pass(ctx, st->xs, &st->dp, st->stream, transform_piece, &job);
+    cudaError_t e = cudaStreamSynchronize(st->stream); /* before the buffer goes, even after an error */
+    if (s == FKM_OK && e != cudaSuccess) s = fkm_cuda_fail(ctx, e, __FILE__, __LINE__, "cudaStreamSynchronize");
+    cudaFree(job.buf);
     return s;
 }
 
 static fkm_status cuda_kmeanspp(fkm_ctx *ctx, void *state, int64_t problem, uint64_t seed, float *C)
 {
     cuda_state *st = (cuda_state *)state;
-    if (!st->dp.X) return FKM_E_UNSUPPORTED; /* X not resident: core runs the CPU's over a host view */
+    if (!st->whole) return FKM_E_UNSUPPORTED; /* X not all resident: core runs the CPU's over a host view */
     return fkm_cuda_kmeanspp(ctx, &st->dp, problem, seed, C, st->stream, NULL);
 }
 

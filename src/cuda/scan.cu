@@ -4,8 +4,17 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define SCAN_ROWS 1024     /* rows per chunk: fixed, so the result never depends on the GPU */
 #define SCAN_THREADS 256
+
+struct fkm_cuda_scan_ws {
+    int64_t batch, n, d, nchunks;   /* nchunks: chunks of one problem */
+    double *scale;                  /* max piece rows: 1 / ||row|| (cosine) or 1 */
+    double *part;                   /* batch x nchunks x d chunk partials */
+    double *mean, *var;             /* batch x d */
+    unsigned long long *bad;        /* batch: first non-finite row (~0 = none) */
+    double *var_h;                  /* host: batch x d */
+    unsigned long long *bad_h;      /* host: batch */
+};
 
 /* 1 / ||row|| in double for cosine (1 for other metrics); one warp per row. */
 template <typename T>
@@ -27,20 +36,26 @@ __global__ void row_scales(const T *Xall, int64_t n, int64_t d, int64_t ld, int6
     if (lane == 0) scale[b * n + row] = !cosine ? 1.0 : (ss > 0.0 ? 1.0 / sqrt(ss) : 0.0);
 }
 
+/* Where a piece's chunks go: problem b of the piece is problem b0 + b of the batch, its chunk
+ * c is chunk c0 + c of the problem, its row r is row r0 + r. */
+struct scan_place {
+    int64_t b0, c0, r0, nchunks;
+};
+
 /* Pass 0: per-chunk column sums and the first non-finite row; pass 1: per-chunk sums of
  * squared deviations from `mean`. Thread t of a block owns columns t, t + 256, ... of the
  * chunk's rows (consecutive threads read consecutive elements of a row). The value used is
  * the row as f32, normalised (like the CPU's fkm_load_row) for cosine. */
 template <typename T>
 __global__ void scan_chunks(const T *Xall, int64_t n, int64_t d, int64_t ld, int64_t bstride, const double *scale,
-                            const double *mean, double *part, unsigned long long *first_bad)
+                            const double *mean, scan_place at, double *part, unsigned long long *first_bad)
 {
-    const int64_t b = blockIdx.z;
-    const int64_t chunk = blockIdx.x, nchunks = gridDim.x;
+    const int64_t b = blockIdx.z, bg = at.b0 + b;
+    const int64_t chunk = blockIdx.x;
     const int64_t col = (int64_t)blockIdx.y * SCAN_THREADS + threadIdx.x;
     if (col >= d) return;
     const T *X = Xall + b * bstride;
-    const int64_t r0 = chunk * SCAN_ROWS, r1 = r0 + SCAN_ROWS < n ? r0 + SCAN_ROWS : n;
+    const int64_t r0 = chunk * FKM_SCAN_ROWS, r1 = r0 + FKM_SCAN_ROWS < n ? r0 + FKM_SCAN_ROWS : n;
     double acc = 0.0;
     int64_t bad = -1;
     for (int64_t r = r0; r < r1; r++) {
@@ -50,12 +65,12 @@ __global__ void scan_chunks(const T *Xall, int64_t n, int64_t d, int64_t ld, int
             if (!isfinite(raw) && bad < 0) bad = r;
             acc += v;
         } else {
-            const double t = v - mean[b * d + col];
+            const double t = v - mean[bg * d + col];
             acc += t * t;
         }
     }
-    part[(b * nchunks + chunk) * d + col] = acc;
-    if (bad >= 0) atomicMin(first_bad + b, (unsigned long long)bad);
+    part[(bg * at.nchunks + at.c0 + chunk) * d + col] = acc;
+    if (bad >= 0) atomicMin(first_bad + bg, (unsigned long long)(at.r0 + bad));
 }
 
 /* Sums the chunk partials of each column in chunk order; out[b*d + col] = total / n. */
@@ -69,63 +84,101 @@ __global__ void combine_columns(const double *part, int64_t nchunks, int64_t n, 
     out[t] = s / (double)n;
 }
 
+void fkm_cuda_scan_destroy(fkm_cuda_scan_ws *ws)
+{
+    if (!ws) return;
+    cudaFree(ws->scale), cudaFree(ws->part), cudaFree(ws->mean), cudaFree(ws->var), cudaFree(ws->bad);
+    cudaFreeHost(ws->var_h), cudaFreeHost(ws->bad_h);
+    free(ws);
+}
+
+fkm_status fkm_cuda_scan_create(fkm_ctx *ctx, int64_t batch, int64_t n, int64_t d, int64_t max_piece_rows,
+                                fkm_cuda_scan_ws **out)
+{
+    *out = NULL;
+    if (fkm_ceil_div(n, FKM_SCAN_ROWS) > INT32_MAX || batch > 65535)
+        return fkm_fail(ctx, FKM_E_OVERFLOW, "n = %lld is too large for the GPU scan", (long long)n);
+    fkm_cuda_scan_ws *ws = (fkm_cuda_scan_ws *)calloc(1, sizeof *ws);
+    if (!ws) return fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for the scan workspace");
+    ws->batch = batch;
+    ws->n = n;
+    ws->d = d;
+    ws->nchunks = fkm_ceil_div(n, FKM_SCAN_ROWS);
+    fkm_status s = FKM_OK;
+    const size_t bd = (size_t)(batch * d);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->scale, (size_t)max_piece_rows * sizeof(double)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->part, (size_t)ws->nchunks * bd * sizeof(double)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->mean, bd * sizeof(double)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->var, bd * sizeof(double)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->bad, (size_t)batch * sizeof(unsigned long long)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&ws->var_h, bd * sizeof(double)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&ws->bad_h, (size_t)batch * sizeof(unsigned long long)), s, fail);
+    *out = ws;
+    return FKM_OK;
+fail:
+    fkm_cuda_scan_destroy(ws);
+    return s;
+}
+
+fkm_status fkm_cuda_scan_begin(fkm_ctx *ctx, fkm_cuda_scan_ws *ws, cudaStream_t stream)
+{
+    FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->bad, 0xff, (size_t)ws->batch * sizeof(unsigned long long), stream));
+    return FKM_OK;
+}
+
 template <fkm_dtype DT>
-static fkm_status scan_typed(fkm_ctx *ctx, const fkm_dev_problem *pb, double *scale, double *part, double *mean,
-                             double *var, unsigned long long *bad, cudaStream_t stream)
+static fkm_status scan_piece_typed(fkm_ctx *ctx, fkm_cuda_scan_ws *ws, const fkm_dev_problem *v, scan_place at,
+                                   int pass, cudaStream_t stream)
 {
     typedef typename fkm_elem<DT>::type T;
-    const T *X = (const T *)pb->X;
-    const int64_t nchunks = fkm_ceil_div(pb->n, SCAN_ROWS);
-    row_scales<T><<<dim3((unsigned)fkm_ceil_div(pb->n, 8), (unsigned)pb->batch), 256, 0, stream>>>(
-        X, pb->n, pb->d, pb->ld, pb->batch_stride, pb->metric == FKM_METRIC_COSINE, scale);
+    const T *X = (const T *)v->X;
+    (void)pass; /* the scales are recomputed per piece and pass: a piece is gone after its pass */
+    row_scales<T><<<dim3((unsigned)fkm_ceil_div(v->n, 8), (unsigned)v->batch), 256, 0, stream>>>(
+        X, v->n, v->d, v->ld, v->batch_stride, v->metric == FKM_METRIC_COSINE, ws->scale);
     FKM_CUDA_LAUNCHED(ctx, "row_scales");
-    const dim3 grid((unsigned)nchunks, (unsigned)fkm_ceil_div(pb->d, SCAN_THREADS), (unsigned)pb->batch);
-    const unsigned cgrid = (unsigned)fkm_ceil_div(pb->batch * pb->d, 256);
-    scan_chunks<T><<<grid, SCAN_THREADS, 0, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride, scale, NULL, part, bad);
+    const dim3 grid((unsigned)fkm_ceil_div(v->n, FKM_SCAN_ROWS), (unsigned)fkm_ceil_div(v->d, SCAN_THREADS),
+                    (unsigned)v->batch);
+    scan_chunks<T><<<grid, SCAN_THREADS, 0, stream>>>(X, v->n, v->d, v->ld, v->batch_stride, ws->scale,
+                                                      pass ? ws->mean : NULL, at, ws->part, ws->bad);
     FKM_CUDA_LAUNCHED(ctx, "scan_chunks");
-    combine_columns<<<cgrid, 256, 0, stream>>>(part, nchunks, pb->n, pb->d, pb->batch, mean);
-    FKM_CUDA_LAUNCHED(ctx, "combine_columns");
-    scan_chunks<T><<<grid, SCAN_THREADS, 0, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride, scale, mean, part, bad);
-    FKM_CUDA_LAUNCHED(ctx, "scan_chunks");
-    combine_columns<<<cgrid, 256, 0, stream>>>(part, nchunks, pb->n, pb->d, pb->batch, var);
+    return FKM_OK;
+}
+
+fkm_status fkm_cuda_scan_piece(fkm_ctx *ctx, fkm_cuda_scan_ws *ws, const fkm_dev_problem *view, int64_t b0,
+                               int64_t r0, int pass, cudaStream_t stream)
+{
+    if (r0 % FKM_SCAN_ROWS != 0 || b0 + view->batch > ws->batch || r0 + view->n > ws->n)
+        return fkm_fail(ctx, FKM_E_INTERNAL, "GPU scan: piece (problems %lld+%d, rows %lld+%lld) off the chunk grid",
+                        (long long)b0, (int)view->batch, (long long)r0, (long long)view->n);
+    const scan_place at = {b0, r0 / FKM_SCAN_ROWS, r0, ws->nchunks};
+    fkm_status s = FKM_OK;
+    FKM_DISPATCH_DTYPE(view->dtype, s = scan_piece_typed<DT>(ctx, ws, view, at, pass, stream));
+    return s;
+}
+
+fkm_status fkm_cuda_scan_combine(fkm_ctx *ctx, fkm_cuda_scan_ws *ws, int pass, cudaStream_t stream)
+{
+    const unsigned grid = (unsigned)fkm_ceil_div(ws->batch * ws->d, 256);
+    combine_columns<<<grid, 256, 0, stream>>>(ws->part, ws->nchunks, ws->n, ws->d, ws->batch,
+                                              pass ? ws->var : ws->mean);
     FKM_CUDA_LAUNCHED(ctx, "combine_columns");
     return FKM_OK;
 }
 
-fkm_status fkm_cuda_scan(fkm_ctx *ctx, const fkm_dev_problem *pb, int64_t *first_bad, double *mean_var,
-                         cudaStream_t stream)
+fkm_status fkm_cuda_scan_finish(fkm_ctx *ctx, fkm_cuda_scan_ws *ws, int64_t *first_bad, double *mean_var,
+                                cudaStream_t stream)
 {
-    if (fkm_ceil_div(pb->n, SCAN_ROWS) > INT32_MAX || pb->batch > 65535)
-        return fkm_fail(ctx, FKM_E_OVERFLOW, "n = %lld is too large for the GPU scan", (long long)pb->n);
-    const int64_t nchunks = fkm_ceil_div(pb->n, SCAN_ROWS), B = pb->batch, d = pb->d;
-    double *scale = NULL, *part = NULL, *mean = NULL, *var = NULL, *var_h = NULL;
-    unsigned long long *bad = NULL, *bad_h = NULL;
-    fkm_status s = FKM_OK;
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&scale, (size_t)(B * pb->n) * sizeof(double)), s, out);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&part, (size_t)(B * nchunks * d) * sizeof(double)), s, out);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&mean, (size_t)(B * d) * sizeof(double)), s, out);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&var, (size_t)(B * d) * sizeof(double)), s, out);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&bad, (size_t)B * sizeof(unsigned long long)), s, out);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMemsetAsync(bad, 0xff, (size_t)B * sizeof(unsigned long long), stream), s, out);
-    FKM_DISPATCH_DTYPE(pb->dtype, s = scan_typed<DT>(ctx, pb, scale, part, mean, var, bad, stream));
-    if (s != FKM_OK) goto out;
-    var_h = (double *)malloc((size_t)(B * d) * sizeof(double));
-    bad_h = (unsigned long long *)malloc((size_t)B * sizeof(unsigned long long));
-    if (!var_h || !bad_h) {
-        s = fkm_fail(ctx, FKM_E_NOMEM, "out of host memory in the scan");
-        goto out;
-    }
-    FKM_CUDA_TRY_GOTO(ctx, cudaMemcpyAsync(var_h, var, (size_t)(B * d) * sizeof(double), cudaMemcpyDeviceToHost, stream), s, out);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMemcpyAsync(bad_h, bad, (size_t)B * sizeof(unsigned long long), cudaMemcpyDeviceToHost, stream), s, out);
-    FKM_CUDA_TRY_GOTO(ctx, cudaStreamSynchronize(stream), s, out);
+    const int64_t B = ws->batch, d = ws->d;
+    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->var_h, ws->var, (size_t)(B * d) * sizeof(double), cudaMemcpyDeviceToHost,
+                                      stream));
+    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->bad_h, ws->bad, (size_t)B * sizeof(unsigned long long),
+                                      cudaMemcpyDeviceToHost, stream));
+    FKM_CUDA_TRY(ctx, cudaStreamSynchronize(stream));
     for (int64_t b = 0; b < B; b++) {
         double m = 0.0;
-        for (int64_t j = 0; j < d; j++) m += var_h[b * d + j];
+        for (int64_t j = 0; j < d; j++) m += ws->var_h[b * d + j];
         mean_var[b] = m / (double)d;
-        first_bad[b] = bad_h[b] == ~0ull ? -1 : (int64_t)bad_h[b];
+        first_bad[b] = ws->bad_h[b] == ~0ull ? -1 : (int64_t)ws->bad_h[b];
     }
-out:
-    cudaFree(scale), cudaFree(part), cudaFree(mean), cudaFree(var), cudaFree(bad);
-    free(var_h), free(bad_h);
-    return s;
+    return FKM_OK;
 }
