@@ -22,6 +22,9 @@ struct fkm_ctx {
     double *inertia_history;   /* result.inertia_per_iter points here */
     int32_t inertia_history_cap;
     int32_t n_threads;         /* fkm_set_threads; 0 = OpenMP's default */
+    /* certified mode's counters for fkm_exact_stats: point assignments made and how many of
+     * them the fast pass could not certify (re-decided exactly); reset by each public call */
+    int64_t exact_points, exact_rechecked;
 };
 
 /* Records a formatted message on ctx (ctx may be NULL) and returns status, so that error
@@ -131,6 +134,9 @@ typedef struct fkm_backend_vtbl {
     /* Optional: k-means++ (FKM_INIT_KMEANS_PP) for problem `problem` into C (k x d), seeded
      * with seed. Without it, core runs the CPU backend's over a host view of X. */
     fkm_status (*kmeanspp)(fkm_ctx *ctx, void *state, int64_t problem, uint64_t seed, float *C);
+    /* Non-zero when assign implements FKM_PRECISION_EXACT (docs/EXACTNESS.md): labels equal
+     * to the exact argmin, counted in ctx->exact_points / exact_rechecked. */
+    int exact;
 } fkm_backend_vtbl;
 
 /* staging.c: a host-readable view of `bytes` at p (p itself, or a copy in *owned, to be
