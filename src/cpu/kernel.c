@@ -46,6 +46,8 @@ static inline void storei(float *p, vi v) { memcpy(p, &v, sizeof v); }
 /* select(m, a, b) = m ? a : b lane-wise (m lanes are all-ones or zero). */
 static inline vf selectf(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 static inline vi selecti(vi m, vi a, vi b) { return (m & a) | (~m & b); }
+static inline vf vminf(vf a, vf b) { return selectf(a < b, a, b); }
+static inline vf vmaxf(vf a, vf b) { return selectf(a < b, b, a); }
 
 /* Scratch per point: VW best values, VW best indices (stored as raw int bits), and for the
  * top-2 variant VW second values. */
@@ -87,23 +89,27 @@ static inline __attribute__((always_inline)) void tile(const float *x, int64_t l
     const vf av = (vf){0} + alpha;
     for (int r = 0; r < rows; r++) {
         if (TOP2) {
-            /* lane-wise (best, index, second) in increasing index order; an equal score
-             * becomes the second, so an exact tie leaves a zero gap */
+            /* lane-wise (best, index, second). The panel's NV scores first: the smallest
+             * (lo, earlier vector wins ties) and the smallest of the rest (hi); then the
+             * second of the running pair b1 <= b2 and the new pair lo <= hi is
+             * min(max(b1, lo), min(b2, hi)). An equal score becomes the second, so an exact
+             * tie leaves a zero gap. */
             float *bv = best + (int64_t)r * 3 * VW;
-            vf b1 = loadv(bv), b2 = loadv(bv + 2 * VW);
-            vi bi = loadi(bv + VW);
+            vf lo = b[0] + av * acc[r][0], hi = (vf){0} + INFINITY;
+            vi li = idx0;
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) {
+            for (int v = 1; v < NV; v++) {
                 const vf t = b[v] + av * acc[r][v];
-                const vi m = t < b1;
-                const vf m2 = selectf(t < b2, t, b2);
-                b2 = selectf(m, b1, m2);
-                b1 = selectf(m, t, b1);
-                bi = selecti(m, idx0 + v * VW, bi);
+                const vi m = t < lo;
+                hi = vminf(hi, selectf(m, lo, t));
+                lo = selectf(m, t, lo);
+                li = selecti(m, idx0 + v * VW, li);
             }
-            storev(bv, b1);
-            storei(bv + VW, bi);
-            storev(bv + 2 * VW, b2);
+            const vf b1 = loadv(bv), b2 = loadv(bv + 2 * VW);
+            const vi m = lo < b1;
+            storev(bv + 2 * VW, vminf(vmaxf(b1, lo), vminf(b2, hi)));
+            storev(bv, selectf(m, lo, b1));
+            storei(bv + VW, selecti(m, li, loadi(bv + VW)));
             continue;
         }
         /* merge the NV vectors of this point (earlier vector = lower index wins ties) */
