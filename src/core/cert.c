@@ -1,48 +1,47 @@
-/* cert.c — the forward error bound that certifies a fast-pass label (exact.h). The
- * derivation, hypothesis by hypothesis, is docs/EXACTNESS.md section 3; the names below
- * follow it. */
-#include "exact.h"
+/* cert.c — the parameters of the certification bound for each fast path (cert.h). The
+ * derivation is docs/EXACTNESS.md, sections 3 (CPU) and 5 (tensor cores). */
+#include "cert.h"
 
-#include <math.h>
+#include "flashkm.h"
 
-#define U32 0x1p-24   /* unit roundoff of f32 (round to nearest) */
-#define U64 0x1p-53   /* of double */
-#define ETA32 0x1p-150 /* largest absolute error of one f32 rounding in the subnormal range */
+#define U64 0x1p-53
 
-fkm_cert fkm_cert_cpu(int64_t d, fkm_metric metric)
+/* d u_acc must stay well below 1 (gamma_d), and the (1 + 2^-20) inflation of fkm_cert_ok
+ * covers the double evaluation only for d <= 2^22 (3.5). */
+static int d_ok(long long d) { return d >= 1 && d <= (1ll << 22); }
+
+fkm_cert fkm_cert_cpu(long long d, int dot)
 {
-    fkm_cert c = {0.0, 0.0, 0.0, 0};
-    if (d < 1 || d > ((int64_t)1 << 22)) return c; /* gamma_d needs d u < 1; keep d u <= 1/4 */
+    fkm_cert c = {0};
     const double D = (double)d;
-    const double gam = D * U32 / (1.0 - D * U32);      /* gamma_d, f32 */
-    const double gam64 = D * U64 / (1.0 - D * U64);    /* gamma_d, double */
-    if (metric == FKM_METRIC_DOT) {
-        /* v = -fl(x.c): E = gamma_d ||x|| ||c|| + 4 d eta */
-        c.b = gam;
-        c.c = 4.0 * D * ETA32;
-    } else {
-        /* bias fl32(fl64(||c||^2)): relative eps_b, then v = fl(bias - 2 fl(x.c)) */
-        const double eps_b = U32 + (1.0 + U32) * gam64;
-        c.a = eps_b + U32 * (1.0 + eps_b);
-        c.b = 2.0 * gam + 2.0 * U32 * (1.0 + gam);
-        c.c = (8.0 * D + 3.0) * ETA32;
-    }
-    c.valid = 1;
+    c.d = D;
+    c.u_acc = FKM_CERT_U32;
+    /* the bias: a double sum of exact squares (gamma^(64)_d), rounded once to f32 */
+    c.eps_n = FKM_CERT_U32 + (1.0 + FKM_CERT_U32) * (D * U64 / (1.0 - D * U64));
+    c.max_cnorm = INFINITY;
+    c.dot = dot;
+    c.valid = d_ok(d);
     return c;
 }
 
-int fkm_cert_ok(const fkm_cert *cert, float best, float second, double xnorm, double best_cnorm,
-                double max_cnorm)
+fkm_cert fkm_cert_tensor(long long d, int dot, int dtype)
 {
-    if (!cert->valid || !isfinite(best) || !isfinite(second)) return 0;
-    /* no f32 overflow anywhere in the fast pass: every intermediate is below
-     * 2 (||x|| + max ||c||)^2 (EXACTNESS.md 3.1); the factor 2 more covers the norms'
-     * own rounding */
-    const double t = xnorm + max_cnorm;
-    if (!(4.0 * t * t <= 0x1p126)) return 0;
-    const double e_best = cert->a * best_cnorm * best_cnorm + cert->b * xnorm * best_cnorm + cert->c;
-    const double e_other = cert->a * max_cnorm * max_cnorm + cert->b * xnorm * max_cnorm + cert->c;
-    /* (1 + 2^-20) covers the double rounding of the norms and of this evaluation (3.4) */
-    const double bound = (e_best + e_other) * (1.0 + 0x1p-20);
-    return (double)second - (double)best > bound;
+    fkm_cert c = {0};
+    const double D = (double)d;
+    c.d = D;
+    c.u_acc = 0x1p-22; /* assumption (A): a truncating adder (2u), times 2 */
+    c.max_cnorm = INFINITY;
+    if (dtype == FKM_F32) {
+        c.u_x = 0x1p-10, c.eta_x = 0x1p-149; /* the MMA truncates x to TF32 */
+        c.u_p = 0x1p-11, c.eta_p = 0x1p-150; /* c rounded to nearest TF32 */
+    } else if (dtype == FKM_F16) {
+        c.u_p = 0x1p-11, c.eta_p = 0x1p-25;
+        c.max_cnorm = 65504.0;               /* beyond: a coordinate may round to infinity */
+    } else {
+        c.u_p = 0x1p-8, c.eta_p = 0x1p-134;  /* bf16 */
+    }
+    c.eps_n = D * FKM_CERT_U32 / (1.0 - D * FKM_CERT_U32); /* an f32 sum of exact squares */
+    c.dot = dot;
+    c.valid = d_ok(d);
+    return c;
 }

@@ -10,6 +10,7 @@
 #include "exact_acc.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 /* a - b = s + e exactly (Knuth's TwoSum; no overflow for f32 inputs held in doubles). */
 static void two_sum(double a, double b, double *s, double *e)
@@ -101,4 +102,22 @@ int32_t fkm_exact_argmin(const float *x, const float *C, int64_t k, int64_t d, i
         }
     }
     return label;
+}
+
+int fkm_exact_argmin_rows(const float *rows, int64_t m, const float *C, int64_t k, int64_t d, int dot,
+                          int n_threads, int32_t *labels)
+{
+    int failed = 0;
+#pragma omp parallel num_threads(n_threads > 0 ? n_threads : 1) reduction(| : failed)
+    {
+        double *scratch = malloc((size_t)FKM_EXACT_SCRATCH_DOUBLES(k) * sizeof(double));
+        int64_t *cand = malloc((size_t)k * sizeof(int64_t));
+        if (!scratch || !cand) failed = 1;
+#pragma omp for schedule(dynamic, 16)
+        for (int64_t i = 0; i < m; i++)
+            if (scratch && cand) labels[i] = fkm_exact_argmin(rows + i * d, C, k, d, dot, scratch, cand);
+        free(scratch);
+        free(cand);
+    }
+    return failed ? -1 : 0;
 }
