@@ -166,8 +166,9 @@ typedef enum fkm_backend {
  *     count and machine. Method: the fast pass also keeps each point's second-best score; a
  *     proven error bound certifies most points, the rest are decided exactly (an fp64 filter
  *     and an exact fixed-point comparison). Centroids are updated as in the other modes (see
- *     "Centroid update precision" above and EXACTNESS.md for the guarantee). CPU backend;
- *     FKM_E_UNSUPPORTED on CUDA for now. */
+ *     "Centroid update precision" above and EXACTNESS.md for the guarantee). CPU backend: every
+ *     dtype and metric. CUDA backend: l2 and dot on f32, f16 and bf16 input (the tensor-core
+ *     pass, re-decisions on the host); cosine and f64 input are FKM_E_UNSUPPORTED there. */
 typedef enum fkm_precision {
     FKM_PRECISION_FAST = 0,
     FKM_PRECISION_F32 = 1,

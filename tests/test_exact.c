@@ -128,7 +128,7 @@ static double grid(tc_rng *r, double lo, double hi, double step)
 }
 
 typedef struct totals {
-    int64_t points, fast_mismatch, rechecked;
+    int64_t points, fast_mismatch, rechecked, skipped;
     double exact_s, fast_s;
 } totals;
 
@@ -230,8 +230,10 @@ static void run_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric, int64_t d
     fkm_status s = fkm_predict_precision(ctx, metric, FKM_PRECISION_EXACT, Xs, dtype, n, d, d, C, K, got, NULL);
     tot->exact_s += now() - t0;
     if (s == FKM_E_UNSUPPORTED && fkm_ctx_backend(ctx) != FKM_BACKEND_CPU) {
-        printf("SKIP: %s\n", fkm_last_error(ctx));
-        exit(TC_SKIP);
+        /* a combination the GPU backend does not certify yet: say so, test the others */
+        if (tot->skipped++ == 0) printf("  skipped on %s: %s\n", fkm_backend_name(fkm_ctx_backend(ctx)), fkm_last_error(ctx));
+        free(B), free(C), free(X), free(Xs), free(xf), free(cf), free(xi), free(ci), free(ref), free(got);
+        return;
     }
     CHECK(s == FKM_OK, "exact predict: %s", fkm_last_error(ctx));
     int64_t pts = 0, rech = 0;
@@ -321,6 +323,11 @@ static void fit_case(fkm_ctx *ctx, fkm_metric metric)
         p.precision = FKM_PRECISION_EXACT;
         p.n_threads = t + 1;
         fkm_status s = fkm_fit(ctx, &p, Xs, FKM_F32, n, d, d, NULL, C[t], L[t], NULL);
+        if (s == FKM_E_UNSUPPORTED && fkm_ctx_backend(ctx) != FKM_BACKEND_CPU) {
+            printf("  fit (metric %d) skipped: %s\n", (int)metric, fkm_last_error(ctx));
+            free(X), free(Xs), free(C[0]), free(C[1]), free(L[0]), free(L[1]);
+            return;
+        }
         CHECK(s == FKM_OK, "exact fit: %s", fkm_last_error(ctx));
     }
     CHECK(memcmp(C[0], C[1], (size_t)(k * d) * sizeof(float)) == 0, "exact fit: centroids depend on threads");
@@ -370,6 +377,12 @@ int main(void)
             }
     hard_case(ctx, small ? 500 : 20000, 3, &tot);
     hard_case(ctx, small ? 500 : 20000, 64, &tot);
+    if (tot.points == 0) {
+        printf("SKIP: exact mode ran on no case on this backend\n");
+        fkm_destroy(ctx);
+        return TC_SKIP;
+    }
+    if (tot.skipped) printf("  (%lld cases skipped as unsupported on this backend)\n", (long long)tot.skipped);
     printf("exact mode: %lld points, labels equal to the exact reference: %s\n", (long long)tot.points,
            tc_failures ? "NO" : "yes");
     printf("exact mode: %lld points re-checked (%.2f%%) -- adversarial data, most points are near-ties\n",

@@ -15,6 +15,13 @@ static __device__ __forceinline__ void fkm_merge_best(float &s, int32_t &i, floa
     }
 }
 
+/* The second-smallest of two candidates' (best, second) pairs, each best <= second: the
+ * second of their union, min(max(s, t), min(s2, t2)). Equal bests give a zero gap. */
+static __device__ __forceinline__ float fkm_merge_second(float s, float s2, float t, float t2)
+{
+    return fminf(fmaxf(s, t), fminf(s2, t2));
+}
+
 /* Writes the label of one point and counts it when it changed (one atomic per warp: integer
  * counts are exact whatever the order). */
 static __device__ __forceinline__ void fkm_store_label(int valid, int64_t row, int32_t idx, float score, int32_t *labels,

@@ -6,6 +6,7 @@
  * weights and the objective (through pinned staging buffers); everything proportional to N
  * stays on the device. */
 #include "cuda/assign.cuh"
+#include "cuda/exact.cuh"
 #include "cuda/scan.cuh"
 #include "cuda/update.cuh"
 
@@ -32,6 +33,7 @@ typedef struct cuda_state {
     unsigned long long *changed_h;
     fkm_cuda_assign_ws *aws;
     fkm_cuda_update_ws *uws;
+    fkm_cuda_exact_ws *ews;  /* precision = exact only (exact.cu) */
     int have_sums;           /* the last reduce computed sums (objectives valid either way) */
 } cuda_state;
 
@@ -58,6 +60,7 @@ static void cuda_close(void *state)
     if (st->stream) cudaStreamSynchronize(st->stream);
     fkm_cuda_assign_destroy(st->aws);
     fkm_cuda_update_destroy(st->uws);
+    fkm_cuda_exact_destroy(st->ews);
     cudaFree(st->x_owned), cudaFree(st->w_dev), cudaFree(st->labels), cudaFree(st->cent);
     cudaFree(st->cent_next), cudaFree(st->shift_rows), cudaFree(st->active), cudaFreeHost(st->active_h);
     cudaFree(st->sums), cudaFree(st->weight), cudaFree(st->pobj), cudaFree(st->obj), cudaFree(st->changed);
@@ -148,6 +151,8 @@ static fkm_status cuda_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->changed_h, (size_t)B * sizeof(unsigned long long)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->active_h, (size_t)B), s, fail);
     if ((s = fkm_cuda_assign_create(ctx, &st->dp, pb->precision, &st->aws)) != FKM_OK) goto fail;
+    if (pb->precision == FKM_PRECISION_EXACT && (s = fkm_cuda_exact_create(ctx, &st->dp, &st->ews)) != FKM_OK)
+        goto fail;
     if ((s = fkm_cuda_update_create(ctx, &st->dp, &st->uws)) != FKM_OK) goto fail;
     FKM_CUDA_TRY_GOTO(ctx, cudaStreamSynchronize(st->stream), s, fail);
     *out = st;
@@ -195,8 +200,12 @@ static fkm_status cuda_assign(fkm_ctx *ctx, void *state, const float *centroids,
         memcpy(st->cent_h, centroids, bytes);
         FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->cent, st->cent_h, bytes, cudaMemcpyHostToDevice, st->stream));
     }
-    fkm_status s = fkm_cuda_assign(ctx, st->aws, &st->dp, st->cent, st->labels, st->changed, NULL, st->stream);
+    int64_t rechecked = 0;
+    fkm_status s = st->ews ? fkm_cuda_exact_assign(ctx, st->ews, st->aws, &st->dp, st->cent, st->labels, st->changed,
+                                                   st->pb.n_threads, &rechecked, st->stream)
+                           : fkm_cuda_assign(ctx, st->aws, &st->dp, st->cent, st->labels, st->changed, NULL, st->stream);
     if (s != FKM_OK) return s;
+    if (st->ews) ctx->exact_points += B * st->pb.n, ctx->exact_rechecked += rechecked;
     FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->changed_h, st->changed, (size_t)B * sizeof *st->changed_h,
                                       cudaMemcpyDeviceToHost, st->stream));
     FKM_CUDA_TRY(ctx, cudaStreamSynchronize(st->stream));
@@ -429,6 +438,7 @@ static const fkm_backend_vtbl cuda_vtbl = {
     cuda_reduce,   cuda_farthest,   cuda_get_label, cuda_get_labels, cuda_transform,    is_device_pointer,
     cuda_copy,     cuda_finalize,   cuda_get_sums,  cuda_get_centroids, 65535,
     NULL, /* k-means++: core runs the CPU backend's over a host view of X (for now) */
+    1,    /* precision = exact: l2 and dot on f32/f16/bf16 (exact.cu) */
 };
 
 extern "C" const fkm_backend_vtbl *fkm_cuda_backend(void) { return &cuda_vtbl; }
