@@ -16,6 +16,7 @@ fkm_cert fkm_cert_cpu(long long d, int dot)
     const double D = (double)d;
     c.d = D;
     c.u_acc = FKM_CERT_U32;
+    c.eta_acc = FKM_CERT_ETA32;
     /* the bias: a double sum of exact squares (gamma^(64)_d), rounded once to f32 */
     c.eps_n = FKM_CERT_U32 + (1.0 + FKM_CERT_U32) * (D * U64 / (1.0 - D * U64));
     c.max_cnorm = INFINITY;
@@ -30,15 +31,19 @@ fkm_cert fkm_cert_tensor(long long d, int dot, int dtype)
     const double D = (double)d;
     c.d = D;
     c.u_acc = 0x1p-22; /* assumption (A): a truncating adder (2u), times 2 */
+    /* assumption (A'): values below the f32 normal range (2^-126) may be flushed to zero
+     * inside the tensor core: each product, operand or partial sum may be off by 2^-126 */
+    c.eta_acc = 0x1p-126;
     c.max_cnorm = INFINITY;
     if (dtype == FKM_F32) {
-        c.u_x = 0x1p-10, c.eta_x = 0x1p-149; /* the MMA truncates x to TF32 */
-        c.u_p = 0x1p-11, c.eta_p = 0x1p-150; /* c rounded to nearest TF32 */
+        c.u_x = 0x1p-11, c.eta_x = 0x1p-126; /* x: cvt.rna.tf32 (mma.cuh), or flushed */
+        c.u_p = 0x1p-11, c.eta_p = 0x1p-126; /* c rounded to nearest TF32, or flushed */
     } else if (dtype == FKM_F16) {
-        c.u_p = 0x1p-11, c.eta_p = 0x1p-25;
+        c.u_p = 0x1p-11, c.eta_p = 0x1p-25;  /* f16 subnormals are kept (Fasi et al.) */
         c.max_cnorm = 65504.0;               /* beyond: a coordinate may round to infinity */
     } else {
-        c.u_p = 0x1p-8, c.eta_p = 0x1p-134;  /* bf16 */
+        c.eta_x = 0x1p-126;                  /* a bf16 x below 2^-126 may be flushed */
+        c.u_p = 0x1p-8, c.eta_p = 0x1p-126;  /* c rounded to bf16, or flushed */
     }
     c.eps_n = D * FKM_CERT_U32 / (1.0 - D * FKM_CERT_U32); /* an f32 sum of exact squares */
     c.dot = dot;

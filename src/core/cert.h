@@ -27,6 +27,7 @@
 typedef struct fkm_cert {
     double d;
     double u_acc;        /* unit roundoff of the dot product's accumulation */
+    double eta_acc;      /* absolute error of one of its operations below the normal range */
     double u_x, eta_x;   /* rounding of x to the operand type (0, 0: x used as is) */
     double u_p, eta_p;   /* rounding of c to the operand type */
     double eps_n;        /* relative error of the norm term against ||ct||^2 */
@@ -46,14 +47,14 @@ static inline FKM_HD double fkm_cert_err(const fkm_cert *c, double nx, double nc
     const double p = (1.0 + ux) * (1.0 + up) * nx * nc + cross;
     /* accumulation: gamma_d at u_acc, plus underflow */
     const double g = d * c->u_acc / (1.0 - d * c->u_acc);
-    const double d2 = g * p + 2.0 * d * eta;
+    const double d2 = g * p + 2.0 * d * c->eta_acc;
     if (c->dot) return d1 + d2; /* v = -q exactly */
     /* norm term: |n - ||c||^2| via ||ct||; then the final f32 operation on n - 2q */
     const double nct = (1.0 + up) * nc + sd * ep;
     const double dn = c->eps_n * nct * nct + 2.0 * d * eta + up * (2.0 + up) * nc * nc +
                       sd * ep * (2.0 + 2.0 * up) * nc + d * ep * ep;
     const double absn = (1.0 + c->eps_n) * nct * nct + 2.0 * d * eta;
-    const double absq = (1.0 + g) * p + 2.0 * d * eta;
+    const double absq = (1.0 + g) * p + 2.0 * d * c->eta_acc;
     return dn + 2.0 * (d1 + d2) + u * (absn + 2.0 * absq) + eta;
 }
 
