@@ -8,6 +8,7 @@
  * doubles. The lowest index wins exact ties. */
 #include "exact.h"
 #include "exact_acc.h"
+#include "exact_filter.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -46,40 +47,16 @@ static void exact_score(const float *x, const float *c, int64_t d, int dot, fkm_
     }
 }
 
-/* The double score and the sum of the magnitudes of its terms (equal for l2). */
-static double approx_score(const float *x, const float *c, int64_t d, int dot, double *mag)
-{
-    double s = 0.0, m = 0.0;
-    if (dot) {
-        for (int64_t j = 0; j < d; j++) {
-            const double t = (double)x[j] * (double)c[j];
-            s -= t;
-            m += fabs(t);
-        }
-    } else {
-        for (int64_t j = 0; j < d; j++) {
-            const double t = (double)x[j] - (double)c[j];
-            s += t * t;
-        }
-        m = s;
-    }
-    *mag = m;
-    return s;
-}
-
 int32_t fkm_exact_argmin(const float *x, const float *C, int64_t k, int64_t d, int dot, double *scratch,
                          int64_t *cand)
 {
-    /* Stage 1. Recursive summation of d terms, each exact (dot) or with at most two roundings
-     * (l2: the difference and the square): |s - S| <= g * sum|terms| with g = gamma_{d+2}
-     * in double (EXACTNESS.md, section 4). r = 4 g mag bounds that error with room for the
-     * roundings of mag itself and of s +- r (each at most 2^-53 relative). */
-    const double nu = (double)(d + 2) * 0x1p-53, g = nu / (1.0 - nu);
+    /* Stage 1 (exact_filter.h): each score's interval [s - r, s + r] holds the exact
+     * score; a centroid whose interval lies above another's cannot be the argmin. */
     double *lo = scratch, *hi = scratch + k;
     double best_hi = INFINITY;
     for (int64_t c = 0; c < k; c++) {
-        double mag;
-        const double s = approx_score(x, C + c * d, d, dot, &mag), r = 4.0 * g * mag;
+        double r;
+        const double s = fkm_exact_approx(x, C + c * d, d, dot, &r);
         lo[c] = s - r;
         hi[c] = s + r;
         if (hi[c] < best_hi) best_hi = hi[c];

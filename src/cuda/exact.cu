@@ -4,14 +4,19 @@
  * second-best score; a certification kernel applies fkm_cert_ok (src/core/cert.h, the same
  * inline code as the CPU's) with the point's norm (computed once per fit: X does not change),
  * its centroid's norm and the problem's largest centroid norm, and appends the points it
- * cannot certify to a list. The host sorts that list (so the work is in a fixed order), and
- * in chunks gathers those rows as f32 on the device, copies them over, re-decides them with
+ * cannot certify to a list. A second kernel runs the exact argmin's first stage on the device
+ * (src/core/exact_filter.h: every centroid's score in double with a proven radius, one block
+ * per point): a point with a single surviving centroid gets that label there. The few left
+ * (near-ties at double precision, exact ties) go to the host, which sorts them (so the work is
+ * in a fixed order), gathers their rows as f32 in chunks, re-decides them with
  * fkm_exact_argmin_rows (src/core/exact.c, the CPU backend's code) and scatters the labels
  * back. The change count is then recounted against a copy of the previous labels. */
 #include "cuda/exact.cuh"
 
 #include "core/exact.h" /* C declarations with their own extern "C"; cert.h's bound is inline */
+#include "core/exact_filter.h"
 
+#include <limits.h>
 #include <stdlib.h>
 
 struct fkm_cuda_exact_ws {
@@ -23,12 +28,13 @@ struct fkm_cuda_exact_ws {
     float *best, *second;      /* n_total: the fast pass's two smallest scores */
     double *xnorm;             /* n_total: ||x|| in double */
     double *cnorm, *cmax;      /* k_total, batch */
-    unsigned long long *count; /* uncertain points */
-    int64_t *idx;              /* n_total: their global indices */
+    unsigned long long *count; /* [0] uncertain points, [1] of them left for the host */
+    int64_t *idx;              /* n_total: the uncertain points' global indices */
+    int64_t *idx2;             /* n_total: those left for the host */
     float *rows;               /* chunk x d: their rows as f32 */
     int32_t *lab;              /* chunk: their exact labels */
     /* host (pinned) */
-    unsigned long long *count_h;
+    unsigned long long *count_h; /* 2 */
     int64_t *idx_h;
     float *rows_h, *cent_h;
     int32_t *lab_h;
@@ -87,6 +93,67 @@ __global__ void certify(fkm_cert cert, const float *best, const float *second, c
     }
 }
 
+/* Stage 1 of the exact argmin on the device, one block per uncertain point idx[blockIdx.x]:
+ * each thread takes centroids tid, tid + blockDim, ...; the smallest upper end of the score
+ * intervals, then the centroids whose interval reaches below it. One survivor is the exact
+ * argmin (EXACTNESS.md 4) and its label is written; otherwise the point goes to idx2 for the
+ * host. The second pass recomputes the scores (the same arithmetic, the same values) rather
+ * than storing k of them per point. x (d floats) lives in dynamic shared memory. */
+template <typename T>
+__global__ void __launch_bounds__(EX_THREADS)
+filter_points(const T *X, int64_t d, int64_t ld, int64_t n, int64_t bstride, const float *cent, int64_t k, int dot,
+              const int64_t *idx, int32_t *labels, unsigned long long *count2, int64_t *idx2)
+{
+    extern __shared__ float xs[];
+    __shared__ double red_d[EX_THREADS];
+    __shared__ long long red_l[EX_THREADS];
+    __shared__ int red_c[EX_THREADS];
+    const int tid = threadIdx.x;
+    const int64_t i = idx[blockIdx.x], b = i / n;
+    const T *x = X + b * bstride + (i % n) * ld;
+    for (int64_t j = tid; j < d; j += blockDim.x) xs[j] = fkm_to_float(x[j]);
+    __syncthreads();
+    const float *C = cent + b * k * d;
+    double hi = INFINITY;
+    for (int64_t c = tid; c < k; c += blockDim.x) {
+        double r;
+        const double s = fkm_exact_approx(xs, C + c * d, d, dot, &r);
+        hi = fmin(hi, s + r);
+    }
+    red_d[tid] = hi;
+    __syncthreads();
+    for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+        if (tid < w) red_d[tid] = fmin(red_d[tid], red_d[tid + w]);
+        __syncthreads();
+    }
+    const double best_hi = red_d[0];
+    int cnt = 0;
+    long long first = LLONG_MAX;
+    for (int64_t c = tid; c < k; c += blockDim.x) {
+        double r;
+        const double s = fkm_exact_approx(xs, C + c * d, d, dot, &r);
+        if (s - r <= best_hi) {
+            cnt++;
+            if (c < first) first = c;
+        }
+    }
+    __syncthreads(); /* every thread has read red_d[0] */
+    red_c[tid] = cnt;
+    red_l[tid] = first;
+    __syncthreads();
+    for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+        if (tid < w) {
+            red_c[tid] += red_c[tid + w];
+            red_l[tid] = red_l[tid] < red_l[tid + w] ? red_l[tid] : red_l[tid + w];
+        }
+        __syncthreads();
+    }
+    if (tid == 0) {
+        if (red_c[0] == 1) labels[i] = (int32_t)red_l[0];
+        else idx2[atomicAdd(count2, 1ull)] = i;
+    }
+}
+
 /* rows[j] = the f32 row of point idx[j] (exact conversion from f32/f16/bf16). */
 template <typename T>
 __global__ void gather_rows(const T *X, int64_t d, int64_t ld, int64_t n, int64_t bstride, const int64_t *idx,
@@ -137,6 +204,7 @@ void fkm_cuda_exact_destroy(fkm_cuda_exact_ws *ws)
     cudaFree(ws->cmax);
     cudaFree(ws->count);
     cudaFree(ws->idx);
+    cudaFree(ws->idx2);
     cudaFree(ws->rows);
     cudaFree(ws->lab);
     cudaFreeHost(ws->count_h);
@@ -174,11 +242,12 @@ fkm_status fkm_cuda_exact_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_cu
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->xnorm, n * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cnorm, (size_t)ws->k_total * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cmax, (size_t)pb->batch * sizeof(double)), s, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->count, sizeof(unsigned long long)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->count, 2 * sizeof(unsigned long long)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->idx, n * sizeof(int64_t)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->idx2, n * sizeof(int64_t)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->rows, ch * (size_t)pb->d * sizeof(float)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->lab, ch * sizeof(int32_t)), s, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&ws->count_h, sizeof(unsigned long long)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&ws->count_h, 2 * sizeof(unsigned long long)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&ws->idx_h, n * sizeof(int64_t)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&ws->rows_h, ch * (size_t)pb->d * sizeof(float)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&ws->cent_h, kd * sizeof(float)), s, fail);
@@ -203,6 +272,20 @@ static fkm_status launch_row_norms(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fk
     row_norms<T><<<(unsigned)fkm_ceil_div(rows, per_block), EX_THREADS, 0, stream>>>(
         (const T *)pb->X, rows, pb->d, pb->ld, pb->n, pb->batch_stride, ws->xnorm);
     FKM_CUDA_LAUNCHED(ctx, "row_norms");
+    return FKM_OK;
+}
+
+/* x rows above this many floats skip the device filter (its shared-memory copy of x). */
+#define EX_FILTER_MAX_D 10240 /* 40 KB, with the reductions under the 48 KB default */
+
+template <typename T>
+static fkm_status launch_filter(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fkm_dev_problem *pb, const float *cent,
+                                int64_t m, int32_t *labels, cudaStream_t stream)
+{
+    filter_points<T><<<(unsigned)m, EX_THREADS, (size_t)pb->d * sizeof(float), stream>>>(
+        (const T *)pb->X, pb->d, pb->ld, pb->n, pb->batch_stride, cent, pb->k, pb->metric == FKM_METRIC_DOT, ws->idx,
+        labels, ws->count + 1, ws->idx2);
+    FKM_CUDA_LAUNCHED(ctx, "filter_points");
     return FKM_OK;
 }
 
@@ -254,6 +337,17 @@ static fkm_status redecide(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fkm_dev_pr
     return FKM_OK;
 }
 
+/* The fast kernel counted its own labels' changes: recount after the re-decision. */
+static fkm_status recount(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fkm_dev_problem *pb, const int32_t *labels,
+                          unsigned long long *changed, cudaStream_t stream)
+{
+    FKM_CUDA_TRY(ctx, cudaMemsetAsync(changed, 0, (size_t)pb->batch * sizeof *changed, stream));
+    const dim3 grid(blocks_for(pb->n), (unsigned)pb->batch);
+    count_changed<<<grid, EX_THREADS, 0, stream>>>(labels, ws->prev, pb->n, changed);
+    FKM_CUDA_LAUNCHED(ctx, "count_changed");
+    return FKM_OK;
+}
+
 fkm_status fkm_cuda_exact_assign(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_assign_ws *aws,
                                  const fkm_dev_problem *pb, const float *cent, int32_t *labels,
                                  unsigned long long *changed, int n_threads, int64_t *rechecked,
@@ -281,7 +375,7 @@ fkm_status fkm_cuda_exact_assign(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_a
         return s;
     if (pb->k == 1) return FKM_OK; /* one centroid: nothing to decide */
 
-    FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->count, 0, sizeof(unsigned long long), stream));
+    FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->count, 0, 2 * sizeof(unsigned long long), stream));
     certify<<<blocks_for(ws->n_total), EX_THREADS, 0, stream>>>(ws->cert, ws->best, ws->second, labels, ws->xnorm,
                                                                 ws->cnorm, ws->cmax, ws->n_total, pb->n, pb->k,
                                                                 ws->count, ws->idx);
@@ -289,23 +383,33 @@ fkm_status fkm_cuda_exact_assign(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_a
     FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->count_h, ws->count, sizeof(unsigned long long), cudaMemcpyDeviceToHost,
                                       stream));
     FKM_CUDA_TRY(ctx, cudaStreamSynchronize(stream));
-    const int64_t m = (int64_t)*ws->count_h;
-    *rechecked = m;
-    if (m == 0) return FKM_OK;
+    const int64_t m1 = (int64_t)ws->count_h[0];
+    *rechecked = m1;
+    if (m1 == 0) return FKM_OK;
+
+    /* stage 1 on the device; only its undecided points go on to the host */
+    const int64_t *left = ws->idx;
+    int64_t m = m1;
+    if (pb->d <= EX_FILTER_MAX_D && m1 <= INT32_MAX) {
+        if (pb->dtype == FKM_F16) s = launch_filter<__half>(ctx, ws, pb, cent, m1, labels, stream);
+        else if (pb->dtype == FKM_BF16) s = launch_filter<__nv_bfloat16>(ctx, ws, pb, cent, m1, labels, stream);
+        else s = launch_filter<float>(ctx, ws, pb, cent, m1, labels, stream);
+        if (s != FKM_OK) return s;
+        FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->count_h + 1, ws->count + 1, sizeof(unsigned long long),
+                                          cudaMemcpyDeviceToHost, stream));
+        FKM_CUDA_TRY(ctx, cudaStreamSynchronize(stream));
+        m = (int64_t)ws->count_h[1];
+        left = ws->idx2;
+    }
+    if (m == 0) return recount(ctx, ws, pb, labels, changed, stream);
 
     /* the list and the centroids to the host; the list sorted so that the work (and the
      * chunks) do not depend on the order of the atomics */
-    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->idx_h, ws->idx, (size_t)m * sizeof(int64_t), cudaMemcpyDeviceToHost, stream));
+    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->idx_h, left, (size_t)m * sizeof(int64_t), cudaMemcpyDeviceToHost, stream));
     FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->cent_h, cent, (size_t)(ws->k_total * pb->d) * sizeof(float),
                                       cudaMemcpyDeviceToHost, stream));
     FKM_CUDA_TRY(ctx, cudaStreamSynchronize(stream));
     qsort(ws->idx_h, (size_t)m, sizeof(int64_t), cmp_i64);
     if ((s = redecide(ctx, ws, pb, m, labels, n_threads, stream)) != FKM_OK) return s;
-
-    /* the fast kernel counted its own labels' changes: recount after the re-decision */
-    FKM_CUDA_TRY(ctx, cudaMemsetAsync(changed, 0, (size_t)pb->batch * sizeof *changed, stream));
-    const dim3 grid(blocks_for(pb->n), (unsigned)pb->batch);
-    count_changed<<<grid, EX_THREADS, 0, stream>>>(labels, ws->prev, pb->n, changed);
-    FKM_CUDA_LAUNCHED(ctx, "count_changed");
-    return FKM_OK;
+    return recount(ctx, ws, pb, labels, changed, stream);
 }
