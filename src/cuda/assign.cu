@@ -157,9 +157,12 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
 {
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T *smem = reinterpret_cast<T *>(smem_raw);
-    __shared__ float red_s[MMA_WARPS_N][MMA_BM];
+    /* [0]: best scores; [1] (TOP2 only, so the fast kernel's shared memory is unchanged):
+     * second-best scores */
+    __shared__ float red_sv[TOP2 ? 2 : 1][MMA_WARPS_N][MMA_BM];
     __shared__ int32_t red_i[MMA_WARPS_N][MMA_BM];
-    __shared__ float red_s2[TOP2 ? MMA_WARPS_N : 1][TOP2 ? MMA_BM : 1];
+    float (*red_s)[MMA_BM] = red_sv[0];
+    float (*red_s2)[MMA_BM] = red_sv[TOP2 ? 1 : 0];
 
     const int64_t b = blockIdx.y;
     const T *X = Xall + b * bstride;
