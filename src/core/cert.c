@@ -10,6 +10,14 @@
  * covers the double evaluation only for d <= 2^22 (3.5). */
 static int d_ok(long long d) { return d >= 1 && d <= (1ll << 22); }
 
+/* The per-call constants fkm_cert_err would otherwise recompute for every point. */
+static fkm_cert finish(fkm_cert c)
+{
+    c.sd = sqrt(c.d);
+    c.g = c.d * c.u_acc / (1.0 - c.d * c.u_acc);
+    return c;
+}
+
 fkm_cert fkm_cert_cpu(long long d, int dot)
 {
     fkm_cert c = {0};
@@ -22,7 +30,7 @@ fkm_cert fkm_cert_cpu(long long d, int dot)
     c.max_cnorm = INFINITY;
     c.dot = dot;
     c.valid = d_ok(d);
-    return c;
+    return finish(c);
 }
 
 fkm_cert fkm_cert_tensor(long long d, int dot, int dtype)
@@ -48,5 +56,5 @@ fkm_cert fkm_cert_tensor(long long d, int dot, int dtype)
     c.eps_n = D * FKM_CERT_U32 / (1.0 - D * FKM_CERT_U32); /* an f32 sum of exact squares */
     c.dot = dot;
     c.valid = d_ok(d);
-    return c;
+    return finish(c);
 }

@@ -32,6 +32,7 @@ typedef struct fkm_cert {
     double u_p, eta_p;   /* rounding of c to the operand type */
     double eps_n;        /* relative error of the norm term against ||ct||^2 */
     double max_cnorm;    /* largest ||c|| the operand type holds without overflow */
+    double sd, g;        /* sqrt(d) and gamma_d at u_acc, precomputed (fkm_cert_finish) */
     int dot;             /* score -x.c (no norm term) */
     int valid;           /* 0: the hypotheses fail (d too large): certify nothing */
 } fkm_cert;
@@ -39,14 +40,14 @@ typedef struct fkm_cert {
 /* The bound E(x, c) >= |v - t| (EXACTNESS.md 5; 3.4 for the CPU), before the final inflation. */
 static inline FKM_HD double fkm_cert_err(const fkm_cert *c, double nx, double nc)
 {
-    const double d = c->d, sd = sqrt(d), eta = FKM_CERT_ETA32, u = FKM_CERT_U32;
+    const double d = c->d, sd = c->sd, eta = FKM_CERT_ETA32, u = FKM_CERT_U32;
     const double ux = c->u_x, up = c->u_p, ex = c->eta_x, ep = c->eta_p;
     /* |xt.ct - x.c| and sum |xt_j ct_j| */
     const double cross = sd * ((1.0 + ux) * ep * nx + (1.0 + up) * ex * nc) + d * ex * ep;
     const double d1 = (ux + up + ux * up) * nx * nc + cross;
     const double p = (1.0 + ux) * (1.0 + up) * nx * nc + cross;
     /* accumulation: gamma_d at u_acc, plus underflow */
-    const double g = d * c->u_acc / (1.0 - d * c->u_acc);
+    const double g = c->g;
     const double d2 = g * p + 2.0 * d * c->eta_acc;
     if (c->dot) return d1 + d2; /* v = -q exactly */
     /* norm term: |n - ||c||^2| via ||ct||; then the final f32 operation on n - 2q */
@@ -71,6 +72,37 @@ static inline FKM_HD int fkm_cert_ok(const fkm_cert *c, float best, float second
     /* (1 + 2^-20) covers the double rounding of the norms and of this evaluation (3.5) */
     const double bound = (fkm_cert_err(c, xnorm, best_cnorm) + fkm_cert_err(c, xnorm, max_cnorm)) * (1.0 + 0x1p-20);
     return (double)second - (double)best > bound;
+}
+
+/* A cheaper sufficient test for the common case of a wide gap. For fixed ||c|| = max_cnorm,
+ * fkm_cert_err is affine in ||x|| (every term is), and it grows with ||c||, so
+ * E(x, c_best) + E(x, c_max) <= 2 (a + b ||x||) with a = E(0, max_cnorm) and
+ * b = E(1, max_cnorm) - E(0, max_cnorm), each widened by 2^-44 relative for the double
+ * evaluation of E (a few dozen roundings of 2^-53). Computed once per assignment. */
+typedef struct fkm_cert_lin {
+    double a, b, max_cnorm;
+} fkm_cert_lin;
+
+static inline FKM_HD fkm_cert_lin fkm_cert_linear(const fkm_cert *c, double max_cnorm)
+{
+    const double e0 = fkm_cert_err(c, 0.0, max_cnorm), e1 = fkm_cert_err(c, 1.0, max_cnorm);
+    fkm_cert_lin l;
+    l.a = e0 * (1.0 + 0x1p-44);
+    l.b = (e1 - e0) + (e1 + e0) * 0x1p-44;
+    l.max_cnorm = max_cnorm;
+    return l;
+}
+
+/* fkm_cert_ok, trying the affine bound first (the same checks, then the same full test when
+ * the cheap one does not decide). */
+static inline FKM_HD int fkm_cert_ok_lin(const fkm_cert *c, const fkm_cert_lin *l, float best, float second,
+                                         double xnorm, double best_cnorm)
+{
+    if (!c->valid || !isfinite(best) || !isfinite(second) || !(l->max_cnorm <= c->max_cnorm)) return 0;
+    const double t = xnorm + l->max_cnorm;
+    if (!(4.0 * t * t <= 0x1p126)) return 0;
+    if ((double)second - (double)best > 2.0 * (l->a + l->b * xnorm) * (1.0 + 0x1p-20)) return 1;
+    return fkm_cert_ok(c, best, second, xnorm, best_cnorm, l->max_cnorm);
 }
 
 #ifdef __cplusplus

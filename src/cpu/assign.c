@@ -38,9 +38,9 @@ static void pack_centroids(cpu_state *st, const float *C)
     }
 }
 
-/* ||x|| in double. Eight interleaved partial sums so that it vectorises: a plain sum is a
- * latency-bound chain that costs as much as a sixth of the assignment at d = 128. Any order
- * is fine: the bound allows for the rounding of the norms (EXACTNESS.md 3.4). */
+/* ||x|| in double (once per call: cached in st->xnorm). Eight interleaved partial sums so
+ * that it vectorises. Any order is fine: the bound allows for the rounding of the norms
+ * (EXACTNESS.md 3.5). */
 static double row_norm(const float *x, int64_t d)
 {
     double a[8] = {0};
@@ -54,17 +54,19 @@ static double row_norm(const float *x, int64_t d)
 /* Certified mode for one block: a point keeps its fast label when the gap between its best
  * and second-best scores exceeds the error bound (docs/EXACTNESS.md); the others are decided
  * by the exact argmin. Returns the number re-decided. */
-static int64_t certify_block(const cpu_state *st, const fkm_cert *cert, const float *C, const float *x,
-                             int64_t ldx, int64_t rows, int32_t *labels, const float *best,
+static int64_t certify_block(const cpu_state *st, const fkm_cert *cert, const fkm_cert_lin *lin, const float *C,
+                             const float *x,
+                             int64_t ldx, int64_t i0, int64_t rows, int32_t *labels, const float *best,
                              const float *second, double *scratch, int64_t *cand)
 {
     const fkm_problem *pb = &st->pb;
     const int64_t d = pb->d;
     int64_t redone = 0;
     for (int64_t r = 0; r < rows; r++) {
-        if (pb->k == 1) break; /* a single centroid: nothing to decide */
         const float *xr = x + r * ldx;
-        if (fkm_cert_ok(cert, best[r], second[r], row_norm(xr, d), st->cnorm[labels[r]], st->cnorm_max)) continue;
+        if (!st->have_xnorm) st->xnorm[i0 + r] = row_norm(xr, d);
+        if (pb->k == 1) continue; /* a single centroid: nothing to decide */
+        if (fkm_cert_ok_lin(cert, lin, best[r], second[r], st->xnorm[i0 + r], st->cnorm[labels[r]])) continue;
         labels[r] = fkm_exact_argmin(xr, C, pb->k, d, pb->metric == FKM_METRIC_DOT, scratch, cand);
         redone++;
     }
@@ -87,10 +89,12 @@ fkm_status fkm_cpu_assign(fkm_ctx *ctx, void *state, const float *centroids, int
     const int exact = pb->precision == FKM_PRECISION_EXACT;
     const fkm_cert cert = fkm_cert_cpu(d, pb->metric == FKM_METRIC_DOT);
     int64_t redone = 0;
+    fkm_cert_lin lin = {0.0, 0.0, 0.0};
     if (exact) {
         st->cnorm_max = 0.0;
         for (int64_t c = 0; c < pb->k; c++)
             if (st->cnorm[c] > st->cnorm_max) st->cnorm_max = st->cnorm[c];
+        lin = fkm_cert_linear(&cert, st->cnorm_max);
     }
 
 #pragma omp parallel num_threads(pb->n_threads) reduction(+ : changed, redone) reduction(| : failed)
@@ -123,7 +127,7 @@ fkm_status fkm_cpu_assign(fkm_ctx *ctx, void *state, const float *centroids, int
             if (exact) {
                 st->kern->assign_block_top2(x, ldx, rows, d, st->cpack, st->cbias, st->npanels, alpha,
                                             scratch, labels, sc, sc + FKM_CPU_BLOCK_ROWS);
-                redone += certify_block(st, &cert, centroids, x, ldx, rows, labels, sc,
+                redone += certify_block(st, &cert, &lin, centroids, x, ldx, i0, rows, labels, sc,
                                         sc + FKM_CPU_BLOCK_ROWS, xs, cand);
             } else {
                 st->kern->assign_block(x, ldx, rows, d, st->cpack, st->cbias, st->npanels, alpha,
@@ -142,6 +146,7 @@ fkm_status fkm_cpu_assign(fkm_ctx *ctx, void *state, const float *centroids, int
     }
     if (failed) return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for assignment buffers");
     if (exact) {
+        st->have_xnorm = 1;
         ctx->exact_points += n;
         ctx->exact_rechecked += redone;
     }

@@ -15,6 +15,7 @@ static void cpu_close(void *state)
     free(st->cpack);
     free(st->cbias);
     free(st->cnorm);
+    free(st->xnorm);
     free(st->order);
     free(st->offsets);
     free(st);
@@ -47,9 +48,12 @@ static fkm_status cpu_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
     st->cpack = malloc(pack_bytes);
     st->cbias = malloc((size_t)(st->npanels * nr) * sizeof(float));
     st->offsets = malloc((size_t)(pb->k + 1) * sizeof(int64_t));
-    if (pb->precision == FKM_PRECISION_EXACT) st->cnorm = malloc((size_t)pb->k * sizeof(double));
+    if (pb->precision == FKM_PRECISION_EXACT) {
+        st->cnorm = malloc((size_t)pb->k * sizeof(double));
+        st->xnorm = malloc(n_f64);
+    }
     if (!st->labels || !st->objective || !st->order || !st->cpack || !st->cbias || !st->offsets ||
-        (pb->precision == FKM_PRECISION_EXACT && !st->cnorm)) {
+        (pb->precision == FKM_PRECISION_EXACT && (!st->cnorm || !st->xnorm))) {
         cpu_close(st);
         return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for the CPU backend (n = %lld, k = %lld, d = %lld)",
                         (long long)pb->n, (long long)pb->k, (long long)pb->d);
