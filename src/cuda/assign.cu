@@ -57,9 +57,9 @@ fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision pr
     const int tensor_input = pb->dtype == FKM_F16 || pb->dtype == FKM_BF16 || pb->dtype == FKM_F32;
     if (!tensor_input || precision == FKM_PRECISION_F32) return FKM_ASSIGN_FFMA;
     const int64_t es = (int64_t)fkm_dtype_size(pb->dtype);
-    /* below 128 clusters the 128-wide wgmma tiles would mostly compute padding; exact mode
-     * needs the top-2 variant, which only the mma kernel has so far */
-    if (precision == FKM_PRECISION_FAST && pb->k > 64 && device_has_wgmma()) {
+    /* below 128 clusters the 128-wide wgmma tiles would mostly compute padding (exact mode
+     * uses the same kernels, in their top-2 instantiation) */
+    if (pb->k > 64 && device_has_wgmma()) {
         const char *force = getenv("FLASHKM_ASSIGN");
         if (!force || strcmp(force, "mma") != 0) return FKM_ASSIGN_WGMMA;
     }
@@ -541,7 +541,8 @@ static fkm_status assign_any(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev
         else if (pb->dtype == FKM_F32) s = prepare<float>(ctx, ws, pb, centroids, 1, stream);
         else s = prepare<__nv_bfloat16>(ctx, ws, pb, centroids, 0, stream);
         if (s != FKM_OK) return s;
-        return fkm_cuda_assign_wgmma(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha, labels, changed, best, stream);
+        return fkm_cuda_assign_wgmma(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha, labels, changed, best, second,
+                                     stream);
     }
     if (pb->dtype == FKM_F16) {
         if ((s = prepare<__half>(ctx, ws, pb, centroids, 0, stream)) != FKM_OK) return s;
@@ -566,8 +567,8 @@ fkm_status fkm_cuda_assign_top2(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_
                                 const float *centroids, int32_t *labels, unsigned long long *changed,
                                 float *best, float *second, cudaStream_t stream)
 {
-    if (ws->path != FKM_ASSIGN_MMA && ws->path != FKM_ASSIGN_MMA_SPLITD)
-        return fkm_fail(ctx, FKM_E_INTERNAL, "the top-2 assignment needs the mma path, not %s",
+    if (ws->path == FKM_ASSIGN_FFMA)
+        return fkm_fail(ctx, FKM_E_INTERNAL, "the top-2 assignment needs a tensor-core path, not %s",
                         fkm_cuda_assign_path_name(ws->path));
     return assign_any(ctx, ws, pb, centroids, labels, changed, best, second, stream);
 }

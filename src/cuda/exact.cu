@@ -1,7 +1,7 @@
 /* exact.cu — certified-exact assignment on the GPU (exact.cuh, docs/EXACTNESS.md).
  *
- * Per assignment: the mma kernel's top-2 instantiation gives each point its label, best and
- * second-best score; a certification kernel applies fkm_cert_ok (src/core/cert.h, the same
+ * Per assignment: the tensor-core kernel's top-2 instantiation (mma or wgmma, the path fast
+ * mode would take) gives each point its label, best and second-best score; a certification kernel applies fkm_cert_ok (src/core/cert.h, the same
  * inline code as the CPU's) with the point's norm (computed once per fit: X does not change),
  * its centroid's norm and the problem's largest centroid norm, and appends the points it
  * cannot certify to a list. A second kernel runs the exact argmin's first stage on the device
