@@ -4,6 +4,7 @@
  *   bench_cpu --data X.npy --init C.npy --iters I --threads T
  *             [--reps R] [--fit1-reps R1] [--warmup W]
  *             [--labels OUT.npy] [--centroids OUT.npy] [--labels1 OUT.npy]
+ *             [--precision fast|f32|exact]
  *   bench_cpu --n N --k K --d D [--seed S] --iters I --threads T ...
  *
  * The first form loads X (N x D) and the initial centroids (K x D, f32) with
@@ -189,7 +190,7 @@ static void usage(FILE *f)
             "usage: bench_cpu (--data X.npy --init C.npy | --n N --k K --d D [--seed S])\n"
             "                 --iters I [--threads T] [--reps R] [--fit1-reps R1]\n"
             "                 [--warmup W] [--labels OUT.npy] [--centroids OUT.npy]\n"
-            "                 [--labels1 OUT.npy]\n"
+            "                 [--labels1 OUT.npy] [--precision fast|f32|exact]\n"
             "  --iters I      Lloyd iterations per fit (tol = 0), default 10\n"
             "  --threads T    CPU threads (0 = OpenMP default), default 0\n"
             "  --reps R       timed fits with max_iter = I, default 1\n"
@@ -197,6 +198,8 @@ static void usage(FILE *f)
             "  --warmup W     untimed max_iter = 1 fits first, default 1\n"
             "  --labels OUT.npy, --centroids OUT.npy: results of the last max_iter = I fit\n"
             "  --labels1 OUT.npy: labels of the last max_iter = 1 fit\n"
+            "  --precision P  fast (default), f32 or exact (certified labels; the JSON adds\n"
+            "                 the fraction of point assignments re-checked exactly)\n"
             "Prints one JSON line.\n");
 }
 
@@ -206,6 +209,7 @@ int main(int argc, char **argv)
     const char *labels1_path = NULL;
     int64_t gen_n = 0, gen_k = 0, gen_d = 0, seed = 0;
     int64_t iters = 10, threads = 0, reps = 1, fit1_reps = 0, warmup = 1;
+    fkm_precision precision = FKM_PRECISION_FAST;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -248,6 +252,15 @@ int main(int argc, char **argv)
             rc = parse_i64(a, v, 0, &fit1_reps);
         else if (!strcmp(a, "--warmup"))
             rc = parse_i64(a, v, 0, &warmup);
+        else if (!strcmp(a, "--precision")) {
+            if (!strcmp(v, "fast") || !strcmp(v, "f32") || !strcmp(v, "exact"))
+                precision = !strcmp(v, "fast") ? FKM_PRECISION_FAST
+                            : !strcmp(v, "f32") ? FKM_PRECISION_F32 : FKM_PRECISION_EXACT;
+            else {
+                fprintf(stderr, "bench_cpu: --precision: expected fast, f32 or exact, got '%s'\n", v);
+                return 2;
+            }
+        }
         else {
             fprintf(stderr, "bench_cpu: unknown option '%s'\n", a);
             usage(stderr);
@@ -351,6 +364,7 @@ int main(int argc, char **argv)
     p.metric = FKM_METRIC_L2;
     p.empty = FKM_EMPTY_RELOCATE;
     p.n_threads = (int32_t)threads;
+    p.precision = precision;
     p.progress = on_progress;
     p.progress_user = &log;
 
@@ -371,6 +385,7 @@ int main(int argc, char **argv)
     int warm_excluded = iters >= 3;
     int32_t n_iter = 0, converged = 0;
     int64_t n_changed_last = -1, n_changed_min = -1, n_empty_total = 0;
+    int64_t exact_points = 0, exact_rechecked = 0;
     double inertia = NAN;
     p.max_iter = (int32_t)iters;
     for (int64_t r = 0; r < reps; r++) {
@@ -382,6 +397,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_cpu: fkm_fit: %s\n", fkm_last_error(ctx));
             goto done;
         }
+        int64_t ep = 0, er = 0;
+        fkm_exact_stats(ctx, &ep, &er);
+        exact_points += ep;
+        exact_rechecked += er;
         n_iter = res.n_iter;
         converged = res.converged;
         inertia = res.inertia;
@@ -446,6 +465,11 @@ int main(int argc, char **argv)
     json_str("flashkm_version", fkm_version());
     json_str("simd", fkm_cpu_simd_level());
     json_str("dtype", fkm_dtype_name(dtype));
+    json_str("precision", precision == FKM_PRECISION_FAST ? "fast"
+                          : precision == FKM_PRECISION_F32 ? "f32" : "exact");
+    if (precision == FKM_PRECISION_EXACT)
+        json_num("exact_recheck_fraction",
+                 exact_points ? (double)exact_rechecked / (double)exact_points : NAN, 0);
     printf("\"n\":%" PRId64 ",\"d\":%" PRId64 ",\"k\":%" PRId64 ",", n, d, k);
     printf("\"threads\":%d,", threads ? (int)threads : fkm_cpu_max_threads());
     printf("\"iters\":%" PRId64 ",\"n_iter\":%d,\"converged\":%d,", iters, (int)n_iter,

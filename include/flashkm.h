@@ -156,8 +156,19 @@ typedef enum fkm_backend {
  *     it is the same as FKM_PRECISION_F32.
  *   FKM_PRECISION_F32: f32 arithmetic on the stored input values and the f32 centroids, on
  *     every backend (the CPU's only mode; on the GPU an FFMA kernel, slower than FAST).
- *   FKM_PRECISION_EXACT: labels certified equal to an exact argmin (a later version);
- *     FKM_E_UNSUPPORTED for now. */
+ *   FKM_PRECISION_EXACT: certified labels (docs/EXACTNESS.md). Every label equals the argmin
+ *     over k of the exact (infinitely precise) squared distance between the point's f32 row
+ *     and the f32 centroid k, ties to the lowest index; for cosine the row and the centroids
+ *     are the normalised f32 rows flashkm compares (each row scaled by 1/sqrt(sum of squares)
+ *     computed in double, rounded once to f32); for dot the argmax of the exact x . c. The f32
+ *     row is the stored value for f32, f16 and bf16 input (exact conversions) and the
+ *     nearest f32 for f64 input. Labels are therefore bitwise reproducible on every thread
+ *     count and machine. Method: the fast pass also keeps each point's second-best score; a
+ *     proven error bound certifies most points, the rest are decided exactly (an fp64 filter
+ *     and an exact fixed-point comparison). Centroids are updated as in the other modes (see
+ *     "Centroid update precision" above and EXACTNESS.md for the guarantee). CPU backend: every
+ *     dtype and metric. CUDA backend: l2 and dot on f32, f16 and bf16 input (the tensor-core
+ *     pass, re-decisions on the host); cosine and f64 input are FKM_E_UNSUPPORTED there. */
 typedef enum fkm_precision {
     FKM_PRECISION_FAST = 0,
     FKM_PRECISION_F32 = 1,
@@ -317,6 +328,20 @@ FKM_API fkm_status fkm_predict(fkm_ctx *ctx, fkm_metric metric,
                                const void *X, fkm_dtype dtype, int64_t n, int64_t d, int64_t ld,
                                const float *centroids, int64_t k,
                                int32_t *labels_out, double *inertia_out);
+
+/* fkm_predict with a chosen precision (fkm_predict is FKM_PRECISION_FAST). With
+ * FKM_PRECISION_EXACT the labels are certified (see fkm_precision) and the number of points
+ * that needed an exact re-check is reported by fkm_exact_stats. */
+FKM_API fkm_status fkm_predict_precision(fkm_ctx *ctx, fkm_metric metric, fkm_precision precision,
+                                         const void *X, fkm_dtype dtype, int64_t n, int64_t d, int64_t ld,
+                                         const float *centroids, int64_t k, int32_t *labels_out,
+                                         double *inertia_out);
+
+/* Certified mode's work in the last call on ctx (fkm_fit, fkm_predict_precision, ...): point
+ * assignments made with FKM_PRECISION_EXACT (n per assignment step) and how many of them the
+ * error bound could not certify, so that they were re-decided exactly. Either output may be
+ * NULL; both are 0 after a call in another mode. */
+FKM_API fkm_status fkm_exact_stats(const fkm_ctx *ctx, int64_t *points, int64_t *rechecked);
 
 /* fkm_predict for B problems of one shape laid out as for fkm_fit_batch: problem b's rows at
  * X + b * batch_stride elements, its centroids at centroids + b * k * d, its labels at

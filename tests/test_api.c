@@ -110,8 +110,8 @@ static void test_bad_inputs(void)
     q.n_init = 0;
     expect(FIT(&q, X, FKM_F32, N, D, D, NULL), FKM_E_INVALID, "n_init = 0");
     q = p;
-    q.precision = FKM_PRECISION_EXACT;
-    expect(FIT(&q, X, FKM_F32, N, D, D, NULL), FKM_E_UNSUPPORTED, "precision exact (not yet)");
+    q.precision = FKM_PRECISION_EXACT; /* implemented on the CPU (tests/test_exact.c) */
+    expect(FIT(&q, X, FKM_F32, N, D, D, NULL), FKM_OK, "precision exact");
     q.precision = (fkm_precision)9;
     expect(FIT(&q, X, FKM_F32, N, D, D, NULL), FKM_E_INVALID, "unknown precision");
     q = p;
@@ -163,6 +163,9 @@ static void test_bad_inputs(void)
     expect(fkm_predict(ctx, FKM_METRIC_L2, X, FKM_F32, N, D, D, C, K, NULL, NULL), FKM_E_NULL, "predict NULL labels");
     expect(fkm_predict(ctx, FKM_METRIC_L2, Xbad, FKM_F32, N, D, D, C, K, labels, NULL), FKM_E_NONFINITE, "predict Inf X");
     expect(fkm_predict(ctx, (fkm_metric)4, X, FKM_F32, N, D, D, C, K, labels, NULL), FKM_E_INVALID, "predict bad metric");
+    expect(fkm_predict_precision(ctx, FKM_METRIC_L2, (fkm_precision)7, X, FKM_F32, N, D, D, C, K, labels, NULL),
+           FKM_E_INVALID, "predict bad precision");
+    expect(fkm_exact_stats(NULL, NULL, NULL), FKM_E_NULL, "exact stats NULL context");
     double inertia;
     expect(fkm_score(ctx, FKM_METRIC_L2, X, FKM_F32, N, D, D, NULL, C, K, NULL), FKM_E_NULL, "score NULL out");
     expect(fkm_score(ctx, FKM_METRIC_L2, X, (fkm_dtype)8, N, D, D, NULL, C, K, &inertia), FKM_E_DTYPE, "score bad dtype");

@@ -642,6 +642,21 @@ static int count_stderr_lines(const char *prefix)
     return n;
 }
 
+/* --precision exact: the blob labels and centroids as in fast mode, and a summary line with
+ * the re-checked count (on the CPU, where every metric and dtype is certified). */
+static void test_precision_exact(void)
+{
+    int rc = run("fit", "-k", "4", "--init", P("init.npy"), "--labels", P("LE.npy"), "--centroids", P("CE.npy"),
+                 "--precision", "exact", "--backend", "cpu", P("x_f16.npy"), NULL);
+    char *err = last_stderr();
+    static const format_case fc = {"x_f16.npy (exact)", 1e-2};
+    if (CHECK(rc == 0, "fit --precision exact: exit status %d: %s", rc, err)) {
+        check_fit_outputs(&fc, "LE.npy", "CE.npy");
+        CHECK(stderr_has("flashkm: exact:", "re-checked"), "fit --precision exact: no re-check summary: %s", err);
+    }
+    free(err);
+}
+
 /* A .npy of `count` weights: descr '<f4' or '<f8', shape written as `shape` ("(200,)"). */
 static void write_weights(const char *name, const char *descr, const char *shape,
                           const double *w, int count)
@@ -1192,6 +1207,7 @@ int main(int argc, char **argv)
     make_data();
     test_info_help();
     test_formats();
+    test_precision_exact();
     test_progress();
     test_batch();
     test_init_methods();

@@ -537,6 +537,7 @@ typedef struct progress_state {
     int64_t iters;
     int32_t run, n_init;
     uint64_t seed;
+    int64_t exact_points, exact_rechecked; /* fkm_exact_stats right after the fit */
 } progress_state;
 
 static int print_progress(const fkm_iter_info *it, void *user)
@@ -586,6 +587,10 @@ static void print_fit_summary(const config *c, fkm_ctx *ctx, const fkm_matrix *X
             fkm_backend_name(fkm_ctx_backend(ctx)), threads, (int)r->n_iter,
             r->converged ? "converged" : "max-iter reached", r->inertia, runs, 1e3 * seconds,
             ps->iters > 0 ? 1e3 * ps->iter_seconds / (double)ps->iters : 0.0);
+    if (c->params.precision == FKM_PRECISION_EXACT && ps->exact_points > 0)
+        fprintf(stderr, "flashkm: exact: %lld of %lld point assignments re-checked (%.4f%%)\n",
+                (long long)ps->exact_rechecked, (long long)ps->exact_points,
+                100.0 * (double)ps->exact_rechecked / (double)ps->exact_points);
 }
 
 /* On the GPU, when the input did not fit the memory budget: how much of it stayed resident
@@ -665,7 +670,7 @@ static int run_fit(const args *a)
     }
 
     progress_state ps = {(double)X.rows * (double)X.cols * (double)fkm_dtype_size(X.dtype), 0, 0, 0,
-                         c.params.n_init, c.params.seed};
+                         c.params.n_init, c.params.seed, 0, 0};
     c.params.init_centroids = init;
     if (!c.quiet && batch == 1) {
         c.params.progress = print_progress;
@@ -695,6 +700,7 @@ static int run_fit(const args *a)
                     results);
     }
     double seconds = now_seconds() - t0;
+    if (s == FKM_OK) fkm_exact_stats(ctx, &ps.exact_points, &ps.exact_rechecked);
     if (s != FKM_OK) {
         /* a complaint about the weights ("weight[3] = -1 is negative") concerns their file */
         const char *msg = fkm_last_error(ctx);
@@ -842,9 +848,12 @@ static void usage_fit(FILE *out)
             "  --metric l2|cosine|dot  (default %s)\n"
             "  --empty keep|relocate   what to do with empty clusters (default %s)\n"
             "  --backend auto|cpu|cuda (default auto: cuda when a GPU is present)\n"
-            "  --precision fast|f32    fast: tensor cores on the GPU for f16/bf16 input (near-ties\n"
+            "  --precision fast|f32|exact\n"
+            "                          fast: tensor cores on the GPU for f16/bf16 input (near-ties\n"
             "                          may differ from an exact argmin); f32: f32 arithmetic on\n"
-            "                          every backend (default fast; 'exact' comes later)\n"
+            "                          every backend; exact: labels certified equal to the exact\n"
+            "                          argmin, ties to the lowest index (docs/EXACTNESS.md; on\n"
+            "                          cuda: l2 and dot, f32/f16/bf16 input) (default fast)\n"
             "  --threads N             CPU threads; 0 = OpenMP's default (default 0)\n"
             "  --gpu-mem BYTES         GPU memory the fit may use (suffix K, M, G, T: powers of\n"
             "                          1024; default: the free memory). Rows of INPUT beyond it are\n"

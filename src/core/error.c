@@ -38,7 +38,9 @@ fkm_status fkm_fail(fkm_ctx *ctx, fkm_status status, const char *fmt, ...)
 
 void fkm_clear_error(fkm_ctx *ctx)
 {
-    if (ctx) ctx->errmsg[0] = '\0';
+    if (!ctx) return;
+    ctx->errmsg[0] = '\0';
+    ctx->exact_points = ctx->exact_rechecked = 0;
 }
 
 const char *fkm_last_error(const fkm_ctx *ctx)

@@ -24,6 +24,9 @@ struct fkm_ctx {
     int32_t n_threads;         /* fkm_set_threads; 0 = OpenMP's default */
     uint64_t gpu_mem_bytes;    /* fkm_set_gpu_mem; 0 = the device's free memory */
     fkm_placement placement;   /* written by a GPU backend's open (fkm_last_placement) */
+    /* certified mode's counters for fkm_exact_stats: point assignments made and how many of
+     * them the fast pass could not certify (re-decided exactly); reset by each public call */
+    int64_t exact_points, exact_rechecked;
 };
 
 /* Records a formatted message on ctx (ctx may be NULL) and returns status, so that error
@@ -148,6 +151,9 @@ typedef struct fkm_backend_vtbl {
      * with seed, the CPU backend's centroids. Without it, or when it returns
      * FKM_E_UNSUPPORTED, core runs the CPU backend's over a host view of X. */
     fkm_status (*kmeanspp)(fkm_ctx *ctx, void *state, int64_t problem, uint64_t seed, float *C);
+    /* Non-zero when assign implements FKM_PRECISION_EXACT (docs/EXACTNESS.md): labels equal
+     * to the exact argmin, counted in ctx->exact_points / exact_rechecked. */
+    int exact;
 } fkm_backend_vtbl;
 
 /* staging.c: a host-readable view of `bytes` at p (p itself, or a copy in *owned, to be

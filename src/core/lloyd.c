@@ -138,9 +138,11 @@ static fkm_status check_fit_params(fkm_ctx *ctx, const fkm_params *p, int64_t ba
     if (p->n_threads < 0) return fkm_fail(ctx, FKM_E_INVALID, "n_threads = %d: must be >= 0", (int)p->n_threads);
     if (p->empty != FKM_EMPTY_KEEP && p->empty != FKM_EMPTY_RELOCATE)
         return fkm_fail(ctx, FKM_E_INVALID, "unknown empty-cluster policy %d", (int)p->empty);
-    if (p->precision == FKM_PRECISION_EXACT)
-        return fkm_fail(ctx, FKM_E_UNSUPPORTED, "precision = exact is not available in this version");
-    if (p->precision != FKM_PRECISION_FAST && p->precision != FKM_PRECISION_F32)
+    if (p->precision == FKM_PRECISION_EXACT && !ctx->ops->exact)
+        return fkm_fail(ctx, FKM_E_UNSUPPORTED, "precision = exact is not available on the %s backend yet",
+                        ctx->ops->name);
+    if (p->precision != FKM_PRECISION_FAST && p->precision != FKM_PRECISION_F32 &&
+        p->precision != FKM_PRECISION_EXACT)
         return fkm_fail(ctx, FKM_E_INVALID, "unknown precision %d", (int)p->precision);
     if (p->n_init < 1) return fkm_fail(ctx, FKM_E_INVALID, "n_init = %d: must be >= 1", (int)p->n_init);
     if (p->init == FKM_INIT_USER) {

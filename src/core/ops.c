@@ -8,11 +8,16 @@
 
 /* Validates the shared arguments, copies the centroids (normalised for cosine) and opens the
  * backend. On success the caller owns *C_copy and *state. */
-static fkm_status prepare(fkm_ctx *ctx, fkm_metric metric, const void *X, fkm_dtype dtype, int64_t n,
-                          int64_t d, int64_t ld, const float *weights, const float *C, int64_t k,
-                          fkm_problem *pb, float **C_copy, void **state)
+static fkm_status prepare(fkm_ctx *ctx, fkm_metric metric, fkm_precision precision, const void *X,
+                          fkm_dtype dtype, int64_t n, int64_t d, int64_t ld, const float *weights,
+                          const float *C, int64_t k, fkm_problem *pb, float **C_copy, void **state)
 {
     fkm_status s;
+    if (precision != FKM_PRECISION_FAST && precision != FKM_PRECISION_F32 && precision != FKM_PRECISION_EXACT)
+        return fkm_fail(ctx, FKM_E_INVALID, "unknown precision %d", (int)precision);
+    if (precision == FKM_PRECISION_EXACT && !ctx->ops->exact)
+        return fkm_fail(ctx, FKM_E_UNSUPPORTED, "precision = exact is not available on the %s backend yet",
+                        ctx->ops->name);
     if ((s = fkm_check_matrix(ctx, X, dtype, n, d, ld)) != FKM_OK) return s;
     if ((s = fkm_check_metric(ctx, metric)) != FKM_OK) return s;
     if (!C) return fkm_fail(ctx, FKM_E_NULL, "centroids is NULL");
@@ -47,7 +52,7 @@ static fkm_status prepare(fkm_ctx *ctx, fkm_metric metric, const void *X, fkm_dt
     free(w_owned);
     if (s != FKM_OK) return s;
     *pb = (fkm_problem){X, dtype, n, d, ld, weights, k, metric, fkm_resolve_threads(ctx->n_threads),
-                        FKM_PRECISION_FAST, 1, n * ld, fkm_gpu_budget(ctx, NULL)};
+                        precision, 1, n * ld, fkm_gpu_budget(ctx, NULL)};
     if (metric == FKM_METRIC_COSINE) fkm_normalise_rows(*C_copy, k, d);
     if ((s = ctx->ops->open(ctx, pb, state)) != FKM_OK) {
         free(*C_copy);
@@ -65,8 +70,8 @@ static fkm_status prepare(fkm_ctx *ctx, fkm_metric metric, const void *X, fkm_dt
 }
 
 /* Assignment plus objective: labels (optional) and weighted inertia (optional). */
-static fkm_status assign_and_score(fkm_ctx *ctx, fkm_metric metric, const void *X, fkm_dtype dtype,
-                                   int64_t n, int64_t d, int64_t ld, const float *weights,
+static fkm_status assign_and_score(fkm_ctx *ctx, fkm_metric metric, fkm_precision precision, const void *X,
+                                   fkm_dtype dtype, int64_t n, int64_t d, int64_t ld, const float *weights,
                                    const float *C, int64_t k, int32_t *labels, double *inertia)
 {
     if (!ctx) return FKM_E_NULL;
@@ -74,7 +79,7 @@ static fkm_status assign_and_score(fkm_ctx *ctx, fkm_metric metric, const void *
     fkm_problem pb;
     float *Cn;
     void *st;
-    fkm_status s = prepare(ctx, metric, X, dtype, n, d, ld, weights, C, k, &pb, &Cn, &st);
+    fkm_status s = prepare(ctx, metric, precision, X, dtype, n, d, ld, weights, C, k, &pb, &Cn, &st);
     if (s != FKM_OK) return s;
     int64_t changed;
     double objective = 0.0;
@@ -92,8 +97,25 @@ fkm_status fkm_predict(fkm_ctx *ctx, fkm_metric metric, const void *X, fkm_dtype
                        int64_t d, int64_t ld, const float *centroids, int64_t k, int32_t *labels_out,
                        double *inertia_out)
 {
+    return fkm_predict_precision(ctx, metric, FKM_PRECISION_FAST, X, dtype, n, d, ld, centroids, k,
+                                 labels_out, inertia_out);
+}
+
+fkm_status fkm_predict_precision(fkm_ctx *ctx, fkm_metric metric, fkm_precision precision, const void *X,
+                                 fkm_dtype dtype, int64_t n, int64_t d, int64_t ld, const float *centroids,
+                                 int64_t k, int32_t *labels_out, double *inertia_out)
+{
     if (ctx && !labels_out) return fkm_fail(ctx, FKM_E_NULL, "labels_out is NULL");
-    return assign_and_score(ctx, metric, X, dtype, n, d, ld, NULL, centroids, k, labels_out, inertia_out);
+    return assign_and_score(ctx, metric, precision, X, dtype, n, d, ld, NULL, centroids, k, labels_out,
+                            inertia_out);
+}
+
+fkm_status fkm_exact_stats(const fkm_ctx *ctx, int64_t *points, int64_t *rechecked)
+{
+    if (!ctx) return FKM_E_NULL;
+    if (points) *points = ctx->exact_points;
+    if (rechecked) *rechecked = ctx->exact_rechecked;
+    return FKM_OK;
 }
 
 fkm_status fkm_score(fkm_ctx *ctx, fkm_metric metric, const void *X, fkm_dtype dtype, int64_t n,
@@ -101,7 +123,8 @@ fkm_status fkm_score(fkm_ctx *ctx, fkm_metric metric, const void *X, fkm_dtype d
                      double *inertia_out)
 {
     if (ctx && !inertia_out) return fkm_fail(ctx, FKM_E_NULL, "inertia_out is NULL");
-    return assign_and_score(ctx, metric, X, dtype, n, d, ld, weights, centroids, k, NULL, inertia_out);
+    return assign_and_score(ctx, metric, FKM_PRECISION_FAST, X, dtype, n, d, ld, weights, centroids, k, NULL,
+                            inertia_out);
 }
 
 fkm_status fkm_transform(fkm_ctx *ctx, fkm_metric metric, const void *X, fkm_dtype dtype, int64_t n,
@@ -118,7 +141,7 @@ fkm_status fkm_transform(fkm_ctx *ctx, fkm_metric metric, const void *X, fkm_dty
     fkm_problem pb;
     float *Cn;
     void *st;
-    fkm_status s = prepare(ctx, metric, X, dtype, n, d, ld, NULL, centroids, k, &pb, &Cn, &st);
+    fkm_status s = prepare(ctx, metric, FKM_PRECISION_FAST, X, dtype, n, d, ld, NULL, centroids, k, &pb, &Cn, &st);
     if (s != FKM_OK) return s;
     s = ctx->ops->transform(ctx, st, Cn, dist_out);
     ctx->ops->close(st);

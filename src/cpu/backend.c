@@ -14,6 +14,8 @@ static void cpu_close(void *state)
     free(st->objective);
     free(st->cpack);
     free(st->cbias);
+    free(st->cnorm);
+    free(st->xnorm);
     free(st->order);
     free(st->offsets);
     free(st);
@@ -46,7 +48,12 @@ static fkm_status cpu_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
     st->cpack = malloc(pack_bytes);
     st->cbias = malloc((size_t)(st->npanels * nr) * sizeof(float));
     st->offsets = malloc((size_t)(pb->k + 1) * sizeof(int64_t));
-    if (!st->labels || !st->objective || !st->order || !st->cpack || !st->cbias || !st->offsets) {
+    if (pb->precision == FKM_PRECISION_EXACT) {
+        st->cnorm = malloc((size_t)pb->k * sizeof(double));
+        st->xnorm = malloc(n_f64);
+    }
+    if (!st->labels || !st->objective || !st->order || !st->cpack || !st->cbias || !st->offsets ||
+        (pb->precision == FKM_PRECISION_EXACT && (!st->cnorm || !st->xnorm))) {
         cpu_close(st);
         return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for the CPU backend (n = %lld, k = %lld, d = %lld)",
                         (long long)pb->n, (long long)pb->k, (long long)pb->d);
@@ -246,6 +253,7 @@ static const fkm_backend_vtbl cpu_vtbl = {
     .transform = cpu_transform,
     .max_batch = 1,
     .kmeanspp = fkm_cpu_kmeanspp,
+    .exact = 1,
 };
 
 const fkm_backend_vtbl *fkm_cpu_backend(void)

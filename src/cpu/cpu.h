@@ -22,6 +22,12 @@ typedef struct cpu_state {
     float *cpack;
     float *cbias;
     int64_t npanels;
+    /* certified mode (precision = exact): centroid norms, computed in double */
+    double *cnorm;          /* k, or NULL in the other modes */
+    double cnorm_max;
+    double *xnorm;          /* n: ||x|| of each row, computed by the first assignment (X does
+                               not change during a call) */
+    int have_xnorm;
     /* counting sort of points by label */
     int64_t *order;         /* n */
     int64_t *offsets;       /* k + 1 */

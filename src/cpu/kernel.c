@@ -46,14 +46,21 @@ static inline void storei(float *p, vi v) { memcpy(p, &v, sizeof v); }
 /* select(m, a, b) = m ? a : b lane-wise (m lanes are all-ones or zero). */
 static inline vf selectf(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 static inline vi selecti(vi m, vi a, vi b) { return (m & a) | (~m & b); }
+static inline vf vminf(vf a, vf b) { return selectf(a < b, a, b); }
+static inline vf vmaxf(vf a, vf b) { return selectf(a < b, b, a); }
 
-/* Scratch per point: VW best values then VW best indices (stored as raw int bits). */
-static int64_t SYM(scratch_floats)(int64_t rows) { return rows * 2 * VW; }
+/* Scratch per point: VW best values, VW best indices (stored as raw int bits), and for the
+ * top-2 variant VW second values. */
+static int64_t SYM(scratch_floats)(int64_t rows) { return rows * 3 * VW; }
 
 /* One register tile: rows [0, MR) of x (rows beyond `rows` alias the last real row and are
  * discarded) against one panel; merges lane-wise into the per-point running best. */
-static inline void tile(const float *x, int64_t ldx, int rows, int64_t d, const float *panel,
-                        const float *bias, float alpha, vi idx0, float *best)
+/* TOP2 (a compile-time constant: each caller gets its own specialised copy, so the fast
+ * path's code is the same as without the flag) also keeps, per lane, the second-smallest
+ * score; certified mode (docs/EXACTNESS.md) needs the gap between best and second. */
+static inline __attribute__((always_inline)) void tile(const float *x, int64_t ldx, int rows, int64_t d,
+                                                      const float *panel, const float *bias, float alpha,
+                                                      vi idx0, float *best, const int TOP2)
 {
     const float *xr[MR];
     for (int r = 0; r < MR; r++) xr[r] = x + (r < rows ? r : rows - 1) * ldx;
@@ -81,6 +88,30 @@ static inline void tile(const float *x, int64_t ldx, int rows, int64_t d, const 
     for (int v = 0; v < NV; v++) b[v] = loadv(bias + v * VW);
     const vf av = (vf){0} + alpha;
     for (int r = 0; r < rows; r++) {
+        if (TOP2) {
+            /* lane-wise (best, index, second). The panel's NV scores first: the smallest
+             * (lo, earlier vector wins ties) and the smallest of the rest (hi); then the
+             * second of the running pair b1 <= b2 and the new pair lo <= hi is
+             * min(max(b1, lo), min(b2, hi)). An equal score becomes the second, so an exact
+             * tie leaves a zero gap. */
+            float *bv = best + (int64_t)r * 3 * VW;
+            vf lo = b[0] + av * acc[r][0], hi = (vf){0} + INFINITY;
+            vi li = idx0;
+#pragma GCC unroll 4
+            for (int v = 1; v < NV; v++) {
+                const vf t = b[v] + av * acc[r][v];
+                const vi m = t < lo;
+                hi = vminf(hi, selectf(m, lo, t));
+                lo = selectf(m, t, lo);
+                li = selecti(m, idx0 + v * VW, li);
+            }
+            const vf b1 = loadv(bv), b2 = loadv(bv + 2 * VW);
+            const vi m = lo < b1;
+            storev(bv + 2 * VW, vminf(vmaxf(b1, lo), vminf(b2, hi)));
+            storev(bv, selectf(m, lo, b1));
+            storei(bv + VW, selecti(m, li, loadi(bv + VW)));
+            continue;
+        }
         /* merge the NV vectors of this point (earlier vector = lower index wins ties) */
         vf val = b[0] + av * acc[r][0];
         vi idx = idx0;
@@ -101,38 +132,66 @@ static inline void tile(const float *x, int64_t ldx, int rows, int64_t d, const 
     }
 }
 
-static void SYM(assign_block)(const float *x, int64_t ldx, int64_t rows, int64_t d,
-                              const float *cpack, const float *cbias, int64_t npanels,
-                              float alpha, float *scratch, int32_t *labels_out, float *best_out)
+static inline __attribute__((always_inline)) void assign_impl(const float *x, int64_t ldx, int64_t rows,
+                                                               int64_t d, const float *cpack,
+                                                               const float *cbias, int64_t npanels,
+                                                               float alpha, float *scratch,
+                                                               int32_t *labels_out, float *best_out,
+                                                               float *second_out, const int TOP2)
 {
+    const int64_t per = (TOP2 ? 3 : 2) * VW; /* scratch floats per point */
     vi lane;
     for (int l = 0; l < VW; l++) lane[l] = l;
     for (int64_t r = 0; r < rows; r++) {
-        storev(scratch + r * 2 * VW, (vf){0} + INFINITY);
-        storei(scratch + r * 2 * VW + VW, (vi){0});
+        storev(scratch + r * per, (vf){0} + INFINITY);
+        storei(scratch + r * per + VW, (vi){0});
+        if (TOP2) storev(scratch + r * per + 2 * VW, (vf){0} + INFINITY);
     }
     for (int64_t p = 0; p < npanels; p++) {
         const float *panel = cpack + p * d * NR;
         const vi idx0 = lane + (int32_t)(p * NR);
         for (int64_t r0 = 0; r0 < rows; r0 += MR) {
             int nrows = (int)(rows - r0 < MR ? rows - r0 : MR);
-            tile(x + r0 * ldx, ldx, nrows, d, panel, cbias + p * NR, alpha, idx0,
-                 scratch + r0 * 2 * VW);
+            tile(x + r0 * ldx, ldx, nrows, d, panel, cbias + p * NR, alpha, idx0, scratch + r0 * per, TOP2);
         }
     }
     /* across lanes: the smallest value, then the lowest index among lanes holding it */
     for (int64_t r = 0; r < rows; r++) {
-        const float *bv = scratch + r * 2 * VW;
+        const float *bv = scratch + r * per;
         vi bi = loadi(bv + VW);
         float m = bv[0];
         for (int l = 1; l < VW; l++) m = bv[l] < m ? bv[l] : m;
         int32_t best = INT32_MAX;
+        int bl = 0;
         for (int l = 0; l < VW; l++)
-            if (bv[l] == m && bi[l] < best) best = bi[l];
+            if (bv[l] == m && bi[l] < best) best = bi[l], bl = l;
         if (best == INT32_MAX) best = 0; /* every value +inf: cannot happen for finite data */
         labels_out[r] = best;
         if (best_out) best_out[r] = m;
+        if (TOP2) {
+            /* the second over all centroids: every lane's second, and the other lanes' best */
+            float s2 = INFINITY;
+            for (int l = 0; l < VW; l++) {
+                if (bv[2 * VW + l] < s2) s2 = bv[2 * VW + l];
+                if (l != bl && bv[l] < s2) s2 = bv[l];
+            }
+            second_out[r] = s2;
+        }
     }
+}
+
+static void SYM(assign_block)(const float *x, int64_t ldx, int64_t rows, int64_t d,
+                              const float *cpack, const float *cbias, int64_t npanels,
+                              float alpha, float *scratch, int32_t *labels_out, float *best_out)
+{
+    assign_impl(x, ldx, rows, d, cpack, cbias, npanels, alpha, scratch, labels_out, best_out, NULL, 0);
+}
+
+static void SYM(assign_block_top2)(const float *x, int64_t ldx, int64_t rows, int64_t d,
+                                   const float *cpack, const float *cbias, int64_t npanels, float alpha,
+                                   float *scratch, int32_t *labels_out, float *best_out, float *second_out)
+{
+    assign_impl(x, ldx, rows, d, cpack, cbias, npanels, alpha, scratch, labels_out, best_out, second_out, 1);
 }
 
 /* See kernel.h. Written lane by lane over a fixed 8-wide interleave so that the compiler
@@ -208,6 +267,7 @@ const fkm_cpu_kernel CAT(fkm_cpu_kernel_, FKM_SIMD_NAME) = {
     .nr = NR,
     .mr = MR,
     .assign_block = SYM(assign_block),
+    .assign_block_top2 = SYM(assign_block_top2),
     .scratch_floats = SYM(scratch_floats),
     .accumulate = SYM(accumulate),
     .sqdist_many = SYM(sqdist_many),

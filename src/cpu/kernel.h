@@ -30,7 +30,12 @@ typedef struct fkm_cpu_kernel {
     void (*assign_block)(const float *x, int64_t ldx, int64_t rows, int64_t d,
                          const float *cpack, const float *cbias, int64_t npanels, float alpha,
                          float *scratch, int32_t *labels_out, float *best_out);
-    /* Floats of scratch assign_block needs for `rows` points. */
+    /* assign_block that also writes, per point, the second-smallest score over all
+     * centroids but the chosen one (+inf when k = 1): certified mode's gap. */
+    void (*assign_block_top2)(const float *x, int64_t ldx, int64_t rows, int64_t d,
+                              const float *cpack, const float *cbias, int64_t npanels, float alpha,
+                              float *scratch, int32_t *labels_out, float *best_out, float *second_out);
+    /* Floats of scratch assign_block (and assign_block_top2) needs for `rows` points. */
     int64_t (*scratch_floats)(int64_t rows);
     /* The update's per-point work: acc[j] += w * x[j] (acc may be NULL) and the point's
      * objective against c in double: ||x - c||^2, or -(x . c) when dot is set. Eight

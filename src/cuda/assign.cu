@@ -55,9 +55,10 @@ static int device_has_wgmma(void)
 fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision precision)
 {
     const int tensor_input = pb->dtype == FKM_F16 || pb->dtype == FKM_BF16 || pb->dtype == FKM_F32;
-    if (!tensor_input || precision != FKM_PRECISION_FAST) return FKM_ASSIGN_FFMA;
+    if (!tensor_input || precision == FKM_PRECISION_F32) return FKM_ASSIGN_FFMA;
     const int64_t es = (int64_t)fkm_dtype_size(pb->dtype);
-    /* below 128 clusters the 128-wide wgmma tiles would mostly compute padding */
+    /* below 128 clusters the 128-wide wgmma tiles would mostly compute padding (exact mode
+     * uses the same kernels, in their top-2 instantiation) */
     if (pb->k > 64 && device_has_wgmma()) {
         const char *force = getenv("FLASHKM_ASSIGN");
         if (!force || strcmp(force, "mma") != 0) return FKM_ASSIGN_WGMMA;
@@ -145,16 +146,23 @@ __device__ __forceinline__ void mma_load_stage(T *stage, const T *cq_tile, int64
     }
 }
 
-template <typename T, bool RESIDENT>
+/* TOP2 (exact mode, docs/EXACTNESS.md) also keeps each point's second-smallest score over
+ * all centroids but the chosen one, written to second_all; the fast instantiation compiles
+ * to the same code as without the flag. */
+template <typename T, bool RESIDENT, bool TOP2>
 __global__ void __launch_bounds__(MMA_THREADS, 2)
 assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t bstride, int64_t dpad,
            const T *__restrict__ cqall, const float *__restrict__ cnall, int64_t kpad, float alpha,
-           int32_t *__restrict__ labels_all, unsigned long long *changed, float *best_all)
+           int32_t *__restrict__ labels_all, unsigned long long *changed, float *best_all, float *second_all)
 {
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T *smem = reinterpret_cast<T *>(smem_raw);
-    __shared__ float red_s[MMA_WARPS_N][MMA_BM];
+    /* [0]: best scores; [1] (TOP2 only, so the fast kernel's shared memory is unchanged):
+     * second-best scores */
+    __shared__ float red_sv[TOP2 ? 2 : 1][MMA_WARPS_N][MMA_BM];
     __shared__ int32_t red_i[MMA_WARPS_N][MMA_BM];
+    float (*red_s)[MMA_BM] = red_sv[0];
+    float (*red_s2)[MMA_BM] = red_sv[TOP2 ? 1 : 0];
 
     const int64_t b = blockIdx.y;
     const T *X = Xall + b * bstride;
@@ -189,10 +197,12 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
 
     float acc[MMA_WM][MMA_WN][4];
     float bs[MMA_WM][2];
+    float b2[MMA_WM][2]; /* TOP2: the second-smallest score seen by this thread */
     int32_t bi[MMA_WM][2];
 #pragma unroll
     for (int mi = 0; mi < MMA_WM; mi++) {
         bs[mi][0] = bs[mi][1] = INFINITY;
+        b2[mi][0] = b2[mi][1] = INFINITY;
         bi[mi][0] = bi[mi][1] = 0;
 #pragma unroll
         for (int ni = 0; ni < MMA_WN; ni++) acc[mi][ni][0] = acc[mi][ni][1] = acc[mi][ni][2] = acc[mi][ni][3] = 0.f;
@@ -254,6 +264,26 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
                     acc[mi][ni][3] = fmaf(-alpha, acc[mi][ni][3], c1);
                 }
             }
+            if (TOP2) {
+                /* second of the running pair and this tile's scores: for each score t,
+                 * (lo, hi) <- (min(lo, t), min(hi, max(lo, t))); an equal score becomes the
+                 * second, so an exact tie leaves a zero gap */
+#pragma unroll
+                for (int mi = 0; mi < MMA_WM; mi++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        float lo = bs[mi][h], hi = b2[mi][h];
+#pragma unroll
+                        for (int ni = 0; ni < MMA_WN; ni++)
+#pragma unroll
+                            for (int e = 0; e < 2; e++) {
+                                const float t = acc[mi][ni][2 * h + e];
+                                hi = fminf(hi, fmaxf(lo, t));
+                                lo = fminf(lo, t);
+                            }
+                        b2[mi][h] = hi;
+                    }
+            }
 #pragma unroll
             for (int mi = 0; mi < MMA_WM; mi++)
 #pragma unroll
@@ -291,20 +321,26 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
             for (int o = 1; o <= 2; o <<= 1) {
                 const float s2 = __shfl_xor_sync(0xffffffffu, bs[mi][h], o);
                 const int32_t i2 = __shfl_xor_sync(0xffffffffu, bi[mi][h], o);
+                if (TOP2) b2[mi][h] = fkm_merge_second(bs[mi][h], b2[mi][h], s2, __shfl_xor_sync(0xffffffffu, b2[mi][h], o));
                 fkm_merge_best(bs[mi][h], bi[mi][h], s2, i2);
             }
             if ((lane & 3) == 0) {
                 const int r = wm * 16 * MMA_WM + mi * 16 + h * 8 + (lane >> 2);
                 red_s[wn][r] = bs[mi][h];
                 red_i[wn][r] = bi[mi][h];
+                if (TOP2) red_s2[wn][r] = b2[mi][h];
             }
         }
     __syncthreads();
     if (tid < MMA_BM) {
-        float s = red_s[0][tid];
+        float s = red_s[0][tid], s2 = TOP2 ? red_s2[0][tid] : 0.f;
         int32_t i = red_i[0][tid];
-        for (int w = 1; w < MMA_WARPS_N; w++) fkm_merge_best(s, i, red_s[w][tid], red_i[w][tid]);
+        for (int w = 1; w < MMA_WARPS_N; w++) {
+            if (TOP2) s2 = fkm_merge_second(s, s2, red_s[w][tid], red_s2[w][tid]);
+            fkm_merge_best(s, i, red_s[w][tid], red_i[w][tid]);
+        }
         const int64_t row = row0 + tid;
+        if (TOP2 && row < n) second_all[b * n + row] = s2;
         fkm_store_label(row < n, b * n + row, i, s, labels_all, best_all, changed + b);
     }
 }
@@ -423,29 +459,41 @@ void fkm_cuda_assign_destroy(fkm_cuda_assign_ws *ws)
     free(ws);
 }
 
-template <typename T>
+template <typename T, bool TOP2>
 static fkm_status launch_mma(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb, float alpha,
-                             int32_t *labels, unsigned long long *changed, float *best, cudaStream_t stream)
+                             int32_t *labels, unsigned long long *changed, float *best, float *second,
+                             cudaStream_t stream)
 {
     const dim3 grid((unsigned)fkm_ceil_div(pb->n, MMA_BM), (unsigned)pb->batch);
     const T *X = (const T *)pb->X;
     const T *cq = (const T *)ws->cq;
     if (ws->path == FKM_ASSIGN_MMA) {
         const size_t smem = ((size_t)MMA_BM * ws->dpad + (size_t)MMA_STAGES * MMA_BN * MMA_BK_OF(sizeof(T))) * sizeof(T);
-        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_mma<T, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_mma<T, true, TOP2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)smem));
-        assign_mma<T, true><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride, ws->dpad,
-                                                                 cq, ws->cn, ws->kpad, alpha, labels, changed, best);
+        assign_mma<T, true, TOP2><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride,
+                                                                       ws->dpad, cq, ws->cn, ws->kpad, alpha, labels,
+                                                                       changed, best, second);
     } else {
         const size_t smem = (size_t)MMA_STAGES * (MMA_BN + MMA_BM) * MMA_BK_OF(sizeof(T)) * sizeof(T);
-        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_mma<T, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_mma<T, false, TOP2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)smem));
-        assign_mma<T, false><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride,
-                                                                  ws->dpad, cq, ws->cn, ws->kpad, alpha, labels,
-                                                                  changed, best);
+        assign_mma<T, false, TOP2><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride,
+                                                                        ws->dpad, cq, ws->cn, ws->kpad, alpha, labels,
+                                                                        changed, best, second);
     }
     FKM_CUDA_LAUNCHED(ctx, "assign_mma");
     return FKM_OK;
+}
+
+/* The fast or the top-2 instantiation (second != NULL). */
+template <typename T>
+static fkm_status launch_mma_any(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb, float alpha,
+                                 int32_t *labels, unsigned long long *changed, float *best, float *second,
+                                 cudaStream_t stream)
+{
+    return second ? launch_mma<T, true>(ctx, ws, pb, alpha, labels, changed, best, second, stream)
+                  : launch_mma<T, false>(ctx, ws, pb, alpha, labels, changed, best, NULL, stream);
 }
 
 template <fkm_dtype DT>
@@ -474,9 +522,9 @@ static fkm_status prepare(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_pr
     return FKM_OK;
 }
 
-fkm_status fkm_cuda_assign(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb,
-                           const float *centroids, int32_t *labels, unsigned long long *changed,
-                           float *best, cudaStream_t stream)
+static fkm_status assign_any(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb,
+                             const float *centroids, int32_t *labels, unsigned long long *changed,
+                             float *best, float *second, cudaStream_t stream)
 {
     if (pb->batch > 65535)
         return fkm_fail(ctx, FKM_E_INVALID, "batch = %d: at most 65535 problems per launch", (int)pb->batch);
@@ -493,16 +541,34 @@ fkm_status fkm_cuda_assign(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_p
         else if (pb->dtype == FKM_F32) s = prepare<float>(ctx, ws, pb, centroids, 1, stream);
         else s = prepare<__nv_bfloat16>(ctx, ws, pb, centroids, 0, stream);
         if (s != FKM_OK) return s;
-        return fkm_cuda_assign_wgmma(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha, labels, changed, best, stream);
+        return fkm_cuda_assign_wgmma(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha, labels, changed, best, second,
+                                     stream);
     }
     if (pb->dtype == FKM_F16) {
         if ((s = prepare<__half>(ctx, ws, pb, centroids, 0, stream)) != FKM_OK) return s;
-        return launch_mma<__half>(ctx, ws, pb, alpha, labels, changed, best, stream);
+        return launch_mma_any<__half>(ctx, ws, pb, alpha, labels, changed, best, second, stream);
     }
     if (pb->dtype == FKM_F32) {
         if ((s = prepare<float>(ctx, ws, pb, centroids, 1, stream)) != FKM_OK) return s;
-        return launch_mma<float>(ctx, ws, pb, alpha, labels, changed, best, stream);
+        return launch_mma_any<float>(ctx, ws, pb, alpha, labels, changed, best, second, stream);
     }
     if ((s = prepare<__nv_bfloat16>(ctx, ws, pb, centroids, 0, stream)) != FKM_OK) return s;
-    return launch_mma<__nv_bfloat16>(ctx, ws, pb, alpha, labels, changed, best, stream);
+    return launch_mma_any<__nv_bfloat16>(ctx, ws, pb, alpha, labels, changed, best, second, stream);
+}
+
+fkm_status fkm_cuda_assign(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb,
+                           const float *centroids, int32_t *labels, unsigned long long *changed,
+                           float *best, cudaStream_t stream)
+{
+    return assign_any(ctx, ws, pb, centroids, labels, changed, best, NULL, stream);
+}
+
+fkm_status fkm_cuda_assign_top2(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb,
+                                const float *centroids, int32_t *labels, unsigned long long *changed,
+                                float *best, float *second, cudaStream_t stream)
+{
+    if (ws->path == FKM_ASSIGN_FFMA)
+        return fkm_fail(ctx, FKM_E_INTERNAL, "the top-2 assignment needs a tensor-core path, not %s",
+                        fkm_cuda_assign_path_name(ws->path));
+    return assign_any(ctx, ws, pb, centroids, labels, changed, best, second, stream);
 }

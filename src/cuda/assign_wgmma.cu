@@ -122,11 +122,13 @@ static __device__ __forceinline__ void wg_load_stage(T *stage, const T *cq_tile,
     }
 }
 
-template <typename T, bool RESIDENT>
+/* TOP2 (exact mode, docs/EXACTNESS.md): also each point's second-smallest score over all
+ * centroids but the chosen one, to second_all; the fast instantiation is unchanged. */
+template <typename T, bool RESIDENT, bool TOP2>
 __global__ void __launch_bounds__(WG_THREADS, 2)
 assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t bstride, int64_t dpad,
              const T *__restrict__ cqall, const float *__restrict__ cnall, int64_t kpad, float alpha,
-             int32_t *__restrict__ labels_all, unsigned long long *changed, float *best_all)
+             int32_t *__restrict__ labels_all, unsigned long long *changed, float *best_all, float *second_all)
 {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     /* 1024-byte alignment of every tile: the swizzle pattern repeats every 8 rows of 128 B */
@@ -165,6 +167,7 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
 
     float acc[64];
     float bs[2] = {INFINITY, INFINITY};
+    float b2[2] = {INFINITY, INFINITY}; /* TOP2 */
     int32_t bi[2] = {0, 0};
     int kc = 0, load_kc = WG_AHEAD % kchunks, slot = 0;
     int64_t tile_col0 = 0, load_step = WG_AHEAD;
@@ -203,6 +206,22 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
                 acc[ni * 4 + 2] = fmaf(-alpha, acc[ni * 4 + 2], c0);
                 acc[ni * 4 + 3] = fmaf(-alpha, acc[ni * 4 + 3], c1);
             }
+            if (TOP2) {
+                /* as in assign.cu: (lo, hi) <- (min(lo, t), min(hi, max(lo, t))) per score */
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    float lo = bs[h], hi = b2[h];
+#pragma unroll
+                    for (int ni = 0; ni < 16; ni++)
+#pragma unroll
+                        for (int e = 0; e < 2; e++) {
+                            const float t = acc[ni * 4 + 2 * h + e];
+                            hi = fminf(hi, fmaxf(lo, t));
+                            lo = fminf(lo, t);
+                        }
+                    b2[h] = hi;
+                }
+            }
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 float m = acc[2 * h];
@@ -229,6 +248,7 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
         for (int o = 1; o <= 2; o <<= 1) {
             const float s2 = __shfl_xor_sync(0xffffffffu, bs[h], o);
             const int32_t i2 = __shfl_xor_sync(0xffffffffu, bi[h], o);
+            if (TOP2) b2[h] = fkm_merge_second(bs[h], b2[h], s2, __shfl_xor_sync(0xffffffffu, b2[h], o));
             fkm_merge_best(bs[h], bi[h], s2, i2);
         }
     }
@@ -237,39 +257,52 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
     const int64_t row = row0 + warp * 16 + q + (which == 1 ? 8 : 0);
     const float s = which == 1 ? bs[1] : bs[0];
     const int32_t i = which == 1 ? bi[1] : bi[0];
+    if (TOP2 && which < 2 && row < n) second_all[b * n + row] = which == 1 ? b2[1] : b2[0];
     fkm_store_label(which < 2 && row < n, b * n + row, i, s, labels_all, best_all, changed + b);
 }
 
-template <typename T>
+template <typename T, bool TOP2>
 static fkm_status launch(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn, int64_t kpad,
                          int64_t dpad, float alpha, int32_t *labels, unsigned long long *changed, float *best,
-                         cudaStream_t stream)
+                         float *second, cudaStream_t stream)
 {
     const dim3 grid((unsigned)fkm_ceil_div(pb->n, WG_BM), (unsigned)pb->batch);
     if (dpad * (int64_t)sizeof(T) <= FKM_WGMMA_MAX_ROW_BYTES) {
         const size_t smem = ((size_t)WG_BM * dpad + (size_t)WG_STAGES * WG_BN * WG_BK_OF(T)) * sizeof(T) + 1024;
-        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma<T, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma<T, true, TOP2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)smem));
-        assign_wgmma<T, true><<<grid, WG_THREADS, smem, stream>>>((const T *)pb->X, pb->n, pb->d, pb->ld,
-                                                                  pb->batch_stride, dpad, (const T *)cq, cn, kpad,
-                                                                  alpha, labels, changed, best);
+        assign_wgmma<T, true, TOP2><<<grid, WG_THREADS, smem, stream>>>((const T *)pb->X, pb->n, pb->d, pb->ld,
+                                                                        pb->batch_stride, dpad, (const T *)cq, cn,
+                                                                        kpad, alpha, labels, changed, best, second);
     } else { /* split-D: X chunks stream with the centroid chunks */
         const size_t smem = (size_t)WG_STAGES * (WG_BN + WG_BM) * WG_BK_OF(T) * sizeof(T) + 1024;
-        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma<T, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma<T, false, TOP2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)smem));
-        assign_wgmma<T, false><<<grid, WG_THREADS, smem, stream>>>((const T *)pb->X, pb->n, pb->d, pb->ld,
-                                                                   pb->batch_stride, dpad, (const T *)cq, cn, kpad,
-                                                                   alpha, labels, changed, best);
+        assign_wgmma<T, false, TOP2><<<grid, WG_THREADS, smem, stream>>>((const T *)pb->X, pb->n, pb->d, pb->ld,
+                                                                         pb->batch_stride, dpad, (const T *)cq, cn,
+                                                                         kpad, alpha, labels, changed, best, second);
     }
     FKM_CUDA_LAUNCHED(ctx, "assign_wgmma");
     return FKM_OK;
 }
 
+/* The fast or the top-2 instantiation (second != NULL). */
+template <typename T>
+static fkm_status launch_any(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn, int64_t kpad,
+                             int64_t dpad, float alpha, int32_t *labels, unsigned long long *changed, float *best,
+                             float *second, cudaStream_t stream)
+{
+    return second ? launch<T, true>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, second, stream)
+                  : launch<T, false>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, NULL, stream);
+}
+
 fkm_status fkm_cuda_assign_wgmma(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn,
                                  int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
-                                 unsigned long long *changed, float *best, cudaStream_t stream)
+                                 unsigned long long *changed, float *best, float *second, cudaStream_t stream)
 {
-    if (pb->dtype == FKM_F16) return launch<__half>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, stream);
-    if (pb->dtype == FKM_F32) return launch<float>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, stream);
-    return launch<__nv_bfloat16>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, stream);
+    if (pb->dtype == FKM_F16)
+        return launch_any<__half>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, second, stream);
+    if (pb->dtype == FKM_F32)
+        return launch_any<float>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, second, stream);
+    return launch_any<__nv_bfloat16>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, second, stream);
 }

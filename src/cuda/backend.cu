@@ -10,6 +10,7 @@
  * pass also runs the update on each piece while it is on the device (one copy of X per
  * iteration, not two); reduce then hands out what that pass computed. */
 #include "cuda/assign.cuh"
+#include "cuda/exact.cuh"
 #include "cuda/kmeanspp.cuh"
 #include "cuda/scan.cuh"
 #include "cuda/stream.cuh"
@@ -44,6 +45,7 @@ typedef struct cuda_state {
     unsigned long long *changed_h;
     fkm_cuda_assign_ws *aws;
     fkm_cuda_update_ws *uws;
+    fkm_cuda_exact_ws *ews;  /* precision = exact only (exact.cu) */
     int have_sums;           /* the last reduce computed sums (objectives valid either way) */
 } cuda_state;
 
@@ -71,6 +73,7 @@ static void cuda_close(void *state)
     fkm_xstream_close(st->xs);
     fkm_cuda_assign_destroy(st->aws);
     fkm_cuda_update_destroy(st->uws);
+    fkm_cuda_exact_destroy(st->ews);
     fkm_cuda_scan_destroy(st->sws);
     free(st->slot);
     cudaFree(st->w_dev), cudaFree(st->labels), cudaFree(st->cent);
@@ -168,6 +171,8 @@ static fkm_status cuda_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
         piece.n = max_rows;
         if ((s = fkm_cuda_update_create(ctx, &piece, &st->uws)) != FKM_OK) goto fail;
     }
+    if (pb->precision == FKM_PRECISION_EXACT && (s = fkm_cuda_exact_create(ctx, &st->dp, &st->ews)) != FKM_OK)
+        goto fail;
     if ((s = fkm_cuda_scan_create(ctx, B, pb->n, d, max_nb * max_rows, &st->sws)) != FKM_OK) goto fail;
     FKM_CUDA_TRY_GOTO(ctx, cudaStreamSynchronize(st->stream), s, fail);
     {
@@ -179,6 +184,12 @@ static fkm_status cuda_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
     }
     st->pieces = fkm_xstream_pieces(st->xs, &st->npieces);
     st->whole = fkm_xstream_all_resident(st->xs, &st->dp);
+    if (st->ews && !st->whole) { /* the exact pass (exact.cu) reads X in one piece */
+        s = fkm_fail(ctx, FKM_E_UNSUPPORTED, "precision = exact needs all of X resident on the GPU, and the "
+                     "memory budget streams part of it: raise the budget (gpu_mem_bytes, --gpu-mem) or use "
+                     "precision = fast");
+        goto fail;
+    }
     FKM_CUDA_TRY_GOTO(ctx, cudaStreamSynchronize(st->stream), s, fail);
     *out = st;
     return FKM_OK;
@@ -276,11 +287,16 @@ static fkm_status cuda_assign(fkm_ctx *ctx, void *state, const float *centroids,
     }
     fkm_status s;
     st->fused = 0;
+    int64_t rechecked = 0;
     /* all of X on the device: one launch over the batch (labels do not depend on the cut);
-     * else piece by piece, the update riding along */
-    if (st->whole) s = fkm_cuda_assign(ctx, st->aws, &st->dp, st->cent, st->labels, st->changed, NULL, st->stream);
+     * else piece by piece, the update riding along. Exact mode: X is whole (checked at open) */
+    if (st->ews)
+        s = fkm_cuda_exact_assign(ctx, st->ews, st->aws, &st->dp, st->cent, st->labels, st->changed,
+                                  st->pb.n_threads, &rechecked, st->stream);
+    else if (st->whole) s = fkm_cuda_assign(ctx, st->aws, &st->dp, st->cent, st->labels, st->changed, NULL, st->stream);
     else s = fkm_xstream_pass(ctx, st->xs, &st->dp, st->stream, assign_piece, st);
     if (s != FKM_OK) return s;
+    if (st->ews) ctx->exact_points += B * st->pb.n, ctx->exact_rechecked += rechecked;
     const int64_t nslots = st->whole ? B : st->slot[st->npieces - 1] + st->pieces[st->npieces - 1].nb;
     FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->changed_h, st->changed, (size_t)nslots * sizeof *st->changed_h,
                                       cudaMemcpyDeviceToHost, st->stream));
@@ -555,6 +571,7 @@ static const fkm_backend_vtbl cuda_vtbl = {
     cuda_reduce,   cuda_farthest,   cuda_get_label, cuda_get_labels, cuda_transform,    is_device_pointer,
     cuda_copy,     cuda_finalize,   cuda_get_sums,  cuda_get_centroids, 65535,
     cuda_kmeanspp, /* src/cuda/kmeanspp.cu: the CPU's centroids, bitwise */
+    1,             /* precision = exact: l2 and dot on f32/f16/bf16 (exact.cu) */
 };
 
 extern "C" const fkm_backend_vtbl *fkm_cuda_backend(void) { return &cuda_vtbl; }

@@ -1,0 +1,398 @@
+/* test_exact.c — certified-exact mode (FKM_PRECISION_EXACT, docs/EXACTNESS.md) against an
+ * independent exact reference, on adversarial data built to defeat the fast path:
+ *   - points exactly equidistant to 2 or 4 centroids (a "box" of centroids that differ only
+ *     in one or two coordinates, symmetric about the point's value there),
+ *   - the same points moved by one unit in the last place of the input type (or, for dot
+ *     and cosine, by 2^-12 off zero), so that two distances differ in their last bits only,
+ *   - a large common offset (1e4 in f32) that makes ||x||^2 - 2 x.c + ||c||^2 cancel,
+ *   - duplicate centroids (exact ties that must go to the lowest index), points sitting on
+ *     centroids, and plain random points;
+ * for f32, f16 and bf16 input, l2, cosine and dot, d from 1 to 4096.
+ *
+ * The reference is written differently from the library: every value of a case is an
+ * integer times 2^-q (q found per case), so distances are computed with exact integer
+ * arithmetic (128-bit products, 192-bit sums) on the scaled integers. Cosine rows and
+ * centroids are first normalised the way the contract states (flashkm.h).
+ *
+ * Exact mode must match the reference on every point. The fast mode's mismatches on the same
+ * data and the fraction of points exact mode re-checked are printed, not asserted. Under
+ * FLASHKM_TEST_SMALL (or a sanitizer build) the sizes shrink about 20-fold. */
+#include "common.h"
+
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+__extension__ typedef __int128 i128;
+__extension__ typedef unsigned __int128 u128;
+
+/* ---------------------------------------------------------------- the exact reference */
+
+/* A signed 192-bit integer: hi * 2^128 + lo. */
+typedef struct big {
+    int64_t hi;
+    u128 lo;
+} big;
+
+static void big_add(big *a, i128 t)
+{
+    const u128 old = a->lo;
+    a->lo += (u128)t;
+    a->hi += (a->lo < old) + (t < 0 ? -1 : 0);
+}
+
+static int big_cmp(const big *a, const big *b)
+{
+    if (a->hi != b->hi) return a->hi < b->hi ? -1 : 1;
+    if (a->lo != b->lo) return a->lo < b->lo ? -1 : 1;
+    return 0;
+}
+
+/* The exponent of the lowest set bit of v (v = odd * 2^e), for v != 0. */
+static int low_exp(double v)
+{
+    int e;
+    double f = frexp(fabs(v), &e); /* |v| = f 2^e */
+    int64_t m = (int64_t)ldexp(f, 53);
+    int z = 0;
+    while (!(m & 1)) m >>= 1, z++;
+    return e - 53 + z;
+}
+
+/* Scales every value of a and b to integers: q such that all are integers times 2^-q.
+ * Returns 0 (and the test fails) when the scaled values do not fit 61 bits. */
+static int scale_ints(const float *a, int64_t na, const float *b, int64_t nb, int64_t *ia, int64_t *ib)
+{
+    int q = -10000;
+    double mx = 0.0;
+    for (int64_t i = 0; i < na + nb; i++) {
+        const double v = i < na ? a[i] : b[i - na];
+        if (v == 0.0) continue;
+        if (-low_exp(v) > q) q = -low_exp(v);
+        if (fabs(v) > mx) mx = fabs(v);
+    }
+    if (q == -10000) q = 0;
+    if (ldexp(mx, q) >= 0x1p61) return 0;
+    for (int64_t i = 0; i < na; i++) ia[i] = (int64_t)ldexp(a[i], q);
+    for (int64_t i = 0; i < nb; i++) ib[i] = (int64_t)ldexp(b[i], q);
+    return 1;
+}
+
+/* Reference labels: argmin of the exact ||x - c||^2 (or of -x.c), ties to the lowest k. */
+static void reference_labels(const int64_t *X, const int64_t *C, int64_t n, int64_t k, int64_t d, int dot,
+                             int32_t *labels)
+{
+    for (int64_t i = 0; i < n; i++) {
+        big best = {0, 0};
+        int32_t bl = -1;
+        for (int64_t c = 0; c < k; c++) {
+            big s = {0, 0};
+            for (int64_t j = 0; j < d; j++) {
+                const i128 x = X[i * d + j], y = C[c * d + j];
+                big_add(&s, dot ? -(x * y) : (x - y) * (x - y));
+            }
+            if (bl < 0 || big_cmp(&s, &best) < 0) best = s, bl = (int32_t)c;
+        }
+        labels[i] = bl;
+    }
+}
+
+/* The contract's normalisation (flashkm.h): scale by 1/sqrt(sum of squares) in double, round
+ * once to f32; a zero row stays zero. */
+static void normalise(float *rows, int64_t n, int64_t d)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float *r = rows + i * d;
+        double ss = 0.0;
+        for (int64_t j = 0; j < d; j++) ss += (double)r[j] * r[j];
+        if (ss > 0.0) {
+            const double inv = 1.0 / sqrt(ss);
+            for (int64_t j = 0; j < d; j++) r[j] = (float)(r[j] * inv);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- the adversarial generator */
+
+static double ulp_in(fkm_dtype t, double m)
+{
+    int e;
+    frexp(fabs(m), &e); /* |m| in [2^(e-1), 2^e) */
+    const int p = t == FKM_F32 ? 24 : t == FKM_F16 ? 11 : 8;
+    return ldexp(1.0, e - p);
+}
+
+static double grid(tc_rng *r, double lo, double hi, double step)
+{
+    return lo + step * floor((hi - lo) / step * tc_uniform(r));
+}
+
+typedef struct totals {
+    int64_t points, fast_mismatch, rechecked, skipped;
+    double exact_s, fast_s;
+} totals;
+
+static double now(void)
+{
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void run_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric, int64_t d, int64_t n, uint64_t seed,
+                     totals *tot)
+{
+    enum { K = 16 };
+    const int dot = metric == FKM_METRIC_DOT, l2 = metric == FKM_METRIC_L2;
+    tc_rng r = {seed * 0x9e3779b97f4a7c15ull + 12345};
+    /* the offset: as large as the input type holds integers plus a few fractional bits */
+    const double offset = dtype == FKM_F32 ? (metric == FKM_METRIC_COSINE ? 64.0 : 10000.0)
+                          : dtype == FKM_F16 ? 256.0 : 0.0;
+    const int64_t j0 = 0, j1 = d > 1 ? 1 : 0;
+    const double m = l2 ? (offset > 0 ? offset : 1.0) : 0.0; /* the box's centre coordinate */
+    double *B = malloc((size_t)d * sizeof *B);
+    for (int64_t j = 0; j < d; j++) B[j] = offset + grid(&r, -8, 8, 1);
+    B[j0] = B[j1] = m;
+    /* a "wide" coordinate (d >= 3): points far out (2^19, 2^15 for f16) against centroids
+     * with tiny full-precision values (24 bits at 2^-17), so that x_j - c_j needs ~60 bits and
+     * its square ~120: an fp64 distance rounds, and the tie below is decided only by exact
+     * arithmetic */
+    const int64_t j2 = d >= 3 ? 2 : -1;
+    if (j2 >= 0) B[j2] = (dtype == FKM_F16 ? 32768.0 : 524288.0) + (dtype == FKM_F32 ? grid(&r, -8, 8, 1) : 0);
+    const double tiny0 = ldexp(1.0 + grid(&r, 0, 1, 0x1p-23), -17);
+
+    /* centroids: a box of 4 (2 when d = 1) about the tie coordinates, two duplicates, the
+     * rest random, then shuffled so that duplicates and ties land at any index */
+    float *C = malloc((size_t)(K * d) * sizeof *C);
+    const double h0 = 1 + floor(4 * tc_uniform(&r)), h1 = 1 + floor(4 * tc_uniform(&r));
+    for (int c = 0; c < K; c++) {
+        float *row = C + c * d;
+        if (c < 4) {
+            for (int64_t j = 0; j < d; j++) row[j] = (float)B[j];
+            row[j0] = (float)(m + (c & 1 ? h0 : -h0));
+            if (j1 != j0) row[j1] = (float)(m + (c & 2 ? h1 : -h1));
+            if (j2 >= 0) row[j2] = (float)tiny0;
+        } else if (c < 6) {
+            memcpy(row, C + (c - 4) * d, (size_t)d * sizeof *row);
+        } else {
+            for (int64_t j = 0; j < d; j++) row[j] = (float)(B[j] + grid(&r, -6, 6, 0.25));
+            if (j2 >= 0) row[j2] = (float)ldexp(1.0 + grid(&r, 0, 1, 0x1p-23), -17);
+        }
+    }
+    for (int c = K - 1; c > 0; c--) { /* Fisher-Yates with the test's generator */
+        const int o = (int)floor((c + 1) * tc_uniform(&r));
+        for (int64_t j = 0; j < d; j++) {
+            const float t = C[c * d + j];
+            C[c * d + j] = C[o * d + j], C[o * d + j] = t;
+        }
+    }
+
+    /* points, in four kinds by index */
+    double *X = malloc((size_t)(n * d) * sizeof *X);
+    for (int64_t i = 0; i < n; i++) {
+        double *x = X + i * d;
+        const int kind = (int)(i % 4);
+        if (kind == 3) { /* random around the centres */
+            for (int64_t j = 0; j < d; j++) x[j] = B[j] + grid(&r, -6, 6, 1.0 / 256);
+            continue;
+        }
+        if (kind == 2) { /* on a centroid (possibly duplicated), nudged on one coordinate */
+            const int64_t c = (int64_t)floor(K * tc_uniform(&r));
+            for (int64_t j = 0; j < d; j++) x[j] = C[c * d + j];
+            const int64_t j = (int64_t)floor((double)d * tc_uniform(&r));
+            x[j] += grid(&r, -2, 2, 1.0 / 16);
+            continue;
+        }
+        /* on the box's bisecting planes: equidistant to 2 or 4 of its centroids */
+        for (int64_t j = 0; j < d; j++) x[j] = B[j] + grid(&r, -3, 3, 1.0 / 64);
+        x[j0] = x[j1] = m;
+        if (j2 >= 0) x[j2] = B[j2];
+        if (kind == 1) { /* one ulp (dot, cosine: 2^-12) off the tie */
+            const double step = l2 ? ulp_in(dtype, m) : 0x1p-12;
+            x[j0] += tc_uniform(&r) < 0.5 ? -step : step;
+        }
+    }
+    void *Xs = tc_store(X, n, d, d, dtype); /* X now holds the stored values */
+
+    /* the reference on the rows and centroids as the contract defines them */
+    float *xf = malloc((size_t)(n * d) * sizeof *xf), *cf = malloc((size_t)(K * d) * sizeof *cf);
+    for (int64_t t = 0; t < n * d; t++) xf[t] = (float)X[t];
+    memcpy(cf, C, (size_t)(K * d) * sizeof *cf);
+    if (metric == FKM_METRIC_COSINE) normalise(xf, n, d), normalise(cf, K, d);
+    int64_t *xi = malloc((size_t)(n * d) * sizeof *xi), *ci = malloc((size_t)(K * d) * sizeof *ci);
+    int32_t *ref = malloc((size_t)n * sizeof *ref), *got = malloc((size_t)n * sizeof *got);
+    const int fits = scale_ints(xf, n * d, cf, K * d, xi, ci);
+    CHECK(fits, "d=%lld: the case's values do not fit the reference's integer range", (long long)d);
+    if (fits) reference_labels(xi, ci, n, K, d, dot, ref);
+
+    const char *mname = l2 ? "l2" : dot ? "dot" : "cosine";
+    double t0 = now();
+    fkm_status s = fkm_predict_precision(ctx, metric, FKM_PRECISION_EXACT, Xs, dtype, n, d, d, C, K, got, NULL);
+    tot->exact_s += now() - t0;
+    if (s == FKM_E_UNSUPPORTED && fkm_ctx_backend(ctx) != FKM_BACKEND_CPU) {
+        /* a combination the GPU backend does not certify yet: say so, test the others */
+        if (tot->skipped++ == 0) printf("  skipped on %s: %s\n", fkm_backend_name(fkm_ctx_backend(ctx)), fkm_last_error(ctx));
+        free(B), free(C), free(X), free(Xs), free(xf), free(cf), free(xi), free(ci), free(ref), free(got);
+        return;
+    }
+    CHECK(s == FKM_OK, "exact predict: %s", fkm_last_error(ctx));
+    int64_t pts = 0, rech = 0;
+    fkm_exact_stats(ctx, &pts, &rech);
+    int64_t bad = 0;
+    for (int64_t i = 0; fits && s == FKM_OK && i < n; i++) {
+        if (got[i] != ref[i] && bad++ < 3)
+            fprintf(stderr, "  %s %s d=%lld point %lld (kind %d): exact %d, reference %d\n",
+                    fkm_dtype_name(dtype), mname, (long long)d, (long long)i, (int)(i % 4), got[i], ref[i]);
+    }
+    CHECK(bad == 0, "%s %s d=%lld: %lld of %lld exact-mode labels differ from the reference",
+          fkm_dtype_name(dtype), mname, (long long)d, (long long)bad, (long long)n);
+    CHECK(pts == n, "exact stats: %lld points for n = %lld", (long long)pts, (long long)n);
+
+    t0 = now();
+    s = fkm_predict(ctx, metric, Xs, dtype, n, d, d, C, K, got, NULL);
+    tot->fast_s += now() - t0;
+    CHECK(s == FKM_OK, "fast predict: %s", fkm_last_error(ctx));
+    for (int64_t i = 0; fits && i < n; i++) tot->fast_mismatch += got[i] != ref[i];
+    tot->points += n;
+    tot->rechecked += rech;
+
+    free(B), free(C), free(X), free(Xs), free(xf), free(cf), free(xi), free(ci), free(ref), free(got);
+}
+
+/* Near-ties no double computation can resolve: two centroids a = (1 - 1, 0, a2, ...) and
+ * b = (1 + 1, 0, a2 + 2^-30, ...) with a2 ~ 2^-17 at full precision, points
+ * x = (1 - 2^-12 + e, 0, 2^19 + t, ...). Then ||x - a||^2 - ||x - b||^2 = 4e + 2^-29 t
+ * - 2^-30 (a2 + b2) is at most of order 2^-20 and often 2^-46, while the distances are of
+ * order 2^38; x_2 - a_2 needs 60 bits, so its double rounds (TwoSum's error term matters),
+ * and the two doubles differ, so the roundings of their squares differ (TwoProduct's error
+ * term matters): only exact arithmetic gets every sign right. */
+static void hard_case(fkm_ctx *ctx, int64_t n, int64_t d, totals *tot)
+{
+    tc_rng r = {99 + (uint64_t)d};
+    float *C = calloc((size_t)(2 * d), sizeof *C);
+    const double a2 = ldexp(1.0 + grid(&r, 0, 1, 0x1p-23), -17);
+    C[0] = 0.0f, C[2] = (float)a2;
+    C[d + 0] = 2.0f, C[d + 2] = (float)(a2 + 0x1p-30);
+    for (int64_t j = 3; j < d; j++) C[j] = C[d + j] = (float)grid(&r, -4, 4, 1.0 / 8);
+    double *X = malloc((size_t)(n * d) * sizeof *X);
+    for (int64_t i = 0; i < n; i++) {
+        double *x = X + i * d;
+        x[0] = 1.0 - 0x1p-12 + grid(&r, -2, 3, 1) * 0x1p-23;
+        x[1] = 0.0;
+        x[2] = 524288.0 + grid(&r, -2, 3, 1) * 0x1p-4;
+        for (int64_t j = 3; j < d; j++) x[j] = grid(&r, -4, 4, 1.0 / 64);
+    }
+    void *Xs = tc_store(X, n, d, d, FKM_F32);
+    float *xf = malloc((size_t)(n * d) * sizeof *xf);
+    for (int64_t t = 0; t < n * d; t++) xf[t] = (float)X[t];
+    int64_t *xi = malloc((size_t)(n * d) * sizeof *xi), ci[2 * 64];
+    int32_t *ref = malloc((size_t)n * sizeof *ref), *got = malloc((size_t)n * sizeof *got);
+    const int fits = d <= 64 && scale_ints(xf, n * d, C, 2 * d, xi, ci);
+    CHECK(fits, "hard case: values outside the reference's range");
+    if (fits) reference_labels(xi, ci, n, 2, d, 0, ref);
+    fkm_status s = fkm_predict_precision(ctx, FKM_METRIC_L2, FKM_PRECISION_EXACT, Xs, FKM_F32, n, d, d, C, 2, got, NULL);
+    CHECK(s == FKM_OK, "exact predict: %s", fkm_last_error(ctx));
+    int64_t bad = 0, rech = 0, ones = 0;
+    for (int64_t i = 0; fits && s == FKM_OK && i < n; i++) bad += got[i] != ref[i], ones += ref[i];
+    CHECK(bad == 0, "hard case d=%lld: %lld of %lld exact-mode labels differ from the reference", (long long)d,
+          (long long)bad, (long long)n);
+    CHECK(ones > 0 && ones < n, "hard case: the reference picks one side only (%lld of %lld)", (long long)ones,
+          (long long)n);
+    fkm_exact_stats(ctx, NULL, &rech);
+    s = fkm_predict(ctx, FKM_METRIC_L2, Xs, FKM_F32, n, d, d, C, 2, got, NULL);
+    for (int64_t i = 0; fits && s == FKM_OK && i < n; i++) tot->fast_mismatch += got[i] != ref[i];
+    tot->points += n;
+    tot->rechecked += rech;
+    free(C), free(X), free(Xs), free(xf), free(xi), free(ref), free(got);
+}
+
+/* A whole fit in exact mode: labels equal the reference against the returned centroids, and
+ * the result is the same for 1 and 2 threads. */
+static void fit_case(fkm_ctx *ctx, fkm_metric metric)
+{
+    const int64_t n = 3000, d = 8, k = 12;
+    double *X = tc_blobs(7, n, d, 6, 3.0, 1000.0);
+    void *Xs = tc_store(X, n, d, d, FKM_F32);
+    float *C[2] = {malloc((size_t)(k * d) * sizeof(float)), malloc((size_t)(k * d) * sizeof(float))};
+    int32_t *L[2] = {malloc((size_t)n * sizeof(int32_t)), malloc((size_t)n * sizeof(int32_t))};
+    for (int t = 0; t < 2; t++) {
+        fkm_params p = fkm_params_default();
+        p.k = k;
+        p.max_iter = 20;
+        p.metric = metric;
+        p.precision = FKM_PRECISION_EXACT;
+        p.n_threads = t + 1;
+        fkm_status s = fkm_fit(ctx, &p, Xs, FKM_F32, n, d, d, NULL, C[t], L[t], NULL);
+        if (s == FKM_E_UNSUPPORTED && fkm_ctx_backend(ctx) != FKM_BACKEND_CPU) {
+            printf("  fit (metric %d) skipped: %s\n", (int)metric, fkm_last_error(ctx));
+            free(X), free(Xs), free(C[0]), free(C[1]), free(L[0]), free(L[1]);
+            return;
+        }
+        CHECK(s == FKM_OK, "exact fit: %s", fkm_last_error(ctx));
+    }
+    CHECK(memcmp(C[0], C[1], (size_t)(k * d) * sizeof(float)) == 0, "exact fit: centroids depend on threads");
+    CHECK(memcmp(L[0], L[1], (size_t)n * sizeof(int32_t)) == 0, "exact fit: labels depend on threads");
+    float *xf = malloc((size_t)(n * d) * sizeof *xf), *cf = malloc((size_t)(k * d) * sizeof *cf);
+    for (int64_t t = 0; t < n * d; t++) xf[t] = (float)X[t];
+    memcpy(cf, C[0], (size_t)(k * d) * sizeof *cf);
+    if (metric == FKM_METRIC_COSINE) normalise(xf, n, d), normalise(cf, k, d);
+    int64_t *xi = malloc((size_t)(n * d) * sizeof *xi), *ci = malloc((size_t)(k * d) * sizeof *ci);
+    int32_t *ref = malloc((size_t)n * sizeof *ref);
+    if (scale_ints(xf, n * d, cf, k * d, xi, ci)) {
+        reference_labels(xi, ci, n, k, d, metric == FKM_METRIC_DOT, ref);
+        int64_t bad = 0;
+        for (int64_t i = 0; i < n; i++) bad += ref[i] != L[0][i];
+        CHECK(bad == 0, "exact fit (metric %d): %lld final labels differ from the reference", (int)metric,
+              (long long)bad);
+    } else {
+        /* fitted centroids are arbitrary f32 values: too wide a range for the integer
+         * reference is possible in principle; then only determinism is checked */
+        printf("  fit (metric %d): centroids outside the reference's range, labels not compared\n", (int)metric);
+    }
+    free(X), free(Xs), free(C[0]), free(C[1]), free(L[0]), free(L[1]), free(xf), free(cf), free(xi), free(ci);
+    free(ref);
+}
+
+int main(void)
+{
+    fkm_ctx *ctx = tc_create();
+#if defined(FKM_TEST_SANITIZED)
+    const int small = 1;
+#else
+    const int small = getenv("FLASHKM_TEST_SMALL") != NULL;
+#endif
+    static const int64_t dims[] = {1, 2, 3, 5, 8, 16, 32, 64, 128, 256, 1024, 4096};
+    static const fkm_dtype dtypes[] = {FKM_F32, FKM_F16, FKM_BF16};
+    static const fkm_metric metrics[] = {FKM_METRIC_L2, FKM_METRIC_COSINE, FKM_METRIC_DOT};
+    totals tot = {0};
+    uint64_t seed = 1;
+    for (size_t a = 0; a < 3; a++)
+        for (size_t b = 0; b < 3; b++)
+            for (size_t c = 0; c < sizeof dims / sizeof dims[0]; c++) {
+                const int64_t d = dims[c];
+                int64_t n = d <= 16 ? 20000 : (int64_t)1 << 19 >> (int)log2((double)d);
+                if (n < 128) n = 128;
+                if (small) n = n / 20 < 64 ? 64 : n / 20;
+                run_case(ctx, dtypes[a], metrics[b], d, n, seed++, &tot);
+            }
+    hard_case(ctx, small ? 500 : 20000, 3, &tot);
+    hard_case(ctx, small ? 500 : 20000, 64, &tot);
+    if (tot.points == 0) {
+        printf("SKIP: exact mode ran on no case on this backend\n");
+        fkm_destroy(ctx);
+        return TC_SKIP;
+    }
+    if (tot.skipped) printf("  (%lld cases skipped as unsupported on this backend)\n", (long long)tot.skipped);
+    printf("exact mode: %lld points, labels equal to the exact reference: %s\n", (long long)tot.points,
+           tc_failures ? "NO" : "yes");
+    printf("exact mode: %lld points re-checked (%.2f%%) -- adversarial data, most points are near-ties\n",
+           (long long)tot.rechecked, 100.0 * (double)tot.rechecked / (double)tot.points);
+    printf("fast mode:  %lld labels differ from the exact reference (%.2f%%)\n", (long long)tot.fast_mismatch,
+           100.0 * (double)tot.fast_mismatch / (double)tot.points);
+    printf("time: exact %.2f s, fast %.2f s\n", tot.exact_s, tot.fast_s);
+    fit_case(ctx, FKM_METRIC_L2);
+    fit_case(ctx, FKM_METRIC_COSINE);
+    fit_case(ctx, FKM_METRIC_DOT);
+    fkm_destroy(ctx);
+    return tc_finish("test_exact");
+}
