@@ -320,8 +320,11 @@ static void check_mapped(fkm_ctx *ctx)
     free(Xd), free(pr.X), free(pr.init);
 }
 
-int main(void)
+/* argv[1] == "mapped": only the memory-mapped case (its own ctest entry, test_stream_mapped:
+ * on an H200 it did not finish within 90 s while every other case passed; see issue 8's note). */
+int main(int argc, char **argv)
 {
+    const int mapped_only = argc > 1 && strcmp(argv[1], "mapped") == 0;
     fkm_ctx *ctx = NULL;
     fkm_status s = fkm_create(&ctx, FKM_BACKEND_CUDA);
     if (s == FKM_E_NO_DEVICE || s == FKM_E_UNSUPPORTED) {
@@ -329,11 +332,14 @@ int main(void)
         return TC_SKIP;
     }
     CHECK(s == FKM_OK, "create: %s", fkm_status_string(s));
-    check_single_f32(ctx);
-    check_padded_f16(ctx);
-    check_batches(ctx);
-    check_ops(ctx);
-    check_mapped(ctx);
+    if (mapped_only) {
+        check_mapped(ctx);
+    } else {
+        check_single_f32(ctx);
+        check_padded_f16(ctx);
+        check_batches(ctx);
+        check_ops(ctx);
+    }
     fkm_destroy(ctx);
     return tc_finish("test_stream");
 }

@@ -44,11 +44,11 @@ extern "C" {
 /* Launch shape of the pass (not part of any summation order: the summing warp adds in point
  * order whatever the sub-chunk size); -D overrides are for tuning runs only. */
 #ifndef KPP_CWARPS
-#define KPP_CWARPS 16                      /* computing warps of a pass block (+1 summing warp) */
+#define KPP_CWARPS 8                       /* computing warps of a pass block (+1 summing warp) */
 #endif
 #define KPP_CTHREADS (KPP_CWARPS * 32)
 #ifndef KPP_PPT
-#define KPP_PPT 1                          /* points per computing thread and sub-chunk */
+#define KPP_PPT 2                          /* points per computing thread and sub-chunk */
 #endif
 #ifndef KPP_PIECES
 #define KPP_PIECES 1                       /* 16-byte pieces of a row loaded together */
