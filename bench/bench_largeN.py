@@ -176,6 +176,8 @@ def time_flash_kmeans(torch, largeN, x, c0, k, iters):
         del out
         return time.perf_counter() - t0
 
+    run(1)  # warm-up: the first call compiles the Triton kernels (the first measured run
+            # once took longer than a 4-iteration one, giving a negative per-iteration time)
     t1 = run(1)
     tn = run(iters)
     torch.cuda.empty_cache()
