@@ -18,21 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CK(x)                                                                                       \
-    do {                                                                                            \
-        cudaError_t e_ = (x);                                                                       \
-        if (e_ != cudaSuccess) {                                                                    \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));    \
-            exit(1);                                                                                \
-        }                                                                                           \
-    } while (0)
-#define FK(ctx, x)                                                                                  \
-    do {                                                                                            \
-        if ((x) != FKM_OK) {                                                                        \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, fkm_last_error(ctx));       \
-            exit(1);                                                                                \
-        }                                                                                           \
-    } while (0)
+#include "bench_check.cuh"
 
 /* Gaussian-mixture data made on the device: 64 centres, unit noise (hash-based normals). */
 __device__ float hash_normal(uint64_t i)

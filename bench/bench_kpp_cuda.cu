@@ -18,21 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#define CK(x)                                                                                       \
-    do {                                                                                            \
-        cudaError_t e_ = (x);                                                                       \
-        if (e_ != cudaSuccess) {                                                                    \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));    \
-            exit(1);                                                                                \
-        }                                                                                           \
-    } while (0)
-#define FK(ctx, x)                                                                                  \
-    do {                                                                                            \
-        if ((x) != FKM_OK) {                                                                        \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, fkm_last_error(ctx));       \
-            exit(1);                                                                                \
-        }                                                                                           \
-    } while (0)
+#include "bench_check.cuh"
 
 static double now_ms(void)
 {
