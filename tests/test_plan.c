@@ -6,9 +6,14 @@
  * refuses a room without two streaming buffers, otherwise keeps as many pieces as fit and
  * spreads the streamed ones evenly. The bitwise results of streaming are tested on the GPU
  * (test_stream). */
+#define _POSIX_C_SOURCE 200809L /* mmap, fileno */
 #include "common.h"
 
+#include "core/internal.h"
 #include "core/plan.h"
+
+#include <stdio.h>
+#include <sys/mman.h>
 
 static void check_piece_rows(void)
 {
@@ -83,8 +88,34 @@ static void check_residency(void)
     free(pc);
 }
 
+/* The GPU backend registers (pins) the caller's buffer for direct copies, but not a memory-
+ * mapped file (src/core/host_memory.c): anonymous memory is not file-backed, a mapping of a
+ * file is, and so is a range that only overlaps one. */
+static void check_file_backed(void)
+{
+    const size_t len = 1 << 20;
+    char *heap = calloc(len, 1); /* calloc: the function only reads the address, but gcc cannot know */
+    CHECK(heap && !fkm_host_range_file_backed(heap, len), "malloc'd memory reported file-backed");
+    free(heap);
+    FILE *f = tmpfile();
+    CHECK(f != NULL, "tmpfile");
+    if (!f) return;
+    char block[4096] = {1};
+    for (size_t i = 0; i < len / sizeof block; i++) fwrite(block, 1, sizeof block, f);
+    fflush(f);
+    unsigned char *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fileno(f), 0);
+    CHECK(map != MAP_FAILED, "mmap");
+    if (map != MAP_FAILED) {
+        CHECK(fkm_host_range_file_backed(map, len), "a mapped file not reported file-backed");
+        CHECK(fkm_host_range_file_backed(map + len - 1, 1), "the last byte of a mapped file");
+        munmap(map, len);
+    }
+    fclose(f);
+}
+
 int main(void)
 {
+    check_file_backed();
     check_piece_rows();
     const int64_t P = 1 << 20;
     check_plan(1, 5 * P + 7, P, 6);       /* row pieces, the last short */

@@ -162,6 +162,9 @@ typedef struct fkm_backend_vtbl {
 fkm_status fkm_host_view(fkm_ctx *ctx, const void *p, size_t bytes, const void **view, void **owned);
 fkm_status fkm_copy_out(fkm_ctx *ctx, void *dst, const void *src, size_t bytes);
 
+/* host_memory.c: whether [p, p + len) overlaps a file-backed mapping (0 if unknown). */
+int fkm_host_range_file_backed(const void *p, size_t len);
+
 const fkm_backend_vtbl *fkm_cpu_backend(void);
 #ifdef FKM_HAVE_CUDA
 /* src/cuda: the CUDA backend and the number of usable devices (0 without driver or GPU). */

@@ -110,6 +110,13 @@ static int make_direct(fkm_xstream *xs)
     for (int64_t i = 0; i < xs->np; i++)
         if (!xs->pc[i].resident) streamed += piece_bytes(xs, &xs->pc[i]);
     if (streamed > (uint64_t)page * (uint64_t)pages / 2) return 0;
+    /* a memory-mapped file: staging reads it page by page; pinning would load and lock all of
+     * it (and the mapped-file fit did not finish on an H200 with registration) */
+    if (xs->np > 0) {
+        const fkm_piece *last = &xs->pc[xs->np - 1];
+        const unsigned char *end = src_rows(xs, last->b0 + last->nb - 1, last->r0 + last->rows - 1) + (size_t)xs->d * xs->es;
+        if (fkm_host_range_file_backed(xs->src, (size_t)(end - xs->src))) return 0;
+    }
     xs->reg = (void **)calloc((size_t)xs->np, sizeof *xs->reg);
     if (!xs->reg) return 0;
     int dev = 0, ro = 0;

@@ -202,11 +202,20 @@ def test_errors_carry_the_library_message(blobs):
         flashkm.KMeans(3).fit(sp.csr_matrix(X))
 
 
-def test_precision_exact_is_unsupported(blobs):
-    X, _ = blobs
-    with pytest.raises(RuntimeError) as e:
-        flashkm.KMeans(3, precision="exact", device="cpu").fit(X)
-    assert isinstance(e.value, flashkm.FlashKMRuntimeError) and str(e.value)
+def test_precision_exact_labels_are_the_exact_argmin():
+    # points within rounding of equidistant from two centroids, behind a large common offset
+    # (||x||^2 - 2 x.c + ||c||^2 cancels): exact mode's labels are the fp64 argmin against the
+    # centroids returned (labels belong to the final centroids; ties to the lowest index)
+    rng = np.random.RandomState(3)
+    base = np.float32(1e3)
+    C = np.array([[base, base], [base + 1, base]], dtype=np.float32)
+    mid = np.float32(base + 0.5)
+    X = np.stack([mid + rng.randint(-3, 4, 4000) * np.float32(6.1e-5),
+                  base + rng.standard_normal(4000).astype(np.float32)], axis=1).astype(np.float32)
+    km = flashkm.KMeans(2, init=C, max_iter=1, tol=0, precision="exact", device="cpu").fit(X)
+    c = km.cluster_centers_.astype(np.float64)
+    d = ((X.astype(np.float64)[:, None, :] - c[None, :, :]) ** 2).sum(-1)
+    np.testing.assert_array_equal(km.labels_, d.argmin(1))  # argmin: the first on ties
 
 
 @pytest.mark.skipif(flashkm.build_info()["cuda_devices"] > 0, reason="a GPU is present")
