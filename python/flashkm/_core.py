@@ -203,16 +203,19 @@ def kmeanspp(device, params, X: Matrix, weights):
     return cent
 
 
-def predict(device, metric, X: Matrix, centroids):
-    """fkm_predict: (labels int32 of X's kind, inertia with unit weights). centroids: (k,d)
-    f32 NumPy."""
+def predict(device, metric, X: Matrix, centroids, precision=0):
+    """fkm_predict (fkm_predict_precision for a precision other than fast): (labels int32 of
+    X's kind, inertia with unit weights). centroids: (k,d) f32 NumPy."""
     labels = _alloc(X, (X.n,), "i32")
     inertia = ctypes.c_double()
     with _lib.context(device) as ctx:
         with _on_device(X):
-            s = _lib.lib.fkm_predict(ctx.handle, metric, X.ptr, X.dtype, X.n, X.d, X.ld,
-                                     centroids.ctypes.data, centroids.shape[0], labels.ptr,
-                                     ctypes.byref(inertia))
+            args = (X.ptr, X.dtype, X.n, X.d, X.ld, centroids.ctypes.data, centroids.shape[0],
+                    labels.ptr, ctypes.byref(inertia))
+            if precision:
+                s = _lib.lib.fkm_predict_precision(ctx.handle, metric, precision, *args)
+            else:
+                s = _lib.lib.fkm_predict(ctx.handle, metric, *args)
         ctx.check(s)
     return labels.obj, inertia.value
 

@@ -167,7 +167,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         check_is_fitted(self)
         M = self._matrix(X)
         labels, _ = _core.predict(backend_for(self.device, M), self._metric_code, M,
-                                  self.cluster_centers_)
+                                  self.cluster_centers_,
+                                  _params.choice("precision", self.precision, _lib.PRECISIONS))
         return labels
 
     def transform(self, X):

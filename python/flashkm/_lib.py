@@ -104,6 +104,8 @@ def _load():
         "fkm_kmeanspp": (c_int, [P, POINTER(Params), P, c_int, I64, I64, I64, P, P]),
         "fkm_predict": (c_int, [P, c_int, P, c_int, I64, I64, I64, P, I64, P,
                                 POINTER(c_double)]),
+        "fkm_predict_precision": (c_int, [P, c_int, c_int, P, c_int, I64, I64, I64, P, I64, P,
+                                          POINTER(c_double)]),
         "fkm_transform": (c_int, [P, c_int, P, c_int, I64, I64, I64, P, I64, P]),
         "fkm_score": (c_int, [P, c_int, P, c_int, I64, I64, I64, P, P, I64,
                               POINTER(c_double)]),

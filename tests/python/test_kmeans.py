@@ -216,6 +216,9 @@ def test_precision_exact_labels_are_the_exact_argmin():
     c = km.cluster_centers_.astype(np.float64)
     d = ((X.astype(np.float64)[:, None, :] - c[None, :, :]) ** 2).sum(-1)
     np.testing.assert_array_equal(km.labels_, d.argmin(1))  # argmin: the first on ties
+    d0 = ((X.astype(np.float64)[:, None, :] - C.astype(np.float64)[None, :, :]) ** 2).sum(-1)
+    km.cluster_centers_ = C.copy()  # predict against the starting centroids, exactly
+    np.testing.assert_array_equal(km.predict(X), d0.argmin(1))
 
 
 @pytest.mark.skipif(flashkm.build_info()["cuda_devices"] > 0, reason="a GPU is present")
