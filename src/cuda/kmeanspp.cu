@@ -41,18 +41,9 @@ extern "C" {
 #define KPP_SEG 64                         /* points per checkpoint */
 #define KPP_SEGS (KPP_CHUNK / KPP_SEG)
 #define KPP_MAXT FKM_KPP_LANES             /* most candidates per step (the CPU's cap) */
-/* Launch shape of the pass (not part of any summation order: the summing warp adds in point
- * order whatever the sub-chunk size); -D overrides are for tuning runs only. */
-#ifndef KPP_CWARPS
 #define KPP_CWARPS 8                       /* computing warps of a pass block (+1 summing warp) */
-#endif
 #define KPP_CTHREADS (KPP_CWARPS * 32)
-#ifndef KPP_PPT
 #define KPP_PPT 2                          /* points per computing thread and sub-chunk */
-#endif
-#ifndef KPP_PIECES
-#define KPP_PIECES 1                       /* 16-byte pieces of a row loaded together */
-#endif
 #define KPP_SUB (KPP_CTHREADS * KPP_PPT)   /* points per sub-chunk */
 #define KPP_DTILE 256                      /* candidate features staged in shared memory at once */
 #define KPP_TAIL_THREADS (KPP_MAXT * KPP_SEG)
@@ -192,33 +183,18 @@ __device__ void kpp_compute(const kpp_args &a, int64_t base, int cnt, int sb, fl
             kpp_compute_barrier();
         }
         const int64_t jend = min(a.nfeat - j0, a.ctile);
-        /* Rows are read KPP_PIECES 16-byte pieces at a time (32 bytes: one whole DRAM sector
-         * per row and load pair), and the next batch is in flight while this one is computed:
-         * each thread reads its own rows, so the bytes in flight per warp are what hides the
-         * memory latency. Pieces past jend (a multiple of E) are neither loaded nor used. */
-        uint4 raw[KPP_PPT][KPP_PIECES];
+        uint4 raw[KPP_PPT];
 #pragma unroll
-        for (int r = 0; r < KPP_PPT; r++)
+        for (int r = 0; r < KPP_PPT; r++) raw[r] = __ldg((const uint4 *)(xr[r] + j0));
+        for (int64_t jl = 0; jl < jend; jl += E) {
+            float xf[KPP_PPT][E];
 #pragma unroll
-            for (int q = 0; q < KPP_PIECES; q++)
-                if (q * E < jend) raw[r][q] = __ldg((const uint4 *)(xr[r] + j0 + q * E));
-        for (int64_t jl = 0; jl < jend; jl += KPP_PIECES * E) {
-            float xf[KPP_PPT][KPP_PIECES * E];
+            for (int r = 0; r < KPP_PPT; r++) kpp_piece<T>(raw[r], cosine, inv[r], xf[r]);
+            if (jl + E < jend) /* the next piece is in flight while this one is computed */
 #pragma unroll
-            for (int r = 0; r < KPP_PPT; r++)
+                for (int r = 0; r < KPP_PPT; r++) raw[r] = __ldg((const uint4 *)(xr[r] + j0 + jl + E));
 #pragma unroll
-                for (int q = 0; q < KPP_PIECES; q++)
-                    if (jl + q * E < jend) kpp_piece<T>(raw[r][q], cosine, inv[r], xf[r] + q * E);
-#pragma unroll
-            for (int r = 0; r < KPP_PPT; r++)
-#pragma unroll
-                for (int q = 0; q < KPP_PIECES; q++) {
-                    const int64_t jn = jl + (KPP_PIECES + q) * E;
-                    if (jn < jend) raw[r][q] = __ldg((const uint4 *)(xr[r] + j0 + jn));
-                }
-#pragma unroll
-            for (int e = 0; e < KPP_PIECES * E; e++) {
-                if (jl + e >= jend) break; /* uniform: the last batch may hold one piece */
+            for (int e = 0; e < E; e++) {
                 float cv[NCP];
                 const float4 *c4 = (const float4 *)(cs + (jl + e) * NCP);
 #pragma unroll
@@ -333,17 +309,11 @@ __global__ void __launch_bounds__(KPP_TAIL_THREADS) kpp_tail(kpp_args a, int tc,
         const int64_t m = min((int64_t)KPP_TAIL_TILE, a.nchunks - c0) * tc;
         for (int64_t q = tid; q < m; q += blockDim.x) tile[q] = a.pot[c0 * tc + q];
         __syncthreads();
-        if (tid < tc) /* a serial chain of additions (the CPU's order): loads batched ahead */
-            for (int64_t q0 = tid; q0 < m; q0 += 8 * (int64_t)tc) {
-                double v[8];
-#pragma unroll
-                for (int r = 0; r < 8; r++) v[r] = q0 + r * tc < m ? tile[q0 + r * tc] : 0.0;
-#pragma unroll
-                for (int r = 0; r < 8; r++)
-                    if (q0 + r * tc < m) {
-                        tile[q0 + r * tc] = run;
-                        run = __dadd_rn(run, v[r]);
-                    }
+        if (tid < tc)
+            for (int64_t q = tid; q < m; q += tc) {
+                const double v = tile[q];
+                tile[q] = run;
+                run = __dadd_rn(run, v);
             }
         __syncthreads();
         for (int64_t q = tid; q < m; q += blockDim.x) a.off[c0 * tc + q] = tile[q];
