@@ -19,28 +19,7 @@
 #include <string.h>
 
 #include "bench_check.cuh"
-
-/* Gaussian-mixture data made on the device: 64 centres, unit noise (hash-based normals). */
-__device__ float hash_normal(uint64_t i)
-{
-    uint64_t z = i * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    const float u1 = ((z >> 40) + 1) * (1.0f / 16777217.0f), u2 = ((z >> 16) & 0xffffff) * (1.0f / 16777216.0f);
-    return sqrtf(-2.f * logf(u1)) * cospif(2.f * u2);
-}
-
-template <typename T>
-__global__ void make_data(T *X, int64_t rows, int64_t d)
-{
-    const int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= rows * d) return;
-    const int64_t r = t / d, j = t % d;
-    const uint64_t centre = (uint64_t)(r * 2654435761ull) % 64;
-    const float v = 3.f * hash_normal(centre * 1000003ull + (uint64_t)j) + hash_normal((uint64_t)t + (1ull << 40));
-    X[t] = (T)v;
-}
+#include "bench_data.cuh"
 
 template <typename T>
 __global__ void rows_to_f32(const T *X, int64_t n, int64_t d, int64_t k, int64_t batch, float *C)

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "bench_check.cuh"
+#include "bench_data.cuh"
 
 static double now_ms(void)
 {
@@ -27,26 +28,7 @@ static double now_ms(void)
     return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
 }
 
-/* Data made on the device (then copied to the host for the CPU run): 64 Gaussian blobs,
- * centres spread 3, unit noise (hash-based normals). */
-__device__ float hash_normal(uint64_t i)
-{
-    uint64_t z = i * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    const float u1 = ((z >> 40) + 1) * (1.0f / 16777217.0f), u2 = ((z >> 16) & 0xffffff) * (1.0f / 16777216.0f);
-    return sqrtf(-2.f * logf(u1)) * cospif(2.f * u2);
-}
-
-template <typename T> __global__ void make_data(T *X, int64_t rows, int64_t d)
-{
-    const int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= rows * d) return;
-    const int64_t r = t / d, j = t % d;
-    const uint64_t centre = (uint64_t)(r * 2654435761ull) % 64;
-    X[t] = (T)(3.f * hash_normal(centre * 1000003ull + (uint64_t)j) + hash_normal((uint64_t)t + (1ull << 40)));
-}
+/* the data (bench_data.cuh) is made on the device, then copied to the host for the CPU run */
 
 static void run_config(fkm_ctx *gpu, fkm_ctx *cpu, int64_t n, int64_t k, int64_t d, fkm_dtype dt, int reps,
                        int64_t cpu_n)

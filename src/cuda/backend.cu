@@ -369,23 +369,6 @@ __global__ void finalize_kernel(const double *sums, const double *weight, const 
     shift_rows[c] = shift;
 }
 
-/* out[b] = the largest of problem b's k values; one block per problem (max is exact in any
- * order). */
-__global__ void max_kernel(const double *v, int64_t k, double *out)
-{
-    __shared__ double part[256];
-    const double *vb = v + (int64_t)blockIdx.x * k;
-    double m = 0.0;
-    for (int64_t i = threadIdx.x; i < k; i += blockDim.x) m = fmax(m, vb[i]);
-    part[threadIdx.x] = m;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if ((int)threadIdx.x < s) part[threadIdx.x] = fmax(part[threadIdx.x], part[threadIdx.x + s]);
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) out[blockIdx.x] = part[0];
-}
-
 static fkm_status cuda_finalize(fkm_ctx *ctx, void *state, const unsigned char *active, double *max_shift)
 {
     cuda_state *st = (cuda_state *)state;
@@ -396,8 +379,8 @@ static fkm_status cuda_finalize(fkm_ctx *ctx, void *state, const unsigned char *
         st->sums, st->weight, st->cent, B * k, k, d, st->pb.metric == FKM_METRIC_COSINE, st->active, st->cent_next,
         st->shift_rows);
     FKM_CUDA_LAUNCHED(ctx, "finalize_kernel");
-    max_kernel<<<(unsigned)B, 256, 0, st->stream>>>(st->shift_rows, k, st->obj + B);
-    FKM_CUDA_LAUNCHED(ctx, "max_kernel");
+    fkm_status s = fkm_cuda_max_per_problem(ctx, st->shift_rows, k, B, st->obj + B, st->stream);
+    if (s != FKM_OK) return s;
     FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->obj_h + B, st->obj + B, (size_t)B * sizeof(double), cudaMemcpyDeviceToHost,
                                       st->stream));
     FKM_CUDA_TRY(ctx, cudaStreamSynchronize(st->stream));

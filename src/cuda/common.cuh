@@ -30,6 +30,10 @@ fkm_status fkm_cuda_fail(fkm_ctx *ctx, cudaError_t err, const char *file, int li
 /* After a kernel launch: reports launch-configuration errors. */
 #define FKM_CUDA_LAUNCHED(ctx, what) FKM_CUDA_TRY(ctx, cudaGetLastError())
 
+/* max_per_problem.cu: out[b] = max of v[b*k .. b*k+k) for b < batch, values >= 0. */
+fkm_status fkm_cuda_max_per_problem(fkm_ctx *ctx, const double *v, int64_t k, int64_t batch, double *out,
+                                    cudaStream_t stream);
+
 /* Same, for code paths that must clean up: sets `status` and jumps to `label`. */
 #define FKM_CUDA_TRY_GOTO(ctx, expr, status, label)                                   \
     do {                                                                              \

@@ -64,22 +64,6 @@ __global__ void row_norms(const T *X, int64_t rows, int64_t d, int64_t ld, int64
     if (lane == 0) out[r] = sqrt(s);
 }
 
-/* One block per problem: the largest centroid norm. */
-__global__ void max_norm(const double *cnorm, int64_t k, double *cmax)
-{
-    __shared__ double red[EX_THREADS];
-    const double *c = cnorm + (int64_t)blockIdx.x * k;
-    double m = 0.0;
-    for (int64_t i = threadIdx.x; i < k; i += blockDim.x) m = fmax(m, c[i]);
-    red[threadIdx.x] = m;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if ((int)threadIdx.x < s) red[threadIdx.x] = fmax(red[threadIdx.x], red[threadIdx.x + s]);
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) cmax[blockIdx.x] = red[0];
-}
-
 /* The points fkm_cert_ok cannot certify, appended to idx (in no particular order). */
 __global__ void certify(fkm_cert cert, const float *best, const float *second, const int32_t *labels,
                         const double *xnorm, const double *cnorm, const double *cmax, int64_t n_total, int64_t n,
@@ -366,8 +350,7 @@ fkm_status fkm_cuda_exact_assign(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_a
     row_norms<float><<<(unsigned)fkm_ceil_div(ws->k_total, EX_THREADS / 32), EX_THREADS, 0, stream>>>(
         cent, ws->k_total, pb->d, pb->d, ws->k_total, 0, ws->cnorm);
     FKM_CUDA_LAUNCHED(ctx, "row_norms(centroids)");
-    max_norm<<<(unsigned)pb->batch, EX_THREADS, 0, stream>>>(ws->cnorm, pb->k, ws->cmax);
-    FKM_CUDA_LAUNCHED(ctx, "max_norm");
+    if ((s = fkm_cuda_max_per_problem(ctx, ws->cnorm, pb->k, pb->batch, ws->cmax, stream)) != FKM_OK) return s;
 
     FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->prev, labels, (size_t)ws->n_total * sizeof(int32_t),
                                       cudaMemcpyDeviceToDevice, stream));
