@@ -9,7 +9,11 @@ int tc_failures = 0;
 fkm_ctx *tc_create(void)
 {
     const char *b = getenv("FLASHKM_TEST_BACKEND");
-    const fkm_backend backend = b && strcmp(b, "cuda") == 0 ? FKM_BACKEND_CUDA : FKM_BACKEND_CPU;
+    return tc_create_backend(b && strcmp(b, "cuda") == 0 ? FKM_BACKEND_CUDA : FKM_BACKEND_CPU);
+}
+
+fkm_ctx *tc_create_backend(fkm_backend backend)
+{
     fkm_ctx *ctx = NULL;
     fkm_status s = fkm_create(&ctx, backend);
     if (backend == FKM_BACKEND_CUDA && (s == FKM_E_NO_DEVICE || s == FKM_E_UNSUPPORTED)) {

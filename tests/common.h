@@ -28,6 +28,8 @@ extern int tc_failures;
  * without a usable device tc_create prints "SKIP" and exits with 77, which ctest reports as
  * skipped. */
 fkm_ctx *tc_create(void);
+/* The same for a given backend (tests that always run on CUDA, or compare two backends). */
+fkm_ctx *tc_create_backend(fkm_backend backend);
 fkm_precision tc_precision(void);
 #define TC_SKIP 77
 

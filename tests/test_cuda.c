@@ -232,13 +232,7 @@ static void check_out_of_memory(fkm_ctx *ctx)
 
 int main(void)
 {
-    fkm_ctx *ctx = NULL;
-    fkm_status s = fkm_create(&ctx, FKM_BACKEND_CUDA);
-    if (s == FKM_E_NO_DEVICE || s == FKM_E_UNSUPPORTED) {
-        printf("SKIP: no usable CUDA device (%s)\n", fkm_status_string(s));
-        return TC_SKIP;
-    }
-    CHECK(s == FKM_OK, "create: %s", fkm_status_string(s));
+    fkm_ctx *ctx = tc_create_backend(FKM_BACKEND_CUDA); /* exits 77 without a GPU */
     /* k <= 64 takes the mma.sync kernel, k > 64 wgmma on sm_90 (resident X for d <= 256,
      * split-D above), mma.sync elsewhere */
     static const shape shapes[] = {{1037, 8, 1},    {1037, 13, 37},   {1037, 64, 200}, {2000, 128, 1000},

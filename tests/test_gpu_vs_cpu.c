@@ -171,24 +171,16 @@ static void check_n_init(fkm_ctx *gpu, fkm_ctx *cpu)
 
 int main(void)
 {
-    fkm_ctx *gpu = NULL, *cpu = NULL;
-    fkm_status s = fkm_create(&gpu, FKM_BACKEND_CUDA);
-    if (s == FKM_E_NO_DEVICE || s == FKM_E_UNSUPPORTED) {
-        printf("SKIP: no usable CUDA device (%s)\n", fkm_status_string(s));
-        return TC_SKIP;
-    }
-    CHECK(s == FKM_OK, "create cuda: %s", fkm_status_string(s));
-    CHECK(fkm_create(&cpu, FKM_BACKEND_CPU) == FKM_OK, "create cpu");
-    if (s == FKM_OK && cpu) {
-        check_relocate(gpu, cpu, FKM_F32, 2500, 16, 40);
-        check_relocate(gpu, cpu, FKM_F16, 3001, 13, 70);
-        check_relocate(gpu, cpu, FKM_BF16, 1999, 40, 33);
-        printf("relocate: GPU equals CPU (labels, n_iter; centroids within 4 ulps)\n");
-        check_weights(gpu, cpu);
-        printf("weights: GPU equals CPU; integer weights equal repeated rows on the GPU\n");
-        check_n_init(gpu, cpu);
-        printf("n_init: GPU keeps the same run as the CPU, the lowest inertia\n");
-    }
+    fkm_ctx *gpu = tc_create_backend(FKM_BACKEND_CUDA); /* exits 77 without a GPU */
+    fkm_ctx *cpu = tc_create_backend(FKM_BACKEND_CPU);
+    check_relocate(gpu, cpu, FKM_F32, 2500, 16, 40);
+    check_relocate(gpu, cpu, FKM_F16, 3001, 13, 70);
+    check_relocate(gpu, cpu, FKM_BF16, 1999, 40, 33);
+    printf("relocate: GPU equals CPU (labels, n_iter; centroids within 4 ulps)\n");
+    check_weights(gpu, cpu);
+    printf("weights: GPU equals CPU; integer weights equal repeated rows on the GPU\n");
+    check_n_init(gpu, cpu);
+    printf("n_init: GPU keeps the same run as the CPU, the lowest inertia\n");
     fkm_destroy(gpu);
     fkm_destroy(cpu);
     return tc_finish("test_gpu_vs_cpu");

@@ -325,13 +325,7 @@ static void check_mapped(fkm_ctx *ctx)
 int main(int argc, char **argv)
 {
     const int mapped_only = argc > 1 && strcmp(argv[1], "mapped") == 0;
-    fkm_ctx *ctx = NULL;
-    fkm_status s = fkm_create(&ctx, FKM_BACKEND_CUDA);
-    if (s == FKM_E_NO_DEVICE || s == FKM_E_UNSUPPORTED) {
-        printf("SKIP: no usable CUDA device (%s)\n", fkm_status_string(s));
-        return TC_SKIP;
-    }
-    CHECK(s == FKM_OK, "create: %s", fkm_status_string(s));
+    fkm_ctx *ctx = tc_create_backend(FKM_BACKEND_CUDA); /* exits 77 without a GPU */
     if (mapped_only) {
         check_mapped(ctx);
     } else {
