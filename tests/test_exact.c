@@ -14,6 +14,9 @@
  * arithmetic (128-bit products, 192-bit sums) on the scaled integers. Cosine rows and
  * centroids are first normalised the way the contract states (flashkm.h).
  *
+ * A stage case feeds each of the GPU's re-check stages (pair test, device filters, host) and
+ * requires, on the CUDA backend, that each decided some points (fkm_exact_stats_stages).
+ *
  * Exact mode must match the reference on every point. The fast mode's mismatches on the same
  * data and the fraction of points exact mode re-checked are printed, not asserted. Under
  * FLASHKM_TEST_SMALL (or a sanitizer build) the sizes shrink about 20-fold. */
