@@ -456,6 +456,52 @@ static void fit_case(fkm_ctx *ctx, fkm_metric metric)
     free(ref);
 }
 
+/* fkm_fit_batch in exact mode: three problems in one launch (the GPU's lists are per problem,
+ * a point's problem is its index / n); each problem's final labels must equal the reference
+ * against its returned centroids. K = 100 (wgmma on sm_90) on blobs with a large offset and
+ * many centroids per blob: many near-ties, so every stage sees points of every problem. */
+static void batch_case(fkm_ctx *ctx)
+{
+    enum { B = 3 };
+    const int64_t n = 3000, d = 8, k = 100;
+    float *Xall = malloc((size_t)(B * n * d) * sizeof *Xall), *C = malloc((size_t)(B * k * d) * sizeof *C);
+    int32_t *L = malloc((size_t)(B * n) * sizeof *L), *ref = malloc((size_t)n * sizeof *ref);
+    int64_t *xi = malloc((size_t)(n * d) * sizeof *xi), *ci = malloc((size_t)(k * d) * sizeof *ci);
+    for (int b = 0; b < B; b++) {
+        double *X = tc_blobs(11 + (uint64_t)b, n, d, 6, 3.0, 1000.0);
+        for (int64_t t = 0; t < n * d; t++) Xall[b * n * d + t] = (float)X[t];
+        free(X);
+    }
+    fkm_params p = fkm_params_default();
+    p.k = k;
+    p.max_iter = 8;
+    p.precision = FKM_PRECISION_EXACT;
+    fkm_result res[B];
+    fkm_status s = fkm_fit_batch(ctx, &p, Xall, FKM_F32, B, n, d, d, n * d, NULL, C, L, res);
+    if (s == FKM_E_UNSUPPORTED && fkm_ctx_backend(ctx) != FKM_BACKEND_CPU) {
+        printf("  batch case skipped: %s\n", fkm_last_error(ctx));
+    } else {
+        CHECK(s == FKM_OK, "exact fit_batch: %s", fkm_last_error(ctx));
+        int64_t rech = 0, pair = 0, filter = 0, host = 0;
+        fkm_exact_stats(ctx, NULL, &rech);
+        fkm_exact_stats_stages(ctx, &pair, &filter, &host);
+        printf("  batch case: %lld re-checked: pair %lld, filter %lld, host %lld\n", (long long)rech, (long long)pair,
+               (long long)filter, (long long)host);
+        for (int b = 0; s == FKM_OK && b < B; b++) {
+            if (!scale_ints(Xall + b * n * d, n * d, C + b * k * d, k * d, xi, ci)) {
+                printf("  batch case problem %d: centroids outside the reference's range, not compared\n", b);
+                continue;
+            }
+            reference_labels(xi, ci, n, k, d, 0, ref);
+            int64_t bad = 0;
+            for (int64_t i = 0; i < n; i++) bad += ref[i] != L[b * n + i];
+            CHECK(bad == 0, "exact fit_batch problem %d: %lld final labels differ from the reference", b,
+                  (long long)bad);
+        }
+    }
+    free(Xall), free(C), free(L), free(ref), free(xi), free(ci);
+}
+
 int main(void)
 {
     fkm_ctx *ctx = tc_create();
@@ -498,6 +544,7 @@ int main(void)
     fit_case(ctx, FKM_METRIC_L2);
     fit_case(ctx, FKM_METRIC_COSINE);
     fit_case(ctx, FKM_METRIC_DOT);
+    batch_case(ctx);
     fkm_destroy(ctx);
     return tc_finish("test_exact");
 }
