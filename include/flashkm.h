@@ -343,6 +343,13 @@ FKM_API fkm_status fkm_predict_precision(fkm_ctx *ctx, fkm_metric metric, fkm_pr
  * NULL; both are 0 after a call in another mode. */
 FKM_API fkm_status fkm_exact_stats(const fkm_ctx *ctx, int64_t *points, int64_t *rechecked);
 
+/* Where the last call's re-checked points (fkm_exact_stats) were decided; pair + filter +
+ * host = rechecked. On the CUDA backend: pair, by the device's test between a point's two
+ * best centroids once the third is provably out; filter, by the device's double-precision
+ * filter over every centroid; host, by the exact re-decision on the host. On the CPU backend
+ * every re-checked point is decided on the host (pair = filter = 0). Outputs may be NULL. */
+FKM_API fkm_status fkm_exact_stats_stages(const fkm_ctx *ctx, int64_t *pair, int64_t *filter, int64_t *host);
+
 /* fkm_predict for B problems of one shape laid out as for fkm_fit_batch: problem b's rows at
  * X + b * batch_stride elements, its centroids at centroids + b * k * d, its labels at
  * labels_out + b * n, its inertia in inertia_out[b] (inertia_out may be NULL). */

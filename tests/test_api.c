@@ -166,6 +166,7 @@ static void test_bad_inputs(void)
     expect(fkm_predict_precision(ctx, FKM_METRIC_L2, (fkm_precision)7, X, FKM_F32, N, D, D, C, K, labels, NULL),
            FKM_E_INVALID, "predict bad precision");
     expect(fkm_exact_stats(NULL, NULL, NULL), FKM_E_NULL, "exact stats NULL context");
+    expect(fkm_exact_stats_stages(NULL, NULL, NULL, NULL), FKM_E_NULL, "exact stage stats NULL context");
     double inertia;
     expect(fkm_score(ctx, FKM_METRIC_L2, X, FKM_F32, N, D, D, NULL, C, K, NULL), FKM_E_NULL, "score NULL out");
     expect(fkm_score(ctx, FKM_METRIC_L2, X, (fkm_dtype)8, N, D, D, NULL, C, K, &inertia), FKM_E_DTYPE, "score bad dtype");

@@ -13,9 +13,14 @@
  *
  * Each score's error |v - t| is measured against t = ||c||^2 - 2 x.c (or -x.c) in long double
  * (its own error is ~2^-64 relative, far below the bound's) and must not exceed the bound.
- * The largest ratio error / bound is printed (the bound's slack). */
+ * The largest ratio error / bound is printed (the bound's slack).
+ *
+ * Also the exact mode's top-3 state (src/core/top3.h), the functions the tensor-core kernels
+ * run, against brute force on scores with many ties, folded in the kernels' accumulator
+ * layout and merged as their lane butterflies and in random trees. */
 #include "common.h"
 #include "core/cert.h"
+#include "core/top3.h"
 
 #include <math.h>
 #include <string.h>
@@ -105,8 +110,101 @@ static double tc_score(const float *x, const float *c, int64_t d, int dot, int d
     return dot ? -q : (double)fmaf(-2.0f, (float)q, n);
 }
 
+/* ---------------------------------------------------------------- the top-3 state */
+
+/* The definition in top3.h, by brute force over columns 0..k-1. */
+static fkm_top3 top3_brute(const float *v, int k)
+{
+    fkm_top3 t = {INFINITY, INFINITY, INFINITY, -1, -1};
+    for (int c = 0; c < k; c++)
+        if (v[c] < t.s1) t.s1 = v[c], t.i1 = c;
+    for (int c = 0; c < k; c++)
+        if (c != t.i1 && v[c] < t.s2) t.s2 = v[c], t.i2 = c;
+    for (int c = 0; c < k; c++)
+        if (c != t.i1 && c != t.i2 && v[c] < t.s3) t.s3 = v[c];
+    return t;
+}
+
+static int top3_equal(fkm_top3 a, fkm_top3 b)
+{
+    /* indices are meaningful only where their score is finite */
+    return a.s1 == b.s1 && a.s2 == b.s2 && a.s3 == b.s3 && (!isfinite(a.s1) || a.i1 == b.i1) &&
+           (!isfinite(a.s2) || a.i2 == b.i2);
+}
+
+/* One lane of the kernels' layout: tiles of `tile` columns, this lane owning the pairs
+ * col0 + 8 q + {0, 1} (q < nq) of each, col0 = tile start + 2 lane; columns >= k are padding
+ * (+inf, as the kernels' norm offsets make them). The accumulator's other two slots of each
+ * group of four belong to another row: filled with a score lower than any, so that reading
+ * them would show. */
+static fkm_top3 top3_lane(const float *v, int k, int kpad, int nq, int lane)
+{
+    fkm_top3 t = {INFINITY, INFINITY, INFINITY, 0, 0};
+    float a[64];
+    for (int t0 = 0; t0 < kpad; t0 += 8 * nq) {
+        const int col0 = t0 + 2 * lane;
+        for (int q = 0; q < nq; q++)
+            for (int e = 0; e < 4; e++) {
+                const int col = col0 + 8 * q + e;
+                a[4 * q + e] = e >= 2 ? -1e30f : col < k ? v[col] : INFINITY;
+            }
+        fkm_top3_tile(&t, a, nq, col0);
+    }
+    return t;
+}
+
+static void test_top3(void)
+{
+    tc_rng r = {77};
+    float v[700];
+    int64_t cases = 0;
+    for (int trial = 0; trial < 4000; trial++) {
+        const int nq = trial & 1 ? 16 : 8; /* wgmma, mma */
+        const int tile = 8 * nq, k = 1 + (int)(tc_uniform(&r) * (trial % 3 == 0 ? 8 : 600));
+        const int kpad = (k + tile - 1) / tile * tile;
+        /* few distinct values: ties everywhere; sometimes a NaN-free +inf (overflow) */
+        const int levels = 1 + (int)(tc_uniform(&r) * 6);
+        for (int c = 0; c < k; c++) {
+            v[c] = (float)(int)(tc_uniform(&r) * levels) - 2.0f;
+            if (tc_uniform(&r) < 0.02) v[c] = INFINITY;
+        }
+        const fkm_top3 want = top3_brute(v, k);
+        /* the quad butterfly of the kernels: lanes 0..3, xor 1 then 2; every lane ends with
+         * the whole row's state */
+        fkm_top3 q[4], nx[4];
+        for (int l = 0; l < 4; l++) q[l] = top3_lane(v, k, kpad, nq, l);
+        for (int o = 1; o <= 2; o <<= 1) {
+            for (int l = 0; l < 4; l++) nx[l] = fkm_top3_merge(q[l], q[l ^ o]);
+            memcpy(q, nx, sizeof q);
+        }
+        for (int l = 0; l < 4; l++) {
+            CHECK(top3_equal(q[l], want),
+                  "top3 k=%d nq=%d lane %d: (%g %d, %g %d, %g), brute force (%g %d, %g %d, %g)", k, nq, l,
+                  (double)q[l].s1, q[l].i1, (double)q[l].s2, q[l].i2, (double)q[l].s3, (double)want.s1, want.i1,
+                  (double)want.s2, want.i2, (double)want.s3);
+        }
+        /* any partition into groups of increasing columns, merged in any order */
+        const int groups = 1 + (int)(tc_uniform(&r) * 5);
+        fkm_top3 g[5];
+        for (int j = 0; j < groups; j++) g[j] = (fkm_top3){INFINITY, INFINITY, INFINITY, 0, 0};
+        for (int c = 0; c < k; c++) { /* one column at a time: a tile of one pair, its twin +inf */
+            const float a[4] = {v[c], INFINITY, -1e30f, -1e30f};
+            fkm_top3_tile(&g[(int)(tc_uniform(&r) * groups)], a, 1, c);
+        }
+        for (int left = groups; left > 1; left--) {
+            const int a = (int)(tc_uniform(&r) * left), b = (a + 1 + (int)(tc_uniform(&r) * (left - 1))) % left;
+            g[a] = fkm_top3_merge(g[a], g[b]);
+            g[b] = g[left - 1];
+        }
+        CHECK(top3_equal(g[0], want), "top3 k=%d: merged groups differ from brute force", k);
+        cases++;
+    }
+    printf("top-3 state: %lld cases against brute force\n", (long long)cases);
+}
+
 int main(void)
 {
+    test_top3();
     static const int64_t dims[] = {1, 3, 16, 128, 1024, 4096};
     static const char *const kinds[] = {"offset 1e4", "mixed signs", "tiny (1e-30..1e-5)", "mixed scales"};
     stats cpu = {0}, tc[3] = {{0}};

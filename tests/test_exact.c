@@ -14,6 +14,9 @@
  * arithmetic (128-bit products, 192-bit sums) on the scaled integers. Cosine rows and
  * centroids are first normalised the way the contract states (flashkm.h).
  *
+ * A stage case feeds each of the GPU's re-check stages (pair test, device filters, host) and
+ * requires, on the CUDA backend, that each decided some points (fkm_exact_stats_stages).
+ *
  * Exact mode must match the reference on every point. The fast mode's mismatches on the same
  * data and the fraction of points exact mode re-checked are printed, not asserted. Under
  * FLASHKM_TEST_SMALL (or a sanitizer build) the sizes shrink about 20-fold. */
@@ -306,6 +309,106 @@ static void hard_case(fkm_ctx *ctx, int64_t n, int64_t d, totals *tot)
     free(C), free(X), free(Xs), free(xf), free(xi), free(ref), free(got);
 }
 
+/* The stages of the GPU's re-check (EXACTNESS.md 3.6 and 5), each fed points that must reach
+ * it, f32 l2, d = 16, K = 16 (the mma kernel) or 200 (wgmma on sm_90, two tiles of 128):
+ *   - pair: points near the bisector of two centroids a, b = P -+ e_0 (every coordinate of P
+ *     is 32, so the TF32 bound is ~80 while the gap is 4 |x_0 - 32| <= 4 and the rest of the
+ *     centroids are >= 64 away): the bound cannot certify the label, the top-3 test proves the
+ *     argmin is a or b, and the double scores decide unless x_0 = 32 exactly (an exact tie,
+ *     then the host). TF32 rounds x_0 to 2^-5 while the offsets are multiples of 2^-8, so the
+ *     fast label is often wrong and the pair stage must take the second;
+ *   - filter: points near the circumcentre of three centroids Q + 2 e_1, Q - 2 e_1,
+ *     Q + 2 e_2, Q = P + 64 e_5: no two-way test applies, the double filter decides unless the
+ *     best are exactly tied (then the host; every 16th point sits on the circumcentre);
+ *   - the rest of the centroids far away, with points near them.
+ * Labels must equal the integer reference; on the CUDA backend each stage must have
+ * decided some points, on the CPU backend all go to the host. */
+static void stage_case(fkm_ctx *ctx, int64_t K, int64_t n)
+{
+    const int64_t d = 16;
+    tc_rng r = {4242 + (uint64_t)K};
+    double *P = malloc((size_t)d * sizeof *P), *X = malloc((size_t)(n * d) * sizeof *X);
+    float *C = malloc((size_t)(K * d) * sizeof *C);
+    for (int64_t j = 0; j < d; j++) P[j] = 32.0;
+    /* centroid slots in a shuffled order, so that the pair and the triple sit at any index */
+    int64_t *slot = malloc((size_t)K * sizeof *slot);
+    for (int64_t c = 0; c < K; c++) slot[c] = c;
+    for (int64_t c = K - 1; c > 0; c--) {
+        const int64_t o = (int64_t)floor((double)(c + 1) * tc_uniform(&r)), t = slot[c];
+        slot[c] = slot[o], slot[o] = t;
+    }
+    for (int64_t c = 0; c < K; c++) {
+        float *row = C + slot[c] * d;
+        for (int64_t j = 0; j < d; j++) row[j] = (float)P[j];
+        switch (c) {
+        case 0: row[0] -= 1.0f; break;
+        case 1: row[0] += 1.0f; break;
+        case 2: row[5] += 64.0f, row[1] += 2.0f; break;
+        case 3: row[5] += 64.0f, row[1] -= 2.0f; break;
+        case 4: row[5] += 64.0f, row[2] += 2.0f; break;
+        default:
+            row[7] += 128.0f;
+            for (int64_t j = 0; j < d; j++) row[j] += (float)grid(&r, -8, 8, 0.25);
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        double *x = X + i * d;
+        const int kind = (int)(i % 3);
+        if (kind == 2) { /* near a far centroid */
+            const float *c = C + slot[5 + (int64_t)floor((double)(K - 5) * tc_uniform(&r))] * d;
+            for (int64_t j = 0; j < d; j++) x[j] = c[j] + grid(&r, -2, 2, 1.0 / 64);
+            continue;
+        }
+        for (int64_t j = 0; j < d; j++) x[j] = P[j] + grid(&r, -2, 2, 1.0 / 64);
+        const int tie = (i / 3) % 16 == 0;
+        if (kind == 0) {
+            x[0] = 32.0 + (tie ? 0.0 : grid(&r, -1, 1, 0x1p-8));
+        } else {
+            x[5] = 96.0;
+            x[1] = 32.0 + (tie ? 0.0 : grid(&r, -0.5, 0.5, 0x1p-8));
+            x[2] = 32.0 + (tie ? 0.0 : grid(&r, -0.5, 0.5, 0x1p-8));
+        }
+    }
+    void *Xs = tc_store(X, n, d, d, FKM_F32);
+    float *xf = malloc((size_t)(n * d) * sizeof *xf);
+    for (int64_t t = 0; t < n * d; t++) xf[t] = (float)X[t];
+    int64_t *xi = malloc((size_t)(n * d) * sizeof *xi), *ci = malloc((size_t)(K * d) * sizeof *ci);
+    int32_t *ref = malloc((size_t)n * sizeof *ref), *got = malloc((size_t)n * sizeof *got);
+    const int fits = scale_ints(xf, n * d, C, K * d, xi, ci);
+    CHECK(fits, "stage case: values outside the reference's range");
+    if (fits) reference_labels(xi, ci, n, K, d, 0, ref);
+    fkm_status s = fkm_predict_precision(ctx, FKM_METRIC_L2, FKM_PRECISION_EXACT, Xs, FKM_F32, n, d, d, C, K, got, NULL);
+    CHECK(s == FKM_OK, "stage case: exact predict: %s", fkm_last_error(ctx));
+    int64_t bad = 0;
+    for (int64_t i = 0; fits && s == FKM_OK && i < n; i++) {
+        if (got[i] != ref[i] && bad++ < 3)
+            fprintf(stderr, "  stage case K=%lld point %lld (kind %d): exact %d, reference %d\n", (long long)K,
+                    (long long)i, (int)(i % 3), got[i], ref[i]);
+    }
+    CHECK(bad == 0, "stage case K=%lld: %lld of %lld exact-mode labels differ from the reference", (long long)K,
+          (long long)bad, (long long)n);
+    int64_t rech = 0, pair = 0, filter = 0, host = 0;
+    fkm_exact_stats(ctx, NULL, &rech);
+    CHECK(fkm_exact_stats_stages(ctx, &pair, &filter, &host) == FKM_OK, "fkm_exact_stats_stages");
+    printf("  stage case K=%lld: %lld of %lld re-checked: pair %lld, filter %lld, host %lld\n", (long long)K,
+           (long long)rech, (long long)n, (long long)pair, (long long)filter, (long long)host);
+    CHECK(pair + filter + host == rech, "stage counts %lld + %lld + %lld != %lld re-checked", (long long)pair,
+          (long long)filter, (long long)host, (long long)rech);
+    if (fkm_ctx_backend(ctx) == FKM_BACKEND_CPU) {
+        CHECK(pair == 0 && filter == 0, "cpu backend: pair %lld, filter %lld (no device stages)", (long long)pair,
+              (long long)filter);
+    } else {
+        CHECK(pair > 0 && filter > 0 && host > 0, "stage case K=%lld: a stage decided nothing (pair %lld, filter "
+              "%lld, host %lld)", (long long)K, (long long)pair, (long long)filter, (long long)host);
+    }
+    /* the fast pass gets many pair points wrong (TF32 rounds x_0): the pair stage mattered */
+    s = fkm_predict(ctx, FKM_METRIC_L2, Xs, FKM_F32, n, d, d, C, K, got, NULL);
+    int64_t fast_bad = 0;
+    for (int64_t i = 0; fits && s == FKM_OK && i < n; i++) fast_bad += got[i] != ref[i];
+    printf("  stage case K=%lld: fast mode gets %lld labels wrong\n", (long long)K, (long long)fast_bad);
+    free(P), free(X), free(C), free(slot), free(Xs), free(xf), free(xi), free(ci), free(ref), free(got);
+}
+
 /* A whole fit in exact mode: labels equal the reference against the returned centroids, and
  * the result is the same for 1 and 2 threads. */
 static void fit_case(fkm_ctx *ctx, fkm_metric metric)
@@ -353,6 +456,52 @@ static void fit_case(fkm_ctx *ctx, fkm_metric metric)
     free(ref);
 }
 
+/* fkm_fit_batch in exact mode: three problems in one launch (the GPU's lists are per problem,
+ * a point's problem is its index / n); each problem's final labels must equal the reference
+ * against its returned centroids. K = 100 (wgmma on sm_90) on blobs with a large offset and
+ * many centroids per blob: many near-ties, so every stage sees points of every problem. */
+static void batch_case(fkm_ctx *ctx)
+{
+    enum { B = 3 };
+    const int64_t n = 3000, d = 8, k = 100;
+    float *Xall = malloc((size_t)(B * n * d) * sizeof *Xall), *C = malloc((size_t)(B * k * d) * sizeof *C);
+    int32_t *L = malloc((size_t)(B * n) * sizeof *L), *ref = malloc((size_t)n * sizeof *ref);
+    int64_t *xi = malloc((size_t)(n * d) * sizeof *xi), *ci = malloc((size_t)(k * d) * sizeof *ci);
+    for (int b = 0; b < B; b++) {
+        double *X = tc_blobs(11 + (uint64_t)b, n, d, 6, 3.0, 1000.0);
+        for (int64_t t = 0; t < n * d; t++) Xall[b * n * d + t] = (float)X[t];
+        free(X);
+    }
+    fkm_params p = fkm_params_default();
+    p.k = k;
+    p.max_iter = 8;
+    p.precision = FKM_PRECISION_EXACT;
+    fkm_result res[B];
+    fkm_status s = fkm_fit_batch(ctx, &p, Xall, FKM_F32, B, n, d, d, n * d, NULL, C, L, res);
+    if (s == FKM_E_UNSUPPORTED && fkm_ctx_backend(ctx) != FKM_BACKEND_CPU) {
+        printf("  batch case skipped: %s\n", fkm_last_error(ctx));
+    } else {
+        CHECK(s == FKM_OK, "exact fit_batch: %s", fkm_last_error(ctx));
+        int64_t rech = 0, pair = 0, filter = 0, host = 0;
+        fkm_exact_stats(ctx, NULL, &rech);
+        fkm_exact_stats_stages(ctx, &pair, &filter, &host);
+        printf("  batch case: %lld re-checked: pair %lld, filter %lld, host %lld\n", (long long)rech, (long long)pair,
+               (long long)filter, (long long)host);
+        for (int b = 0; s == FKM_OK && b < B; b++) {
+            if (!scale_ints(Xall + b * n * d, n * d, C + b * k * d, k * d, xi, ci)) {
+                printf("  batch case problem %d: centroids outside the reference's range, not compared\n", b);
+                continue;
+            }
+            reference_labels(xi, ci, n, k, d, 0, ref);
+            int64_t bad = 0;
+            for (int64_t i = 0; i < n; i++) bad += ref[i] != L[b * n + i];
+            CHECK(bad == 0, "exact fit_batch problem %d: %lld final labels differ from the reference", b,
+                  (long long)bad);
+        }
+    }
+    free(Xall), free(C), free(L), free(ref), free(xi), free(ci);
+}
+
 int main(void)
 {
     fkm_ctx *ctx = tc_create();
@@ -377,6 +526,8 @@ int main(void)
             }
     hard_case(ctx, small ? 500 : 20000, 3, &tot);
     hard_case(ctx, small ? 500 : 20000, 64, &tot);
+    stage_case(ctx, 16, small ? 3000 : 30000);
+    stage_case(ctx, 200, small ? 3000 : 30000);
     if (tot.points == 0) {
         printf("SKIP: exact mode ran on no case on this backend\n");
         fkm_destroy(ctx);
@@ -393,6 +544,7 @@ int main(void)
     fit_case(ctx, FKM_METRIC_L2);
     fit_case(ctx, FKM_METRIC_COSINE);
     fit_case(ctx, FKM_METRIC_DOT);
+    batch_case(ctx);
     fkm_destroy(ctx);
     return tc_finish("test_exact");
 }

@@ -538,6 +538,7 @@ typedef struct progress_state {
     int32_t run, n_init;
     uint64_t seed;
     int64_t exact_points, exact_rechecked; /* fkm_exact_stats right after the fit */
+    int64_t exact_pair, exact_filter, exact_host; /* fkm_exact_stats_stages likewise */
 } progress_state;
 
 static int print_progress(const fkm_iter_info *it, void *user)
@@ -587,10 +588,16 @@ static void print_fit_summary(const config *c, fkm_ctx *ctx, const fkm_matrix *X
             fkm_backend_name(fkm_ctx_backend(ctx)), threads, (int)r->n_iter,
             r->converged ? "converged" : "max-iter reached", r->inertia, runs, 1e3 * seconds,
             ps->iters > 0 ? 1e3 * ps->iter_seconds / (double)ps->iters : 0.0);
-    if (c->params.precision == FKM_PRECISION_EXACT && ps->exact_points > 0)
-        fprintf(stderr, "flashkm: exact: %lld of %lld point assignments re-checked (%.4f%%)\n",
+    if (c->params.precision == FKM_PRECISION_EXACT && ps->exact_points > 0) {
+        fprintf(stderr, "flashkm: exact: %lld of %lld point assignments re-checked (%.4f%%)",
                 (long long)ps->exact_rechecked, (long long)ps->exact_points,
                 100.0 * (double)ps->exact_rechecked / (double)ps->exact_points);
+        /* the device stages exist on the GPU only: on the CPU everything is "host" */
+        if (ps->exact_pair + ps->exact_filter > 0)
+            fprintf(stderr, ": %lld by the pair test, %lld by the device filter, %lld on the host",
+                    (long long)ps->exact_pair, (long long)ps->exact_filter, (long long)ps->exact_host);
+        fputc('\n', stderr);
+    }
 }
 
 /* On the GPU, when the input did not fit the memory budget: how much of it stayed resident
@@ -670,7 +677,7 @@ static int run_fit(const args *a)
     }
 
     progress_state ps = {(double)X.rows * (double)X.cols * (double)fkm_dtype_size(X.dtype), 0, 0, 0,
-                         c.params.n_init, c.params.seed, 0, 0};
+                         c.params.n_init, c.params.seed, 0, 0, 0, 0, 0};
     c.params.init_centroids = init;
     if (!c.quiet && batch == 1) {
         c.params.progress = print_progress;
@@ -700,7 +707,10 @@ static int run_fit(const args *a)
                     results);
     }
     double seconds = now_seconds() - t0;
-    if (s == FKM_OK) fkm_exact_stats(ctx, &ps.exact_points, &ps.exact_rechecked);
+    if (s == FKM_OK) {
+        fkm_exact_stats(ctx, &ps.exact_points, &ps.exact_rechecked);
+        fkm_exact_stats_stages(ctx, &ps.exact_pair, &ps.exact_filter, &ps.exact_host);
+    }
     if (s != FKM_OK) {
         /* a complaint about the weights ("weight[3] = -1 is negative") concerns their file */
         const char *msg = fkm_last_error(ctx);

@@ -41,6 +41,7 @@ void fkm_clear_error(fkm_ctx *ctx)
     if (!ctx) return;
     ctx->errmsg[0] = '\0';
     ctx->exact_points = ctx->exact_rechecked = 0;
+    ctx->exact_pair = ctx->exact_filter = ctx->exact_host = 0;
 }
 
 const char *fkm_last_error(const fkm_ctx *ctx)

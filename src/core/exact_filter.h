@@ -1,6 +1,7 @@
 /* exact_filter.h — stage 1 of the exact argmin (docs/EXACTNESS.md section 4): a centroid's
- * score in double with a rigorous radius, inline for host C (exact.c) and CUDA device code
- * (src/cuda/exact.cu), so both backends filter with the same proven arithmetic. */
+ * score in double with a rigorous radius, inline for host C (exact.c); the CUDA filters
+ * (src/cuda/exact.cu) sum the same terms in their own order and take the same radius, which
+ * the proof allows (any summation order, fused or not). */
 #ifndef FKM_EXACT_FILTER_H
 #define FKM_EXACT_FILTER_H
 
@@ -8,6 +9,14 @@
 
 #include <math.h>
 #include <stdint.h>
+
+/* 4 gamma^(64)_{d+2}: the radius of a double score's interval per unit of its computed sum
+ * of term magnitudes (section 4), shared by this file and the CUDA filters (exact.cu). */
+static inline FKM_HD double fkm_exact_radius_factor(int64_t d)
+{
+    const double nu = (double)(d + 2) * 0x1p-53, g = nu / (1.0 - nu);
+    return 4.0 * g;
+}
 
 /* The double score sum_j (x_j - c_j)^2 (or -sum_j x_j c_j for dot), in a fixed order, and
  * through *radius a bound on its distance from the exact score: every term is exact (dot) or
@@ -47,8 +56,7 @@ static inline FKM_HD double fkm_exact_approx(const float *x, const float *c, int
     }
     const double sum = (s[0] + s[1]) + (s[2] + s[3]);
     const double mag = dot ? (m[0] + m[1]) + (m[2] + m[3]) : sum;
-    const double nu = (double)(d + 2) * 0x1p-53, g = nu / (1.0 - nu);
-    *radius = 4.0 * g * mag;
+    *radius = fkm_exact_radius_factor(d) * mag;
     return sum;
 }
 

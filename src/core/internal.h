@@ -25,8 +25,11 @@ struct fkm_ctx {
     uint64_t gpu_mem_bytes;    /* fkm_set_gpu_mem; 0 = the device's free memory */
     fkm_placement placement;   /* written by a GPU backend's open (fkm_last_placement) */
     /* certified mode's counters for fkm_exact_stats: point assignments made and how many of
-     * them the fast pass could not certify (re-decided exactly); reset by each public call */
+     * them the fast pass could not certify (re-decided exactly); reset by each public call.
+     * For fkm_exact_stats_stages, where the re-checked ones were decided: the GPU's pair test
+     * and double filter, or the host's exact argmin (every one on the CPU backend) */
     int64_t exact_points, exact_rechecked;
+    int64_t exact_pair, exact_filter, exact_host;
 };
 
 /* Records a formatted message on ctx (ctx may be NULL) and returns status, so that error

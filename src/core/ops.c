@@ -118,6 +118,15 @@ fkm_status fkm_exact_stats(const fkm_ctx *ctx, int64_t *points, int64_t *recheck
     return FKM_OK;
 }
 
+fkm_status fkm_exact_stats_stages(const fkm_ctx *ctx, int64_t *pair, int64_t *filter, int64_t *host)
+{
+    if (!ctx) return FKM_E_NULL;
+    if (pair) *pair = ctx->exact_pair;
+    if (filter) *filter = ctx->exact_filter;
+    if (host) *host = ctx->exact_host;
+    return FKM_OK;
+}
+
 fkm_status fkm_score(fkm_ctx *ctx, fkm_metric metric, const void *X, fkm_dtype dtype, int64_t n,
                      int64_t d, int64_t ld, const float *weights, const float *centroids, int64_t k,
                      double *inertia_out)

@@ -149,6 +149,7 @@ fkm_status fkm_cpu_assign(fkm_ctx *ctx, void *state, const float *centroids, int
         st->have_xnorm = 1;
         ctx->exact_points += n;
         ctx->exact_rechecked += redone;
+        ctx->exact_host += redone; /* fkm_exact_argmin, on the host like everything here */
     }
     st->have_labels = 1;
     *n_changed = changed;

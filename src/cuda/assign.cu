@@ -58,7 +58,7 @@ fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision pr
     if (!tensor_input || precision == FKM_PRECISION_F32) return FKM_ASSIGN_FFMA;
     const int64_t es = (int64_t)fkm_dtype_size(pb->dtype);
     /* below 128 clusters the 128-wide wgmma tiles would mostly compute padding (exact mode
-     * uses the same kernels, in their top-2 instantiation) */
+     * uses the same kernels, in their top-3 instantiation) */
     if (pb->k > 64 && device_has_wgmma()) {
         const char *force = getenv("FLASHKM_ASSIGN");
         if (!force || strcmp(force, "mma") != 0) return FKM_ASSIGN_WGMMA;
@@ -146,23 +146,23 @@ __device__ __forceinline__ void mma_load_stage(T *stage, const T *cq_tile, int64
     }
 }
 
-/* TOP2 (exact mode, docs/EXACTNESS.md) also keeps each point's second-smallest score over
- * all centroids but the chosen one, written to second_all; the fast instantiation compiles
- * to the same code as without the flag. */
-template <typename T, bool RESIDENT, bool TOP2>
+/* TOP3 (exact mode, docs/EXACTNESS.md 3.6) also keeps each point's second and third smallest
+ * scores and the second's index (src/core/top3.h), written to top3; the fast instantiation
+ * compiles to the same code as without the flag. */
+template <typename T, bool RESIDENT, bool TOP3>
 __global__ void __launch_bounds__(MMA_THREADS, 2)
 assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t bstride, int64_t dpad,
            const T *__restrict__ cqall, const float *__restrict__ cnall, int64_t kpad, float alpha,
-           int32_t *__restrict__ labels_all, unsigned long long *changed, float *best_all, float *second_all)
+           int32_t *__restrict__ labels_all, unsigned long long *changed, float *best_all, fkm_cuda_top3_out top3)
 {
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T *smem = reinterpret_cast<T *>(smem_raw);
-    /* [0]: best scores; [1] (TOP2 only, so the fast kernel's shared memory is unchanged):
-     * second-best scores */
-    __shared__ float red_sv[TOP2 ? 2 : 1][MMA_WARPS_N][MMA_BM];
-    __shared__ int32_t red_i[MMA_WARPS_N][MMA_BM];
+    /* [0]: best scores and indices; [1], [2] (TOP3 only, so the fast kernel's shared memory is
+     * unchanged): second and third scores, second indices */
+    __shared__ float red_sv[TOP3 ? 3 : 1][MMA_WARPS_N][MMA_BM];
+    __shared__ int32_t red_iv[TOP3 ? 2 : 1][MMA_WARPS_N][MMA_BM];
     float (*red_s)[MMA_BM] = red_sv[0];
-    float (*red_s2)[MMA_BM] = red_sv[TOP2 ? 1 : 0];
+    int32_t (*red_i)[MMA_BM] = red_iv[0];
 
     const int64_t b = blockIdx.y;
     const T *X = Xall + b * bstride;
@@ -197,13 +197,13 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
 
     float acc[MMA_WM][MMA_WN][4];
     float bs[MMA_WM][2];
-    float b2[MMA_WM][2]; /* TOP2: the second-smallest score seen by this thread */
-    int32_t bi[MMA_WM][2];
+    float b2[MMA_WM][2], b3[MMA_WM][2]; /* TOP3: this thread's second and third smallest scores */
+    int32_t bi[MMA_WM][2], i2[MMA_WM][2]; /* TOP3: ... and the second's index */
 #pragma unroll
     for (int mi = 0; mi < MMA_WM; mi++) {
         bs[mi][0] = bs[mi][1] = INFINITY;
-        b2[mi][0] = b2[mi][1] = INFINITY;
-        bi[mi][0] = bi[mi][1] = 0;
+        b2[mi][0] = b2[mi][1] = b3[mi][0] = b3[mi][1] = INFINITY;
+        bi[mi][0] = bi[mi][1] = i2[mi][0] = i2[mi][1] = 0;
 #pragma unroll
         for (int ni = 0; ni < MMA_WN; ni++) acc[mi][ni][0] = acc[mi][ni][1] = acc[mi][ni][2] = acc[mi][ni][3] = 0.f;
     }
@@ -264,44 +264,38 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
                     acc[mi][ni][3] = fmaf(-alpha, acc[mi][ni][3], c1);
                 }
             }
-            if (TOP2) {
-                /* second of the running pair and this tile's scores: for each score t,
-                 * (lo, hi) <- (min(lo, t), min(hi, max(lo, t))); an equal score becomes the
-                 * second, so an exact tie leaves a zero gap */
+            if (TOP3) {
+                /* the tile's scores of row (mi, h) sit at acc[mi][ni][2h + e], column
+                 * col0 + 8 ni + e: fkm_top3_tile's layout */
 #pragma unroll
                 for (int mi = 0; mi < MMA_WM; mi++)
 #pragma unroll
                     for (int h = 0; h < 2; h++) {
-                        float lo = bs[mi][h], hi = b2[mi][h];
+                        fkm_top3 t = {bs[mi][h], b2[mi][h], b3[mi][h], bi[mi][h], i2[mi][h]};
+                        fkm_top3_tile(&t, &acc[mi][0][2 * h], MMA_WN, (int32_t)col0);
+                        bs[mi][h] = t.s1, b2[mi][h] = t.s2, b3[mi][h] = t.s3, bi[mi][h] = t.i1, i2[mi][h] = t.i2;
+                    }
+            } else {
+#pragma unroll
+                for (int mi = 0; mi < MMA_WM; mi++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        float m = acc[mi][0][2 * h];
 #pragma unroll
                         for (int ni = 0; ni < MMA_WN; ni++)
+                            m = fminf(m, fminf(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]));
+                        if (m < bs[mi][h]) {
+                            int32_t idx = -1;
 #pragma unroll
-                            for (int e = 0; e < 2; e++) {
-                                const float t = acc[mi][ni][2 * h + e];
-                                hi = fminf(hi, fmaxf(lo, t));
-                                lo = fminf(lo, t);
+                            for (int ni = MMA_WN - 1; ni >= 0; ni--) {
+                                if (acc[mi][ni][2 * h + 1] == m) idx = (int32_t)(col0 + ni * 8 + 1);
+                                if (acc[mi][ni][2 * h] == m) idx = (int32_t)(col0 + ni * 8);
                             }
-                        b2[mi][h] = hi;
+                            bs[mi][h] = m;
+                            bi[mi][h] = idx;
+                        }
                     }
             }
-#pragma unroll
-            for (int mi = 0; mi < MMA_WM; mi++)
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    float m = acc[mi][0][2 * h];
-#pragma unroll
-                    for (int ni = 0; ni < MMA_WN; ni++) m = fminf(m, fminf(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]));
-                    if (m < bs[mi][h]) {
-                        int32_t idx = -1;
-#pragma unroll
-                        for (int ni = MMA_WN - 1; ni >= 0; ni--) {
-                            if (acc[mi][ni][2 * h + 1] == m) idx = (int32_t)(col0 + ni * 8 + 1);
-                            if (acc[mi][ni][2 * h] == m) idx = (int32_t)(col0 + ni * 8);
-                        }
-                        bs[mi][h] = m;
-                        bi[mi][h] = idx;
-                    }
-                }
 #pragma unroll
             for (int mi = 0; mi < MMA_WM; mi++)
 #pragma unroll
@@ -319,28 +313,40 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
         for (int h = 0; h < 2; h++) {
 #pragma unroll
             for (int o = 1; o <= 2; o <<= 1) {
-                const float s2 = __shfl_xor_sync(0xffffffffu, bs[mi][h], o);
-                const int32_t i2 = __shfl_xor_sync(0xffffffffu, bi[mi][h], o);
-                if (TOP2) b2[mi][h] = fkm_merge_second(bs[mi][h], b2[mi][h], s2, __shfl_xor_sync(0xffffffffu, b2[mi][h], o));
-                fkm_merge_best(bs[mi][h], bi[mi][h], s2, i2);
+                if (TOP3) {
+                    fkm_top3 t = {bs[mi][h], b2[mi][h], b3[mi][h], bi[mi][h], i2[mi][h]};
+                    t = fkm_top3_merge(t, fkm_top3_shfl_xor(t, o));
+                    bs[mi][h] = t.s1, b2[mi][h] = t.s2, b3[mi][h] = t.s3, bi[mi][h] = t.i1, i2[mi][h] = t.i2;
+                } else {
+                    const float s2 = __shfl_xor_sync(0xffffffffu, bs[mi][h], o);
+                    const int32_t j2 = __shfl_xor_sync(0xffffffffu, bi[mi][h], o);
+                    fkm_merge_best(bs[mi][h], bi[mi][h], s2, j2);
+                }
             }
             if ((lane & 3) == 0) {
                 const int r = wm * 16 * MMA_WM + mi * 16 + h * 8 + (lane >> 2);
                 red_s[wn][r] = bs[mi][h];
                 red_i[wn][r] = bi[mi][h];
-                if (TOP2) red_s2[wn][r] = b2[mi][h];
+                if (TOP3) red_sv[1][wn][r] = b2[mi][h], red_sv[2][wn][r] = b3[mi][h], red_iv[1][wn][r] = i2[mi][h];
             }
         }
     __syncthreads();
     if (tid < MMA_BM) {
-        float s = red_s[0][tid], s2 = TOP2 ? red_s2[0][tid] : 0.f;
+        float s = red_s[0][tid];
         int32_t i = red_i[0][tid];
-        for (int w = 1; w < MMA_WARPS_N; w++) {
-            if (TOP2) s2 = fkm_merge_second(s, s2, red_s[w][tid], red_s2[w][tid]);
-            fkm_merge_best(s, i, red_s[w][tid], red_i[w][tid]);
-        }
         const int64_t row = row0 + tid;
-        if (TOP2 && row < n) second_all[b * n + row] = s2;
+        if (TOP3) {
+            fkm_top3 t = {s, red_sv[1][0][tid], red_sv[2][0][tid], i, red_iv[1][0][tid]};
+            for (int w = 1; w < MMA_WARPS_N; w++) {
+                const fkm_top3 u = {red_sv[0][w][tid], red_sv[1][w][tid], red_sv[2][w][tid], red_iv[0][w][tid],
+                                    red_iv[1][w][tid]};
+                t = fkm_top3_merge(t, u);
+            }
+            s = t.s1, i = t.i1;
+            if (row < n) fkm_top3_store(top3, b * n + row, t);
+        } else {
+            for (int w = 1; w < MMA_WARPS_N; w++) fkm_merge_best(s, i, red_s[w][tid], red_i[w][tid]);
+        }
         fkm_store_label(row < n, b * n + row, i, s, labels_all, best_all, changed + b);
     }
 }
@@ -459,41 +465,42 @@ void fkm_cuda_assign_destroy(fkm_cuda_assign_ws *ws)
     free(ws);
 }
 
-template <typename T, bool TOP2>
+template <typename T, bool TOP3>
 static fkm_status launch_mma(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb, float alpha,
-                             int32_t *labels, unsigned long long *changed, float *best, float *second,
+                             int32_t *labels, unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
                              cudaStream_t stream)
 {
+    const fkm_cuda_top3_out out3 = top3 ? *top3 : fkm_cuda_top3_out{NULL, NULL, NULL};
     const dim3 grid((unsigned)fkm_ceil_div(pb->n, MMA_BM), (unsigned)pb->batch);
     const T *X = (const T *)pb->X;
     const T *cq = (const T *)ws->cq;
     if (ws->path == FKM_ASSIGN_MMA) {
         const size_t smem = ((size_t)MMA_BM * ws->dpad + (size_t)MMA_STAGES * MMA_BN * MMA_BK_OF(sizeof(T))) * sizeof(T);
-        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_mma<T, true, TOP2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_mma<T, true, TOP3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)smem));
-        assign_mma<T, true, TOP2><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride,
+        assign_mma<T, true, TOP3><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride,
                                                                        ws->dpad, cq, ws->cn, ws->kpad, alpha, labels,
-                                                                       changed, best, second);
+                                                                       changed, best, out3);
     } else {
         const size_t smem = (size_t)MMA_STAGES * (MMA_BN + MMA_BM) * MMA_BK_OF(sizeof(T)) * sizeof(T);
-        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_mma<T, false, TOP2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_mma<T, false, TOP3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)smem));
-        assign_mma<T, false, TOP2><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride,
+        assign_mma<T, false, TOP3><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride,
                                                                         ws->dpad, cq, ws->cn, ws->kpad, alpha, labels,
-                                                                        changed, best, second);
+                                                                        changed, best, out3);
     }
     FKM_CUDA_LAUNCHED(ctx, "assign_mma");
     return FKM_OK;
 }
 
-/* The fast or the top-2 instantiation (second != NULL). */
+/* The fast or the top-3 instantiation (top3 != NULL). */
 template <typename T>
 static fkm_status launch_mma_any(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb, float alpha,
-                                 int32_t *labels, unsigned long long *changed, float *best, float *second,
-                                 cudaStream_t stream)
+                                 int32_t *labels, unsigned long long *changed, float *best,
+                                 const fkm_cuda_top3_out *top3, cudaStream_t stream)
 {
-    return second ? launch_mma<T, true>(ctx, ws, pb, alpha, labels, changed, best, second, stream)
-                  : launch_mma<T, false>(ctx, ws, pb, alpha, labels, changed, best, NULL, stream);
+    return top3 ? launch_mma<T, true>(ctx, ws, pb, alpha, labels, changed, best, top3, stream)
+                : launch_mma<T, false>(ctx, ws, pb, alpha, labels, changed, best, NULL, stream);
 }
 
 template <fkm_dtype DT>
@@ -524,7 +531,7 @@ static fkm_status prepare(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_pr
 
 static fkm_status assign_any(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb,
                              const float *centroids, int32_t *labels, unsigned long long *changed,
-                             float *best, float *second, cudaStream_t stream)
+                             float *best, const fkm_cuda_top3_out *top3, cudaStream_t stream)
 {
     if (pb->batch > 65535)
         return fkm_fail(ctx, FKM_E_INVALID, "batch = %d: at most 65535 problems per launch", (int)pb->batch);
@@ -541,19 +548,19 @@ static fkm_status assign_any(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev
         else if (pb->dtype == FKM_F32) s = prepare<float>(ctx, ws, pb, centroids, 1, stream);
         else s = prepare<__nv_bfloat16>(ctx, ws, pb, centroids, 0, stream);
         if (s != FKM_OK) return s;
-        return fkm_cuda_assign_wgmma(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha, labels, changed, best, second,
+        return fkm_cuda_assign_wgmma(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha, labels, changed, best, top3,
                                      stream);
     }
     if (pb->dtype == FKM_F16) {
         if ((s = prepare<__half>(ctx, ws, pb, centroids, 0, stream)) != FKM_OK) return s;
-        return launch_mma_any<__half>(ctx, ws, pb, alpha, labels, changed, best, second, stream);
+        return launch_mma_any<__half>(ctx, ws, pb, alpha, labels, changed, best, top3, stream);
     }
     if (pb->dtype == FKM_F32) {
         if ((s = prepare<float>(ctx, ws, pb, centroids, 1, stream)) != FKM_OK) return s;
-        return launch_mma_any<float>(ctx, ws, pb, alpha, labels, changed, best, second, stream);
+        return launch_mma_any<float>(ctx, ws, pb, alpha, labels, changed, best, top3, stream);
     }
     if ((s = prepare<__nv_bfloat16>(ctx, ws, pb, centroids, 0, stream)) != FKM_OK) return s;
-    return launch_mma_any<__nv_bfloat16>(ctx, ws, pb, alpha, labels, changed, best, second, stream);
+    return launch_mma_any<__nv_bfloat16>(ctx, ws, pb, alpha, labels, changed, best, top3, stream);
 }
 
 fkm_status fkm_cuda_assign(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb,
@@ -563,12 +570,12 @@ fkm_status fkm_cuda_assign(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_p
     return assign_any(ctx, ws, pb, centroids, labels, changed, best, NULL, stream);
 }
 
-fkm_status fkm_cuda_assign_top2(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb,
+fkm_status fkm_cuda_assign_top3(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb,
                                 const float *centroids, int32_t *labels, unsigned long long *changed,
-                                float *best, float *second, cudaStream_t stream)
+                                float *best, const fkm_cuda_top3_out *top3, cudaStream_t stream)
 {
     if (ws->path == FKM_ASSIGN_FFMA)
-        return fkm_fail(ctx, FKM_E_INTERNAL, "the top-2 assignment needs a tensor-core path, not %s",
+        return fkm_fail(ctx, FKM_E_INTERNAL, "the top-3 assignment needs a tensor-core path, not %s",
                         fkm_cuda_assign_path_name(ws->path));
-    return assign_any(ctx, ws, pb, centroids, labels, changed, best, second, stream);
+    return assign_any(ctx, ws, pb, centroids, labels, changed, best, top3, stream);
 }

@@ -42,12 +42,19 @@ fkm_status fkm_cuda_assign(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_p
                            const float *centroids, int32_t *labels, unsigned long long *changed,
                            float *best, cudaStream_t stream);
 
-/* fkm_cuda_assign's top-2 variant for exact mode (docs/EXACTNESS.md): also writes each
- * point's second-smallest score (over every centroid but the chosen one) to second (batch*n
- * f32, device), and its best score to best (required). Needs a tensor-core path (mma
- * or wgmma: a workspace created with FKM_PRECISION_EXACT on f32/f16/bf16 input). */
-fkm_status fkm_cuda_assign_top2(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb,
+/* Exact mode's extra outputs (docs/EXACTNESS.md 3.6, src/core/top3.h), batch*n each
+ * (device): each point's second-smallest score over every centroid but its label, that
+ * centroid's index, and the smallest score over every centroid but those two. */
+typedef struct fkm_cuda_top3_out {
+    float *second, *third;
+    int32_t *second_idx;
+} fkm_cuda_top3_out;
+
+/* fkm_cuda_assign's top-3 variant for exact mode: also writes top3's arrays, and each point's
+ * best score to best (required). Needs a tensor-core path (mma or wgmma: a workspace created
+ * with FKM_PRECISION_EXACT on f32/f16/bf16 input). */
+fkm_status fkm_cuda_assign_top3(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb,
                                 const float *centroids, int32_t *labels, unsigned long long *changed,
-                                float *best, float *second, cudaStream_t stream);
+                                float *best, const fkm_cuda_top3_out *top3, cudaStream_t stream);
 
 #endif

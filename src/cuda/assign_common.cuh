@@ -5,6 +5,7 @@
 #define FKM_CUDA_ASSIGN_COMMON_CUH
 
 #include "cuda/assign.cuh"
+#include "core/top3.h"
 
 /* The better of two (score, index) candidates: lower score, ties to the lower index. */
 static __device__ __forceinline__ void fkm_merge_best(float &s, int32_t &i, float s2, int32_t i2)
@@ -15,11 +16,25 @@ static __device__ __forceinline__ void fkm_merge_best(float &s, int32_t &i, floa
     }
 }
 
-/* The second-smallest of two candidates' (best, second) pairs, each best <= second: the
- * second of their union, min(max(s, t), min(s2, t2)). Equal bests give a zero gap. */
-static __device__ __forceinline__ float fkm_merge_second(float s, float s2, float t, float t2)
+/* Exact mode's top-3 state (src/core/top3.h) of the lane o away in the butterfly, for
+ * fkm_top3_merge: the lanes of a quad hold disjoint columns of the same rows. */
+static __device__ __forceinline__ fkm_top3 fkm_top3_shfl_xor(const fkm_top3 &t, int o)
 {
-    return fminf(fmaxf(s, t), fminf(s2, t2));
+    fkm_top3 u;
+    u.s1 = __shfl_xor_sync(0xffffffffu, t.s1, o);
+    u.s2 = __shfl_xor_sync(0xffffffffu, t.s2, o);
+    u.s3 = __shfl_xor_sync(0xffffffffu, t.s3, o);
+    u.i1 = __shfl_xor_sync(0xffffffffu, t.i1, o);
+    u.i2 = __shfl_xor_sync(0xffffffffu, t.i2, o);
+    return u;
+}
+
+/* The top-3 outputs of one point (its best score and label go through fkm_store_label). */
+static __device__ __forceinline__ void fkm_top3_store(const fkm_cuda_top3_out &out, int64_t row, const fkm_top3 &t)
+{
+    out.second[row] = t.s2;
+    out.third[row] = t.s3;
+    out.second_idx[row] = t.i2;
 }
 
 /* Writes the label of one point and counts it when it changed (one atomic per warp: integer
@@ -41,12 +56,14 @@ static __device__ __forceinline__ void fkm_store_label(int valid, int64_t row, i
 /* assign_wgmma.cu (sm_90a): tensor-core assignment on warpgroup MMA for f16/bf16 and f32
  * (TF32). cq holds the centroids rounded to the operand type in kpad x dpad (kpad a multiple
  * of FKM_WGMMA_BN, dpad of 128 bytes). X stays in shared memory for rows of at most
- * FKM_WGMMA_MAX_ROW_BYTES, else it streams with the centroids. second != NULL: the top-2
- * instantiation (exact mode), which also writes each point's second-best score there. */
+ * FKM_WGMMA_MAX_ROW_BYTES, else it streams with the centroids. top3 != NULL: the top-3
+ * instantiation (exact mode), which also writes each point's second and third scores and
+ * second index there. */
 #define FKM_WGMMA_BN 128
 #define FKM_WGMMA_MAX_ROW_BYTES 512   /* X rows up to 512 bytes stay in shared memory */
 fkm_status fkm_cuda_assign_wgmma(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn,
                                  int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
-                                 unsigned long long *changed, float *best, float *second, cudaStream_t stream);
+                                 unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
+                                 cudaStream_t stream);
 
 #endif

@@ -122,13 +122,14 @@ static __device__ __forceinline__ void wg_load_stage(T *stage, const T *cq_tile,
     }
 }
 
-/* TOP2 (exact mode, docs/EXACTNESS.md): also each point's second-smallest score over all
- * centroids but the chosen one, to second_all; the fast instantiation is unchanged. */
-template <typename T, bool RESIDENT, bool TOP2>
+/* TOP3 (exact mode, docs/EXACTNESS.md 3.6): also each point's second and third smallest
+ * scores and the second's index (src/core/top3.h), to top3; the fast instantiation is
+ * unchanged. */
+template <typename T, bool RESIDENT, bool TOP3>
 __global__ void __launch_bounds__(WG_THREADS, 2)
 assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t bstride, int64_t dpad,
              const T *__restrict__ cqall, const float *__restrict__ cnall, int64_t kpad, float alpha,
-             int32_t *__restrict__ labels_all, unsigned long long *changed, float *best_all, float *second_all)
+             int32_t *__restrict__ labels_all, unsigned long long *changed, float *best_all, fkm_cuda_top3_out top3)
 {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     /* 1024-byte alignment of every tile: the swizzle pattern repeats every 8 rows of 128 B */
@@ -167,8 +168,8 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
 
     float acc[64];
     float bs[2] = {INFINITY, INFINITY};
-    float b2[2] = {INFINITY, INFINITY}; /* TOP2 */
-    int32_t bi[2] = {0, 0};
+    float b2[2] = {INFINITY, INFINITY}, b3[2] = {INFINITY, INFINITY}; /* TOP3 */
+    int32_t bi[2] = {0, 0}, i2[2] = {0, 0};                            /* i2: TOP3 */
     int kc = 0, load_kc = WG_AHEAD % kchunks, slot = 0;
     int64_t tile_col0 = 0, load_step = WG_AHEAD;
     const T *load_tile = cq + (int64_t)(WG_AHEAD / kchunks) * WG_BN * dpad;
@@ -206,36 +207,31 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
                 acc[ni * 4 + 2] = fmaf(-alpha, acc[ni * 4 + 2], c0);
                 acc[ni * 4 + 3] = fmaf(-alpha, acc[ni * 4 + 3], c1);
             }
-            if (TOP2) {
-                /* as in assign.cu: (lo, hi) <- (min(lo, t), min(hi, max(lo, t))) per score */
+            if (TOP3) {
+                /* row h's scores at acc[4 ni + 2h + e], column col0 + 8 ni + e: the layout
+                 * of fkm_top3_tile, as in assign.cu */
 #pragma unroll
                 for (int h = 0; h < 2; h++) {
-                    float lo = bs[h], hi = b2[h];
-#pragma unroll
-                    for (int ni = 0; ni < 16; ni++)
-#pragma unroll
-                        for (int e = 0; e < 2; e++) {
-                            const float t = acc[ni * 4 + 2 * h + e];
-                            hi = fminf(hi, fmaxf(lo, t));
-                            lo = fminf(lo, t);
-                        }
-                    b2[h] = hi;
+                    fkm_top3 t = {bs[h], b2[h], b3[h], bi[h], i2[h]};
+                    fkm_top3_tile(&t, acc + 2 * h, 16, (int32_t)col0);
+                    bs[h] = t.s1, b2[h] = t.s2, b3[h] = t.s3, bi[h] = t.i1, i2[h] = t.i2;
                 }
-            }
+            } else {
 #pragma unroll
-            for (int h = 0; h < 2; h++) {
-                float m = acc[2 * h];
+                for (int h = 0; h < 2; h++) {
+                    float m = acc[2 * h];
 #pragma unroll
-                for (int ni = 0; ni < 16; ni++) m = fminf(m, fminf(acc[ni * 4 + 2 * h], acc[ni * 4 + 2 * h + 1]));
-                if (m < bs[h]) {
-                    int32_t idx = -1;
+                    for (int ni = 0; ni < 16; ni++) m = fminf(m, fminf(acc[ni * 4 + 2 * h], acc[ni * 4 + 2 * h + 1]));
+                    if (m < bs[h]) {
+                        int32_t idx = -1;
 #pragma unroll
-                    for (int ni = 15; ni >= 0; ni--) {
-                        if (acc[ni * 4 + 2 * h + 1] == m) idx = (int32_t)(col0 + ni * 8 + 1);
-                        if (acc[ni * 4 + 2 * h] == m) idx = (int32_t)(col0 + ni * 8);
+                        for (int ni = 15; ni >= 0; ni--) {
+                            if (acc[ni * 4 + 2 * h + 1] == m) idx = (int32_t)(col0 + ni * 8 + 1);
+                            if (acc[ni * 4 + 2 * h] == m) idx = (int32_t)(col0 + ni * 8);
+                        }
+                        bs[h] = m;
+                        bi[h] = idx;
                     }
-                    bs[h] = m;
-                    bi[h] = idx;
                 }
             }
             tile_col0 += WG_BN;
@@ -246,10 +242,15 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
     for (int h = 0; h < 2; h++) {
 #pragma unroll
         for (int o = 1; o <= 2; o <<= 1) {
-            const float s2 = __shfl_xor_sync(0xffffffffu, bs[h], o);
-            const int32_t i2 = __shfl_xor_sync(0xffffffffu, bi[h], o);
-            if (TOP2) b2[h] = fkm_merge_second(bs[h], b2[h], s2, __shfl_xor_sync(0xffffffffu, b2[h], o));
-            fkm_merge_best(bs[h], bi[h], s2, i2);
+            if (TOP3) {
+                fkm_top3 t = {bs[h], b2[h], b3[h], bi[h], i2[h]};
+                t = fkm_top3_merge(t, fkm_top3_shfl_xor(t, o));
+                bs[h] = t.s1, b2[h] = t.s2, b3[h] = t.s3, bi[h] = t.i1, i2[h] = t.i2;
+            } else {
+                const float s2 = __shfl_xor_sync(0xffffffffu, bs[h], o);
+                const int32_t j2 = __shfl_xor_sync(0xffffffffu, bi[h], o);
+                fkm_merge_best(bs[h], bi[h], s2, j2);
+            }
         }
     }
     /* lane 4q holds rows q and q + 8 of its warp's 16: lanes 4q and 4q+1 store one each */
@@ -257,52 +258,59 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
     const int64_t row = row0 + warp * 16 + q + (which == 1 ? 8 : 0);
     const float s = which == 1 ? bs[1] : bs[0];
     const int32_t i = which == 1 ? bi[1] : bi[0];
-    if (TOP2 && which < 2 && row < n) second_all[b * n + row] = which == 1 ? b2[1] : b2[0];
+    if (TOP3 && which < 2 && row < n) {
+        const int h = which;
+        const fkm_top3 t = {h ? bs[1] : bs[0], h ? b2[1] : b2[0], h ? b3[1] : b3[0], h ? bi[1] : bi[0],
+                            h ? i2[1] : i2[0]};
+        fkm_top3_store(top3, b * n + row, t);
+    }
     fkm_store_label(which < 2 && row < n, b * n + row, i, s, labels_all, best_all, changed + b);
 }
 
-template <typename T, bool TOP2>
+template <typename T, bool TOP3>
 static fkm_status launch(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn, int64_t kpad,
                          int64_t dpad, float alpha, int32_t *labels, unsigned long long *changed, float *best,
-                         float *second, cudaStream_t stream)
+                         const fkm_cuda_top3_out *top3, cudaStream_t stream)
 {
+    const fkm_cuda_top3_out out3 = top3 ? *top3 : fkm_cuda_top3_out{NULL, NULL, NULL};
     const dim3 grid((unsigned)fkm_ceil_div(pb->n, WG_BM), (unsigned)pb->batch);
     if (dpad * (int64_t)sizeof(T) <= FKM_WGMMA_MAX_ROW_BYTES) {
         const size_t smem = ((size_t)WG_BM * dpad + (size_t)WG_STAGES * WG_BN * WG_BK_OF(T)) * sizeof(T) + 1024;
-        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma<T, true, TOP2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma<T, true, TOP3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)smem));
-        assign_wgmma<T, true, TOP2><<<grid, WG_THREADS, smem, stream>>>((const T *)pb->X, pb->n, pb->d, pb->ld,
+        assign_wgmma<T, true, TOP3><<<grid, WG_THREADS, smem, stream>>>((const T *)pb->X, pb->n, pb->d, pb->ld,
                                                                         pb->batch_stride, dpad, (const T *)cq, cn,
-                                                                        kpad, alpha, labels, changed, best, second);
+                                                                        kpad, alpha, labels, changed, best, out3);
     } else { /* split-D: X chunks stream with the centroid chunks */
         const size_t smem = (size_t)WG_STAGES * (WG_BN + WG_BM) * WG_BK_OF(T) * sizeof(T) + 1024;
-        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma<T, false, TOP2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma<T, false, TOP3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)smem));
-        assign_wgmma<T, false, TOP2><<<grid, WG_THREADS, smem, stream>>>((const T *)pb->X, pb->n, pb->d, pb->ld,
+        assign_wgmma<T, false, TOP3><<<grid, WG_THREADS, smem, stream>>>((const T *)pb->X, pb->n, pb->d, pb->ld,
                                                                          pb->batch_stride, dpad, (const T *)cq, cn,
-                                                                         kpad, alpha, labels, changed, best, second);
+                                                                         kpad, alpha, labels, changed, best, out3);
     }
     FKM_CUDA_LAUNCHED(ctx, "assign_wgmma");
     return FKM_OK;
 }
 
-/* The fast or the top-2 instantiation (second != NULL). */
+/* The fast or the top-3 instantiation (top3 != NULL). */
 template <typename T>
 static fkm_status launch_any(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn, int64_t kpad,
                              int64_t dpad, float alpha, int32_t *labels, unsigned long long *changed, float *best,
-                             float *second, cudaStream_t stream)
+                             const fkm_cuda_top3_out *top3, cudaStream_t stream)
 {
-    return second ? launch<T, true>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, second, stream)
-                  : launch<T, false>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, NULL, stream);
+    return top3 ? launch<T, true>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream)
+                : launch<T, false>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, NULL, stream);
 }
 
 fkm_status fkm_cuda_assign_wgmma(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn,
                                  int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
-                                 unsigned long long *changed, float *best, float *second, cudaStream_t stream)
+                                 unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
+                                 cudaStream_t stream)
 {
     if (pb->dtype == FKM_F16)
-        return launch_any<__half>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, second, stream);
+        return launch_any<__half>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream);
     if (pb->dtype == FKM_F32)
-        return launch_any<float>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, second, stream);
-    return launch_any<__nv_bfloat16>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, second, stream);
+        return launch_any<float>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream);
+    return launch_any<__nv_bfloat16>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream);
 }

@@ -287,16 +287,19 @@ static fkm_status cuda_assign(fkm_ctx *ctx, void *state, const float *centroids,
     }
     fkm_status s;
     st->fused = 0;
-    int64_t rechecked = 0;
+    fkm_cuda_exact_counts ex = {0, 0, 0, 0};
     /* all of X on the device: one launch over the batch (labels do not depend on the cut);
      * else piece by piece, the update riding along. Exact mode: X is whole (checked at open) */
     if (st->ews)
         s = fkm_cuda_exact_assign(ctx, st->ews, st->aws, &st->dp, st->cent, st->labels, st->changed,
-                                  st->pb.n_threads, &rechecked, st->stream);
+                                  st->pb.n_threads, &ex, st->stream);
     else if (st->whole) s = fkm_cuda_assign(ctx, st->aws, &st->dp, st->cent, st->labels, st->changed, NULL, st->stream);
     else s = fkm_xstream_pass(ctx, st->xs, &st->dp, st->stream, assign_piece, st);
     if (s != FKM_OK) return s;
-    if (st->ews) ctx->exact_points += B * st->pb.n, ctx->exact_rechecked += rechecked;
+    if (st->ews) {
+        ctx->exact_points += B * st->pb.n, ctx->exact_rechecked += ex.rechecked;
+        ctx->exact_pair += ex.pair, ctx->exact_filter += ex.filter, ctx->exact_host += ex.host;
+    }
     const int64_t nslots = st->whole ? B : st->slot[st->npieces - 1] + st->pieces[st->npieces - 1].nb;
     FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->changed_h, st->changed, (size_t)nslots * sizeof *st->changed_h,
                                       cudaMemcpyDeviceToHost, st->stream));

@@ -1,55 +1,114 @@
-/* exact.cu — certified-exact assignment on the GPU (exact.cuh, docs/EXACTNESS.md).
+/* exact.cu — certified-exact assignment on the GPU (exact.cuh, docs/EXACTNESS.md 3.6 and 5).
  *
- * Per assignment: the tensor-core kernel's top-2 instantiation (mma or wgmma, the path fast
- * mode would take) gives each point its label, best and second-best score; a certification kernel applies fkm_cert_ok (src/core/cert.h, the same
- * inline code as the CPU's) with the point's norm (computed once per fit: X does not change),
- * its centroid's norm and the problem's largest centroid norm, and appends the points it
- * cannot certify to a list. A second kernel runs the exact argmin's first stage on the device
- * (src/core/exact_filter.h: every centroid's score in double with a proven radius, one block
- * per point): a point with a single surviving centroid gets that label there. The few left
- * (near-ties at double precision, exact ties) go to the host, which sorts them (so the work is
- * in a fixed order), gathers their rows as f32 in chunks, re-decides them with
- * fkm_exact_argmin_rows (src/core/exact.c, the CPU backend's code) and scatters the labels
- * back. The change count is then recounted against a copy of the previous labels. */
+ * Per assignment, all on the stream with one host synchronisation in the common case:
+ *   1. the tensor-core kernel's top-3 instantiation (mma or wgmma, the path fast mode would
+ *      take) gives each point its label, its three smallest scores and the second's index;
+ *   2. `certify` (one thread per point) applies fkm_cert_ok (src/core/cert.h, the CPU's
+ *      inline code) to (best, second): certified, nothing more to do; else to (best, third):
+ *      the exact argmin is then one of the two best centroids, and the point goes to the pair
+ *      list; else to its problem's filter list;
+ *   3. `pair_decide` (one warp per point of the pair list) computes the two double score
+ *      intervals of section 4 and keeps the label or takes the second when they are apart;
+ *   4. `filter_tiles<.., F64 = false>` (a block per 64 points of a problem's filter list)
+ *      scores every centroid with the CPU kernel's f32 arithmetic (EXACTNESS.md 3.1-3.4, from
+ *      centroid tiles staged in shared memory) and certifies its top two with that kernel's
+ *      much tighter bound (fkm_cert_cpu): most points end here;
+ *   5. `filter_tiles<.., F64 = true>` (a block per 32 of what 4 left) computes every
+ *      centroid's double interval (section 4 stage 1) and labels a point whose intervals
+ *      leave one survivor;
+ *   6. what 3 and 5 cannot separate (near-ties at double precision, exact ties) lands in the
+ *      host list, which the host sorts (so the work is in a fixed order), gathers as f32 rows
+ *      in chunks and re-decides with fkm_exact_argmin_rows (src/core/exact.c, the CPU
+ *      backend's code).
+ * The lists are filled with atomics in no particular order and only used as sets: every
+ * point's result depends on its own data alone (each kernel sums in a fixed order, and the
+ * reductions across threads are minima and comparisons, exact in any order), so the labels
+ * are bitwise reproducible. The change count is recounted against a copy of the previous
+ * labels. Launching 3 to 5 with grids that read their list lengths on the device saves the
+ * host round trips between the stages; with counts of zero they exit at once. */
 #include "cuda/exact.cuh"
 
 #include "core/exact.h" /* C declarations with their own extern "C"; cert.h's bound is inline */
 #include "core/exact_filter.h"
 
-#include <limits.h>
 #include <stdlib.h>
+#include <type_traits>
+
+/* counters (device; the first EX_C_FIXED also copied to the host) */
+enum {
+    EX_C_PAIR = 0,      /* points in the pair list */
+    EX_C_PAIR_HOST = 1, /* ... of them sent on to the host */
+    EX_C_FILTER = 2,    /* points in the filter lists (all problems) */
+    EX_C_FILTER64 = 3,  /* ... of them left by the f32 filter for the double one */
+    EX_C_HOST = 4,      /* points in the host list (the pair stage's and the filters') */
+    EX_C_FIXED = 5      /* then the filter lists' lengths, one per problem, then the double
+                           filter's likewise */
+};
 
 struct fkm_cuda_exact_ws {
-    fkm_cert cert;
+    fkm_cert cert;     /* the tensor-core pass's bound */
+    fkm_cert cert_f32; /* the f32 filter's (the CPU kernel's arithmetic) */
     int64_t n_total, k_total, chunk;
     int xnorm_ready;
+    /* grids sized to fill the device, not by the lists */
+    unsigned pair_blocks, f32_blocks, f64_blocks;
     /* device */
     int32_t *prev;             /* n_total: the labels before this assignment */
-    float *best, *second;      /* n_total: the fast pass's two smallest scores */
+    float *best, *second, *third; /* n_total: the fast pass's three smallest scores */
+    int32_t *second_idx;       /* n_total: the second's centroid */
     double *xnorm;             /* n_total: ||x|| in double */
     double *cnorm, *cmax;      /* k_total, batch */
-    unsigned long long *count; /* [0] uncertain points, [1] of them left for the host */
-    int64_t *idx;              /* n_total: the uncertain points' global indices */
-    int64_t *idx2;             /* n_total: those left for the host */
-    float *rows;               /* chunk x d: their rows as f32 */
+    float *cbias;              /* k_total: fl32(sum c_j^2 in double), the f32 filter's bias */
+    unsigned long long *count; /* EX_C_FIXED + 2 batch */
+    int64_t *pair_idx;         /* n_total: the pair list (global point indices); reused for the
+                                  host chunks' indices */
+    int64_t *filt_idx;         /* n_total: problem b's filter list at b * n */
+    int64_t *filt64_idx;       /* n_total: problem b's double-filter list at b * n */
+    int64_t *host_idx;         /* n_total: the host list */
+    float *rows;               /* chunk x d: the host list's rows as f32 */
     int32_t *lab;              /* chunk: their exact labels */
     /* host (pinned) */
-    unsigned long long *count_h; /* 2 */
+    unsigned long long *count_h; /* EX_C_FIXED */
     int64_t *idx_h;
     float *rows_h, *cent_h;
     int32_t *lab_h;
+};
+
+/* What the device stages read, by value. */
+struct ex_args {
+    const void *X;
+    int64_t n, d, ld, bstride, k;
+    const float *cent, *cbias;
+    const double *xnorm, *cnorm, *cmax;
+    double rfac; /* fkm_exact_radius_factor(d) */
+    fkm_cert cert_f32;
+    const int32_t *second_idx;
+    int32_t *labels;
+    unsigned long long *count;
+    const int64_t *pair_idx, *filt_idx;
+    int64_t *filt64_idx, *host_idx;
 };
 
 #define EX_THREADS 256
 #define EX_MAX_BLOCKS 4096
 #define EX_CHUNK_BYTES ((int64_t)16 << 20) /* rows gathered per round trip: 16 MB of f32 */
 
+/* filter_tiles: 8 warps; warp w owns points PP w .. PP w + PP - 1 of the tile, lane l
+ * centroids l, l + 32, l + 64, l + 96 of the centroid tile; features staged FT_DC at a time.
+ * PP = 8 for f32 (enough work per shared load to keep the FMA units busy), 4 for double. */
+#define FT_CC 4                               /* centroids per thread */
+#define FT_Q (FT_CC * 32)                     /* 128 centroids per tile */
+#define FT_DC 16                              /* features per stage */
+#define FT_PP_OF(F64) ((F64) ? 4 : 8)
+#define FT_P_OF(F64) (FT_PP_OF(F64) * EX_THREADS / 32) /* 32 or 64 points per tile */
+
 /* ---------------------------------------------------------------- kernels */
 
-/* One warp per row: sqrt of the sum of squares in double (any order: EXACTNESS.md 3.5). */
+/* One warp per row: sqrt of the sum of squares in double (any order: EXACTNESS.md 3.5); with
+ * bias != NULL also the sum rounded to f32 (the CPU kernel's bias, 3.3). */
 template <typename T>
 __global__ void row_norms(const T *X, int64_t rows, int64_t d, int64_t ld, int64_t per_problem, int64_t bstride,
-                          double *out)
+                          double *out, float *bias)
 {
     const int lane = threadIdx.x & 31;
     const int64_t r = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
@@ -61,80 +120,263 @@ __global__ void row_norms(const T *X, int64_t rows, int64_t d, int64_t ld, int64
         s += v * v;
     }
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (lane == 0) out[r] = sqrt(s);
-}
-
-/* The points fkm_cert_ok cannot certify, appended to idx (in no particular order). */
-__global__ void certify(fkm_cert cert, const float *best, const float *second, const int32_t *labels,
-                        const double *xnorm, const double *cnorm, const double *cmax, int64_t n_total, int64_t n,
-                        int64_t k, unsigned long long *count, int64_t *idx)
-{
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n_total;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        const int64_t b = i / n;
-        const int ok = fkm_cert_ok(&cert, best[i], second[i], xnorm[i], cnorm[b * k + labels[i]], cmax[b]);
-        if (!ok) idx[atomicAdd(count, 1ull)] = i;
+    if (lane == 0) {
+        out[r] = sqrt(s);
+        if (bias) bias[r] = (float)s;
     }
 }
 
-/* Stage 1 of the exact argmin on the device, one block per uncertain point idx[blockIdx.x]:
- * each thread takes centroids tid, tid + blockDim, ...; the smallest upper end of the score
- * intervals, then the centroids whose interval reaches below it. One survivor is the exact
- * argmin (EXACTNESS.md 4) and its label is written; otherwise the point goes to idx2 for the
- * host. The second pass recomputes the scores (the same arithmetic, the same values) rather
- * than storing k of them per point. x (d floats) lives in dynamic shared memory. */
-template <typename T>
-__global__ void __launch_bounds__(EX_THREADS)
-filter_points(const T *X, int64_t d, int64_t ld, int64_t n, int64_t bstride, const float *cent, int64_t k, int dot,
-              const int64_t *idx, int32_t *labels, unsigned long long *count2, int64_t *idx2)
+/* Appends the lanes of `mask` (all of which must call this) to a list counted by *counter,
+ * one atomic per warp: returns this lane's slot. */
+static __device__ __forceinline__ unsigned long long warp_slot(unsigned mask, unsigned long long *counter)
 {
-    extern __shared__ float xs[];
-    __shared__ double red_d[EX_THREADS];
-    __shared__ long long red_l[EX_THREADS];
-    __shared__ int red_c[EX_THREADS];
-    const int tid = threadIdx.x;
-    const int64_t i = idx[blockIdx.x], b = i / n;
-    const T *x = X + b * bstride + (i % n) * ld;
-    for (int64_t j = tid; j < d; j += blockDim.x) xs[j] = fkm_to_float(x[j]);
-    __syncthreads();
-    const float *C = cent + b * k * d;
-    double hi = INFINITY;
-    for (int64_t c = tid; c < k; c += blockDim.x) {
-        double r;
-        const double s = fkm_exact_approx(xs, C + c * d, d, dot, &r);
-        hi = fmin(hi, s + r);
-    }
-    red_d[tid] = hi;
-    __syncthreads();
-    for (int w = blockDim.x / 2; w > 0; w >>= 1) {
-        if (tid < w) red_d[tid] = fmin(red_d[tid], red_d[tid + w]);
-        __syncthreads();
-    }
-    const double best_hi = red_d[0];
-    int cnt = 0;
-    long long first = LLONG_MAX;
-    for (int64_t c = tid; c < k; c += blockDim.x) {
-        double r;
-        const double s = fkm_exact_approx(xs, C + c * d, d, dot, &r);
-        if (s - r <= best_hi) {
-            cnt++;
-            if (c < first) first = c;
+    const int lane = threadIdx.x & 31, leader = __ffs(mask) - 1;
+    unsigned long long base = 0;
+    if (lane == leader) base = atomicAdd(counter, (unsigned long long)__popc(mask));
+    base = __shfl_sync(mask, base, leader);
+    return base + (unsigned long long)__popc(mask & ((1u << lane) - 1u));
+}
+
+/* Sorts the points fkm_cert_ok cannot certify into the pair list (the exact argmin is
+ * provably the label or the second, EXACTNESS.md 3.6; with k = 2 always) and the filter
+ * lists (one per problem, for filter_tiles' centroid tiles). The loop is warp-uniform so that
+ * whole warps vote. */
+__global__ void certify(fkm_cert cert, const float *best, const float *second, const float *third,
+                        const int32_t *labels, const double *xnorm, const double *cnorm, const double *cmax,
+                        int64_t n_total, int64_t n, int64_t k, unsigned long long *count, int64_t *pair_idx,
+                        int64_t *filt_idx)
+{
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i - (threadIdx.x & 31) < n_total; i += stride) {
+        int kind = 0; /* 0 certified, 1 pair, 2 filter */
+        int64_t b = 0;
+        if (i < n_total) {
+            b = i / n;
+            const double xn = xnorm[i], cn = cnorm[b * k + labels[i]], cm = cmax[b];
+            const float s1 = best[i];
+            if (!fkm_cert_ok(&cert, s1, second[i], xn, cn, cm))
+                kind = k == 2 || fkm_cert_ok(&cert, s1, third[i], xn, cn, cm) ? 1 : 2;
+        }
+        const unsigned pm = __ballot_sync(0xffffffffu, kind == 1), fm = __ballot_sync(0xffffffffu, kind == 2);
+        if (kind == 1) pair_idx[warp_slot(pm, count + EX_C_PAIR)] = i;
+        if (kind == 2) {
+            /* a warp's points may span problems: one slot range per problem */
+            const unsigned peers = __match_any_sync(fm, (unsigned long long)b);
+            if ((int)(threadIdx.x & 31) == __ffs(peers) - 1)
+                atomicAdd(count + EX_C_FILTER, (unsigned long long)__popc(peers));
+            filt_idx[b * n + (int64_t)warp_slot(peers, count + EX_C_FIXED + b)] = i;
         }
     }
-    __syncthreads(); /* every thread has read red_d[0] */
-    red_c[tid] = cnt;
-    red_l[tid] = first;
-    __syncthreads();
-    for (int w = blockDim.x / 2; w > 0; w >>= 1) {
-        if (tid < w) {
-            red_c[tid] += red_c[tid + w];
-            red_l[tid] = red_l[tid] < red_l[tid + w] ? red_l[tid] : red_l[tid + w];
-        }
-        __syncthreads();
+}
+
+/* One coordinate's term of a double score (EXACTNESS.md 4): l2 (x - c)^2 with one rounding
+ * of the difference and one of the fused square-and-add; dot -x c and |x c| (the products are
+ * exact in double, so these are the host's operations). x and c are f32 values. */
+template <bool DOT>
+static __device__ __forceinline__ void ex_term(double x, double c, double &s, double &m)
+{
+    if (DOT) {
+        s = fma(-x, c, s);
+        m = fma(fabs(x), fabs(c), m);
+    } else {
+        const double t = x - c;
+        s = fma(t, t, s);
     }
-    if (tid == 0) {
-        if (red_c[0] == 1) labels[i] = (int32_t)red_l[0];
-        else idx2[atomicAdd(count2, 1ull)] = i;
+}
+
+/* The CPU kernel's dot product step (EXACTNESS.md 3.2): one f32 fused multiply-add. */
+template <bool DOT>
+static __device__ __forceinline__ void ex_term(float x, float c, float &p, float &)
+{
+    p = fmaf(x, c, p);
+}
+
+/* The host list's slot for point i; from_pair: counted as the pair stage's. */
+static __device__ __forceinline__ void to_host(int64_t i, int from_pair, unsigned long long *count, int64_t *host_idx)
+{
+    host_idx[atomicAdd(count + EX_C_HOST, 1ull)] = i;
+    if (from_pair) atomicAdd(count + EX_C_PAIR_HOST, 1ull);
+}
+
+/* One warp per point of the pair list: the double intervals [s - r, s + r] of the label i1 and
+ * the second i2 (lanes stride the features, then a butterfly sum: a fixed order). Apart:
+ * the lower one is the exact argmin (it is below i2's or i1's exact score, and every other
+ * centroid's exceeds i1's); otherwise the host decides. */
+template <typename T, bool DOT>
+__global__ void __launch_bounds__(EX_THREADS) pair_decide(ex_args a)
+{
+    const int lane = threadIdx.x & 31;
+    const int64_t m = (int64_t)a.count[EX_C_PAIR], warps = (int64_t)gridDim.x * (blockDim.x / 32);
+    const int64_t n = a.n, d = a.d, k = a.k;
+    for (int64_t w = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; w < m; w += warps) {
+        const int64_t i = a.pair_idx[w], b = i / n;
+        const int32_t i1 = a.labels[i], i2 = k == 2 ? 1 - i1 : a.second_idx[i];
+        if (i1 < 0 || i1 >= k || i2 < 0 || i2 >= k || i1 == i2) { /* not from finite scores: cannot happen */
+            if (lane == 0) to_host(i, 1, a.count, a.host_idx);
+            continue;
+        }
+        const T *x = (const T *)a.X + b * a.bstride + (i - b * n) * a.ld;
+        const float *c1 = a.cent + (b * k + i1) * d, *c2 = a.cent + (b * k + i2) * d;
+        double s1 = 0.0, m1 = 0.0, s2 = 0.0, m2 = 0.0;
+        for (int64_t j = lane; j < d; j += 32) {
+            const double xv = fkm_to_double(x[j]);
+            ex_term<DOT>(xv, (double)c1[j], s1, m1);
+            ex_term<DOT>(xv, (double)c2[j], s2, m2);
+        }
+        for (int o = 16; o > 0; o >>= 1) {
+            s1 += __shfl_xor_sync(0xffffffffu, s1, o);
+            s2 += __shfl_xor_sync(0xffffffffu, s2, o);
+            if (DOT) {
+                m1 += __shfl_xor_sync(0xffffffffu, m1, o);
+                m2 += __shfl_xor_sync(0xffffffffu, m2, o);
+            }
+        }
+        if (lane == 0) {
+            const double r1 = a.rfac * (DOT ? m1 : s1), r2 = a.rfac * (DOT ? m2 : s2);
+            if (s2 + r2 < s1 - r1) a.labels[i] = i2;
+            else if (!(s1 + r1 < s2 - r2)) to_host(i, 1, a.count, a.host_idx);
+        }
+    }
+}
+
+/* A point's filter state over the centroids seen: the smallest lower end lo1 (its centroid c1,
+ * the lowest index on equal values), the second smallest lo2 (over the other centroids), and
+ * the smallest upper end hi. Double filter: the survivors of section 4 are the centroids with
+ * lo <= hi, and since the centroid holding hi survives, there is exactly one, c1, iff
+ * lo2 > hi. f32 filter: lo = hi = the score v, so (lo1, c1, lo2) are the best score, its
+ * centroid and the second score, for fkm_cert_ok. min and comparisons are exact, so the merge
+ * order does not matter. */
+template <typename A>
+struct ex_state {
+    A lo1, lo2, hi;
+    int32_t c1;
+};
+
+template <typename A>
+static __device__ __forceinline__ void ex_state_add(ex_state<A> &s, A lo, A hi, int32_t c)
+{
+    s.hi = min(s.hi, hi);
+    if (lo < s.lo1) s.lo2 = s.lo1, s.lo1 = lo, s.c1 = c;
+    else s.lo2 = min(s.lo2, lo);
+}
+
+template <typename A>
+static __device__ __forceinline__ void ex_state_merge_xor(ex_state<A> &s, int o)
+{
+    const A lo1 = __shfl_xor_sync(0xffffffffu, s.lo1, o), lo2 = __shfl_xor_sync(0xffffffffu, s.lo2, o);
+    const A hi = __shfl_xor_sync(0xffffffffu, s.hi, o);
+    const int32_t c1 = __shfl_xor_sync(0xffffffffu, s.c1, o);
+    s.hi = min(s.hi, hi);
+    s.lo2 = min(max(s.lo1, lo1), min(s.lo2, lo2));
+    if (lo1 < s.lo1 || (lo1 == s.lo1 && c1 < s.c1)) s.lo1 = lo1, s.c1 = c1;
+}
+
+/* The filters for problem blockIdx.y, P points of its list per tile (tiles strided over
+ * blockIdx.x), every centroid of the problem in tiles of FT_Q:
+ *   F64 = false: the CPU kernel's f32 arithmetic (EXACTNESS.md 3.1: bias fl32(sum c_j^2 in
+ *     double), a fused multiply-add chain over the features in increasing order, one final
+ *     f32 multiply-add; exact inputs), so fkm_cert_cpu's bound holds; fkm_cert_ok on the top
+ *     two labels the point, else it goes on to the double filter's list;
+ *   F64 = true: section 4's double intervals, summed over the features in increasing order;
+ *     one survivor labels the point, else it goes to the host.
+ * Each (point, centroid) value is computed the same way wherever the list put the point.
+ * Point and centroid tiles are staged in shared memory (coalesced loads, each value
+ * converted once). Shared memory is static and every index below stays inside its array;
+ * rows and columns past the data are staged as zeros, whose terms add exact zeros. */
+template <typename T, bool DOT, bool F64>
+__global__ void __launch_bounds__(EX_THREADS) filter_tiles(ex_args a)
+{
+    typedef typename std::conditional<F64, double, float>::type A;
+    constexpr int PP = FT_PP_OF(F64), P = FT_P_OF(F64);
+    /* padded rows: the transposing stores spread over the banks; xs rows stay 16-byte
+     * aligned for the broadcast loads of a thread's PP points */
+    __shared__ A xs[FT_DC][P + 16 / sizeof(A)];
+    __shared__ A cs[FT_DC][FT_Q + 1];
+    __shared__ int64_t pts[P];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int64_t n = a.n, d = a.d, k = a.k, b = blockIdx.y;
+    const int64_t m = (int64_t)a.count[EX_C_FIXED + (F64 ? gridDim.y : 0) + b];
+    const T *Xb = (const T *)a.X + b * a.bstride;
+    const float *C = a.cent + b * k * d;
+    const int64_t *list = (F64 ? a.filt64_idx : a.filt_idx) + b * n;
+    for (int64_t t0 = (int64_t)blockIdx.x * P; t0 < m; t0 += (int64_t)gridDim.x * P) {
+        __syncthreads(); /* the previous tile's readers of pts are done */
+        if (tid < P) pts[tid] = t0 + tid < m ? list[t0 + tid] - b * n : -1;
+        __syncthreads();
+        ex_state<A> st[PP];
+#pragma unroll
+        for (int p = 0; p < PP; p++) st[p].lo1 = st[p].lo2 = st[p].hi = (A)INFINITY, st[p].c1 = 0;
+        for (int64_t c0 = 0; c0 < k; c0 += FT_Q) {
+            A s[PP][FT_CC], mg[PP][FT_CC];
+#pragma unroll
+            for (int p = 0; p < PP; p++)
+#pragma unroll
+                for (int c = 0; c < FT_CC; c++) s[p][c] = mg[p][c] = (A)0;
+            for (int64_t j0 = 0; j0 < d; j0 += FT_DC) {
+                /* element e: row e / FT_DC, feature e % FT_DC (consecutive threads read
+                 * consecutive features of a row) */
+                for (int e = tid; e < P * FT_DC; e += EX_THREADS) {
+                    const int p = e / FT_DC, jj = e % FT_DC;
+                    const int64_t r = pts[p], j = j0 + jj;
+                    xs[jj][p] = r >= 0 && j < d ? (A)fkm_to_float(Xb[r * a.ld + j]) : (A)0;
+                }
+                for (int e = tid; e < FT_Q * FT_DC; e += EX_THREADS) {
+                    const int c = e / FT_DC, jj = e % FT_DC;
+                    const int64_t cc = c0 + c, j = j0 + jj;
+                    cs[jj][c] = cc < k && j < d ? (A)C[cc * d + j] : (A)0;
+                }
+                __syncthreads();
+#pragma unroll 4
+                for (int jj = 0; jj < FT_DC; jj++) {
+                    A xv[PP], cv[FT_CC];
+#pragma unroll
+                    for (int p = 0; p < PP; p++) xv[p] = xs[jj][warp * PP + p]; /* broadcast */
+#pragma unroll
+                    for (int c = 0; c < FT_CC; c++) cv[c] = cs[jj][lane + 32 * c];
+#pragma unroll
+                    for (int p = 0; p < PP; p++)
+#pragma unroll
+                        for (int c = 0; c < FT_CC; c++) ex_term<DOT>(xv[p], cv[c], s[p][c], mg[p][c]);
+                }
+                __syncthreads(); /* xs, cs are restaged next */
+            }
+#pragma unroll
+            for (int c = 0; c < FT_CC; c++) {
+                const int64_t cc = c0 + lane + 32 * c;
+                if (cc >= k) continue;
+                const float bias = F64 || DOT ? 0.f : a.cbias[b * k + cc];
+#pragma unroll
+                for (int p = 0; p < PP; p++) {
+                    if (F64) {
+                        const A r = (A)a.rfac * (DOT ? mg[p][c] : s[p][c]);
+                        ex_state_add<A>(st[p], s[p][c] - r, s[p][c] + r, (int32_t)cc);
+                    } else {
+                        /* 3.1 step 3: v = fl(b - 2 p) (l2), -p (dot) */
+                        const A v = DOT ? -s[p][c] : (A)fmaf(-2.f, (float)s[p][c], bias);
+                        ex_state_add<A>(st[p], v, v, (int32_t)cc);
+                    }
+                }
+            }
+        }
+        /* the 32 lanes of a warp hold disjoint centroids of the same PP points */
+#pragma unroll
+        for (int p = 0; p < PP; p++) {
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) ex_state_merge_xor<A>(st[p], o);
+            const int64_t r = pts[warp * PP + p];
+            if (lane != 0 || r < 0) continue;
+            const int64_t i = b * n + r;
+            if (F64) {
+                if (st[p].lo2 > st[p].hi) a.labels[i] = st[p].c1;
+                else to_host(i, 0, a.count, a.host_idx);
+            } else if (fkm_cert_ok(&a.cert_f32, (float)st[p].lo1, (float)st[p].lo2, a.xnorm[i],
+                                   a.cnorm[b * k + st[p].c1], a.cmax[b])) {
+                a.labels[i] = st[p].c1;
+            } else {
+                atomicAdd(a.count + EX_C_FILTER64, 1ull);
+                a.filt64_idx[b * n + (int64_t)atomicAdd(a.count + EX_C_FIXED + gridDim.y + b, 1ull)] = i;
+            }
+        }
     }
 }
 
@@ -183,12 +425,17 @@ void fkm_cuda_exact_destroy(fkm_cuda_exact_ws *ws)
     cudaFree(ws->prev);
     cudaFree(ws->best);
     cudaFree(ws->second);
+    cudaFree(ws->third);
+    cudaFree(ws->second_idx);
     cudaFree(ws->xnorm);
     cudaFree(ws->cnorm);
     cudaFree(ws->cmax);
     cudaFree(ws->count);
-    cudaFree(ws->idx);
-    cudaFree(ws->idx2);
+    cudaFree(ws->pair_idx);
+    cudaFree(ws->filt_idx);
+    cudaFree(ws->filt64_idx);
+    cudaFree(ws->cbias);
+    cudaFree(ws->host_idx);
     cudaFree(ws->rows);
     cudaFree(ws->lab);
     cudaFreeHost(ws->count_h);
@@ -203,7 +450,7 @@ fkm_status fkm_cuda_exact_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_cu
 {
     *out = NULL;
     /* cosine: the tensor-core kernels score -x.c on the raw rows, which the bound of
-     * EXACTNESS.md 5 does not cover yet; f64: the FFMA path has no top-2 variant yet */
+     * EXACTNESS.md 5 does not cover yet; f64: the FFMA path has no top-3 variant yet */
     if (pb->metric == FKM_METRIC_COSINE)
         return fkm_fail(ctx, FKM_E_UNSUPPORTED, "precision = exact with metric cosine is not available on the cuda "
                                                 "backend yet (use the cpu backend)");
@@ -213,25 +460,44 @@ fkm_status fkm_cuda_exact_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_cu
     fkm_cuda_exact_ws *ws = (fkm_cuda_exact_ws *)calloc(1, sizeof *ws);
     if (!ws) return fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for the exact-mode workspace");
     ws->cert = fkm_cert_tensor((long long)pb->d, pb->metric == FKM_METRIC_DOT, (int)pb->dtype);
+    ws->cert_f32 = fkm_cert_cpu((long long)pb->d, pb->metric == FKM_METRIC_DOT);
     ws->n_total = pb->n * pb->batch;
     ws->k_total = pb->k * pb->batch;
     ws->chunk = EX_CHUNK_BYTES / (pb->d * (int64_t)sizeof(float));
     if (ws->chunk < 1) ws->chunk = 1;
     if (ws->chunk > ws->n_total) ws->chunk = ws->n_total;
+    /* the device stages run before their list lengths are known on the host: grids that fill
+     * the device (a few blocks per SM) and stride over whatever the lists hold */
+    int dev = 0, sms = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        (void)cudaGetLastError(), sms = 132;
+    const int64_t blocks_needed = fkm_ceil_div(ws->n_total, EX_THREADS / 32); /* a warp per point */
+    const int64_t pair_blocks = (int64_t)sms * 8 < blocks_needed ? (int64_t)sms * 8 : blocks_needed;
+    const int64_t per_problem = fkm_ceil_div((int64_t)sms * 4, pb->batch);
+    const int64_t tiles32 = fkm_ceil_div(pb->n, FT_P_OF(false)), tiles64 = fkm_ceil_div(pb->n, FT_P_OF(true));
+    ws->pair_blocks = (unsigned)(pair_blocks < 1 ? 1 : pair_blocks);
+    ws->f32_blocks = (unsigned)(per_problem < tiles32 ? per_problem : tiles32);
+    ws->f64_blocks = (unsigned)(per_problem < tiles64 ? per_problem : tiles64);
     const size_t n = (size_t)ws->n_total, kd = (size_t)(ws->k_total * pb->d), ch = (size_t)ws->chunk;
+    const size_t ncount = (size_t)(EX_C_FIXED + 2 * pb->batch);
     fkm_status s = FKM_OK;
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->prev, n * sizeof(int32_t)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->best, n * sizeof(float)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->second, n * sizeof(float)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->third, n * sizeof(float)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->second_idx, n * sizeof(int32_t)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->xnorm, n * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cnorm, (size_t)ws->k_total * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cmax, (size_t)pb->batch * sizeof(double)), s, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->count, 2 * sizeof(unsigned long long)), s, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->idx, n * sizeof(int64_t)), s, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->idx2, n * sizeof(int64_t)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->count, ncount * sizeof(unsigned long long)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->pair_idx, n * sizeof(int64_t)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->filt_idx, n * sizeof(int64_t)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->filt64_idx, n * sizeof(int64_t)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cbias, (size_t)ws->k_total * sizeof(float)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->host_idx, n * sizeof(int64_t)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->rows, ch * (size_t)pb->d * sizeof(float)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->lab, ch * sizeof(int32_t)), s, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&ws->count_h, 2 * sizeof(unsigned long long)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&ws->count_h, EX_C_FIXED * sizeof(unsigned long long)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&ws->idx_h, n * sizeof(int64_t)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&ws->rows_h, ch * (size_t)pb->d * sizeof(float)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&ws->cent_h, kd * sizeof(float)), s, fail);
@@ -254,23 +520,36 @@ static fkm_status launch_row_norms(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fk
 {
     const int64_t rows = ws->n_total, per_block = EX_THREADS / 32;
     row_norms<T><<<(unsigned)fkm_ceil_div(rows, per_block), EX_THREADS, 0, stream>>>(
-        (const T *)pb->X, rows, pb->d, pb->ld, pb->n, pb->batch_stride, ws->xnorm);
+        (const T *)pb->X, rows, pb->d, pb->ld, pb->n, pb->batch_stride, ws->xnorm, NULL);
     FKM_CUDA_LAUNCHED(ctx, "row_norms");
     return FKM_OK;
 }
 
-/* x rows above this many floats skip the device filter (its shared-memory copy of x). */
-#define EX_FILTER_MAX_D 10240 /* 40 KB, with the reductions under the 48 KB default */
+/* The pair and filter stages for input type T and metric DOT. */
+template <typename T, bool DOT>
+static fkm_status launch_device_stages(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fkm_dev_problem *pb,
+                                       const float *cent, int32_t *labels, cudaStream_t stream)
+{
+    const ex_args a = {pb->X,        pb->n,          pb->d,     pb->ld,    pb->batch_stride,
+                       pb->k,        cent,           ws->cbias, ws->xnorm, ws->cnorm,
+                       ws->cmax,     fkm_exact_radius_factor(pb->d), ws->cert_f32, ws->second_idx,
+                       labels,       ws->count,      ws->pair_idx, ws->filt_idx, ws->filt64_idx,
+                       ws->host_idx};
+    pair_decide<T, DOT><<<ws->pair_blocks, EX_THREADS, 0, stream>>>(a);
+    FKM_CUDA_LAUNCHED(ctx, "pair_decide");
+    filter_tiles<T, DOT, false><<<dim3(ws->f32_blocks, (unsigned)pb->batch), EX_THREADS, 0, stream>>>(a);
+    FKM_CUDA_LAUNCHED(ctx, "filter_tiles(f32)");
+    filter_tiles<T, DOT, true><<<dim3(ws->f64_blocks, (unsigned)pb->batch), EX_THREADS, 0, stream>>>(a);
+    FKM_CUDA_LAUNCHED(ctx, "filter_tiles(f64)");
+    return FKM_OK;
+}
 
 template <typename T>
-static fkm_status launch_filter(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fkm_dev_problem *pb, const float *cent,
-                                int64_t m, int32_t *labels, cudaStream_t stream)
+static fkm_status launch_device_stages_any(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fkm_dev_problem *pb,
+                                           const float *cent, int32_t *labels, cudaStream_t stream)
 {
-    filter_points<T><<<(unsigned)m, EX_THREADS, (size_t)pb->d * sizeof(float), stream>>>(
-        (const T *)pb->X, pb->d, pb->ld, pb->n, pb->batch_stride, cent, pb->k, pb->metric == FKM_METRIC_DOT, ws->idx,
-        labels, ws->count + 1, ws->idx2);
-    FKM_CUDA_LAUNCHED(ctx, "filter_points");
-    return FKM_OK;
+    return pb->metric == FKM_METRIC_DOT ? launch_device_stages<T, true>(ctx, ws, pb, cent, labels, stream)
+                                        : launch_device_stages<T, false>(ctx, ws, pb, cent, labels, stream);
 }
 
 template <typename T>
@@ -283,20 +562,21 @@ static fkm_status launch_gather(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fkm_d
     return FKM_OK;
 }
 
-/* Re-decides the m uncertain points listed (sorted) in ws->idx_h, chunk by chunk. */
+/* Re-decides the m points listed (sorted) in ws->idx_h, chunk by chunk. */
 static fkm_status redecide(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fkm_dev_problem *pb, int64_t m,
                            int32_t *labels, int n_threads, cudaStream_t stream)
 {
     const int64_t d = pb->d, k = pb->k;
     const int dot = pb->metric == FKM_METRIC_DOT;
+    int64_t *idx = ws->pair_idx; /* the pair stage is done with it */
     for (int64_t off = 0; off < m; off += ws->chunk) {
         const int64_t c = m - off < ws->chunk ? m - off : ws->chunk;
-        FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->idx, ws->idx_h + off, (size_t)c * sizeof(int64_t),
-                                          cudaMemcpyHostToDevice, stream));
+        FKM_CUDA_TRY(ctx, cudaMemcpyAsync(idx, ws->idx_h + off, (size_t)c * sizeof(int64_t), cudaMemcpyHostToDevice,
+                                          stream));
         fkm_status s = FKM_OK;
-        if (pb->dtype == FKM_F16) s = launch_gather<__half>(ctx, ws, pb, ws->idx, c, stream);
-        else if (pb->dtype == FKM_BF16) s = launch_gather<__nv_bfloat16>(ctx, ws, pb, ws->idx, c, stream);
-        else s = launch_gather<float>(ctx, ws, pb, ws->idx, c, stream);
+        if (pb->dtype == FKM_F16) s = launch_gather<__half>(ctx, ws, pb, idx, c, stream);
+        else if (pb->dtype == FKM_BF16) s = launch_gather<__nv_bfloat16>(ctx, ws, pb, idx, c, stream);
+        else s = launch_gather<float>(ctx, ws, pb, idx, c, stream);
         if (s != FKM_OK) return s;
         FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->rows_h, ws->rows, (size_t)(c * d) * sizeof(float),
                                           cudaMemcpyDeviceToHost, stream));
@@ -313,7 +593,7 @@ static fkm_status redecide(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fkm_dev_pr
         }
         FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->lab, ws->lab_h, (size_t)c * sizeof(int32_t), cudaMemcpyHostToDevice,
                                           stream));
-        scatter_labels<<<blocks_for(c), EX_THREADS, 0, stream>>>(ws->idx, ws->lab, c, labels);
+        scatter_labels<<<blocks_for(c), EX_THREADS, 0, stream>>>(idx, ws->lab, c, labels);
         FKM_CUDA_LAUNCHED(ctx, "scatter_labels");
         /* the pinned buffers are reused by the next chunk */
         FKM_CUDA_TRY(ctx, cudaStreamSynchronize(stream));
@@ -334,11 +614,11 @@ static fkm_status recount(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fkm_dev_pro
 
 fkm_status fkm_cuda_exact_assign(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_assign_ws *aws,
                                  const fkm_dev_problem *pb, const float *cent, int32_t *labels,
-                                 unsigned long long *changed, int n_threads, int64_t *rechecked,
+                                 unsigned long long *changed, int n_threads, fkm_cuda_exact_counts *counts,
                                  cudaStream_t stream)
 {
     fkm_status s = FKM_OK;
-    *rechecked = 0;
+    *counts = fkm_cuda_exact_counts{0, 0, 0, 0};
     if (!ws->xnorm_ready) {
         if (pb->dtype == FKM_F16) s = launch_row_norms<__half>(ctx, ws, pb, stream);
         else if (pb->dtype == FKM_BF16) s = launch_row_norms<__nv_bfloat16>(ctx, ws, pb, stream);
@@ -346,49 +626,46 @@ fkm_status fkm_cuda_exact_assign(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_a
         if (s != FKM_OK) return s;
         ws->xnorm_ready = 1;
     }
-    /* centroid norms (rows of cent, f32) and each problem's largest */
+    /* centroid norms (rows of cent, f32), each problem's largest, and the f32 filter's bias */
     row_norms<float><<<(unsigned)fkm_ceil_div(ws->k_total, EX_THREADS / 32), EX_THREADS, 0, stream>>>(
-        cent, ws->k_total, pb->d, pb->d, ws->k_total, 0, ws->cnorm);
+        cent, ws->k_total, pb->d, pb->d, ws->k_total, 0, ws->cnorm, ws->cbias);
     FKM_CUDA_LAUNCHED(ctx, "row_norms(centroids)");
     if ((s = fkm_cuda_max_per_problem(ctx, ws->cnorm, pb->k, pb->batch, ws->cmax, stream)) != FKM_OK) return s;
 
     FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->prev, labels, (size_t)ws->n_total * sizeof(int32_t),
                                       cudaMemcpyDeviceToDevice, stream));
-    if ((s = fkm_cuda_assign_top2(ctx, aws, pb, cent, labels, changed, ws->best, ws->second, stream)) != FKM_OK)
-        return s;
+    const fkm_cuda_top3_out top3 = {ws->second, ws->third, ws->second_idx};
+    if ((s = fkm_cuda_assign_top3(ctx, aws, pb, cent, labels, changed, ws->best, &top3, stream)) != FKM_OK) return s;
     if (pb->k == 1) return FKM_OK; /* one centroid: nothing to decide */
 
-    FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->count, 0, 2 * sizeof(unsigned long long), stream));
-    certify<<<blocks_for(ws->n_total), EX_THREADS, 0, stream>>>(ws->cert, ws->best, ws->second, labels, ws->xnorm,
-                                                                ws->cnorm, ws->cmax, ws->n_total, pb->n, pb->k,
-                                                                ws->count, ws->idx);
-    FKM_CUDA_LAUNCHED(ctx, "certify");
-    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->count_h, ws->count, sizeof(unsigned long long), cudaMemcpyDeviceToHost,
+    FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->count, 0, (size_t)(EX_C_FIXED + 2 * pb->batch) * sizeof(unsigned long long),
                                       stream));
+    certify<<<blocks_for(ws->n_total), EX_THREADS, 0, stream>>>(ws->cert, ws->best, ws->second, ws->third, labels,
+                                                                ws->xnorm, ws->cnorm, ws->cmax, ws->n_total, pb->n,
+                                                                pb->k, ws->count, ws->pair_idx, ws->filt_idx);
+    FKM_CUDA_LAUNCHED(ctx, "certify");
+    if (pb->dtype == FKM_F16) s = launch_device_stages_any<__half>(ctx, ws, pb, cent, labels, stream);
+    else if (pb->dtype == FKM_BF16) s = launch_device_stages_any<__nv_bfloat16>(ctx, ws, pb, cent, labels, stream);
+    else s = launch_device_stages_any<float>(ctx, ws, pb, cent, labels, stream);
+    if (s != FKM_OK) return s;
+    /* recount now, so that nothing is left to launch after the one synchronisation unless
+     * the host has points to re-decide (then it recounts again) */
+    if ((s = recount(ctx, ws, pb, labels, changed, stream)) != FKM_OK) return s;
+    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->count_h, ws->count, EX_C_FIXED * sizeof(unsigned long long),
+                                      cudaMemcpyDeviceToHost, stream));
     FKM_CUDA_TRY(ctx, cudaStreamSynchronize(stream));
-    const int64_t m1 = (int64_t)ws->count_h[0];
-    *rechecked = m1;
-    if (m1 == 0) return FKM_OK;
-
-    /* stage 1 on the device; only its undecided points go on to the host */
-    const int64_t *left = ws->idx;
-    int64_t m = m1;
-    if (pb->d <= EX_FILTER_MAX_D && m1 <= INT32_MAX) {
-        if (pb->dtype == FKM_F16) s = launch_filter<__half>(ctx, ws, pb, cent, m1, labels, stream);
-        else if (pb->dtype == FKM_BF16) s = launch_filter<__nv_bfloat16>(ctx, ws, pb, cent, m1, labels, stream);
-        else s = launch_filter<float>(ctx, ws, pb, cent, m1, labels, stream);
-        if (s != FKM_OK) return s;
-        FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->count_h + 1, ws->count + 1, sizeof(unsigned long long),
-                                          cudaMemcpyDeviceToHost, stream));
-        FKM_CUDA_TRY(ctx, cudaStreamSynchronize(stream));
-        m = (int64_t)ws->count_h[1];
-        left = ws->idx2;
-    }
-    if (m == 0) return recount(ctx, ws, pb, labels, changed, stream);
+    const int64_t pair = (int64_t)ws->count_h[EX_C_PAIR], pair_host = (int64_t)ws->count_h[EX_C_PAIR_HOST];
+    const int64_t filter = (int64_t)ws->count_h[EX_C_FILTER], m = (int64_t)ws->count_h[EX_C_HOST];
+    counts->rechecked = pair + filter;
+    counts->pair = pair - pair_host;
+    counts->filter = filter - (m - pair_host);
+    counts->host = m;
+    if (m == 0) return FKM_OK;
 
     /* the list and the centroids to the host; the list sorted so that the work (and the
      * chunks) do not depend on the order of the atomics */
-    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->idx_h, left, (size_t)m * sizeof(int64_t), cudaMemcpyDeviceToHost, stream));
+    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->idx_h, ws->host_idx, (size_t)m * sizeof(int64_t), cudaMemcpyDeviceToHost,
+                                      stream));
     FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->cent_h, cent, (size_t)(ws->k_total * pb->d) * sizeof(float),
                                       cudaMemcpyDeviceToHost, stream));
     FKM_CUDA_TRY(ctx, cudaStreamSynchronize(stream));
