@@ -10,6 +10,7 @@
 #include "core/internal.h"  /* ctx->kpp: the pruning counters */
 #include "core/kpp_prune.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -289,6 +290,17 @@ static void check_prune_bound(void)
               !fkm_kpp_pruned(fkm_kpp_prune_limit(&off, 1.0f), 1e30f) &&
               fkm_kpp_pruned(fkm_kpp_prune_limit(&pr, 0.0f), 1e-40f) && !fkm_kpp_pruned(fkm_kpp_prune_limit(&pr, 0.0f), 0.0f),
           "special cases of the pruning test");
+    /* the limit is the bound (evaluated in double) rounded up to the next float, so the f32
+     * comparison decides as the double one would */
+    int64_t bad_round = 0;
+    for (int q = 0; q < 20000; q++) {
+        const float D = (float)(ldexp(tc_uniform(&rng) + 0.5, (int)(tc_uniform(&rng) * 300.0) - 160));
+        const float lim = fkm_kpp_prune_limit(&pr, D);
+        const double bound = ((double)D + pr.slack) * pr.factor + pr.slack;
+        if (!((double)lim >= bound && (double)nextafterf(lim, 0.0f) < bound)) bad_round++;
+    }
+    CHECK(bad_round == 0 && fkm_kpp_prune_limit(&pr, FLT_MAX) == INFINITY,
+          "the f32 limit is not the bound rounded up (%lld cases)", (long long)bad_round);
     printf("pruning test: %lld of %lld tight cases pruned, %lld wrongly (the bare cc >= 4 D would be wrong in %lld)\n",
            (long long)pruned, (long long)trials, (long long)wrong, (long long)naive_wrong);
 }
@@ -305,6 +317,7 @@ typedef struct prune_case {
     double min_skipped; /* fraction of point visits pruning must skip (row not read; the CPU
                            skips ~0.6 of them on these blobs, the GPU a little less, its pass
                            also taking the newest centre); 0: no claim */
+    int small;          /* also run under FLASHKM_TEST_SMALL (the GPU sanitizer runs) */
 } prune_case;
 
 static double *prune_data(const prune_case *pc, uint64_t seed)
@@ -338,27 +351,29 @@ static double *prune_data(const prune_case *pc, uint64_t seed)
 static void check_prune(fkm_ctx *ctx)
 {
     static const prune_case cases[] = {
-        {"blobs", 6000, 16, 40, FKM_F32, FKM_METRIC_L2, 0, PD_BLOBS, 0.4},
-        {"blobs f16", 6000, 16, 40, FKM_F16, FKM_METRIC_L2, 0, PD_BLOBS, 0.4},
-        {"blobs bf16 weighted", 6000, 16, 40, FKM_BF16, FKM_METRIC_L2, 1, PD_BLOBS, 0.4},
-        {"blobs cosine", 5000, 16, 30, FKM_F32, FKM_METRIC_COSINE, 0, PD_BLOBS, 0.2},
-        {"blobs cosine f16 weighted", 5000, 16, 30, FKM_F16, FKM_METRIC_COSINE, 1, PD_BLOBS, 0.0},
-        {"duplicate rows", 4000, 8, 50, FKM_F32, FKM_METRIC_L2, 0, PD_DUPLICATES, 0.0},
-        {"identical rows", 1000, 5, 10, FKM_F32, FKM_METRIC_L2, 1, PD_IDENTICAL, 0.0},
-        {"tiny values", 4000, 8, 40, FKM_F32, FKM_METRIC_L2, 0, PD_TINY, 0.3},
-        {"tiny values bf16", 4000, 8, 40, FKM_BF16, FKM_METRIC_L2, 1, PD_TINY, 0.0},
-        {"offset 1e4", 4000, 8, 40, FKM_F32, FKM_METRIC_L2, 0, PD_OFFSET, 0.3},
-        {"d = 1", 3000, 1, 30, FKM_F32, FKM_METRIC_L2, 1, PD_BLOBS, 0.0},
-        {"d = 3", 3000, 3, 30, FKM_F16, FKM_METRIC_L2, 0, PD_BLOBS, 0.0},
-        {"d = 300", 2000, 300, 20, FKM_BF16, FKM_METRIC_L2, 1, PD_BLOBS, 0.2},
-        {"dot (seeds on L2)", 3000, 6, 25, FKM_F32, FKM_METRIC_DOT, 0, PD_BLOBS, 0.0},
+        {"blobs", 6000, 16, 40, FKM_F32, FKM_METRIC_L2, 0, PD_BLOBS, 0.4, 1},
+        {"blobs f16", 6000, 16, 40, FKM_F16, FKM_METRIC_L2, 0, PD_BLOBS, 0.4, 0},
+        {"blobs bf16 weighted", 6000, 16, 40, FKM_BF16, FKM_METRIC_L2, 1, PD_BLOBS, 0.4, 0},
+        {"blobs cosine", 5000, 16, 30, FKM_F32, FKM_METRIC_COSINE, 0, PD_BLOBS, 0.2, 0},
+        {"blobs cosine f16 weighted", 5000, 16, 30, FKM_F16, FKM_METRIC_COSINE, 1, PD_BLOBS, 0.0, 1},
+        {"duplicate rows", 4000, 8, 50, FKM_F32, FKM_METRIC_L2, 0, PD_DUPLICATES, 0.0, 0},
+        {"identical rows", 1000, 5, 10, FKM_F32, FKM_METRIC_L2, 1, PD_IDENTICAL, 0.0, 1},
+        {"tiny values", 4000, 8, 40, FKM_F32, FKM_METRIC_L2, 0, PD_TINY, 0.3, 1},
+        {"tiny values bf16", 4000, 8, 40, FKM_BF16, FKM_METRIC_L2, 1, PD_TINY, 0.0, 0},
+        {"offset 1e4", 4000, 8, 40, FKM_F32, FKM_METRIC_L2, 0, PD_OFFSET, 0.3, 1},
+        {"d = 1", 3000, 1, 30, FKM_F32, FKM_METRIC_L2, 1, PD_BLOBS, 0.0, 0},
+        {"d = 3", 3000, 3, 30, FKM_F16, FKM_METRIC_L2, 0, PD_BLOBS, 0.0, 0},
+        {"d = 300", 2000, 300, 20, FKM_BF16, FKM_METRIC_L2, 1, PD_BLOBS, 0.2, 1},
+        {"dot (seeds on L2)", 3000, 6, 25, FKM_F32, FKM_METRIC_DOT, 0, PD_BLOBS, 0.0, 0},
     };
     fkm_ctx *cpu = NULL;
     const int on_gpu = fkm_ctx_backend(ctx) == FKM_BACKEND_CUDA;
     const int fma_cpu = strcmp(fkm_cpu_simd_level(), "generic") != 0;
     if (on_gpu) CHECK(fkm_create(&cpu, FKM_BACKEND_CPU) == FKM_OK, "CPU context");
+    const int small = getenv("FLASHKM_TEST_SMALL") != NULL;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const prune_case *pc = &cases[c];
+        if (small && !pc->small) continue;
         double *Xd = prune_data(pc, 700 + c);
         void *X = tc_store(Xd, pc->n, pc->d, pc->d, pc->dtype);
         float *w = NULL;

@@ -23,8 +23,9 @@
  *     cc >= 4 (D + A)(1 + g)/(1 - g) + A  =>  q >= 2R  =>  t >= q - r >= 2R - R = R
  *     =>  d(x, c) >= (1 - g) t^2 - A >= (1 - g) R^2 - A = D
  * (an infinite d(x, c) is >= D anyway). The limit is evaluated in double: the ~10 roundings of
- * 2^-53 are covered, with room, by the factor (1 + 2^-20). A non-finite D (no centre yet) or
- * cc (overflow) proves nothing; weights do not enter. */
+ * 2^-53 are covered, with room, by the factor (1 + 2^-20); it is then rounded up to a float,
+ * which changes no comparison with a float cc. A non-finite D (no centre yet) or cc (overflow)
+ * proves nothing; weights do not enter. */
 #ifndef FKM_KPP_PRUNE_H
 #define FKM_KPP_PRUNE_H
 
@@ -32,6 +33,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cert.h" /* FKM_HD */
 
@@ -54,18 +56,27 @@ static inline FKM_HD fkm_kpp_prune fkm_kpp_prune_make(int64_t d, int enabled)
 }
 
 /* The smallest cc (computed distance between the centre x is nearest to and a new row) that
- * proves d(x, new row) >= D, for x's computed distance D; +inf when nothing can be proved. */
-static inline FKM_HD double fkm_kpp_prune_limit(const fkm_kpp_prune *p, float D)
+ * proves d(x, new row) >= D, for x's computed distance D; +inf when nothing can be proved.
+ * The bound is evaluated in double and rounded up to the next float: for a float cc,
+ * cc >= that float exactly when cc >= the bound, and the test stays in f32 (vectorisable). */
+static inline FKM_HD float fkm_kpp_prune_limit(const fkm_kpp_prune *p, float D)
 {
     if (!(p->factor > 0.0) || !(D <= FLT_MAX)) return INFINITY;
-    return ((double)D + p->slack) * p->factor + p->slack;
+    const double limit = ((double)D + p->slack) * p->factor + p->slack;
+    float f = (float)limit;
+    uint32_t b; /* rounded down: the next float up (f >= 0, so its bits + 1); no branch, the
+                   outcome is a coin toss */
+    memcpy(&b, &f, sizeof b);
+    b += (uint32_t)((double)f < limit);
+    memcpy(&f, &b, sizeof f);
+    return f;
 }
 
 /* Whether the new row at computed distance cc from x's centre is proved no closer than D
  * (limit from fkm_kpp_prune_limit): min(D, d(x, row)) == D bit for bit. */
-static inline FKM_HD int fkm_kpp_pruned(double limit, float cc)
+static inline FKM_HD int fkm_kpp_pruned(float limit, float cc)
 {
-    return cc <= FLT_MAX && (double)cc >= limit;
+    return (cc <= FLT_MAX) & (cc >= limit); /* & not &&: no branch in the callers' loops */
 }
 
 /* Folds cc into m, the smallest cc of a centre's row (start from +inf), so that one test of

@@ -88,7 +88,7 @@ static int64_t select_rows(const kpp_work *kw, int64_t i0, int64_t rows, int64_t
     int64_t m = 0;
     for (int64_t r = 0; r < rows; r++) {
         const int64_t i = i0 + r;
-        const double limit = fkm_kpp_prune_limit(&kw->prune, (float)kw->D[i]);
+        const float limit = fkm_kpp_prune_limit(&kw->prune, (float)kw->D[i]);
         int64_t need = count;
         if (!(limit < INFINITY)) {
             /* no centre yet, or pruning off (the table is not even computed) */

@@ -223,7 +223,7 @@ __device__ void kpp_classify(const kpp_args &a, int64_t base, int cnt, int sb, b
         const int64_t i = base + sb + p;
         need[r] = false;
         if (sb + p < cnt) {
-            const double limit = fkm_kpp_prune_limit(&a.prune, a.D[i]);
+            const float limit = fkm_kpp_prune_limit(&a.prune, a.D[i]);
             int nn = NC;
             if (limit < INFINITY) {
                 const int c = a.near[i];
