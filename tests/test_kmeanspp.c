@@ -283,12 +283,11 @@ static void check_prune_bound(void)
           (long long)trials);
     /* and far rows are pruned, near ones not: the test is not merely safe by never pruning */
     const fkm_kpp_prune pr = fkm_kpp_prune_make(4, 1), off = fkm_kpp_prune_make(4, 0);
-    CHECK(fkm_kpp_pruned(fkm_kpp_prune_limit(&pr, 1.0f), 4.001f) && !fkm_kpp_pruned(fkm_kpp_prune_limit(&pr, 1.0f), 4.0f),
-          "limit for D = 1 not just above 4");
-    CHECK(!fkm_kpp_pruned(fkm_kpp_prune_limit(&pr, INFINITY), 1e30f) &&
-              !fkm_kpp_pruned(fkm_kpp_prune_limit(&pr, 1.0f), INFINITY) &&
-              !fkm_kpp_pruned(fkm_kpp_prune_limit(&off, 1.0f), 1e30f) &&
-              fkm_kpp_pruned(fkm_kpp_prune_limit(&pr, 0.0f), 1e-40f) && !fkm_kpp_pruned(fkm_kpp_prune_limit(&pr, 0.0f), 0.0f),
+    const float l1 = fkm_kpp_prune_limit(&pr, 1.0f), l0 = fkm_kpp_prune_limit(&pr, 0.0f);
+    CHECK(fkm_kpp_pruned(l1, 4.001f) && !fkm_kpp_pruned(l1, 4.0f), "limit for D = 1 not just above 4");
+    CHECK(!fkm_kpp_pruned(fkm_kpp_prune_limit(&pr, INFINITY), 1e30f) && !fkm_kpp_pruned(l1, INFINITY) &&
+              !fkm_kpp_pruned(fkm_kpp_prune_limit(&off, 1.0f), 1e30f) && fkm_kpp_pruned(l0, 1e-40f) &&
+              !fkm_kpp_pruned(l0, 0.0f),
           "special cases of the pruning test");
     /* the limit is the bound (evaluated in double) rounded up to the next float, so the f32
      * comparison decides as the double one would */

@@ -269,7 +269,8 @@ fkm_status fkm_cpu_kmeanspp(fkm_ctx *ctx, void *state, int64_t problem, uint64_t
     float *cT = malloc((size_t)(d * FKM_KPP_LANES) * sizeof *cT);
     int64_t *ids = malloc((size_t)trials * sizeof *ids);
     fkm_status s = FKM_OK;
-    if (!kw.D || !kw.prefix || !kw.dist || !kw.part || !kw.chunk_tot || !kw.near || !kw.fresh || !kw.cc || !kw.ccmin || !cands || !cT || !ids) {
+    if (!kw.D || !kw.prefix || !kw.dist || !kw.part || !kw.chunk_tot || !kw.near || !kw.fresh || !kw.cc || !kw.ccmin ||
+        !cands || !cT || !ids) {
         s = fkm_fail(ctx, FKM_E_NOMEM, "out of memory for k-means++ (n = %lld)", (long long)n);
         goto out;
     }
@@ -311,7 +312,8 @@ fkm_status fkm_cpu_kmeanspp(fkm_ctx *ctx, void *state, int64_t problem, uint64_t
 nomem:
     s = fkm_fail(ctx, FKM_E_NOMEM, "out of memory for k-means++ row buffers");
 out:
-    free(kw.D), free(kw.prefix), free(kw.dist), free(kw.part), free(kw.chunk_tot), free(kw.near), free(kw.fresh), free(kw.cc), free(kw.ccmin);
+    free(kw.D), free(kw.prefix), free(kw.dist), free(kw.part), free(kw.chunk_tot);
+    free(kw.near), free(kw.fresh), free(kw.cc), free(kw.ccmin);
     free(cands), free(cT), free(ids);
     return s;
 }
