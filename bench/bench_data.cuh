@@ -1,6 +1,6 @@
 /* bench_data.cuh — the GPU benchmarks' data, made on the device: 64 Gaussian blobs whose
  * centres are spread 3 per coordinate, unit noise (hash-based normals, so any row is the same
- * whatever the launch). */
+ * whatever the launch); or pure unit normal noise, without structure (make_noise). */
 #ifndef FKM_BENCH_DATA_CUH
 #define FKM_BENCH_DATA_CUH
 
@@ -23,6 +23,15 @@ template <typename T> __global__ void make_data(T *X, int64_t rows, int64_t d)
     const int64_t r = t / d, j = t % d;
     const uint64_t centre = (uint64_t)(r * 2654435761ull) % 64;
     X[t] = (T)(3.f * hash_normal(centre * 1000003ull + (uint64_t)j) + hash_normal((uint64_t)t + (1ull << 40)));
+}
+
+/* One standard normal per element, no clusters: the case where distance pruning (k-means++)
+ * has little to prove. */
+template <typename T> __global__ void make_noise(T *X, int64_t rows, int64_t d)
+{
+    const int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= rows * d) return;
+    X[t] = (T)hash_normal((uint64_t)t + (1ull << 41));
 }
 
 #endif

@@ -2,9 +2,15 @@
  * k-means++ across runs and thread counts, k-means++ beating random initialisation on
  * separated blobs, integer weights equal to repeated rows (for the fit from given centroids
  * and for k-means++ itself), n_init returning exactly the best single run, every metric and
- * dtype running; on the CUDA backend, the GPU's k-means++ bitwise equal to the CPU's. */
+ * dtype running; the triangle-inequality pruning of k-means++ (core/kpp_prune.h) on tight
+ * cases and end to end (pruned == unpruned, bit for bit); on the CUDA backend, the GPU's
+ * k-means++ bitwise equal to the CPU's. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "common.h"
+#include "core/internal.h"  /* ctx->kpp: the pruning counters */
+#include "core/kpp_prune.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -211,6 +217,212 @@ static void check_init_alone(fkm_ctx *ctx)
     free(Xd), free(X), free(C0);
 }
 
+/* ---------------------------------------------------------------- pruning (core/kpp_prune.h) */
+
+/* ||x - c||^2 as the library computes it in f32: u = x - c rounded, then an FMA per feature
+ * (fused = 1) or a rounded product and a rounded sum (the CPU's generic level). */
+static float chain(const float *x, const float *c, int64_t d, int fused)
+{
+    float acc = 0.0f;
+    for (int64_t j = 0; j < d; j++) {
+        const float u = x[j] - c[j];
+        if (fused) {
+            acc = fmaf(u, u, acc);
+        } else {
+            volatile float p = u * u; /* kept apart from the sum */
+            acc = acc + p;
+        }
+    }
+    return acc;
+}
+
+/* The test itself, where it is tightest: c near the reflection of the centre a through x
+ * (then ||x - c|| = ||x - a|| when ||a - c|| = 2 ||x - a||), scaled so that cc straddles the
+ * limit, at scales from subnormal squares to large common offsets. Whenever the test prunes,
+ * the computed distance must be >= D; the prunings must be many (not a vacuous pass). */
+static void check_prune_bound(void)
+{
+    tc_rng rng = {2024};
+    static const double scales[] = {1e-23, 3e-21, 1e-19, 1.0, 1e3};
+    static const double offsets[] = {0.0, 0.0, 0.0, 1e4, 0.0};
+    static const int64_t dims[] = {1, 2, 3, 8, 64, 300};
+    float x[300], a[300], c[300];
+    int64_t trials = 0, pruned = 0, wrong = 0, naive_wrong = 0;
+    for (size_t si = 0; si < sizeof scales / sizeof scales[0]; si++)
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+            const int64_t d = dims[di];
+            const fkm_kpp_prune pr = fkm_kpp_prune_make(d, 1);
+            for (int rep = 0; rep < 400; rep++) {
+                /* how far past the reflection c lies: relative 1 + eps, eps within a few
+                 * gamma_{d+3} of 0 (where the rounding decides) */
+                const double eps = (tc_uniform(&rng) - 0.3) * 20.0 * (double)(d + 3) * 0x1p-24;
+                for (int64_t j = 0; j < d; j++) {
+                    const double xv = offsets[si] + scales[si] * tc_normal(&rng);
+                    const double v = scales[si] * tc_normal(&rng);
+                    x[j] = (float)xv;
+                    a[j] = (float)(xv + v);
+                    c[j] = (float)(xv - v * (1.0 + eps) + scales[si] * 1e-7 * tc_normal(&rng));
+                }
+                for (int fused = 0; fused < 2; fused++) {
+                    const float D = chain(x, a, d, fused), cc = chain(a, c, d, fused), dc = chain(x, c, d, fused);
+                    trials++;
+                    if ((double)cc >= 4.0 * D && dc < D) naive_wrong++;
+                    if (!fkm_kpp_pruned(fkm_kpp_prune_limit(&pr, D), cc)) continue;
+                    pruned++;
+                    if (dc < D) {
+                        wrong++;
+                        fprintf(stderr, "pruned but closer: d %lld scale %g: D %a cc %a d(x, c) %a\n", (long long)d,
+                                scales[si], D, cc, dc);
+                    }
+                }
+            }
+        }
+    CHECK(wrong == 0, "the pruning test proved %lld of %lld distances >= D that are not", (long long)wrong,
+          (long long)pruned);
+    CHECK(pruned > trials / 10, "only %lld of %lld tight cases pruned: the test is not exercised", (long long)pruned,
+          (long long)trials);
+    /* and far rows are pruned, near ones not: the test is not merely safe by never pruning */
+    const fkm_kpp_prune pr = fkm_kpp_prune_make(4, 1), off = fkm_kpp_prune_make(4, 0);
+    const float l1 = fkm_kpp_prune_limit(&pr, 1.0f), l0 = fkm_kpp_prune_limit(&pr, 0.0f);
+    CHECK(fkm_kpp_pruned(l1, 4.001f) && !fkm_kpp_pruned(l1, 4.0f), "limit for D = 1 not just above 4");
+    CHECK(!fkm_kpp_pruned(fkm_kpp_prune_limit(&pr, INFINITY), 1e30f) && !fkm_kpp_pruned(l1, INFINITY) &&
+              !fkm_kpp_pruned(fkm_kpp_prune_limit(&off, 1.0f), 1e30f) && fkm_kpp_pruned(l0, 1e-40f) &&
+              !fkm_kpp_pruned(l0, 0.0f),
+          "special cases of the pruning test");
+    /* the limit is the bound (evaluated in double) rounded up to the next float, so the f32
+     * comparison decides as the double one would */
+    int64_t bad_round = 0;
+    for (int q = 0; q < 20000; q++) {
+        const float D = (float)(ldexp(tc_uniform(&rng) + 0.5, (int)(tc_uniform(&rng) * 300.0) - 160));
+        const float lim = fkm_kpp_prune_limit(&pr, D);
+        const double bound = ((double)D + pr.slack) * pr.factor + pr.slack;
+        if (!((double)lim >= bound && (double)nextafterf(lim, 0.0f) < bound)) bad_round++;
+    }
+    CHECK(bad_round == 0 && fkm_kpp_prune_limit(&pr, FLT_MAX) == INFINITY,
+          "the f32 limit is not the bound rounded up (%lld cases)", (long long)bad_round);
+    printf("pruning test: %lld of %lld tight cases pruned, %lld wrongly (the bare cc >= 4 D would be wrong in %lld)\n",
+           (long long)pruned, (long long)trials, (long long)wrong, (long long)naive_wrong);
+}
+
+/* Data for the pruned vs unpruned runs. */
+enum { PD_BLOBS, PD_DUPLICATES, PD_IDENTICAL, PD_TINY, PD_OFFSET };
+
+typedef struct prune_case {
+    const char *what;
+    int64_t n, d, k;
+    fkm_dtype dtype;
+    fkm_metric metric;
+    int weighted, data;
+    double min_skipped; /* fraction of point visits pruning must skip (row not read; the CPU
+                           skips ~0.6 of them on these blobs, the GPU a little less, its pass
+                           also taking the newest centre); 0: no claim */
+    int small;          /* also run under FLASHKM_TEST_SMALL (the GPU sanitizer runs) */
+} prune_case;
+
+static double *prune_data(const prune_case *pc, uint64_t seed)
+{
+    const int64_t n = pc->n, d = pc->d;
+    double *X;
+    switch (pc->data) {
+    case PD_DUPLICATES: /* n / 4 distinct rows, each four times, interleaved */
+        X = tc_blobs(seed, n, d, 8, 10.0, 0.0);
+        for (int64_t i = n / 4; i < n; i++) memcpy(X + i * d, X + (i % (n / 4)) * d, (size_t)d * sizeof *X);
+        return X;
+    case PD_IDENTICAL:
+        X = tc_blobs(seed, n, d, 1, 10.0, 0.0);
+        for (int64_t i = 1; i < n; i++) memcpy(X + i * d, X, (size_t)d * sizeof *X);
+        return X;
+    case PD_TINY: /* squared distances ~1e-41: subnormal f32 */
+        X = tc_blobs(seed, n, d, 16, 10.0, 0.0);
+        for (int64_t i = 0; i < n * d; i++) X[i] *= 3e-21;
+        return X;
+    case PD_OFFSET: /* differences of ~1 on values of 1e4: cancellation */
+        return tc_blobs(seed, n, d, 16, 10.0, 1e4);
+    default:
+        return tc_blobs(seed, n, d, 16, 10.0, 0.0);
+    }
+}
+
+/* k-means++ with pruning (the default) and with FLASHKM_KPP_NO_PRUNE=1 choose the same
+ * centroids bit for bit, on data built to break a wrong bound; on blobs pruning must skip
+ * most rows (ctx->kpp), and the switch must really turn it off. On the CUDA backend the same
+ * runs happen on the device, and its pruned centroids must also be the CPU's. */
+static void check_prune(fkm_ctx *ctx)
+{
+    static const prune_case cases[] = {
+        {"blobs", 6000, 16, 40, FKM_F32, FKM_METRIC_L2, 0, PD_BLOBS, 0.4, 1},
+        {"blobs f16", 6000, 16, 40, FKM_F16, FKM_METRIC_L2, 0, PD_BLOBS, 0.4, 0},
+        {"blobs bf16 weighted", 6000, 16, 40, FKM_BF16, FKM_METRIC_L2, 1, PD_BLOBS, 0.4, 0},
+        {"blobs cosine", 5000, 16, 30, FKM_F32, FKM_METRIC_COSINE, 0, PD_BLOBS, 0.2, 0},
+        {"blobs cosine f16 weighted", 5000, 16, 30, FKM_F16, FKM_METRIC_COSINE, 1, PD_BLOBS, 0.0, 1},
+        {"duplicate rows", 4000, 8, 50, FKM_F32, FKM_METRIC_L2, 0, PD_DUPLICATES, 0.0, 0},
+        {"identical rows", 1000, 5, 10, FKM_F32, FKM_METRIC_L2, 1, PD_IDENTICAL, 0.0, 1},
+        {"tiny values", 4000, 8, 40, FKM_F32, FKM_METRIC_L2, 0, PD_TINY, 0.3, 1},
+        {"tiny values bf16", 4000, 8, 40, FKM_BF16, FKM_METRIC_L2, 1, PD_TINY, 0.0, 0},
+        {"offset 1e4", 4000, 8, 40, FKM_F32, FKM_METRIC_L2, 0, PD_OFFSET, 0.3, 1},
+        {"d = 1", 3000, 1, 30, FKM_F32, FKM_METRIC_L2, 1, PD_BLOBS, 0.0, 0},
+        {"d = 3", 3000, 3, 30, FKM_F16, FKM_METRIC_L2, 0, PD_BLOBS, 0.0, 0},
+        {"d = 300", 2000, 300, 20, FKM_BF16, FKM_METRIC_L2, 1, PD_BLOBS, 0.2, 1},
+        {"dot (seeds on L2)", 3000, 6, 25, FKM_F32, FKM_METRIC_DOT, 0, PD_BLOBS, 0.0, 0},
+    };
+    fkm_ctx *cpu = NULL;
+    const int on_gpu = fkm_ctx_backend(ctx) == FKM_BACKEND_CUDA;
+    const int fma_cpu = strcmp(fkm_cpu_simd_level(), "generic") != 0;
+    if (on_gpu) CHECK(fkm_create(&cpu, FKM_BACKEND_CPU) == FKM_OK, "CPU context");
+    const int small = getenv("FLASHKM_TEST_SMALL") != NULL;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const prune_case *pc = &cases[c];
+        if (small && !pc->small) continue;
+        double *Xd = prune_data(pc, 700 + c);
+        void *X = tc_store(Xd, pc->n, pc->d, pc->d, pc->dtype);
+        float *w = NULL;
+        if (pc->weighted) {
+            tc_rng rng = {c + 1};
+            w = malloc((size_t)pc->n * sizeof *w);
+            for (int64_t i = 0; i < pc->n; i++) w[i] = (float)(0.05 + 4.0 * tc_uniform(&rng));
+        }
+        fkm_params p = fkm_params_default();
+        p.k = pc->k;
+        p.seed = 31 + c;
+        p.metric = pc->metric;
+        p.n_threads = 2;
+        const size_t kd = (size_t)(pc->k * pc->d);
+        float *A = malloc(kd * sizeof *A), *B = malloc(kd * sizeof *B);
+        CHECK(fkm_kmeanspp(ctx, &p, X, pc->dtype, pc->n, pc->d, pc->d, w, A) == FKM_OK, "%s: %s", pc->what,
+              fkm_last_error(ctx));
+        const fkm_kpp_counts on = ctx->kpp;
+        setenv("FLASHKM_KPP_NO_PRUNE", "1", 1);
+        CHECK(fkm_kmeanspp(ctx, &p, X, pc->dtype, pc->n, pc->d, pc->d, w, B) == FKM_OK, "%s: %s", pc->what,
+              fkm_last_error(ctx));
+        const fkm_kpp_counts off = ctx->kpp;
+        unsetenv("FLASHKM_KPP_NO_PRUNE");
+        CHECK(memcmp(A, B, kd * sizeof *A) == 0, "%s: pruned and unpruned k-means++ differ", pc->what);
+        CHECK(off.points > 0 && off.points_read == off.points && off.pairs_needed == off.pairs,
+              "%s: FLASHKM_KPP_NO_PRUNE=1 still skipped rows (%lld of %lld read)", pc->what,
+              (long long)off.points_read, (long long)off.points);
+        CHECK(on.points == off.points && on.pairs == off.pairs && on.points_read <= on.points &&
+                  on.pairs_needed <= on.pairs,
+              "%s: inconsistent counters", pc->what);
+        const double skipped = 1.0 - (double)on.points_read / (double)on.points;
+        CHECK(skipped >= pc->min_skipped, "%s: pruning skipped only %.3f of the rows (expected >= %.2f)", pc->what,
+              skipped, pc->min_skipped);
+        int same_cpu = -1;
+        if (on_gpu) {
+            CHECK(fkm_kmeanspp(cpu, &p, X, pc->dtype, pc->n, pc->d, pc->d, w, B) == FKM_OK, "cpu: %s",
+                  fkm_last_error(cpu));
+            same_cpu = memcmp(A, B, kd * sizeof *A) == 0;
+            if (fma_cpu) CHECK(same_cpu, "%s: pruned GPU k-means++ differs from the CPU's", pc->what);
+        }
+        printf("k-means++ pruned == unpruned (%s, %s, n %lld, d %lld, k %lld): rows skipped %.3f, pairs needed "
+               "%.3f%s\n",
+               pc->what, fkm_dtype_name(pc->dtype), (long long)pc->n, (long long)pc->d, (long long)pc->k, skipped,
+               (double)on.pairs_needed / (double)on.pairs,
+               same_cpu < 0 ? "" : same_cpu ? "; GPU == CPU" : "; GPU != CPU (CPU generic level)");
+        free(A), free(B), free(w), free(X), free(Xd);
+    }
+    fkm_destroy(cpu);
+}
+
 /* ---------------------------------------------------------------- GPU == CPU (cuda runs only) */
 
 /* The CPU's k-means++ fixes every rounding (f32 distances with one FMA per feature, double
@@ -360,6 +572,8 @@ int main(void)
     check_n_init(ctx);
     check_init_alone(ctx);
     check_predict_batch(ctx);
+    check_prune_bound();
+    check_prune(ctx);
     if (fkm_ctx_backend(ctx) == FKM_BACKEND_CUDA) check_gpu_equals_cpu(ctx);
     fkm_destroy(ctx);
     return tc_finish("test_kmeanspp");

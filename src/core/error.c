@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 const char *fkm_status_string(fkm_status status)
 {
@@ -42,6 +43,7 @@ void fkm_clear_error(fkm_ctx *ctx)
     ctx->errmsg[0] = '\0';
     ctx->exact_points = ctx->exact_rechecked = 0;
     ctx->exact_pair = ctx->exact_filter = ctx->exact_host = 0;
+    memset(&ctx->kpp, 0, sizeof ctx->kpp);
 }
 
 const char *fkm_last_error(const fkm_ctx *ctx)

@@ -15,6 +15,15 @@
 
 struct fkm_backend_vtbl;
 
+/* k-means++'s pruning (src/core/kpp_prune.h) over the distance passes of the last public call
+ * on a context, for tests and benchmarks: point visits, of those the points whose row was read
+ * (some distance computed), (point, row) pairs an unpruned pass computes (T candidates per
+ * point on the CPU; T + 1 rows on the GPU, whose pass also takes the newest centre), and of
+ * those the pairs the test could not prove unneeded. */
+typedef struct fkm_kpp_counts {
+    int64_t points, points_read, pairs, pairs_needed;
+} fkm_kpp_counts;
+
 struct fkm_ctx {
     fkm_backend backend;
     const struct fkm_backend_vtbl *ops;
@@ -30,6 +39,7 @@ struct fkm_ctx {
      * and double filter, or the host's exact argmin (every one on the CPU backend) */
     int64_t exact_points, exact_rechecked;
     int64_t exact_pair, exact_filter, exact_host;
+    fkm_kpp_counts kpp;        /* reset by each public call too */
 };
 
 /* Records a formatted message on ctx (ctx may be NULL) and returns status, so that error

@@ -12,10 +12,10 @@
  *    them once;
  *  - per step, one fused pass over X (kpp_pass, one block per chunk) finishes the previous
  *    step, D = min(D, d(x, newest centre)) (D kept in f32: it only ever holds f32 distances),
- *    and computes the distances to the T candidates; one warp of the block adds
- *    w * min(D, d_t) point by point in double for each candidate (the CPU's order) while the
- *    other warps compute the next sub-chunk, and it stores the running sums every KPP_SEG
- *    points (checkpoints);
+ *    and computes the distances to the T candidates (those pruning leaves); one warp of the
+ *    block adds w * min(D, d_t) point by point in double for each candidate (the CPU's
+ *    order) while the other warps compute the next sub-chunk, and it stores the running sums
+ *    every KPP_SEG points (checkpoints);
  *  - one single-block kernel (kpp_tail) adds the chunk sums in chunk order (each candidate's
  *    potential, the chunk offsets), keeps the best candidate (the first on ties), and samples
  *    the next T candidates: the chunk, then the segment, holding the first prefix sum >= u *
@@ -26,13 +26,23 @@
  *  points is needed, and why the new centre's distances can wait for the next pass.
  *
  * Products w * min(D, d) of two floats are exact in double, so an FMA or a multiply-add gives
- * the same sum on either side. Two launches per step; the stream is synchronised once. */
+ * the same sum on either side.
+ *
+ * Pruning (core/kpp_prune.h, docs/BENCH_KPP.md): each point also keeps `near`, a centre at
+ * computed distance D. Before each pass a small kernel (kpp_cc) computes the distances of the
+ * centres chosen so far to the pass's T + 1 rows; in the pass, a point whose every row is
+ * proved (triangle inequality with rounding margins) no closer than D needs no distance:
+ * min(D, d_t) == D bit for bit, so it contributes D to every sum and its row is not read.
+ * The other points are listed per sub-chunk and computed by full warps exactly as before, so
+ * every value the summing warp adds is unchanged, pruned or not (FLASHKM_KPP_NO_PRUNE=1 turns
+ * it off to compare). Three launches per step; the stream is synchronised once. */
 #include "cuda/kmeanspp.cuh"
 
 extern "C" {
 #include "core/init.h"
 #include "cpu/kernel.h"
 }
+#include "core/kpp_prune.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -69,6 +79,13 @@ struct kpp_args {
     double *cp;           /* nchunks x KPP_SEGS x tc: running sums at segment ends */
     float *C;             /* k x d: the centroids chosen */
     int T;                /* candidates per step */
+    /* pruning (core/kpp_prune.h) */
+    fkm_kpp_prune prune;  /* the test's constants (factor 0: pruning off) */
+    int32_t *near;        /* n: a centre at computed distance D (set whenever D becomes finite) */
+    float *cc;            /* k x (T + 1): computed distance from centre a to row s of cand */
+    float *ccmin;         /* k: each row of cc folded (fkm_kpp_fold) */
+    int64_t newest;       /* index in C of the newest centre (slot 0 of cand) */
+    unsigned long long *stats; /* 2: rows read, (point, row) pairs left by the test; or NULL */
 };
 
 /* ---------------------------------------------------------------- rows as the CPU sees them */
@@ -151,78 +168,176 @@ __device__ void kpp_stage(const kpp_args &a, int64_t j0, float *cs, int t, int n
 /* Barrier of the computing warps only (the summing warp runs on meanwhile). */
 __device__ __forceinline__ void kpp_compute_barrier() { asm volatile("bar.sync 1, %0;" ::"n"(KPP_CTHREADS) : "memory"); }
 
-/* Distances of KPP_PPT points of sub-chunk `sb` to the NC rows (slot 0: newest centre),
- * D update, and the values the summing warp adds: min(D, d_t) for each candidate, then w. */
-template <typename T, int NC, int NCP>
-__device__ void kpp_compute(const kpp_args &a, int64_t base, int cnt, int sb, float *cs, float *out, bool one_tile)
+/* Adds the features [j0, j0 + jend) of the R listed rows xr (KPP_PPT slots, R used) to their
+ * NC accumulators, against the candidate tile cs; u = x - c and fma(u, u, acc) in feature
+ * order, the CPU's arithmetic. */
+template <typename T, int NC, int NCP, int R>
+__device__ __forceinline__ void kpp_tile(const T *const (&xr)[KPP_PPT], const double (&inv)[KPP_PPT], bool cosine,
+                                         int64_t j0, int64_t jend, const float *cs, float (&acc)[KPP_PPT][NC])
 {
     constexpr int E = 16 / (int)sizeof(T);
+    uint4 raw[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) raw[r] = __ldg((const uint4 *)(xr[r] + j0));
+    for (int64_t jl = 0; jl < jend; jl += E) {
+        float xf[R][E];
+#pragma unroll
+        for (int r = 0; r < R; r++) kpp_piece<T>(raw[r], cosine, inv[r], xf[r]);
+        if (jl + E < jend) /* the next piece is in flight while this one is computed */
+#pragma unroll
+            for (int r = 0; r < R; r++) raw[r] = __ldg((const uint4 *)(xr[r] + j0 + jl + E));
+#pragma unroll
+        for (int e = 0; e < E; e++) {
+            float cv[NCP];
+            const float4 *c4 = (const float4 *)(cs + (jl + e) * NCP);
+#pragma unroll
+            for (int q = 0; q < NCP / 4; q++) {
+                const float4 v = c4[q];
+                cv[4 * q] = v.x, cv[4 * q + 1] = v.y, cv[4 * q + 2] = v.z, cv[4 * q + 3] = v.w;
+            }
+#pragma unroll
+            for (int s = 0; s < NC; s++)
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const float u = __fsub_rn(xf[r][e], cv[s]);
+                    acc[r][s] = __fmaf_rn(u, u, acc[r][s]);
+                }
+        }
+    }
+}
+
+/* Which of this thread's KPP_PPT points of sub-chunk sb need a distance: some row of cand
+ * (slot 0 the newest centre, then the candidates) not proved by fkm_kpp_pruned to be no
+ * closer than D, from the rows' distances to the point's centre (a.cc; the common case of
+ * every row far takes one test, against the fold a.ccmin). Adds the pairs left to *needed.
+ * It runs one sub-chunk ahead, and a warp with few needed rows prefetches them into L2: its
+ * few warps' loads would otherwise wait for memory with nothing to hide them. */
+#define KPP_PREFETCH_MAX 8 /* needed rows of a warp up to which they are prefetched */
+template <typename T, int NC>
+__device__ void kpp_classify(const kpp_args &a, int64_t base, int cnt, int sb, bool (&need)[KPP_PPT],
+                             unsigned &needed)
+{
+#pragma unroll
+    for (int r = 0; r < KPP_PPT; r++) {
+        const int p = threadIdx.x + r * KPP_CTHREADS;
+        const int64_t i = base + sb + p;
+        need[r] = false;
+        if (sb + p < cnt) {
+            const float limit = fkm_kpp_prune_limit(&a.prune, a.D[i]);
+            int nn = NC;
+            if (limit < INFINITY) {
+                const int c = a.near[i];
+                nn = 0;
+                if (!fkm_kpp_pruned(limit, a.ccmin[c]))
+                    for (int s = 0; s < NC; s++) nn += !fkm_kpp_pruned(limit, a.cc[(int64_t)c * NC + s]);
+            }
+            needed += (unsigned)nn;
+            need[r] = nn > 0;
+        }
+        const unsigned few = __ballot_sync(0xffffffffu, need[r]);
+        if (need[r] && __popc(few) <= KPP_PREFETCH_MAX) {
+            const char *row = (const char *)((const T *)a.X + i * a.ld);
+            for (int64_t o = 0; o < a.nfeat * (int64_t)sizeof(T); o += 32)
+                asm volatile("prefetch.global.L2 [%0];" ::"l"(row + o));
+        }
+    }
+}
+
+/* Sub-chunk `sb` of the chunk at `base`, by the computing threads: the values the summing
+ * warp adds (min(D, d_t) for each candidate, then w, per point, into out) and the update of
+ * D (and near) by the newest centre (slot 0).
+ *
+ * Pruning (core/kpp_prune.h): a point that needs no distance (need, from kpp_classify) gets D
+ * for every candidate and keeps D, its row unread. The others are listed in point order (warp
+ * ballots and a prefix over the warps) and computed by full warps, KPP_PPT per thread, all NC
+ * rows each: a pruned row of a listed point costs arithmetic but changes no value, since its
+ * min with D is D. Counts the rows read in *read. */
+template <typename T, int NC, int NCP>
+__device__ void kpp_sub(const kpp_args &a, int64_t base, int cnt, int sb, float *cs, float *out, bool one_tile,
+                        const bool (&need)[KPP_PPT], uint16_t *list, int *wcount, unsigned &read)
+{
+    constexpr int TT = NC - 1;
     const bool cosine = a.inv != nullptr;
-    const int tid = threadIdx.x;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+
+    /* 1. the points needing no distance; the list of the others */
+    int rank[KPP_PPT];
+#pragma unroll
+    for (int r = 0; r < KPP_PPT; r++) {
+        const int p = tid + r * KPP_CTHREADS;
+        if (sb + p < cnt && !need[r]) {
+            const int64_t i = base + sb + p;
+            const float D = a.D[i];
+            float *o = out + p * NC;
+#pragma unroll
+            for (int t = 0; t < TT; t++) o[t] = D;
+            o[TT] = a.w ? a.w[i] : 1.0f;
+        }
+        const unsigned ballot = __ballot_sync(0xffffffffu, need[r]);
+        rank[r] = __popc(ballot & ((1u << lane) - 1u));
+        if (lane == 0) wcount[r * KPP_CWARPS + warp] = __popc(ballot);
+    }
+    kpp_compute_barrier();
+    int nl = 0, off[KPP_PPT] = {};
+    for (int q = 0; q < KPP_PPT * KPP_CWARPS; q++) {
+#pragma unroll
+        for (int r = 0; r < KPP_PPT; r++)
+            if (q == r * KPP_CWARPS + warp) off[r] = nl;
+        nl += wcount[q];
+    }
+#pragma unroll
+    for (int r = 0; r < KPP_PPT; r++)
+        if (need[r]) list[off[r] + rank[r]] = (uint16_t)(tid + r * KPP_CTHREADS);
+    kpp_compute_barrier();
+
+    /* 2. the listed points: entries tid + r * KPP_CTHREADS; R (uniform over the warp) of them
+     * per thread, the lanes past the list's end computing a dummy row */
+    const int R = warp * 32 + KPP_CTHREADS < nl ? 2 : warp * 32 < nl ? 1 : 0;
+    static_assert(KPP_PPT == 2, "R takes the values 0, 1, 2");
     const T *xr[KPP_PPT];
     double inv[KPP_PPT];
     bool ok[KPP_PPT];
+    int pp[KPP_PPT];
 #pragma unroll
     for (int r = 0; r < KPP_PPT; r++) {
-        const int p = sb + tid + r * KPP_CTHREADS;
-        ok[r] = p < cnt;
-        const int64_t i = base + (ok[r] ? p : 0);
+        const int q = tid + r * KPP_CTHREADS;
+        ok[r] = q < nl;
+        pp[r] = ok[r] ? list[q] : 0;
+        const int64_t i = base + sb + pp[r];
         xr[r] = (const T *)a.X + i * a.ld;
-        inv[r] = cosine ? a.inv[i] : 1.0;
+        inv[r] = cosine && r < R ? a.inv[i] : 1.0;
     }
     float acc[KPP_PPT][NC];
 #pragma unroll
     for (int r = 0; r < KPP_PPT; r++)
 #pragma unroll
         for (int s = 0; s < NC; s++) acc[r][s] = 0.0f;
-
     for (int64_t j0 = 0; j0 < a.nfeat; j0 += a.ctile) {
-        if (!one_tile) {
+        if (!one_tile) { /* every computing thread stages and waits, listed points or not */
             kpp_compute_barrier(); /* everyone is done with the previous tile */
             kpp_stage<NC, NCP>(a, j0, cs, tid, KPP_CTHREADS);
             kpp_compute_barrier();
         }
         const int64_t jend = min(a.nfeat - j0, a.ctile);
-        uint4 raw[KPP_PPT];
-#pragma unroll
-        for (int r = 0; r < KPP_PPT; r++) raw[r] = __ldg((const uint4 *)(xr[r] + j0));
-        for (int64_t jl = 0; jl < jend; jl += E) {
-            float xf[KPP_PPT][E];
-#pragma unroll
-            for (int r = 0; r < KPP_PPT; r++) kpp_piece<T>(raw[r], cosine, inv[r], xf[r]);
-            if (jl + E < jend) /* the next piece is in flight while this one is computed */
-#pragma unroll
-                for (int r = 0; r < KPP_PPT; r++) raw[r] = __ldg((const uint4 *)(xr[r] + j0 + jl + E));
-#pragma unroll
-            for (int e = 0; e < E; e++) {
-                float cv[NCP];
-                const float4 *c4 = (const float4 *)(cs + (jl + e) * NCP);
-#pragma unroll
-                for (int q = 0; q < NCP / 4; q++) {
-                    const float4 v = c4[q];
-                    cv[4 * q] = v.x, cv[4 * q + 1] = v.y, cv[4 * q + 2] = v.z, cv[4 * q + 3] = v.w;
-                }
-#pragma unroll
-                for (int s = 0; s < NC; s++)
-#pragma unroll
-                    for (int r = 0; r < KPP_PPT; r++) {
-                        const float u = __fsub_rn(xf[r][e], cv[s]);
-                        acc[r][s] = __fmaf_rn(u, u, acc[r][s]);
-                    }
-            }
-        }
+        if (R == 2) kpp_tile<T, NC, NCP, 2>(xr, inv, cosine, j0, jend, cs, acc);
+        else if (R == 1) kpp_tile<T, NC, NCP, 1>(xr, inv, cosine, j0, jend, cs, acc);
     }
 #pragma unroll
     for (int r = 0; r < KPP_PPT; r++) {
         if (!ok[r]) continue;
-        const int p = tid + r * KPP_CTHREADS;
+        const int p = pp[r];
         const int64_t i = base + sb + p;
-        const float Dn = fminf(a.D[i], acc[r][0]);
-        a.D[i] = Dn;
+        const float D = a.D[i], d0 = acc[r][0];
+        const float Dn = fminf(D, d0);
+        if (d0 < D) { /* only a strictly smaller distance moves the centre: D stays its distance */
+            a.D[i] = d0;
+            a.near[i] = (int)a.newest;
+        }
         float *o = out + p * NC;
 #pragma unroll
-        for (int t = 0; t < NC - 1; t++) o[t] = fminf(Dn, acc[r][1 + t]);
-        o[NC - 1] = a.w ? a.w[i] : 1.0f;
+        for (int t = 0; t < TT; t++) o[t] = fminf(Dn, acc[r][1 + t]);
+        o[TT] = a.w ? a.w[i] : 1.0f;
+        read++;
     }
 }
 
@@ -233,6 +348,8 @@ __global__ void __launch_bounds__(KPP_CTHREADS + 32, 2) kpp_pass(kpp_args a)
 {
     constexpr int TT = NC - 1, NCP = (NC + 3) / 4 * 4;
     extern __shared__ __align__(16) float kpp_sm[];
+    __shared__ uint16_t list[KPP_SUB];
+    __shared__ int wcount[KPP_PPT * KPP_CWARPS];
     float *cs = kpp_sm;                         /* ctile x NCP */
     float *buf = kpp_sm + a.ctile * NCP;        /* 2 x KPP_SUB x NC */
     const int64_t ch = blockIdx.x, base = ch * KPP_CHUNK;
@@ -243,9 +360,16 @@ __global__ void __launch_bounds__(KPP_CTHREADS + 32, 2) kpp_pass(kpp_args a)
     __syncthreads();
     const int lane = (int)threadIdx.x - KPP_CTHREADS;
     double run = 0.0;
+    unsigned read = 0, needed = 0;
+    bool need[KPP_PPT];
+    if (lane < 0) kpp_classify<T, NC>(a, base, cnt, 0, need, needed);
     for (int s = 0; s <= nsub; s++) {
         if (lane < 0) {
-            if (s < nsub) kpp_compute<T, NC, NCP>(a, base, cnt, s * KPP_SUB, cs, buf + (s & 1) * KPP_SUB * NC, one_tile);
+            if (s < nsub) {
+                kpp_sub<T, NC, NCP>(a, base, cnt, s * KPP_SUB, cs, buf + (s & 1) * KPP_SUB * NC, one_tile, need, list,
+                                    wcount, read);
+                if (s + 1 < nsub) kpp_classify<T, NC>(a, base, cnt, (s + 1) * KPP_SUB, need, needed);
+            }
         } else if (s > 0 && lane < TT) {
             const int sb = (s - 1) * KPP_SUB, pend = min(KPP_SUB, cnt - sb);
             const float *b = buf + ((s - 1) & 1) * KPP_SUB * NC;
@@ -258,6 +382,42 @@ __global__ void __launch_bounds__(KPP_CTHREADS + 32, 2) kpp_pass(kpp_args a)
             if (s == nsub) a.pot[ch * TT + lane] = run;
         }
         __syncthreads();
+    }
+    if (lane < 0 && a.stats) { /* one atomic per warp and launch */
+        const unsigned r = __reduce_add_sync(0xffffffffu, read), q = __reduce_add_sync(0xffffffffu, needed);
+        if (threadIdx.x % 32 == 0) {
+            atomicAdd(&a.stats[0], (unsigned long long)r);
+            atomicAdd(&a.stats[1], (unsigned long long)q);
+        }
+    }
+}
+
+/* The pruning table of the next pass: for the `rows` centres chosen so far, the computed
+ * distance to each of the NC rows of cand (slot 0 the newest centre, then the candidates),
+ * the same f32 chain as the pass (so the error model of kpp_prune.h covers it), and its fold
+ * (ccmin). Blocks of KPP_CC_CENTRES x nc threads, one per (centre, row). */
+#define KPP_CC_CENTRES 16
+__global__ void kpp_cc(kpp_args a, int nc, int64_t rows)
+{
+    __shared__ float sm[KPP_CC_CENTRES][KPP_MAXT + 1];
+    const int g = threadIdx.x / nc, s = threadIdx.x % nc;
+    const int64_t c = (int64_t)blockIdx.x * KPP_CC_CENTRES + g;
+    if (c < rows) {
+        const float *x = a.C + c * a.d, *y = a.cand + s * a.dpad;
+        float acc = 0.0f;
+#pragma unroll 4
+        for (int64_t j = 0; j < a.d; j++) {
+            const float u = __fsub_rn(x[j], y[j]);
+            acc = __fmaf_rn(u, u, acc);
+        }
+        a.cc[c * nc + s] = acc;
+        sm[g][s] = acc;
+    }
+    __syncthreads();
+    if (c < rows && s == 0) {
+        float m = INFINITY;
+        for (int q = 0; q < nc; q++) m = fkm_kpp_fold(m, sm[g][q]);
+        a.ccmin[c] = m;
     }
 }
 
@@ -479,6 +639,8 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
     a.nchunks = (n + KPP_CHUNK - 1) / KPP_CHUNK;
     a.w = dp->weights ? dp->weights + problem * n : NULL;
     a.T = T;
+    a.prune = fkm_kpp_prune_make(d, fkm_kpp_prune_wanted());
+    const bool prune = a.prune.factor > 0.0;
     const int cosine = dp->metric == FKM_METRIC_COSINE;
     const int64_t nu = 1 + (k - 1) * T;
 
@@ -487,13 +649,16 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
     if (!kk.pass) return fkm_fail(ctx, FKM_E_INTERNAL, "k-means++: no pass kernel for %d rows", nc);
 
     /* one device allocation for everything: D, 1/||x||, candidates, chunk sums and offsets,
-     * checkpoints, uniforms, centroids */
+     * checkpoints, uniforms, centroids, and pruning's nearest centres, table and counters */
     const size_t sz_D = kpp_align((size_t)n * sizeof(float)), sz_inv = cosine ? kpp_align((size_t)n * sizeof(double)) : 0;
     const size_t sz_cand = kpp_align((size_t)((KPP_MAXT + 1) * a.dpad) * sizeof(float));
     const size_t sz_pot = kpp_align((size_t)(a.nchunks * T) * sizeof(double)); /* T columns (1 for the first) */
     const size_t sz_cp = kpp_align((size_t)(a.nchunks * KPP_SEGS * T) * sizeof(double));
     const size_t sz_u = kpp_align((size_t)nu * sizeof(double)), sz_C = kpp_align((size_t)(k * d) * sizeof(float));
-    const size_t total = sz_D + sz_inv + sz_cand + 2 * sz_pot + sz_cp + sz_u + sz_C;
+    const size_t sz_near = kpp_align((size_t)n * sizeof(int32_t)), sz_cc = kpp_align((size_t)(k * nc) * sizeof(float));
+    const size_t sz_ccmin = kpp_align((size_t)k * sizeof(float)), sz_stats = kpp_align(2 * sizeof(unsigned long long));
+    const size_t total =
+        sz_D + sz_inv + sz_cand + 2 * sz_pot + sz_cp + sz_u + sz_C + sz_near + sz_cc + sz_ccmin + sz_stats;
     const size_t smem = (size_t)(a.ctile * ncp + 2 * KPP_SUB * nc) * sizeof(float);
     double *u = (double *)malloc((size_t)nu * sizeof(double));
     if (!u) return fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for the k-means++ uniforms");
@@ -504,8 +669,10 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
     fkm_status s = FKM_OK;
     unsigned char *ws = NULL;
     cudaEvent_t ev[8] = {};
+    cudaEvent_t *evs = NULL; /* profile: before the table, before the pass, after the pass, per step */
     const double *u_dev;
     const unsigned nch = (unsigned)a.nchunks;
+    unsigned long long stats[2] = {0, 0};
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws, total), s, out);
     {
         unsigned char *p = ws;
@@ -516,16 +683,27 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
         a.off = (double *)p, p += sz_pot;
         a.cp = (double *)p, p += sz_cp;
         u_dev = (const double *)p, p += sz_u;
-        a.C = (float *)p;
+        a.C = (float *)p, p += sz_C;
+        a.near = (int32_t *)p, p += sz_near;
+        a.cc = (float *)p, p += sz_cc;
+        a.ccmin = (float *)p, p += sz_ccmin;
+        a.stats = (unsigned long long *)p;
     }
     FKM_CUDA_TRY_GOTO(ctx, cudaFuncSetAttribute(kk.pass, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), s,
                       out);
     FKM_CUDA_TRY_GOTO(ctx, cudaMemsetAsync(a.cand, 0, sz_cand, stream), s, out);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMemsetAsync(a.stats, 0, sz_stats, stream), s, out);
     FKM_CUDA_TRY_GOTO(ctx, cudaMemcpyAsync((void *)u_dev, u, (size_t)nu * sizeof(double), cudaMemcpyHostToDevice, stream),
                       s, out);
-    if (prof)
+    if (prof) {
         for (int e = 0; e < 8; e++) FKM_CUDA_TRY_GOTO(ctx, cudaEventCreate(&ev[e]), s, out);
-    if (prof) FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(ev[0], stream), s, out);
+        if (k > 1 && !(evs = (cudaEvent_t *)calloc((size_t)(3 * (k - 1)), sizeof *evs))) {
+            s = fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for the k-means++ profile");
+            goto out;
+        }
+        for (int64_t e = 0; e < 3 * (k - 1); e++) FKM_CUDA_TRY_GOTO(ctx, cudaEventCreate(&evs[e]), s, out);
+        FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(ev[0], stream), s, out);
+    }
     if (cosine) {
         kk.inv<<<(unsigned)fkm_ceil_div(n, 256), 256, 0, stream>>>(a.X, n, d, a.ld, (double *)a.inv);
         FKM_CUDA_TRY_GOTO(ctx, cudaGetLastError(), s, out);
@@ -535,24 +713,38 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
     kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, 1, u_dev, -1, 1, 1);
     FKM_CUDA_TRY_GOTO(ctx, cudaGetLastError(), s, out);
     if (k > 1) {
-        /* D = d(x, first centre) (every candidate slot holds it too), then the first draw */
+        /* D = d(x, first centre) (every candidate slot holds it too; D = +inf: nothing is
+         * pruned), then the first draw */
+        a.newest = 0;
         kk.pass<<<nch, KPP_CTHREADS + 32, smem, stream>>>(a);
         kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev + 1, -1, T, 0);
         FKM_CUDA_TRY_GOTO(ctx, cudaGetLastError(), s, out);
     }
     for (int64_t c = 1; c < k; c++) {
+        /* the pass of step c takes the newest centre C[c - 1] in slot 0; near is one of C[0..c-1] */
+        if (prof) FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(evs[3 * (c - 1)], stream), s, out);
+        if (prune)
+            kpp_cc<<<(unsigned)fkm_ceil_div(c, KPP_CC_CENTRES), (unsigned)(KPP_CC_CENTRES * nc), 0, stream>>>(a, nc, c);
+        if (prof) FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(evs[3 * (c - 1) + 1], stream), s, out);
+        a.newest = c - 1;
         kk.pass<<<nch, KPP_CTHREADS + 32, smem, stream>>>(a);
+        if (prof) FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(evs[3 * (c - 1) + 2], stream), s, out);
         kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev + 1 + c * T, c, c + 1 < k ? T : 0, 0);
         FKM_CUDA_TRY_GOTO(ctx, cudaGetLastError(), s, out);
     }
     FKM_CUDA_TRY_GOTO(ctx, cudaMemcpyAsync(C, a.C, (size_t)(k * d) * sizeof(float), cudaMemcpyDeviceToHost, stream), s,
                       out);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMemcpyAsync(stats, a.stats, sizeof stats, cudaMemcpyDeviceToHost, stream), s, out);
     if (prof) FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(ev[1], stream), s, out);
     FKM_CUDA_TRY_GOTO(ctx, cudaStreamSynchronize(stream), s, out);
+    if (k > 1) {
+        ctx->kpp.points += k * n;
+        ctx->kpp.pairs += k * n * nc;
+        ctx->kpp.points_read += (int64_t)stats[0];
+        ctx->kpp.pairs_needed += (int64_t)stats[1];
+    }
     if (prof) {
-        /* the same launches again, each kind alone (the state they leave is not used) */
-        FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(ev[2], stream), s, out);
-        for (int64_t c = 1; c < k; c++) kk.pass<<<nch, KPP_CTHREADS + 32, smem, stream>>>(a);
+        /* the tails again, each kind alone (the state they leave is not used) */
         FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(ev[3], stream), s, out);
         for (int64_t c = 1; c < k; c++) kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev, -1, 0, 0);
         FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(ev[4], stream), s, out);
@@ -561,15 +753,26 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
         FKM_CUDA_TRY_GOTO(ctx, cudaGetLastError(), s, out);
         FKM_CUDA_TRY_GOTO(ctx, cudaStreamSynchronize(stream), s, out);
         prof->total_ms = kpp_elapsed(ev[0], ev[1]);
-        prof->pass_ms = kpp_elapsed(ev[2], ev[3]);
+        prof->pass_ms = prof->table_ms = 0.0;
+        for (int64_t c = 1; c < k; c++) {
+            prof->table_ms += kpp_elapsed(evs[3 * (c - 1)], evs[3 * (c - 1) + 1]);
+            prof->pass_ms += kpp_elapsed(evs[3 * (c - 1) + 1], evs[3 * (c - 1) + 2]);
+        }
         prof->select_ms = kpp_elapsed(ev[3], ev[4]);
         prof->tail_ms = kpp_elapsed(ev[4], ev[5]);
         prof->steps = k - 1, prof->trials = T, prof->chunks = a.nchunks;
+        prof->points = k > 1 ? k * n : 0, prof->pairs = k > 1 ? k * n * nc : 0;
+        prof->points_read = (int64_t)stats[0], prof->pairs_needed = (int64_t)stats[1];
+        prof->pruning = prune;
     }
 out:
     if (s != FKM_OK && stream) cudaStreamSynchronize(stream); /* nothing may still use ws */
     for (int e = 0; e < 8; e++)
         if (ev[e]) cudaEventDestroy(ev[e]);
+    if (evs)
+        for (int64_t e = 0; e < 3 * (k - 1); e++)
+            if (evs[e]) cudaEventDestroy(evs[e]);
+    free(evs);
     cudaFree(ws);
     free(u);
     return s;
