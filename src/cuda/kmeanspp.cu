@@ -393,32 +393,44 @@ __global__ void __launch_bounds__(KPP_CTHREADS + 32, 2) kpp_pass(kpp_args a)
 }
 
 /* The pruning table of the next pass: for the `rows` centres chosen so far, the computed
- * distance to each of the NC rows of cand (slot 0 the newest centre, then the candidates),
- * the same f32 chain as the pass (so the error model of kpp_prune.h covers it), and its fold
- * (ccmin). Blocks of KPP_CC_CENTRES x nc threads, one per (centre, row). */
-#define KPP_CC_CENTRES 16
-__global__ void kpp_cc(kpp_args a, int nc, int64_t rows)
+ * distance to each of the nc rows of cand (slot 0 the newest centre, then the candidates)
+ * and its fold (ccmin). One warp per centre: lane l adds the features l, l + 32, ... of every
+ * row (u = x - c, fma(u, u, acc), coalesced reads, all rows' loads independent), then a
+ * butterfly of shuffles adds the 32 partial sums. A different order of additions than the
+ * pass's chain, which the error model of kpp_prune.h covers (any summation order or tree:
+ * every term still meets at most d additions); cc only decides which distances are skipped,
+ * never a value. */
+#define KPP_CC_WARPS 8
+__global__ void __launch_bounds__(KPP_CC_WARPS * 32) kpp_cc(kpp_args a, int nc, int64_t rows)
 {
-    __shared__ float sm[KPP_CC_CENTRES][KPP_MAXT + 1];
-    const int g = threadIdx.x / nc, s = threadIdx.x % nc;
-    const int64_t c = (int64_t)blockIdx.x * KPP_CC_CENTRES + g;
-    if (c < rows) {
-        const float *x = a.C + c * a.d, *y = a.cand + s * a.dpad;
-        float acc = 0.0f;
-#pragma unroll 4
-        for (int64_t j = 0; j < a.d; j++) {
-            const float u = __fsub_rn(x[j], y[j]);
-            acc = __fmaf_rn(u, u, acc);
+    const int lane = threadIdx.x % 32;
+    const int64_t c = (int64_t)blockIdx.x * KPP_CC_WARPS + threadIdx.x / 32;
+    if (c >= rows) return; /* whole warps */
+    float acc[KPP_MAXT + 1];
+#pragma unroll
+    for (int s = 0; s <= KPP_MAXT; s++) acc[s] = 0.0f;
+    const float *x = a.C + c * a.d;
+    for (int64_t j = lane; j < a.d; j += 32) {
+        const float xv = __ldg(x + j);
+#pragma unroll
+        for (int s = 0; s <= KPP_MAXT; s++)
+            if (s < nc) {
+                const float u = __fsub_rn(xv, __ldg(a.cand + s * a.dpad + j));
+                acc[s] = __fmaf_rn(u, u, acc[s]);
+            }
+    }
+    float mine = 0.0f, m = INFINITY;
+#pragma unroll
+    for (int s = 0; s <= KPP_MAXT; s++)
+        if (s < nc) {
+            float v = acc[s];
+#pragma unroll
+            for (int o = 16; o > 0; o /= 2) v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, o));
+            if (lane == s) mine = v;
+            m = fkm_kpp_fold(m, v);
         }
-        a.cc[c * nc + s] = acc;
-        sm[g][s] = acc;
-    }
-    __syncthreads();
-    if (c < rows && s == 0) {
-        float m = INFINITY;
-        for (int q = 0; q < nc; q++) m = fkm_kpp_fold(m, sm[g][q]);
-        a.ccmin[c] = m;
-    }
+    if (lane < nc) a.cc[c * nc + lane] = mine;
+    if (lane == 0) a.ccmin[c] = m;
 }
 
 /* Before the first centre: D = +inf and the chunk sums (with checkpoints) of the weights,
@@ -724,7 +736,7 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
         /* the pass of step c takes the newest centre C[c - 1] in slot 0; near is one of C[0..c-1] */
         if (prof) FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(evs[3 * (c - 1)], stream), s, out);
         if (prune)
-            kpp_cc<<<(unsigned)fkm_ceil_div(c, KPP_CC_CENTRES), (unsigned)(KPP_CC_CENTRES * nc), 0, stream>>>(a, nc, c);
+            kpp_cc<<<(unsigned)fkm_ceil_div(c, KPP_CC_WARPS), KPP_CC_WARPS * 32, 0, stream>>>(a, nc, c);
         if (prof) FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(evs[3 * (c - 1) + 1], stream), s, out);
         a.newest = c - 1;
         kk.pass<<<nch, KPP_CTHREADS + 32, smem, stream>>>(a);
