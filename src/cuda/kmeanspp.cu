@@ -788,6 +788,8 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
                       out);
     FKM_CUDA_TRY_GOTO(ctx, cudaMemsetAsync(a.cand, 0, sz_cand, stream), s, out);
     FKM_CUDA_TRY_GOTO(ctx, cudaMemsetAsync(a.stats, 0, sz_stats, stream), s, out);
+    /* the classification loads near with D (independent loads) before knowing D is finite */
+    FKM_CUDA_TRY_GOTO(ctx, cudaMemsetAsync(a.near, 0, sz_near, stream), s, out);
     FKM_CUDA_TRY_GOTO(ctx, cudaMemcpyAsync((void *)u_dev, u, (size_t)nu * sizeof(double), cudaMemcpyHostToDevice, stream),
                       s, out);
     if (prof) {
