@@ -4,14 +4,19 @@
  *
  * Setting. Every squared distance k-means++ computes is an f32 chain over the d features of
  * two f32 rows: u = x_j - c_j rounded, then u * u added to the accumulator (one FMA, or a
- * rounded product and a rounded sum), features in any order, every term >= 0. Point x keeps
+ * rounded product and a rounded sum), features in any order, every term >= 0; or partial
+ * chains of that kind over disjoint sets of features added together in any tree (the GPU's
+ * table kpp_cc: 32 lane chains and a shuffle butterfly). Point x keeps
  * D = the computed distance to a centre c_a (the smallest so far). For a new row c (a
  * candidate, or the newest centre) and cc = the computed distance between c_a and c (the
  * same kind of chain), the test below proves that the computed distance d(x, c) is >= D,
  * so min(D, d(x, c)) == D and the distance need not be computed.
  *
  * Error model. A chain over d features has at most d + 3 roundings on the path of any term
- * (2 for u squared, 1 for a separate product, at most d for the additions), and an addition
+ * (2 for u squared, 1 for a separate product, at most d for the additions: in a tree too,
+ * each inexact addition on a term's path brings in a nonzero operand holding other terms,
+ * disjoint from the previous ones', so there are at most d - 1 of them; adding an exact zero,
+ * as an empty partial chain, is exact), and an addition
  * or subtraction whose result is subnormal is exact, so only an FMA or a product underflowing
  * adds an absolute error, <= 2^-150 each, at most d of them, each grown by <= (1 + u)^d < 2 on
  * its way. Hence, for a finite computed value v of the exact value s (finite v implies no

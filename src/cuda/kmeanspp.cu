@@ -55,7 +55,9 @@ extern "C" {
 #define KPP_CTHREADS (KPP_CWARPS * 32)
 #define KPP_PPT 2                          /* points per computing thread and sub-chunk */
 #define KPP_SUB (KPP_CTHREADS * KPP_PPT)   /* points per sub-chunk */
-#define KPP_DTILE 256                      /* candidate features staged in shared memory at once */
+#define KPP_DTILE 256                      /* most candidate features staged in shared memory at once */
+#define KPP_DEPTH1 2                       /* pieces of a row in flight, one listed row per thread */
+#define KPP_DEPTH2 1                       /* the same, two listed rows per thread */
 #define KPP_TAIL_THREADS (KPP_MAXT * KPP_SEG)
 #define KPP_TAIL_TILE 256                  /* chunks per shared-memory tile of the tail */
 
@@ -170,75 +172,132 @@ __device__ __forceinline__ void kpp_compute_barrier() { asm volatile("bar.sync 1
 
 /* Adds the features [j0, j0 + jend) of the R listed rows xr (KPP_PPT slots, R used) to their
  * NC accumulators, against the candidate tile cs; u = x - c and fma(u, u, acc) in feature
- * order, the CPU's arithmetic. */
-template <typename T, int NC, int NCP, int R>
+ * order, the CPU's arithmetic. P 16-byte pieces of each row are in flight (a ring: piece
+ * q + P is requested when piece q is converted), so a row costs nfeat / (E P) memory
+ * latencies, not one per piece. */
+template <typename T, int NC, int NCP, int R, int P>
 __device__ __forceinline__ void kpp_tile(const T *const (&xr)[KPP_PPT], const double (&inv)[KPP_PPT], bool cosine,
                                          int64_t j0, int64_t jend, const float *cs, float (&acc)[KPP_PPT][NC])
 {
     constexpr int E = 16 / (int)sizeof(T);
-    uint4 raw[R];
+    uint4 raw[P][R];
 #pragma unroll
-    for (int r = 0; r < R; r++) raw[r] = __ldg((const uint4 *)(xr[r] + j0));
-    for (int64_t jl = 0; jl < jend; jl += E) {
-        float xf[R][E];
+    for (int q = 0; q < P; q++)
+        if (q * E < jend)
 #pragma unroll
-        for (int r = 0; r < R; r++) kpp_piece<T>(raw[r], cosine, inv[r], xf[r]);
-        if (jl + E < jend) /* the next piece is in flight while this one is computed */
+            for (int r = 0; r < R; r++) raw[q][r] = __ldg((const uint4 *)(xr[r] + j0 + q * E));
+    for (int64_t jl0 = 0; jl0 < jend; jl0 += P * E) {
 #pragma unroll
-            for (int r = 0; r < R; r++) raw[r] = __ldg((const uint4 *)(xr[r] + j0 + jl + E));
+        for (int q = 0; q < P; q++) {
+            const int64_t jl = jl0 + q * E;
+            if (jl >= jend) break;
+            float xf[R][E];
 #pragma unroll
-        for (int e = 0; e < E; e++) {
-            float cv[NCP];
-            const float4 *c4 = (const float4 *)(cs + (jl + e) * NCP);
+            for (int r = 0; r < R; r++) kpp_piece<T>(raw[q][r], cosine, inv[r], xf[r]);
+            if (jl + P * E < jend)
 #pragma unroll
-            for (int q = 0; q < NCP / 4; q++) {
-                const float4 v = c4[q];
-                cv[4 * q] = v.x, cv[4 * q + 1] = v.y, cv[4 * q + 2] = v.z, cv[4 * q + 3] = v.w;
-            }
+                for (int r = 0; r < R; r++) raw[q][r] = __ldg((const uint4 *)(xr[r] + j0 + jl + P * E));
 #pragma unroll
-            for (int s = 0; s < NC; s++)
+            for (int e = 0; e < E; e++) {
+                float cv[NCP];
+                const float4 *c4 = (const float4 *)(cs + (jl + e) * NCP);
 #pragma unroll
-                for (int r = 0; r < R; r++) {
-                    const float u = __fsub_rn(xf[r][e], cv[s]);
-                    acc[r][s] = __fmaf_rn(u, u, acc[r][s]);
+                for (int q4 = 0; q4 < NCP / 4; q4++) {
+                    const float4 v = c4[q4];
+                    cv[4 * q4] = v.x, cv[4 * q4 + 1] = v.y, cv[4 * q4 + 2] = v.z, cv[4 * q4 + 3] = v.w;
                 }
+#pragma unroll
+                for (int s = 0; s < NC; s++)
+#pragma unroll
+                    for (int r = 0; r < R; r++) {
+                        const float u = __fsub_rn(xf[r][e], cv[s]);
+                        acc[r][s] = __fmaf_rn(u, u, acc[r][s]);
+                    }
+            }
         }
     }
 }
 
-/* Which of this thread's KPP_PPT points of sub-chunk sb need a distance: some row of cand
- * (slot 0 the newest centre, then the candidates) not proved by fkm_kpp_pruned to be no
- * closer than D, from the rows' distances to the point's centre (a.cc; the common case of
- * every row far takes one test, against the fold a.ccmin). Adds the pairs left to *needed.
- * It runs one sub-chunk ahead, and a warp with few needed rows prefetches them into L2: its
- * few warps' loads would otherwise wait for memory with nothing to hide them. */
-#define KPP_PREFETCH_MAX 8 /* needed rows of a warp up to which they are prefetched */
+/* Shared memory of a pass block besides the dynamic part (candidate tile, double buffer):
+ * the chunk's D at the pass's start, the chunk's lists of points needing a distance (one
+ * per sub-chunk, in point order), the need ballots and their prefix offsets. */
+#define KPP_RPT (KPP_CHUNK / KPP_CTHREADS) /* points per computing thread and chunk */
+#define KPP_WORDS (KPP_CHUNK / 32)         /* ballots (32 points) per chunk */
+#define KPP_SUBW (KPP_SUB / 32)            /* ballots per sub-chunk */
+#define KPP_NSUB (KPP_CHUNK / KPP_SUB)
+#define KPP_CLS_BATCH 8                    /* points classified at once by a thread */
+static_assert(KPP_CHUNK % KPP_CTHREADS == 0 && KPP_RPT <= 32 && KPP_RPT == KPP_NSUB * KPP_PPT,
+              "a thread's points of a chunk: one bit each, KPP_PPT per sub-chunk");
+static_assert(KPP_RPT % KPP_CLS_BATCH == 0, "whole batches");
+static_assert(KPP_WORDS <= KPP_CTHREADS + 32, "one thread per ballot for the offsets");
+struct kpp_pass_smem {
+    float D[KPP_CHUNK];
+    uint16_t list[KPP_CHUNK];
+    unsigned ballot[KPP_WORDS];
+    int woff[KPP_WORDS];
+    int nl[KPP_NSUB];
+};
+
+#define KPP_PREFETCH_MAX 8                             /* needed rows of a warp up to which they are prefetched */
+#define KPP_PREFETCH_SUB (KPP_PREFETCH_MAX * KPP_SUB / 32) /* the same density over a sub-chunk's list */
+static_assert(KPP_PREFETCH_SUB <= KPP_CTHREADS, "one prefetched row per computing thread");
+
+/* Prefetches a row into L2: the few warps that compute a sparse list would otherwise wait
+ * for memory with nothing to hide them. */
+template <typename T> __device__ __forceinline__ void kpp_prefetch(const kpp_args &a, int64_t i)
+{
+    const char *row = (const char *)((const T *)a.X + i * a.ld);
+    for (int64_t o = 0; o < a.nfeat * (int64_t)sizeof(T); o += 32) asm volatile("prefetch.global.L2 [%0];" ::"l"(row + o));
+}
+
+/* The whole chunk's classification, by the computing threads, before any distance: point
+ * p = tid + r * KPP_CTHREADS (r < KPP_RPT, so sub-chunk r / KPP_PPT) needs a distance when
+ * some row of cand (slot 0 the newest centre, then the candidates) is not proved by
+ * fkm_kpp_pruned to be no closer than D, from the rows' distances to the point's centre
+ * (a.cc; the common case of every row far takes one test, against the fold a.ccmin). The
+ * loads of all KPP_RPT points are independent, so their latencies overlap. Sets bit r of
+ * *needbits, the ballots, sm.D; adds the pairs left to *needed; prefetches the needed rows
+ * of the first two sub-chunks where sparse. */
 template <typename T, int NC>
-__device__ void kpp_classify(const kpp_args &a, int64_t base, int cnt, int sb, bool (&need)[KPP_PPT],
+__device__ void kpp_classify(const kpp_args &a, int64_t base, int cnt, kpp_pass_smem &sm, unsigned &needbits,
                              unsigned &needed)
 {
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    needbits = 0;
 #pragma unroll
-    for (int r = 0; r < KPP_PPT; r++) {
-        const int p = threadIdx.x + r * KPP_CTHREADS;
-        const int64_t i = base + sb + p;
-        need[r] = false;
-        if (sb + p < cnt) {
-            const float limit = fkm_kpp_prune_limit(&a.prune, a.D[i]);
-            int nn = NC;
-            if (limit < INFINITY) {
-                const int c = a.near[i];
-                nn = 0;
-                if (!fkm_kpp_pruned(limit, a.ccmin[c]))
-                    for (int s = 0; s < NC; s++) nn += !fkm_kpp_pruned(limit, a.cc[(int64_t)c * NC + s]);
-            }
-            needed += (unsigned)nn;
-            need[r] = nn > 0;
+    for (int r0 = 0; r0 < KPP_RPT; r0 += KPP_CLS_BATCH) { /* KPP_CLS_BATCH points' loads at once */
+        float Dv[KPP_CLS_BATCH], lim[KPP_CLS_BATCH], cm[KPP_CLS_BATCH];
+        int nr[KPP_CLS_BATCH];
+#pragma unroll
+        for (int k = 0; k < KPP_CLS_BATCH; k++) {
+            const int p = tid + (r0 + k) * KPP_CTHREADS;
+            Dv[k] = p < cnt ? a.D[base + p] : 0.0f;
+            nr[k] = p < cnt ? a.near[base + p] : 0;
         }
-        const unsigned few = __ballot_sync(0xffffffffu, need[r]);
-        if (need[r] && __popc(few) <= KPP_PREFETCH_MAX) {
-            const char *row = (const char *)((const T *)a.X + i * a.ld);
-            for (int64_t o = 0; o < a.nfeat * (int64_t)sizeof(T); o += 32)
-                asm volatile("prefetch.global.L2 [%0];" ::"l"(row + o));
+#pragma unroll
+        for (int k = 0; k < KPP_CLS_BATCH; k++) {
+            lim[k] = fkm_kpp_prune_limit(&a.prune, Dv[k]);
+            cm[k] = lim[k] < INFINITY ? a.ccmin[nr[k]] : 0.0f; /* near is set only where D is finite */
+        }
+#pragma unroll
+        for (int k = 0; k < KPP_CLS_BATCH; k++) {
+            const int r = r0 + k, p = tid + r * KPP_CTHREADS;
+            bool need = false;
+            if (p < cnt) {
+                sm.D[p] = Dv[k];
+                int nn = NC;
+                if (lim[k] < INFINITY) {
+                    nn = 0;
+                    if (!fkm_kpp_pruned(lim[k], cm[k]))
+                        for (int s = 0; s < NC; s++) nn += !fkm_kpp_pruned(lim[k], a.cc[(int64_t)nr[k] * NC + s]);
+                }
+                needed += (unsigned)nn;
+                need = nn > 0;
+            }
+            const unsigned b = __ballot_sync(0xffffffffu, need);
+            if (lane == 0) sm.ballot[r * KPP_CWARPS + warp] = b; /* points 32 (r KPP_CWARPS + warp) + 0..31 */
+            needbits |= (unsigned)need << r;
+            if (r < 2 * KPP_PPT && need && __popc(b) <= KPP_PREFETCH_MAX) kpp_prefetch<T>(a, base + p);
         }
     }
 }
@@ -247,48 +306,32 @@ __device__ void kpp_classify(const kpp_args &a, int64_t base, int cnt, int sb, b
  * warp adds (min(D, d_t) for each candidate, then w, per point, into out) and the update of
  * D (and near) by the newest centre (slot 0).
  *
- * Pruning (core/kpp_prune.h): a point that needs no distance (need, from kpp_classify) gets D
- * for every candidate and keeps D, its row unread. The others are listed in point order (warp
- * ballots and a prefix over the warps) and computed by full warps, KPP_PPT per thread, all NC
+ * Pruning (core/kpp_prune.h): a point that needs no distance (bit of needbits, from
+ * kpp_classify) gets D for every candidate and keeps D, its row unread. The others, listed
+ * in point order (lst, nl entries), are computed by full warps, KPP_PPT per thread, all NC
  * rows each: a pruned row of a listed point costs arithmetic but changes no value, since its
  * min with D is D. Counts the rows read in *read. */
 template <typename T, int NC, int NCP>
 __device__ void kpp_sub(const kpp_args &a, int64_t base, int cnt, int sb, float *cs, float *out, bool one_tile,
-                        const bool (&need)[KPP_PPT], uint16_t *list, int *wcount, unsigned &read)
+                        unsigned need2, const uint16_t *lst, int nl, const float *sD, unsigned &read)
 {
     constexpr int TT = NC - 1;
     const bool cosine = a.inv != nullptr;
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int tid = threadIdx.x, warp = tid / 32;
 
-    /* 1. the points needing no distance; the list of the others */
-    int rank[KPP_PPT];
+    /* 1. the points needing no distance */
 #pragma unroll
     for (int r = 0; r < KPP_PPT; r++) {
         const int p = tid + r * KPP_CTHREADS;
-        if (sb + p < cnt && !need[r]) {
+        if (sb + p < cnt && !((need2 >> r) & 1u)) {
             const int64_t i = base + sb + p;
-            const float D = a.D[i];
+            const float D = sD[sb + p];
             float *o = out + p * NC;
 #pragma unroll
             for (int t = 0; t < TT; t++) o[t] = D;
             o[TT] = a.w ? a.w[i] : 1.0f;
         }
-        const unsigned ballot = __ballot_sync(0xffffffffu, need[r]);
-        rank[r] = __popc(ballot & ((1u << lane) - 1u));
-        if (lane == 0) wcount[r * KPP_CWARPS + warp] = __popc(ballot);
     }
-    kpp_compute_barrier();
-    int nl = 0, off[KPP_PPT] = {};
-    for (int q = 0; q < KPP_PPT * KPP_CWARPS; q++) {
-#pragma unroll
-        for (int r = 0; r < KPP_PPT; r++)
-            if (q == r * KPP_CWARPS + warp) off[r] = nl;
-        nl += wcount[q];
-    }
-#pragma unroll
-    for (int r = 0; r < KPP_PPT; r++)
-        if (need[r]) list[off[r] + rank[r]] = (uint16_t)(tid + r * KPP_CTHREADS);
-    kpp_compute_barrier();
 
     /* 2. the listed points: entries tid + r * KPP_CTHREADS; R (uniform over the warp) of them
      * per thread, the lanes past the list's end computing a dummy row */
@@ -302,7 +345,7 @@ __device__ void kpp_sub(const kpp_args &a, int64_t base, int cnt, int sb, float 
     for (int r = 0; r < KPP_PPT; r++) {
         const int q = tid + r * KPP_CTHREADS;
         ok[r] = q < nl;
-        pp[r] = ok[r] ? list[q] : 0;
+        pp[r] = ok[r] ? lst[q] : 0;
         const int64_t i = base + sb + pp[r];
         xr[r] = (const T *)a.X + i * a.ld;
         inv[r] = cosine && r < R ? a.inv[i] : 1.0;
@@ -319,15 +362,15 @@ __device__ void kpp_sub(const kpp_args &a, int64_t base, int cnt, int sb, float 
             kpp_compute_barrier();
         }
         const int64_t jend = min(a.nfeat - j0, a.ctile);
-        if (R == 2) kpp_tile<T, NC, NCP, 2>(xr, inv, cosine, j0, jend, cs, acc);
-        else if (R == 1) kpp_tile<T, NC, NCP, 1>(xr, inv, cosine, j0, jend, cs, acc);
+        if (R == 2) kpp_tile<T, NC, NCP, 2, KPP_DEPTH2>(xr, inv, cosine, j0, jend, cs, acc);
+        else if (R == 1) kpp_tile<T, NC, NCP, 1, KPP_DEPTH1>(xr, inv, cosine, j0, jend, cs, acc);
     }
 #pragma unroll
     for (int r = 0; r < KPP_PPT; r++) {
         if (!ok[r]) continue;
         const int p = pp[r];
         const int64_t i = base + sb + p;
-        const float D = a.D[i], d0 = acc[r][0];
+        const float D = sD[sb + p], d0 = acc[r][0];
         const float Dn = fminf(D, d0);
         if (d0 < D) { /* only a strictly smaller distance moves the centre: D stays its distance */
             a.D[i] = d0;
@@ -341,34 +384,60 @@ __device__ void kpp_sub(const kpp_args &a, int64_t base, int cnt, int sb, float 
     }
 }
 
-/* One block per chunk: KPP_CWARPS warps compute sub-chunk s while the last warp adds
- * sub-chunk s - 1 (double buffer, one block barrier per sub-chunk). */
+/* One block per chunk. First the computing warps classify the whole chunk and list, per
+ * sub-chunk, the points needing a distance (three block barriers; the summing warp waits).
+ * Then KPP_CWARPS warps compute sub-chunk s while the last warp adds sub-chunk s - 1.
+ *
+ * Double buffer: iteration s writes half s & 1 of buf (computing warps) and reads half
+ * (s - 1) & 1 (summing warp); iterations are separated by __syncthreads of the whole block,
+ * so a half is read in the iteration after it is written and rewritten only in the one after
+ * that. No other barrier separates a write of buf from a read (the computing warps' named
+ * barrier, used only when the candidates need several tiles, orders cs alone). */
 template <typename T, int NC>
 __global__ void __launch_bounds__(KPP_CTHREADS + 32, 2) kpp_pass(kpp_args a)
 {
     constexpr int TT = NC - 1, NCP = (NC + 3) / 4 * 4;
     extern __shared__ __align__(16) float kpp_sm[];
-    __shared__ uint16_t list[KPP_SUB];
-    __shared__ int wcount[KPP_PPT * KPP_CWARPS];
+    __shared__ kpp_pass_smem sm;
     float *cs = kpp_sm;                         /* ctile x NCP */
     float *buf = kpp_sm + a.ctile * NCP;        /* 2 x KPP_SUB x NC */
     const int64_t ch = blockIdx.x, base = ch * KPP_CHUNK;
     const int cnt = (int)min((int64_t)KPP_CHUNK, a.n - base);
     const int nsub = (cnt + KPP_SUB - 1) / KPP_SUB;
     const bool one_tile = a.nfeat <= a.ctile;
-    if (one_tile) kpp_stage<NC, NCP>(a, 0, cs, threadIdx.x, blockDim.x);
-    __syncthreads();
-    const int lane = (int)threadIdx.x - KPP_CTHREADS;
+    const int tid = threadIdx.x, lane = tid - KPP_CTHREADS;
+    if (one_tile) kpp_stage<NC, NCP>(a, 0, cs, tid, blockDim.x);
     double run = 0.0;
-    unsigned read = 0, needed = 0;
-    bool need[KPP_PPT];
-    if (lane < 0) kpp_classify<T, NC>(a, base, cnt, 0, need, needed);
+    unsigned read = 0, needed = 0, needbits = 0;
+    if (lane < 0) kpp_classify<T, NC>(a, base, cnt, sm, needbits, needed);
+    __syncthreads();
+    if (tid < KPP_WORDS) { /* each ballot's offset in its sub-chunk's list */
+        const int q0 = tid / KPP_SUBW * KPP_SUBW;
+        int o = 0;
+        for (int q = q0; q < tid; q++) o += __popc(sm.ballot[q]);
+        sm.woff[tid] = o;
+        if (tid == q0 + KPP_SUBW - 1) sm.nl[tid / KPP_SUBW] = o + __popc(sm.ballot[tid]);
+    }
+    __syncthreads();
+    if (lane < 0) {
+        const int warp = tid / 32, l = tid % 32;
+#pragma unroll
+        for (int r = 0; r < KPP_RPT; r++)
+            if ((needbits >> r) & 1u) {
+                const int q = r * KPP_CWARPS + warp, p = tid + r * KPP_CTHREADS, sub = r / KPP_PPT;
+                sm.list[sub * KPP_SUB + sm.woff[q] + __popc(sm.ballot[q] & ((1u << l) - 1u))] =
+                    (uint16_t)(p - sub * KPP_SUB);
+            }
+    }
+    __syncthreads();
     for (int s = 0; s <= nsub; s++) {
         if (lane < 0) {
             if (s < nsub) {
-                kpp_sub<T, NC, NCP>(a, base, cnt, s * KPP_SUB, cs, buf + (s & 1) * KPP_SUB * NC, one_tile, need, list,
-                                    wcount, read);
-                if (s + 1 < nsub) kpp_classify<T, NC>(a, base, cnt, (s + 1) * KPP_SUB, need, needed);
+                if (s + 2 < nsub && tid < sm.nl[s + 2] && sm.nl[s + 2] <= KPP_PREFETCH_SUB) /* rows two sub-chunks ahead into L2 */
+                    kpp_prefetch<T>(a, base + (s + 2) * KPP_SUB + sm.list[(s + 2) * KPP_SUB + tid]);
+                kpp_sub<T, NC, NCP>(a, base, cnt, s * KPP_SUB, cs, buf + (s & 1) * KPP_SUB * NC, one_tile,
+                                    (needbits >> (s * KPP_PPT)) & ((1u << KPP_PPT) - 1u), sm.list + s * KPP_SUB,
+                                    sm.nl[s], sm.D, read);
             }
         } else if (s > 0 && lane < TT) {
             const int sb = (s - 1) * KPP_SUB, pend = min(KPP_SUB, cnt - sb);
@@ -393,32 +462,44 @@ __global__ void __launch_bounds__(KPP_CTHREADS + 32, 2) kpp_pass(kpp_args a)
 }
 
 /* The pruning table of the next pass: for the `rows` centres chosen so far, the computed
- * distance to each of the NC rows of cand (slot 0 the newest centre, then the candidates),
- * the same f32 chain as the pass (so the error model of kpp_prune.h covers it), and its fold
- * (ccmin). Blocks of KPP_CC_CENTRES x nc threads, one per (centre, row). */
-#define KPP_CC_CENTRES 16
-__global__ void kpp_cc(kpp_args a, int nc, int64_t rows)
+ * distance to each of the nc rows of cand (slot 0 the newest centre, then the candidates)
+ * and its fold (ccmin). One warp per centre: lane l adds the features l, l + 32, ... of every
+ * row (u = x - c, fma(u, u, acc), coalesced reads, all rows' loads independent), then a
+ * butterfly of shuffles adds the 32 partial sums. A different order of additions than the
+ * pass's chain, which the error model of kpp_prune.h covers (any summation order or tree:
+ * every term still meets at most d additions); cc only decides which distances are skipped,
+ * never a value. */
+#define KPP_CC_WARPS 8
+__global__ void __launch_bounds__(KPP_CC_WARPS * 32) kpp_cc(kpp_args a, int nc, int64_t rows)
 {
-    __shared__ float sm[KPP_CC_CENTRES][KPP_MAXT + 1];
-    const int g = threadIdx.x / nc, s = threadIdx.x % nc;
-    const int64_t c = (int64_t)blockIdx.x * KPP_CC_CENTRES + g;
-    if (c < rows) {
-        const float *x = a.C + c * a.d, *y = a.cand + s * a.dpad;
-        float acc = 0.0f;
-#pragma unroll 4
-        for (int64_t j = 0; j < a.d; j++) {
-            const float u = __fsub_rn(x[j], y[j]);
-            acc = __fmaf_rn(u, u, acc);
+    const int lane = threadIdx.x % 32;
+    const int64_t c = (int64_t)blockIdx.x * KPP_CC_WARPS + threadIdx.x / 32;
+    if (c >= rows) return; /* whole warps */
+    float acc[KPP_MAXT + 1];
+#pragma unroll
+    for (int s = 0; s <= KPP_MAXT; s++) acc[s] = 0.0f;
+    const float *x = a.C + c * a.d;
+    for (int64_t j = lane; j < a.d; j += 32) {
+        const float xv = __ldg(x + j);
+#pragma unroll
+        for (int s = 0; s <= KPP_MAXT; s++)
+            if (s < nc) {
+                const float u = __fsub_rn(xv, __ldg(a.cand + s * a.dpad + j));
+                acc[s] = __fmaf_rn(u, u, acc[s]);
+            }
+    }
+    float mine = 0.0f, m = INFINITY;
+#pragma unroll
+    for (int s = 0; s <= KPP_MAXT; s++)
+        if (s < nc) {
+            float v = acc[s];
+#pragma unroll
+            for (int o = 16; o > 0; o /= 2) v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, o));
+            if (lane == s) mine = v;
+            m = fkm_kpp_fold(m, v);
         }
-        a.cc[c * nc + s] = acc;
-        sm[g][s] = acc;
-    }
-    __syncthreads();
-    if (c < rows && s == 0) {
-        float m = INFINITY;
-        for (int q = 0; q < nc; q++) m = fkm_kpp_fold(m, sm[g][q]);
-        a.ccmin[c] = m;
-    }
+    if (lane < nc) a.cc[c * nc + lane] = mine;
+    if (lane == 0) a.ccmin[c] = m;
 }
 
 /* Before the first centre: D = +inf and the chunk sums (with checkpoints) of the weights,
@@ -659,7 +740,21 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
     const size_t sz_ccmin = kpp_align((size_t)k * sizeof(float)), sz_stats = kpp_align(2 * sizeof(unsigned long long));
     const size_t total =
         sz_D + sz_inv + sz_cand + 2 * sz_pot + sz_cp + sz_u + sz_C + sz_near + sz_cc + sz_ccmin + sz_stats;
-    const size_t smem = (size_t)(a.ctile * ncp + 2 * KPP_SUB * nc) * sizeof(float);
+    /* two pass blocks per SM: the candidate tile shrinks (by 16 features: whole pieces of every
+     * dtype) until both fit beside the static part */
+    size_t smem = (size_t)(a.ctile * ncp + 2 * KPP_SUB * nc) * sizeof(float);
+    {
+        int dev = 0, per_sm = 0, reserved = 0;
+        if (cudaGetDevice(&dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev) == cudaSuccess) {
+            const int64_t budget = (int64_t)per_sm / 2 - reserved - (int64_t)sizeof(kpp_pass_smem);
+            while (a.ctile > 16 && (int64_t)smem > budget) {
+                a.ctile -= 16;
+                smem = (size_t)(a.ctile * ncp + 2 * KPP_SUB * nc) * sizeof(float);
+            }
+        }
+    }
     double *u = (double *)malloc((size_t)nu * sizeof(double));
     if (!u) return fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for the k-means++ uniforms");
     /* the CPU's draws, in its order: one for the first centre, then T per step */
@@ -693,6 +788,8 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
                       out);
     FKM_CUDA_TRY_GOTO(ctx, cudaMemsetAsync(a.cand, 0, sz_cand, stream), s, out);
     FKM_CUDA_TRY_GOTO(ctx, cudaMemsetAsync(a.stats, 0, sz_stats, stream), s, out);
+    /* the classification loads near with D (independent loads) before knowing D is finite */
+    FKM_CUDA_TRY_GOTO(ctx, cudaMemsetAsync(a.near, 0, sz_near, stream), s, out);
     FKM_CUDA_TRY_GOTO(ctx, cudaMemcpyAsync((void *)u_dev, u, (size_t)nu * sizeof(double), cudaMemcpyHostToDevice, stream),
                       s, out);
     if (prof) {
@@ -724,7 +821,7 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
         /* the pass of step c takes the newest centre C[c - 1] in slot 0; near is one of C[0..c-1] */
         if (prof) FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(evs[3 * (c - 1)], stream), s, out);
         if (prune)
-            kpp_cc<<<(unsigned)fkm_ceil_div(c, KPP_CC_CENTRES), (unsigned)(KPP_CC_CENTRES * nc), 0, stream>>>(a, nc, c);
+            kpp_cc<<<(unsigned)fkm_ceil_div(c, KPP_CC_WARPS), KPP_CC_WARPS * 32, 0, stream>>>(a, nc, c);
         if (prof) FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(evs[3 * (c - 1) + 1], stream), s, out);
         a.newest = c - 1;
         kk.pass<<<nch, KPP_CTHREADS + 32, smem, stream>>>(a);
