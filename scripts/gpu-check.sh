@@ -36,8 +36,9 @@
 #   BENCH_ISOLATE      1 (default): one child process per benchmark configuration
 #                      (--isolate), so that a crash costs one configuration; 0: one process
 #   BENCH_CUDA_ARGS    arguments for build-gpu/bench/bench_cuda (default none)
-#   BENCH_KPP_ARGS     arguments for build-gpu/bench/bench_kpp_cuda (default none: the issue's
-#                      N=1M K=1024 D=128 f16, and the CPU comparison at N=100000)
+#   BENCH_KPP_ARGS     arguments for build-gpu/bench/bench_kpp_cuda (default "--reps 3 --data
+#                      both --ab": the issue's N=1M K=1024 D=128 f16 on blobs and on noise, each
+#                      with pruning on and off (compared bitwise), and the CPU comparison)
 #   LARGEN_ARGS        arguments for bench/bench_largeN.py (default "--n 64M 300M")
 #   SANITIZE_TESTS     regular expression over ctest test names (default 'cuda|gpu|update';
 #                      test_stream's millions of rows are too slow under the tools: run it
@@ -70,6 +71,7 @@ T_SANITIZE="${GPU_CHECK_TIMEOUT_SANITIZE:-240}"
 T_BENCH_CUDA="${GPU_CHECK_TIMEOUT_BENCH_CUDA:-60}"
 T_BENCH_KPP="${GPU_CHECK_TIMEOUT_BENCH_KPP:-60}"
 BENCH_ISOLATE="${BENCH_ISOLATE:-1}"
+KPP_ARGS="${BENCH_KPP_ARGS-"--reps 3 --data both --ab"}"
 LIB="$BUILD_DIR/src/libflashkm.so"
 SUMMARY="$OUT/summary.txt"
 SCRIPT_ARGS="$*"
@@ -484,10 +486,10 @@ EOF
           if (( t < 5 )); then
             notes+=("bench_kpp_cuda: no time left")
           else
-            say "bench: $BUILD_DIR/bench/bench_kpp_cuda ${BENCH_KPP_ARGS:-} (up to ${t} s)"
-            echo "== $BUILD_DIR/bench/bench_kpp_cuda ${BENCH_KPP_ARGS:-}" >> "$OUT/bench.log"
+            say "bench: $BUILD_DIR/bench/bench_kpp_cuda $KPP_ARGS (up to ${t} s)"
+            echo "== $BUILD_DIR/bench/bench_kpp_cuda $KPP_ARGS" >> "$OUT/bench.log"
             # shellcheck disable=SC2086
-            timeout -k 10 "$t" "$BUILD_DIR/bench/bench_kpp_cuda" ${BENCH_KPP_ARGS:-} >> "$OUT/bench.log" 2>&1
+            timeout -k 10 "$t" "$BUILD_DIR/bench/bench_kpp_cuda" $KPP_ARGS >> "$OUT/bench.log" 2>&1
             rc=$?
             echo "== bench_kpp_cuda exit status $rc" >> "$OUT/bench.log"
             sed -n '/^== .*bench_kpp_cuda/,$p' "$OUT/bench.log" | tail -n 6
