@@ -370,6 +370,11 @@ static void check_prune(fkm_ctx *ctx)
     const int fma_cpu = strcmp(fkm_cpu_simd_level(), "generic") != 0;
     if (on_gpu) CHECK(fkm_create(&cpu, FKM_BACKEND_CPU) == FKM_OK, "CPU context");
     const int small = getenv("FLASHKM_TEST_SMALL") != NULL;
+    /* this check owns the switch: a FLASHKM_KPP_NO_PRUNE=1 set for the whole run (to run
+     * the other checks unpruned) must not turn the "pruned" side off; restored at the end */
+    const char *outer = getenv("FLASHKM_KPP_NO_PRUNE");
+    char *outer_copy = outer ? strdup(outer) : NULL;
+    unsetenv("FLASHKM_KPP_NO_PRUNE");
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const prune_case *pc = &cases[c];
         if (small && !pc->small) continue;
@@ -420,6 +425,8 @@ static void check_prune(fkm_ctx *ctx)
                same_cpu < 0 ? "" : same_cpu ? "; GPU == CPU" : "; GPU != CPU (CPU generic level)");
         free(A), free(B), free(w), free(X), free(Xd);
     }
+    if (outer_copy) setenv("FLASHKM_KPP_NO_PRUNE", outer_copy, 1);
+    free(outer_copy);
     fkm_destroy(cpu);
 }
 
