@@ -144,8 +144,18 @@ def make_params(*, k, max_iter, tol, init, init_centroids, seed, metric, empty,
     return p
 
 
+def _exact_stats(ctx):
+    """(point assignments made in exact mode, how many were re-checked) of ctx's last call."""
+    points, rechecked = ctypes.c_int64(0), ctypes.c_int64(0)
+    ctx.check(_lib.lib.fkm_exact_stats(ctx.handle, ctypes.byref(points), ctypes.byref(rechecked)))
+    return points.value, rechecked.value
+
+
 def _info(res, ctx):
+    points, rechecked = _exact_stats(ctx)
     return {
+        "exact_points": points,
+        "exact_rechecked": rechecked,
         "inertia": res.inertia,
         "n_iter": res.n_iter,
         "converged": bool(res.converged),

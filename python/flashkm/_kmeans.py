@@ -54,6 +54,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     labels_ : ndarray (n_samples,), int32 (of the input's kind for arrays of other libraries)
     inertia_ : float
     n_iter_ : int
+    exact_rechecked_ : (int, int), precision="exact" only
+        (re-checked, made): of the point assignments the fit made, how many the fast pass's
+        error bound could not certify, so that they were re-decided exactly (fkm_exact_stats)
     n_features_in_, feature_names_in_
     """
 
@@ -157,6 +160,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.labels_ = labels
         self.inertia_ = float(info["inertia"])
         self.n_iter_ = int(info["n_iter"])
+        if self.precision == "exact":
+            self.exact_rechecked_ = (int(info["exact_rechecked"]), int(info["exact_points"]))
         self._metric_code = metric
         self._device_used = info["backend"]
         return self

@@ -102,6 +102,7 @@ def _load():
         "fkm_fit_batch": (c_int, [P, POINTER(Params), P, c_int, I64, I64, I64, I64, I64, P,
                                   P, P, P]),
         "fkm_kmeanspp": (c_int, [P, POINTER(Params), P, c_int, I64, I64, I64, P, P]),
+        "fkm_exact_stats": (c_int, [P, POINTER(I64), POINTER(I64)]),
         "fkm_predict": (c_int, [P, c_int, P, c_int, I64, I64, I64, P, I64, P,
                                 POINTER(c_double)]),
         "fkm_predict_precision": (c_int, [P, c_int, c_int, P, c_int, I64, I64, I64, P, I64, P,

@@ -216,6 +216,12 @@ def test_precision_exact_labels_are_the_exact_argmin():
     c = km.cluster_centers_.astype(np.float64)
     d = ((X.astype(np.float64)[:, None, :] - c[None, :, :]) ** 2).sum(-1)
     np.testing.assert_array_equal(km.labels_, d.argmin(1))  # argmin: the first on ties
+    rechecked, made = km.exact_rechecked_
+    # one assignment per iteration plus the final labels' one, n points each; these points
+    # sit within rounding of the tie, so most cannot be certified by the fast pass
+    assert made > 0 and made % len(X) == 0
+    assert len(X) // 2 < rechecked <= made
+    assert not hasattr(flashkm.KMeans(2, init=C, max_iter=1, device="cpu").fit(X), "exact_rechecked_")
     d0 = ((X.astype(np.float64)[:, None, :] - C.astype(np.float64)[None, :, :]) ** 2).sum(-1)
     km.cluster_centers_ = C.copy()  # predict against the starting centroids, exactly
     np.testing.assert_array_equal(km.predict(X), d0.argmin(1))
