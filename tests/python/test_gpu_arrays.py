@@ -67,7 +67,8 @@ def _np(t):
 
 
 class _Producer:
-    """A DLPack producer that is not NumPy (like a JAX or other CPU array)."""
+    """A DLPack producer that is neither NumPy, torch nor CuPy (like a JAX or Numba array, on
+    the CPU or a GPU): only __dlpack__ and __dlpack_device__, forwarded."""
 
     def __init__(self, a):
         self.a = a
@@ -387,23 +388,14 @@ def test_other_gpu_producers(blobs, spy):
         def __cuda_array_interface__(self):
             return self.t.__cuda_array_interface__
 
-    class DL:
-        def __init__(self, t):
-            self.t = t
-
-        def __dlpack__(self, **kw):
-            return self.t.__dlpack__(**kw)
-
-        def __dlpack_device__(self):
-            return self.t.__dlpack_device__()
-    for obj in (CAI(x), DL(x)):
+    for obj in (CAI(x), _Producer(x)):
         spy.clear()
         c, lab = flashkm.kmeans(obj, 12, init=init, precision="f32")
         assert spy[0][1] == x.data_ptr()
         assert _np(lab).shape == (x.shape[0],)
         np.testing.assert_array_equal(_np(lab), rl)
         np.testing.assert_allclose(_np(c), rc, rtol=1e-5, atol=1e-5)
-    km = flashkm.KMeans(12, init=init, tol=0, precision="f32").fit(DL(x))
+    km = flashkm.KMeans(12, init=init, tol=0, precision="f32").fit(_Producer(x))
     np.testing.assert_array_equal(_np(km.labels_), rl)
 
 
