@@ -7,7 +7,9 @@
  *
  * dtype is f16 (default), bf16 or f32 (f32 runs the FFMA path). Default configurations are
  * the CUDA issue's: 1000000:1024:128 8000000:1024:128 75600:1000:128:f16:32
- * 1000000:65536:128 1000000:16:128 1000000:1024:128:f32 1000000:1024:1024. */
+ * 1000000:65536:128 1000000:16:128 1000000:1024:128:f32 1000000:1024:1024.
+ * The assignment kernel that ran is the [path] of each line: FLASHKM_ASSIGN=mma and
+ * FLASHKM_WGMMA_OVERLAP=1 (wgmma-overlap) change it on sm_90, for A/B runs of one build. */
 #include "cuda/assign.cuh"
 #include "cuda/update.cuh"
 #include "update_atomic.cuh"

@@ -4,7 +4,9 @@
  * the exact f32 path required to agree wherever the f32 bound decides; device pointers used in
  * place giving bitwise the host-pointer results; batched fits equal to single fits; repeated
  * fits bitwise equal. Shapes cover k = 1, k = n, d not a multiple of 8 or 16, n not a multiple
- * of any tile, and the split-D kernel (d > 256). Skips (exit 77) without a GPU. */
+ * of any tile, and the split-D kernel (d > 256); the overlapped wgmma kernel
+ * (FLASHKM_WGMMA_OVERLAP=1) bitwise equal to the default one. Skips (exit 77) without a GPU. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "common.h"
 
 #include <cuda_runtime_api.h>
@@ -135,6 +137,82 @@ static void check_device_pointers(fkm_ctx *ctx, fkm_dtype dt, int64_t n, int64_t
     free(X), free(Xs), free(init), free(C1), free(C2), free(C3), free(L1), free(L2), free(L3);
 }
 
+/* One fit with FLASHKM_WGMMA_OVERLAP set to `overlap` (NULL: unset); the variable is read when
+ * the assignment workspace is made, i.e. per call. */
+static void fit_with_overlap(fkm_ctx *ctx, const char *overlap, const fkm_params *p, const void *Xs, fkm_dtype dt,
+                             int64_t batch, int64_t n, int64_t d, float *C, int32_t *L, fkm_result *r,
+                             int64_t *rechecked)
+{
+    if (overlap) setenv("FLASHKM_WGMMA_OVERLAP", overlap, 1);
+    else unsetenv("FLASHKM_WGMMA_OVERLAP");
+    const fkm_status s = batch == 1 ? fkm_fit(ctx, p, Xs, dt, n, d, d, NULL, C, L, r)
+                                    : fkm_fit_batch(ctx, p, Xs, dt, batch, n, d, d, n * d, NULL, C, L, r);
+    CHECK(s == FKM_OK, "fit (FLASHKM_WGMMA_OVERLAP=%s): %s", overlap ? overlap : "unset", fkm_last_error(ctx));
+    *rechecked = 0;
+    fkm_exact_stats(ctx, NULL, rechecked);
+}
+
+/* The overlapped wgmma kernel (two accumulator sets, sm_90 only; elsewhere both runs take the
+ * same kernel) gives the default kernel's bits: labels, centroids, iteration counts, and in
+ * exact mode (its top-3 instantiation) the same points re-checked. Shapes: one, an even and an
+ * odd number of 128-centroid tiles, n not a multiple of 128, d from one to four D chunks, a batch. */
+static void check_wgmma_overlap(fkm_ctx *ctx)
+{
+    typedef struct {
+        fkm_dtype dt;
+        int64_t batch, n, d, k;
+        fkm_precision prec;
+    } ov_case;
+    static const ov_case cases[] = {
+        {FKM_F16, 1, 3001, 128, 256, FKM_PRECISION_FAST},  {FKM_F16, 1, 2777, 100, 300, FKM_PRECISION_FAST},
+        {FKM_BF16, 1, 2049, 256, 129, FKM_PRECISION_FAST}, {FKM_F32, 1, 1999, 128, 200, FKM_PRECISION_FAST},
+        {FKM_F32, 1, 1500, 17, 257, FKM_PRECISION_FAST},   {FKM_F16, 3, 1501, 64, 200, FKM_PRECISION_FAST},
+        {FKM_F16, 1, 3001, 128, 300, FKM_PRECISION_EXACT}, {FKM_F32, 1, 1999, 96, 256, FKM_PRECISION_EXACT},
+        {FKM_BF16, 2, 1100, 192, 131, FKM_PRECISION_EXACT}, {FKM_F16, 1, 1000, 64, 100, FKM_PRECISION_FAST},
+    };
+    const char *outer = getenv("FLASHKM_WGMMA_OVERLAP");
+    char *outer_copy = outer ? strdup(outer) : NULL;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const ov_case c = cases[i];
+        const int64_t rows = c.batch * c.n;
+        double *X = tc_blobs(70 + i, rows, c.d, 40, 4.0, 0.0);
+        void *Xs = tc_store(X, rows, c.d, c.d, c.dt);
+        float *init = malloc((size_t)(c.batch * c.k * c.d) * sizeof(float));
+        for (int64_t b = 0; b < c.batch; b++) {
+            float *r = tc_pick_rows(X + b * c.n * c.d, c.n, c.d, c.k, 90 + i + (uint64_t)b);
+            memcpy(init + b * c.k * c.d, r, (size_t)(c.k * c.d) * sizeof(float));
+            free(r);
+        }
+        fkm_params p = fkm_params_default();
+        p.k = c.k;
+        p.max_iter = 6;
+        p.tol = 0.0;
+        p.init = FKM_INIT_USER;
+        p.init_centroids = init;
+        p.precision = c.prec;
+        const size_t cb = (size_t)(c.batch * c.k * c.d) * sizeof(float), lb = (size_t)rows * sizeof(int32_t);
+        float *C0 = malloc(cb), *C1 = malloc(cb);
+        int32_t *L0 = malloc(lb), *L1 = malloc(lb);
+        fkm_result r0[3], r1[3];
+        int64_t re0 = 0, re1 = 0;
+        fit_with_overlap(ctx, NULL, &p, Xs, c.dt, c.batch, c.n, c.d, C0, L0, r0, &re0);
+        fit_with_overlap(ctx, "1", &p, Xs, c.dt, c.batch, c.n, c.d, C1, L1, r1, &re1);
+        int same_iters = 1;
+        for (int64_t b = 0; b < c.batch; b++) same_iters &= r0[b].n_iter == r1[b].n_iter;
+        CHECK(memcmp(L0, L1, lb) == 0 && memcmp(C0, C1, cb) == 0 && same_iters && re0 == re1,
+              "%s B=%lld n=%lld d=%lld k=%lld %s: FLASHKM_WGMMA_OVERLAP=1 differs from the default kernel",
+              fkm_dtype_name(c.dt), (long long)c.batch, (long long)c.n, (long long)c.d, (long long)c.k,
+              c.prec == FKM_PRECISION_EXACT ? "exact" : "fast");
+        printf("wgmma overlap %-4s B=%lld n=%lld d=%lld k=%lld %s: bitwise equal to the default (%lld re-checked)\n",
+               fkm_dtype_name(c.dt), (long long)c.batch, (long long)c.n, (long long)c.d, (long long)c.k,
+               c.prec == FKM_PRECISION_EXACT ? "exact" : "fast", (long long)re0);
+        free(X), free(Xs), free(init), free(C0), free(C1), free(L0), free(L1);
+    }
+    if (outer_copy) setenv("FLASHKM_WGMMA_OVERLAP", outer_copy, 1);
+    else unsetenv("FLASHKM_WGMMA_OVERLAP");
+    free(outer_copy);
+}
+
 /* fkm_fit_batch equals B separate fits. */
 static void check_batch(fkm_ctx *ctx)
 {
@@ -249,6 +327,7 @@ int main(void)
     check_device_pointers(ctx, FKM_BF16, 3001, 40, 33);
     check_device_pointers(ctx, FKM_F32, 2003, 13, 20);
     check_batch(ctx);
+    check_wgmma_overlap(ctx);
     check_transform_score(ctx);
     if (!small_mode()) check_out_of_memory(ctx); /* the sanitizers' own allocations would skew it */
     fkm_destroy(ctx);

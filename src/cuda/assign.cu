@@ -61,7 +61,12 @@ fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision pr
      * uses the same kernels, in their top-3 instantiation) */
     if (pb->k > 64 && device_has_wgmma()) {
         const char *force = getenv("FLASHKM_ASSIGN");
-        if (!force || strcmp(force, "mma") != 0) return FKM_ASSIGN_WGMMA;
+        if (!force || strcmp(force, "mma") != 0) {
+            /* the overlapped kernel keeps X resident: rows up to FKM_WGMMA_MAX_ROW_BYTES */
+            const char *overlap = getenv("FLASHKM_WGMMA_OVERLAP");
+            const int resident = round_up(pb->d, MMA_BK_OF(es)) * es <= FKM_WGMMA_MAX_ROW_BYTES;
+            return overlap && strcmp(overlap, "1") == 0 && resident ? FKM_ASSIGN_WGMMA_OVERLAP : FKM_ASSIGN_WGMMA;
+        }
     }
     return round_up(pb->d, MMA_BK_OF(es)) * es <= MMA_RESIDENT_MAX_BYTES_PER_ROW ? FKM_ASSIGN_MMA
                                                                                   : FKM_ASSIGN_MMA_SPLITD;
@@ -74,6 +79,7 @@ const char *fkm_cuda_assign_path_name(fkm_assign_path path)
     case FKM_ASSIGN_MMA_SPLITD: return "mma-split-d";
     case FKM_ASSIGN_FFMA: return "ffma";
     case FKM_ASSIGN_WGMMA: return "wgmma";
+    case FKM_ASSIGN_WGMMA_OVERLAP: return "wgmma-overlap";
     }
     return "?";
 }
@@ -444,7 +450,8 @@ fkm_status fkm_cuda_assign_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_p
     ws->path = fkm_cuda_assign_path(pb, precision);
     const int mma = ws->path != FKM_ASSIGN_FFMA;
     const size_t elem = mma ? fkm_dtype_size(pb->dtype) : sizeof(float);
-    ws->kpad = round_up(pb->k, ws->path == FKM_ASSIGN_WGMMA ? FKM_WGMMA_BN : mma ? MMA_BN : FF_BN);
+    const int wgmma = ws->path == FKM_ASSIGN_WGMMA || ws->path == FKM_ASSIGN_WGMMA_OVERLAP;
+    ws->kpad = round_up(pb->k, wgmma ? FKM_WGMMA_BN : mma ? MMA_BN : FF_BN);
     ws->dpad = round_up(pb->d, mma ? MMA_BK_OF((int64_t)elem) : FF_BK);
     const size_t rows = (size_t)pb->batch * (size_t)ws->kpad;
     cudaError_t e = cudaMalloc(&ws->cq, rows * (size_t)ws->dpad * elem);
@@ -543,11 +550,14 @@ static fkm_status assign_any(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev
         FKM_DISPATCH_DTYPE(pb->dtype, s = launch_ffma<DT>(ctx, ws, pb, alpha, labels, changed, best, stream));
         return s;
     }
-    if (ws->path == FKM_ASSIGN_WGMMA) {
+    if (ws->path == FKM_ASSIGN_WGMMA || ws->path == FKM_ASSIGN_WGMMA_OVERLAP) {
         if (pb->dtype == FKM_F16) s = prepare<__half>(ctx, ws, pb, centroids, 0, stream);
         else if (pb->dtype == FKM_F32) s = prepare<float>(ctx, ws, pb, centroids, 1, stream);
         else s = prepare<__nv_bfloat16>(ctx, ws, pb, centroids, 0, stream);
         if (s != FKM_OK) return s;
+        if (ws->path == FKM_ASSIGN_WGMMA_OVERLAP)
+            return fkm_cuda_assign_wgmma_overlap(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha, labels, changed,
+                                                 best, top3, stream);
         return fkm_cuda_assign_wgmma(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha, labels, changed, best, top3,
                                      stream);
     }

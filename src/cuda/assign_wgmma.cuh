@@ -1,0 +1,270 @@
+/* assign_wgmma.cuh — the pieces the two Hopper FlashAssign kernels share (assign_wgmma.cu:
+ * one accumulator set per warpgroup, two blocks per SM; assign_wgmma_overlap.cu: two sets, the
+ * argmin epilogue of one tile overlapped with the next tile's MMAs): tile geometry, the wgmma
+ * descriptors and instruction wrappers, the cp.async stage loaders and the per-tile argmin
+ * epilogue with the final merge and store. One copy of each, so that both kernels give the
+ * same bits by construction: same MMA order along D, same fmaf(-alpha, x.c, ||c||^2), same tie
+ * rules. */
+#ifndef FKM_CUDA_ASSIGN_WGMMA_CUH
+#define FKM_CUDA_ASSIGN_WGMMA_CUH
+
+#include "cuda/assign_common.cuh"
+#include "cuda/mma.cuh"
+
+#include <math.h>
+
+#define WG_THREADS (WG_BM * 2)   /* one warpgroup (128 threads) per 64 points */
+#define WG_BM 128
+#define WG_BN FKM_WGMMA_BN
+/* a stage row is 128 bytes: 64 two-byte or 32 four-byte elements, in 16-byte chunks */
+#define WG_BK_OF(T) ((int)(128 / sizeof(T)))
+#define WG_CW_OF(T) ((int)(16 / sizeof(T)))
+
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define FKM_HAVE_WGMMA 1
+#endif
+
+/* Shared-memory matrix descriptor for a K-major operand in 128-byte-swizzled rows: start
+ * address, leading offset (unused for this layout: 1), stride between 8-row groups 1024 B,
+ * layout type 1 = 128B swizzle. */
+static __device__ __forceinline__ uint64_t wg_desc(const void *smem)
+{
+    const uint64_t addr = fkm_smem_addr(smem);
+    return ((addr & 0x3FFFF) >> 4) | (1ull << 16) | ((uint64_t)(1024 >> 4) << 32) | (1ull << 62);
+}
+
+template <typename T> struct wg_mma;
+template <> struct wg_mma<__half> {
+    static __device__ __forceinline__ void run(float d[64], uint64_t da, uint64_t db, int accumulate)
+    {
+#ifdef FKM_HAVE_WGMMA
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                     
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n" 
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                                                                            
+                 : "l"(da), "l"(db), "r"(accumulate));
+#endif
+    }
+};
+template <> struct wg_mma<__nv_bfloat16> {
+    static __device__ __forceinline__ void run(float d[64], uint64_t da, uint64_t db, int accumulate)
+    {
+#ifdef FKM_HAVE_WGMMA
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                     
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n" 
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                                                                            
+                 : "l"(da), "l"(db), "r"(accumulate));
+#endif
+    }
+};
+
+template <> struct wg_mma<float> { /* TF32, k8: the tensor cores read the upper 19 bits */
+    static __device__ __forceinline__ void run(float d[64], uint64_t da, uint64_t db, int accumulate)
+    {
+#ifdef FKM_HAVE_WGMMA
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                 : "l"(da), "l"(db), "r"(accumulate));
+#endif
+    }
+};
+
+static __device__ __forceinline__ void wg_fence()
+{
+#ifdef FKM_HAVE_WGMMA
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void wg_commit()
+{
+#ifdef FKM_HAVE_WGMMA
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+template <int N> static __device__ __forceinline__ void wg_wait()
+{
+#ifdef FKM_HAVE_WGMMA
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+/* cp.async writes through the generic proxy; wgmma reads through the async proxy */
+static __device__ __forceinline__ void wg_proxy_fence()
+{
+#ifdef FKM_HAVE_WGMMA
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+/* One pipeline stage: the centroid tile's D chunk kc and, when X is not resident (split-D,
+ * for large D), the block's X rows of that chunk after it. Rows and columns past the data
+ * are zero. */
+template <typename T, bool RESIDENT>
+static __device__ __forceinline__ void wg_load_stage(T *stage, const T *cq_tile, int64_t dpad, int kc, const T *X,
+                                                     int64_t row0, int64_t n, int64_t ld, int64_t d)
+{
+#pragma unroll
+    for (int e = 0; e < WG_BN * 8 / WG_THREADS; e++) {
+        const int idx = threadIdx.x + e * WG_THREADS, r = idx >> 3, c = idx & 7;
+        fkm_cp_async16(stage + fkm_swz<T>(r, c), cq_tile + (int64_t)r * dpad + kc * WG_BK_OF(T) + c * WG_CW_OF(T), 16);
+    }
+    if (!RESIDENT) {
+        T *xs = stage + WG_BN * WG_BK_OF(T);
+#pragma unroll
+        for (int e = 0; e < WG_BM * 8 / WG_THREADS; e++) {
+            const int idx = threadIdx.x + e * WG_THREADS, r = idx >> 3, c = idx & 7;
+            const int64_t col = (int64_t)kc * WG_BK_OF(T) + c * WG_CW_OF(T);
+            const bool ok = row0 + r < n && col < d;
+            fkm_cp_async16(xs + fkm_swz<T>(r, c), ok ? X + (row0 + r) * ld + col : X, ok ? 16 : 0);
+        }
+    }
+}
+
+/* An empty asm that "redefines" every accumulator register of a set: the compiler may not
+ * move arithmetic on them across it. Placed around each wgmma issue and after the wait that
+ * retires a set, it keeps the epilogue's reads of a set below the wait_group that retired it
+ * (without it, NVVM is free to hoist them above the asm volatile wait, and ptxas then sees
+ * non-wgmma reads of in-flight accumulators). It emits no instruction. */
+static __device__ __forceinline__ void wg_fence_acc(float (&d)[64])
+{
+#pragma unroll
+    for (int i = 0; i < 64; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+/* The block's X rows, all D chunks, into the resident tile (kchunks x [128][BK], swizzled);
+ * rows past n and columns past d are zero. */
+template <typename T>
+static __device__ __forceinline__ void wg_load_x_resident(T *xres, const T *X, int64_t row0, int64_t n, int64_t ld,
+                                                          int64_t d, int kchunks)
+{
+    constexpr int WG_BK = WG_BK_OF(T);
+    for (int idx = threadIdx.x; idx < WG_BM * kchunks * 8; idx += WG_THREADS) {
+        const int kc = idx / (WG_BM * 8), rem = idx % (WG_BM * 8), r = rem >> 3, c = rem & 7;
+        const int64_t col = (int64_t)kc * WG_BK + c * WG_CW_OF(T);
+        const bool ok = row0 + r < n && col < d;
+        fkm_cp_async16(xres + kc * WG_BM * WG_BK + fkm_swz<T>(r, c), ok ? X + (row0 + r) * ld + col : X, ok ? 16 : 0);
+    }
+}
+
+/* A tile's 128 ||c||^2 (512 bytes) into shared memory: 32 threads, one 16-byte cp.async each
+ * (cn rows are 512-byte aligned: kpad is a multiple of 128). */
+static __device__ __forceinline__ void wg_load_cn(float *cn_smem, const float *cn_tile)
+{
+    if (threadIdx.x < WG_BN / 4) fkm_cp_async16(cn_smem + threadIdx.x * 4, cn_tile + threadIdx.x * 4, 16);
+}
+
+/* Per thread: the running best of its two rows (lane/4 and lane/4 + 8 of its warp's 16), and
+ * for TOP3 (exact mode, docs/EXACTNESS.md 3.6) the second and third scores and the second's
+ * index. */
+struct wg_rows {
+    float bs[2], b2[2], b3[2];
+    int32_t bi[2], i2[2];
+};
+static __device__ __forceinline__ void wg_rows_init(wg_rows &r)
+{
+#pragma unroll
+    for (int h = 0; h < 2; h++) r.bs[h] = r.b2[h] = r.b3[h] = INFINITY, r.bi[h] = r.i2[h] = 0;
+}
+
+/* Where the epilogue reads ||c||^2 of columns 8 ni and 8 ni + 1 of its lane's pairs: global
+ * memory through the read-only cache (p = cn + the lane's first column), or the tile's copy in
+ * shared memory (addr = that copy + the lane's first column offset; one 8-byte load per pair). */
+struct wg_cn_global {
+    const float *p;
+    __device__ __forceinline__ float2 pair(int ni) const { return make_float2(__ldg(p + ni * 8), __ldg(p + ni * 8 + 1)); }
+};
+struct wg_cn_shared {
+    uint32_t addr; /* shared-space address: the generic pointer (through the tile alignment's
+                      integer arithmetic) would compile to generic loads */
+    __device__ __forceinline__ float2 pair(int ni) const
+    {
+        float2 c;
+        asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(c.x), "=f"(c.y) : "r"(addr + ni * 32));
+        return c;
+    }
+};
+
+/* The argmin epilogue of one 64 x 128 tile of a warpgroup: the 64 accumulators become scores
+ * ||c||^2 - alpha x.c (in place), folded into the rows' running best with ties to the lowest
+ * column. col0: the global column of this lane's accumulator 0 (tile column + (lane % 4) * 2).
+ * Accumulator j: column block j / 4, rows lane/4 (+8 for j % 4 >= 2), columns
+ * (lane % 4) * 2 + (j % 2) — the mma.sync C layout, 16 times along N. */
+template <bool TOP3, typename CN>
+static __device__ __forceinline__ void wg_epilogue(float (&acc)[64], const CN &cn, int32_t col0, float alpha,
+                                                   wg_rows &r)
+{
+#pragma unroll
+    for (int ni = 0; ni < 16; ni++) {
+        const float2 c = cn.pair(ni);
+        acc[ni * 4 + 0] = fmaf(-alpha, acc[ni * 4 + 0], c.x);
+        acc[ni * 4 + 1] = fmaf(-alpha, acc[ni * 4 + 1], c.y);
+        acc[ni * 4 + 2] = fmaf(-alpha, acc[ni * 4 + 2], c.x);
+        acc[ni * 4 + 3] = fmaf(-alpha, acc[ni * 4 + 3], c.y);
+    }
+    if (TOP3) {
+        /* row h's scores at acc[4 ni + 2h + e], column col0 + 8 ni + e: the layout of
+         * fkm_top3_tile, as in assign.cu */
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            fkm_top3 t = {r.bs[h], r.b2[h], r.b3[h], r.bi[h], r.i2[h]};
+            fkm_top3_tile(&t, acc + 2 * h, 16, col0);
+            r.bs[h] = t.s1, r.b2[h] = t.s2, r.b3[h] = t.s3, r.bi[h] = t.i1, r.i2[h] = t.i2;
+        }
+    } else {
+        /* one fmin per element; the index is looked for only when the row improves */
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            float m = acc[2 * h];
+#pragma unroll
+            for (int ni = 0; ni < 16; ni++) m = fminf(m, fminf(acc[ni * 4 + 2 * h], acc[ni * 4 + 2 * h + 1]));
+            if (m < r.bs[h]) {
+                int32_t idx = -1;
+#pragma unroll
+                for (int ni = 15; ni >= 0; ni--) {
+                    if (acc[ni * 4 + 2 * h + 1] == m) idx = col0 + ni * 8 + 1;
+                    if (acc[ni * 4 + 2 * h] == m) idx = col0 + ni * 8;
+                }
+                r.bs[h] = m;
+                r.bi[h] = idx;
+            }
+        }
+    }
+}
+
+/* The end of a block: merges the four lanes of each quad (disjoint columns of the same rows,
+ * ties to the lowest index) and stores each point's label, best score and TOP3 outputs. */
+template <bool TOP3>
+static __device__ __forceinline__ void wg_finish(wg_rows &r, int64_t b, int64_t row0, int64_t n,
+                                                 int32_t *labels_all, unsigned long long *changed, float *best_all,
+                                                 const fkm_cuda_top3_out &top3)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+#pragma unroll
+        for (int o = 1; o <= 2; o <<= 1) {
+            if (TOP3) {
+                fkm_top3 t = {r.bs[h], r.b2[h], r.b3[h], r.bi[h], r.i2[h]};
+                t = fkm_top3_merge(t, fkm_top3_shfl_xor(t, o));
+                r.bs[h] = t.s1, r.b2[h] = t.s2, r.b3[h] = t.s3, r.bi[h] = t.i1, r.i2[h] = t.i2;
+            } else {
+                const float s2 = __shfl_xor_sync(0xffffffffu, r.bs[h], o);
+                const int32_t j2 = __shfl_xor_sync(0xffffffffu, r.bi[h], o);
+                fkm_merge_best(r.bs[h], r.bi[h], s2, j2);
+            }
+        }
+    }
+    /* lane 4q holds rows q and q + 8 of its warp's 16: lanes 4q and 4q+1 store one each */
+    const int q = lane >> 2, which = lane & 3;
+    const int64_t row = row0 + warp * 16 + q + (which == 1 ? 8 : 0);
+    const float s = which == 1 ? r.bs[1] : r.bs[0];
+    const int32_t i = which == 1 ? r.bi[1] : r.bi[0];
+    if (TOP3 && which < 2 && row < n) {
+        const int h = which;
+        const fkm_top3 t = {h ? r.bs[1] : r.bs[0], h ? r.b2[1] : r.b2[0], h ? r.b3[1] : r.b3[0],
+                            h ? r.bi[1] : r.bi[0], h ? r.i2[1] : r.i2[0]};
+        fkm_top3_store(top3, b * n + row, t);
+    }
+    fkm_store_label(which < 2 && row < n, b * n + row, i, s, labels_all, best_all, changed + b);
+}
+
+#endif
