@@ -29,13 +29,13 @@
  * the same sum on either side.
  *
  * Pruning (core/kpp_prune.h, docs/BENCH_KPP.md): each point also keeps `near`, a centre at
- * computed distance D. Before each pass the tail that chose its rows computes the distances
- * of the centres chosen so far to the pass's T + 1 rows (kpp_tail_table); in the pass, a point whose every row is
+ * computed distance D. Before each pass a small kernel (kpp_cc) computes the distances of the
+ * centres chosen so far to the pass's T + 1 rows; in the pass, a point whose every row is
  * proved (triangle inequality with rounding margins) no closer than D needs no distance:
  * min(D, d_t) == D bit for bit, so it contributes D to every sum and its row is not read.
  * The other points are listed per sub-chunk and computed by full warps exactly as before, so
  * every value the summing warp adds is unchanged, pruned or not (FLASHKM_KPP_NO_PRUNE=1 turns
- * it off to compare). Two launches per step; the stream is synchronised once. */
+ * it off to compare). Three launches per step; the stream is synchronised once. */
 #include "cuda/kmeanspp.cuh"
 
 extern "C" {
@@ -60,8 +60,6 @@ extern "C" {
 #define KPP_DEPTH2 1                       /* the same, two listed rows per thread */
 #define KPP_TAIL_THREADS (KPP_MAXT * KPP_SEG)
 #define KPP_TAIL_TILE 256                  /* chunks per shared-memory tile of the tail */
-#define KPP_TAIL_BATCH 8                   /* chunk sums loaded at once by the tail's adding threads */
-#define KPP_TABLE_TILE 64                  /* features of the candidates staged per tile of the table */
 
 static_assert(KPP_CHUNK % KPP_SUB == 0 && KPP_SUB % KPP_SEG == 0, "sub-chunks hold whole segments");
 static_assert(KPP_DTILE % 8 == 0, "a tile holds whole 16-byte pieces of every dtype");
@@ -463,6 +461,47 @@ __global__ void __launch_bounds__(KPP_CTHREADS + 32, 2) kpp_pass(kpp_args a)
     }
 }
 
+/* The pruning table of the next pass: for the `rows` centres chosen so far, the computed
+ * distance to each of the nc rows of cand (slot 0 the newest centre, then the candidates)
+ * and its fold (ccmin). One warp per centre: lane l adds the features l, l + 32, ... of every
+ * row (u = x - c, fma(u, u, acc), coalesced reads, all rows' loads independent), then a
+ * butterfly of shuffles adds the 32 partial sums. A different order of additions than the
+ * pass's chain, which the error model of kpp_prune.h covers (any summation order or tree:
+ * every term still meets at most d additions); cc only decides which distances are skipped,
+ * never a value. */
+#define KPP_CC_WARPS 8
+__global__ void __launch_bounds__(KPP_CC_WARPS * 32) kpp_cc(kpp_args a, int nc, int64_t rows)
+{
+    const int lane = threadIdx.x % 32;
+    const int64_t c = (int64_t)blockIdx.x * KPP_CC_WARPS + threadIdx.x / 32;
+    if (c >= rows) return; /* whole warps */
+    float acc[KPP_MAXT + 1];
+#pragma unroll
+    for (int s = 0; s <= KPP_MAXT; s++) acc[s] = 0.0f;
+    const float *x = a.C + c * a.d;
+    for (int64_t j = lane; j < a.d; j += 32) {
+        const float xv = __ldg(x + j);
+#pragma unroll
+        for (int s = 0; s <= KPP_MAXT; s++)
+            if (s < nc) {
+                const float u = __fsub_rn(xv, __ldg(a.cand + s * a.dpad + j));
+                acc[s] = __fmaf_rn(u, u, acc[s]);
+            }
+    }
+    float mine = 0.0f, m = INFINITY;
+#pragma unroll
+    for (int s = 0; s <= KPP_MAXT; s++)
+        if (s < nc) {
+            float v = acc[s];
+#pragma unroll
+            for (int o = 16; o > 0; o /= 2) v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, o));
+            if (lane == s) mine = v;
+            m = fkm_kpp_fold(m, v);
+        }
+    if (lane < nc) a.cc[c * nc + lane] = mine;
+    if (lane == 0) a.ccmin[c] = m;
+}
+
 /* Before the first centre: D = +inf and the chunk sums (with checkpoints) of the weights,
  * the CPU's prefix sums of w * 1. One block per chunk; one thread adds, in point order. */
 __global__ void kpp_first_sums(kpp_args a)
@@ -486,69 +525,15 @@ __global__ void kpp_first_sums(kpp_args a)
 
 /* ---------------------------------------------------------------- the per-step tail */
 
-/* The pruning table of the next pass, computed by the tail's block once it has written the
- * next pass's rows (the newest centre in slot 0 of cand, the candidates after it): for the
- * `rows` centres chosen so far, the computed distance to each of the T + 1 rows, and its
- * fold (ccmin). A separate kernel between the tail and the pass cost a launch per step
- * (about 10 us at K = 1024, most of it waiting); here one thread per centre adds its
- * features in order (u = x - c, fma(u, u, acc)) against the rows staged in shared memory
- * KPP_TABLE_TILE features at a time. Any summation order is covered by the error model of
- * kpp_prune.h (every term meets at most d additions); cc only decides which distances are
- * skipped, never a value. `ct` holds (KPP_MAXT + 1) x KPP_TABLE_TILE floats. */
-static __device__ void kpp_tail_table(const kpp_args &a, int64_t rows, float *ct)
-{
-    const int nc = a.T + 1, tid = threadIdx.x;
-    for (int64_t r0 = 0; r0 < rows; r0 += blockDim.x) { /* uniform trip count: barriers inside */
-        const int64_t r = r0 + tid;
-        float acc[KPP_MAXT + 1];
-#pragma unroll
-        for (int q = 0; q <= KPP_MAXT; q++) acc[q] = 0.0f;
-        for (int64_t j0 = 0; j0 < a.d; j0 += KPP_TABLE_TILE) {
-            const int w = (int)min((int64_t)KPP_TABLE_TILE, a.d - j0);
-            __syncthreads(); /* the previous tile is no longer read */
-            for (int q = tid; q < nc * KPP_TABLE_TILE; q += blockDim.x) {
-                const int q_s = q / KPP_TABLE_TILE, q_j = q % KPP_TABLE_TILE;
-                ct[q] = q_j < w ? a.cand[q_s * a.dpad + j0 + q_j] : 0.0f;
-            }
-            __syncthreads();
-            if (r < rows) {
-                const float *x = a.C + r * a.d + j0;
-                for (int j = 0; j < w; j++) {
-                    const float xv = x[j];
-#pragma unroll
-                    for (int q = 0; q <= KPP_MAXT; q++)
-                        if (q < nc) {
-                            const float u = __fsub_rn(xv, ct[q * KPP_TABLE_TILE + j]);
-                            acc[q] = __fmaf_rn(u, u, acc[q]);
-                        }
-                }
-            }
-        }
-        if (r < rows) {
-            float m = INFINITY;
-#pragma unroll
-            for (int q = 0; q <= KPP_MAXT; q++)
-                if (q < nc) {
-                    a.cc[r * nc + q] = acc[q];
-                    m = fkm_kpp_fold(m, acc[q]);
-                }
-            a.ccmin[r] = m;
-        }
-    }
-}
-
 /* One block of KPP_TAIL_THREADS. Over the tc columns of pot: each column's potential
  * (chunk sums added in chunk order, as the CPU) and chunk offsets; best = the first lowest.
  * emit >= 0: row best becomes centroid `emit` and the newest centre (slot 0). Then `nsamp`
  * targets u[t] * total are searched in the prefix sums of w * min(D, d(x, slot 0)) (first
  * = the first centre's draw: prefix sums of w, and the row drawn fills every slot and C[0]),
- * and the rows found become the candidates. table_rows > 0: then the pruning table of the
- * next pass for the first table_rows centres (kpp_tail_table), in the chunk-sum tile. */
-static_assert((KPP_MAXT + 1) * KPP_TABLE_TILE * sizeof(float) <= KPP_TAIL_TILE * KPP_MAXT * sizeof(double),
-              "the table's staged rows fit in the tail's tile");
+ * and the rows found become the candidates. */
 template <typename T>
 __global__ void __launch_bounds__(KPP_TAIL_THREADS) kpp_tail(kpp_args a, int tc, const double *u, int64_t emit,
-                                                              int nsamp, int first, int64_t table_rows)
+                                                              int nsamp, int first)
 {
     __shared__ double tot[KPP_MAXT], tgt[KPP_MAXT];
     __shared__ int best_s, chunk_s[KPP_MAXT], seg_s[KPP_MAXT];
@@ -565,19 +550,11 @@ __global__ void __launch_bounds__(KPP_TAIL_THREADS) kpp_tail(kpp_args a, int tc,
         const int64_t m = min((int64_t)KPP_TAIL_TILE, a.nchunks - c0) * tc;
         for (int64_t q = tid; q < m; q += blockDim.x) tile[q] = a.pot[c0 * tc + q];
         __syncthreads();
-        if (tid < tc) /* loads KPP_TAIL_BATCH ahead of the chain of additions (the chain is the
-                         * CPU's order and cannot be shortened; the loads need not be in it) */
-            for (int64_t q0 = tid; q0 < m; q0 += KPP_TAIL_BATCH * tc) {
-                double v[KPP_TAIL_BATCH];
-#pragma unroll
-                for (int e = 0; e < KPP_TAIL_BATCH; e++)
-                    if (q0 + e * tc < m) v[e] = tile[q0 + e * tc];
-#pragma unroll
-                for (int e = 0; e < KPP_TAIL_BATCH; e++)
-                    if (q0 + e * tc < m) {
-                        tile[q0 + e * tc] = run;
-                        run = __dadd_rn(run, v[e]);
-                    }
+        if (tid < tc)
+            for (int64_t q = tid; q < m; q += tc) {
+                const double v = tile[q];
+                tile[q] = run;
+                run = __dadd_rn(run, v);
             }
         __syncthreads();
         for (int64_t q = tid; q < m; q += blockDim.x) a.off[c0 * tc + q] = tile[q];
@@ -604,82 +581,77 @@ __global__ void __launch_bounds__(KPP_TAIL_THREADS) kpp_tail(kpp_args a, int tc,
             if (j < a.d) a.C[emit * a.d + j] = v;
         }
     }
-    if (nsamp > 0) {
-        if (tid < nsamp) tgt[tid] = __dmul_rn(u[tid], total);
-        __syncthreads();
+    if (nsamp == 0) return;
+    if (tid < nsamp) tgt[tid] = __dmul_rn(u[tid], total);
+    __syncthreads();
 
-        /* The prefix sums are non-decreasing, so the first one >= target lies in the chunk after
-         * all chunks whose last prefix sum (offset + chunk total) is below it; same inside it. */
-        for (int64_t c0 = 0; c0 < a.nchunks; c0 += blockDim.x) {
-            const int64_t ch = c0 + tid;
-            const bool in = ch < a.nchunks;
-            const double e = in ? __dadd_rn(a.pot[ch * tc + best], a.off[ch * tc + best]) : 0.0;
-            for (int t = 0; t < nsamp; t++) {
-                const int below = __syncthreads_count(in && e < tgt[t]);
-                if (tid == 0) chunk_s[t] += below;
-            }
-        }
-        __syncthreads();
-        const int t = tid / KPP_SEG, g = tid % KPP_SEG;
-        int64_t ch = 0, nseg = 0, cnt = 0;
-        double off = 0.0;
-        if (t < nsamp && chunk_s[t] < a.nchunks) {
-            ch = chunk_s[t];
-            cnt = min((int64_t)KPP_CHUNK, a.n - ch * KPP_CHUNK);
-            nseg = (cnt + KPP_SEG - 1) / KPP_SEG;
-            off = a.off[ch * tc + best];
-            if (g < nseg && __dadd_rn(a.cp[(ch * KPP_SEGS + g) * tc + best], off) < tgt[t]) atomicAdd(&seg_s[t], 1);
-        }
-        __syncthreads();
-        int64_t sg = 0, p0 = 0, len = 0;
-        if (nseg > 0) {
-            sg = min((int64_t)seg_s[t], nseg - 1), p0 = sg * KPP_SEG;
-            len = min((int64_t)KPP_SEG, cnt - p0);
-            const int64_t i = ch * KPP_CHUNK + p0 + g;
-            if (g < len) {
-                float m = 1.0f;
-                if (!first) {
-                    const double inv = cosine ? a.inv[i] : 1.0;
-                    m = fminf(a.D[i], kpp_row_dist((const T *)a.X + i * a.ld, a.nfeat, cosine, inv, a.cand));
-                }
-                mv[t][g] = m;
-                wv[t][g] = a.w ? a.w[i] : 1.0f;
-            }
-        }
-        __syncthreads();
-        if (t < nsamp && g == 0) {
-            int64_t idx = a.n - 1; /* no prefix sum reaches the target: the CPU's clip */
-            if (nseg > 0) {
-                double run = sg == 0 ? 0.0 : a.cp[(ch * KPP_SEGS + sg - 1) * tc + best];
-                for (int64_t q = 0; q < len; q++) {
-                    run = __fma_rn((double)wv[t][q], (double)mv[t][q], run);
-                    if (__dadd_rn(run, off) >= tgt[t]) {
-                        idx = ch * KPP_CHUNK + p0 + q;
-                        break;
-                    }
-                }
-            }
-            idx_s[t] = idx;
-        }
-        __syncthreads();
-        if (t < nsamp) {
-            const int64_t r = idx_s[t];
-            const T *x = (const T *)a.X + r * a.ld;
-            const double inv = cosine ? a.inv[r] : 1.0;
-            for (int64_t j = g; j < a.dpad; j += KPP_SEG) {
-                const float v = j < a.d ? kpp_value(x[j], cosine, inv) : 0.0f;
-                if (!first) {
-                    a.cand[(1 + t) * a.dpad + j] = v;
-                    continue;
-                }
-                for (int s = 0; s <= a.T; s++) a.cand[s * a.dpad + j] = v;
-                if (j < a.d) a.C[j] = v;
-            }
+    /* The prefix sums are non-decreasing, so the first one >= target lies in the chunk after
+     * all chunks whose last prefix sum (offset + chunk total) is below it; same inside it. */
+    for (int64_t c0 = 0; c0 < a.nchunks; c0 += blockDim.x) {
+        const int64_t ch = c0 + tid;
+        const bool in = ch < a.nchunks;
+        const double e = in ? __dadd_rn(a.pot[ch * tc + best], a.off[ch * tc + best]) : 0.0;
+        for (int t = 0; t < nsamp; t++) {
+            const int below = __syncthreads_count(in && e < tgt[t]);
+            if (tid == 0) chunk_s[t] += below;
         }
     }
-    if (table_rows > 0) {
-        __syncthreads(); /* the rows of cand and C written above, visible to the whole block */
-        kpp_tail_table(a, table_rows, reinterpret_cast<float *>(tile));
+    __syncthreads();
+    const int t = tid / KPP_SEG, g = tid % KPP_SEG;
+    int64_t ch = 0, nseg = 0, cnt = 0;
+    double off = 0.0;
+    if (t < nsamp && chunk_s[t] < a.nchunks) {
+        ch = chunk_s[t];
+        cnt = min((int64_t)KPP_CHUNK, a.n - ch * KPP_CHUNK);
+        nseg = (cnt + KPP_SEG - 1) / KPP_SEG;
+        off = a.off[ch * tc + best];
+        if (g < nseg && __dadd_rn(a.cp[(ch * KPP_SEGS + g) * tc + best], off) < tgt[t]) atomicAdd(&seg_s[t], 1);
+    }
+    __syncthreads();
+    int64_t sg = 0, p0 = 0, len = 0;
+    if (nseg > 0) {
+        sg = min((int64_t)seg_s[t], nseg - 1), p0 = sg * KPP_SEG;
+        len = min((int64_t)KPP_SEG, cnt - p0);
+        const int64_t i = ch * KPP_CHUNK + p0 + g;
+        if (g < len) {
+            float m = 1.0f;
+            if (!first) {
+                const double inv = cosine ? a.inv[i] : 1.0;
+                m = fminf(a.D[i], kpp_row_dist((const T *)a.X + i * a.ld, a.nfeat, cosine, inv, a.cand));
+            }
+            mv[t][g] = m;
+            wv[t][g] = a.w ? a.w[i] : 1.0f;
+        }
+    }
+    __syncthreads();
+    if (t < nsamp && g == 0) {
+        int64_t idx = a.n - 1; /* no prefix sum reaches the target: the CPU's clip */
+        if (nseg > 0) {
+            double run = sg == 0 ? 0.0 : a.cp[(ch * KPP_SEGS + sg - 1) * tc + best];
+            for (int64_t q = 0; q < len; q++) {
+                run = __fma_rn((double)wv[t][q], (double)mv[t][q], run);
+                if (__dadd_rn(run, off) >= tgt[t]) {
+                    idx = ch * KPP_CHUNK + p0 + q;
+                    break;
+                }
+            }
+        }
+        idx_s[t] = idx;
+    }
+    __syncthreads();
+    if (t < nsamp) {
+        const int64_t r = idx_s[t];
+        const T *x = (const T *)a.X + r * a.ld;
+        const double inv = cosine ? a.inv[r] : 1.0;
+        for (int64_t j = g; j < a.dpad; j += KPP_SEG) {
+            const float v = j < a.d ? kpp_value(x[j], cosine, inv) : 0.0f;
+            if (!first) {
+                a.cand[(1 + t) * a.dpad + j] = v;
+                continue;
+            }
+            for (int s = 0; s <= a.T; s++) a.cand[s * a.dpad + j] = v;
+            if (j < a.d) a.C[j] = v;
+        }
     }
 }
 
@@ -705,7 +677,7 @@ static_assert(KPP_MAXT + 1 == 17, "kpp_pass_for lists every row count");
 /* The kernels of one dtype. */
 struct kpp_kernels {
     kpp_pass_fn pass;
-    void (*tail)(kpp_args, int, const double *, int64_t, int, int, int64_t);
+    void (*tail)(kpp_args, int, const double *, int64_t, int, int);
     void (*inv)(const void *, int64_t, int64_t, int64_t, double *);
 };
 
@@ -835,27 +807,26 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
     }
     /* the first centre: drawn in the prefix sums of the weights */
     kpp_first_sums<<<nch, 256, 0, stream>>>(a);
-    kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, 1, u_dev, -1, 1, 1, 0);
+    kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, 1, u_dev, -1, 1, 1);
     FKM_CUDA_TRY_GOTO(ctx, cudaGetLastError(), s, out);
     if (k > 1) {
         /* D = d(x, first centre) (every candidate slot holds it too; D = +inf: nothing is
-         * pruned), then the first draw and the table of step 1's pass (one centre) */
+         * pruned), then the first draw */
         a.newest = 0;
         kk.pass<<<nch, KPP_CTHREADS + 32, smem, stream>>>(a);
-        kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev + 1, -1, T, 0, prune ? 1 : 0);
+        kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev + 1, -1, T, 0);
         FKM_CUDA_TRY_GOTO(ctx, cudaGetLastError(), s, out);
     }
     for (int64_t c = 1; c < k; c++) {
         /* the pass of step c takes the newest centre C[c - 1] in slot 0; near is one of C[0..c-1] */
-        /* the pass of step c takes the table the previous tail computed (centres 0..c-1) */
         if (prof) FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(evs[3 * (c - 1)], stream), s, out);
+        if (prune)
+            kpp_cc<<<(unsigned)fkm_ceil_div(c, KPP_CC_WARPS), KPP_CC_WARPS * 32, 0, stream>>>(a, nc, c);
         if (prof) FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(evs[3 * (c - 1) + 1], stream), s, out);
         a.newest = c - 1;
         kk.pass<<<nch, KPP_CTHREADS + 32, smem, stream>>>(a);
         if (prof) FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(evs[3 * (c - 1) + 2], stream), s, out);
-        const bool more = c + 1 < k;
-        kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev + 1 + c * T, c, more ? T : 0, 0,
-                                                    more && prune ? c + 1 : 0);
+        kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev + 1 + c * T, c, c + 1 < k ? T : 0, 0);
         FKM_CUDA_TRY_GOTO(ctx, cudaGetLastError(), s, out);
     }
     FKM_CUDA_TRY_GOTO(ctx, cudaMemcpyAsync(C, a.C, (size_t)(k * d) * sizeof(float), cudaMemcpyDeviceToHost, stream), s,
@@ -872,14 +843,10 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
     if (prof) {
         /* the tails again, each kind alone (the state they leave is not used) */
         FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(ev[3], stream), s, out);
-        for (int64_t c = 1; c < k; c++) kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev, -1, 0, 0, 0);
+        for (int64_t c = 1; c < k; c++) kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev, -1, 0, 0);
         FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(ev[4], stream), s, out);
-        for (int64_t c = 1; c < k; c++) kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev + 1, -1, T, 0, 0);
+        for (int64_t c = 1; c < k; c++) kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev + 1, -1, T, 0);
         FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(ev[5], stream), s, out);
-        /* and selection + table (the table's share = this less the selection alone) */
-        for (int64_t c = 1; c + 1 < k && prune; c++)
-            kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev, -1, 0, 0, c + 1);
-        FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(ev[6], stream), s, out);
         FKM_CUDA_TRY_GOTO(ctx, cudaGetLastError(), s, out);
         FKM_CUDA_TRY_GOTO(ctx, cudaStreamSynchronize(stream), s, out);
         prof->total_ms = kpp_elapsed(ev[0], ev[1]);
@@ -889,8 +856,6 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
             prof->pass_ms += kpp_elapsed(evs[3 * (c - 1) + 1], evs[3 * (c - 1) + 2]);
         }
         prof->select_ms = kpp_elapsed(ev[3], ev[4]);
-        if (prune) /* the tables, computed by the tails: selection + table alone, less selection */
-            prof->table_ms = fmax(0.0, kpp_elapsed(ev[5], ev[6]) - prof->select_ms * (double)(k - 2) / (double)(k - 1));
         prof->tail_ms = kpp_elapsed(ev[4], ev[5]);
         prof->steps = k - 1, prof->trials = T, prof->chunks = a.nchunks;
         prof->points = k > 1 ? k * n : 0, prof->pairs = k > 1 ? k * n * nc : 0;

@@ -10,8 +10,7 @@ typedef struct fkm_cuda_kpp_profile {
     double total_ms;   /* the whole initialisation, setup to the copy of C included (with the
                           profile's events between the launches) */
     double pass_ms;    /* the k - 1 fused distance passes over X, in the run (events around each) */
-    double table_ms;   /* the k - 2 pruning tables (centre - new row distances), computed inside
-                          the tails: tails doing selection + table alone, less selection alone */
+    double table_ms;   /* the k - 1 pruning tables (centre - new row distances), in the run */
     double select_ms;  /* the k - 1 single-block tails doing only the candidate selection, alone */
     double tail_ms;    /* the k - 1 tails doing selection and D^2 sampling of the next candidates, alone */
     int64_t steps, trials, chunks;
@@ -25,8 +24,8 @@ typedef struct fkm_cuda_kpp_profile {
  * seeded with seed, on `stream`; synchronises the stream once, at the end, and adds its
  * pruning counts to ctx->kpp. X must be all resident with 16-byte aligned rows whose elements
  * past d, up to the next 16-byte boundary, are zero (what backend.cu's place_x gives: rows
- * read in 16-byte pieces). With prof, each pass of the run is timed (events between the
- * launches) and the tails (selection, sampling, table) are timed again separately afterwards
+ * read in 16-byte pieces). With prof, each pass and pruning table of the run is timed
+ * (events between the launches) and the tails are timed again separately afterwards
  * (benchmark only; C unaffected). */
 fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t problem, uint64_t seed, float *C,
                              cudaStream_t stream, fkm_cuda_kpp_profile *prof);
