@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A/B of the two Hopper FlashAssign kernels in one build (FLASHKM_WGMMA_OVERLAP unset vs =1),
+# A/B of the two Hopper FlashAssign kernels in one build (FLASHKM_WGMMA_OVERLAP=0 vs =1),
 # on the GPU machine, after a CUDA build in build-gpu:
 #
 #   bash bench/ab_wgmma_overlap.sh [OUTDIR]
@@ -18,7 +18,7 @@ REPS="${AB_REPS:-10}"
 mkdir -p "$OUTDIR"
 
 for v in base overlap; do
-  env_v=(); [[ $v == overlap ]] && env_v=(FLASHKM_WGMMA_OVERLAP=1)
+  env_v=(FLASHKM_WGMMA_OVERLAP=0); [[ $v == overlap ]] && env_v=(FLASHKM_WGMMA_OVERLAP=1)
   echo "== bench_cuda [$v]"
   env "${env_v[@]}" "$B/bench/bench_cuda" --reps "$REPS" --csv "$OUTDIR/ab_bench_$v.csv" $CFG 2>&1 |
     grep -v '^ *$'
@@ -31,7 +31,7 @@ python3 -c "import numpy as np; np.save('$TMP/b16.npy', np.load('$TMP/b32.npy').
 for data in b32 b16; do
   for prec in fast exact; do
     for v in base overlap; do
-      env_v=(); [[ $v == overlap ]] && env_v=(FLASHKM_WGMMA_OVERLAP=1)
+      env_v=(FLASHKM_WGMMA_OVERLAP=0); [[ $v == overlap ]] && env_v=(FLASHKM_WGMMA_OVERLAP=1)
       echo "== fit $data --precision $prec [$v]"
       env "${env_v[@]}" "$B/tools/flashkm" fit "$TMP/$data.npy" -k 1024 --max-iter 10 --tol 0 --init random \
         --seed 1 --backend cuda --precision "$prec" --labels "$TMP/l_${data}_${prec}_$v.npy" 2>&1 |

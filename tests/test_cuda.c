@@ -5,7 +5,7 @@
  * place giving bitwise the host-pointer results; batched fits equal to single fits; repeated
  * fits bitwise equal. Shapes cover k = 1, k = n, d not a multiple of 8 or 16, n not a multiple
  * of any tile, and the split-D kernel (d > 256); the overlapped wgmma kernel
- * (FLASHKM_WGMMA_OVERLAP=1) bitwise equal to the default one. Skips (exit 77) without a GPU. */
+ * (FLASHKM_WGMMA_OVERLAP=1) bitwise equal to the single-set one (=0). Skips (exit 77) without a GPU. */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 #include "common.h"
 
@@ -153,7 +153,7 @@ static void fit_with_overlap(fkm_ctx *ctx, const char *overlap, const fkm_params
 }
 
 /* The overlapped wgmma kernel (two accumulator sets, sm_90 only; elsewhere both runs take the
- * same kernel) gives the default kernel's bits: labels, centroids, iteration counts, and in
+ * same kernel) gives the single-set kernel's bits: labels, centroids, iteration counts, and in
  * exact mode (its top-3 instantiation) the same points re-checked. Shapes: one, an even and an
  * odd number of 128-centroid tiles, n not a multiple of 128, d from one to four D chunks, a batch. */
 static void check_wgmma_overlap(fkm_ctx *ctx)
@@ -195,15 +195,15 @@ static void check_wgmma_overlap(fkm_ctx *ctx)
         int32_t *L0 = malloc(lb), *L1 = malloc(lb);
         fkm_result r0[3], r1[3];
         int64_t re0 = 0, re1 = 0;
-        fit_with_overlap(ctx, NULL, &p, Xs, c.dt, c.batch, c.n, c.d, C0, L0, r0, &re0);
+        fit_with_overlap(ctx, "0", &p, Xs, c.dt, c.batch, c.n, c.d, C0, L0, r0, &re0);
         fit_with_overlap(ctx, "1", &p, Xs, c.dt, c.batch, c.n, c.d, C1, L1, r1, &re1);
         int same_iters = 1;
         for (int64_t b = 0; b < c.batch; b++) same_iters &= r0[b].n_iter == r1[b].n_iter;
         CHECK(memcmp(L0, L1, lb) == 0 && memcmp(C0, C1, cb) == 0 && same_iters && re0 == re1,
-              "%s B=%lld n=%lld d=%lld k=%lld %s: FLASHKM_WGMMA_OVERLAP=1 differs from the default kernel",
+              "%s B=%lld n=%lld d=%lld k=%lld %s: FLASHKM_WGMMA_OVERLAP=1 differs from =0 (single-set kernel)",
               fkm_dtype_name(c.dt), (long long)c.batch, (long long)c.n, (long long)c.d, (long long)c.k,
               c.prec == FKM_PRECISION_EXACT ? "exact" : "fast");
-        printf("wgmma overlap %-4s B=%lld n=%lld d=%lld k=%lld %s: bitwise equal to the default (%lld re-checked)\n",
+        printf("wgmma overlap %-4s B=%lld n=%lld d=%lld k=%lld %s: bitwise equal to the single-set kernel (%lld re-checked)\n",
                fkm_dtype_name(c.dt), (long long)c.batch, (long long)c.n, (long long)c.d, (long long)c.k,
                c.prec == FKM_PRECISION_EXACT ? "exact" : "fast", (long long)re0);
         free(X), free(Xs), free(init), free(C0), free(C1), free(L0), free(L1);

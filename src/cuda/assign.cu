@@ -62,10 +62,15 @@ fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision pr
     if (pb->k > 64 && device_has_wgmma()) {
         const char *force = getenv("FLASHKM_ASSIGN");
         if (!force || strcmp(force, "mma") != 0) {
-            /* the overlapped kernel keeps X resident: rows up to FKM_WGMMA_MAX_ROW_BYTES */
+            /* the overlapped kernel keeps X resident: rows up to FKM_WGMMA_MAX_ROW_BYTES. By
+             * default it runs for f32 input (TF32), where it measured faster; for f16/bf16 the
+             * single-set kernel (two blocks per SM) measured faster (docs/GPU_PERF.md, H100:
+             * N=1M K=1024 D=128 TF32 1.316 vs 1.620 ms, f16 0.889 vs 0.782 ms).
+             * FLASHKM_WGMMA_OVERLAP=1 / =0 force it on / off, for A/B runs. */
             const char *overlap = getenv("FLASHKM_WGMMA_OVERLAP");
             const int resident = round_up(pb->d, MMA_BK_OF(es)) * es <= FKM_WGMMA_MAX_ROW_BYTES;
-            return overlap && strcmp(overlap, "1") == 0 && resident ? FKM_ASSIGN_WGMMA_OVERLAP : FKM_ASSIGN_WGMMA;
+            const int want = overlap && *overlap ? strcmp(overlap, "0") != 0 : pb->dtype == FKM_F32;
+            return want && resident ? FKM_ASSIGN_WGMMA_OVERLAP : FKM_ASSIGN_WGMMA;
         }
     }
     return round_up(pb->d, MMA_BK_OF(es)) * es <= MMA_RESIDENT_MAX_BYTES_PER_ROW ? FKM_ASSIGN_MMA

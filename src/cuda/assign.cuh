@@ -23,15 +23,16 @@ typedef enum fkm_assign_path {
     FKM_ASSIGN_WGMMA,         /* tensor cores through warpgroup MMA (sm_90a, K > 64); X tile
                                  resident for D <= 256, streamed along D above */
     FKM_ASSIGN_WGMMA_OVERLAP  /* the same with two accumulator sets per warpgroup, a tile's
-                                 epilogue under the next tile's MMAs (resident X only; chosen
-                                 by FLASHKM_WGMMA_OVERLAP=1 until measured faster) */
+                                 epilogue under the next tile's MMAs (resident X only; the
+                                 default for f32/TF32 input, where it measured faster) */
 } fkm_assign_path;
 
 /* The path a problem would take on the current device (the tensor-core paths need 16-byte
  * aligned rows: the backend makes a padded copy otherwise). FLASHKM_ASSIGN=mma in the
  * environment keeps the mma.sync kernel where wgmma would be chosen (for comparisons);
- * FLASHKM_WGMMA_OVERLAP=1 takes the overlapped wgmma kernel (assign_wgmma_overlap.cu) where the
- * resident-X wgmma kernel would run (same results, bit for bit; for A/B timing). */
+ * the overlapped wgmma kernel (assign_wgmma_overlap.cu) runs for f32 input where the resident-X
+ * wgmma kernel would (same results, bit for bit); FLASHKM_WGMMA_OVERLAP=1 / =0 force it on / off
+ * for every dtype (A/B timing). */
 fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision precision);
 const char *fkm_cuda_assign_path_name(fkm_assign_path path);
 
