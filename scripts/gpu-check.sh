@@ -378,6 +378,13 @@ if want sanitize; then
     [[ $nfail -gt 0 ]] && note+=": ${failed[*]}"
     [[ $nskip77 -gt 0 ]] && note+="; $nskip77 skipped themselves (exit 77: no GPU?)"
     [[ ${#skipped[@]} -gt 0 ]] && note+="; INCOMPLETE, out of time for: ${skipped[*]}"
+    # racecheck warnings (possible hazards, e.g. warp-synchronous accesses) do not change the
+    # exit status: name them so that they are looked at (details in sanitize.log)
+    warned=$(awk '/^==== racecheck /{name=$3; sub(/:$/, "", name)}
+                  /RACECHECK SUMMARY/ && match($0, /[0-9]+ warnings/) {
+                    w = substr($0, RSTART, RLENGTH); sub(/ warnings/, "", w); if (w + 0 > 0) printf "%s(%s) ", name, w }' \
+             "$OUT/sanitize.log")
+    [[ -n "$warned" ]] && note+="; racecheck warnings: ${warned% }"
     if [[ $nfail == 0 ]]; then
       record sanitize PASS $(( $(now) - t0 )) "$note"
     else
