@@ -116,6 +116,22 @@ record() {
   say "$1: $2 ($3 s)${4:+ - $4}"
 }
 
+# bench_binary NAME CAP [ARGS...]: $BUILD_DIR/bench/NAME, if built, for at most CAP seconds (cut to
+# what is left), output appended to bench.log, its result added to notes / bench_fail
+bench_binary() {
+  local name="$1" t rc
+  t=$(cap "$2"); shift 2
+  [[ -x "$BUILD_DIR/bench/$name" ]] || return 0
+  if (( t < 5 )); then notes+=("$name: no time left"); return 0; fi
+  say "bench: $BUILD_DIR/bench/$name $* (up to ${t} s)"
+  echo "== $BUILD_DIR/bench/$name $*" >> "$OUT/bench.log"
+  timeout -k 10 "$t" "$BUILD_DIR/bench/$name" "$@" >> "$OUT/bench.log" 2>&1
+  rc=$?
+  echo "== $name exit status $rc" >> "$OUT/bench.log"
+  if [[ $rc == 0 ]]; then notes+=("$name: ok")
+  else notes+=("$name: exit status $rc"); bench_fail=1; fi
+}
+
 # tail_log FILE N: the end of a log on the console, indented
 tail_log() { echo "---- last $2 lines of $1"; tail -n "$2" "$1" | sed 's/^/    /'; echo "----"; }
 
@@ -471,39 +487,12 @@ EOF
           *) notes+=("gpu_side_by_side: exit status $rc"); bench_fail=1 ;;
         esac
         # 3. the C benchmark, if the build has one
-        if [[ -x "$BUILD_DIR/bench/bench_cuda" ]]; then
-          t=$(cap "$T_BENCH_CUDA")
-          if (( t < 5 )); then
-            notes+=("bench_cuda: no time left")
-          else
-            say "bench: $BUILD_DIR/bench/bench_cuda ${BENCH_CUDA_ARGS:-} (up to ${t} s)"
-            echo "== $BUILD_DIR/bench/bench_cuda ${BENCH_CUDA_ARGS:-}" >> "$OUT/bench.log"
-            # shellcheck disable=SC2086
-            timeout -k 10 "$t" "$BUILD_DIR/bench/bench_cuda" ${BENCH_CUDA_ARGS:-} \
-              >> "$OUT/bench.log" 2>&1
-            rc=$?
-            echo "== bench_cuda exit status $rc" >> "$OUT/bench.log"
-            if [[ $rc == 0 ]]; then notes+=("bench_cuda: ok")
-            else notes+=("bench_cuda: exit status $rc"); bench_fail=1; fi
-          fi
-        fi
+        # shellcheck disable=SC2086
+        bench_binary bench_cuda "$T_BENCH_CUDA" ${BENCH_CUDA_ARGS:-}
         # 4. k-means++ on the GPU (docs/BENCH_KPP.md), appended to bench.log
-        if [[ -x "$BUILD_DIR/bench/bench_kpp_cuda" ]]; then
-          t=$(cap "$T_BENCH_KPP")
-          if (( t < 5 )); then
-            notes+=("bench_kpp_cuda: no time left")
-          else
-            say "bench: $BUILD_DIR/bench/bench_kpp_cuda $KPP_ARGS (up to ${t} s)"
-            echo "== $BUILD_DIR/bench/bench_kpp_cuda $KPP_ARGS" >> "$OUT/bench.log"
-            # shellcheck disable=SC2086
-            timeout -k 10 "$t" "$BUILD_DIR/bench/bench_kpp_cuda" $KPP_ARGS >> "$OUT/bench.log" 2>&1
-            rc=$?
-            echo "== bench_kpp_cuda exit status $rc" >> "$OUT/bench.log"
-            sed -n '/^== .*bench_kpp_cuda/,$p' "$OUT/bench.log" | tail -n 6
-            if [[ $rc == 0 ]]; then notes+=("bench_kpp_cuda: ok")
-            else notes+=("bench_kpp_cuda: exit status $rc"); bench_fail=1; fi
-          fi
-        fi
+        # shellcheck disable=SC2086
+        bench_binary bench_kpp_cuda "$T_BENCH_KPP" $KPP_ARGS
+        grep -q '^== .*bench_kpp_cuda' "$OUT/bench.log" && sed -n '/^== .*bench_kpp_cuda/,$p' "$OUT/bench.log" | tail -n 6
         [[ $BUILD_FAILED == 1 ]] && notes+=("the build failed: $LIB may be stale")
         note=$(IFS=';'; echo "${notes[*]}")
         record bench "$([[ $bench_fail == 0 ]] && echo PASS || echo FAIL)" $(( $(now) - t0 )) "${note//;/; }"
