@@ -17,10 +17,11 @@ CFG="${AB_CONFIGS:-1000000:1024:128 8000000:1024:128 75600:1000:128:f16:32 10000
 REPS="${AB_REPS:-10}"
 mkdir -p "$OUTDIR"
 
+# the variant names and the FLASHKM_WGMMA_OVERLAP value that selects each
+declare -A OVERLAP=([base]=0 [overlap]=1)
 for v in base overlap; do
-  env_v=(FLASHKM_WGMMA_OVERLAP=0); [[ $v == overlap ]] && env_v=(FLASHKM_WGMMA_OVERLAP=1)
   echo "== bench_cuda [$v]"
-  env "${env_v[@]}" "$B/bench/bench_cuda" --reps "$REPS" --csv "$OUTDIR/ab_bench_$v.csv" $CFG 2>&1 |
+  FLASHKM_WGMMA_OVERLAP=${OVERLAP[$v]} "$B/bench/bench_cuda" --reps "$REPS" --csv "$OUTDIR/ab_bench_$v.csv" $CFG 2>&1 |
     grep -v '^ *$'
 done
 
@@ -31,9 +32,8 @@ python3 -c "import numpy as np; np.save('$TMP/b16.npy', np.load('$TMP/b32.npy').
 for data in b32 b16; do
   for prec in fast exact; do
     for v in base overlap; do
-      env_v=(FLASHKM_WGMMA_OVERLAP=0); [[ $v == overlap ]] && env_v=(FLASHKM_WGMMA_OVERLAP=1)
       echo "== fit $data --precision $prec [$v]"
-      env "${env_v[@]}" "$B/tools/flashkm" fit "$TMP/$data.npy" -k 1024 --max-iter 10 --tol 0 --init random \
+      FLASHKM_WGMMA_OVERLAP=${OVERLAP[$v]} "$B/tools/flashkm" fit "$TMP/$data.npy" -k 1024 --max-iter 10 --tol 0 --init random \
         --seed 1 --backend cuda --precision "$prec" --labels "$TMP/l_${data}_${prec}_$v.npy" 2>&1 |
         grep -E -i 'iter +(8|9|10)\b|re-?check|ms/iter|error' | head -12
     done
