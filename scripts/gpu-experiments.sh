@@ -31,7 +31,9 @@ case "$GROUP" in
     cmd='$BUILD/bench/bench_kpp_cuda --reps 3 --data blobs --ab 1000000:1024:128:f16 &&
          (cd $BUILD/tests && FLASHKM_TEST_BACKEND=cuda ./test_kmeanspp | tail -1) &&
          '"$SMALL"' timeout 90 compute-sanitizer --tool memcheck --error-exitcode 99 $BUILD/tests/test_kmeanspp | tail -1'
-    for p in kpp-ring kpp-pdl kpp-ring-pdl; do
+    # KPP_PATCHES narrows the set: kpp-ring-pdl alone, plus its FLASHKM_KPP_NO_PDL=1 run below
+    # (= ring alone), separates both effects in one build.
+    for p in ${KPP_PATCHES:-kpp-ring kpp-pdl kpp-ring-pdl}; do
       run_ab "$EXP/$p.patch" flashkm,bench_kpp_cuda,test_kmeanspp "$cmd"
     done
     # PDL's share within one build
