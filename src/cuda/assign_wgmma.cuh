@@ -130,6 +130,26 @@ static __device__ __forceinline__ void wg_fence_acc(float (&d)[64])
     for (int i = 0; i < 64; i++) asm volatile("" : "+f"(d[i])::"memory");
 }
 
+/* One 64-wide D chunk of a warpgroup's 64 x 128 tile: 4 wgmma (k16 for 2-byte types, k8 for
+ * TF32: 32 bytes of the row each) from xs (its 64 X rows) and cs (the 128 centroid rows) into
+ * acc, committed as one group; FIRST: the chunk that starts the sum (accumulate flag 0 on its
+ * first k-step). Returns with this group in flight and every earlier one retired. The
+ * wg_fence_acc pair is what keeps ptxas from seeing ordinary reads of in-flight accumulators
+ * (see wg_fence_acc). */
+template <typename T, bool FIRST>
+static __device__ __forceinline__ void wg_chunk_mma(float (&acc)[64], const T *xs, const T *cs)
+{
+    wg_fence_acc(acc);
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+        wg_mma<T>::run(acc, wg_desc(xs + kk * (32 / sizeof(T))), wg_desc(cs + kk * (32 / sizeof(T))),
+                       FIRST ? kk > 0 : 1);
+    wg_commit();
+    wg_fence_acc(acc);
+    wg_wait<1>();
+}
+
 /* The block's X rows, all D chunks, into the resident tile (kchunks x [128][BK], swizzled);
  * rows past n and columns past d are zero. */
 template <typename T>
