@@ -159,16 +159,17 @@ typedef enum fkm_backend {
  *   FKM_PRECISION_EXACT: certified labels (docs/EXACTNESS.md). Every label equals the argmin
  *     over k of the exact (infinitely precise) squared distance between the point's f32 row
  *     and the f32 centroid k, ties to the lowest index; for cosine the row and the centroids
- *     are the normalised f32 rows flashkm compares (each row scaled by 1/sqrt(sum of squares)
- *     computed in double, rounded once to f32); for dot the argmax of the exact x . c. The f32
+ *     are the normalised f32 rows flashkm compares (each element times 1/sqrt(sum of squares),
+ *     both computed in double, the product rounded to f32); for dot the argmax of the exact x . c. The f32
  *     row is the stored value for f32, f16 and bf16 input (exact conversions) and the
  *     nearest f32 for f64 input. Labels are therefore bitwise reproducible on every thread
  *     count and machine. Method: the fast pass also keeps each point's second-best score; a
  *     proven error bound certifies most points, the rest are decided exactly (an fp64 filter
  *     and an exact fixed-point comparison). Centroids are updated as in the other modes (see
  *     "Centroid update precision" above and EXACTNESS.md for the guarantee). CPU backend: every
- *     dtype and metric. CUDA backend: l2 and dot on f32, f16 and bf16 input (the tensor-core
- *     pass, re-decisions on the host); cosine and f64 input are FKM_E_UNSUPPORTED there. */
+ *     dtype and metric. CUDA backend: l2, cosine and dot on f32, f16 and bf16 input (the
+ *     tensor-core pass, re-decisions on the device and the host); f64 input is
+ *     FKM_E_UNSUPPORTED there. */
 typedef enum fkm_precision {
     FKM_PRECISION_FAST = 0,
     FKM_PRECISION_F32 = 1,

@@ -202,9 +202,347 @@ static void test_top3(void)
     printf("top-3 state: %lld cases against brute force\n", (long long)cases);
 }
 
+/* ---------------------------------------------------------------- cosine certification */
+
+/* An exact fixed-point number, two's complement in 20 32-bit limbs, in units of 2^-300 (bits
+ * up to 2^339): every product of two f32 values (a multiple of 2^-298 below 2^256) and every
+ * sum of a few thousand of them is held with no rounding at all. Independent of the library's
+ * fkm_acc. */
+typedef struct xfix {
+    uint32_t w[20];
+} xfix;
+__extension__ typedef __int128 xi128;
+
+/* a += m 2^e, |m| < 2^62, -300 <= e and e + 62 < 330. */
+static void xfix_add(xfix *a, int64_t m, int e)
+{
+    const int sh = e + 300;
+    xi128 v = (xi128)m * ((int64_t)1 << (sh % 32)), carry = 0;
+    for (int i = sh / 32; i < 20; i++) {
+        const xi128 t = (xi128)a->w[i] + (v & 0xffffffffu) + carry;
+        a->w[i] = (uint32_t)t;
+        carry = t >> 32; /* arithmetic shifts: the sign extends through the top limbs */
+        v >>= 32;
+    }
+}
+
+/* a += v exactly (v a double whose lowest set bit is at least 2^-300). */
+static void xfix_add_double(xfix *a, double v)
+{
+    if (v == 0.0) return;
+    int e;
+    const double f = frexp(v, &e); /* v = f 2^e, 0.5 <= |f| < 1 */
+    const int64_t m = (int64_t)ldexp(f, 53);
+    CHECK(e - 53 >= -300 && (double)m == ldexp(f, 53), "xfix: %a outside the fixed-point range", v);
+    xfix_add(a, m, e - 53);
+}
+
+static int xfix_cmp(const xfix *a, const xfix *b)
+{
+    if ((int32_t)a->w[19] != (int32_t)b->w[19]) return (int32_t)a->w[19] < (int32_t)b->w[19] ? -1 : 1;
+    for (int i = 18; i >= 0; i--)
+        if (a->w[i] != b->w[i]) return a->w[i] < b->w[i] ? -1 : 1;
+    return 0;
+}
+
+/* The contract's normalisation (EXACTNESS.md 1, fkm_load_row): ss in double in index order,
+ * inv = 1 / sqrt(ss), y_j = fl32(fl64(x_j inv)); a zero row stays zero. Returns inv (0 for a
+ * zero row). */
+static double cos_normalise(const float *x, int64_t d, float *y)
+{
+    double ss = 0.0;
+    for (int64_t j = 0; j < d; j++) ss += (double)x[j] * (double)x[j];
+    const double inv = ss > 0.0 ? 1.0 / sqrt(ss) : 0.0;
+    for (int64_t j = 0; j < d; j++) y[j] = ss > 0.0 ? (float)((double)x[j] * inv) : x[j];
+    return inv;
+}
+
+/* The exact argmin over k of s_k = sum_j (y_j - C_kj)^2, ties to the lowest index: each
+ * s_k summed exactly as y_j^2 - 2 y_j C_kj + C_kj^2 (every product exact in double). */
+static int cos_exact_argmin(const float *y, const float *C, int K, int64_t d)
+{
+    xfix best = {{0}};
+    int bl = -1;
+    for (int k = 0; k < K; k++) {
+        xfix s = {{0}};
+        for (int64_t j = 0; j < d; j++) {
+            const double a = y[j], c = C[k * d + j];
+            xfix_add_double(&s, a * a);
+            xfix_add_double(&s, -2.0 * a * c);
+            xfix_add_double(&s, c * c);
+        }
+        if (bl < 0 || xfix_cmp(&s, &best) < 0) best = s, bl = k;
+    }
+    return bl;
+}
+
+/* mu of the centroids as the GPU computes it (a double sum of squares, any order), checked
+ * against the exact | ||C||^2 - 1 |; also their norms. */
+static double cos_mu_max(const float *C, int K, int64_t d, double *cn, double *cmax)
+{
+    double mu = 0.0;
+    *cmax = 0.0;
+    for (int k = 0; k < K; k++) {
+        double ss = 0.0;
+        xfix e = {{0}}, m = {{0}};
+        for (int64_t j = d - 1; j >= 0; j--) { /* reversed: "any order" */
+            const double c = C[k * d + j];
+            ss += c * c;
+            xfix_add_double(&e, c * c);
+        }
+        const double muk = fkm_cert_cos_mu(ss, (double)d);
+        /* exact: |S - 1| <= mu_k, i.e. both S - 1 - mu <= 0 and 1 - S - mu <= 0 */
+        xfix_add_double(&e, -1.0);
+        xfix_add_double(&e, -muk);
+        CHECK(xfix_cmp(&e, &m) <= 0, "cosine mu: ||C||^2 - 1 > mu = %g (d=%lld)", muk, (long long)d);
+        xfix f = {{0}};
+        for (int64_t j = 0; j < d; j++) xfix_add_double(&f, -(double)C[k * d + j] * C[k * d + j]);
+        xfix_add_double(&f, 1.0);
+        xfix_add_double(&f, -muk);
+        CHECK(xfix_cmp(&f, &m) <= 0, "cosine mu: 1 - ||C||^2 > mu = %g (d=%lld)", muk, (long long)d);
+        cn[k] = sqrt(ss);
+        if (cn[k] > *cmax) *cmax = cn[k];
+        if (muk > mu) mu = muk;
+    }
+    return mu;
+}
+
+/* Indices of the smallest and second-smallest v (lowest index on ties) and the third value. */
+static void cos_top3(const float *v, int K, int *i1, int *i2, float *v3)
+{
+    *i1 = 0;
+    for (int k = 1; k < K; k++)
+        if (v[k] < v[*i1]) *i1 = k;
+    *i2 = -1;
+    for (int k = 0; k < K; k++)
+        if (k != *i1 && (*i2 < 0 || v[k] < v[*i2])) *i2 = k;
+    *v3 = INFINITY;
+    for (int k = 0; k < K; k++)
+        if (k != *i1 && k != *i2 && v[k] < *v3) *v3 = v[k];
+}
+
+typedef struct cos_stats {
+    int64_t trials, cert, pair, fast_wrong, fast_wrong_refused, naive_wrong;
+} cos_stats;
+
+/* One point against K centroids with computed scores v (v_k ~ -x.C_k of the raw row x within
+ * fkm_cert_err): whenever fkm_cert_cos_ok certifies (best, second), the best is the exact
+ * argmin of the contract; whenever it certifies (best, third), the exact argmin is the best or
+ * the second. Also counts what the bound without the cosine terms (fkm_cert_ok on the dot
+ * product alone, the natural mistake) would have certified wrongly. */
+static void cos_check(const fkm_cert *cert, const char *what, const float *x, const float *C, const float *v, int K,
+                      int64_t d, cos_stats *st)
+{
+    float y[1024];
+    double cn[8], cmax, xn = 0.0;
+    cos_normalise(x, d, y);
+    const int want = cos_exact_argmin(y, C, K, d);
+    const double mu = cos_mu_max(C, K, d, cn, &cmax);
+    for (int64_t j = 0; j < d; j++) xn += (double)x[j] * x[j];
+    xn = sqrt(xn);
+    int i1, i2;
+    float v3;
+    cos_top3(v, K, &i1, &i2, &v3);
+    st->trials++;
+    const int ok2 = fkm_cert_cos_ok(cert, v[i1], v[i2], xn, cn[i1], cmax, mu);
+    const int ok3 = K == 2 || fkm_cert_cos_ok(cert, v[i1], v3, xn, cn[i1], cmax, mu);
+    st->cert += ok2, st->pair += !ok2 && ok3;
+    if (i1 != want) st->fast_wrong++, st->fast_wrong_refused += !ok2;
+    if (i1 != want && fkm_cert_ok(cert, v[i1], v[i2], xn, cn[i1], cmax)) st->naive_wrong++;
+    CHECK(!ok2 || i1 == want, "cosine %s d=%lld: certified %d, exact argmin %d (v %.9g %.9g, |x| %g)", what,
+          (long long)d, i1, want, (double)v[i1], (double)v[i2], xn);
+    CHECK(!ok3 || want == i1 || want == i2, "cosine %s d=%lld: pair test certified {%d, %d}, exact argmin %d", what,
+          (long long)d, i1, i2, want);
+}
+
+/* The adversary of the theorem: every score off by (nearly) its whole allowance fkm_cert_err,
+ * the exact argmin's upwards and every other downwards; returns 0 if a score could not be
+ * placed inside the allowance (then the case is not used). */
+static int cos_adversarial(const fkm_cert *cert, const float *x, const float *C, int K, int64_t d, int want,
+                           double frac, float *v)
+{
+    double xn = 0.0;
+    for (int64_t j = 0; j < d; j++) xn += (double)x[j] * x[j];
+    xn = sqrt(xn);
+    for (int k = 0; k < K; k++) {
+        long double t = 0.0L;
+        double cc = 0.0;
+        for (int64_t j = 0; j < d; j++) {
+            t -= (long double)((double)x[j] * C[k * d + j]);
+            cc += (double)C[k * d + j] * C[k * d + j];
+        }
+        /* the exact norms may be below the computed ones by ~d 2^-53: stay inside by 2^-20 */
+        const double e = fkm_cert_err(cert, xn, sqrt(cc)) * (1.0 - 0x1p-20);
+        float f = (float)(t + (long double)(k == want ? frac : -frac) * e);
+        while (fabsl((long double)f - t) > (long double)e) f = nextafterf(f, (float)t);
+        if (!isfinite(f)) return 0;
+        v[k] = f;
+    }
+    return 1;
+}
+
+/* Crafted cases in which a term of the cosine bound is necessary: without it a wrong label is
+ * certified (so this test would catch its removal); with it, nothing wrong is. */
+static void cos_crafted(void)
+{
+    const double rho = 1.0 + 0x1p-30;
+    /* an exact scorer: E = 0, so only the cosine terms separate */
+    fkm_cert z = fkm_cert_cpu(2, 1);
+    z.u_acc = 0.0, z.eta_acc = 0.0, z.g = 0.0;
+    CHECK(fkm_cert_err(&z, 3.0, 1.5) == 0.0, "the zero-error scorer has error %g", fkm_cert_err(&z, 3.0, 1.5));
+    double cn[8], cmax;
+
+    /* (1) mu: a centroid of norm 1.5 (not normalised). x = y = (1, 0); C_0 = (1, 0),
+     * C_1 = (1.5, 0): -x.C ranks C_1 first by 0.5, but s_0 = 0 < s_1 = 0.25. */
+    {
+        const float x[2] = {1.0f, 0.0f}, C[4] = {1.0f, 0.0f, 1.5f, 0.0f}, v[2] = {-1.0f, -1.5f};
+        float y[2];
+        cos_normalise(x, 2, y);
+        CHECK(cos_exact_argmin(y, C, 2, 2) == 0, "crafted mu: the exact argmin is not 0");
+        const double mu = cos_mu_max(C, 2, 2, cn, &cmax);
+        CHECK(!fkm_cert_cos_ok(&z, v[1], v[0], 1.0, cn[1], cmax, mu), "crafted mu: wrong label certified");
+        CHECK(fkm_cert_cos_ok(&z, v[1], v[0], 1.0, cn[1], cmax, 0.0),
+              "crafted mu: the case does not need mu (it would not catch its removal)");
+    }
+    /* (2) the rounding of y: C_0 = (0, 1, 0), C_1 = (1, 0, 0) (mu ~ 2^-50), x = (a, b, t), b the
+     * f32 below a: -x.C ranks C_1 first by one ulp, but for a suitable t, a and b normalise to
+     * the same f32, an exact tie that goes to C_0. */
+    {
+        const float C[6] = {0.0f, 1.0f, 0.0f, 1.0f, 0.0f, 0.0f};
+        float x[3] = {1.75f, nextafterf(1.75f, 0.0f), 0.0f}, y[3] = {0};
+        int found = 0;
+        for (int s = 0; s < 2000 && !found; s++) {
+            x[2] = (float)(0.1 + 0.01 * s);
+            cos_normalise(x, 3, y);
+            found = y[0] == y[1];
+        }
+        CHECK(found, "crafted rounding: no row found");
+        if (found) {
+            const float v[2] = {-x[1], -x[0]};
+            const double xn = sqrt((double)x[0] * x[0] + (double)x[1] * x[1] + (double)x[2] * x[2]);
+            fkm_cert z3 = fkm_cert_cpu(3, 1);
+            z3.u_acc = 0.0, z3.eta_acc = 0.0, z3.g = 0.0;
+            const double mu = cos_mu_max(C, 2, 3, cn, &cmax);
+            CHECK(cos_exact_argmin(y, C, 2, 3) == 0, "crafted rounding: the exact argmin is not 0");
+            CHECK(!fkm_cert_cos_ok(&z3, v[1], v[0], xn, cn[1], cmax, mu), "crafted rounding: wrong label certified");
+            /* the same bound without the y-rounding term would certify it */
+            const double no_r =
+                (fkm_cert_err(&z3, xn, cn[1]) + fkm_cert_err(&z3, xn, cmax) + xn * rho * mu) * (1 + 0x1p-20);
+            CHECK((double)v[0] - (double)v[1] > no_r,
+                  "crafted rounding: the case does not need the rounding term (gap %g, bound without it %g)",
+                  (double)v[0] - (double)v[1], no_r);
+        }
+    }
+    /* (3) the norms: ||y|| <= FKM_CERT_COS_YNORM and 1 / (inv ||x||) <= 1 + 2^-30 on rows of every
+     * scale (the f32 filter and fkm_cert_cos_extra rely on them) */
+    tc_rng r = {31337};
+    float x[1024], y[1024];
+    for (int t = 0; t < 3000; t++) {
+        const int64_t d = 1 + (int64_t)(tc_uniform(&r) * (t % 3 == 0 ? 1024 : 8));
+        const double sc = ldexp(1.0, (int)(tc_uniform(&r) * 270) - 145);
+        for (int64_t j = 0; j < d; j++) x[j] = (float)(sc * tc_normal(&r));
+        const double inv = cos_normalise(x, d, y);
+        long double xx = 0.0L, yy = 0.0L;
+        for (int64_t j = 0; j < d; j++) xx += (long double)x[j] * x[j], yy += (long double)y[j] * y[j];
+        if (xx == 0.0L) continue;
+        CHECK(sqrtl(yy) <= FKM_CERT_COS_YNORM, "||y|| = %.12Lg above the bound", sqrtl(yy));
+        CHECK(1.0L / ((long double)inv * sqrtl(xx)) <= 1.0L + 0x1p-30L, "1 / (inv ||x||) above 1 + 2^-30");
+    }
+    printf("cosine crafted cases: mu and the rounding of y are both needed\n");
+}
+
+static void test_cosine(void)
+{
+    cos_crafted();
+    enum { K = 6 };
+    static const int64_t dims[] = {2, 3, 16, 128, 1024};
+    static const char *const names[4] = {"cpu", "tf32", "f16", "bf16"};
+    tc_rng r = {515};
+    float *x = malloc(1024 * sizeof *x), *C = malloc(K * 1024 * sizeof *C), v[K], base[1024];
+    double *prod = malloc(1024 * sizeof *prod);
+    int64_t *perm = malloc(1024 * sizeof *perm);
+    cos_stats st[2][4] = {{{0}}};
+    for (size_t a = 0; a < sizeof dims / sizeof dims[0]; a++) {
+        const int64_t d = dims[a];
+        const int trials = d >= 1024 ? 40 : d >= 128 ? 150 : 600;
+        for (int trial = 0; trial < trials; trial++)
+            for (int pth = 0; pth < 4; pth++) { /* 0: the CPU kernel's bound, 1..3: tensor cores */
+                const int dtype = pth == 1 ? FKM_F32 : pth == 2 ? FKM_F16 : FKM_BF16;
+                const fkm_cert cert = pth == 0 ? fkm_cert_cpu(d, 1) : fkm_cert_tensor(d, 1, dtype);
+                /* centroids: a common direction plus a spread from wide to below f32's resolution,
+                 * normalised as flashkm does; some with ||C||^2 moved off 1 by a few ulps, some
+                 * duplicated (exact ties) */
+                const double spread = ldexp(1.0, -(int)(tc_uniform(&r) * 26));
+                for (int64_t j = 0; j < d; j++) base[j] = (float)tc_normal(&r);
+                for (int k = 0; k < K; k++) {
+                    float *c = C + k * d;
+                    for (int64_t j = 0; j < d; j++) c[j] = (float)(base[j] + spread * tc_normal(&r));
+                    cos_normalise(c, d, c);
+                    if (tc_uniform(&r) < 0.2) {
+                        const int ulps = (int)(tc_uniform(&r) * 7) - 3;
+                        for (int64_t j = 0; j < d; j++)
+                            for (int u = 0; u < (ulps < 0 ? -ulps : ulps); u++)
+                                c[j] = nextafterf(c[j], ulps < 0 ? 0.0f : 2.0f * c[j]);
+                    }
+                }
+                if (tc_uniform(&r) < 0.15) memcpy(C + 4 * d, C + 1 * d, (size_t)d * sizeof *C);
+                /* the row: near a centroid, or near the bisector of two, at a scale from tiny to
+                 * huge (f16: within its range) */
+                const int kind = (int)(tc_uniform(&r) * 3);
+                const int ka = (int)(tc_uniform(&r) * K), kb = (ka + 1) % K;
+                const int lo = dtype == FKM_F16 && pth ? -8 : -140, hi = dtype == FKM_F16 && pth ? 8 : 70;
+                const double sc = tc_uniform(&r) < 0.5 ? 1.0 : ldexp(1.0, lo + (int)(tc_uniform(&r) * (hi - lo)));
+                const double jit = spread * ldexp(1.0, -(int)(tc_uniform(&r) * 12));
+                for (int64_t j = 0; j < d; j++) {
+                    const double cj = kind == 0 ? C[ka * d + j] : kind == 1 ? 0.5 * (C[ka * d + j] + C[kb * d + j])
+                                                                             : base[j];
+                    double xv = sc * (cj + jit * tc_normal(&r));
+                    if (pth == 2) xv = round_to(xv, 11, -14, 0);
+                    if (pth == 3) xv = round_to(xv, 8, -126, 0);
+                    x[j] = (float)xv;
+                }
+                if (pth == 2) { /* an f16 input: within range */
+                    int big = 0;
+                    for (int64_t j = 0; j < d; j++) big |= !(fabsf(x[j]) <= 65504.0f);
+                    if (big) continue;
+                }
+                float y[1024];
+                cos_normalise(x, d, y);
+                const int want = cos_exact_argmin(y, C, K, d);
+                /* (a) the scores the modelled kernels compute (test 'check' above bounds them) */
+                for (int k = 0; k < K; k++)
+                    v[k] = (float)(pth == 0 ? cpu_score(x, C + k * d, d, 1)
+                                            : tc_score(x, C + k * d, d, 1, dtype, &r, prod, perm));
+                cos_check(&cert, names[pth], x, C, v, K, d, &st[0][pth]);
+                /* (b) the adversary, at the full allowance and at a random fraction of it */
+                const double frac = trial & 1 ? 1.0 : tc_uniform(&r);
+                if (cos_adversarial(&cert, x, C, K, d, want, frac, v))
+                    cos_check(&cert, names[pth], x, C, v, K, d, &st[1][pth]);
+            }
+    }
+    int64_t fw = 0, fwr = 0, naive = 0, cert_all = 0;
+    for (int m = 0; m < 2; m++)
+        for (int p = 0; p < 4; p++) {
+            const cos_stats *s = &st[m][p];
+            printf("cosine %-11s %-4s: %6lld points, %6lld certified, %5lld by the pair test, fast label wrong "
+                   "%5lld (all refused: %s), dot-only bound would certify %lld wrong\n",
+                   m ? "adversarial" : "modelled", names[p], (long long)s->trials, (long long)s->cert,
+                   (long long)s->pair, (long long)s->fast_wrong, s->fast_wrong == s->fast_wrong_refused ? "yes" : "NO",
+                   (long long)s->naive_wrong);
+            fw += s->fast_wrong, fwr += s->fast_wrong_refused, naive += s->naive_wrong, cert_all += s->cert;
+        }
+    /* the data must reach the bound from both sides: labels certified, and wrong fast labels
+     * (which a bound too small would have certified) refused */
+    CHECK(cert_all > 0 && fw > 0 && fw == fwr, "cosine: %lld certified, %lld wrong fast labels, %lld refused",
+          (long long)cert_all, (long long)fw, (long long)fwr);
+    CHECK(naive > 0, "cosine: the dot-only bound never certified a wrong label: the data do not need the cosine terms");
+    free(x), free(C), free(prod), free(perm);
+}
+
 int main(void)
 {
     test_top3();
+    test_cosine();
     static const int64_t dims[] = {1, 3, 16, 128, 1024, 4096};
     static const char *const kinds[] = {"offset 1e4", "mixed signs", "tiny (1e-30..1e-5)", "mixed scales"};
     stats cpu = {0}, tc[3] = {{0}};

@@ -132,6 +132,7 @@ static double grid(tc_rng *r, double lo, double hi, double step)
 
 typedef struct totals {
     int64_t points, fast_mismatch, rechecked, skipped;
+    int l2_ran[8]; /* by dtype: the l2 cases ran (then cosine must too, on every backend) */
     double exact_s, fast_s;
 } totals;
 
@@ -232,6 +233,10 @@ static void run_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric, int64_t d
     double t0 = now();
     fkm_status s = fkm_predict_precision(ctx, metric, FKM_PRECISION_EXACT, Xs, dtype, n, d, d, C, K, got, NULL);
     tot->exact_s += now() - t0;
+    /* cosine is certified wherever l2 is (the GPU since EXACTNESS.md 5.1) */
+    CHECK(!(s == FKM_E_UNSUPPORTED && metric == FKM_METRIC_COSINE && tot->l2_ran[dtype]),
+          "%s cosine d=%lld: refused where l2 ran: %s", fkm_dtype_name(dtype), (long long)d, fkm_last_error(ctx));
+    if (s == FKM_OK && l2) tot->l2_ran[dtype] = 1;
     if (s == FKM_E_UNSUPPORTED && fkm_ctx_backend(ctx) != FKM_BACKEND_CPU) {
         /* a combination the GPU backend does not certify yet: say so, test the others */
         if (tot->skipped++ == 0) printf("  skipped on %s: %s\n", fkm_backend_name(fkm_ctx_backend(ctx)), fkm_last_error(ctx));
@@ -409,6 +414,88 @@ static void stage_case(fkm_ctx *ctx, int64_t K, int64_t n)
     free(P), free(X), free(C), free(slot), free(Xs), free(xf), free(xi), free(ci), free(ref), free(got);
 }
 
+/* The GPU's re-check stages for cosine (EXACTNESS.md 5.1), where the device must read the
+ * normalised rows y bit for bit as the CPU makes them: d = 16, centroids e_0 .. e_4 (exactly
+ * unit: normalising leaves them as they are) and K - 5 normalised random rows pointing away
+ * (negative on coordinates 0..4), in a shuffled order; raw rows at scale 2^6..2^12 (their
+ * norms are far from 1, the tensor pass sees them unnormalised):
+ *   - pair: x_0 = s (1 + delta), x_1 = s, the rest small: e_0 and e_1 within the bound, the
+ *     others far; delta = 0 for every 16th point (then y_0 = y_1 exactly: a tie for the host);
+ *   - filter: x_2, x_3, x_4 = s (1 + delta_i): three near-equal scores; every 16th point all
+ *     equal (a three-way exact tie);
+ *   - points near a far centroid.
+ * Labels must equal the integer reference on the normalised rows; with f32 input on the CUDA
+ * backend every stage must have decided some points. */
+static void cosine_stage_case(fkm_ctx *ctx, fkm_dtype dtype, int64_t K, int64_t n)
+{
+    const int64_t d = 16;
+    tc_rng r = {777 + (uint64_t)K + 1000 * (uint64_t)dtype};
+    const double q = dtype == FKM_BF16 ? 0x1p-7 : 0x1p-10; /* delta's grid: exact in the input type */
+    double *X = malloc((size_t)(n * d) * sizeof *X);
+    float *C = malloc((size_t)(K * d) * sizeof *C);
+    int64_t *slot = malloc((size_t)K * sizeof *slot);
+    for (int64_t c = 0; c < K; c++) slot[c] = c;
+    for (int64_t c = K - 1; c > 0; c--) {
+        const int64_t o = (int64_t)floor((double)(c + 1) * tc_uniform(&r)), t = slot[c];
+        slot[c] = slot[o], slot[o] = t;
+    }
+    for (int64_t c = 0; c < K; c++) {
+        float *row = C + slot[c] * d;
+        for (int64_t j = 0; j < d; j++) row[j] = c < 5 ? (float)(j == c) : (float)grid(&r, -1, 1, 1.0 / 64);
+        if (c >= 5)
+            for (int64_t j = 0; j < 5; j++) row[j] = -(float)grid(&r, 0.25, 1, 1.0 / 64);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        double *x = X + i * d;
+        const int kind = (int)(i % 3);
+        const double sc = ldexp(1.0, 6 + (int)(tc_uniform(&r) * 7));
+        const int tie = (i / 3) % 16 == 0;
+        for (int64_t j = 0; j < d; j++) x[j] = sc * grid(&r, -1.0 / 64, 1.0 / 64, 1.0 / 1024);
+        if (kind == 2) {
+            const float *c = C + slot[5 + (int64_t)floor((double)(K - 5) * tc_uniform(&r))] * d;
+            for (int64_t j = 0; j < d; j++) x[j] = sc * (c[j] + grid(&r, -1.0 / 16, 1.0 / 16, 1.0 / 256));
+        } else if (kind == 0) {
+            x[0] = sc * (1.0 + (tie ? 0.0 : q * grid(&r, -8, 9, 1)));
+            x[1] = sc;
+        } else {
+            for (int64_t j = 2; j < 5; j++) x[j] = sc * (1.0 + (tie ? 0.0 : q * grid(&r, -8, 9, 1)));
+        }
+    }
+    void *Xs = tc_store(X, n, d, d, dtype);
+    float *xf = malloc((size_t)(n * d) * sizeof *xf), *cf = malloc((size_t)(K * d) * sizeof *cf);
+    for (int64_t t = 0; t < n * d; t++) xf[t] = (float)X[t];
+    memcpy(cf, C, (size_t)(K * d) * sizeof *cf);
+    normalise(xf, n, d), normalise(cf, K, d);
+    int64_t *xi = malloc((size_t)(n * d) * sizeof *xi), *ci = malloc((size_t)(K * d) * sizeof *ci);
+    int32_t *ref = malloc((size_t)n * sizeof *ref), *got = malloc((size_t)n * sizeof *got);
+    const int fits = scale_ints(xf, n * d, cf, K * d, xi, ci);
+    CHECK(fits, "cosine stage case: values outside the reference's range");
+    if (fits) reference_labels(xi, ci, n, K, d, 0, ref);
+    fkm_status s = fkm_predict_precision(ctx, FKM_METRIC_COSINE, FKM_PRECISION_EXACT, Xs, dtype, n, d, d, C, K, got,
+                                         NULL);
+    CHECK(s == FKM_OK, "cosine stage case: exact predict: %s", fkm_last_error(ctx));
+    int64_t bad = 0;
+    for (int64_t i = 0; fits && s == FKM_OK && i < n; i++) {
+        if (got[i] != ref[i] && bad++ < 3)
+            fprintf(stderr, "  cosine stage case %s K=%lld point %lld (kind %d): exact %d, reference %d\n",
+                    fkm_dtype_name(dtype), (long long)K, (long long)i, (int)(i % 3), got[i], ref[i]);
+    }
+    CHECK(bad == 0, "cosine stage case %s K=%lld: %lld of %lld exact-mode labels differ from the reference",
+          fkm_dtype_name(dtype), (long long)K, (long long)bad, (long long)n);
+    int64_t rech = 0, pair = 0, filter = 0, host = 0;
+    fkm_exact_stats(ctx, NULL, &rech);
+    CHECK(fkm_exact_stats_stages(ctx, &pair, &filter, &host) == FKM_OK, "fkm_exact_stats_stages");
+    printf("  cosine stage case %s K=%lld: %lld of %lld re-checked: pair %lld, filter %lld, host %lld\n",
+           fkm_dtype_name(dtype), (long long)K, (long long)rech, (long long)n, (long long)pair, (long long)filter,
+           (long long)host);
+    CHECK(pair + filter + host == rech, "cosine stage counts %lld + %lld + %lld != %lld re-checked", (long long)pair,
+          (long long)filter, (long long)host, (long long)rech);
+    if (fkm_ctx_backend(ctx) != FKM_BACKEND_CPU && dtype == FKM_F32 && s == FKM_OK)
+        CHECK(pair > 0 && filter > 0 && host > 0, "cosine stage case K=%lld: a stage decided nothing (pair %lld, "
+              "filter %lld, host %lld)", (long long)K, (long long)pair, (long long)filter, (long long)host);
+    free(X), free(C), free(slot), free(Xs), free(xf), free(cf), free(xi), free(ci), free(ref), free(got);
+}
+
 /* A whole fit in exact mode: labels equal the reference against the returned centroids, and
  * the result is the same for 1 and 2 threads. */
 static void fit_case(fkm_ctx *ctx, fkm_metric metric)
@@ -528,6 +615,10 @@ int main(void)
     hard_case(ctx, small ? 500 : 20000, 64, &tot);
     stage_case(ctx, 16, small ? 3000 : 30000);
     stage_case(ctx, 200, small ? 3000 : 30000);
+    for (int t = 0; t < 3; t++) {
+        cosine_stage_case(ctx, dtypes[t], 16, small ? 3000 : 30000);
+        cosine_stage_case(ctx, dtypes[t], 200, small ? 3000 : 30000);
+    }
     if (tot.points == 0) {
         printf("SKIP: exact mode ran on no case on this backend\n");
         fkm_destroy(ctx);

@@ -74,6 +74,60 @@ static inline FKM_HD int fkm_cert_ok(const fkm_cert *c, float best, float second
     return (double)second - (double)best > bound;
 }
 
+/* ---------------------------------------------------------------- cosine (EXACTNESS.md 5.1)
+ *
+ * The tensor-core pass scores v_k ~ -x.C_k on the RAW row x (fkm_cert_err with dot = 1 bounds
+ * that error), while the contract compares y = fl32(fl64(inv x_j)), inv = the double
+ * 1/sqrt(sum x_j^2) of fkm_load_row, with centroids C_k that are normalised only up to f32
+ * rounding. Ranking by v is ranking by 1 + 2 inv v_k, and
+ *   |(||C_k||^2 - 2 y.C_k) - (1 + 2 inv v_k)| <= mu + 2 inv E_k + 2 |(y - inv x).C_k|,
+ * mu >= max_k | ||C_k||^2 - 1 |, |(y - inv x).C_k| <= u_y inv ||x|| ||C_k|| + eta32 sqrt(d) ||C_k||.
+ * Divided by 2 inv (with 1 / (inv ||x||) <= 1 + 2^-30), the extra width in units of v is
+ * fkm_cert_cos_extra. Library code and tests share these lines. */
+
+#define FKM_CERT_U64 0x1p-53
+/* An upper bound on ||y|| for every row normalised as fkm_load_row does (||y|| <= 1 + 2^-23,
+ * or 0): the norm the f32 filter's CPU-kernel bound takes for cosine rows (EXACTNESS.md 5.1). */
+#define FKM_CERT_COS_YNORM (1.0 + 0x1p-22)
+
+/* mu_k >= | ||C_k||^2 - 1 |, from ss = a double sum (any order) of the exact squares of an f32
+ * row of d <= 2^22 elements: |ss - ||C||^2| <= gamma^(64)_{d-1} ||C||^2 <= 2 (d + 1) u64 ss.
+ * The four roundings of this evaluation (each relative <= u64, all terms non-negative) are
+ * covered by the factor 1 + 2^-50 >= (1 - u64)^-4, so the value returned is itself a bound. */
+static inline FKM_HD double fkm_cert_cos_mu(double ss, double d)
+{
+    return (fabs(ss - 1.0) + 2.0 * (d + 1.0) * FKM_CERT_U64 * ss) * (1.0 + 0x1p-50);
+}
+
+/* The cosine terms of the bound in units of v, for the best centroid and the largest norm
+ * (both grow with ||C||); mu_max = the largest fkm_cert_cos_mu of the problem's centroids. */
+static inline FKM_HD double fkm_cert_cos_extra(const fkm_cert *c, double xnorm, double best_cnorm, double max_cnorm,
+                                               double mu_max)
+{
+    /* y_j = fl32(fl64(inv x_j)): two roundings, |y_j - inv x_j| <= u_y inv |x_j| + eta32 */
+    const double uy = FKM_CERT_U32 + FKM_CERT_U64 + FKM_CERT_U32 * FKM_CERT_U64;
+    const double rho = 1.0 + 0x1p-30; /* >= 1 / (inv ||x||) for d <= 2^22 */
+    return xnorm * (rho * mu_max + (best_cnorm + max_cnorm) * (uy + rho * FKM_CERT_ETA32 * c->sd));
+}
+
+/* fkm_cert_ok for cosine (EXACTNESS.md 5.1): best and second (or third, for the pair test of
+ * 3.6) are the computed -x.C scores of the raw row, c the tensor pass's dot-product bound
+ * (c->dot = 1), xnorm = ||x|| of the raw row. Zero rows (no inv) are never certified. */
+static inline FKM_HD int fkm_cert_cos_ok(const fkm_cert *c, float best, float second, double xnorm,
+                                         double best_cnorm, double max_cnorm, double mu_max)
+{
+    if (!c->valid || !c->dot || !isfinite(best) || !isfinite(second) || !(max_cnorm <= c->max_cnorm) ||
+        !(xnorm > 0.0) || !(mu_max >= 0.0))
+        return 0;
+    const double t = xnorm + max_cnorm;
+    if (!(4.0 * t * t <= 0x1p126)) return 0; /* the fast pass's intermediates (3.5) */
+    /* (1 + 2^-20): the double evaluation and the computed norms, as in fkm_cert_ok (3.5) */
+    const double bound = (fkm_cert_err(c, xnorm, best_cnorm) + fkm_cert_err(c, xnorm, max_cnorm) +
+                          fkm_cert_cos_extra(c, xnorm, best_cnorm, max_cnorm, mu_max)) *
+                         (1.0 + 0x1p-20);
+    return (double)second - (double)best > bound;
+}
+
 /* A cheaper sufficient test for the common case of a wide gap. For fixed ||c|| = max_cnorm,
  * fkm_cert_err is affine in ||x|| (every term is), and it grows with ||c||, so
  * E(x, c_best) + E(x, c_max) <= 2 (a + b ||x||) with a = E(0, max_cnorm) and

@@ -557,7 +557,7 @@ static const fkm_backend_vtbl cuda_vtbl = {
     cuda_reduce,   cuda_farthest,   cuda_get_label, cuda_get_labels, cuda_transform,    is_device_pointer,
     cuda_copy,     cuda_finalize,   cuda_get_sums,  cuda_get_centroids, 65535,
     cuda_kmeanspp, /* src/cuda/kmeanspp.cu: the CPU's centroids, bitwise */
-    1,             /* precision = exact: l2 and dot on f32/f16/bf16 (exact.cu) */
+    1,             /* precision = exact: l2, cosine and dot on f32/f16/bf16 (exact.cu) */
 };
 
 extern "C" const fkm_backend_vtbl *fkm_cuda_backend(void) { return &cuda_vtbl; }

@@ -25,7 +25,13 @@
  * reductions across threads are minima and comparisons, exact in any order), so the labels
  * are bitwise reproducible. The change count is recounted against a copy of the previous
  * labels. Launching 3 to 5 with grids that read their list lengths on the device saves the
- * host round trips between the stages; with counts of zero they exit at once. */
+ * host round trips between the stages; with counts of zero they exit at once.
+ *
+ * Cosine (EXACTNESS.md 5.1) reuses the dot-product instantiations: the tensor-core pass scores
+ * -x.C on the raw rows, `certify` widens the bound by fkm_cert_cos_extra (the normalisation's
+ * rounding and the centroids' | ||C||^2 - 1 |), and every later stage reads the normalised row
+ * y_j = fl32(fl64(x_j inv)) computed on the fly with the CPU's operations (inv per point, once
+ * per call: no copy of X), then runs the l2 code on (y, C). */
 #include "cuda/exact.cuh"
 
 #include "core/exact.h" /* C declarations with their own extern "C"; cert.h's bound is inline */
@@ -57,7 +63,9 @@ struct fkm_cuda_exact_ws {
     float *best, *second, *third; /* n_total: the fast pass's three smallest scores */
     int32_t *second_idx;       /* n_total: the second's centroid */
     double *xnorm;             /* n_total: ||x|| in double */
+    double *xinv;              /* n_total, cosine only: fkm_load_row's 1/sqrt(sum x_j^2), 0 for a zero row */
     double *cnorm, *cmax;      /* k_total, batch */
+    double *cmu, *mumax;       /* k_total, batch, cosine only: fkm_cert_cos_mu per centroid, its max */
     float *cbias;              /* k_total: fl32(sum c_j^2 in double), the f32 filter's bias */
     unsigned long long *count; /* EX_C_FIXED + 2 batch */
     int64_t *pair_idx;         /* n_total: the pair list (global point indices); reused for the
@@ -80,6 +88,7 @@ struct ex_args {
     int64_t n, d, ld, bstride, k;
     const float *cent, *cbias;
     const double *xnorm, *cnorm, *cmax;
+    const double *xinv; /* cosine: the rows' inverse norms (the stages read y); NULL otherwise */
     double rfac; /* fkm_exact_radius_factor(d) */
     fkm_cert cert_f32;
     const int32_t *second_idx;
@@ -105,10 +114,11 @@ struct ex_args {
 /* ---------------------------------------------------------------- kernels */
 
 /* One warp per row: sqrt of the sum of squares in double (any order: EXACTNESS.md 3.5); with
- * bias != NULL also the sum rounded to f32 (the CPU kernel's bias, 3.3). */
+ * bias != NULL also the sum rounded to f32 (the CPU kernel's bias, 3.3); with mu != NULL the
+ * bound fkm_cert_cos_mu on | sum - 1 | (cosine, 5.1). */
 template <typename T>
 __global__ void row_norms(const T *X, int64_t rows, int64_t d, int64_t ld, int64_t per_problem, int64_t bstride,
-                          double *out, float *bias)
+                          double *out, float *bias, double *mu)
 {
     const int lane = threadIdx.x & 31;
     const int64_t r = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
@@ -123,7 +133,40 @@ __global__ void row_norms(const T *X, int64_t rows, int64_t d, int64_t ld, int64
     if (lane == 0) {
         out[r] = sqrt(s);
         if (bias) bias[r] = (float)s;
+        if (mu) mu[r] = fkm_cert_cos_mu(s, (double)d);
     }
+}
+
+/* One warp per row: inv[r] = 1 / sqrt(sum_j x_j^2) exactly as fkm_load_row computes it (the
+ * squares, exact in double, added in index order; correctly rounded sqrt and division), 0 for
+ * a zero row, so that y_j = fl32(fl64(x_j inv)) is the CPU's normalised row bit for bit (a
+ * zero row stays zero). Lanes load 32 consecutive features (coalesced); every lane then adds
+ * them in order from the shuffles, so the order is the CPU's. The _rn intrinsics keep the
+ * compiler from contracting or reassociating. */
+template <typename T>
+__global__ void row_inv_norms(const T *X, int64_t rows, int64_t d, int64_t ld, int64_t per_problem, int64_t bstride,
+                              double *inv)
+{
+    const int lane = threadIdx.x & 31;
+    const int64_t r = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (r >= rows) return; /* warp-uniform */
+    const T *x = X + (r / per_problem) * bstride + (r % per_problem) * ld;
+    double ss = 0.0;
+    for (int64_t j0 = 0; j0 < d; j0 += 32) {
+        const double v = j0 + lane < d ? fkm_to_double(x[j0 + lane]) : 0.0;
+        const double sq = __dmul_rn(v, v); /* exact: 24-bit significands */
+        const int m = d - j0 < 32 ? (int)(d - j0) : 32;
+        for (int l = 0; l < m; l++) ss = __dadd_rn(ss, __shfl_sync(0xffffffffu, sq, l));
+    }
+    if (lane == 0) inv[r] = ss > 0.0 ? __ddiv_rn(1.0, __dsqrt_rn(ss)) : 0.0;
+}
+
+/* Element v of point i's row as the contract reads it (EXACTNESS.md 1): the stored value as
+ * f32, or for cosine fl32(fl64(v inv)), fkm_load_row's two roundings. */
+template <typename T>
+static __device__ __forceinline__ float ex_value(T v, bool cosine, double inv)
+{
+    return cosine ? __double2float_rn(__dmul_rn(fkm_to_double(v), inv)) : fkm_to_float(v);
 }
 
 /* Appends the lanes of `mask` (all of which must call this) to a list counted by *counter,
@@ -143,8 +186,8 @@ static __device__ __forceinline__ unsigned long long warp_slot(unsigned mask, un
  * whole warps vote. */
 __global__ void certify(fkm_cert cert, const float *best, const float *second, const float *third,
                         const int32_t *labels, const double *xnorm, const double *cnorm, const double *cmax,
-                        int64_t n_total, int64_t n, int64_t k, unsigned long long *count, int64_t *pair_idx,
-                        int64_t *filt_idx)
+                        const double *mumax, int64_t n_total, int64_t n, int64_t k, unsigned long long *count,
+                        int64_t *pair_idx, int64_t *filt_idx)
 {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i - (threadIdx.x & 31) < n_total; i += stride) {
@@ -154,8 +197,15 @@ __global__ void certify(fkm_cert cert, const float *best, const float *second, c
             b = i / n;
             const double xn = xnorm[i], cn = cnorm[b * k + labels[i]], cm = cmax[b];
             const float s1 = best[i];
-            if (!fkm_cert_ok(&cert, s1, second[i], xn, cn, cm))
-                kind = k == 2 || fkm_cert_ok(&cert, s1, third[i], xn, cn, cm) ? 1 : 2;
+            /* cosine (mumax != NULL): the same two tests with the cosine bound (5.1) */
+            const double mu = mumax ? mumax[b] : 0.0;
+            const int ok2 = mumax ? fkm_cert_cos_ok(&cert, s1, second[i], xn, cn, cm, mu)
+                                  : fkm_cert_ok(&cert, s1, second[i], xn, cn, cm);
+            if (!ok2) {
+                const int ok3 = mumax ? fkm_cert_cos_ok(&cert, s1, third[i], xn, cn, cm, mu)
+                                      : fkm_cert_ok(&cert, s1, third[i], xn, cn, cm);
+                kind = k == 2 || ok3 ? 1 : 2;
+            }
         }
         const unsigned pm = __ballot_sync(0xffffffffu, kind == 1), fm = __ballot_sync(0xffffffffu, kind == 2);
         if (kind == 1) pair_idx[warp_slot(pm, count + EX_C_PAIR)] = i;
@@ -217,9 +267,11 @@ __global__ void __launch_bounds__(EX_THREADS) pair_decide(ex_args a)
         }
         const T *x = (const T *)a.X + b * a.bstride + (i - b * n) * a.ld;
         const float *c1 = a.cent + (b * k + i1) * d, *c2 = a.cent + (b * k + i2) * d;
+        const bool cosine = a.xinv != NULL;
+        const double inv = cosine ? a.xinv[i] : 0.0;
         double s1 = 0.0, m1 = 0.0, s2 = 0.0, m2 = 0.0;
         for (int64_t j = lane; j < d; j += 32) {
-            const double xv = fkm_to_double(x[j]);
+            const double xv = (double)ex_value(x[j], cosine, inv);
             ex_term<DOT>(xv, (double)c1[j], s1, m1);
             ex_term<DOT>(xv, (double)c2[j], s2, m2);
         }
@@ -293,6 +345,8 @@ __global__ void __launch_bounds__(EX_THREADS) filter_tiles(ex_args a)
     __shared__ A xs[FT_DC][P + 16 / sizeof(A)];
     __shared__ A cs[FT_DC][FT_Q + 1];
     __shared__ int64_t pts[P];
+    __shared__ double pinv[P]; /* cosine: the points' inverse norms */
+    const bool cosine = a.xinv != NULL;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int64_t n = a.n, d = a.d, k = a.k, b = blockIdx.y;
     const int64_t m = (int64_t)a.count[EX_C_FIXED + (F64 ? gridDim.y : 0) + b];
@@ -301,7 +355,10 @@ __global__ void __launch_bounds__(EX_THREADS) filter_tiles(ex_args a)
     const int64_t *list = (F64 ? a.filt64_idx : a.filt_idx) + b * n;
     for (int64_t t0 = (int64_t)blockIdx.x * P; t0 < m; t0 += (int64_t)gridDim.x * P) {
         __syncthreads(); /* the previous tile's readers of pts are done */
-        if (tid < P) pts[tid] = t0 + tid < m ? list[t0 + tid] - b * n : -1;
+        if (tid < P) {
+            pts[tid] = t0 + tid < m ? list[t0 + tid] - b * n : -1;
+            pinv[tid] = cosine && t0 + tid < m ? a.xinv[list[t0 + tid]] : 0.0;
+        }
         __syncthreads();
         ex_state<A> st[PP];
 #pragma unroll
@@ -318,7 +375,7 @@ __global__ void __launch_bounds__(EX_THREADS) filter_tiles(ex_args a)
                 for (int e = tid; e < P * FT_DC; e += EX_THREADS) {
                     const int p = e / FT_DC, jj = e % FT_DC;
                     const int64_t r = pts[p], j = j0 + jj;
-                    xs[jj][p] = r >= 0 && j < d ? (A)fkm_to_float(Xb[r * a.ld + j]) : (A)0;
+                    xs[jj][p] = r >= 0 && j < d ? (A)ex_value(Xb[r * a.ld + j], cosine, pinv[p]) : (A)0;
                 }
                 for (int e = tid; e < FT_Q * FT_DC; e += EX_THREADS) {
                     const int c = e / FT_DC, jj = e % FT_DC;
@@ -369,8 +426,10 @@ __global__ void __launch_bounds__(EX_THREADS) filter_tiles(ex_args a)
             if (F64) {
                 if (st[p].lo2 > st[p].hi) a.labels[i] = st[p].c1;
                 else to_host(i, 0, a.count, a.host_idx);
-            } else if (fkm_cert_ok(&a.cert_f32, (float)st[p].lo1, (float)st[p].lo2, a.xnorm[i],
-                                   a.cnorm[b * k + st[p].c1], a.cmax[b])) {
+            } else if (fkm_cert_ok(&a.cert_f32, (float)st[p].lo1, (float)st[p].lo2,
+                                   /* cosine: the f32 scores are of y, whose norm is at most this */
+                                   cosine ? FKM_CERT_COS_YNORM : a.xnorm[i], a.cnorm[b * k + st[p].c1],
+                                   a.cmax[b])) {
                 a.labels[i] = st[p].c1;
             } else {
                 atomicAdd(a.count + EX_C_FILTER64, 1ull);
@@ -380,15 +439,16 @@ __global__ void __launch_bounds__(EX_THREADS) filter_tiles(ex_args a)
     }
 }
 
-/* rows[j] = the f32 row of point idx[j] (exact conversion from f32/f16/bf16). */
+/* rows[j] = the f32 row of point idx[j] (exact conversion from f32/f16/bf16), normalised as
+ * fkm_load_row does when xinv != NULL (cosine). */
 template <typename T>
 __global__ void gather_rows(const T *X, int64_t d, int64_t ld, int64_t n, int64_t bstride, const int64_t *idx,
-                            int64_t m, float *rows)
+                            int64_t m, const double *xinv, float *rows)
 {
     for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < m * d;
          t += (int64_t)gridDim.x * blockDim.x) {
         const int64_t j = t / d, c = t % d, i = idx[j];
-        rows[t] = fkm_to_float(X[(i / n) * bstride + (i % n) * ld + c]);
+        rows[t] = ex_value(X[(i / n) * bstride + (i % n) * ld + c], xinv != NULL, xinv ? xinv[i] : 0.0);
     }
 }
 
@@ -428,8 +488,11 @@ void fkm_cuda_exact_destroy(fkm_cuda_exact_ws *ws)
     cudaFree(ws->third);
     cudaFree(ws->second_idx);
     cudaFree(ws->xnorm);
+    cudaFree(ws->xinv);
     cudaFree(ws->cnorm);
     cudaFree(ws->cmax);
+    cudaFree(ws->cmu);
+    cudaFree(ws->mumax);
     cudaFree(ws->count);
     cudaFree(ws->pair_idx);
     cudaFree(ws->filt_idx);
@@ -449,17 +512,16 @@ void fkm_cuda_exact_destroy(fkm_cuda_exact_ws *ws)
 fkm_status fkm_cuda_exact_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_cuda_exact_ws **out)
 {
     *out = NULL;
-    /* cosine: the tensor-core kernels score -x.c on the raw rows, which the bound of
-     * EXACTNESS.md 5 does not cover yet; f64: the FFMA path has no top-3 variant yet */
-    if (pb->metric == FKM_METRIC_COSINE)
-        return fkm_fail(ctx, FKM_E_UNSUPPORTED, "precision = exact with metric cosine is not available on the cuda "
-                                                "backend yet (use the cpu backend)");
+    /* f64: the FFMA path has no top-3 variant yet */
     if (pb->dtype == FKM_F64)
         return fkm_fail(ctx, FKM_E_UNSUPPORTED, "precision = exact with f64 input is not available on the cuda "
                                                 "backend yet (use the cpu backend)");
     fkm_cuda_exact_ws *ws = (fkm_cuda_exact_ws *)calloc(1, sizeof *ws);
     if (!ws) return fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for the exact-mode workspace");
-    ws->cert = fkm_cert_tensor((long long)pb->d, pb->metric == FKM_METRIC_DOT, (int)pb->dtype);
+    /* cosine: the tensor-core pass scores -x.c on the raw rows (cn = 0, alpha = 1), so its
+     * error is the dot product's; fkm_cert_cos_ok adds the normalisation's terms (5.1) */
+    const int cosine = pb->metric == FKM_METRIC_COSINE;
+    ws->cert = fkm_cert_tensor((long long)pb->d, pb->metric != FKM_METRIC_L2, (int)pb->dtype);
     ws->cert_f32 = fkm_cert_cpu((long long)pb->d, pb->metric == FKM_METRIC_DOT);
     ws->n_total = pb->n * pb->batch;
     ws->k_total = pb->k * pb->batch;
@@ -489,6 +551,11 @@ fkm_status fkm_cuda_exact_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_cu
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->xnorm, n * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cnorm, (size_t)ws->k_total * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cmax, (size_t)pb->batch * sizeof(double)), s, fail);
+    if (cosine) {
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->xinv, n * sizeof(double)), s, fail);
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cmu, (size_t)ws->k_total * sizeof(double)), s, fail);
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->mumax, (size_t)pb->batch * sizeof(double)), s, fail);
+    }
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->count, ncount * sizeof(unsigned long long)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->pair_idx, n * sizeof(int64_t)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->filt_idx, n * sizeof(int64_t)), s, fail);
@@ -520,8 +587,13 @@ static fkm_status launch_row_norms(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fk
 {
     const int64_t rows = ws->n_total, per_block = EX_THREADS / 32;
     row_norms<T><<<(unsigned)fkm_ceil_div(rows, per_block), EX_THREADS, 0, stream>>>(
-        (const T *)pb->X, rows, pb->d, pb->ld, pb->n, pb->batch_stride, ws->xnorm, NULL);
+        (const T *)pb->X, rows, pb->d, pb->ld, pb->n, pb->batch_stride, ws->xnorm, NULL, NULL);
     FKM_CUDA_LAUNCHED(ctx, "row_norms");
+    if (ws->xinv) {
+        row_inv_norms<T><<<(unsigned)fkm_ceil_div(rows, per_block), EX_THREADS, 0, stream>>>(
+            (const T *)pb->X, rows, pb->d, pb->ld, pb->n, pb->batch_stride, ws->xinv);
+        FKM_CUDA_LAUNCHED(ctx, "row_inv_norms");
+    }
     return FKM_OK;
 }
 
@@ -532,7 +604,7 @@ static fkm_status launch_device_stages(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, cons
 {
     const ex_args a = {pb->X,        pb->n,          pb->d,     pb->ld,    pb->batch_stride,
                        pb->k,        cent,           ws->cbias, ws->xnorm, ws->cnorm,
-                       ws->cmax,     fkm_exact_radius_factor(pb->d), ws->cert_f32, ws->second_idx,
+                       ws->cmax,     ws->xinv,       fkm_exact_radius_factor(pb->d), ws->cert_f32, ws->second_idx,
                        labels,       ws->count,      ws->pair_idx, ws->filt_idx, ws->filt64_idx,
                        ws->host_idx};
     pair_decide<T, DOT><<<ws->pair_blocks, EX_THREADS, 0, stream>>>(a);
@@ -548,6 +620,7 @@ template <typename T>
 static fkm_status launch_device_stages_any(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fkm_dev_problem *pb,
                                            const float *cent, int32_t *labels, cudaStream_t stream)
 {
+    /* cosine takes the l2 stages: they score (y, C) with y read through ex_value */
     return pb->metric == FKM_METRIC_DOT ? launch_device_stages<T, true>(ctx, ws, pb, cent, labels, stream)
                                         : launch_device_stages<T, false>(ctx, ws, pb, cent, labels, stream);
 }
@@ -557,7 +630,7 @@ static fkm_status launch_gather(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fkm_d
                                 int64_t m, cudaStream_t stream)
 {
     gather_rows<T><<<blocks_for(m * pb->d), EX_THREADS, 0, stream>>>((const T *)pb->X, pb->d, pb->ld, pb->n,
-                                                                     pb->batch_stride, idx, m, ws->rows);
+                                                                     pb->batch_stride, idx, m, ws->xinv, ws->rows);
     FKM_CUDA_LAUNCHED(ctx, "gather_rows");
     return FKM_OK;
 }
@@ -628,9 +701,11 @@ fkm_status fkm_cuda_exact_assign(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_a
     }
     /* centroid norms (rows of cent, f32), each problem's largest, and the f32 filter's bias */
     row_norms<float><<<(unsigned)fkm_ceil_div(ws->k_total, EX_THREADS / 32), EX_THREADS, 0, stream>>>(
-        cent, ws->k_total, pb->d, pb->d, ws->k_total, 0, ws->cnorm, ws->cbias);
+        cent, ws->k_total, pb->d, pb->d, ws->k_total, 0, ws->cnorm, ws->cbias, ws->cmu);
     FKM_CUDA_LAUNCHED(ctx, "row_norms(centroids)");
     if ((s = fkm_cuda_max_per_problem(ctx, ws->cnorm, pb->k, pb->batch, ws->cmax, stream)) != FKM_OK) return s;
+    if (ws->cmu && (s = fkm_cuda_max_per_problem(ctx, ws->cmu, pb->k, pb->batch, ws->mumax, stream)) != FKM_OK)
+        return s;
 
     FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->prev, labels, (size_t)ws->n_total * sizeof(int32_t),
                                       cudaMemcpyDeviceToDevice, stream));
@@ -641,7 +716,8 @@ fkm_status fkm_cuda_exact_assign(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_a
     FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->count, 0, (size_t)(EX_C_FIXED + 2 * pb->batch) * sizeof(unsigned long long),
                                       stream));
     certify<<<blocks_for(ws->n_total), EX_THREADS, 0, stream>>>(ws->cert, ws->best, ws->second, ws->third, labels,
-                                                                ws->xnorm, ws->cnorm, ws->cmax, ws->n_total, pb->n,
+                                                                ws->xnorm, ws->cnorm, ws->cmax, ws->mumax,
+                                                                ws->n_total, pb->n,
                                                                 pb->k, ws->count, ws->pair_idx, ws->filt_idx);
     FKM_CUDA_LAUNCHED(ctx, "certify");
     if (pb->dtype == FKM_F16) s = launch_device_stages_any<__half>(ctx, ws, pb, cent, labels, stream);
