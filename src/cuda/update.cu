@@ -710,9 +710,11 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
                                 }
                             }
                             for (int off = 1; off < LPR; off <<= 1) o += __shfl_xor_sync(0xffffffffu, o, off);
-                            if (CT > 1) {
-                                if (ct > 0 && valid) o = saux[r] + o;
-                                if (!last && valid && lir == 0) saux[r] = o;
+                            /* only the group's lane lir == 0 uses o below, so only it reads and
+                             * writes saux[r]: no lane reads what another writes (racecheck) */
+                            if (CT > 1 && valid && lir == 0) {
+                                if (ct > 0) o = saux[r] + o;
+                                if (!last) saux[r] = o;
                             }
                             if (last && valid && lir == 0) {
                                 const double po = a.dot ? -o : o;
