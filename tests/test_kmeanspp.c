@@ -503,6 +503,12 @@ static void check_gpu_equals_cpu(fkm_ctx *gpu)
         CHECK(fkm_kmeanspp(gpu, &p, X, g->dtype, g->n, g->d, g->d, w, R) == FKM_OK, "gpu: %s", fkm_last_error(gpu));
         CHECK(fkm_kmeanspp(cpu, &p, X, g->dtype, g->n, g->d, g->d, w, B) == FKM_OK, "cpu: %s", fkm_last_error(cpu));
         CHECK(memcmp(A, R, kd * sizeof *A) == 0, "case %zu: two GPU runs differ", c);
+        /* the GPU pass works on groups of chunks (2M points): groups of one chunk here, so that
+         * these small problems cross group boundaries, and the result must not change */
+        setenv("FLASHKM_KPP_GROUP_CHUNKS", "1", 1);
+        CHECK(fkm_kmeanspp(gpu, &p, X, g->dtype, g->n, g->d, g->d, w, R) == FKM_OK, "gpu: %s", fkm_last_error(gpu));
+        unsetenv("FLASHKM_KPP_GROUP_CHUNKS");
+        CHECK(memcmp(A, R, kd * sizeof *A) == 0, "case %zu: groups of one chunk change the GPU result", c);
         int64_t first_diff = -1;
         for (int64_t q = 0; q < g->k && first_diff < 0; q++)
             if (memcmp(A + q * g->d, B + q * g->d, (size_t)g->d * sizeof *A) != 0) first_diff = q;

@@ -10,12 +10,13 @@
  *  - the uniforms do not depend on the data (T per step, drawn in order from the seeded
  *    generator, whatever the search finds), so the host draws them all up front and copies
  *    them once;
- *  - per step, one fused pass over X (kpp_pass, one block per chunk) finishes the previous
- *    step, D = min(D, d(x, newest centre)) (D kept in f32: it only ever holds f32 distances),
- *    and computes the distances to the T candidates (those pruning leaves); one warp of the
- *    block adds w * min(D, d_t) point by point in double for each candidate (the CPU's
- *    order) while the other warps compute the next sub-chunk, and it stores the running sums
- *    every KPP_SEG points (checkpoints);
+ *  - per step, one pass over X (kpp_pass: three kernels per group of chunks) finishes the
+ *    previous step, D = min(D, d(x, newest centre)) (D kept in f32: it only ever holds f32
+ *    distances), and computes the distances to the T candidates: kpp_mark lists the points
+ *    that pruning leaves, kpp_rows computes their distances, one listed point per thread
+ *    over the whole GPU, and kpp_sums, one block per chunk, adds w * min(D, d_t) point by
+ *    point in double for each candidate (the CPU's order), storing the running sums every
+ *    KPP_SEG points (checkpoints);
  *  - one single-block kernel (kpp_tail) adds the chunk sums in chunk order (each candidate's
  *    potential, the chunk offsets), keeps the best candidate (the first on ties), and samples
  *    the next T candidates: the chunk, then the segment, holding the first prefix sum >= u *
@@ -33,9 +34,8 @@
  * centres chosen so far to the pass's T + 1 rows; in the pass, a point whose every row is
  * proved (triangle inequality with rounding margins) no closer than D needs no distance:
  * min(D, d_t) == D bit for bit, so it contributes D to every sum and its row is not read.
- * The other points are listed per sub-chunk and computed by full warps exactly as before, so
- * every value the summing warp adds is unchanged, pruned or not (FLASHKM_KPP_NO_PRUNE=1 turns
- * it off to compare). Three launches per step; the stream is synchronised once. */
+ * The other points are listed and computed in full, so every value the sums add is unchanged,
+ * pruned or not (FLASHKM_KPP_NO_PRUNE=1 turns it off to compare). Five launches per step and group; the stream is synchronised once. */
 #include "cuda/kmeanspp.cuh"
 
 extern "C" {
@@ -51,17 +51,10 @@ extern "C" {
 #define KPP_SEG 64                         /* points per checkpoint */
 #define KPP_SEGS (KPP_CHUNK / KPP_SEG)
 #define KPP_MAXT FKM_KPP_LANES             /* most candidates per step (the CPU's cap) */
-#define KPP_CWARPS 8                       /* computing warps of a pass block (+1 summing warp) */
-#define KPP_CTHREADS (KPP_CWARPS * 32)
-#define KPP_PPT 2                          /* points per computing thread and sub-chunk */
-#define KPP_SUB (KPP_CTHREADS * KPP_PPT)   /* points per sub-chunk */
 #define KPP_DTILE 256                      /* most candidate features staged in shared memory at once */
-#define KPP_DEPTH1 2                       /* pieces of a row in flight, one listed row per thread */
-#define KPP_DEPTH2 1                       /* the same, two listed rows per thread */
 #define KPP_TAIL_THREADS (KPP_MAXT * KPP_SEG)
 #define KPP_TAIL_TILE 256                  /* chunks per shared-memory tile of the tail */
 
-static_assert(KPP_CHUNK % KPP_SUB == 0 && KPP_SUB % KPP_SEG == 0, "sub-chunks hold whole segments");
 static_assert(KPP_DTILE % 8 == 0, "a tile holds whole 16-byte pieces of every dtype");
 
 /* What every kernel of one k-means++ run reads; all pointers are device memory. */
@@ -80,6 +73,11 @@ struct kpp_args {
     double *off;          /* nchunks x tc: sum of the chunks before, per candidate */
     double *cp;           /* nchunks x KPP_SEGS x tc: running sums at segment ends */
     float *C;             /* k x d: the centroids chosen */
+    /* the pass's group (kpp_mark -> kpp_rows -> kpp_sums) */
+    int *nlist;           /* 1: points listed so far in the group (0 between groups) */
+    int32_t *slot;        /* group point: its place in list, or -1 (needs no distance) */
+    int32_t *list;        /* the group's points needing a distance (group-local numbers) */
+    float *vals;          /* place x T: min(D, d_t) for each candidate of a listed point */
     int T;                /* candidates per step */
     /* pruning (core/kpp_prune.h) */
     fkm_kpp_prune prune;  /* the test's constants (factor 0: pruning off) */
@@ -87,7 +85,7 @@ struct kpp_args {
     float *cc;            /* k x (T + 1): computed distance from centre a to row s of cand */
     float *ccmin;         /* k: each row of cc folded (fkm_kpp_fold) */
     int64_t newest;       /* index in C of the newest centre (slot 0 of cand) */
-    unsigned long long *stats; /* 2: rows read, (point, row) pairs left by the test; or NULL */
+    unsigned long long *stats; /* 2: rows read, (point, row) pairs left by the test */
 };
 
 /* ---------------------------------------------------------------- rows as the CPU sees them */
@@ -156,6 +154,19 @@ template <typename T> __global__ void kpp_inv_norms(const void *X, int64_t n, in
 
 /* ---------------------------------------------------------------- the per-step pass */
 
+/* The pass is three kernels over one group of chunks (at most KPP_GROUP_CHUNKS, which bounds
+ * the workspace): kpp_mark lists the points needing a distance, kpp_rows computes them
+ * spread evenly over the whole GPU, and kpp_sums adds every point's values in the CPU's
+ * order. (One block per chunk doing all three, the earlier design, left each block waiting
+ * on its listed rows' memory latencies one sub-chunk after another: 123 us per step on the
+ * H100 for 16% of the rows read.) */
+#define KPP_GROUP_CHUNKS 512               /* chunks per group: 2M points */
+#define KPP_MARK_THREADS 1024              /* kpp_mark: threads of a block */
+#define KPP_MARK_PPT 4                     /* kpp_mark: points per thread */
+#define KPP_ROWS_THREADS 256               /* kpp_rows: threads of a block, one listed row each */
+#define KPP_ROWS_BLOCKS 3                  /* kpp_rows: blocks per SM aimed at */
+#define KPP_ROWS_DEPTH 4                   /* kpp_rows: 16-byte pieces of a row in flight */
+
 /* Candidate features [j0, j0 + ctile) transposed into cs (feature-major, stride NCP). */
 template <int NC, int NCP>
 __device__ void kpp_stage(const kpp_args &a, int64_t j0, float *cs, int t, int nthreads)
@@ -167,17 +178,13 @@ __device__ void kpp_stage(const kpp_args &a, int64_t j0, float *cs, int t, int n
     }
 }
 
-/* Barrier of the computing warps only (the summing warp runs on meanwhile). */
-__device__ __forceinline__ void kpp_compute_barrier() { asm volatile("bar.sync 1, %0;" ::"n"(KPP_CTHREADS) : "memory"); }
-
-/* Adds the features [j0, j0 + jend) of the R listed rows xr (KPP_PPT slots, R used) to their
- * NC accumulators, against the candidate tile cs; u = x - c and fma(u, u, acc) in feature
- * order, the CPU's arithmetic. P 16-byte pieces of each row are in flight (a ring: piece
- * q + P is requested when piece q is converted), so a row costs nfeat / (E P) memory
- * latencies, not one per piece. */
+/* Adds the features [j0, j0 + jend) of the R rows xr to their NC accumulators, against the
+ * candidate tile cs; u = x - c and fma(u, u, acc) in feature order, the CPU's arithmetic.
+ * P 16-byte pieces of each row are in flight (a ring: piece q + P is requested when piece q
+ * is converted), so a row costs nfeat / (E P) memory latencies, not one per piece. */
 template <typename T, int NC, int NCP, int R, int P>
-__device__ __forceinline__ void kpp_tile(const T *const (&xr)[KPP_PPT], const double (&inv)[KPP_PPT], bool cosine,
-                                         int64_t j0, int64_t jend, const float *cs, float (&acc)[KPP_PPT][NC])
+__device__ __forceinline__ void kpp_tile(const T *const (&xr)[R], const double (&inv)[R], bool cosine, int64_t j0,
+                                         int64_t jend, const float *cs, float (&acc)[R][NC])
 {
     constexpr int E = 16 / (int)sizeof(T);
     uint4 raw[P][R];
@@ -218,227 +225,202 @@ __device__ __forceinline__ void kpp_tile(const T *const (&xr)[KPP_PPT], const do
     }
 }
 
-/* Shared memory of a pass block besides the dynamic part (candidate tile, double buffer):
- * the chunk's D at the pass's start, the chunk's lists of points needing a distance (one
- * per sub-chunk, in point order), the need ballots and their prefix offsets. */
-#define KPP_RPT (KPP_CHUNK / KPP_CTHREADS) /* points per computing thread and chunk */
-#define KPP_WORDS (KPP_CHUNK / 32)         /* ballots (32 points) per chunk */
-#define KPP_SUBW (KPP_SUB / 32)            /* ballots per sub-chunk */
-#define KPP_NSUB (KPP_CHUNK / KPP_SUB)
-#define KPP_CLS_BATCH 8                    /* points classified at once by a thread */
-static_assert(KPP_CHUNK % KPP_CTHREADS == 0 && KPP_RPT <= 32 && KPP_RPT == KPP_NSUB * KPP_PPT,
-              "a thread's points of a chunk: one bit each, KPP_PPT per sub-chunk");
-static_assert(KPP_RPT % KPP_CLS_BATCH == 0, "whole batches");
-static_assert(KPP_WORDS <= KPP_CTHREADS + 32, "one thread per ballot for the offsets");
-struct kpp_pass_smem {
-    float D[KPP_CHUNK];
-    uint16_t list[KPP_CHUNK];
-    unsigned ballot[KPP_WORDS];
-    int woff[KPP_WORDS];
-    int nl[KPP_NSUB];
-};
-
-#define KPP_PREFETCH_MAX 8                             /* needed rows of a warp up to which they are prefetched */
-#define KPP_PREFETCH_SUB (KPP_PREFETCH_MAX * KPP_SUB / 32) /* the same density over a sub-chunk's list */
-static_assert(KPP_PREFETCH_SUB <= KPP_CTHREADS, "one prefetched row per computing thread");
-
-/* Prefetches a row into L2: the few warps that compute a sparse list would otherwise wait
- * for memory with nothing to hide them. */
-template <typename T> __device__ __forceinline__ void kpp_prefetch(const kpp_args &a, int64_t i)
-{
-    const char *row = (const char *)((const T *)a.X + i * a.ld);
-    for (int64_t o = 0; o < a.nfeat * (int64_t)sizeof(T); o += 32) asm volatile("prefetch.global.L2 [%0];" ::"l"(row + o));
-}
-
-/* The whole chunk's classification, by the computing threads, before any distance: point
- * p = tid + r * KPP_CTHREADS (r < KPP_RPT, so sub-chunk r / KPP_PPT) needs a distance when
- * some row of cand (slot 0 the newest centre, then the candidates) is not proved by
+/* 1. Which points of the group (gp0, gn points) need a distance: point i does when some
+ * row of cand (slot 0 the newest centre, then the candidates) is not proved by
  * fkm_kpp_pruned to be no closer than D, from the rows' distances to the point's centre
  * (a.cc; the common case of every row far takes one test, against the fold a.ccmin). The
- * loads of all KPP_RPT points are independent, so their latencies overlap. Sets bit r of
- * *needbits, the ballots, sm.D; adds the pairs left to *needed; prefetches the needed rows
- * of the first two sub-chunks where sparse. */
-template <typename T, int NC>
-__device__ void kpp_classify(const kpp_args &a, int64_t base, int cnt, kpp_pass_smem &sm, unsigned &needbits,
-                             unsigned &needed)
+ * needed points get consecutive places in a.list (group-local point numbers) and a.slot[l]
+ * their place (-1: none). One atomic per block takes the block's places: the list's order
+ * depends on the blocks' timing, but no value does (kpp_rows computes each listed point
+ * alone, kpp_sums adds in point order). Adds the rows to read and the (point, row) pairs
+ * left to a.stats. */
+__global__ void __launch_bounds__(KPP_MARK_THREADS) kpp_mark(kpp_args a, int64_t gp0, int64_t gn, int nc)
 {
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    needbits = 0;
+    constexpr int NW = KPP_MARK_THREADS / 32;
+    __shared__ int wsum[NW];
+    __shared__ unsigned wpairs[NW];
+    __shared__ int block_base;
+    const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+    const int64_t l0 = (int64_t)blockIdx.x * KPP_MARK_THREADS * KPP_MARK_PPT;
+    float Dv[KPP_MARK_PPT];
+    int nr[KPP_MARK_PPT];
 #pragma unroll
-    for (int r0 = 0; r0 < KPP_RPT; r0 += KPP_CLS_BATCH) { /* KPP_CLS_BATCH points' loads at once */
-        float Dv[KPP_CLS_BATCH], lim[KPP_CLS_BATCH], cm[KPP_CLS_BATCH];
-        int nr[KPP_CLS_BATCH];
+    for (int r = 0; r < KPP_MARK_PPT; r++) { /* all loads first: their latencies overlap */
+        const int64_t l = l0 + tid + r * KPP_MARK_THREADS;
+        Dv[r] = l < gn ? a.D[gp0 + l] : 0.0f;
+        nr[r] = l < gn ? a.near[gp0 + l] : 0;
+    }
+    unsigned needbits = 0, pairs = 0;
 #pragma unroll
-        for (int k = 0; k < KPP_CLS_BATCH; k++) {
-            const int p = tid + (r0 + k) * KPP_CTHREADS;
-            Dv[k] = p < cnt ? a.D[base + p] : 0.0f;
-            nr[k] = p < cnt ? a.near[base + p] : 0;
+    for (int r = 0; r < KPP_MARK_PPT; r++) {
+        const int64_t l = l0 + tid + r * KPP_MARK_THREADS;
+        if (l >= gn) continue;
+        const float lim = fkm_kpp_prune_limit(&a.prune, Dv[r]);
+        int nn = nc;
+        if (lim < INFINITY) { /* near is set only where D is finite */
+            nn = 0;
+            if (!fkm_kpp_pruned(lim, a.ccmin[nr[r]]))
+                for (int s = 0; s < nc; s++) nn += !fkm_kpp_pruned(lim, a.cc[(int64_t)nr[r] * nc + s]);
         }
+        pairs += (unsigned)nn;
+        needbits |= (unsigned)(nn > 0) << r;
+    }
+    /* the block's exclusive prefix of the counts: within the warp, then across warps */
+    const int mine = __popc(needbits);
+    int incl = mine;
 #pragma unroll
-        for (int k = 0; k < KPP_CLS_BATCH; k++) {
-            lim[k] = fkm_kpp_prune_limit(&a.prune, Dv[k]);
-            cm[k] = lim[k] < INFINITY ? a.ccmin[nr[k]] : 0.0f; /* near is set only where D is finite */
+    for (int o = 1; o < 32; o *= 2) {
+        const int v = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += v;
+    }
+    const unsigned wp = __reduce_add_sync(0xffffffffu, pairs);
+    if (lane == 31) wsum[warp] = incl;
+    if (lane == 0) wpairs[warp] = wp;
+    __syncthreads();
+    if (warp == 0) {
+        const int v = lane < NW ? wsum[lane] : 0;
+        int s = v;
+#pragma unroll
+        for (int o = 1; o < 32; o *= 2) {
+            const int u = __shfl_up_sync(0xffffffffu, s, o);
+            if (lane >= o) s += u;
         }
+        const unsigned pb = __reduce_add_sync(0xffffffffu, lane < NW ? wpairs[lane] : 0u);
+        if (lane < NW) wsum[lane] = s - v; /* the warps' exclusive offsets */
+        if (lane == NW - 1) {
+            block_base = s > 0 ? atomicAdd(a.nlist, s) : 0;
+            atomicAdd(&a.stats[0], (unsigned long long)s); /* every listed row is read once */
+            atomicAdd(&a.stats[1], (unsigned long long)pb);
+        }
+    }
+    __syncthreads();
+    int pos = block_base + wsum[warp] + incl - mine;
 #pragma unroll
-        for (int k = 0; k < KPP_CLS_BATCH; k++) {
-            const int r = r0 + k, p = tid + r * KPP_CTHREADS;
-            bool need = false;
-            if (p < cnt) {
-                sm.D[p] = Dv[k];
-                int nn = NC;
-                if (lim[k] < INFINITY) {
-                    nn = 0;
-                    if (!fkm_kpp_pruned(lim[k], cm[k]))
-                        for (int s = 0; s < NC; s++) nn += !fkm_kpp_pruned(lim[k], a.cc[(int64_t)nr[k] * NC + s]);
-                }
-                needed += (unsigned)nn;
-                need = nn > 0;
-            }
-            const unsigned b = __ballot_sync(0xffffffffu, need);
-            if (lane == 0) sm.ballot[r * KPP_CWARPS + warp] = b; /* points 32 (r KPP_CWARPS + warp) + 0..31 */
-            needbits |= (unsigned)need << r;
-            if (r < 2 * KPP_PPT && need && __popc(b) <= KPP_PREFETCH_MAX) kpp_prefetch<T>(a, base + p);
+    for (int r = 0; r < KPP_MARK_PPT; r++) {
+        const int64_t l = l0 + tid + r * KPP_MARK_THREADS;
+        if (l >= gn) continue;
+        if ((needbits >> r) & 1u) {
+            a.slot[l] = pos;
+            a.list[pos++] = (int)l;
+        } else {
+            a.slot[l] = -1;
         }
     }
 }
 
-/* Sub-chunk `sb` of the chunk at `base`, by the computing threads: the values the summing
- * warp adds (min(D, d_t) for each candidate, then w, per point, into out) and the update of
- * D (and near) by the newest centre (slot 0).
- *
- * Pruning (core/kpp_prune.h): a point that needs no distance (bit of needbits, from
- * kpp_classify) gets D for every candidate and keeps D, its row unread. The others, listed
- * in point order (lst, nl entries), are computed by full warps, KPP_PPT per thread, all NC
- * rows each: a pruned row of a listed point costs arithmetic but changes no value, since its
- * min with D is D. Counts the rows read in *read. */
-template <typename T, int NC, int NCP>
-__device__ void kpp_sub(const kpp_args &a, int64_t base, int cnt, int sb, float *cs, float *out, bool one_tile,
-                        unsigned need2, const uint16_t *lst, int nl, const float *sD, unsigned &read)
+/* 2. The listed points' distances, one per thread, spread over the whole GPU: for listed
+ * point i the values the sums add (min(D, d_t) for each candidate, with D the newest
+ * centre's minimum) into a.vals at its place, and the update of D (and near) by the newest
+ * centre (slot 0). Blocks walk the list by whole blocks (barriers around the candidate
+ * tiles when the candidates do not fit one). */
+template <typename T, int NC>
+__global__ void __launch_bounds__(KPP_ROWS_THREADS, KPP_ROWS_BLOCKS) kpp_rows(kpp_args a, int64_t gp0)
 {
-    constexpr int TT = NC - 1;
-    const bool cosine = a.inv != nullptr;
-    const int tid = threadIdx.x, warp = tid / 32;
-
-    /* 1. the points needing no distance */
+    constexpr int TT = NC - 1, NCP = (NC + 3) / 4 * 4;
+    extern __shared__ __align__(16) float kpp_sm[];
+    float *cs = kpp_sm; /* ctile x NCP */
+    const int64_t count = *a.nlist;
+    const bool cosine = a.inv != nullptr, one_tile = a.nfeat <= a.ctile;
+    const int tid = threadIdx.x;
+    if ((int64_t)blockIdx.x * KPP_ROWS_THREADS >= count) return; /* whole blocks */
+    if (one_tile) {
+        kpp_stage<NC, NCP>(a, 0, cs, tid, KPP_ROWS_THREADS);
+        __syncthreads();
+    }
+    for (int64_t q0 = (int64_t)blockIdx.x * KPP_ROWS_THREADS; q0 < count; q0 += (int64_t)gridDim.x * KPP_ROWS_THREADS) {
+        const int64_t q = q0 + tid;
+        const bool has = q < count;
+        const int64_t i = gp0 + (has ? a.list[q] : 0);
+        const T *const xr[1] = {(const T *)a.X + i * a.ld};
+        const double inv[1] = {cosine && has ? a.inv[i] : 1.0};
+        const float D = has ? a.D[i] : 0.0f;
+        float acc[1][NC];
 #pragma unroll
-    for (int r = 0; r < KPP_PPT; r++) {
-        const int p = tid + r * KPP_CTHREADS;
-        if (sb + p < cnt && !((need2 >> r) & 1u)) {
-            const int64_t i = base + sb + p;
-            const float D = sD[sb + p];
-            float *o = out + p * NC;
-#pragma unroll
-            for (int t = 0; t < TT; t++) o[t] = D;
-            o[TT] = a.w ? a.w[i] : 1.0f;
+        for (int s = 0; s < NC; s++) acc[0][s] = 0.0f;
+        for (int64_t j0 = 0; j0 < a.nfeat; j0 += a.ctile) {
+            if (!one_tile) { /* every thread stages and waits, listed point or not */
+                __syncthreads(); /* everyone is done with the previous tile */
+                kpp_stage<NC, NCP>(a, j0, cs, tid, KPP_ROWS_THREADS);
+                __syncthreads();
+            }
+            if (has) kpp_tile<T, NC, NCP, 1, KPP_ROWS_DEPTH>(xr, inv, cosine, j0, min(a.nfeat - j0, a.ctile), cs, acc);
         }
-    }
-
-    /* 2. the listed points: entries tid + r * KPP_CTHREADS; R (uniform over the warp) of them
-     * per thread, the lanes past the list's end computing a dummy row */
-    const int R = warp * 32 + KPP_CTHREADS < nl ? 2 : warp * 32 < nl ? 1 : 0;
-    static_assert(KPP_PPT == 2, "R takes the values 0, 1, 2");
-    const T *xr[KPP_PPT];
-    double inv[KPP_PPT];
-    bool ok[KPP_PPT];
-    int pp[KPP_PPT];
-#pragma unroll
-    for (int r = 0; r < KPP_PPT; r++) {
-        const int q = tid + r * KPP_CTHREADS;
-        ok[r] = q < nl;
-        pp[r] = ok[r] ? lst[q] : 0;
-        const int64_t i = base + sb + pp[r];
-        xr[r] = (const T *)a.X + i * a.ld;
-        inv[r] = cosine && r < R ? a.inv[i] : 1.0;
-    }
-    float acc[KPP_PPT][NC];
-#pragma unroll
-    for (int r = 0; r < KPP_PPT; r++)
-#pragma unroll
-        for (int s = 0; s < NC; s++) acc[r][s] = 0.0f;
-    for (int64_t j0 = 0; j0 < a.nfeat; j0 += a.ctile) {
-        if (!one_tile) { /* every computing thread stages and waits, listed points or not */
-            kpp_compute_barrier(); /* everyone is done with the previous tile */
-            kpp_stage<NC, NCP>(a, j0, cs, tid, KPP_CTHREADS);
-            kpp_compute_barrier();
-        }
-        const int64_t jend = min(a.nfeat - j0, a.ctile);
-        if (R == 2) kpp_tile<T, NC, NCP, 2, KPP_DEPTH2>(xr, inv, cosine, j0, jend, cs, acc);
-        else if (R == 1) kpp_tile<T, NC, NCP, 1, KPP_DEPTH1>(xr, inv, cosine, j0, jend, cs, acc);
-    }
-#pragma unroll
-    for (int r = 0; r < KPP_PPT; r++) {
-        if (!ok[r]) continue;
-        const int p = pp[r];
-        const int64_t i = base + sb + p;
-        const float D = sD[sb + p], d0 = acc[r][0];
-        const float Dn = fminf(D, d0);
+        if (!has) continue;
+        const float d0 = acc[0][0], Dn = fminf(D, d0);
         if (d0 < D) { /* only a strictly smaller distance moves the centre: D stays its distance */
             a.D[i] = d0;
             a.near[i] = (int)a.newest;
         }
-        float *o = out + p * NC;
+        float *o = a.vals + q * TT;
 #pragma unroll
-        for (int t = 0; t < TT; t++) o[t] = fminf(Dn, acc[r][1 + t]);
-        o[TT] = a.w ? a.w[i] : 1.0f;
-        read++;
+        for (int t = 0; t < TT; t++) o[t] = fminf(Dn, acc[0][1 + t]);
     }
 }
 
-/* One block per chunk. First the computing warps classify the whole chunk and list, per
- * sub-chunk, the points needing a distance (three block barriers; the summing warp waits).
- * Then KPP_CWARPS warps compute sub-chunk s while the last warp adds sub-chunk s - 1.
+#define KPP_CWARPS 8                       /* gathering warps of a sums block (+1 summing warp) */
+#define KPP_CTHREADS (KPP_CWARPS * 32)
+#define KPP_PPT 2                          /* points per gathering thread and sub-chunk */
+#define KPP_SUB (KPP_CTHREADS * KPP_PPT)   /* points per sub-chunk */
+static_assert(KPP_CHUNK % KPP_SUB == 0 && KPP_SUB % KPP_SEG == 0, "sub-chunks hold whole segments");
+
+/* Sub-chunk `sb` of the chunk at `base` (group-local lbase), by the gathering threads: each
+ * point's values for the summing warp (min(D, d_t) per candidate, then w) into out: from
+ * a.vals for a listed point, D itself for the others (every row proved no closer than D:
+ * min(D, d_t) == D bit for bit; their D is unchanged). */
+template <int NC>
+__device__ __forceinline__ void kpp_gather(const kpp_args &a, int64_t base, int64_t lbase, int cnt, int sb, float *out)
+{
+    constexpr int TT = NC - 1;
+    const int tid = threadIdx.x;
+    int slot[KPP_PPT];
+#pragma unroll
+    for (int r = 0; r < KPP_PPT; r++) {
+        const int p = sb + tid + r * KPP_CTHREADS;
+        slot[r] = p < cnt ? a.slot[lbase + p] : -1;
+    }
+#pragma unroll
+    for (int r = 0; r < KPP_PPT; r++) {
+        const int p = sb + tid + r * KPP_CTHREADS;
+        if (p >= cnt) continue;
+        float *o = out + (p - sb) * NC;
+        if (slot[r] >= 0) {
+            const float *v = a.vals + (int64_t)slot[r] * TT;
+#pragma unroll
+            for (int t = 0; t < TT; t++) o[t] = v[t];
+        } else {
+            const float D = a.D[base + p];
+#pragma unroll
+            for (int t = 0; t < TT; t++) o[t] = D;
+        }
+        o[TT] = a.w ? a.w[base + p] : 1.0f;
+    }
+}
+
+/* 3. One block per chunk of the group: KPP_CWARPS warps gather sub-chunk s while the last
+ * warp adds sub-chunk s - 1, one lane per candidate: w * min(D, d_t) point by point in
+ * double (the CPU's order), the running sums stored every KPP_SEG points (checkpoints) and
+ * at the chunk's end.
  *
- * Double buffer: iteration s writes half s & 1 of buf (computing warps) and reads half
+ * Double buffer: iteration s writes half s & 1 of buf (gathering warps) and reads half
  * (s - 1) & 1 (summing warp); iterations are separated by __syncthreads of the whole block,
  * so a half is read in the iteration after it is written and rewritten only in the one after
- * that. No other barrier separates a write of buf from a read (the computing warps' named
- * barrier, used only when the candidates need several tiles, orders cs alone). */
-template <typename T, int NC>
-__global__ void __launch_bounds__(KPP_CTHREADS + 32, 2) kpp_pass(kpp_args a)
+ * that. The last block resets the list counter for the next group: kpp_rows, its only
+ * reader, has finished. */
+template <int NC>
+__global__ void __launch_bounds__(KPP_CTHREADS + 32, 2) kpp_sums(kpp_args a, int64_t c0)
 {
-    constexpr int TT = NC - 1, NCP = (NC + 3) / 4 * 4;
+    constexpr int TT = NC - 1;
     extern __shared__ __align__(16) float kpp_sm[];
-    __shared__ kpp_pass_smem sm;
-    float *cs = kpp_sm;                         /* ctile x NCP */
-    float *buf = kpp_sm + a.ctile * NCP;        /* 2 x KPP_SUB x NC */
-    const int64_t ch = blockIdx.x, base = ch * KPP_CHUNK;
+    float *buf = kpp_sm; /* 2 x KPP_SUB x NC */
+    const int64_t ch = c0 + blockIdx.x, base = ch * KPP_CHUNK, lbase = (int64_t)blockIdx.x * KPP_CHUNK;
     const int cnt = (int)min((int64_t)KPP_CHUNK, a.n - base);
     const int nsub = (cnt + KPP_SUB - 1) / KPP_SUB;
-    const bool one_tile = a.nfeat <= a.ctile;
     const int tid = threadIdx.x, lane = tid - KPP_CTHREADS;
-    if (one_tile) kpp_stage<NC, NCP>(a, 0, cs, tid, blockDim.x);
+    if (blockIdx.x == gridDim.x - 1 && tid == 0) *a.nlist = 0;
     double run = 0.0;
-    unsigned read = 0, needed = 0, needbits = 0;
-    if (lane < 0) kpp_classify<T, NC>(a, base, cnt, sm, needbits, needed);
-    __syncthreads();
-    if (tid < KPP_WORDS) { /* each ballot's offset in its sub-chunk's list */
-        const int q0 = tid / KPP_SUBW * KPP_SUBW;
-        int o = 0;
-        for (int q = q0; q < tid; q++) o += __popc(sm.ballot[q]);
-        sm.woff[tid] = o;
-        if (tid == q0 + KPP_SUBW - 1) sm.nl[tid / KPP_SUBW] = o + __popc(sm.ballot[tid]);
-    }
-    __syncthreads();
-    if (lane < 0) {
-        const int warp = tid / 32, l = tid % 32;
-#pragma unroll
-        for (int r = 0; r < KPP_RPT; r++)
-            if ((needbits >> r) & 1u) {
-                const int q = r * KPP_CWARPS + warp, p = tid + r * KPP_CTHREADS, sub = r / KPP_PPT;
-                sm.list[sub * KPP_SUB + sm.woff[q] + __popc(sm.ballot[q] & ((1u << l) - 1u))] =
-                    (uint16_t)(p - sub * KPP_SUB);
-            }
-    }
-    __syncthreads();
     for (int s = 0; s <= nsub; s++) {
         if (lane < 0) {
-            if (s < nsub) {
-                if (s + 2 < nsub && tid < sm.nl[s + 2] && sm.nl[s + 2] <= KPP_PREFETCH_SUB) /* rows two sub-chunks ahead into L2 */
-                    kpp_prefetch<T>(a, base + (s + 2) * KPP_SUB + sm.list[(s + 2) * KPP_SUB + tid]);
-                kpp_sub<T, NC, NCP>(a, base, cnt, s * KPP_SUB, cs, buf + (s & 1) * KPP_SUB * NC, one_tile,
-                                    (needbits >> (s * KPP_PPT)) & ((1u << KPP_PPT) - 1u), sm.list + s * KPP_SUB,
-                                    sm.nl[s], sm.D, read);
-            }
+            if (s < nsub) kpp_gather<NC>(a, base, lbase, cnt, s * KPP_SUB, buf + (s & 1) * KPP_SUB * NC);
         } else if (s > 0 && lane < TT) {
             const int sb = (s - 1) * KPP_SUB, pend = min(KPP_SUB, cnt - sb);
             const float *b = buf + ((s - 1) & 1) * KPP_SUB * NC;
@@ -451,13 +433,6 @@ __global__ void __launch_bounds__(KPP_CTHREADS + 32, 2) kpp_pass(kpp_args a)
             if (s == nsub) a.pot[ch * TT + lane] = run;
         }
         __syncthreads();
-    }
-    if (lane < 0 && a.stats) { /* one atomic per warp and launch */
-        const unsigned r = __reduce_add_sync(0xffffffffu, read), q = __reduce_add_sync(0xffffffffu, needed);
-        if (threadIdx.x % 32 == 0) {
-            atomicAdd(&a.stats[0], (unsigned long long)r);
-            atomicAdd(&a.stats[1], (unsigned long long)q);
-        }
     }
 }
 
@@ -657,26 +632,28 @@ __global__ void __launch_bounds__(KPP_TAIL_THREADS) kpp_tail(kpp_args a, int tc,
 
 /* ---------------------------------------------------------------- host side */
 
-typedef void (*kpp_pass_fn)(kpp_args);
+typedef void (*kpp_rows_fn)(kpp_args, int64_t);
+typedef void (*kpp_sums_fn)(kpp_args, int64_t);
 
+/* The pass's kernels for T + 1 rows (T = 2..KPP_MAXT): the accumulators are registers, so
+ * the count is a template argument. */
 #define KPP_PASS_CASE(nc) \
-    case nc: return kpp_pass<T, nc>;
-/* The pass for T + 1 rows (T = 2..KPP_MAXT): the accumulators are registers, so the count
- * is a template argument. */
-template <typename T> static kpp_pass_fn kpp_pass_for(int nc)
+    case nc: *rows = kpp_rows<T, nc>, *sums = kpp_sums<nc>; return;
+template <typename T> static void kpp_pass_for(int nc, kpp_rows_fn *rows, kpp_sums_fn *sums)
 {
+    *rows = nullptr, *sums = nullptr;
     switch (nc) {
         KPP_PASS_CASE(3) KPP_PASS_CASE(4) KPP_PASS_CASE(5) KPP_PASS_CASE(6) KPP_PASS_CASE(7)
         KPP_PASS_CASE(8) KPP_PASS_CASE(9) KPP_PASS_CASE(10) KPP_PASS_CASE(11) KPP_PASS_CASE(12)
         KPP_PASS_CASE(13) KPP_PASS_CASE(14) KPP_PASS_CASE(15) KPP_PASS_CASE(16) KPP_PASS_CASE(17)
     }
-    return nullptr;
 }
 static_assert(KPP_MAXT + 1 == 17, "kpp_pass_for lists every row count");
 
 /* The kernels of one dtype. */
 struct kpp_kernels {
-    kpp_pass_fn pass;
+    kpp_rows_fn rows;
+    kpp_sums_fn sums;
     void (*tail)(kpp_args, int, const double *, int64_t, int, int);
     void (*inv)(const void *, int64_t, int64_t, int64_t, double *);
 };
@@ -685,10 +662,40 @@ template <fkm_dtype DT> static kpp_kernels kpp_kernels_of(int nc)
 {
     typedef typename fkm_elem<DT>::type T;
     kpp_kernels k;
-    k.pass = kpp_pass_for<T>(nc);
+    kpp_pass_for<T>(nc, &k.rows, &k.sums);
     k.tail = kpp_tail<T>;
     k.inv = kpp_inv_norms<T>;
     return k;
+}
+
+/* Launch geometry of the pass. */
+struct kpp_grid {
+    size_t rows_smem, sums_smem;
+    unsigned rows_blocks; /* kpp_rows' grid: enough blocks to fill the GPU, they walk the list */
+    int64_t group;        /* points per group */
+};
+
+/* Chunks per group: KPP_GROUP_CHUNKS, or fewer with FLASHKM_KPP_GROUP_CHUNKS=G (a test
+ * switch: small problems then cross group boundaries too; the result may not change). */
+static int64_t kpp_group_chunks(void)
+{
+    const char *e = getenv("FLASHKM_KPP_GROUP_CHUNKS");
+    const long long g = e ? atoll(e) : 0;
+    return g > 0 && g < KPP_GROUP_CHUNKS ? (int64_t)g : KPP_GROUP_CHUNKS;
+}
+
+/* The pass over every group: mark, rows, sums. */
+static cudaError_t kpp_pass(const kpp_args &a, const kpp_kernels &kk, const kpp_grid &g, cudaStream_t stream)
+{
+    for (int64_t gp0 = 0; gp0 < a.n; gp0 += g.group) {
+        const int64_t gn = a.n - gp0 < g.group ? a.n - gp0 : g.group;
+        const int64_t pts = (int64_t)KPP_MARK_THREADS * KPP_MARK_PPT;
+        kpp_mark<<<(unsigned)fkm_ceil_div(gn, pts), KPP_MARK_THREADS, 0, stream>>>(a, gp0, gn, a.T + 1);
+        const int64_t rb = fkm_ceil_div(gn, KPP_ROWS_THREADS);
+        kk.rows<<<(unsigned)(rb < g.rows_blocks ? rb : g.rows_blocks), KPP_ROWS_THREADS, g.rows_smem, stream>>>(a, gp0);
+        kk.sums<<<(unsigned)fkm_ceil_div(gn, KPP_CHUNK), KPP_CTHREADS + 32, g.sums_smem, stream>>>(a, gp0 / KPP_CHUNK);
+    }
+    return cudaGetLastError();
 }
 
 static size_t kpp_align(size_t b) { return (b + 255) / 256 * 256; }
@@ -727,10 +734,23 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
 
     kpp_kernels kk = {};
     FKM_DISPATCH_DTYPE(dp->dtype, kk = kpp_kernels_of<DT>(nc));
-    if (!kk.pass) return fkm_fail(ctx, FKM_E_INTERNAL, "k-means++: no pass kernel for %d rows", nc);
+    if (!kk.rows || !kk.sums) return fkm_fail(ctx, FKM_E_INTERNAL, "k-means++: no pass kernel for %d rows", nc);
+
+    kpp_grid grid;
+    grid.group = kpp_group_chunks() * KPP_CHUNK;
+    if (grid.group > n) grid.group = n;
+    grid.rows_smem = (size_t)(a.ctile * ncp) * sizeof(float); /* <= 20 KB: no opt-in needed */
+    grid.sums_smem = (size_t)(2 * KPP_SUB * nc) * sizeof(float);
+    {
+        int dev = 0, sms = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            sms = 1;
+        grid.rows_blocks = (unsigned)(sms * KPP_ROWS_BLOCKS);
+    }
 
     /* one device allocation for everything: D, 1/||x||, candidates, chunk sums and offsets,
-     * checkpoints, uniforms, centroids, and pruning's nearest centres, table and counters */
+     * checkpoints, uniforms, centroids, pruning's nearest centres, table and counters, and
+     * one group's list, places and values */
     const size_t sz_D = kpp_align((size_t)n * sizeof(float)), sz_inv = cosine ? kpp_align((size_t)n * sizeof(double)) : 0;
     const size_t sz_cand = kpp_align((size_t)((KPP_MAXT + 1) * a.dpad) * sizeof(float));
     const size_t sz_pot = kpp_align((size_t)(a.nchunks * T) * sizeof(double)); /* T columns (1 for the first) */
@@ -738,23 +758,10 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
     const size_t sz_u = kpp_align((size_t)nu * sizeof(double)), sz_C = kpp_align((size_t)(k * d) * sizeof(float));
     const size_t sz_near = kpp_align((size_t)n * sizeof(int32_t)), sz_cc = kpp_align((size_t)(k * nc) * sizeof(float));
     const size_t sz_ccmin = kpp_align((size_t)k * sizeof(float)), sz_stats = kpp_align(2 * sizeof(unsigned long long));
-    const size_t total =
-        sz_D + sz_inv + sz_cand + 2 * sz_pot + sz_cp + sz_u + sz_C + sz_near + sz_cc + sz_ccmin + sz_stats;
-    /* two pass blocks per SM: the candidate tile shrinks (by 16 features: whole pieces of every
-     * dtype) until both fit beside the static part */
-    size_t smem = (size_t)(a.ctile * ncp + 2 * KPP_SUB * nc) * sizeof(float);
-    {
-        int dev = 0, per_sm = 0, reserved = 0;
-        if (cudaGetDevice(&dev) == cudaSuccess &&
-            cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) == cudaSuccess &&
-            cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev) == cudaSuccess) {
-            const int64_t budget = (int64_t)per_sm / 2 - reserved - (int64_t)sizeof(kpp_pass_smem);
-            while (a.ctile > 16 && (int64_t)smem > budget) {
-                a.ctile -= 16;
-                smem = (size_t)(a.ctile * ncp + 2 * KPP_SUB * nc) * sizeof(float);
-            }
-        }
-    }
+    const size_t sz_nlist = kpp_align(sizeof(int)), sz_slot = kpp_align((size_t)grid.group * sizeof(int32_t));
+    const size_t sz_vals = kpp_align((size_t)(grid.group * T) * sizeof(float));
+    const size_t total = sz_D + sz_inv + sz_cand + 2 * sz_pot + sz_cp + sz_u + sz_C + sz_near + sz_cc + sz_ccmin +
+                         sz_stats + sz_nlist + 2 * sz_slot + sz_vals;
     double *u = (double *)malloc((size_t)nu * sizeof(double));
     if (!u) return fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for the k-means++ uniforms");
     /* the CPU's draws, in its order: one for the first centre, then T per step */
@@ -782,10 +789,15 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
         a.near = (int32_t *)p, p += sz_near;
         a.cc = (float *)p, p += sz_cc;
         a.ccmin = (float *)p, p += sz_ccmin;
-        a.stats = (unsigned long long *)p;
+        a.stats = (unsigned long long *)p, p += sz_stats;
+        a.nlist = (int *)p, p += sz_nlist;
+        a.slot = (int32_t *)p, p += sz_slot;
+        a.list = (int32_t *)p, p += sz_slot;
+        a.vals = (float *)p;
     }
-    FKM_CUDA_TRY_GOTO(ctx, cudaFuncSetAttribute(kk.pass, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), s,
-                      out);
+    FKM_CUDA_TRY_GOTO(ctx, cudaFuncSetAttribute(kk.sums, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)grid.sums_smem),
+                      s, out);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMemsetAsync(a.nlist, 0, sz_nlist, stream), s, out);
     FKM_CUDA_TRY_GOTO(ctx, cudaMemsetAsync(a.cand, 0, sz_cand, stream), s, out);
     FKM_CUDA_TRY_GOTO(ctx, cudaMemsetAsync(a.stats, 0, sz_stats, stream), s, out);
     /* the classification loads near with D (independent loads) before knowing D is finite */
@@ -813,7 +825,7 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
         /* D = d(x, first centre) (every candidate slot holds it too; D = +inf: nothing is
          * pruned), then the first draw */
         a.newest = 0;
-        kk.pass<<<nch, KPP_CTHREADS + 32, smem, stream>>>(a);
+        FKM_CUDA_TRY_GOTO(ctx, kpp_pass(a, kk, grid, stream), s, out);
         kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev + 1, -1, T, 0);
         FKM_CUDA_TRY_GOTO(ctx, cudaGetLastError(), s, out);
     }
@@ -824,7 +836,7 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
             kpp_cc<<<(unsigned)fkm_ceil_div(c, KPP_CC_WARPS), KPP_CC_WARPS * 32, 0, stream>>>(a, nc, c);
         if (prof) FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(evs[3 * (c - 1) + 1], stream), s, out);
         a.newest = c - 1;
-        kk.pass<<<nch, KPP_CTHREADS + 32, smem, stream>>>(a);
+        FKM_CUDA_TRY_GOTO(ctx, kpp_pass(a, kk, grid, stream), s, out);
         if (prof) FKM_CUDA_TRY_GOTO(ctx, cudaEventRecord(evs[3 * (c - 1) + 2], stream), s, out);
         kk.tail<<<1, KPP_TAIL_THREADS, 0, stream>>>(a, T, u_dev + 1 + c * T, c, c + 1 < k ? T : 0, 0);
         FKM_CUDA_TRY_GOTO(ctx, cudaGetLastError(), s, out);

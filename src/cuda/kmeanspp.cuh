@@ -9,7 +9,7 @@
 typedef struct fkm_cuda_kpp_profile {
     double total_ms;   /* the whole initialisation, setup to the copy of C included (with the
                           profile's events between the launches) */
-    double pass_ms;    /* the k - 1 fused distance passes over X, in the run (events around each) */
+    double pass_ms;    /* the k - 1 distance passes over X (mark, rows, sums), in the run (events around each) */
     double table_ms;   /* the k - 1 pruning tables (centre - new row distances), in the run */
     double select_ms;  /* the k - 1 single-block tails doing only the candidate selection, alone */
     double tail_ms;    /* the k - 1 tails doing selection and D^2 sampling of the next candidates, alone */
