@@ -89,6 +89,9 @@ static void measure(fkm_ctx *gpu, const void *Xd, int64_t n, int64_t k, int64_t 
            pr.total_ms, pr.pass_ms, 1e3 * pr.pass_ms / steps, (double)bytes * steps / (pr.pass_ms * 1e6), pr.table_ms,
            1e3 * pr.table_ms / steps, pr.select_ms, 1e3 * pr.select_ms / steps, sample, 1e3 * sample / steps,
            pr.total_ms - pr.pass_ms - pr.table_ms - pr.tail_ms);
+    if (pr.rows_ms > 0.0)
+        printf("  the pass's kernels alone (last step's pass, repeated): mark %.1f us, rows %.1f us, sums %.1f us\n",
+               1e3 * pr.mark_ms, 1e3 * pr.rows_ms, 1e3 * pr.sums_ms);
     if (pr.points > 0)
         printf("  pruning: rows read (and all their T + 1 distances computed) %.4f of %lld point visits (%lld passes); "
                "(point, row) pairs not ruled out %.4f of %lld\n",

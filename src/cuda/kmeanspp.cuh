@@ -13,6 +13,9 @@ typedef struct fkm_cuda_kpp_profile {
     double table_ms;   /* the k - 1 pruning tables (centre - new row distances), in the run */
     double select_ms;  /* the k - 1 single-block tails doing only the candidate selection, alone */
     double tail_ms;    /* the k - 1 tails doing selection and D^2 sampling of the next candidates, alone */
+    /* the pass's kernels, each timed alone (events between them) over KPP_PROFILE_REPS
+     * repetitions of the last step's pass after the run, per pass; 0 with several groups */
+    double mark_ms, rows_ms, sums_ms;
     int64_t steps, trials, chunks;
     /* pruning over all k passes (the first, D = +inf, prunes nothing): point visits, rows
      * read, (point, row) pairs (T + 1 rows per pass), pairs the test could not rule out */
