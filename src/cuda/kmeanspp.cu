@@ -364,11 +364,13 @@ __global__ void __launch_bounds__(KPP_ROWS_THREADS, KPP_ROWS_BLOCKS) kpp_rows(kp
 static_assert(KPP_CHUNK % KPP_SUB == 0 && KPP_SUB % KPP_SEG == 0, "sub-chunks hold whole segments");
 
 /* Sub-chunk `sb` of the chunk at `base` (group-local lbase), by the gathering threads: each
- * point's values for the summing warp (min(D, d_t) per candidate, then w) into out: from
- * a.vals for a listed point, D itself for the others (every row proved no closer than D:
- * min(D, d_t) == D bit for bit; their D is unchanged). */
+ * point's terms for the summing warp, w * min(D, d_t) per candidate in double, into out:
+ * min(D, d_t) from a.vals for a listed point, D itself for the others (every row proved no
+ * closer than D: min(D, d_t) == D bit for bit; their D is unchanged). The product of two
+ * floats is exact in double, so adding it equals the CPU's fma(w, v, run) bit for bit, and
+ * the summing warp's chain is one addition per point with nothing else on it. */
 template <int NC>
-__device__ __forceinline__ void kpp_gather(const kpp_args &a, int64_t base, int64_t lbase, int cnt, int sb, float *out)
+__device__ __forceinline__ void kpp_gather(const kpp_args &a, int64_t base, int64_t lbase, int cnt, int sb, double *out)
 {
     constexpr int TT = NC - 1;
     const int tid = threadIdx.x;
@@ -382,36 +384,40 @@ __device__ __forceinline__ void kpp_gather(const kpp_args &a, int64_t base, int6
     for (int r = 0; r < KPP_PPT; r++) {
         const int p = sb + tid + r * KPP_CTHREADS;
         if (p >= cnt) continue;
-        float *o = out + (p - sb) * NC;
+        double *o = out + (p - sb) * TT;
+        const double w = a.w ? (double)a.w[base + p] : 1.0;
         if (slot[r] >= 0) {
             const float *v = a.vals + (int64_t)slot[r] * TT;
 #pragma unroll
-            for (int t = 0; t < TT; t++) o[t] = v[t];
+            for (int t = 0; t < TT; t++) o[t] = __dmul_rn(w, (double)v[t]);
         } else {
-            const float D = a.D[base + p];
+            const double wD = __dmul_rn(w, (double)a.D[base + p]);
 #pragma unroll
-            for (int t = 0; t < TT; t++) o[t] = D;
+            for (int t = 0; t < TT; t++) o[t] = wD;
         }
-        o[TT] = a.w ? a.w[base + p] : 1.0f;
     }
 }
 
 /* 3. One block per chunk of the group: KPP_CWARPS warps gather sub-chunk s while the last
- * warp adds sub-chunk s - 1, one lane per candidate: w * min(D, d_t) point by point in
- * double (the CPU's order), the running sums stored every KPP_SEG points (checkpoints) and
- * at the chunk's end.
+ * warp adds sub-chunk s - 1, one lane per candidate: the terms point by point in double (the
+ * CPU's order), the running sums stored every KPP_SEG points (checkpoints) and at the
+ * chunk's end. The chain of additions is the kernel's critical path (4096 dependent
+ * additions per chunk): the terms are read KPP_SUM_BATCH at a time ahead of their additions
+ * so that no shared-memory latency sits on it.
  *
  * Double buffer: iteration s writes half s & 1 of buf (gathering warps) and reads half
  * (s - 1) & 1 (summing warp); iterations are separated by __syncthreads of the whole block,
  * so a half is read in the iteration after it is written and rewritten only in the one after
  * that. The last block resets the list counter for the next group: kpp_rows, its only
  * reader, has finished. */
+#define KPP_SUM_BATCH 16
+static_assert(KPP_SEG % KPP_SUM_BATCH == 0, "whole batches per segment");
 template <int NC>
 __global__ void __launch_bounds__(KPP_CTHREADS + 32, 2) kpp_sums(kpp_args a, int64_t c0)
 {
     constexpr int TT = NC - 1;
-    extern __shared__ __align__(16) float kpp_sm[];
-    float *buf = kpp_sm; /* 2 x KPP_SUB x NC */
+    extern __shared__ __align__(16) double kpp_smd[];
+    double *buf = kpp_smd; /* 2 x KPP_SUB x TT */
     const int64_t ch = c0 + blockIdx.x, base = ch * KPP_CHUNK, lbase = (int64_t)blockIdx.x * KPP_CHUNK;
     const int cnt = (int)min((int64_t)KPP_CHUNK, a.n - base);
     const int nsub = (cnt + KPP_SUB - 1) / KPP_SUB;
@@ -420,14 +426,21 @@ __global__ void __launch_bounds__(KPP_CTHREADS + 32, 2) kpp_sums(kpp_args a, int
     double run = 0.0;
     for (int s = 0; s <= nsub; s++) {
         if (lane < 0) {
-            if (s < nsub) kpp_gather<NC>(a, base, lbase, cnt, s * KPP_SUB, buf + (s & 1) * KPP_SUB * NC);
+            if (s < nsub) kpp_gather<NC>(a, base, lbase, cnt, s * KPP_SUB, buf + (s & 1) * KPP_SUB * TT);
         } else if (s > 0 && lane < TT) {
             const int sb = (s - 1) * KPP_SUB, pend = min(KPP_SUB, cnt - sb);
-            const float *b = buf + ((s - 1) & 1) * KPP_SUB * NC;
+            const double *b = buf + ((s - 1) & 1) * KPP_SUB * TT + lane;
             for (int g0 = 0; g0 < pend; g0 += KPP_SEG) {
                 const int g1 = min(g0 + KPP_SEG, pend);
-#pragma unroll 8
-                for (int p = g0; p < g1; p++) run = __fma_rn((double)b[p * NC + TT], (double)b[p * NC + lane], run);
+                int p = g0;
+                for (; p + KPP_SUM_BATCH <= g1; p += KPP_SUM_BATCH) {
+                    double v[KPP_SUM_BATCH];
+#pragma unroll
+                    for (int j = 0; j < KPP_SUM_BATCH; j++) v[j] = b[(p + j) * TT];
+#pragma unroll
+                    for (int j = 0; j < KPP_SUM_BATCH; j++) run = __dadd_rn(run, v[j]);
+                }
+                for (; p < g1; p++) run = __dadd_rn(run, b[p * TT]);
                 a.cp[(ch * KPP_SEGS + (sb + g0) / KPP_SEG) * TT + lane] = run;
             }
             if (s == nsub) a.pot[ch * TT + lane] = run;
@@ -747,7 +760,7 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
     grid.group = kpp_group_chunks() * KPP_CHUNK;
     if (grid.group > n) grid.group = n;
     grid.rows_smem = (size_t)(a.ctile * ncp) * sizeof(float); /* <= 20 KB: no opt-in needed */
-    grid.sums_smem = (size_t)(2 * KPP_SUB * nc) * sizeof(float);
+    grid.sums_smem = (size_t)(2 * KPP_SUB * T) * sizeof(double); /* <= 128 KB */
     {
         int dev = 0, sms = 0;
         if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
