@@ -177,39 +177,29 @@ static fkm_status launch_one(fkm_ctx *ctx, const fkm_dev_problem *pb, const void
     return FKM_OK;
 }
 
-template <typename T, bool TOP3>
-static fkm_status launch(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn, int64_t kpad,
-                         int64_t dpad, float alpha, int32_t *labels, unsigned long long *changed, float *best,
-                         const fkm_cuda_top3_out *top3, cudaStream_t stream)
-{
-    const fkm_cuda_top3_out out3 = top3 ? *top3 : fkm_cuda_top3_out{NULL, NULL, NULL};
-    if (dpad * (int64_t)sizeof(T) > FKM_WGMMA_MAX_ROW_BYTES) /* split-D: X chunks stream with the centroid chunks */
-        return launch_one<T, false, TOP3, true>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, out3,
+/* The launcher wg_dispatch (assign_wgmma.cuh) calls for each dtype and epilogue. */
+struct wg1_launcher {
+    template <typename T, bool TOP3>
+    static fkm_status run(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn, int64_t kpad,
+                          int64_t dpad, float alpha, int32_t *labels, unsigned long long *changed, float *best,
+                          const fkm_cuda_top3_out *top3, cudaStream_t stream)
+    {
+        const fkm_cuda_top3_out out3 = top3 ? *top3 : fkm_cuda_top3_out{NULL, NULL, NULL};
+        if (dpad * (int64_t)sizeof(T) > FKM_WGMMA_MAX_ROW_BYTES) /* split-D: X chunks stream with the centroid chunks */
+            return launch_one<T, false, TOP3, true>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, out3,
+                                                    stream);
+        if (cns_keeps_blocks(smem_bytes<T>(true, false, dpad), smem_bytes<T>(true, true, dpad)))
+            return launch_one<T, true, TOP3, true>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, out3,
+                                                   stream);
+        return launch_one<T, true, TOP3, false>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, out3,
                                                 stream);
-    if (cns_keeps_blocks(smem_bytes<T>(true, false, dpad), smem_bytes<T>(true, true, dpad)))
-        return launch_one<T, true, TOP3, true>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, out3,
-                                               stream);
-    return launch_one<T, true, TOP3, false>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, out3, stream);
-}
-
-/* The fast or the top-3 instantiation (top3 != NULL). */
-template <typename T>
-static fkm_status launch_any(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn, int64_t kpad,
-                             int64_t dpad, float alpha, int32_t *labels, unsigned long long *changed, float *best,
-                             const fkm_cuda_top3_out *top3, cudaStream_t stream)
-{
-    return top3 ? launch<T, true>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream)
-                : launch<T, false>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, NULL, stream);
-}
+    }
+};
 
 fkm_status fkm_cuda_assign_wgmma(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn,
                                  int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
                                  unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
                                  cudaStream_t stream)
 {
-    if (pb->dtype == FKM_F16)
-        return launch_any<__half>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream);
-    if (pb->dtype == FKM_F32)
-        return launch_any<float>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream);
-    return launch_any<__nv_bfloat16>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream);
+    return wg_dispatch<wg1_launcher>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream);
 }

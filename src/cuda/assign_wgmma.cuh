@@ -287,4 +287,23 @@ static __device__ __forceinline__ void wg_finish(wg_rows &r, int64_t b, int64_t 
     fkm_store_label(which < 2 && row < n, b * n + row, i, s, labels_all, best_all, changed + b);
 }
 
+/* ---------------------------------------------------------------- host: one dispatch */
+
+/* The entry points of both wgmma kernels (assign_wgmma.cu, assign_wgmma_overlap.cu) pick
+ * the instantiation the same way: the problem's dtype (f16, f32 as TF32, else bf16) and the
+ * fast or top-3 epilogue (top3 != NULL). L::run<T, TOP3> is the file's launcher. */
+template <class L>
+static fkm_status wg_dispatch(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn, int64_t kpad,
+                              int64_t dpad, float alpha, int32_t *labels, unsigned long long *changed, float *best,
+                              const fkm_cuda_top3_out *top3, cudaStream_t stream)
+{
+#define WG_DISPATCH_TOP3(T)                                                                                    \
+    return top3 ? L::template run<T, true>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream) \
+                : L::template run<T, false>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, NULL, stream)
+    if (pb->dtype == FKM_F16) WG_DISPATCH_TOP3(__half);
+    if (pb->dtype == FKM_F32) WG_DISPATCH_TOP3(float);
+    WG_DISPATCH_TOP3(__nv_bfloat16);
+#undef WG_DISPATCH_TOP3
+}
+
 #endif

@@ -165,44 +165,34 @@ assign_wgmma_overlap(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t l
     wg_finish<TOP3>(rows, b, row0, n, labels_all, changed, best_all, top3);
 }
 
-template <typename T, bool TOP3>
-static fkm_status launch(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn, int64_t kpad,
-                         int64_t dpad, float alpha, int32_t *labels, unsigned long long *changed, float *best,
-                         const fkm_cuda_top3_out *top3, cudaStream_t stream)
-{
-    if (dpad * (int64_t)sizeof(T) > FKM_WGMMA_MAX_ROW_BYTES)
-        return fkm_fail(ctx, FKM_E_INTERNAL, "assign_wgmma_overlap: rows of %lld bytes do not stay resident",
-                        (long long)(dpad * (int64_t)sizeof(T)));
-    const fkm_cuda_top3_out out3 = top3 ? *top3 : fkm_cuda_top3_out{NULL, NULL, NULL};
-    const dim3 grid((unsigned)fkm_ceil_div(pb->n, WG_BM), (unsigned)pb->batch);
-    const size_t smem = ((size_t)WG_BM * dpad + (size_t)OV_STAGES * WG_BN * WG_BK_OF(T)) * sizeof(T) +
-                        (size_t)OV_STAGES * WG_BN * sizeof(float) + 1024;
-    FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma_overlap<T, TOP3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           (int)smem));
-    assign_wgmma_overlap<T, TOP3><<<grid, WG_THREADS, smem, stream>>>((const T *)pb->X, pb->n, pb->d, pb->ld,
-                                                                      pb->batch_stride, dpad, (const T *)cq, cn, kpad,
-                                                                      alpha, labels, changed, best, out3);
-    FKM_CUDA_LAUNCHED(ctx, "assign_wgmma_overlap");
-    return FKM_OK;
-}
-
-template <typename T>
-static fkm_status launch_any(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn, int64_t kpad,
-                             int64_t dpad, float alpha, int32_t *labels, unsigned long long *changed, float *best,
-                             const fkm_cuda_top3_out *top3, cudaStream_t stream)
-{
-    return top3 ? launch<T, true>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream)
-                : launch<T, false>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, NULL, stream);
-}
+/* The launcher wg_dispatch (assign_wgmma.cuh) calls for each dtype and epilogue. */
+struct ov_launcher {
+    template <typename T, bool TOP3>
+    static fkm_status run(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn, int64_t kpad,
+                          int64_t dpad, float alpha, int32_t *labels, unsigned long long *changed, float *best,
+                          const fkm_cuda_top3_out *top3, cudaStream_t stream)
+    {
+        if (dpad * (int64_t)sizeof(T) > FKM_WGMMA_MAX_ROW_BYTES)
+            return fkm_fail(ctx, FKM_E_INTERNAL, "assign_wgmma_overlap: rows of %lld bytes do not stay resident",
+                            (long long)(dpad * (int64_t)sizeof(T)));
+        const fkm_cuda_top3_out out3 = top3 ? *top3 : fkm_cuda_top3_out{NULL, NULL, NULL};
+        const dim3 grid((unsigned)fkm_ceil_div(pb->n, WG_BM), (unsigned)pb->batch);
+        const size_t smem = ((size_t)WG_BM * dpad + (size_t)OV_STAGES * WG_BN * WG_BK_OF(T)) * sizeof(T) +
+                            (size_t)OV_STAGES * WG_BN * sizeof(float) + 1024;
+        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma_overlap<T, TOP3>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        assign_wgmma_overlap<T, TOP3><<<grid, WG_THREADS, smem, stream>>>(
+            (const T *)pb->X, pb->n, pb->d, pb->ld, pb->batch_stride, dpad, (const T *)cq, cn, kpad, alpha, labels,
+            changed, best, out3);
+        FKM_CUDA_LAUNCHED(ctx, "assign_wgmma_overlap");
+        return FKM_OK;
+    }
+};
 
 fkm_status fkm_cuda_assign_wgmma_overlap(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn,
                                          int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
                                          unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
                                          cudaStream_t stream)
 {
-    if (pb->dtype == FKM_F16)
-        return launch_any<__half>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream);
-    if (pb->dtype == FKM_F32)
-        return launch_any<float>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream);
-    return launch_any<__nv_bfloat16>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream);
+    return wg_dispatch<ov_launcher>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream);
 }
