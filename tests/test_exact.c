@@ -314,6 +314,19 @@ static void hard_case(fkm_ctx *ctx, int64_t n, int64_t d, totals *tot)
     free(C), free(X), free(Xs), free(xf), free(xi), free(ref), free(got);
 }
 
+/* 0..K-1 in a random order (Fisher-Yates from r): centroid slots, so that the special
+ * centroids of a case sit at any index. The caller frees it. */
+static int64_t *shuffled_slots(tc_rng *r, int64_t K)
+{
+    int64_t *slot = malloc((size_t)K * sizeof *slot);
+    for (int64_t c = 0; c < K; c++) slot[c] = c;
+    for (int64_t c = K - 1; c > 0; c--) {
+        const int64_t o = (int64_t)floor((double)(c + 1) * tc_uniform(r)), t = slot[c];
+        slot[c] = slot[o], slot[o] = t;
+    }
+    return slot;
+}
+
 /* The stages of the GPU's re-check (EXACTNESS.md 3.6 and 5), each fed points that must reach
  * it, f32 l2, d = 16, K = 16 (the mma kernel) or 200 (wgmma on sm_90, two tiles of 128):
  *   - pair: points near the bisector of two centroids a, b = P -+ e_0 (every coordinate of P
@@ -336,12 +349,7 @@ static void stage_case(fkm_ctx *ctx, int64_t K, int64_t n)
     float *C = malloc((size_t)(K * d) * sizeof *C);
     for (int64_t j = 0; j < d; j++) P[j] = 32.0;
     /* centroid slots in a shuffled order, so that the pair and the triple sit at any index */
-    int64_t *slot = malloc((size_t)K * sizeof *slot);
-    for (int64_t c = 0; c < K; c++) slot[c] = c;
-    for (int64_t c = K - 1; c > 0; c--) {
-        const int64_t o = (int64_t)floor((double)(c + 1) * tc_uniform(&r)), t = slot[c];
-        slot[c] = slot[o], slot[o] = t;
-    }
+    int64_t *slot = shuffled_slots(&r, K);
     for (int64_t c = 0; c < K; c++) {
         float *row = C + slot[c] * d;
         for (int64_t j = 0; j < d; j++) row[j] = (float)P[j];
@@ -433,12 +441,7 @@ static void cosine_stage_case(fkm_ctx *ctx, fkm_dtype dtype, int64_t K, int64_t 
     const double q = dtype == FKM_BF16 ? 0x1p-7 : 0x1p-10; /* delta's grid: exact in the input type */
     double *X = malloc((size_t)(n * d) * sizeof *X);
     float *C = malloc((size_t)(K * d) * sizeof *C);
-    int64_t *slot = malloc((size_t)K * sizeof *slot);
-    for (int64_t c = 0; c < K; c++) slot[c] = c;
-    for (int64_t c = K - 1; c > 0; c--) {
-        const int64_t o = (int64_t)floor((double)(c + 1) * tc_uniform(&r)), t = slot[c];
-        slot[c] = slot[o], slot[o] = t;
-    }
+    int64_t *slot = shuffled_slots(&r, K);
     for (int64_t c = 0; c < K; c++) {
         float *row = C + slot[c] * d;
         for (int64_t j = 0; j < d; j++) row[j] = c < 5 ? (float)(j == c) : (float)grid(&r, -1, 1, 1.0 / 64);
