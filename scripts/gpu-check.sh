@@ -12,6 +12,7 @@
 #   sanitize  compute-sanitizer memcheck, then racecheck, on the GPU tests (ctest tests whose
 #             name matches SANITIZE_TESTS, default 'cuda|gpu|update', with their command line and
 #             environment; else the test_cuda*/test_gpu* executables), FLASHKM_TEST_SMALL=1
+#             FLASHKM_TEST_SANITIZE=1 (tests that read it run a reduced set: test_kmeanspp)
 #   bench     checks the ctypes layout of bench/gpu_side_by_side.py against flashkm.h, runs
 #             that benchmark (flashkm vs flash-kmeans from third_party_ref/, which must be
 #             carried to the machine: it is git-ignored), then build-gpu/bench/bench_cuda and
@@ -323,8 +324,8 @@ fi
 # with its own command line and ENVIRONMENT property (so test_reference_cuda runs
 # test_reference with FLASHKM_TEST_BACKEND=cuda); if ctest cannot list them, every executable
 # under $BUILD_DIR/tests named test_cuda* or test_gpu*. Each under memcheck (--leak-check
-# full), then each under racecheck, with FLASHKM_TEST_SMALL=1. A test that exits 77 (no GPU)
-# counts as skipped.
+# full), then each under racecheck, with FLASHKM_TEST_SMALL=1 FLASHKM_TEST_SANITIZE=1. A test
+# that exits 77 (no GPU) counts as skipped.
 list_gpu_tests() {
   python3 - "$BUILD_DIR" "${SANITIZE_TESTS:-cuda|gpu|update}" <<'EOF' 2>/dev/null
 import json, re, shlex, subprocess, sys
@@ -376,8 +377,8 @@ if want sanitize; then
         say "sanitize: $tool $name (up to ${t} s)"
         extra=""; [[ $tool == memcheck ]] && extra="--leak-check full"
         {
-          echo "==== $tool $name: (cd $wd && env FLASHKM_TEST_SMALL=1 $envs compute-sanitizer --tool $tool $extra --error-exitcode 99 $cmd)"
-          (cd "$wd" && eval "env FLASHKM_TEST_SMALL=1 $envs timeout -k 10 $t compute-sanitizer --tool $tool $extra --error-exitcode 99 $cmd")
+          echo "==== $tool $name: (cd $wd && env FLASHKM_TEST_SMALL=1 FLASHKM_TEST_SANITIZE=1 $envs compute-sanitizer --tool $tool $extra --error-exitcode 99 $cmd)"
+          (cd "$wd" && eval "env FLASHKM_TEST_SMALL=1 FLASHKM_TEST_SANITIZE=1 $envs timeout -k 10 $t compute-sanitizer --tool $tool $extra --error-exitcode 99 $cmd")
           rc=$?
           echo "==== exit status $rc"
         } >> "$OUT/sanitize.log" 2>&1
