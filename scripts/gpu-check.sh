@@ -12,7 +12,8 @@
 #   sanitize  compute-sanitizer memcheck, then racecheck, on the GPU tests (ctest tests whose
 #             name matches SANITIZE_TESTS, default 'cuda|gpu|update', with their command line and
 #             environment; else the test_cuda*/test_gpu* executables), FLASHKM_TEST_SMALL=1
-#             FLASHKM_TEST_SANITIZE=1 (tests that read it run a reduced set: test_kmeanspp, test_exact)
+#             FLASHKM_TEST_SANITIZE=1 (tests that read it run a reduced set: test_kmeanspp, test_exact,
+#             test_determinism)
 #   bench     checks the ctypes layout of bench/gpu_side_by_side.py against flashkm.h, runs
 #             that benchmark (flashkm vs flash-kmeans from third_party_ref/, which must be
 #             carried to the machine: it is git-ignored), then build-gpu/bench/bench_cuda and
