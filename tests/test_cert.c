@@ -88,10 +88,13 @@ static double tc_score(const float *x, const float *c, int64_t d, int dot, int d
                        int64_t *perm)
 {
     const int p = dtype == FKM_BF16 ? 8 : 11, emin = dtype == FKM_F16 ? -14 : -126;
+    const int xmode = tc_uniform(r) < 0.5 ? 1 : 2;
     float n = 0.0f;
     for (int64_t j = 0; j < d; j++) {
         const double ct = round_to(c[j], p, emin, 0);
-        const double xt = dtype == FKM_F32 ? round_to(x[j], 11, -126, 1) : x[j];
+        /* f32 x: rounded to TF32 (mma.sync's cvt.rna) or truncated (wgmma reads the upper 19
+         * bits), either per call */
+        const double xt = dtype == FKM_F32 ? round_to(x[j], 11, -126, xmode) : x[j];
         prod[j] = xt * ct; /* exact: at most 22 significant bits */
         n = fmaf((float)ct, (float)ct, n);
         perm[j] = j;
@@ -539,8 +542,40 @@ static void test_cosine(void)
     free(x), free(C), free(prod), free(perm);
 }
 
+/* The f32 path's x term at its worst: the wgmma kernels give the tensor cores the raw f32 x,
+ * of which they read the upper 19 bits (truncation), so x_j = 1 + 2^-10 - 2^-23 enters as 1,
+ * and c_j = 1 + 2^-11 - 2^-23 rounds (nearest) to 1 as well: the dot score's error is
+ * d (a + b + ab), a = 2^-10 - 2^-23, b = 2^-11 - 2^-23, which u_x = 2^-11 (rounding only)
+ * did not cover and u_x = 2^-10 does. */
+static void test_tf32_truncation(void)
+{
+    enum { D = 64 };
+    float x[D], c[D];
+    double q = 0.0, nx = 0.0, nc = 0.0;
+    long double t = 0.0L;
+    for (int j = 0; j < D; j++) {
+        x[j] = 1.0f + 0x1p-10f - 0x1p-23f, c[j] = 1.0f + 0x1p-11f - 0x1p-23f;
+        q += round_to(x[j], 11, -126, 2) * round_to(c[j], 11, -126, 0); /* 1 x 1, exact */
+        t -= (long double)((double)x[j] * c[j]);
+        nx += (double)x[j] * x[j], nc += (double)c[j] * c[j];
+    }
+    nx = sqrt(nx), nc = sqrt(nc);
+    const double err = (double)fabsl((long double)(-q) - t);
+    const fkm_cert cert = fkm_cert_tensor(D, 1, FKM_F32);
+    fkm_cert rounding_only = cert;
+    rounding_only.u_x = 0x1p-11;
+    CHECK(err <= fkm_cert_err(&cert, nx, nc), "TF32 truncation: error %.6g exceeds the bound %.6g", err,
+          fkm_cert_err(&cert, nx, nc));
+    CHECK(err > fkm_cert_err(&rounding_only, nx, nc),
+          "TF32 truncation: the rounding-only bound %.6g covers the error %.6g (the case is no test)",
+          fkm_cert_err(&rounding_only, nx, nc), err);
+    printf("TF32 x truncated by wgmma: error %.6g, bound %.6g (u_x = 2^-11 would allow %.6g)\n", err,
+           fkm_cert_err(&cert, nx, nc), fkm_cert_err(&rounding_only, nx, nc));
+}
+
 int main(void)
 {
+    test_tf32_truncation();
     test_top3();
     test_cosine();
     static const int64_t dims[] = {1, 3, 16, 128, 1024, 4096};

@@ -44,7 +44,10 @@ fkm_cert fkm_cert_tensor(long long d, int dot, int dtype)
     c.eta_acc = 0x1p-126;
     c.max_cnorm = INFINITY;
     if (dtype == FKM_F32) {
-        c.u_x = 0x1p-11, c.eta_x = 0x1p-126; /* x: cvt.rna.tf32 (mma.cuh), or flushed */
+        /* x: cvt.rna.tf32 (mma.cuh, relative 2^-11) or, in the wgmma kernels, the raw f32
+         * of which the tensor cores read the upper 19 bits (truncation: relative < 2^-10),
+         * or flushed (EXACTNESS.md section 5) */
+        c.u_x = 0x1p-10, c.eta_x = 0x1p-126;
         c.u_p = 0x1p-11, c.eta_p = 0x1p-126; /* c rounded to nearest TF32, or flushed */
     } else if (dtype == FKM_F16) {
         c.u_p = 0x1p-11, c.eta_p = 0x1p-25;  /* f16 subnormals are kept (Fasi et al.) */
