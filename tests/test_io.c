@@ -526,7 +526,6 @@ static void test_csv(void)
 
 static void test_bad_npy(void)
 {
-    const char *good = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }";
     expect_load_error("missing.npy", FKM_E_IO, "missing.npy");
     fkm_matrix m;
     CHECK(fkm_matrix_load(NULL, P("missing.npy"), &m) == FKM_E_IO, "NULL ctx load");
@@ -535,29 +534,24 @@ static void test_bad_npy(void)
     CHECK(mkdir(P("dir.npy"), 0755) == 0, "mkdir");
     expect_load_error("dir.npy", FKM_E_IO, NULL);
 
-    write_npy_raw("trunc.npy", 1, good, vals12, sizeof vals12 - 4);
-    expect_load_error("trunc.npy", FKM_E_FORMAT, "truncated");
-    write_npy_raw("lie_big.npy", 1,
-                  "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4), }", vals12,
-                  sizeof vals12);
-    expect_load_error("lie_big.npy", FKM_E_FORMAT, "truncated");
-    write_npy_raw("lie_small.npy", 1,
-                  "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4), }", vals12,
-                  sizeof vals12);
-    expect_load_error("lie_small.npy", FKM_E_FORMAT, "extra bytes");
-    /* a 3-D header that lies about the size, either way */
-    write_npy_raw("lie3_big.npy", 1,
-                  "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 3), }", vals12,
-                  sizeof vals12);
-    expect_load_error("lie3_big.npy", FKM_E_FORMAT, "truncated");
-    write_npy_raw("lie3_small.npy", 1,
-                  "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 2), }", vals12,
-                  sizeof vals12);
-    expect_load_error("lie3_small.npy", FKM_E_FORMAT, "extra bytes");
-    write_npy_raw("trunc3.npy", 1,
-                  "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 2), }", vals12,
-                  sizeof vals12 - 4);
-    expect_load_error("trunc3.npy", FKM_E_FORMAT, "truncated");
+    /* the data (12 floats) against headers that say more or fewer, 2-D and 3-D, or a file
+     * cut 4 bytes short */
+    static const struct {
+        const char *name, *dict;
+        size_t cut; /* bytes missing from the data */
+        const char *word;
+    } sized[] = {
+        {"trunc.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }", 4, "truncated"},
+        {"lie_big.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4), }", 0, "truncated"},
+        {"lie_small.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4), }", 0, "extra bytes"},
+        {"lie3_big.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 3), }", 0, "truncated"},
+        {"lie3_small.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 2), }", 0, "extra bytes"},
+        {"trunc3.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 2), }", 4, "truncated"},
+    };
+    for (size_t i = 0; i < sizeof sized / sizeof sized[0]; i++) {
+        write_npy_raw(sized[i].name, 1, sized[i].dict, vals12, sizeof vals12 - sized[i].cut);
+        expect_load_error(sized[i].name, FKM_E_FORMAT, sized[i].word);
+    }
 
     static const struct {
         const char *name, *dict;
