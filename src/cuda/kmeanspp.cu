@@ -44,6 +44,7 @@ extern "C" {
 }
 #include "core/kpp_prune.h"
 
+#include <cub/cub.cuh>
 #include <math.h>
 #include <stdlib.h>
 
@@ -236,11 +237,14 @@ __device__ __forceinline__ void kpp_tile(const T *const (&xr)[R], const double (
  * left to a.stats. */
 __global__ void __launch_bounds__(KPP_MARK_THREADS) kpp_mark(kpp_args a, int64_t gp0, int64_t gn, int nc)
 {
-    constexpr int NW = KPP_MARK_THREADS / 32;
-    __shared__ int wsum[NW];
-    __shared__ unsigned wpairs[NW];
+    typedef cub::BlockScan<int, KPP_MARK_THREADS> count_scan;
+    typedef cub::BlockReduce<unsigned, KPP_MARK_THREADS> pair_sum;
+    __shared__ union {
+        typename count_scan::TempStorage scan;
+        typename pair_sum::TempStorage sum;
+    } tmp;
     __shared__ int block_base;
-    const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+    const int tid = threadIdx.x;
     const int64_t l0 = (int64_t)blockIdx.x * KPP_MARK_THREADS * KPP_MARK_PPT;
     float Dv[KPP_MARK_PPT];
     int nr[KPP_MARK_PPT];
@@ -265,36 +269,18 @@ __global__ void __launch_bounds__(KPP_MARK_THREADS) kpp_mark(kpp_args a, int64_t
         pairs += (unsigned)nn;
         needbits |= (unsigned)(nn > 0) << r;
     }
-    /* the block's exclusive prefix of the counts: within the warp, then across warps */
-    const int mine = __popc(needbits);
-    int incl = mine;
-#pragma unroll
-    for (int o = 1; o < 32; o *= 2) {
-        const int v = __shfl_up_sync(0xffffffffu, incl, o);
-        if (lane >= o) incl += v;
-    }
-    const unsigned wp = __reduce_add_sync(0xffffffffu, pairs);
-    if (lane == 31) wsum[warp] = incl;
-    if (lane == 0) wpairs[warp] = wp;
-    __syncthreads();
-    if (warp == 0) {
-        const int v = lane < NW ? wsum[lane] : 0;
-        int s = v;
-#pragma unroll
-        for (int o = 1; o < 32; o *= 2) {
-            const int u = __shfl_up_sync(0xffffffffu, s, o);
-            if (lane >= o) s += u;
-        }
-        const unsigned pb = __reduce_add_sync(0xffffffffu, lane < NW ? wpairs[lane] : 0u);
-        if (lane < NW) wsum[lane] = s - v; /* the warps' exclusive offsets */
-        if (lane == NW - 1) {
-            block_base = s > 0 ? atomicAdd(a.nlist, s) : 0;
-            atomicAdd(&a.stats[0], (unsigned long long)s); /* every listed row is read once */
-            atomicAdd(&a.stats[1], (unsigned long long)pb);
-        }
+    /* the block's exclusive prefix of the counts and their total; the pairs' sum */
+    int pos, total;
+    count_scan(tmp.scan).ExclusiveSum(__popc(needbits), pos, total);
+    __syncthreads(); /* tmp is reused */
+    const unsigned pairs_block = pair_sum(tmp.sum).Sum(pairs); /* valid in thread 0 */
+    if (tid == 0) {
+        block_base = total > 0 ? atomicAdd(a.nlist, total) : 0;
+        atomicAdd(&a.stats[0], (unsigned long long)total); /* every listed row is read once */
+        atomicAdd(&a.stats[1], (unsigned long long)pairs_block);
     }
     __syncthreads();
-    int pos = block_base + wsum[warp] + incl - mine;
+    pos += block_base;
 #pragma unroll
     for (int r = 0; r < KPP_MARK_PPT; r++) {
         const int64_t l = l0 + tid + r * KPP_MARK_THREADS;
