@@ -40,13 +40,112 @@ static double round_to(double v, int p, int emin, int mode)
 
 static double f32_rz(double v) { return round_to(v, 24, -126, 2); }
 
+/* An exact fixed-point number, two's complement in 20 32-bit limbs, in units of 2^-300 (bits
+ * up to 2^339): every product of two f32 values (a multiple of 2^-298 below 2^256) and every
+ * sum of a few thousand of them is held with no rounding at all. Independent of the library's
+ * fkm_acc. */
+typedef struct xfix {
+    uint32_t w[20];
+} xfix;
+__extension__ typedef __int128 xi128;
+
+/* a += m 2^e, |m| < 2^62, -300 <= e and e + 62 < 330. */
+static void xfix_add(xfix *a, int64_t m, int e)
+{
+    const int sh = e + 300;
+    xi128 v = (xi128)m * ((int64_t)1 << (sh % 32)), carry = 0;
+    for (int i = sh / 32; i < 20; i++) {
+        const xi128 t = (xi128)a->w[i] + (v & 0xffffffffu) + carry;
+        a->w[i] = (uint32_t)t;
+        carry = t >> 32; /* arithmetic shifts: the sign extends through the top limbs */
+        v >>= 32;
+    }
+}
+
+/* a += v exactly (v a double whose lowest set bit is at least 2^-300). */
+static void xfix_add_double(xfix *a, double v)
+{
+    if (v == 0.0) return;
+    int e;
+    const double f = frexp(v, &e); /* v = f 2^e, 0.5 <= |f| < 1 */
+    int64_t m = (int64_t)ldexp(f, 53);
+    e -= 53;
+    while (e < -300 && m % 2 == 0) m /= 2, e++; /* trailing zero bits */
+    CHECK(e >= -300 && e + 62 < 330, "xfix: %a outside the fixed-point range", v);
+    xfix_add(a, m, e);
+}
+
+static int xfix_cmp(const xfix *a, const xfix *b)
+{
+    if ((int32_t)a->w[19] != (int32_t)b->w[19]) return (int32_t)a->w[19] < (int32_t)b->w[19] ? -1 : 1;
+    for (int i = 18; i >= 0; i--)
+        if (a->w[i] != b->w[i]) return a->w[i] < b->w[i] ? -1 : 1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the operands (EXACTNESS.md 5.2)
+ *
+ * The copies the kernels make, modelled: a centroid element rounded to nearest TF32 with ties
+ * away (cvt.rna) for f32 input, to nearest-even f16 / bf16 otherwise; the reference copy of an
+ * x element for the measured bound: rz(x) (the upper 19 bits) for TF32, x itself for bf16 (and
+ * no rounding at all for f16 input). dtype < 0: the CPU kernel (no operands). */
+static float op_centroid(float c, int dtype)
+{
+    return (float)(dtype == FKM_F32 ? round_to(c, 11, -126, 1)
+                   : dtype == FKM_F16 ? round_to(c, 11, -14, 0) : round_to(c, 8, -126, 0));
+}
+
+/* The measured bounds as exact.cu computes them (fkm_cert_elem_err, fkm_cert_delta), summed in
+ * reverse order (the device sums lane-strided partial sums: any order is allowed). */
+static double delta_x(const float *x, int64_t d, int dtype)
+{
+    double ss = 0.0;
+    if (dtype == FKM_F32 || dtype == FKM_BF16)
+        for (int64_t j = d - 1; j >= 0; j--) {
+            const float xt = dtype == FKM_F32 ? (float)round_to(x[j], 11, -126, 2) : x[j];
+            const double e = fkm_cert_elem_err(x[j], xt, 1);
+            ss += e * e;
+        }
+    return fkm_cert_delta(ss);
+}
+
+static double delta_c(const float *c, int64_t d, int dtype)
+{
+    double ss = 0.0;
+    if (dtype >= 0)
+        for (int64_t j = d - 1; j >= 0; j--) {
+            const double e = fkm_cert_elem_err(c[j], op_centroid(c[j], dtype), dtype != FKM_F16);
+            ss += e * e;
+        }
+    return fkm_cert_delta(ss);
+}
+
+/* Whether |v - t| <= bound, decided exactly: t = ||c||^2 - 2 x.c (or -x.c) held in the
+ * fixed-point reference with no rounding. */
+static int within(double v, double bound, const float *x, const float *c, int64_t d, int dot)
+{
+    xfix lo = {{0}}, hi = {{0}}, z = {{0}};
+    for (int64_t j = 0; j < d; j++) {
+        const double a = x[j], b = c[j];
+        /* lo = t - v - bound, hi = v - bound - t: both <= 0 */
+        xfix_add_double(&lo, -(dot ? 1.0 : 2.0) * a * b);
+        xfix_add_double(&hi, (dot ? 1.0 : 2.0) * a * b);
+        if (!dot) xfix_add_double(&lo, b * b), xfix_add_double(&hi, -b * b);
+    }
+    xfix_add_double(&lo, -v), xfix_add_double(&lo, -bound);
+    xfix_add_double(&hi, v), xfix_add_double(&hi, -bound);
+    return xfix_cmp(&lo, &z) <= 0 && xfix_cmp(&hi, &z) <= 0;
+}
+
 typedef struct stats {
-    double worst;
+    double worst, worst_model, tight_sum; /* largest err / bound (measured, model); sum of measured / model bound */
     int64_t tried, skipped;
 } stats;
 
+/* The computed score v of (x, c) against both bounds: the model's (fkm_cert_err) and the one
+ * from the measured operand rounding (fkm_cert_err_d), decided exactly. */
 static void check(const fkm_cert *cert, stats *st, const char *what, int64_t d, const float *x, const float *c,
-                  double v, int dot)
+                  double v, int dot, int dtype)
 {
     double nx = 0.0, nc = 0.0;
     long double xc = 0.0L, cc = 0.0L;
@@ -62,15 +161,22 @@ static void check(const fkm_cert *cert, stats *st, const char *what, int64_t d, 
         return;
     }
     const long double t = dot ? -xc : cc - 2.0L * xc;
-    const double err = (double)fabsl((long double)v - t), bound = fkm_cert_err(cert, nx, nc);
+    const double err = (double)fabsl((long double)v - t), model = fkm_cert_err(cert, nx, nc);
+    const double dx = delta_x(x, d, dtype), dc = delta_c(c, d, dtype);
+    const double bound = fkm_cert_err_d(cert, nx, dx, nc, dc);
     st->tried++;
+    st->tight_sum += bound / model;
+    if (err / model > st->worst_model) st->worst_model = err / model;
     if (err / bound > st->worst) {
         st->worst = err / bound;
         if (getenv("FLASHKM_TEST_VERBOSE"))
-            fprintf(stderr, "%s d=%lld dot=%d: err %.4g bound %.4g |x| %.4g |c| %.4g v %.6g\n", what, (long long)d, dot,
-                    err, bound, nx, nc, v);
+            fprintf(stderr, "%s d=%lld dot=%d: err %.4g bound %.4g (model %.4g) |x| %.4g |c| %.4g v %.6g\n", what,
+                    (long long)d, dot, err, bound, model, nx, nc, v);
     }
-    CHECK(err <= bound, "%s d=%lld: |v - t| = %.6g exceeds the bound %.6g", what, (long long)d, err, bound);
+    CHECK(within(v, model, x, c, d, dot), "%s d=%lld: |v - t| ~ %.6g exceeds the model's bound %.6g", what,
+          (long long)d, err, model);
+    CHECK(within(v, bound, x, c, d, dot), "%s d=%lld: |v - t| ~ %.6g exceeds the measured bound %.6g", what,
+          (long long)d, err, bound);
 }
 
 /* The CPU kernel's operations on one (x, c). */
@@ -83,19 +189,25 @@ static double cpu_score(const float *x, const float *c, int64_t d, int dot)
     return dot ? -(double)acc : (double)fmaf(-2.0f, acc, (float)ss);
 }
 
-/* The tensor-core model on one (x, c); dtype as in fkm_cert_tensor. */
+/* An operand element the tensor core may use (assumption (A')): for bf16 and TF32, a value
+ * below the f32 normal range flushed to zero half of the time. */
+static double tc_flush(double v, int dtype, tc_rng *r)
+{
+    return dtype != FKM_F16 && fabs(v) < 0x1p-126 && tc_uniform(r) < 0.5 ? 0.0 : v;
+}
+
+/* The tensor-core model on one (x, c); dtype as in fkm_cert_tensor. TF32 x is rounded to
+ * nearest with ties away (mma.sync's cvt.rna) or truncated (wgmma), at random per call. The
+ * norm term uses the stored centroid copy, the products the possibly flushed operands. */
 static double tc_score(const float *x, const float *c, int64_t d, int dot, int dtype, tc_rng *r, double *prod,
                        int64_t *perm)
 {
-    const int p = dtype == FKM_BF16 ? 8 : 11, emin = dtype == FKM_F16 ? -14 : -126;
     const int xmode = tc_uniform(r) < 0.5 ? 1 : 2;
     float n = 0.0f;
     for (int64_t j = 0; j < d; j++) {
-        const double ct = round_to(c[j], p, emin, 0);
-        /* f32 x: rounded to TF32 (mma.sync's cvt.rna) or truncated (wgmma reads the upper 19
-         * bits), either per call */
+        const double ct = op_centroid(c[j], dtype);
         const double xt = dtype == FKM_F32 ? round_to(x[j], 11, -126, xmode) : x[j];
-        prod[j] = xt * ct; /* exact: at most 22 significant bits */
+        prod[j] = tc_flush(xt, dtype, r) * tc_flush(ct, dtype, r); /* exact: at most 22 significant bits */
         n = fmaf((float)ct, (float)ct, n);
         perm[j] = j;
     }
@@ -206,47 +318,6 @@ static void test_top3(void)
 }
 
 /* ---------------------------------------------------------------- cosine certification */
-
-/* An exact fixed-point number, two's complement in 20 32-bit limbs, in units of 2^-300 (bits
- * up to 2^339): every product of two f32 values (a multiple of 2^-298 below 2^256) and every
- * sum of a few thousand of them is held with no rounding at all. Independent of the library's
- * fkm_acc. */
-typedef struct xfix {
-    uint32_t w[20];
-} xfix;
-__extension__ typedef __int128 xi128;
-
-/* a += m 2^e, |m| < 2^62, -300 <= e and e + 62 < 330. */
-static void xfix_add(xfix *a, int64_t m, int e)
-{
-    const int sh = e + 300;
-    xi128 v = (xi128)m * ((int64_t)1 << (sh % 32)), carry = 0;
-    for (int i = sh / 32; i < 20; i++) {
-        const xi128 t = (xi128)a->w[i] + (v & 0xffffffffu) + carry;
-        a->w[i] = (uint32_t)t;
-        carry = t >> 32; /* arithmetic shifts: the sign extends through the top limbs */
-        v >>= 32;
-    }
-}
-
-/* a += v exactly (v a double whose lowest set bit is at least 2^-300). */
-static void xfix_add_double(xfix *a, double v)
-{
-    if (v == 0.0) return;
-    int e;
-    const double f = frexp(v, &e); /* v = f 2^e, 0.5 <= |f| < 1 */
-    const int64_t m = (int64_t)ldexp(f, 53);
-    CHECK(e - 53 >= -300 && (double)m == ldexp(f, 53), "xfix: %a outside the fixed-point range", v);
-    xfix_add(a, m, e - 53);
-}
-
-static int xfix_cmp(const xfix *a, const xfix *b)
-{
-    if ((int32_t)a->w[19] != (int32_t)b->w[19]) return (int32_t)a->w[19] < (int32_t)b->w[19] ? -1 : 1;
-    for (int i = 18; i >= 0; i--)
-        if (a->w[i] != b->w[i]) return a->w[i] < b->w[i] ? -1 : 1;
-    return 0;
-}
 
 /* The contract's normalisation (EXACTNESS.md 1, fkm_load_row): ss in double in index order,
  * inv = 1 / sqrt(ss), y_j = fl32(fl64(x_j inv)); a zero row stays zero. Returns inv (0 for a
@@ -542,6 +613,218 @@ static void test_cosine(void)
     free(x), free(C), free(prod), free(perm);
 }
 
+/* ---------------------------------------------------------------- the measured bound in the certification
+ *
+ * l2 and dot on the three tensor paths, with the bound from the measured operand rounding
+ * (fkm_cert_ok_pt, as exact.cu's certify runs it): whatever it certifies must be the exact
+ * argmin (the fixed-point reference), for the modelled kernels' scores and for an adversary
+ * that moves every score by (a fraction of) its whole allowance E_k against the exact argmin.
+ * Each weakened variant must certify a wrong label somewhere: the centroid term halved, the
+ * problem's largest centroid term replaced by the chosen centroid's, the x term halved
+ * (TF32), so the test would catch any of these mistakes. */
+
+/* The exact argmin of ||x - c_k||^2 (or of -x.c_k), ties to the lowest index. */
+static int exact_argmin(const float *x, const float *C, int K, int64_t d, int dot)
+{
+    xfix best = {{0}};
+    int bl = -1;
+    for (int k = 0; k < K; k++) {
+        xfix s = {{0}};
+        for (int64_t j = 0; j < d; j++) {
+            const double a = x[j], c = C[k * d + j];
+            if (dot) xfix_add_double(&s, -a * c);
+            else xfix_add_double(&s, a * a), xfix_add_double(&s, -2.0 * a * c), xfix_add_double(&s, c * c);
+        }
+        if (bl < 0 || xfix_cmp(&s, &best) < 0) best = s, bl = k;
+    }
+    return bl;
+}
+
+typedef struct dstats {
+    int64_t trials, cert, pair, cert_model, fast_wrong, wrong_half_dc, wrong_max_best, wrong_half_dx;
+} dstats;
+
+static void delta_case(const fkm_cert *cert, int dtype, int dot, const float *x, const float *C, const float *v,
+                       int K, int64_t d, dstats *st)
+{
+    double nc[8], dc[8], cmax = 0.0, dcmax = 0.0, nx = 0.0;
+    for (int64_t j = 0; j < d; j++) nx += (double)x[j] * x[j];
+    nx = sqrt(nx);
+    const double dx = delta_x(x, d, dtype);
+    for (int k = 0; k < K; k++) {
+        double ss = 0.0;
+        for (int64_t j = 0; j < d; j++) ss += (double)C[k * d + j] * C[k * d + j];
+        nc[k] = sqrt(ss), dc[k] = delta_c(C + k * d, d, dtype);
+        cmax = fmax(cmax, nc[k]), dcmax = fmax(dcmax, dc[k]);
+    }
+    const int want = exact_argmin(x, C, K, d, dot);
+    int i1, i2;
+    float v3;
+    cos_top3(v, K, &i1, &i2, &v3);
+    const fkm_cert_pt p = {nx, dx, nc[i1], dc[i1], cmax, dcmax};
+    const int ok2 = fkm_cert_ok_pt(cert, v[i1], v[i2], &p);
+    const int ok3 = K == 2 || fkm_cert_ok_pt(cert, v[i1], v3, &p);
+    const int okm = fkm_cert_ok(cert, v[i1], v[i2], nx, nc[i1], cmax);
+    st->trials++, st->cert += ok2, st->pair += !ok2 && ok3, st->cert_model += okm;
+    CHECK(!ok2 || i1 == want, "measured bound, dtype %d dot %d d=%lld: certified %d, exact argmin %d", dtype, dot,
+          (long long)d, i1, want);
+    CHECK(!ok3 || want == i1 || want == i2, "measured bound, dtype %d dot %d d=%lld: pair {%d, %d}, exact %d", dtype,
+          dot, (long long)d, i1, i2, want);
+    CHECK(!okm || i1 == want, "model bound, dtype %d dot %d d=%lld: certified %d, exact argmin %d", dtype, dot,
+          (long long)d, i1, want);
+    if (i1 == want) return;
+    st->fast_wrong++;
+    fkm_cert_pt q = p;
+    q.best_cdelta *= 0.5, q.max_cdelta *= 0.5;
+    st->wrong_half_dc += fkm_cert_ok_pt(cert, v[i1], v[i2], &q);
+    q = p, q.max_cdelta = p.best_cdelta;
+    st->wrong_max_best += fkm_cert_ok_pt(cert, v[i1], v[i2], &q);
+    q = p, q.xdelta *= 0.5;
+    st->wrong_half_dx += fkm_cert_ok_pt(cert, v[i1], v[i2], &q);
+}
+
+/* The adversary: every score off by frac of its allowance E_k (measured bound), the exact
+ * argmin's upwards, every other downwards. 0: a score could not be placed (case unused). */
+static int delta_adversarial(const fkm_cert *cert, int dtype, int dot, const float *x, const float *C, int K,
+                             int64_t d, int want, double frac, float *v)
+{
+    double nx = 0.0;
+    for (int64_t j = 0; j < d; j++) nx += (double)x[j] * x[j];
+    nx = sqrt(nx);
+    const double dx = delta_x(x, d, dtype);
+    for (int k = 0; k < K; k++) {
+        long double t = 0.0L;
+        double cc = 0.0;
+        for (int64_t j = 0; j < d; j++) {
+            const double c = C[k * d + j];
+            t += dot ? -(long double)((double)x[j] * c) : (long double)(c * c) - 2.0L * (long double)((double)x[j] * c);
+            cc += c * c;
+        }
+        const double e = fkm_cert_err_d(cert, nx, dx, sqrt(cc), delta_c(C + k * d, d, dtype)) * (1.0 - 0x1p-20);
+        float f = (float)(t + (long double)(k == want ? frac : -frac) * e);
+        while (isfinite(f) && fabsl((long double)f - t) > (long double)e) f = nextafterf(f, (float)t);
+        if (!isfinite(f)) return 0;
+        v[k] = f;
+    }
+    return 1;
+}
+
+/* Crafted cases on which the computed score's error reaches the measured term: halving it
+ * leaves a score outside the bound. (1) bf16 centroids c_j = 1 + k_j 2^-10 (k_j in 1..3) round
+ * to 1, x_j = k_j: x.(c - ct) = ||x|| ||c - ct|| exactly. (2) TF32 x_j = 1 + r_j, r_j below
+ * half an ulp, so that both the mma (nearest) and the wgmma (truncation) copies are 1, c_j
+ * = r_j 2^20 (TF32 integers): (x - xt).c = ||x - xt|| ||c||. (3) wgmma's truncation at its
+ * worst, x_j = 1 + 2^-10 - 2^-23, c_j = 1: the error ~ d 2^-10, twice what the former
+ * x-rounding term 2^-11 ||x|| ||c|| allowed (the reason u_x is 2^-10 now). */
+static void delta_crafted(void)
+{
+    enum { D = 64 };
+    float x[D], c[D];
+    tc_rng r = {4242};
+    for (int cse = 0; cse < 3; cse++) {
+        const int dtype = cse == 0 ? FKM_BF16 : FKM_F32;
+        for (int j = 0; j < D; j++) {
+            const int k = cse == 0 ? 1 + (int)(tc_uniform(&r) * 3) : 1 + (int)(tc_uniform(&r) * 511);
+            if (cse == 0) c[j] = 1.0f + (float)k * 0x1p-10f, x[j] = (float)k;
+            else if (cse == 1) x[j] = 1.0f + (float)k * 0x1p-20f, c[j] = (float)k;
+            else x[j] = 1.0f + 0x1p-10f - 0x1p-23f, c[j] = 1.0f;
+        }
+        const fkm_cert cert = fkm_cert_tensor(D, 1, dtype);
+        /* the kernels' dot score, exactly: the operand products are integers (or 1) here */
+        double q = 0.0, nx = 0.0, nc = 0.0;
+        for (int j = 0; j < D; j++) {
+            const double xt = dtype == FKM_F32 ? round_to(x[j], 11, -126, cse == 2 ? 2 : 1 + (j & 1)) : x[j];
+            q += xt * op_centroid(c[j], dtype);
+            nx += (double)x[j] * x[j], nc += (double)c[j] * c[j];
+        }
+        nx = sqrt(nx), nc = sqrt(nc);
+        const double dx = delta_x(x, D, dtype), dc = delta_c(c, D, dtype);
+        const double full = fkm_cert_err_d(&cert, nx, dx, nc, dc);
+        const double weak = cse == 0 ? fkm_cert_err_d(&cert, nx, dx, nc, 0.5 * dc)
+                            : cse == 1 ? fkm_cert_err_d(&cert, nx, 0.5 * dx, nc, dc)
+                                       : fkm_cert_err_d(&cert, nx, 0x1p-11 * nx + cert.sd * cert.eta_x, nc, dc);
+        CHECK(within(-q, full, x, c, D, 1), "crafted case %d: the score is outside the measured bound", cse);
+        CHECK(!within(-q, weak, x, c, D, 1), "crafted case %d: the weakened bound still holds (the case is no test)",
+              cse);
+        CHECK(within(-q, fkm_cert_err(&cert, nx, nc), x, c, D, 1), "crafted case %d: outside the model's bound", cse);
+    }
+    printf("measured bound, crafted cases: the centroid term, the x term and u_x = 2^-10 are each needed\n");
+}
+
+static void test_delta(void)
+{
+    delta_crafted();
+    enum { K = 6 };
+    static const int64_t dims[] = {2, 3, 16, 128, 512};
+    static const int dts[3] = {FKM_F32, FKM_F16, FKM_BF16};
+    static const char *const names[3] = {"tf32", "f16", "bf16"};
+    tc_rng r = {9091};
+    float *x = malloc(512 * sizeof *x), *C = malloc(K * 512 * sizeof *C), v[K], base[512];
+    double *prod = malloc(512 * sizeof *prod);
+    int64_t *perm = malloc(512 * sizeof *perm);
+    dstats st[2][3] = {{{0}}};
+    for (size_t a = 0; a < sizeof dims / sizeof dims[0]; a++) {
+        const int64_t d = dims[a];
+        const int trials = d >= 512 ? 60 : d >= 128 ? 200 : 600;
+        for (int trial = 0; trial < trials; trial++)
+            for (int t = 0; t < 3; t++) {
+                const int dtype = dts[t], dot = trial & 1;
+                const fkm_cert cert = fkm_cert_tensor(d, dot, dtype);
+                /* centroids around a common point, spreads from wide to below the operand's
+                 * resolution; some already representable in the operand type (measured term 0),
+                 * some duplicated (exact ties) */
+                const double spread = ldexp(1.0, -(int)(tc_uniform(&r) * 20));
+                const double off = tc_uniform(&r) < 0.3 ? 8.0 : 0.0;
+                for (int64_t j = 0; j < d; j++) base[j] = (float)(off + tc_normal(&r));
+                for (int k = 0; k < K; k++) {
+                    float *c = C + k * d;
+                    const int exact_op = tc_uniform(&r) < 0.3;
+                    for (int64_t j = 0; j < d; j++) {
+                        c[j] = (float)(base[j] + spread * tc_normal(&r));
+                        if (exact_op) c[j] = op_centroid(c[j], dtype);
+                    }
+                }
+                if (tc_uniform(&r) < 0.15) memcpy(C + 4 * d, C + 1 * d, (size_t)d * sizeof *C);
+                /* the row: near a centroid, the bisector of two, or the common point */
+                const int kind = (int)(tc_uniform(&r) * 3);
+                const int ka = (int)(tc_uniform(&r) * K), kb = (ka + 1) % K;
+                const double sc = tc_uniform(&r) < 0.7 ? 1.0 : ldexp(1.0, (int)(tc_uniform(&r) * 8) - 4);
+                const double jit = spread * ldexp(1.0, -(int)(tc_uniform(&r) * 12));
+                for (int64_t j = 0; j < d; j++) {
+                    const double cj = kind == 0   ? C[ka * d + j]
+                                      : kind == 1 ? 0.5 * (C[ka * d + j] + C[kb * d + j])
+                                                  : base[j];
+                    double xv = sc * (cj + jit * tc_normal(&r));
+                    if (dtype == FKM_F16) xv = round_to(xv, 11, -14, 0);
+                    if (dtype == FKM_BF16) xv = round_to(xv, 8, -126, 0);
+                    x[j] = (float)xv;
+                }
+                const int want = exact_argmin(x, C, K, d, dot);
+                for (int k = 0; k < K; k++) v[k] = (float)tc_score(x, C + k * d, d, dot, dtype, &r, prod, perm);
+                delta_case(&cert, dtype, dot, x, C, v, K, d, &st[0][t]);
+                const double frac = trial & 2 ? 1.0 : tc_uniform(&r);
+                if (delta_adversarial(&cert, dtype, dot, x, C, K, d, want, frac, v))
+                    delta_case(&cert, dtype, dot, x, C, v, K, d, &st[1][t]);
+            }
+    }
+    int64_t hdc = 0, mb = 0, hdx = 0;
+    for (int m = 0; m < 2; m++)
+        for (int t = 0; t < 3; t++) {
+            const dstats *s = &st[m][t];
+            printf("measured bound %-11s %-4s: %5lld points, %5lld certified (model's bound: %5lld), %4lld by the "
+                   "pair test, fast label wrong %4lld; certified wrongly with the centroid term halved %lld, with the "
+                   "chosen centroid's term for the largest %lld, with the x term halved %lld\n",
+                   m ? "adversarial" : "modelled", names[t], (long long)s->trials, (long long)s->cert,
+                   (long long)s->cert_model, (long long)s->pair, (long long)s->fast_wrong, (long long)s->wrong_half_dc,
+                   (long long)s->wrong_max_best, (long long)s->wrong_half_dx);
+            hdc += s->wrong_half_dc, mb += s->wrong_max_best, hdx += t == 0 ? s->wrong_half_dx : 0;
+        }
+    CHECK(hdc > 0 && mb > 0 && hdx > 0,
+          "measured bound: a weakened variant never certified a wrong label (%lld, %lld, %lld): the data do not "
+          "test those terms", (long long)hdc, (long long)mb, (long long)hdx);
+    free(x), free(C), free(prod), free(perm);
+}
+
 /* The f32 path's x term at its worst: the wgmma kernels give the tensor cores the raw f32 x,
  * of which they read the upper 19 bits (truncation), so x_j = 1 + 2^-10 - 2^-23 enters as 1,
  * and c_j = 1 + 2^-11 - 2^-23 rounds (nearest) to 1 as well: the dot score's error is
@@ -578,8 +861,10 @@ int main(void)
     test_tf32_truncation();
     test_top3();
     test_cosine();
+    test_delta();
     static const int64_t dims[] = {1, 3, 16, 128, 1024, 4096};
-    static const char *const kinds[] = {"offset 1e4", "mixed signs", "tiny (1e-30..1e-5)", "mixed scales"};
+    static const char *const kinds[] = {"offset 1e4", "mixed signs", "tiny (1e-30..1e-5)", "mixed scales",
+                                        "straddling 2^-126"};
     stats cpu = {0}, tc[3] = {{0}};
     float *x = malloc(4096 * sizeof *x), *c = malloc(4096 * sizeof *c);
     double *prod = malloc(4096 * sizeof *prod);
@@ -588,7 +873,7 @@ int main(void)
     for (size_t a = 0; a < sizeof dims / sizeof dims[0]; a++) {
         const int64_t d = dims[a];
         const int trials = d >= 1024 ? 60 : 400;
-        for (int kind = 0; kind < 4; kind++)
+        for (int kind = 0; kind < 5; kind++)
             for (int trial = 0; trial < trials; trial++) {
                 const int dot = trial & 1;
                 for (int64_t j = 0; j < d; j++) {
@@ -598,13 +883,17 @@ int main(void)
                     case 1: xv = tc_normal(&r), cv = tc_normal(&r); break;
                     case 2: xv = 1e-30 * exp(57.0 * tc_uniform(&r)) * (tc_uniform(&r) < 0.5 ? -1 : 1);
                             cv = 1e-30 * exp(57.0 * tc_uniform(&r)); break;
-                    default: xv = tc_normal(&r) * exp(20.0 * tc_normal(&r) / 3.0);
-                             cv = tc_normal(&r) * exp(20.0 * tc_normal(&r) / 3.0); break;
+                    case 3: xv = tc_normal(&r) * exp(20.0 * tc_normal(&r) / 3.0);
+                            cv = tc_normal(&r) * exp(20.0 * tc_normal(&r) / 3.0); break;
+                    default: /* some elements near and below the f32 normal range (the flushes) */
+                        xv = tc_normal(&r) * (tc_uniform(&r) < 0.5 ? 1.0 : ldexp(1.0, -120 - (int)(tc_uniform(&r) * 12)));
+                        cv = tc_normal(&r) * (tc_uniform(&r) < 0.5 ? 1.0 : ldexp(1.0, -120 - (int)(tc_uniform(&r) * 12)));
+                        break;
                     }
                     x[j] = (float)xv, c[j] = (float)cv;
                 }
                 const fkm_cert cc = fkm_cert_cpu((long long)d, dot);
-                check(&cc, &cpu, "cpu", d, x, c, cpu_score(x, c, d, dot), dot);
+                check(&cc, &cpu, "cpu", d, x, c, cpu_score(x, c, d, dot), dot, -1);
                 static const int dts[3] = {FKM_F32, FKM_F16, FKM_BF16};
                 for (int t = 0; t < 3; t++) {
                     /* f16 and bf16 inputs hold x in that type: round it first */
@@ -617,7 +906,8 @@ int main(void)
                         if (big) continue; /* not an f16 input */
                     }
                     const fkm_cert ct = fkm_cert_tensor((long long)d, dot, dts[t]);
-                    check(&ct, &tc[t], "tensor model", d, x, c, tc_score(x, c, d, dot, dts[t], &r, prod, perm), dot);
+                    check(&ct, &tc[t], "tensor model", d, x, c, tc_score(x, c, d, dot, dts[t], &r, prod, perm), dot,
+                          dts[t]);
                 }
             }
         (void)kinds;
@@ -625,8 +915,10 @@ int main(void)
     printf("cpu kernel:        %lld scores, largest error / bound %.3g\n", (long long)cpu.tried, cpu.worst);
     static const char *const names[3] = {"tf32", "f16", "bf16"};
     for (int t = 0; t < 3; t++)
-        printf("tensor model %-4s: %lld scores (%lld outside the operand range), largest error / bound %.3g\n",
-               names[t], (long long)tc[t].tried, (long long)tc[t].skipped, tc[t].worst);
+        printf("tensor model %-4s: %lld scores (%lld outside the operand range), largest error / bound %.3g "
+               "(model's bound: %.3g), measured bound / model's on average %.3f\n",
+               names[t], (long long)tc[t].tried, (long long)tc[t].skipped, tc[t].worst, tc[t].worst_model,
+               tc[t].tight_sum / (double)(tc[t].tried ? tc[t].tried : 1));
     free(x), free(c), free(prod), free(perm);
     return tc_finish("test_cert");
 }

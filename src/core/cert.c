@@ -44,9 +44,8 @@ fkm_cert fkm_cert_tensor(long long d, int dot, int dtype)
     c.eta_acc = 0x1p-126;
     c.max_cnorm = INFINITY;
     if (dtype == FKM_F32) {
-        /* x: cvt.rna.tf32 (mma.cuh, relative 2^-11) or, in the wgmma kernels, the raw f32
-         * of which the tensor cores read the upper 19 bits (truncation: relative < 2^-10),
-         * or flushed (EXACTNESS.md section 5) */
+        /* x: cvt.rna.tf32 (mma.cuh, relative 2^-11) or truncated to TF32 by wgmma (the tensor
+         * cores read the upper 19 bits: relative < 2^-10), or flushed (EXACTNESS.md 5.2) */
         c.u_x = 0x1p-10, c.eta_x = 0x1p-126;
         c.u_p = 0x1p-11, c.eta_p = 0x1p-126; /* c rounded to nearest TF32, or flushed */
     } else if (dtype == FKM_F16) {

@@ -7,9 +7,11 @@
  *   t = ||c||^2 - 2 x.c   (l2, cosine)   or   t = -x.c   (dot)
  * from operands xt = x rounded to the MMA type (relative u_x, absolute eta_x), ct = c rounded
  * (u_p, eta_p), a dot product accumulated with unit roundoff u_acc in any order, a norm term
- * n ~ ||ct||^2 with relative error eps_n, and one final f32 operation. fkm_cert_err bounds
- * |v - t| from the exact norms ||x||, ||c||. The CPU kernel is the case u_x = u_p = 0,
- * u_acc = 2^-24. */
+ * n ~ ||ct||^2 with relative error eps_n, and one final f32 operation. fkm_cert_err_d bounds
+ * |v - t| from the norms ||x||, ||c|| and bounds on ||xt - x||, ||ct - c||: those of the model
+ * (fkm_cert_err), or, tighter, measured on the operands the kernels actually use
+ * (fkm_cert_elem_err, fkm_cert_delta: EXACTNESS.md 5.2). The CPU kernel is the case
+ * u_x = u_p = 0, u_acc = 2^-24. */
 #ifndef FKM_CERT_H
 #define FKM_CERT_H
 
@@ -37,41 +39,116 @@ typedef struct fkm_cert {
     int valid;           /* 0: the hypotheses fail (d too large): certify nothing */
 } fkm_cert;
 
-/* The bound E(x, c) >= |v - t| (EXACTNESS.md 5; 3.4 for the CPU), before the final inflation. */
-static inline FKM_HD double fkm_cert_err(const fkm_cert *c, double nx, double nc)
+/* The bound E >= |v - t| (EXACTNESS.md 5.2; 3.4 for the CPU), before the final inflation, from
+ * the norms ||x||, ||c|| and upper bounds dx >= ||xt - x||, dc >= ||ct - c|| on the rounding of
+ * the operands to the MMA type (the values the tensor cores use, flushes included), either
+ * measured (fkm_cert_delta) or from the model (fkm_cert_dx, fkm_cert_dc). E grows with each of
+ * nx, dx, nc, dc (every coefficient is non-negative). */
+static inline FKM_HD double fkm_cert_err_d(const fkm_cert *c, double nx, double dx, double nc, double dc)
 {
-    const double d = c->d, sd = c->sd, eta = FKM_CERT_ETA32, u = FKM_CERT_U32;
-    const double ux = c->u_x, up = c->u_p, ex = c->eta_x, ep = c->eta_p;
-    /* |xt.ct - x.c| and sum |xt_j ct_j| */
-    const double cross = sd * ((1.0 + ux) * ep * nx + (1.0 + up) * ex * nc) + d * ex * ep;
-    const double d1 = (ux + up + ux * up) * nx * nc + cross;
-    const double p = (1.0 + ux) * (1.0 + up) * nx * nc + cross;
+    const double d = c->d, eta = FKM_CERT_ETA32, u = FKM_CERT_U32;
+    const double nct = nc + dc; /* >= ||ct|| */
+    /* |xt.ct - x.c| <= ||xt - x|| ||ct|| + ||x|| ||ct - c||, and sum |xt_j ct_j| <= ||xt|| ||ct|| */
+    const double d1 = dx * nct + nx * dc;
+    const double p = (nx + dx) * nct;
     /* accumulation: gamma_d at u_acc, plus underflow */
     const double g = c->g;
     const double d2 = g * p + 2.0 * d * c->eta_acc;
     if (c->dot) return d1 + d2; /* v = -q exactly */
-    /* norm term: |n - ||c||^2| via ||ct||; then the final f32 operation on n - 2q */
-    const double nct = (1.0 + up) * nc + sd * ep;
-    const double dn = c->eps_n * nct * nct + 2.0 * d * eta + up * (2.0 + up) * nc * nc +
-                      sd * ep * (2.0 + 2.0 * up) * nc + d * ep * ep;
+    /* norm term: |n - ||c||^2| <= |n - ||ct||^2| + ||ct - c|| (||ct|| + ||c||); then the final
+     * f32 operation on n - 2q */
+    const double dn = c->eps_n * nct * nct + 2.0 * d * eta + dc * (nct + nc);
     const double absn = (1.0 + c->eps_n) * nct * nct + 2.0 * d * eta;
     const double absq = (1.0 + g) * p + 2.0 * d * c->eta_acc;
     return dn + 2.0 * (d1 + d2) + u * (absn + 2.0 * absq) + eta;
 }
 
+/* The model's bounds on the operand rounding: ||xt - x|| <= u_x ||x|| + sqrt(d) eta_x,
+ * ||ct - c|| <= u_p ||c|| + sqrt(d) eta_p (elementwise |a_j| <= u |v_j| + eta, then the
+ * triangle inequality). 0 for the CPU kernel. */
+static inline FKM_HD double fkm_cert_dx(const fkm_cert *c, double nx) { return c->u_x * nx + c->sd * c->eta_x; }
+static inline FKM_HD double fkm_cert_dc(const fkm_cert *c, double nc) { return c->u_p * nc + c->sd * c->eta_p; }
+
+/* The bound with the model's operand rounding (EXACTNESS.md 5; 3.4 for the CPU). */
+static inline FKM_HD double fkm_cert_err(const fkm_cert *c, double nx, double nc)
+{
+    return fkm_cert_err_d(c, nx, fkm_cert_dx(c, nx), nc, fkm_cert_dc(c, nc));
+}
+
+/* ---------------------------------------------------------------- measured operand rounding
+ *
+ * EXACTNESS.md 5.2: for one element v (an f32 value) and vt, its operand copy as the kernels
+ * store it (both exact in double), a bound on |v' - v| for every value v' the tensor core may
+ * use: vt itself, or, when flush is set (bf16 and TF32 operands, assumption (A')) and vt is
+ * below the f32 normal range, possibly 0. vt is a rounding of v to nearest (so |v - vt| <= |v|)
+ * or, for the TF32 x operand, the truncation rz(v), which bounds the rounding to nearest too. */
+#define FKM_CERT_NORMAL32 0x1p-126 /* the smallest normal f32 */
+
+static inline FKM_HD double fkm_cert_elem_err(float v, float vt, int flush)
+{
+    const double a = (double)v, e = fabs(a - (double)vt);
+    return flush && fabs((double)vt) < FKM_CERT_NORMAL32 ? fmax(e, fabs(a)) : e;
+}
+
+/* An upper bound on ||e|| from ss = a double sum, in any order, of the d <= 2^22 squares
+ * e_j * e_j of fkm_cert_elem_err's values: the computed sum is >= (1 - gamma^(64)_{d+1}) ||e||^2
+ * (each e_j and its square meet at most two roundings, the sum d - 1 more; no underflow, every
+ * nonzero e_j >= 2^-149), the sqrt and the product below one each; the factor 1 + 2^-30
+ * covers all of it: (1 - 2^-30.9)^(1/2) (1 - u64)^2 (1 + 2^-30) > 1. */
+static inline FKM_HD double fkm_cert_delta(double ss) { return sqrt(ss) * (1.0 + 0x1p-30); }
+
+/* A point's operand data for the tests below: norms computed in double (any order), and
+ * upper bounds on the operand rounding, measured (fkm_cert_delta) or from the model. "max"
+ * are the largest over the problem's centroids (E grows with both, so E(x, c_k) <=
+ * E(x, max) for every k: EXACTNESS.md 3.5, 5.2); they need not belong to one centroid. */
+typedef struct fkm_cert_pt {
+    double xnorm, xdelta;           /* ||x||, >= ||xt - x|| */
+    double best_cnorm, best_cdelta; /* the chosen centroid's ||c||, >= ||ct - c|| */
+    double max_cnorm, max_cdelta;   /* the problem's largest ||c_k||, largest bound on ||ct_k - c_k|| */
+} fkm_cert_pt;
+
+/* The model's operand bounds (fkm_cert_dx, fkm_cert_dc) for the given norms: the CPU path
+ * (all 0) and the tests of the unmeasured bound. */
+static inline FKM_HD fkm_cert_pt fkm_cert_pt_model(const fkm_cert *c, double xnorm, double best_cnorm,
+                                                   double max_cnorm)
+{
+    fkm_cert_pt p;
+    p.xnorm = xnorm, p.xdelta = fkm_cert_dx(c, xnorm);
+    p.best_cnorm = best_cnorm, p.best_cdelta = fkm_cert_dc(c, best_cnorm);
+    p.max_cnorm = max_cnorm, p.max_cdelta = fkm_cert_dc(c, max_cnorm);
+    return p;
+}
+
+/* E(x, c_best) + E(x, c_max) + extra (cosine's terms, 5.1; else 0), inflated by (1 + 2^-20)
+ * for the double rounding of the norms and of this evaluation (3.5); +inf where the point may
+ * not be certified at all (the hypotheses fail, a centroid norm beyond the operand type's
+ * range, or an intermediate of the fast pass that could overflow). */
+static inline FKM_HD double fkm_cert_bound(const fkm_cert *c, const fkm_cert_pt *p, double extra)
+{
+    if (!c->valid || !(p->max_cnorm <= c->max_cnorm)) return INFINITY;
+    const double t = p->xnorm + p->max_cnorm;
+    if (!(4.0 * t * t <= 0x1p126)) return INFINITY; /* every intermediate below 2^127 (3.5) */
+    return (fkm_cert_err_d(c, p->xnorm, p->xdelta, p->best_cnorm, p->best_cdelta) +
+            fkm_cert_err_d(c, p->xnorm, p->xdelta, p->max_cnorm, p->max_cdelta) + extra) *
+           (1.0 + 0x1p-20);
+}
+
 /* Whether a point's fast label is certified (EXACTNESS.md 3.5): best and second are the
  * smallest and second-smallest computed scores (second over every centroid but the chosen
- * one), xnorm, best_cnorm and max_cnorm norms computed in double. Non-finite scores and
- * inputs that could overflow are never certified. */
+ * one; or the third, for the pair test of 3.6). Non-finite scores and inputs that could
+ * overflow are never certified (a NaN bound compares false). */
+static inline FKM_HD int fkm_cert_ok_pt(const fkm_cert *c, float best, float second, const fkm_cert_pt *p)
+{
+    if (!isfinite(best) || !isfinite(second)) return 0;
+    return (double)second - (double)best > fkm_cert_bound(c, p, 0.0);
+}
+
+/* The same with the model's operand bounds: the CPU kernel (no operand rounding). */
 static inline FKM_HD int fkm_cert_ok(const fkm_cert *c, float best, float second, double xnorm, double best_cnorm,
                                      double max_cnorm)
 {
-    if (!c->valid || !isfinite(best) || !isfinite(second) || !(max_cnorm <= c->max_cnorm)) return 0;
-    const double t = xnorm + max_cnorm;
-    if (!(4.0 * t * t <= 0x1p126)) return 0; /* every intermediate below 2^127 (3.5) */
-    /* (1 + 2^-20) covers the double rounding of the norms and of this evaluation (3.5) */
-    const double bound = (fkm_cert_err(c, xnorm, best_cnorm) + fkm_cert_err(c, xnorm, max_cnorm)) * (1.0 + 0x1p-20);
-    return (double)second - (double)best > bound;
+    const fkm_cert_pt p = fkm_cert_pt_model(c, xnorm, best_cnorm, max_cnorm);
+    return fkm_cert_ok_pt(c, best, second, &p);
 }
 
 /* ---------------------------------------------------------------- cosine (EXACTNESS.md 5.1)
@@ -110,53 +187,73 @@ static inline FKM_HD double fkm_cert_cos_extra(const fkm_cert *c, double xnorm, 
     return xnorm * (rho * mu_max + (best_cnorm + max_cnorm) * (uy + rho * FKM_CERT_ETA32 * c->sd));
 }
 
-/* fkm_cert_ok for cosine (EXACTNESS.md 5.1): best and second (or third, for the pair test of
- * 3.6) are the computed -x.C scores of the raw row, c the tensor pass's dot-product bound
- * (c->dot = 1), xnorm = ||x|| of the raw row. Zero rows (no inv) are never certified. */
+/* fkm_cert_ok_pt for cosine (EXACTNESS.md 5.1): best and second (or third, for the pair test
+ * of 3.6) are the computed -x.C scores of the raw row, c the tensor pass's dot-product bound
+ * (c->dot = 1), p->xnorm = ||x|| of the raw row (its operand bounds likewise). Zero rows (no
+ * inv) are never certified. */
+static inline FKM_HD int fkm_cert_cos_ok_pt(const fkm_cert *c, float best, float second, const fkm_cert_pt *p,
+                                            double mu_max)
+{
+    if (!c->dot || !isfinite(best) || !isfinite(second) || !(p->xnorm > 0.0) || !(mu_max >= 0.0)) return 0;
+    const double extra = fkm_cert_cos_extra(c, p->xnorm, p->best_cnorm, p->max_cnorm, mu_max);
+    return (double)second - (double)best > fkm_cert_bound(c, p, extra);
+}
+
+/* The same with the model's operand bounds. */
 static inline FKM_HD int fkm_cert_cos_ok(const fkm_cert *c, float best, float second, double xnorm,
                                          double best_cnorm, double max_cnorm, double mu_max)
 {
-    if (!c->valid || !c->dot || !isfinite(best) || !isfinite(second) || !(max_cnorm <= c->max_cnorm) ||
-        !(xnorm > 0.0) || !(mu_max >= 0.0))
-        return 0;
-    const double t = xnorm + max_cnorm;
-    if (!(4.0 * t * t <= 0x1p126)) return 0; /* the fast pass's intermediates (3.5) */
-    /* (1 + 2^-20): the double evaluation and the computed norms, as in fkm_cert_ok (3.5) */
-    const double bound = (fkm_cert_err(c, xnorm, best_cnorm) + fkm_cert_err(c, xnorm, max_cnorm) +
-                          fkm_cert_cos_extra(c, xnorm, best_cnorm, max_cnorm, mu_max)) *
-                         (1.0 + 0x1p-20);
-    return (double)second - (double)best > bound;
+    const fkm_cert_pt p = fkm_cert_pt_model(c, xnorm, best_cnorm, max_cnorm);
+    return fkm_cert_cos_ok_pt(c, best, second, &p, mu_max);
 }
 
-/* A cheaper sufficient test for the common case of a wide gap. For fixed ||c|| = max_cnorm,
- * fkm_cert_err is affine in ||x|| (every term is), and it grows with ||c||, so
- * E(x, c_best) + E(x, c_max) <= 2 (a + b ||x||) with a = E(0, max_cnorm) and
- * b = E(1, max_cnorm) - E(0, max_cnorm), each widened by 2^-44 relative for the double
- * evaluation of E (a few dozen roundings of 2^-53). Computed once per assignment. */
+/* A cheaper sufficient test for the common case of a wide gap. With dx the model's
+ * fkm_cert_dx(||x||) (an upper bound on every point's ||xt - x||, 5.2) and, for fixed
+ * ||c|| = max_cnorm and dc = max_cdelta, E is affine in ||x|| (every term is) and grows with
+ * ||c|| and dc, so E(x, c_best) + E(x, c_max) <= 2 (a + b ||x||) with a = E(0, max) and
+ * b = E(1, max) - E(0, max), each widened by 2^-44 relative for the double evaluation of E (a
+ * few dozen roundings of 2^-53). Computed once per assignment. */
 typedef struct fkm_cert_lin {
-    double a, b, max_cnorm;
+    double a, b, max_cnorm, max_cdelta;
 } fkm_cert_lin;
 
-static inline FKM_HD fkm_cert_lin fkm_cert_linear(const fkm_cert *c, double max_cnorm)
+static inline FKM_HD fkm_cert_lin fkm_cert_linear_d(const fkm_cert *c, double max_cnorm, double max_cdelta)
 {
-    const double e0 = fkm_cert_err(c, 0.0, max_cnorm), e1 = fkm_cert_err(c, 1.0, max_cnorm);
+    const double e0 = fkm_cert_err_d(c, 0.0, fkm_cert_dx(c, 0.0), max_cnorm, max_cdelta);
+    const double e1 = fkm_cert_err_d(c, 1.0, fkm_cert_dx(c, 1.0), max_cnorm, max_cdelta);
     fkm_cert_lin l;
     l.a = e0 * (1.0 + 0x1p-44);
     l.b = (e1 - e0) + (e1 + e0) * 0x1p-44;
     l.max_cnorm = max_cnorm;
+    l.max_cdelta = max_cdelta;
     return l;
 }
 
-/* fkm_cert_ok, trying the affine bound first (the same checks, then the same full test when
- * the cheap one does not decide). */
+/* With the model's centroid bound (the CPU path: 0). */
+static inline FKM_HD fkm_cert_lin fkm_cert_linear(const fkm_cert *c, double max_cnorm)
+{
+    return fkm_cert_linear_d(c, max_cnorm, fkm_cert_dc(c, max_cnorm));
+}
+
+/* fkm_cert_ok_pt, trying the affine bound first (the same checks, then the same full test when
+ * the cheap one does not decide); p's max_cnorm and max_cdelta are l's. */
+static inline FKM_HD int fkm_cert_ok_lin_pt(const fkm_cert *c, const fkm_cert_lin *l, float best, float second,
+                                            const fkm_cert_pt *p)
+{
+    if (!c->valid || !isfinite(best) || !isfinite(second) || !(l->max_cnorm <= c->max_cnorm)) return 0;
+    const double t = p->xnorm + l->max_cnorm;
+    if (!(4.0 * t * t <= 0x1p126)) return 0;
+    if ((double)second - (double)best > 2.0 * (l->a + l->b * p->xnorm) * (1.0 + 0x1p-20)) return 1;
+    return fkm_cert_ok_pt(c, best, second, p);
+}
+
+/* The CPU path's form: the model's operand bounds (0 for the CPU kernel). */
 static inline FKM_HD int fkm_cert_ok_lin(const fkm_cert *c, const fkm_cert_lin *l, float best, float second,
                                          double xnorm, double best_cnorm)
 {
-    if (!c->valid || !isfinite(best) || !isfinite(second) || !(l->max_cnorm <= c->max_cnorm)) return 0;
-    const double t = xnorm + l->max_cnorm;
-    if (!(4.0 * t * t <= 0x1p126)) return 0;
-    if ((double)second - (double)best > 2.0 * (l->a + l->b * xnorm) * (1.0 + 0x1p-20)) return 1;
-    return fkm_cert_ok(c, best, second, xnorm, best_cnorm, l->max_cnorm);
+    fkm_cert_pt p = fkm_cert_pt_model(c, xnorm, best_cnorm, l->max_cnorm);
+    p.max_cdelta = l->max_cdelta;
+    return fkm_cert_ok_lin_pt(c, l, best, second, &p);
 }
 
 #ifdef __cplusplus
@@ -165,9 +262,10 @@ extern "C" {
 /* The CPU kernel (src/cpu/kernel.c): bias fl32(sum c_j^2 in double), f32 dot product with
  * one or two roundings per step, one final f32 multiply-add. */
 fkm_cert fkm_cert_cpu(long long d, int dot);
-/* The tensor-core kernels (src/cuda/assign.cu): dtype 0 = f32 input (TF32 operands: x
- * truncated, c rounded to nearest), 1 = f16, 2 = bf16 (fkm_dtype values); norm term an f32
- * sum of the rounded centroid's squares; accumulation per assumption (A), u_acc = 2^-22. */
+/* The tensor-core kernels (src/cuda/assign.cu): dtype 0 = f32 input (TF32 operands: x rounded
+ * to nearest by mma.sync's cvt.rna or truncated by wgmma, c rounded to nearest), 1 = f16,
+ * 2 = bf16 (fkm_dtype values); norm term an f32 sum of the rounded centroid's squares;
+ * accumulation per assumption (A), u_acc = 2^-22. */
 fkm_cert fkm_cert_tensor(long long d, int dot, int dtype);
 #ifdef __cplusplus
 }

@@ -89,7 +89,7 @@ fkm_status fkm_cpu_assign(fkm_ctx *ctx, void *state, const float *centroids, int
     const int exact = pb->precision == FKM_PRECISION_EXACT;
     const fkm_cert cert = fkm_cert_cpu(d, pb->metric == FKM_METRIC_DOT);
     int64_t redone = 0;
-    fkm_cert_lin lin = {0.0, 0.0, 0.0};
+    fkm_cert_lin lin = {0.0, 0.0, 0.0, 0.0};
     if (exact) {
         st->cnorm_max = 0.0;
         for (int64_t c = 0; c < pb->k; c++)

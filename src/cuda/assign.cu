@@ -91,19 +91,6 @@ const char *fkm_cuda_assign_path_name(fkm_assign_path path)
 
 /* ---------------------------------------------------------------- shared pieces */
 
-template <typename T> __device__ __forceinline__ T fkm_from_float(float v);
-template <> __device__ __forceinline__ float fkm_from_float<float>(float v) { return v; }
-/* the TF32 operand copy: rounded to nearest TF32 once, as the tensor cores would truncate */
-__device__ __forceinline__ float fkm_round_tf32(float v)
-{
-    return __uint_as_float(fkm_to_tf32(__float_as_uint(v)));
-}
-template <> __device__ __forceinline__ __half fkm_from_float<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 fkm_from_float<__nv_bfloat16>(float v)
-{
-    return __float2bfloat16_rn(v);
-}
-
 /* One warp per centroid row: the operand copy (rounded to T, zero padded to dpad) and the
  * score offset: ||c||^2 of the rounded centroid for l2 (so that the score is the exact
  * distance to the centroid the tensor cores see, up to f32 accumulation), 0 otherwise;
@@ -119,9 +106,8 @@ __global__ void prepare_centroids(const float *C, int64_t k, int64_t d, int64_t 
     T *dst = cq + (b * kpad + row) * dpad;
     float ss = 0.f;
     for (int64_t j = lane; j < dpad; j += 32) {
-        float v = row < k && j < d ? C[(b * k + row) * d + j] : 0.f;
-        if (tf32) v = fkm_round_tf32(v);
-        const T q = fkm_from_float<T>(v);
+        const float v = row < k && j < d ? C[(b * k + row) * d + j] : 0.f;
+        const T q = fkm_operand<T>(v, tf32); /* exact.cu measures ||c - q|| with the same function */
         dst[j] = q;
         const float r = fkm_to_float(q);
         ss = fmaf(r, r, ss);

@@ -3,8 +3,10 @@
  * Per assignment, all on the stream with one host synchronisation in the common case:
  *   1. the tensor-core kernel's top-3 instantiation (mma or wgmma, the path fast mode would
  *      take) gives each point its label, its three smallest scores and the second's index;
- *   2. `certify` (one thread per point) applies fkm_cert_ok (src/core/cert.h, the CPU's
- *      inline code) to (best, second): certified, nothing more to do; else to (best, third):
+ *   2. `certify` (one thread per point) applies fkm_cert_ok_pt (src/core/cert.h, the CPU's
+ *      inline code) to (best, second), with the operand rounding measured per point and per
+ *      centroid (EXACTNESS.md 5.2: ||xt - x|| once per call, ||ct - c|| and each problem's
+ *      largest every assignment): certified, nothing more to do; else to (best, third):
  *      the exact argmin is then one of the two best centroids, and the point goes to the pair
  *      list; else to its problem's filter list;
  *   3. `pair_decide` (one warp per point of the pair list) computes the two double score
@@ -33,6 +35,7 @@
  * y_j = fl32(fl64(x_j inv)) computed on the fly with the CPU's operations (inv per point, once
  * per call: no copy of X), then runs the l2 code on (y, C). */
 #include "cuda/exact.cuh"
+#include "cuda/mma.cuh" /* fkm_operand: the centroids' operand copy, whose rounding is measured here */
 
 #include "core/exact.h" /* C declarations with their own extern "C"; cert.h's bound is inline */
 #include "core/exact_filter.h"
@@ -63,8 +66,10 @@ struct fkm_cuda_exact_ws {
     float *best, *second, *third; /* n_total: the fast pass's three smallest scores */
     int32_t *second_idx;       /* n_total: the second's centroid */
     double *xnorm;             /* n_total: ||x|| in double */
+    double *xdelta;            /* n_total: >= ||xt - x||, the x operand's rounding (EXACTNESS.md 5.2) */
     double *xinv;              /* n_total, cosine only: fkm_load_row's 1/sqrt(sum x_j^2), 0 for a zero row */
     double *cnorm, *cmax;      /* k_total, batch */
+    double *cdelta, *cdmax;    /* k_total, batch: >= ||ct - c|| per centroid (5.2), each problem's largest */
     double *cmu, *mumax;       /* k_total, batch, cosine only: fkm_cert_cos_mu per centroid, its max */
     float *cbias;              /* k_total: fl32(sum c_j^2 in double), the f32 filter's bias */
     unsigned long long *count; /* EX_C_FIXED + 2 batch */
@@ -113,27 +118,57 @@ struct ex_args {
 
 /* ---------------------------------------------------------------- kernels */
 
+/* fkm_cert_elem_err (cert.h) of one element and its tensor-core operand (EXACTNESS.md 5.2).
+ * x (OP = the input type): f32 input is rounded to TF32 by mma.sync (cvt.rna, mma.cuh) or
+ * truncated by wgmma (the upper 19 bits): both within |x - rz(x)|, rz(x) = x with the 13 low
+ * bits cleared; bf16 x is used as is; either may be flushed below 2^-126 (assumption (A'));
+ * f16 x is used as is, subnormals kept (0). Centroids (OP = the operand type): the copy
+ * prepare_centroids makes with the same fkm_operand (TF32 for f32 input), possibly flushed
+ * for TF32 and bf16. */
+template <typename OP> static __device__ __forceinline__ double ex_xop_err(float v)
+{
+    if (std::is_same<OP, __half>::value) return 0.0;
+    const float vt = std::is_same<OP, float>::value ? __uint_as_float(__float_as_uint(v) & 0xffffe000u) : v;
+    return fkm_cert_elem_err(v, vt, 1);
+}
+template <typename OP> static __device__ __forceinline__ double ex_cop_err(float v)
+{
+    const float vt = fkm_to_float(fkm_operand<OP>(v, std::is_same<OP, float>::value));
+    return fkm_cert_elem_err(v, vt, !std::is_same<OP, __half>::value);
+}
+
 /* One warp per row: sqrt of the sum of squares in double (any order: EXACTNESS.md 3.5); with
  * bias != NULL also the sum rounded to f32 (the CPU kernel's bias, 3.3); with mu != NULL the
- * bound fkm_cert_cos_mu on | sum - 1 | (cosine, 5.1). */
-template <typename T>
+ * bound fkm_cert_cos_mu on | sum - 1 | (cosine, 5.1); with delta != NULL the bound
+ * fkm_cert_delta on the rounding of the row to the operand type OP (5.2), of a centroid
+ * (CENT) or of x. Lane-strided sums and a butterfly: a fixed order. */
+template <typename T, typename OP, bool CENT>
 __global__ void row_norms(const T *X, int64_t rows, int64_t d, int64_t ld, int64_t per_problem, int64_t bstride,
-                          double *out, float *bias, double *mu)
+                          double *out, float *bias, double *mu, double *delta)
 {
     const int lane = threadIdx.x & 31;
     const int64_t r = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (r >= rows) return;
     const T *x = X + (r / per_problem) * bstride + (r % per_problem) * ld;
-    double s = 0.0;
+    double s = 0.0, s_e = 0.0;
     for (int64_t j = lane; j < d; j += 32) {
-        const double v = fkm_to_double(x[j]);
+        const float f = fkm_to_float(x[j]); /* exact: f32, f16 and bf16 values are f32 values */
+        const double v = f;
         s += v * v;
+        if (delta) {
+            const double e = CENT ? ex_cop_err<OP>(f) : ex_xop_err<OP>(f);
+            s_e += e * e;
+        }
     }
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    for (int o = 16; o > 0; o >>= 1) {
+        s += __shfl_xor_sync(0xffffffffu, s, o);
+        s_e += __shfl_xor_sync(0xffffffffu, s_e, o);
+    }
     if (lane == 0) {
         out[r] = sqrt(s);
         if (bias) bias[r] = (float)s;
         if (mu) mu[r] = fkm_cert_cos_mu(s, (double)d);
+        if (delta) delta[r] = fkm_cert_delta(s_e);
     }
 }
 
@@ -185,9 +220,10 @@ static __device__ __forceinline__ unsigned long long warp_slot(unsigned mask, un
  * lists (one per problem, for filter_tiles' centroid tiles). The loop is warp-uniform so that
  * whole warps vote. */
 __global__ void certify(fkm_cert cert, const float *best, const float *second, const float *third,
-                        const int32_t *labels, const double *xnorm, const double *cnorm, const double *cmax,
-                        const double *mumax, int64_t n_total, int64_t n, int64_t k, unsigned long long *count,
-                        int64_t *pair_idx, int64_t *filt_idx)
+                        const int32_t *labels, const double *xnorm, const double *xdelta, const double *cnorm,
+                        const double *cdelta, const double *cmax, const double *cdmax, const double *mumax,
+                        int64_t n_total, int64_t n, int64_t k, unsigned long long *count, int64_t *pair_idx,
+                        int64_t *filt_idx)
 {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i - (threadIdx.x & 31) < n_total; i += stride) {
@@ -195,15 +231,17 @@ __global__ void certify(fkm_cert cert, const float *best, const float *second, c
         int64_t b = 0;
         if (i < n_total) {
             b = i / n;
-            const double xn = xnorm[i], cn = cnorm[b * k + labels[i]], cm = cmax[b];
+            const int64_t c = b * k + labels[i];
+            /* the norms and the measured operand rounding (EXACTNESS.md 5.2) */
+            const fkm_cert_pt p = {xnorm[i], xdelta[i], cnorm[c], cdelta[c], cmax[b], cdmax[b]};
             const float s1 = best[i];
             /* cosine (mumax != NULL): the same two tests with the cosine bound (5.1) */
             const double mu = mumax ? mumax[b] : 0.0;
-            const int ok2 = mumax ? fkm_cert_cos_ok(&cert, s1, second[i], xn, cn, cm, mu)
-                                  : fkm_cert_ok(&cert, s1, second[i], xn, cn, cm);
+            const int ok2 = mumax ? fkm_cert_cos_ok_pt(&cert, s1, second[i], &p, mu)
+                                  : fkm_cert_ok_pt(&cert, s1, second[i], &p);
             if (!ok2) {
-                const int ok3 = mumax ? fkm_cert_cos_ok(&cert, s1, third[i], xn, cn, cm, mu)
-                                      : fkm_cert_ok(&cert, s1, third[i], xn, cn, cm);
+                const int ok3 = mumax ? fkm_cert_cos_ok_pt(&cert, s1, third[i], &p, mu)
+                                      : fkm_cert_ok_pt(&cert, s1, third[i], &p);
                 kind = k == 2 || ok3 ? 1 : 2;
             }
         }
@@ -488,9 +526,12 @@ void fkm_cuda_exact_destroy(fkm_cuda_exact_ws *ws)
     cudaFree(ws->third);
     cudaFree(ws->second_idx);
     cudaFree(ws->xnorm);
+    cudaFree(ws->xdelta);
     cudaFree(ws->xinv);
     cudaFree(ws->cnorm);
     cudaFree(ws->cmax);
+    cudaFree(ws->cdelta);
+    cudaFree(ws->cdmax);
     cudaFree(ws->cmu);
     cudaFree(ws->mumax);
     cudaFree(ws->count);
@@ -549,8 +590,11 @@ fkm_status fkm_cuda_exact_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_cu
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->third, n * sizeof(float)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->second_idx, n * sizeof(int32_t)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->xnorm, n * sizeof(double)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->xdelta, n * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cnorm, (size_t)ws->k_total * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cmax, (size_t)pb->batch * sizeof(double)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cdelta, (size_t)ws->k_total * sizeof(double)), s, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cdmax, (size_t)pb->batch * sizeof(double)), s, fail);
     if (cosine) {
         FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->xinv, n * sizeof(double)), s, fail);
         FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cmu, (size_t)ws->k_total * sizeof(double)), s, fail);
@@ -582,12 +626,25 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The centroids' norms, their rounding to the operand type OP (the input type; TF32 for f32),
+ * the f32 filter's bias and, for cosine, mu: one warp per centroid, every assignment. */
+template <typename OP>
+static fkm_status launch_centroid_norms(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fkm_dev_problem *pb,
+                                        const float *cent, cudaStream_t stream)
+{
+    row_norms<float, OP, true><<<(unsigned)fkm_ceil_div(ws->k_total, EX_THREADS / 32), EX_THREADS, 0, stream>>>(
+        cent, ws->k_total, pb->d, pb->d, ws->k_total, 0, ws->cnorm, ws->cbias, ws->cmu, ws->cdelta);
+    FKM_CUDA_LAUNCHED(ctx, "row_norms(centroids)");
+    return FKM_OK;
+}
+
 template <typename T>
 static fkm_status launch_row_norms(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fkm_dev_problem *pb, cudaStream_t stream)
 {
     const int64_t rows = ws->n_total, per_block = EX_THREADS / 32;
-    row_norms<T><<<(unsigned)fkm_ceil_div(rows, per_block), EX_THREADS, 0, stream>>>(
-        (const T *)pb->X, rows, pb->d, pb->ld, pb->n, pb->batch_stride, ws->xnorm, NULL, NULL);
+    /* the input type is the x operand's type (TF32 for f32) */
+    row_norms<T, T, false><<<(unsigned)fkm_ceil_div(rows, per_block), EX_THREADS, 0, stream>>>(
+        (const T *)pb->X, rows, pb->d, pb->ld, pb->n, pb->batch_stride, ws->xnorm, NULL, NULL, ws->xdelta);
     FKM_CUDA_LAUNCHED(ctx, "row_norms");
     if (ws->xinv) {
         row_inv_norms<T><<<(unsigned)fkm_ceil_div(rows, per_block), EX_THREADS, 0, stream>>>(
@@ -699,11 +756,14 @@ fkm_status fkm_cuda_exact_assign(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_a
         if (s != FKM_OK) return s;
         ws->xnorm_ready = 1;
     }
-    /* centroid norms (rows of cent, f32), each problem's largest, and the f32 filter's bias */
-    row_norms<float><<<(unsigned)fkm_ceil_div(ws->k_total, EX_THREADS / 32), EX_THREADS, 0, stream>>>(
-        cent, ws->k_total, pb->d, pb->d, ws->k_total, 0, ws->cnorm, ws->cbias, ws->cmu);
-    FKM_CUDA_LAUNCHED(ctx, "row_norms(centroids)");
+    /* centroid norms (rows of cent, f32), their operand rounding, each problem's largest of
+     * both (max is exact: deterministic), and the f32 filter's bias */
+    if (pb->dtype == FKM_F16) s = launch_centroid_norms<__half>(ctx, ws, pb, cent, stream);
+    else if (pb->dtype == FKM_BF16) s = launch_centroid_norms<__nv_bfloat16>(ctx, ws, pb, cent, stream);
+    else s = launch_centroid_norms<float>(ctx, ws, pb, cent, stream);
+    if (s != FKM_OK) return s;
     if ((s = fkm_cuda_max_per_problem(ctx, ws->cnorm, pb->k, pb->batch, ws->cmax, stream)) != FKM_OK) return s;
+    if ((s = fkm_cuda_max_per_problem(ctx, ws->cdelta, pb->k, pb->batch, ws->cdmax, stream)) != FKM_OK) return s;
     if (ws->cmu && (s = fkm_cuda_max_per_problem(ctx, ws->cmu, pb->k, pb->batch, ws->mumax, stream)) != FKM_OK)
         return s;
 
@@ -716,9 +776,10 @@ fkm_status fkm_cuda_exact_assign(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_a
     FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->count, 0, (size_t)(EX_C_FIXED + 2 * pb->batch) * sizeof(unsigned long long),
                                       stream));
     certify<<<blocks_for(ws->n_total), EX_THREADS, 0, stream>>>(ws->cert, ws->best, ws->second, ws->third, labels,
-                                                                ws->xnorm, ws->cnorm, ws->cmax, ws->mumax,
-                                                                ws->n_total, pb->n,
-                                                                pb->k, ws->count, ws->pair_idx, ws->filt_idx);
+                                                                ws->xnorm, ws->xdelta, ws->cnorm, ws->cdelta,
+                                                                ws->cmax, ws->cdmax, ws->mumax, ws->n_total,
+                                                                pb->n, pb->k, ws->count, ws->pair_idx,
+                                                                ws->filt_idx);
     FKM_CUDA_LAUNCHED(ctx, "certify");
     if (pb->dtype == FKM_F16) s = launch_device_stages_any<__half>(ctx, ws, pb, cent, labels, stream);
     else if (pb->dtype == FKM_BF16) s = launch_device_stages_any<__nv_bfloat16>(ctx, ws, pb, cent, labels, stream);

@@ -60,6 +60,23 @@ __device__ __forceinline__ uint32_t fkm_to_tf32(uint32_t f)
     asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(__uint_as_float(f)));
     return r;
 }
+/* The operand copy of an f32 value: rounded to T (to nearest even for f16 and bf16), for
+ * tf32 != 0 first to nearest TF32 once (cvt.rna; the tensor cores would truncate). The
+ * centroids' copy (prepare_centroids in assign.cu) and exact mode's measure of its rounding
+ * error (exact.cu, EXACTNESS.md 5.2) both call this. */
+template <typename T> __device__ __forceinline__ T fkm_from_float(float v);
+template <> __device__ __forceinline__ float fkm_from_float<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half fkm_from_float<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 fkm_from_float<__nv_bfloat16>(float v)
+{
+    return __float2bfloat16_rn(v);
+}
+__device__ __forceinline__ float fkm_round_tf32(float v) { return __uint_as_float(fkm_to_tf32(__float_as_uint(v))); }
+template <typename T> __device__ __forceinline__ T fkm_operand(float v, int tf32)
+{
+    return fkm_from_float<T>(tf32 ? fkm_round_tf32(v) : v);
+}
+
 template <> struct fkm_mma<float> {
     static __device__ __forceinline__ void run(float d[4], const uint32_t a[4], const uint32_t b[2])
     {
