@@ -42,6 +42,7 @@
 #                      both --ab": the issue's N=1M K=1024 D=128 f16 on blobs and on noise, each
 #                      with pruning on and off (compared bitwise), and the CPU comparison)
 #   LARGEN_ARGS        arguments for bench/bench_largeN.py (default "--n 64M 300M")
+#   SANITIZE_TOOLS     compute-sanitizer tools to run, in order (default "memcheck racecheck")
 #   SANITIZE_TESTS     regular expression over ctest test names (default 'cuda|gpu|update';
 #                      test_stream's millions of rows are too slow under the tools: run it
 #                      alone with SANITIZE_TESTS=stream GPU_CHECK_STAGES=build,sanitize)
@@ -369,7 +370,7 @@ if want sanitize; then
     stage_end=$(( $(now) + $(cap "$T_SANITIZE") ))
     nfail=0; nrun=0; nskip77=0; skipped=(); failed=()
     : > "$OUT/sanitize.log"
-    for tool in memcheck racecheck; do
+    for tool in ${SANITIZE_TOOLS:-memcheck racecheck}; do
       for run in "${RUNS[@]}"; do
         IFS=$'\t' read -r name wd envs cmd <<< "$run"
         [[ "$envs" == "-" ]] && envs=""
@@ -392,7 +393,7 @@ if want sanitize; then
         fi
       done
     done
-    note="$nrun runs (${#RUNS[@]} tests x memcheck, racecheck), $nfail failed"
+    note="$nrun runs (${#RUNS[@]} tests x ${SANITIZE_TOOLS:-memcheck racecheck}), $nfail failed"
     [[ $nfail -gt 0 ]] && note+=": ${failed[*]}"
     [[ $nskip77 -gt 0 ]] && note+="; $nskip77 skipped themselves (exit 77: no GPU?)"
     [[ ${#skipped[@]} -gt 0 ]] && note+="; INCOMPLETE, out of time for: ${skipped[*]}"
