@@ -7,7 +7,7 @@
  *                that entry (cluster, tile) is the first sorted slot of that cluster's points
  *                of that tile; then the list of clusters the combine must visit
  *  3. scatter    stable counting-sort scatter of point ids (and their clusters) into label order
- *  4. reduce     one warp per work unit = UNIT consecutive sorted points (whatever clusters they
+ *  4. reduce     one warp per work unit = `unit` consecutive sorted points (whatever clusters they
  *                belong to): per run of equal clusters (a "segment") the weighted column sums,
  *                weight and objective, in double. A cluster that lies inside one unit is
  *                written to the outputs directly; one that spans several units leaves one
@@ -15,9 +15,9 @@
  *  5. combine    per cluster spanning several units (and per empty cluster), its partials in
  *                unit order; per problem, the objective of its units in unit order
  *
- * Determinism. Every floating-point sum has an order fixed by compile-time constants (UNIT,
- * COMB_WARPS, COMB_BATCH, OBJ_THREADS), by the shape of the data (d and the dtype fix how a
- * row is spread over lanes, see below) and by the labels, never by the grid size, the pointer
+ * Determinism. Every floating-point sum has an order fixed by compile-time constants
+ * (COMB_WARPS, COMB_BATCH, OBJ_THREADS), by the shape of the data (d and the dtype fix the
+ * reduce's unit, unit_rows, and how a row is spread over lanes, see below) and by the labels, never by the grid size, the pointer
  * alignment or the GPU: the kernels loop over virtual work items (grid-stride), and an item's
  * work and order do not depend on which physical warp or block runs it. There are no
  * floating-point atomics; integer atomics are used only for counts (exact whatever their
@@ -60,7 +60,7 @@
  * 16-byte loads), except for cosine with more than one column tile, where a first pass over
  * each row computes its norm. Everything else is a few 4-byte words per point (labels, ids,
  * clusters) plus partials of d doubles for clusters that straddle a unit boundary (at most
- * units + clusters of them; about n/UNIT for k << n/UNIT). */
+ * units + clusters of them; about n/unit for k << n/unit). */
 #include "cuda/update.cuh"
 
 #include <cub/cub.cuh>
@@ -69,9 +69,15 @@
 
 /* ---------------------------------------------------------------- fixed constants */
 
-/* Sorted points per reduce work unit. Part of the summation order: never derive it from the
- * device. */
-#define UNIT 256
+/* Sorted points per reduce work unit: unit_rows(d, element size), a power of two in
+ * [UNIT_MIN, UNIT_MAX] covering about UNIT_BYTES of X. Part of the summation order, so a
+ * function of the data's shape only, never of the device. Wide rows take short units, so that
+ * a piece of X (at most 2^28 bytes, plan.c) still has enough units to fill the GPU: at
+ * d = 1024 f16 a piece is 131072 rows, 512 units of 256 rows (four warps per SM on an H100),
+ * 2048 of 64. */
+#define UNIT_MAX 256
+#define UNIT_MIN 32
+#define UNIT_BYTES (128 * 1024)
 /* Warps of a reduce block (launch shape only: each warp handles whole units). */
 #define RED_WARPS 4
 /* Steps (R rows each) whose loads a warp issues before it uses them. */
@@ -100,6 +106,7 @@ struct fkm_cuda_update_ws {
     int64_t tile;             /* counting path: points per tile (1 tile = whole problem otherwise) */
     int warps;                /* counting path: warps per sort block */
     int sort_bits;            /* radix path: key bits */
+    int unit;                 /* reduce work unit (sorted points), unit_rows */
 
     unsigned long long *mat;  /* counts, then (scan) first sorted slot; mat_cap entries */
     int64_t mat_cap;
@@ -123,6 +130,14 @@ struct fkm_cuda_update_ws {
     cudaEvent_t ev[6];
     fkm_cuda_update_times times;
 };
+
+static int unit_rows(int64_t d, size_t es)
+{
+    const int64_t row = d * (int64_t)es;
+    int u = UNIT_MAX;
+    while (u > UNIT_MIN && (int64_t)u * row > UNIT_BYTES) u /= 2;
+    return u;
+}
 
 /* Counting path: tile = a power of two in [2048, 32768], at least 8 points per label so the
  * count matrix (k x tiles) stays around n/8 entries; warps per block chosen so that the
@@ -216,6 +231,7 @@ fkm_status fkm_cuda_update_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_c
     ws->k = pb->k;
     ws->d = pb->d;
     ws->counting = pb->k <= SORT_MAX_K;
+    ws->unit = unit_rows(pb->d, fkm_dtype_size(pb->dtype));
     if (ws->counting) sort_shape(pb->k, &ws->tile, &ws->warps);
     else ws->sort_bits = key_bits((int64_t)pb->batch * pb->k);
 
@@ -224,7 +240,7 @@ fkm_status fkm_cuda_update_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_c
     size_t b_order, b_mat, b_part, b_n4, b_list;
     const int64_t tiles = ws->counting ? fkm_ceil_div(pb->n, ws->tile) : 1;
     if (!fkm_mul_i64(pb->batch, pb->n, &bn) || !fkm_mul_i64(pb->batch, pb->k, &bk) ||
-        !fkm_mul_i64(bk, tiles, &tmp) || tmp == INT64_MAX || (units = fkm_ceil_div(bn, UNIT)) < 1 ||
+        !fkm_mul_i64(bk, tiles, &tmp) || tmp == INT64_MAX || (units = fkm_ceil_div(bn, ws->unit)) < 1 ||
         bk > INT64_MAX - units || (parts = bk + units) < 1 || units > INT64_MAX - pb->batch ||
         !fkm_bytes(bn, 1, sizeof(uint32_t), &b_order) || !fkm_bytes(tmp + 1, 1, sizeof(unsigned long long), &b_mat) ||
         !fkm_bytes(parts, pb->d, sizeof(double), &b_part) || !fkm_bytes(pb->n, 1, sizeof(uint32_t), &b_n4) ||
@@ -352,18 +368,18 @@ __global__ void hist_global_kernel(const int32_t *__restrict__ labels, int64_t n
 /* ---------------------------------------------------------------- 2b. combine list */
 
 /* Cluster g's sorted points are [start_g, start_{g+1}), start_g = mat[g * tiles] after the
- * scan (mat[clusters * tiles] = total). It touches units start_g / UNIT .. (stop_g - 1) / UNIT;
+ * scan (mat[clusters * tiles] = total). It touches units start_g / unit .. (stop_g - 1) / unit;
  * its partial for unit u goes to slot g + u (consecutive clusters never collide: the next
  * cluster's first unit is >= this one's last). A cluster inside one unit is finished by the
  * reduce; the others (several units, or none: empty) are listed for the combine. The list's
  * order (integer atomics) only assigns clusters to blocks. */
-__global__ void list_kernel(const unsigned long long *__restrict__ mat, int64_t tiles, int64_t clusters,
+__global__ void list_kernel(const unsigned long long *__restrict__ mat, int64_t tiles, int64_t clusters, int unit,
                             uint32_t *__restrict__ list, int *__restrict__ nlist)
 {
     for (int64_t g = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; g < clusters;
          g += (int64_t)gridDim.x * blockDim.x) {
         const unsigned long long start = mat[g * tiles], stop = mat[(g + 1) * tiles];
-        const bool one = stop > start && start / UNIT == (stop - 1) / UNIT;
+        const bool one = stop > start && start / unit == (stop - 1) / unit;
         if (!one) list[atomicAdd(nlist, 1)] = (uint32_t)g;
     }
 }
@@ -567,9 +583,10 @@ struct reduce_args {
     double *point_obj;           /* NULL: not wanted */
     int want_obj, accumulate, cosine, dot, vec_ok;
     int lpr_log2, col_tiles;
+    int unit; /* sorted points per work unit (unit_rows) */
 };
 
-/* One warp per unit u = sorted points [u*UNIT, min((u+1)*UNIT, total)); the unit's ids,
+/* One warp per unit u = sorted points [u*unit, min((u+1)*unit, total)); the unit's ids,
  * clusters and weights are staged in the warp's shared memory, then its segments (runs of one
  * cluster) are reduced one after the other (see the file comment for the layout and orders).
  * A segment that is its whole cluster (its neighbours in the sorted order, inside or outside
@@ -581,11 +598,11 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
 {
     typedef typename fkm_elem<DT>::type E;
     constexpr int VEC = 16 / (int)sizeof(E);
-    __shared__ uint32_t s_id[RED_WARPS][UNIT];
-    __shared__ uint32_t s_g[RED_WARPS][UNIT];
-    __shared__ float s_w[RED_WARPS][UNIT];
-    __shared__ double s_aux[RED_WARPS][UNIT]; /* several column tiles: a point's objective so far */
-    __shared__ double s_inv[RED_WARPS][UNIT]; /* cosine with several column tiles: 1 / norm */
+    __shared__ uint32_t s_id[RED_WARPS][UNIT_MAX];
+    __shared__ uint32_t s_g[RED_WARPS][UNIT_MAX];
+    __shared__ float s_w[RED_WARPS][UNIT_MAX];
+    __shared__ double s_aux[RED_WARPS][UNIT_MAX]; /* several column tiles: a point's objective so far */
+    __shared__ double s_inv[RED_WARPS][UNIT_MAX]; /* cosine with several column tiles: 1 / norm */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int lg = a.lpr_log2, LPR = 1 << lg, R = 32 >> lg;
     const int lir = lane & (LPR - 1), grp = lane >> lg;
@@ -597,10 +614,11 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
     float *sw = s_w[warp];
     double *saux = s_aux[warp], *sinv = s_inv[warp];
     const int64_t total = (int64_t)a.mat[a.clusters * a.tiles];
-    const int64_t units = (total + UNIT - 1) / UNIT;
+    const int unit = a.unit;
+    const int64_t units = (total + unit - 1) / unit;
     for (int64_t u = (int64_t)blockIdx.x * RED_WARPS + warp; u < units; u += (int64_t)gridDim.x * RED_WARPS) {
-        const int64_t p0 = u * UNIT;
-        const int np = (int)(total - p0 < UNIT ? total - p0 : UNIT);
+        const int64_t p0 = u * unit;
+        const int np = (int)(total - p0 < unit ? total - p0 : unit);
         for (int t = lane; t < np; t += 32) {
             sid[t] = a.order[p0 + t];
             sg[t] = a.sorted_g[p0 + t];
@@ -781,6 +799,7 @@ struct combine_args {
     const double *part_sum, *part_w, *part_obj;
     double *sums, *weight, *objective;
     int accumulate;
+    int unit; /* sorted points per reduce work unit */
 };
 
 /* Virtual blocks [0, nlist): listed cluster g (several units, or empty), COMB_COLS columns per
@@ -801,8 +820,8 @@ __global__ void __launch_bounds__(OBJ_THREADS) combine_kernel(combine_args a)
         if (vb < nl) {
             const int64_t g = a.list[vb];
             const int64_t start = (int64_t)a.mat[g * a.tiles], stop = (int64_t)a.mat[(g + 1) * a.tiles];
-            const int64_t nu = stop > start ? (stop - 1) / UNIT - start / UNIT + 1 : 0;
-            const int64_t s0 = g + start / UNIT;
+            const int64_t nu = stop > start ? (stop - 1) / a.unit - start / a.unit + 1 : 0;
+            const int64_t s0 = g + start / a.unit;
             const int64_t cols = a.sums ? d : 1;
             for (int64_t c0 = 0; c0 < cols; c0 += COMB_COLS) {
                 const bool do_w = a.weight && c0 == 0;
@@ -854,7 +873,7 @@ __global__ void __launch_bounds__(OBJ_THREADS) combine_kernel(combine_args a)
             const int64_t P0 = (int64_t)a.mat[b * a.k * a.tiles], P1 = (int64_t)a.mat[(b + 1) * a.k * a.tiles];
             double acc = 0.0;
             if (P1 > P0) {
-                const int64_t ua = P0 / UNIT, ub = (P1 - 1) / UNIT; /* units ua..ub, slots u + b */
+                const int64_t ua = P0 / a.unit, ub = (P1 - 1) / a.unit; /* units ua..ub, slots u + b */
                 for (int64_t u0 = ua + threadIdx.x; u0 <= ub; u0 += (int64_t)OBJ_THREADS * COMB_BATCH) {
                     double v[COMB_BATCH];
 #pragma unroll
@@ -915,7 +934,7 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
     const int64_t clusters = batch * k;
     const int64_t tiles = ws->counting ? fkm_ceil_div(n, ws->tile) : 1;
     const int64_t mat_n = mat_entries(ws, batch, n);
-    const int64_t units = fkm_ceil_div(batch * n, UNIT); /* upper bound (the kernels use the device total) */
+    const int64_t units = fkm_ceil_div(batch * n, ws->unit); /* upper bound (the kernels use the device total) */
     if (mat_n != ws->q_mat_n || n != ws->q_n) { /* CUB's size query costs runtime calls: once per shape */
         FKM_CUDA_TRY(ctx, cub_bytes_needed(ws, mat_n, n, &ws->q_bytes));
         ws->q_mat_n = mat_n;
@@ -946,8 +965,8 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
         if (want_clusters) {
             FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->nlist, 0, sizeof(int), stream));
             const int64_t blocks = fkm_ceil_div(clusters, 256);
-            list_kernel<<<grid_for(blocks < 4096 ? blocks : 4096), 256, 0, stream>>>(ws->mat, tiles, clusters, ws->list,
-                                                                                   ws->nlist);
+            list_kernel<<<grid_for(blocks < 4096 ? blocks : 4096), 256, 0, stream>>>(ws->mat, tiles, clusters, ws->unit,
+                                                                                   ws->list, ws->nlist);
             FKM_CUDA_LAUNCHED(ctx, "list_kernel");
         }
     }
@@ -1005,6 +1024,7 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
                    (batch == 1 || (pb->batch_stride * es) % 16 == 0);
         a.lpr_log2 = lg;
         a.col_tiles = (int)fkm_ceil_div(d, ((int64_t)vec) << lg);
+        a.unit = ws->unit;
         FKM_DISPATCH_DTYPE(pb->dtype, launch_reduce<DT>(a, units, stream));
         FKM_CUDA_LAUNCHED(ctx, "reduce_kernel");
     }
@@ -1026,6 +1046,7 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
         a.weight = weight;
         a.objective = objective;
         a.accumulate = accumulate != 0;
+        a.unit = ws->unit;
         const int64_t nvb = (want_clusters ? (clusters < 2048 ? clusters : 2048) : 0) + (objective ? batch : 0);
         combine_kernel<<<grid_for(nvb), OBJ_THREADS, 0, stream>>>(a);
         FKM_CUDA_LAUNCHED(ctx, "combine_kernel");
