@@ -327,7 +327,7 @@ int main(int argc, char **argv)
     void *X;
     int32_t *labels;
     float *weights = NULL, *C;
-    double *sums, *wsum, *pobj, *obj, *asums, *aw;
+    double *sums, *wsum, *obj, *asums, *aw; /* no per-point objectives, as in the fit */
     BCHECK(cudaMalloc(&X, (size_t)bn * (size_t)d * es));
     BCHECK(cudaMalloc((void **)&labels, (size_t)bn * 4));
     if (use_w) BCHECK(cudaMalloc((void **)&weights, (size_t)bn * 4));
@@ -336,7 +336,6 @@ int main(int argc, char **argv)
     BCHECK(cudaMalloc((void **)&asums, (size_t)bk * (size_t)d * 8));
     BCHECK(cudaMalloc((void **)&wsum, (size_t)bk * 8));
     BCHECK(cudaMalloc((void **)&aw, (size_t)bk * 8));
-    BCHECK(cudaMalloc((void **)&pobj, (size_t)bn * 8));
     BCHECK(cudaMalloc((void **)&obj, (size_t)batch * 8));
     FKM_DISPATCH_DTYPE(dtype, (bench_gen_x<DT><<<4096, 256>>>(X, bn * d, (uint64_t)seed)));
     bench_gen_misc<<<4096, 256>>>(labels, weights, bn, k, C, bk * d, (uint64_t)seed);
@@ -367,7 +366,7 @@ int main(int argc, char **argv)
 
     std::vector<double> st[5], whole, at32[3], at64[3], a32w, a64w;
     /* warm-up */
-    FCHECK(fkm_cuda_update(ctx, ws, &pb, labels, C, sums, wsum, pobj, obj, 0, stream));
+    FCHECK(fkm_cuda_update(ctx, ws, &pb, labels, C, sums, wsum, NULL, obj, 0, stream));
     FCHECK(fkm_atomic_update(ctx, aws, &pb, labels, FKM_ATOMIC_F32, asums, aw, stream));
     FCHECK(fkm_atomic_update(ctx, aws, &pb, labels, FKM_ATOMIC_F64, asums, aw, stream));
     BCHECK(cudaStreamSynchronize(stream));
@@ -375,7 +374,7 @@ int main(int argc, char **argv)
         /* whole call, no per-stage events */
         fkm_cuda_update_set_timing(ws, 0);
         BCHECK(cudaEventRecord(e0, stream));
-        FCHECK(fkm_cuda_update(ctx, ws, &pb, labels, C, sums, wsum, pobj, obj, 0, stream));
+        FCHECK(fkm_cuda_update(ctx, ws, &pb, labels, C, sums, wsum, NULL, obj, 0, stream));
         BCHECK(cudaEventRecord(e1, stream));
         BCHECK(cudaEventSynchronize(e1));
         float ms;
@@ -383,7 +382,7 @@ int main(int argc, char **argv)
         whole.push_back(ms);
         /* per stage */
         fkm_cuda_update_set_timing(ws, 1);
-        FCHECK(fkm_cuda_update(ctx, ws, &pb, labels, C, sums, wsum, pobj, obj, 0, stream));
+        FCHECK(fkm_cuda_update(ctx, ws, &pb, labels, C, sums, wsum, NULL, obj, 0, stream));
         const fkm_cuda_update_times t = fkm_cuda_update_last_times(ws);
         st[0].push_back(t.histogram);
         st[1].push_back(t.scan);
@@ -441,7 +440,6 @@ int main(int argc, char **argv)
     cudaFree(asums);
     cudaFree(wsum);
     cudaFree(aw);
-    cudaFree(pobj);
     cudaFree(obj);
     fkm_destroy(ctx);
     return 0;

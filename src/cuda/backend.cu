@@ -38,6 +38,7 @@ typedef struct cuda_state {
     double *shift_rows;      /* batch x k, device: squared shift of each centroid in finalize */
     unsigned char *active, *active_h;    /* batch: problems finalize updates (device, pinned) */
     double *sums, *weight, *pobj, *obj;  /* update outputs, device */
+    int want_pobj, pobj_ready;           /* pobj (per-point objectives) only for cuda_farthest */
     unsigned long long *changed;         /* device counters: one per (piece, problem) */
     /* pinned host staging */
     float *cent_h;
@@ -254,7 +255,8 @@ static fkm_status update_piece(fkm_ctx *ctx, cuda_state *st, const fkm_piece *pc
 {
     const int64_t k = st->pb.k, d = st->pb.d, off = pc->b0 * st->pb.n + pc->r0;
     return fkm_cuda_update(ctx, st->uws, v, st->labels + off, st->cent + pc->b0 * k * d,
-                           sums ? sums + pc->b0 * k * d : NULL, st->weight + pc->b0 * k, st->pobj + off,
+                           sums ? sums + pc->b0 * k * d : NULL, st->weight + pc->b0 * k,
+                           st->want_pobj ? st->pobj + off : NULL,
                            st->obj + pc->b0, pc->r0 > 0, st->stream);
 }
 
@@ -287,6 +289,7 @@ static fkm_status cuda_assign(fkm_ctx *ctx, void *state, const float *centroids,
     }
     fkm_status s;
     st->fused = 0;
+    st->pobj_ready = 0; /* new labels: the per-point objectives are stale */
     fkm_cuda_exact_counts ex = {0, 0, 0, 0};
     /* all of X on the device: one launch over the batch (labels do not depend on the cut);
      * else piece by piece, the update riding along. Exact mode: X is whole (checked at open) */
@@ -443,9 +446,20 @@ static int obj_before(const double *obj, int64_t a, int64_t b)
 
 static fkm_status cuda_farthest(fkm_ctx *ctx, void *state, int64_t problem, int64_t count, int64_t *idx)
 {
-    /* rare (only with empty clusters): bring the objectives over and select on the host */
+    /* rare (only with empty clusters): the per-point objectives, which the update skips
+     * otherwise (another pass over X with the same labels and centroids: the sums, weights and
+     * objectives it rewrites come out bit for bit the same), brought over and selected on the
+     * host */
     cuda_state *st = (cuda_state *)state;
     const int64_t n = st->pb.n;
+    if (!st->pobj_ready) {
+        st->want_pobj = 1;
+        fkm_status s = fkm_xstream_pass(ctx, st->xs, &st->dp, st->stream, update_pass, st);
+        st->want_pobj = 0;
+        if (s != FKM_OK) return s;
+        FKM_CUDA_TRY(ctx, cudaStreamSynchronize(st->stream));
+        st->pobj_ready = 1;
+    }
     if (count > n) count = n;
     double *obj = (double *)malloc((size_t)n * sizeof(double));
     if (!obj) return fkm_fail(ctx, FKM_E_NOMEM, "out of host memory for the farthest-point search");

@@ -50,11 +50,14 @@
  *
  * Sums, per segment and column: each lane group adds w * x of its rows in row order (FMA:
  * w * x is rounded once together with the addition), then the R group sums are added by a
- * butterfly over the groups (xor LPR, 2 LPR, ..., 16). Per point: the lane's VEC terms in
- * column order, the lanes of the row by a butterfly (xor 1, 2, ..., LPR/2), column tiles in
- * order. Objective and weight of a segment: per group in row order, then the group butterfly;
- * per (unit, problem): segments in order; per problem: units in order (OBJ_THREADS-strided,
- * then a fixed tree).
+ * butterfly over the groups (xor LPR, 2 LPR, ..., 16). Per point and lane: the lane's VEC
+ * terms in column order (its share s). Objective of a segment: each lane adds w * s over its
+ * rows in order, column tiles in order, then all 32 lanes by a butterfly (xor 1, 2, ..., 16):
+ * no shuffle per row (the per-row butterfly was a third of the reduce's issue slots and the
+ * longest dependency chain). Per point, only when point_obj is wanted: the lanes of the row by
+ * a butterfly (xor 1, 2, ..., LPR/2), column tiles in order. Weight of a segment: per group in
+ * row order, then the group butterfly. Per (unit, problem): segments in order; per problem:
+ * units in order (OBJ_THREADS-strided, then a fixed tree).
  *
  * Memory: X is read once (rows in sorted order, each row or row tile one coalesced run of
  * 16-byte loads), except for cosine with more than one column tile, where a first pass over
@@ -672,7 +675,8 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
             const float *cen = a.centroids + (int64_t)g * d;
             const bool whole = (q > 0 || prev_g != g) && (e < np || next_g != g);
             const int steps = (e - q + R - 1) / R;
-            double seg_o = 0.0, seg_w = 0.0; /* per group, lanes lir == 0 */
+            double seg_o = 0.0; /* per lane: its columns' share of the segment's objective */
+            double seg_w = 0.0; /* per group, lanes lir == 0 */
             for (int ct = 0; ct < CT; ct++) {
                 const int64_t cb = ((int64_t)ct * LPR + lir) * VEC;
                 const bool last = ct == CT - 1;
@@ -717,7 +721,7 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
                         }
                         const double w = valid ? (double)sw[r] : 0.0;
                         if (a.want_obj) {
-                            double o = 0.0;
+                            double o = 0.0; /* this lane's columns of the point's objective */
 #pragma unroll
                             for (int v = 0; v < VEC; v++) {
                                 if (a.dot) {
@@ -727,17 +731,19 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
                                     o = fma(t, t, o);
                                 }
                             }
-                            for (int off = 1; off < LPR; off <<= 1) o += __shfl_xor_sync(0xffffffffu, o, off);
-                            /* only the group's lane lir == 0 uses o below, so only it reads and
-                             * writes saux[r]: no lane reads what another writes (racecheck) */
-                            if (CT > 1 && valid && lir == 0) {
-                                if (ct > 0) o = saux[r] + o;
-                                if (!last) saux[r] = o;
-                            }
-                            if (last && valid && lir == 0) {
-                                const double po = a.dot ? -o : o;
-                                if (a.point_obj) a.point_obj[b * a.n + sid[r]] = po;
-                                seg_o = fma(w, po, seg_o);
+                            /* the segment's objective: each lane adds w times its own share,
+                             * rows in order, tiles in order; the lanes are added at the end of
+                             * the segment (no butterfly per row) */
+                            if (valid) seg_o = fma(w, a.dot ? -o : o, seg_o);
+                            if (a.point_obj) { /* each point's objective: the row's lanes by butterfly */
+                                for (int off = 1; off < LPR; off <<= 1) o += __shfl_xor_sync(0xffffffffu, o, off);
+                                /* only the group's lane lir == 0 uses o below, so only it reads and
+                                 * writes saux[r]: no lane reads what another writes (racecheck) */
+                                if (CT > 1 && valid && lir == 0) {
+                                    if (ct > 0) o = saux[r] + o;
+                                    if (!last) saux[r] = o;
+                                }
+                                if (last && valid && lir == 0) a.point_obj[b * a.n + sid[r]] = a.dot ? -o : o;
                             }
                         }
                         if (last && valid && lir == 0) seg_w += w;
@@ -768,10 +774,8 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
                 }
                 __syncwarp(); /* saux written by lane lir == 0 is read by its group in the next tile */
             }
-            for (int off = LPR; off < 32; off <<= 1) {
-                seg_o += __shfl_xor_sync(0xffffffffu, seg_o, off);
-                seg_w += __shfl_xor_sync(0xffffffffu, seg_w, off);
-            }
+            for (int off = 1; off < 32; off <<= 1) seg_o += __shfl_xor_sync(0xffffffffu, seg_o, off);
+            for (int off = LPR; off < 32; off <<= 1) seg_w += __shfl_xor_sync(0xffffffffu, seg_w, off);
             if (want_w && lane == 0) {
                 if (whole) a.weight[g] = a.accumulate ? a.weight[g] + seg_w : seg_w;
                 else a.part_w[(int64_t)g + u] = seg_w;
