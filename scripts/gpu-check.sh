@@ -322,7 +322,8 @@ if want python; then
 fi
 
 # ------------------------------------------------------------------ sanitize
-# The GPU tests: every ctest test whose name matches SANITIZE_TESTS (default 'cuda|gpu|update'), run
+# The GPU tests: every ctest test that holds the resource lock "gpu" and whose name matches
+# SANITIZE_TESTS (default 'cuda|gpu|update'), run
 # with its own command line and ENVIRONMENT property (so test_reference_cuda runs
 # test_reference with FLASHKM_TEST_BACKEND=cuda); if ctest cannot list them, every executable
 # under $BUILD_DIR/tests named test_cuda* or test_gpu*. Each under memcheck (--leak-check
@@ -334,8 +335,18 @@ import json, re, shlex, subprocess, sys
 build, pat = sys.argv[1], sys.argv[2]
 j = json.loads(subprocess.run(["ctest", "--test-dir", build, "--show-only=json-v1"],
                               capture_output=True, text=True, check=True).stdout)
-for t in j.get("tests", []):
-    if not re.search(pat, t["name"]) or not t.get("command"):
+def locks(t):
+    for p in t.get("properties", []):
+        if p["name"] == "RESOURCE_LOCK":
+            return p["value"]
+    return []
+# the GPU tests hold the ctest resource lock "gpu" (tests/CMakeLists.txt): a pattern that also
+# matches a CPU entry (test_kmeanspp beside test_kmeanspp_cuda) must not run the CPU one under
+# the tools (racecheck fails a process that never uses CUDA)
+tests = j.get("tests", [])
+gpu_only = any("gpu" in locks(t) for t in tests)
+for t in tests:
+    if not re.search(pat, t["name"]) or not t.get("command") or (gpu_only and "gpu" not in locks(t)):
         continue
     env, wd = [], "."
     for p in t.get("properties", []):
