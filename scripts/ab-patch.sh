@@ -4,7 +4,8 @@
 #   bash scripts/ab-patch.sh PATCH TARGETS 'COMMAND'
 #
 # PATCH    a patch against this tree (e.g. bench/experiments/kpp-stage-rows.patch); only its
-#          src/ part is applied (docs in an old patch may no longer apply)
+#          src/ part is applied (docs in an old patch may no longer apply), all of it with
+#          AB_APPLY_ALL=1 (a patch whose tests or bench changed too)
 # TARGETS  comma-separated cmake targets to build in both trees (e.g. bench_kpp_cuda,test_kmeanspp)
 # COMMAND  run twice by bash: first with BUILD=build-gpu (this tree), then with BUILD set to the
 #          patched tree's build directory; $BUILD is exported, e.g.
@@ -25,8 +26,13 @@ GEN=(); command -v ninja >/dev/null && GEN=(-G Ninja)
 
 cd "$ROOT" || exit 1
 rm -rf "$AB_DIR" && mkdir -p "$AB_DIR" || exit 1
-git ls-files -z | tar --null -cf - -T - | tar -xf - -C "$AB_DIR" || exit 1
-(cd "$AB_DIR" && git apply --include='src/*' "$PATCH") || { echo "ab-patch: $PATCH does not apply" >&2; exit 1; }
+# tracked and untracked-but-not-ignored files: on the device machine the copy's git index is
+# the session's base commit, so files added since are "untracked" there (and files removed
+# since are still listed: --ignore-failed-read skips them)
+git ls-files -z --cached --others --exclude-standard |
+  tar --null --ignore-failed-read -cf - -T - 2>/dev/null | tar -xf - -C "$AB_DIR" || exit 1
+INCLUDE=(--include='src/*'); [[ "${AB_APPLY_ALL:-0}" == 1 ]] && INCLUDE=()
+(cd "$AB_DIR" && git apply "${INCLUDE[@]}" "$PATCH") || { echo "ab-patch: $PATCH does not apply" >&2; exit 1; }
 
 build() {  # build SOURCE_DIR BUILD_DIR [extra cmake args]
   local src="$1" dir="$2"; shift 2
