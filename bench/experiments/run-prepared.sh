@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The prepared GPU experiments of bench/experiments/README.md in one device call, from the
+# repository root on the GPU machine:
+#
+#   bash bench/experiments/run-prepared.sh [OUTDIR]          (OUTDIR: $OUT, else ./prepared-out)
+#
+# EXPERIMENTS picks them (default "scatter pingpong"; "pieces" when its patch exists). Each is
+# the tree with bench/experiments/<patch> applied whole (tests and bench included), copied to
+# /tmp/fkm-<name> and built for sm_90a beside a base build of this tree (build-prep, sm_90a),
+# then tested under `timeout` (a synchronisation bug is a hang: exit status 124) and measured
+# against the base in the same run. Logs: OUTDIR/<name>.log, a line per step in
+# OUTDIR/summary.txt. Budget: PREP_BUDGET seconds in all (default 560: the device tool stops a
+# command at 600 s); a step that would start with less than 20 s left is skipped and says so.
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT" || exit 1
+GEN=(); command -v ninja >/dev/null && GEN=(-G Ninja)
+SM90=-DFLASHKM_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a
+note() { echo "$*" >> "$SUMMARY"; echo "$*" >&3; } # fd 3: the terminal, whatever a step redirects
+left() { echo $(( T_END - $(date +%s) )); }
+# step NAME CAP COMMAND...: runs COMMAND under timeout min(CAP, time left), records its status
+step() {
+  local name="$1" cap="$2"; shift 2
+  local t; t=$(left); (( t > cap )) && t=$cap
+  if (( t < 20 )); then note "SKIP $name (out of time)"; return 1; fi
+  local t0=$SECONDS
+  timeout -k 10 "$t" "$@"; local rc=$?
+  note "$( ((rc == 0)) && echo PASS || echo "FAIL($rc)") $name ($(( SECONDS - t0 )) s)"
+  return $rc
+}
+# build SRC DIR TARGETS...
+build() {
+  local src="$1" dir="$2"; shift 2
+  cmake -S "$src" -B "$dir" "${GEN[@]}" -DFLASHKM_CUDA=ON -DCMAKE_BUILD_TYPE=Release "$SM90" >/dev/null &&
+    cmake --build "$dir" -j "${JOBS:-16}" --target "$@"
+}
+# tree NAME PATCH: this tree's files (tracked and untracked-not-ignored: on the device the git
+# index is the session's base commit) with PATCH applied whole, in /tmp/fkm-NAME
+tree() {
+  local dir="/tmp/fkm-$1"
+  rm -rf "$dir" && mkdir -p "$dir" || return 1
+  git ls-files -z --cached --others --exclude-standard |
+    tar --null --ignore-failed-read -cf - -T - 2>/dev/null | tar -xf - -C "$dir" || return 1
+  (cd "$dir" && git apply "$ROOT/bench/experiments/$2")
+}
+san() { # san TOOL BUILD TEST: compute-sanitizer on a small run of a GPU test
+  (cd "$2/tests" && FLASHKM_TEST_SMALL=1 FLASHKM_TEST_SANITIZE=1 \
+     compute-sanitizer --tool "$1" --error-exitcode 99 "./$3" 2>&1 | tail -3; exit "${PIPESTATUS[0]}")
+}
+# `timeout` runs programs, not shell functions: the steps call this script again
+case "${1:-}" in
+  __build) shift; build "$@"; exit ;;
+  __prepare) shift; tree "$1" "$2" && build "/tmp/fkm-$1" "/tmp/fkm-$1/build-gpu" "${@:3}"; exit ;;
+  __san) shift; san "$@"; exit ;;
+esac
+SELF=(bash "$ROOT/bench/experiments/run-prepared.sh")
+OUTDIR="${1:-${OUT:-prepared-out}}"
+mkdir -p "$OUTDIR"
+EXPERIMENTS="${EXPERIMENTS:-scatter pingpong}"
+T_END=$(( $(date +%s) + ${PREP_BUDGET:-560} ))
+SUMMARY="$OUTDIR/summary.txt"
+: > "$SUMMARY"
+exec 3>&1
+
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$SUMMARY"
+step "base build (this tree, sm_90a)" 240 "${SELF[@]}" __build "$ROOT" "$ROOT/build-prep" bench_cuda test_update test_cuda \
+  flashkm_cli make_blobs > "$OUTDIR/base-build.log" 2>&1
+B0="$ROOT/build-prep"
+
+for e in $EXPERIMENTS; do
+  log="$OUTDIR/$e.log"
+  case "$e" in
+  scatter)
+    step "scatter: patch + build" 240 "${SELF[@]}" __prepare scatter scatter-tile-sort.patch bench_cuda test_update \
+      > "$log" 2>&1 || continue
+    B=/tmp/fkm-scatter/build-gpu
+    step "scatter: test_update" 120 "$B/tests/test_update" >> "$log" 2>&1
+    for tool in memcheck racecheck; do
+      step "scatter: $tool test_update" 120 "${SELF[@]}" __san "$tool" "$B" test_update >> "$log" 2>&1
+    done
+    CFG="8000000:1024:128 1000000:1024:128 75600:1000:128:f16:32 1000000:16:128 1000000:4096:128"
+    {
+      echo "== base"; "$B0/bench/bench_cuda" --reps 5 $CFG
+      echo "== scatter (staged where it fits)"; "$B/bench/bench_cuda" --reps 5 $CFG
+      echo "== scatter FLASHKM_SCATTER_STAGE=0 (direct)"; FLASHKM_SCATTER_STAGE=0 "$B/bench/bench_cuda" --reps 5 $CFG
+    } 2>&1 | grep -E "^(==|N=|GPU)" | sed -E 's/ \| atomic.*//' >> "$log"
+    note "scatter: bench_cuda A/B in $log (scatter column)"
+    ;;
+  pingpong)
+    step "pingpong: patch + build" 240 "${SELF[@]}" __prepare pingpong wgmma-pingpong.patch test_cuda bench_cuda \
+      flashkm_cli make_blobs > "$log" 2>&1 || continue
+    B=/tmp/fkm-pingpong/build-gpu
+    step "pingpong: test_cuda (small)" 240 env FLASHKM_TEST_SMALL=1 "$B/tests/test_cuda" >> "$log" 2>&1 || continue
+    step "pingpong: synccheck test_cuda" 150 "${SELF[@]}" __san synccheck "$B" test_cuda >> "$log" 2>&1
+    step "pingpong: A/B of the kernels and fits" 200 env BUILD_DIR="$B" AB_VARIANTS="0 1 2" AB_REPS=5 \
+      bash /tmp/fkm-pingpong/bench/ab_wgmma_overlap.sh "$OUTDIR/pingpong-ab" >> "$log" 2>&1
+    ;;
+  pieces)
+    [[ -f bench/experiments/update-batched-pieces.patch ]] || { note "SKIP pieces (no patch)"; continue; }
+    step "pieces: patch + build" 240 "${SELF[@]}" __prepare pieces update-batched-pieces.patch flashkm test_update \
+      test_stream > "$log" 2>&1 || continue
+    B=/tmp/fkm-pieces/build-gpu
+    step "pieces: test_update" 120 "$B/tests/test_update" >> "$log" 2>&1
+    step "pieces: test_stream" 150 "$B/tests/test_stream" >> "$log" 2>&1
+    for lib in "$B0/src/libflashkm.so" "$B/src/libflashkm.so"; do
+      step "pieces: side by side ($lib)" 120 python3 bench/gpu_side_by_side.py --lib "$lib" --isolate --skip flash-kmeans \
+        --configs n8m_k1024 n1m_k1024_d1024 n1m_k1024 --out-csv /tmp/pieces.csv --out-md /tmp/pieces.md >> "$log" 2>&1
+    done
+    ;;
+  *) note "unknown experiment $e" ;;
+  esac
+done
+note "done, $(left) s of the budget left"
