@@ -505,7 +505,7 @@ __device__ __forceinline__ uint4 load_vec(const typename fkm_elem<DT>::type *row
  * exponent and mantissa bits are placed at the top of a double's (sign kept), which reads as
  * the value times 2^-(1023 - bias); one multiply by that power of two (exact) fixes it, and
  * subnormals come out right because the double is then subnormal too. Not for infinities and
- * NaNs (their exponent field is all ones): widen() routes those to the ordinary conversion. */
+ * NaNs (their exponent field is all ones): widen_t routes those to the ordinary conversion. */
 template <int SH>
 __device__ __forceinline__ void widen_pair(uint32_t w, double scale, double &x0, double &x1)
 {
@@ -515,7 +515,8 @@ __device__ __forceinline__ void widen_pair(uint32_t w, double scale, double &x0,
     x1 = __hiloint2double((int)h1, 0) * scale;
 }
 
-/* The VEC elements of r as doubles, exactly (f64 stays f64: cosine normalises the double). */
+/* The VEC elements of a 16-byte load as doubles, exactly (f64 stays f64: cosine normalises the
+ * double); the 16-bit types' general case is defined below. */
 template <fkm_dtype DT> struct widen_t;
 template <> struct widen_t<FKM_F32> {
     static __device__ __forceinline__ void run(uint4 r, double (&x)[4])
@@ -533,42 +534,45 @@ template <> struct widen_t<FKM_F64> {
         x[1] = __hiloint2double((int)r.w, (int)r.z);
     }
 };
-template <> struct widen_t<FKM_F16> {
-    static __device__ __forceinline__ void run(uint4 r, double (&x)[8])
+/* The 16-bit floats' parameters: a word's two exponent fields and the lowest bit of each,
+ * the mantissa width and the power of two widen_pair needs, and the ordinary conversion of
+ * one half h (the low 16 bits) for infinities and NaNs. */
+template <fkm_dtype DT> struct half_traits;
+template <> struct half_traits<FKM_F16> {
+    static constexpr uint32_t EXP = 0x7c007c00u, EXP_LSB = 0x04000400u;
+    static constexpr int SH = 10;
+    static __device__ __forceinline__ double scale() { return 0x1p1008; }
+    static __device__ __forceinline__ double slow(uint32_t h)
     {
-        const uint32_t w[4] = {r.x, r.y, r.z, r.w};
-        /* exponent all ones in some half: (e + 1) carries into the half's sign position */
-        uint32_t chk = 0;
-#pragma unroll
-        for (int i = 0; i < 4; i++) chk |= (w[i] & 0x7c007c00u) + 0x04000400u;
-        if (chk & 0x80008000u) {
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                x[2 * i] = (double)__half2float(__ushort_as_half((unsigned short)(w[i] & 0xffffu)));
-                x[2 * i + 1] = (double)__half2float(__ushort_as_half((unsigned short)(w[i] >> 16)));
-            }
-        } else {
-#pragma unroll
-            for (int i = 0; i < 4; i++) widen_pair<10>(w[i], 0x1p1008, x[2 * i], x[2 * i + 1]);
-        }
+        return (double)__half2float(__ushort_as_half((unsigned short)h));
     }
 };
-template <> struct widen_t<FKM_BF16> {
+template <> struct half_traits<FKM_BF16> {
+    static constexpr uint32_t EXP = 0x7f807f80u, EXP_LSB = 0x00800080u;
+    static constexpr int SH = 13;
+    static __device__ __forceinline__ double scale() { return 0x1p896; }
+    static __device__ __forceinline__ double slow(uint32_t h) { return (double)__uint_as_float(h << 16); }
+};
+/* f16 and bf16: the four words' eight halves, by widen_pair unless one is an infinity or a
+ * NaN (exponent all ones: adding the exponent's lowest bit carries into the half's sign
+ * position), then all by the ordinary conversion. */
+template <fkm_dtype DT> struct widen_t {
     static __device__ __forceinline__ void run(uint4 r, double (&x)[8])
     {
+        typedef half_traits<DT> H;
         const uint32_t w[4] = {r.x, r.y, r.z, r.w};
         uint32_t chk = 0;
 #pragma unroll
-        for (int i = 0; i < 4; i++) chk |= (w[i] & 0x7f807f80u) + 0x00800080u;
+        for (int i = 0; i < 4; i++) chk |= (w[i] & H::EXP) + H::EXP_LSB;
         if (chk & 0x80008000u) {
 #pragma unroll
             for (int i = 0; i < 4; i++) {
-                x[2 * i] = (double)__uint_as_float(w[i] << 16);
-                x[2 * i + 1] = (double)__uint_as_float(w[i] & 0xffff0000u);
+                x[2 * i] = H::slow(w[i] & 0xffffu);
+                x[2 * i + 1] = H::slow(w[i] >> 16);
             }
         } else {
 #pragma unroll
-            for (int i = 0; i < 4; i++) widen_pair<13>(w[i], 0x1p896, x[2 * i], x[2 * i + 1]);
+            for (int i = 0; i < 4; i++) widen_pair<H::SH>(w[i], H::scale(), x[2 * i], x[2 * i + 1]);
         }
     }
 };
