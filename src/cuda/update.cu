@@ -17,9 +17,10 @@
  *
  * Determinism. Every floating-point sum has an order fixed by compile-time constants
  * (COMB_WARPS, COMB_BATCH, OBJ_THREADS), by the shape of the data (d and the dtype fix the
- * reduce's unit, unit_rows, and how a row is spread over lanes, see below) and by the labels, never by the grid size, the pointer
- * alignment or the GPU: the kernels loop over virtual work items (grid-stride), and an item's
- * work and order do not depend on which physical warp or block runs it. There are no
+ * reduce's unit, unit_rows, and how a row is spread over lanes, see below) and by the
+ * labels, never by the grid size, the pointer alignment or the GPU: the kernels loop over
+ * virtual work items (grid-stride), and an item's work and order do not depend on which
+ * physical warp or block runs it. There are no
  * floating-point atomics; integer atomics are used only for counts (exact whatever their
  * order) and to build the combine's list of clusters (the list's order only says which block
  * visits which cluster, not how anything is summed). The sort is stable, and a stable sort has
