@@ -166,7 +166,9 @@ struct pp_pos {
 
 /* The producer warp: every (tile, chunk) step in order, each into the next slot once both
  * consumer warpgroups have released that slot's previous use. Waits for its last copies before
- * returning (a lane that exits with copies in flight would leave their arrivals pending). */
+ * returning (a lane that exits with copies in flight would leave their arrivals pending); the
+ * copies were never committed as groups (the mbarriers track them), hence the commit before
+ * wait_group 0, which only waits for committed groups. */
 template <typename T>
 static __device__ void pp_produce(const pp_ring<T> &r, int lane)
 {
@@ -182,6 +184,7 @@ static __device__ void pp_produce(const pp_ring<T> &r, int lane)
             p.next(r.nst);
         }
     }
+    fkm_cp_async_commit();
     fkm_cp_async_wait<0>();
 }
 
@@ -327,24 +330,32 @@ static size_t pp_smem_bytes(int64_t dpad, int nst)
            1024;
 }
 
-/* The deepest ring (at most PP_MAX_STAGES) that fits beside the X tile in a block's shared
- * memory (the device's opt-in limit less the kernel's static part, the mbarriers and the
- * alignment of the dynamic part); 0 if either is unknown. */
+/* The launch plan of an instantiation: the deepest ring (at most PP_MAX_STAGES) that fits
+ * beside the X tile in a block's shared memory (the device's opt-in limit less the kernel's
+ * static part), or an error: a ring shallower than a tile's chunks (a warpgroup would wait for
+ * a slot it holds itself), or fewer registers per thread at launch than the setmaxnreg split
+ * hands out (setmaxnreg.inc would wait forever for registers the block does not have). */
 template <typename T, bool TOP3>
-static int pp_ring_depth(int64_t dpad)
+static fkm_status pp_plan(fkm_ctx *ctx, int64_t dpad, int *nst_out)
 {
     int dev = 0, optin = 0;
     cudaFuncAttributes fa;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
-        cudaFuncGetAttributes(&fa, assign_wgmma_pingpong<T, TOP3>) != cudaSuccess || (size_t)optin < fa.sharedSizeBytes) {
-        (void)cudaGetLastError();
-        return 0;
-    }
-    const size_t limit = (size_t)optin - fa.sharedSizeBytes;
+    FKM_CUDA_TRY(ctx, cudaGetDevice(&dev));
+    FKM_CUDA_TRY(ctx, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    FKM_CUDA_TRY(ctx, cudaFuncGetAttributes(&fa, assign_wgmma_pingpong<T, TOP3>));
+    if (fa.numRegs * PP_THREADS < PP_PRODUCER_REGS * 128 + PP_CONSUMER_REGS * WG_THREADS)
+        return fkm_fail(ctx, FKM_E_INTERNAL, "assign_wgmma_pingpong: %d registers per thread at launch, the "
+                        "setmaxnreg split needs %d", fa.numRegs,
+                        (PP_PRODUCER_REGS * 128 + PP_CONSUMER_REGS * WG_THREADS) / PP_THREADS);
+    const size_t limit = (size_t)optin > fa.sharedSizeBytes ? (size_t)optin - fa.sharedSizeBytes : 0;
     int nst = PP_MAX_STAGES;
     while (nst > 0 && pp_smem_bytes<T>(dpad, nst) > limit) nst--;
-    return nst;
+    const int kchunks = (int)(dpad / WG_BK_OF(T));
+    if (nst < kchunks)
+        return fkm_fail(ctx, FKM_E_INTERNAL, "assign_wgmma_pingpong: %d ring stages for %d chunks per tile", nst,
+                        kchunks);
+    *nst_out = nst;
+    return FKM_OK;
 }
 
 /* The launcher wg_dispatch (assign_wgmma.cuh) calls for each dtype and epilogue. */
@@ -357,11 +368,9 @@ struct pp_launcher {
         if (dpad * (int64_t)sizeof(T) > FKM_WGMMA_MAX_ROW_BYTES)
             return fkm_fail(ctx, FKM_E_INTERNAL, "assign_wgmma_pingpong: rows of %lld bytes do not stay resident",
                             (long long)(dpad * (int64_t)sizeof(T)));
-        /* fewer stages than a tile has chunks: a warpgroup would wait for a slot it holds */
-        const int kchunks = (int)(dpad / WG_BK_OF(T)), nst = pp_ring_depth<T, TOP3>(dpad);
-        if (nst < kchunks)
-            return fkm_fail(ctx, FKM_E_INTERNAL, "assign_wgmma_pingpong: %d ring stages for %d chunks per tile", nst,
-                            kchunks);
+        int nst = 0;
+        const fkm_status s = pp_plan<T, TOP3>(ctx, dpad, &nst);
+        if (s != FKM_OK) return s;
         const fkm_cuda_top3_out out3 = top3 ? *top3 : fkm_cuda_top3_out{NULL, NULL, NULL};
         const dim3 grid((unsigned)fkm_ceil_div(pb->n, PP_BM), (unsigned)pb->batch);
         const size_t smem = pp_smem_bytes<T>(dpad, nst);
