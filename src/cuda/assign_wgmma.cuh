@@ -4,8 +4,8 @@
  * two consumer warpgroups taking turns, one's epilogue under the other's MMAs, fed by a
  * producer warp through mbarriers): tile geometry, the wgmma
  * descriptors and instruction wrappers, the cp.async stage loaders and the per-tile argmin
- * epilogue with the final merge and store. One copy of each, so that both kernels give the
- * same bits by construction: same MMA order along D, same fmaf(-alpha, x.c, ||c||^2), same tie
+ * epilogue with the final merge and store. One copy of each, so that all three kernels give
+ * the same bits by construction: same MMA order along D, same fmaf(-alpha, x.c, ||c||^2), same tie
  * rules. */
 #ifndef FKM_CUDA_ASSIGN_WGMMA_CUH
 #define FKM_CUDA_ASSIGN_WGMMA_CUH
@@ -148,25 +148,6 @@ static __device__ __forceinline__ void wg_fence_acc(float (&d)[64])
     for (int i = 0; i < 64; i++) asm volatile("" : "+f"(d[i])::"memory");
 }
 
-/* One 64-wide D chunk of a warpgroup's 64 x 128 tile: 4 wgmma (k16 for 2-byte types, k8 for
- * TF32: 32 bytes of the row each) from xs (its 64 X rows) and cs (the 128 centroid rows) into
- * acc, committed as one group; FIRST: the chunk that starts the sum (accumulate flag 0 on its
- * first k-step). Returns with this group in flight and every earlier one retired. The
- * wg_fence_acc pair is what keeps ptxas from seeing ordinary reads of in-flight accumulators
- * (see wg_fence_acc). */
-template <typename T, bool FIRST>
-static __device__ __forceinline__ void wg_issue_chunk(float (&acc)[64], const T *xs, const T *cs);
-template <typename T, bool FIRST>
-static __device__ __forceinline__ void wg_chunk_mma(float (&acc)[64], const T *xs, const T *cs)
-{
-    wg_fence_acc(acc);
-    wg_fence();
-    wg_issue_chunk<T, FIRST>(acc, xs, cs);
-    wg_commit();
-    wg_fence_acc(acc);
-    wg_wait<1>();
-}
-
 /* The 4 wgmma of one 64-wide D chunk into acc, nothing around them (no fence, no commit):
  * the k-steps in increasing order along D, accumulate flag 0 on the first k-step of the
  * FIRST chunk. Every kernel's accumulators go through this one sequence, which is what makes
@@ -178,6 +159,23 @@ static __device__ __forceinline__ void wg_issue_chunk(float (&acc)[64], const T 
     for (int kk = 0; kk < 4; kk++)
         wg_mma<T>::run(acc, wg_desc(xs + kk * (32 / sizeof(T))), wg_desc(cs + kk * (32 / sizeof(T))),
                        FIRST ? kk > 0 : 1);
+}
+
+/* One 64-wide D chunk of a warpgroup's 64 x 128 tile: 4 wgmma (k16 for 2-byte types, k8 for
+ * TF32: 32 bytes of the row each) from xs (its 64 X rows) and cs (the 128 centroid rows) into
+ * acc, committed as one group; FIRST: the chunk that starts the sum (accumulate flag 0 on its
+ * first k-step). Returns with this group in flight and every earlier one retired. The
+ * wg_fence_acc pair is what keeps ptxas from seeing ordinary reads of in-flight accumulators
+ * (see wg_fence_acc). */
+template <typename T, bool FIRST>
+static __device__ __forceinline__ void wg_chunk_mma(float (&acc)[64], const T *xs, const T *cs)
+{
+    wg_fence_acc(acc);
+    wg_fence();
+    wg_issue_chunk<T, FIRST>(acc, xs, cs);
+    wg_commit();
+    wg_fence_acc(acc);
+    wg_wait<1>();
 }
 
 /* The block's ROWS X rows, all D chunks, into the resident tile (kchunks x [ROWS][BK],

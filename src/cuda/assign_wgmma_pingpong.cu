@@ -45,6 +45,7 @@
  * the slot of step s - nst, which for nst >= kchunks belongs to a tile before the one being
  * issued, whose stages each warpgroup releases after its MMAs on them and its epilogue, which
  * wait on nothing. The producer walks the steps in order and waits only for those releases.
+ * scripts/pingpong-model.py checks this protocol (and the phases) under random interleavings.
  *
  * Loop shape (the rules of assign_wgmma.cu, C7517): a tile loop around a D-chunk loop, the
  * tile's first chunk issued before the chunk loop; both accumulator halves travel in one
