@@ -35,8 +35,14 @@
  * The turns: named barriers PP_BAR_TURN + w (256 threads: warpgroup w's 128 bar.sync, the
  * other's 128 bar.arrive). Warpgroup w, per tile: bar.sync its turn; issue the tile's chunks
  * (each after waiting for its stage); bar.arrive the other's turn; wait_group 0; epilogue;
- * release the tile's stages (all but the last before the epilogue). Warpgroup 1 opens with a bar.arrive on warpgroup 0's turn (0
- * goes first) and skips its arrive after its last tile, so that every arrive meets a sync.
+ * release the tile's stages (all but the last before the epilogue). Warpgroup 1 opens with a
+ * bar.arrive on warpgroup 0's turn (0 goes first) and skips its arrive after its last tile, so
+ * that every arrive meets a sync.
+ *
+ * Not hidden: with one block per SM, a block's prologue (X tile, first stages) and its final
+ * merge run with the tensor cores idle (a persistent grid prefetching the next row block's X
+ * would hide them); with rows over 256 bytes the ring (5 stages) holds less than two tiles, so
+ * a warpgroup's next tile waits for the other's MMAs on the previous one.
  *
  * Why it cannot deadlock (nst >= kchunks, checked by the launcher): a consumer waits only on
  * full stages and on its turn. Warpgroup 1's turn for tile t comes once warpgroup 0 has issued
