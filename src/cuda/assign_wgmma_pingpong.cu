@@ -17,8 +17,9 @@
  * tile) is paid once per 256 points instead of once per 128, and every block streams all K x D
  * centroids from L2, so 256-point blocks halve that traffic (at 70% of the fp16 GEMM rate,
  * N=1M K=1024 D=128, 128-point blocks would need ~4.5 TB/s of L2 bandwidth, 256-point ones
- * about half). The registers allow it: ptxas keeps the consumers' code within 163 registers
- * (fast) and 182 (top-3) of their 224, the producer's within 54 of its 56, no spills.
+ * about half). The registers allow it: ptxas keeps the consumers' code within 162 registers
+ * (fast) and 180 (top-3) of their 224, the producer's within 54 of its 56, no spills (SASS
+ * register high-water marks, CUDA 13.0).
  *
  * The ring: nst stages (run time, at most PP_MAX_STAGES; the shared memory left by the X tile
  * decides), each one 64-element D chunk of a centroid tile (16 KB, 128-byte swizzle) and, for a
