@@ -69,13 +69,17 @@ fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision pr
         const char *force = getenv("FLASHKM_ASSIGN");
         if (!force || strcmp(force, "mma") != 0) {
             /* the overlapped and ping-pong kernels keep X resident: rows up to
-             * FKM_WGMMA_MAX_ROW_BYTES. By default the ping-pong kernel runs for f32 input (TF32)
-             * and for k >= FKM_PINGPONG_MIN_K, where it measured faster; for f16/bf16 with fewer
-             * clusters the single-set kernel (two blocks per SM) measured faster (docs/GPU_PERF.md,
-             * H100, N=1M D=128: K=1024 TF32 1.181 ms ping-pong vs 1.325 overlapped vs 1.478
-             * single-set; K=1024 f16 0.795 vs 0.732 single-set; K=65536 f16 31.97 vs 34.87).
-             * FLASHKM_WGMMA_OVERLAP=0 / 1 / 2 force the single-set / overlapped / ping-pong
-             * kernel, for A/B runs (same labels, bit for bit). */
+             * FKM_WGMMA_MAX_ROW_BYTES. By default the ping-pong kernel runs where a centroid
+             * tile's MMAs take long enough to hide the other warpgroup's argmin epilogue and the
+             * block has enough tiles to pay for its unhidden prologue (one block per SM): MMA
+             * width d (2d for TF32, half the f16 rate) >= 256, or >= 128 with k >= FKM_PINGPONG_MIN_K.
+             * Elsewhere the single-set kernel (two blocks per SM) measured faster. H100, N=1M,
+             * assign ms single-set vs ping-pong (bench/results/pingpong_sweep_h100.txt):
+             * f16 D=128 K=1024 0.732 vs 0.795, K=2048 1.281 vs 1.287, K=4096 2.329 vs 2.262,
+             * K=16384 8.799 vs 8.055; f16 D=256 K=1024 1.423 vs 1.134; f16 D=64 K=4096 1.495 vs
+             * 1.744; TF32 D=128 K=256 0.683 vs 0.523, K=1024 1.478 vs 1.181; TF32 D=64 K=1024
+             * 0.740 vs 0.765. FLASHKM_WGMMA_OVERLAP=0 / 1 / 2 force the single-set / overlapped /
+             * ping-pong kernel, for A/B runs (same labels, bit for bit). */
             const char *overlap = getenv("FLASHKM_WGMMA_OVERLAP");
             const int resident = round_up(pb->d, MMA_BK_OF(es)) * es <= FKM_WGMMA_MAX_ROW_BYTES;
             if (!resident) return FKM_ASSIGN_WGMMA;
@@ -83,7 +87,9 @@ fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision pr
                 return strcmp(overlap, "2") == 0   ? FKM_ASSIGN_WGMMA_PINGPONG
                        : strcmp(overlap, "0") != 0 ? FKM_ASSIGN_WGMMA_OVERLAP
                                                    : FKM_ASSIGN_WGMMA;
-            return pb->dtype == FKM_F32 || pb->k >= FKM_PINGPONG_MIN_K ? FKM_ASSIGN_WGMMA_PINGPONG : FKM_ASSIGN_WGMMA;
+            const int64_t mma_width = pb->dtype == FKM_F32 ? 2 * pb->d : pb->d;
+            const int pingpong = mma_width >= 256 || (mma_width >= 128 && pb->k >= FKM_PINGPONG_MIN_K);
+            return pingpong ? FKM_ASSIGN_WGMMA_PINGPONG : FKM_ASSIGN_WGMMA;
         }
     }
     return round_up(pb->d, MMA_BK_OF(es)) * es <= MMA_RESIDENT_MAX_BYTES_PER_ROW ? FKM_ASSIGN_MMA

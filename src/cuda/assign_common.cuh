@@ -61,7 +61,7 @@ static __device__ __forceinline__ void fkm_store_label(int valid, int64_t row, i
  * second index there. */
 #define FKM_WGMMA_BN 128
 #define FKM_WGMMA_MAX_ROW_BYTES 512   /* X rows up to 512 bytes stay in shared memory */
-#define FKM_PINGPONG_MIN_K 8192       /* f16/bf16: from here on the ping-pong kernel is the default */
+#define FKM_PINGPONG_MIN_K 4096       /* MMA width 128..255: from here on ping-pong is the default */
 fkm_status fkm_cuda_assign_wgmma(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn,
                                  int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
                                  unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,

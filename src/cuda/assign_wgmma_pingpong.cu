@@ -2,10 +2,10 @@
  * "ping-pong" schedule: two consumer warpgroups take turns issuing their wgmma for a centroid
  * tile, so that one runs its argmin epilogue while the tensor cores work on the other's MMAs.
  * Same contract and same bits as assign_wgmma.cu's resident-X kernel (the loaders, the wgmma
- * sequence, the epilogue and the final merge are the ones in assign_wgmma.cuh); selected with
- * by default for f32 input and k >= FKM_PINGPONG_MIN_K, and by FLASHKM_WGMMA_OVERLAP=2 (assign.cu),
- * for rows of X up to FKM_WGMMA_MAX_ROW_BYTES. First run on an H100 2026-11-27: bitwise equal to
- * the single-set kernel (test_cuda), synccheck clean; faster for TF32 and K=65536.
+ * sequence, the epilogue and the final merge are the ones in assign_wgmma.cuh). Selected by
+ * default where assign.cu's rule finds it faster (wide MMAs or many clusters) and by
+ * FLASHKM_WGMMA_OVERLAP=2, for rows of X up to FKM_WGMMA_MAX_ROW_BYTES. First run on an H100
+ * on 2026-11-27: bitwise equal to the single-set kernel (test_cuda), synccheck clean.
  *
  * Block: 384 threads, one block per SM.
  *  - warpgroups 0 and 1 (threads 0..255, so the block-level helpers of assign_wgmma.cuh that
