@@ -154,12 +154,10 @@ static fkm_status cuda_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->shift_rows, (size_t)k * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->sums, kd * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->weight, (size_t)k * sizeof(double)), s, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->pobj, (size_t)n * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->obj, 2 * (size_t)B * sizeof(double)), s, fail); /* objectives, max shifts */
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->active, (size_t)B), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->changed, (size_t)nslots * sizeof(unsigned long long)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->cent_h, kd * sizeof(float)), s, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->sums_h, kd * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->weight_h, (size_t)k * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->obj_h, 2 * (size_t)B * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->changed_h, (size_t)nslots * sizeof(unsigned long long)), s,
@@ -328,6 +326,11 @@ static fkm_status cuda_reduce(fkm_ctx *ctx, void *state, const float *centroids,
     } else {
         st->have_sums = 1;
     }
+    /* the host copy of the sums only for callers that ask (streamed accumulation, MPI): B x K x D
+     * doubles of pinned memory (32 MB at B=32 K=1000 D=128) would otherwise be allocated and
+     * freed by every fit */
+    if (want && !st->sums_h)
+        FKM_CUDA_TRY(ctx, cudaMallocHost((void **)&st->sums_h, (size_t)(k * d) * sizeof(double)));
     if (want)
         FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->sums_h, st->sums, (size_t)(k * d) * sizeof(double),
                                           cudaMemcpyDeviceToHost, st->stream));
@@ -453,6 +456,8 @@ static fkm_status cuda_farthest(fkm_ctx *ctx, void *state, int64_t problem, int6
     cuda_state *st = (cuda_state *)state;
     const int64_t n = st->pb.n;
     if (!st->pobj_ready) {
+        if (!st->pobj) /* first relocation of this fit: B x N doubles, not needed before */
+            FKM_CUDA_TRY(ctx, cudaMalloc((void **)&st->pobj, (size_t)(st->pb.batch * n) * sizeof(double)));
         st->want_pobj = 1;
         fkm_status s = fkm_xstream_pass(ctx, st->xs, &st->dp, st->stream, update_pass, st);
         st->want_pobj = 0;
