@@ -1,6 +1,10 @@
 /* test_update.cu — the GPU sort-inverse update (src/cuda/update.cuh) against a plain fp64
  * host reference, plus its determinism, its accumulate mode, its optional outputs, its
  * argument checks, and agreement with the atomicAdd baseline (bench/update_atomic.cuh).
+ * Batches: one call over B problems equals B single-problem calls bit for bit, and one call
+ * over row pieces of the problems (fkm_cuda_update_parts, the resident path of backend.cu)
+ * folded with fkm_cuda_update_fold equals the piece-by-piece accumulate calls (the streamed
+ * path) bit for bit.
  *
  * Exit status: 0 pass, 1 fail, 77 skipped (no CUDA device).
  *
@@ -434,6 +438,110 @@ static void run_case(fkm_ctx *ctx, const test_case &tc, int ci)
                    "case %d: atomic %s weights", ci, p ? "f64" : "f32");
         }
         fkm_atomic_update_destroy(aws);
+    }
+
+    /* 7. problems are independent: each problem alone gives the bits of the batched call */
+    if (tc.batch > 1) {
+        int bad = 0;
+        for (int b = 0; b < tc.batch; b++) {
+            fkm_dev_problem one = pb;
+            one.batch = 1;
+            one.X = (const unsigned char *)db.X + (size_t)(b * h.stride) * h.es;
+            one.weights = db.weights ? db.weights + b * tc.n : NULL;
+            CU(cudaMemset(db.sums, 0x7f, nsums * 8));
+            st = fkm_cuda_update(ctx, ws, &one, db.labels + b * tc.n, db.C + b * tc.k * tc.d, db.sums, db.weight,
+                                 db.pobj, db.obj, 0, stream);
+            EXPECT(st == FKM_OK, "case %d: update of problem %d alone: %s", ci, b, fkm_last_error(ctx));
+            CU(cudaStreamSynchronize(stream));
+            outputs ob;
+            fetch(db, ob, (size_t)(tc.k * tc.d), (size_t)tc.k, (size_t)tc.n, 1);
+            bad += memcmp(ob.sums.data(), o1.sums.data() + b * tc.k * tc.d, (size_t)(tc.k * tc.d) * 8) != 0;
+            bad += memcmp(ob.weight.data(), o1.weight.data() + b * tc.k, (size_t)tc.k * 8) != 0;
+            bad += memcmp(ob.pobj.data(), o1.pobj.data() + b * tc.n, (size_t)tc.n * 8) != 0;
+            bad += memcmp(ob.obj.data(), o1.obj.data() + b, 8) != 0;
+        }
+        EXPECT(bad == 0, "case %d: %d outputs of single-problem calls differ from the batched call", ci, bad);
+    }
+
+    /* 8. pieces: each problem cut into row pieces of m rows (the last shorter when m does not
+     * divide n). Streamed path: one call per piece, accumulate on after the problem's first.
+     * Resident path: one fkm_cuda_update_parts call over every piece of every problem, then
+     * the fold. Bitwise equal (sums, weights, objectives, and the point objectives, which must
+     * also equal the unpieced run's). Two cuts: n/3 rounded up (a shorter last piece unless
+     * it divides n) and a divisor of n when there is a small one. */
+    for (int cut = 0; cut < 2; cut++) {
+        int64_t m = (tc.n + 2) / 3;
+        if (cut == 1) {
+            m = 0;
+            for (int64_t q = 2; q <= 7 && !m; q++)
+                if (tc.n % q == 0) m = tc.n / q;
+            if (!m) continue;
+        }
+        const int64_t per = fkm_ceil_div(tc.n, m), B = tc.batch;
+        st = FKM_OK;
+        /* streamed: piece by piece, problem by problem */
+        CU(cudaMemset(db.pobj, 0x7f, npobj * 8));
+        for (int b = 0; b < tc.batch && st == FKM_OK; b++)
+            for (int64_t j = 0; j < per && st == FKM_OK; j++) {
+                fkm_dev_problem v = pb;
+                const int64_t r0 = j * m;
+                v.batch = 1;
+                v.n = tc.n - r0 < m ? tc.n - r0 : m;
+                v.X = (const unsigned char *)db.X + (size_t)(b * h.stride + r0 * h.ld) * h.es;
+                v.weights = db.weights ? db.weights + b * tc.n + r0 : NULL;
+                st = fkm_cuda_update(ctx, ws, &v, db.labels + b * tc.n + r0, db.C + b * tc.k * tc.d,
+                                     db.sums + b * tc.k * tc.d, db.weight + b * tc.k, db.pobj + b * tc.n + r0,
+                                     db.obj + b, j > 0, stream);
+            }
+        EXPECT(st == FKM_OK, "case %d: piece-by-piece update: %s", ci, fkm_last_error(ctx));
+        CU(cudaStreamSynchronize(stream));
+        outputs os;
+        fetch(db, os, nsums, nw, npobj, nobj);
+        /* resident: the pieces as the problems of one call */
+        fkm_dev_problem pieces = pb;
+        pieces.batch = (int32_t)(B * per);
+        pieces.n = m;
+        fkm_cuda_update_ws *pws = NULL;
+        st = fkm_cuda_update_create(ctx, &pieces, &pws);
+        EXPECT(st == FKM_OK, "case %d: pieces workspace: %s", ci, fkm_last_error(ctx));
+        if (st != FKM_OK) break;
+        double *ps, *pw, *po;
+        CU(cudaMalloc((void **)&ps, (size_t)(B * per * tc.k * tc.d) * 8));
+        CU(cudaMalloc((void **)&pw, (size_t)(B * per * tc.k) * 8));
+        CU(cudaMalloc((void **)&po, (size_t)(B * per) * 8));
+        CU(cudaMemset(db.sums, 0x7f, nsums * 8));
+        CU(cudaMemset(db.weight, 0x7f, nw * 8));
+        CU(cudaMemset(db.obj, 0x7f, nobj * 8));
+        CU(cudaMemset(db.pobj, 0x7f, npobj * 8));
+        st = fkm_cuda_update_parts(ctx, pws, &pieces, tc.n, db.labels, db.C, ps, pw, db.pobj, po, 0, stream);
+        EXPECT(st == FKM_OK, "case %d: update over the pieces: %s", ci, fkm_last_error(ctx));
+        if (st == FKM_OK)
+            st = fkm_cuda_update_fold(ctx, B, per, tc.k, tc.d, ps, pw, po, db.sums, db.weight, db.obj, stream);
+        EXPECT(st == FKM_OK, "case %d: fold: %s", ci, fkm_last_error(ctx));
+        CU(cudaStreamSynchronize(stream));
+        CU(cudaGetLastError());
+        outputs orr;
+        fetch(db, orr, nsums, nw, npobj, nobj);
+        EXPECT(same_bits(os.sums, orr.sums) && same_bits(os.weight, orr.weight) && same_bits(os.obj, orr.obj),
+               "case %d: pieces of %lld rows: one call and the fold differ from the piece-by-piece calls", ci,
+               (long long)m);
+        EXPECT(same_bits(os.pobj, o1.pobj) && same_bits(orr.pobj, o1.pobj),
+               "case %d: pieces of %lld rows: point objectives differ", ci, (long long)m);
+        check_against(tc, ci, orr, ref);
+        /* a batch that is not a multiple of the pieces per problem is refused */
+        if (per > 1) {
+            fkm_dev_problem bad = pieces;
+            bad.batch = (int32_t)(B * per - 1);
+            EXPECT(fkm_cuda_update_parts(ctx, pws, &bad, tc.n, db.labels, db.C, ps, pw, NULL, po, 0, stream) ==
+                       FKM_E_INVALID,
+                   "case %d: a batch of %lld parts of %lld per problem was accepted", ci, (long long)(B * per - 1),
+                   (long long)per);
+        }
+        cudaFree(ps);
+        cudaFree(pw);
+        cudaFree(po);
+        fkm_cuda_update_destroy(pws);
+        if (st != FKM_OK) break;
     }
 
     fkm_cuda_update_destroy(ws);
