@@ -69,9 +69,9 @@
  * no shuffle per row (the per-row butterfly was a third of the reduce's issue slots and the
  * longest dependency chain). Per point, only when point_obj is wanted: the lanes of the row by
  * a butterfly (xor 1, 2, ..., LPR/2), column tiles in order. Weight of a segment: per group in
- * row order, then the group butterfly. Per (unit, problem): segments in order; per problem:
- * units in order (OBJ_THREADS-strided, then a fixed tree). Across pieces of X (backend.cu):
- * a left fold in plan order, o = piece 0, then o = o + piece j.
+ * row order, then the group butterfly. Per unit (one problem's points): segments in order;
+ * per problem: units in order (OBJ_THREADS-strided, then a fixed tree). Across pieces of X
+ * (backend.cu): a left fold in plan order, o = piece 0, then o = o + piece j.
  *
  * Memory: X is read once (rows in sorted order, each row or row tile one coalesced run of
  * 16-byte loads), except for cosine with more than one column tile, where a first pass over
@@ -134,13 +134,13 @@ struct fkm_cuda_update_ws {
     uint32_t *iota;           /* radix path: batch*n, each point's id within its problem */
     uint32_t *list;           /* clusters the combine visits (spanning 0 or >= 2 units) */
     int *nlist;               /* their number */
-    double *part_sum;         /* part_cap x d: a unit's partials at slots 2u (its first segment), 2u + 1 (its last) */
+    double *part_sum;         /* part_cap x d: unit u's partials, slot 2u (first segment), 2u + 1 (last) */
     double *part_w;           /* part_cap */
     double *part_obj;         /* units_cap: objective of unit u (one problem's points) at u */
     int64_t part_cap, units_cap;
     void *cub_tmp;
     size_t cub_bytes;
-    int64_t q_mat_n, q_n;     /* the shape of the last CUB size query (points sorted), and its answer */
+    int64_t q_mat_n, q_n;     /* the shape of the last CUB size query (q_n: points sorted), its answer */
     size_t q_bytes;
 
     int timing;
