@@ -1,27 +1,29 @@
 #!/usr/bin/env bash
-# A/B of the two Hopper FlashAssign kernels in one build (FLASHKM_WGMMA_OVERLAP=0 vs =1),
-# on the GPU machine, after a CUDA build in build-gpu:
+# A/B of the Hopper FlashAssign kernels in one build, on the GPU machine, after a CUDA build in
+# build-gpu. FLASHKM_WGMMA_OVERLAP=0: single accumulator set (the f16/bf16 default), =1: two
+# sets, a tile's epilogue under the next tile's MMAs (the f32 default), =2: ping-pong (two
+# consumer warpgroups taking turns, a producer warp); AB_VARIANTS picks (default "0 1 2"):
 #
-#   bash bench/ab_wgmma_overlap.sh [OUTDIR]
+#   AB_VARIANTS="0 1 2" bash bench/ab_wgmma_overlap.sh [OUTDIR]
 #
 # 1. the kernels alone: build-gpu/bench/bench_cuda on the CUDA issue's configurations (D = 128);
+#    each line names the kernel that ran ([wgmma], [wgmma-overlap], [wgmma-pingpong]);
 # 2. whole fits through the CLI, fast and exact precision, f32 and f16 blobs 1M x 128, K = 1024,
 #    --init random, 10 iterations: the progress lines' per-iteration times (steady state:
-#    iterations 8-10) and exact mode's re-check split; the labels of the two kernels compared
-#    with cmp (they must be identical).
-# Logs in OUTDIR (default .), bench_cuda CSVs as ab_bench_{base,overlap}.csv.
+#    iterations 8-10) and exact mode's re-check split; each variant's labels compared with the
+#    first variant's with cmp (they must be identical).
+# Logs in OUTDIR (default .), bench_cuda CSVs as ab_bench_ov<V>.csv.
 set -uo pipefail
 OUTDIR="${1:-.}"
 B="${BUILD_DIR:-build-gpu}"
 CFG="${AB_CONFIGS:-1000000:1024:128 8000000:1024:128 75600:1000:128:f16:32 1000000:65536:128 1000000:1024:128:f32}"
 REPS="${AB_REPS:-10}"
+read -r -a VARS <<< "${AB_VARIANTS:-0 1 2}"
 mkdir -p "$OUTDIR"
 
-# the variant names and the FLASHKM_WGMMA_OVERLAP value that selects each
-declare -A OVERLAP=([base]=0 [overlap]=1)
-for v in base overlap; do
-  echo "== bench_cuda [$v]"
-  FLASHKM_WGMMA_OVERLAP=${OVERLAP[$v]} "$B/bench/bench_cuda" --reps "$REPS" --csv "$OUTDIR/ab_bench_$v.csv" $CFG 2>&1 |
+for v in "${VARS[@]}"; do
+  echo "== bench_cuda [FLASHKM_WGMMA_OVERLAP=$v]"
+  FLASHKM_WGMMA_OVERLAP=$v "$B/bench/bench_cuda" --reps "$REPS" --csv "$OUTDIR/ab_bench_ov$v.csv" $CFG 2>&1 |
     grep -v '^ *$'
 done
 
@@ -31,16 +33,18 @@ mkdir -p "$TMP"
 python3 -c "import numpy as np; np.save('$TMP/b16.npy', np.load('$TMP/b32.npy').astype(np.float16))" || exit 1
 for data in b32 b16; do
   for prec in fast exact; do
-    for v in base overlap; do
-      echo "== fit $data --precision $prec [$v]"
-      FLASHKM_WGMMA_OVERLAP=${OVERLAP[$v]} "$B/tools/flashkm" fit "$TMP/$data.npy" -k 1024 --max-iter 10 --tol 0 --init random \
+    for v in "${VARS[@]}"; do
+      echo "== fit $data --precision $prec [FLASHKM_WGMMA_OVERLAP=$v]"
+      FLASHKM_WGMMA_OVERLAP=$v "$B/tools/flashkm" fit "$TMP/$data.npy" -k 1024 --max-iter 10 --tol 0 --init random \
         --seed 1 --backend cuda --precision "$prec" --labels "$TMP/l_${data}_${prec}_$v.npy" 2>&1 |
         grep -E -i 'iter +(8|9|10)\b|re-?check|ms/iter|error' | head -12
     done
-    if cmp -s "$TMP/l_${data}_${prec}_base.npy" "$TMP/l_${data}_${prec}_overlap.npy"; then
-      echo "   labels $data $prec: identical"
-    else
-      echo "   labels $data $prec: DIFFER"
-    fi
+    for v in "${VARS[@]:1}"; do
+      if cmp -s "$TMP/l_${data}_${prec}_${VARS[0]}.npy" "$TMP/l_${data}_${prec}_$v.npy"; then
+        echo "   labels $data $prec =$v vs =${VARS[0]}: identical"
+      else
+        echo "   labels $data $prec =$v vs =${VARS[0]}: DIFFER"
+      fi
+    done
   done
 done

@@ -9,7 +9,10 @@
  * the CUDA issue's: 1000000:1024:128 8000000:1024:128 75600:1000:128:f16:32
  * 1000000:65536:128 1000000:16:128 1000000:1024:128:f32 1000000:1024:1024.
  * The assignment kernel that ran is the [path] of each line: FLASHKM_ASSIGN=mma and
- * FLASHKM_WGMMA_OVERLAP=0|1 (wgmma or wgmma-overlap) change it on sm_90, for A/B runs of one build. */
+ * FLASHKM_WGMMA_OVERLAP=0|1|2 (wgmma, wgmma-overlap or wgmma-pingpong) change it on sm_90, for A/B
+ * runs of one build.
+ * Likewise the update's "scatter stage" (points per staged sub-tile, 0 = direct scatter, -1 =
+ * radix path): FLASHKM_SCATTER_STAGE=0 forces the direct scatter, =P stages sub-tiles of P points. */
 #include "cuda/assign.cuh"
 #include "cuda/update.cuh"
 #include "update_atomic.cuh"
@@ -184,11 +187,12 @@ static void run_config(const config *c, int reps, double copy_bw, double peak, F
     const double floor_ms = bytes / (copy_bw * 1e9) * 1e3; /* copy_bw counts bytes read + written */
     const char *dn = fkm_dtype_name(c->dtype);
     printf("N=%lld K=%lld D=%lld %s B=%lld | assign %.3f ms %.0f TFLOP/s (%.0f%% of cuBLAS 8192^3; same shape %.0f) [%s]"
-           " | update %.3f ms (hist %.3f scan %.3f scatter %.3f reduce %.3f combine %.3f), floor %.3f ms (%.2fx)"
+           " | update %.3f ms (hist %.3f scan %.3f scatter %.3f reduce %.3f combine %.3f; scatter stage %lld), floor %.3f ms (%.2fx)"
            " | atomic update %.3f ms\n",
            (long long)c->n, (long long)c->k, (long long)c->d, dn, (long long)c->batch, ta, tflops,
            100.0 * tflops / peak, ceil_shape, fkm_cuda_assign_path_name(fkm_cuda_assign_path(&pb, prec)), tu, median(st_h, reps),
-           median(st_s, reps), median(st_sc, reps), median(st_r, reps), median(st_c, reps), floor_ms, tu / floor_ms, tat);
+           median(st_s, reps), median(st_sc, reps), median(st_r, reps), median(st_c, reps),
+           (long long)fkm_cuda_update_scatter_stage(uws), floor_ms, tu / floor_ms, tat);
     if (csv)
         fprintf(csv, "%lld,%lld,%lld,%s,%lld,%s,%.4f,%.1f,%.1f,%.1f,%.1f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.3f,%.4f\n",
                 (long long)c->n, (long long)c->k, (long long)c->d, dn, (long long)c->batch,

@@ -25,14 +25,8 @@ JOBS="${JOBS:-16}"
 GEN=(); command -v ninja >/dev/null && GEN=(-G Ninja)
 
 cd "$ROOT" || exit 1
-rm -rf "$AB_DIR" && mkdir -p "$AB_DIR" || exit 1
-# tracked and untracked-but-not-ignored files: on the device machine the copy's git index is
-# the session's base commit, so files added since are "untracked" there (and files removed
-# since are still listed: --ignore-failed-read skips them)
-git ls-files -z --cached --others --exclude-standard |
-  tar --null --ignore-failed-read -cf - -T - 2>/dev/null | tar -xf - -C "$AB_DIR" || exit 1
-INCLUDE=(--include='src/*'); [[ "${AB_APPLY_ALL:-0}" == 1 ]] && INCLUDE=()
-(cd "$AB_DIR" && git apply "${INCLUDE[@]}" "$PATCH") || { echo "ab-patch: $PATCH does not apply" >&2; exit 1; }
+SRC_ONLY=--src-only; [[ "${AB_APPLY_ALL:-0}" == 1 ]] && SRC_ONLY=
+bash scripts/patched-tree.sh "$AB_DIR" "$PATCH" $SRC_ONLY || exit 1
 
 build() {  # build SOURCE_DIR BUILD_DIR [extra cmake args]
   local src="$1" dir="$2"; shift 2

@@ -525,6 +525,21 @@ static void cos_crafted(void)
     printf("cosine crafted cases: mu and the rounding of y are both needed\n");
 }
 
+/* A test row: near centroid ka (kind 0), near the bisector of ka and kb (1) or near the
+ * common point base (2), scaled by sc, jittered by jit, then rounded to the input type dtype
+ * (f16 or bf16; f32 stays as is). Shared by the cosine and the measured-bound tests. */
+static void near_row(float *x, const float *C, const float *base, int64_t d, int kind, int ka, int kb, double sc,
+                     double jit, int dtype, tc_rng *r)
+{
+    for (int64_t j = 0; j < d; j++) {
+        const double cj = kind == 0 ? C[ka * d + j] : kind == 1 ? 0.5 * (C[ka * d + j] + C[kb * d + j]) : base[j];
+        double xv = sc * (cj + jit * tc_normal(r));
+        if (dtype == FKM_F16) xv = round_to(xv, 11, -14, 0);
+        if (dtype == FKM_BF16) xv = round_to(xv, 8, -126, 0);
+        x[j] = (float)xv;
+    }
+}
+
 static void test_cosine(void)
 {
     cos_crafted();
@@ -567,14 +582,7 @@ static void test_cosine(void)
                 const int lo = dtype == FKM_F16 && pth ? -8 : -140, hi = dtype == FKM_F16 && pth ? 8 : 70;
                 const double sc = tc_uniform(&r) < 0.5 ? 1.0 : ldexp(1.0, lo + (int)(tc_uniform(&r) * (hi - lo)));
                 const double jit = spread * ldexp(1.0, -(int)(tc_uniform(&r) * 12));
-                for (int64_t j = 0; j < d; j++) {
-                    const double cj = kind == 0 ? C[ka * d + j] : kind == 1 ? 0.5 * (C[ka * d + j] + C[kb * d + j])
-                                                                             : base[j];
-                    double xv = sc * (cj + jit * tc_normal(&r));
-                    if (pth == 2) xv = round_to(xv, 11, -14, 0);
-                    if (pth == 3) xv = round_to(xv, 8, -126, 0);
-                    x[j] = (float)xv;
-                }
+                near_row(x, C, base, d, kind, ka, kb, sc, jit, pth == 0 ? FKM_F32 : dtype, &r);
                 if (pth == 2) { /* an f16 input: within range */
                     int big = 0;
                     for (int64_t j = 0; j < d; j++) big |= !(fabsf(x[j]) <= 65504.0f);
@@ -790,15 +798,7 @@ static void test_delta(void)
                 const int ka = (int)(tc_uniform(&r) * K), kb = (ka + 1) % K;
                 const double sc = tc_uniform(&r) < 0.7 ? 1.0 : ldexp(1.0, (int)(tc_uniform(&r) * 8) - 4);
                 const double jit = spread * ldexp(1.0, -(int)(tc_uniform(&r) * 12));
-                for (int64_t j = 0; j < d; j++) {
-                    const double cj = kind == 0   ? C[ka * d + j]
-                                      : kind == 1 ? 0.5 * (C[ka * d + j] + C[kb * d + j])
-                                                  : base[j];
-                    double xv = sc * (cj + jit * tc_normal(&r));
-                    if (dtype == FKM_F16) xv = round_to(xv, 11, -14, 0);
-                    if (dtype == FKM_BF16) xv = round_to(xv, 8, -126, 0);
-                    x[j] = (float)xv;
-                }
+                near_row(x, C, base, d, kind, ka, kb, sc, jit, dtype, &r);
                 const int want = exact_argmin(x, C, K, d, dot);
                 for (int k = 0; k < K; k++) v[k] = (float)tc_score(x, C + k * d, d, dot, dtype, &r, prod, perm);
                 delta_case(&cert, dtype, dot, x, C, v, K, d, &st[0][t]);

@@ -365,75 +365,71 @@ static void test_save_errors(void)
 
 /* ---------------------------------------------------------------- readers, good input */
 
+/* Hand-written headers (any key order, quotes, whitespace, trailing commas, versions 1-3,
+ * Python 2's long suffix), every dtype, 1-D (N,) read as N x 1, 3-D (B, N, D) as B problems,
+ * and a case-insensitive extension: each file written raw and read back. batch 0: a matrix. */
 static void test_npy_hand(void)
 {
-    write_npy_raw("v1.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }",
-                  vals12, sizeof vals12);
-    expect_matrix("v1.npy", FKM_F32, 3, 4, vals12);
-
-    /* any key order, double quotes, odd whitespace, no trailing comma, version 2.0 */
-    write_npy_raw("v2.npy", 2, "{ \"shape\" :( 4 ,3 ),\"fortran_order\":False , \"descr\":\"<f4\"}",
-                  vals12, sizeof vals12);
-    expect_matrix("v2.npy", FKM_F32, 4, 3, vals12);
-    write_npy_raw("v3.npy", 3, "{'descr':'<f4','fortran_order':False,'shape':(6,2,),}", vals12,
-                  sizeof vals12);
-    expect_matrix("v3.npy", FKM_F32, 6, 2, vals12);
-    write_npy_raw("py2.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2L, 6L), }",
-                  vals12, sizeof vals12);
-    expect_matrix("py2.npy", FKM_F32, 2, 6, vals12);
-
-    const uint16_t half[4] = {0x3c00, 0xc000, 0x0001, 0x7bff}; /* 1, -2, tiniest, 65504 */
-    write_npy_raw("f2.npy", 1, "{'descr': '<f2', 'fortran_order': False, 'shape': (2, 2), }",
-                  half, sizeof half);
-    expect_matrix("f2.npy", FKM_F16, 2, 2, half);
-    const uint16_t bf[4] = {0x3f80, 0xc000, 0x4049, 0x0000}; /* 1, -2, ~3.14, 0 */
-    write_npy_raw("bf_lt.npy", 1, "{'descr': '<V2', 'fortran_order': False, 'shape': (4, 1), }",
-                  bf, sizeof bf);
-    expect_matrix("bf_lt.npy", FKM_BF16, 4, 1, bf);
-    write_npy_raw("bf_pipe.npy", 1, "{'descr': '|V2', 'fortran_order': False, 'shape': (1, 4), }",
-                  bf, sizeof bf);
-    expect_matrix("bf_pipe.npy", FKM_BF16, 1, 4, bf);
-    const double dbl[3] = {1.0 / 3.0, -1e300, 5e-324};
-    write_npy_raw("f8.npy", 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 3), }",
-                  dbl, sizeof dbl);
-    expect_matrix("f8.npy", FKM_F64, 1, 3, dbl);
-
-    /* 3-D (B, N, D): B problems of N x D, packed; rows = B * N */
-    write_npy_raw("b3.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 2), }",
-                  vals12, sizeof vals12);
-    expect_batch("b3.npy", FKM_F32, 3, 6, 2, vals12);
-    write_npy_raw("b3v2.npy", 2, "{'shape':(2,3,2,),'descr':'<f4','fortran_order':False}", vals12,
-                  sizeof vals12);
-    expect_batch("b3v2.npy", FKM_F32, 2, 6, 2, vals12);
-    write_npy_raw("b3f8.npy", 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 1, 1), }",
-                  dbl, sizeof dbl);
-    expect_batch("b3f8.npy", FKM_F64, 3, 3, 1, dbl);
-    write_npy_raw("b3bf.npy", 1, "{'descr': '<V2', 'fortran_order': False, 'shape': (2, 1, 2), }",
-                  bf, sizeof bf);
-    expect_batch("b3bf.npy", FKM_BF16, 2, 2, 2, bf);
-
-    /* 1-D (N,): a vector (per-point weights, say) read as an N x 1 matrix, in every dtype
-     * and header spelling; (N, 1) gives the same matrix */
-    write_npy_raw("v1d.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (12,), }",
-                  vals12, sizeof vals12);
-    expect_matrix("v1d.npy", FKM_F32, 12, 1, vals12);
-    write_npy_raw("v1d_2.npy", 2, "{'shape':(12L,),'descr':'<f4','fortran_order':False}",
-                  vals12, sizeof vals12);
-    expect_matrix("v1d_2.npy", FKM_F32, 12, 1, vals12);
-    write_npy_raw("v1d_f8.npy", 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }",
-                  dbl, sizeof dbl);
-    expect_matrix("v1d_f8.npy", FKM_F64, 3, 1, dbl);
-    write_npy_raw("v1d_f2.npy", 1, "{'descr': '<f2', 'fortran_order': False, 'shape': (4,), }",
-                  half, sizeof half);
-    expect_matrix("v1d_f2.npy", FKM_F16, 4, 1, half);
-    write_npy_raw("v1d_one.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }",
-                  vals12, sizeof vals12[0]);
-    expect_matrix("v1d_one.npy", FKM_F32, 1, 1, vals12);
-
-    /* the extension is case-insensitive */
-    write_npy_raw("upper.NPY", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }",
-                  vals12, sizeof vals12);
-    expect_matrix("upper.NPY", FKM_F32, 3, 4, vals12);
+    static const uint16_t half[4] = {0x3c00, 0xc000, 0x0001, 0x7bff}; /* 1, -2, tiniest, 65504 */
+    static const uint16_t bf[4] = {0x3f80, 0xc000, 0x4049, 0x0000};   /* 1, -2, ~3.14, 0 */
+    static const double dbl[3] = {1.0 / 3.0, -1e300, 5e-324};
+    static const struct {
+        const char *file;
+        int major;
+        const char *dict;
+        const void *data;
+        size_t bytes;
+        fkm_dtype dtype;
+        int64_t batch, rows, cols;
+    } cases[] = {
+        {"v1.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }",
+         vals12, sizeof vals12, FKM_F32, 0, 3, 4},
+        {"v2.npy", 2, "{ \"shape\" :( 4 ,3 ),\"fortran_order\":False , \"descr\":\"<f4\"}",
+         vals12, sizeof vals12, FKM_F32, 0, 4, 3},
+        {"v3.npy", 3, "{'descr':'<f4','fortran_order':False,'shape':(6,2,),}",
+         vals12, sizeof vals12, FKM_F32, 0, 6, 2},
+        {"py2.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2L, 6L), }",
+         vals12, sizeof vals12, FKM_F32, 0, 2, 6},
+        {"f2.npy", 1, "{'descr': '<f2', 'fortran_order': False, 'shape': (2, 2), }",
+         half, sizeof half, FKM_F16, 0, 2, 2},
+        {"bf_lt.npy", 1, "{'descr': '<V2', 'fortran_order': False, 'shape': (4, 1), }",
+         bf, sizeof bf, FKM_BF16, 0, 4, 1},
+        {"bf_pipe.npy", 1, "{'descr': '|V2', 'fortran_order': False, 'shape': (1, 4), }",
+         bf, sizeof bf, FKM_BF16, 0, 1, 4},
+        {"f8.npy", 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 3), }",
+         dbl, sizeof dbl, FKM_F64, 0, 1, 3},
+        /* 3-D (B, N, D): B problems of N x D, packed; rows = B * N */
+        {"b3.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 2), }",
+         vals12, sizeof vals12, FKM_F32, 3, 6, 2},
+        {"b3v2.npy", 2, "{'shape':(2,3,2,),'descr':'<f4','fortran_order':False}",
+         vals12, sizeof vals12, FKM_F32, 2, 6, 2},
+        {"b3f8.npy", 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 1, 1), }",
+         dbl, sizeof dbl, FKM_F64, 3, 3, 1},
+        {"b3bf.npy", 1, "{'descr': '<V2', 'fortran_order': False, 'shape': (2, 1, 2), }",
+         bf, sizeof bf, FKM_BF16, 2, 2, 2},
+        /* 1-D (N,): a vector (per-point weights, say) read as an N x 1 matrix, in every dtype
+         * and header spelling; (N, 1) gives the same matrix */
+        {"v1d.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (12,), }",
+         vals12, sizeof vals12, FKM_F32, 0, 12, 1},
+        {"v1d_2.npy", 2, "{'shape':(12L,),'descr':'<f4','fortran_order':False}",
+         vals12, sizeof vals12, FKM_F32, 0, 12, 1},
+        {"v1d_f8.npy", 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }",
+         dbl, sizeof dbl, FKM_F64, 0, 3, 1},
+        {"v1d_f2.npy", 1, "{'descr': '<f2', 'fortran_order': False, 'shape': (4,), }",
+         half, sizeof half, FKM_F16, 0, 4, 1},
+        {"v1d_one.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }",
+         vals12, sizeof vals12[0], FKM_F32, 0, 1, 1},
+        /* the extension is case-insensitive */
+        {"upper.NPY", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }",
+         vals12, sizeof vals12, FKM_F32, 0, 3, 4},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        write_npy_raw(cases[c].file, cases[c].major, cases[c].dict, cases[c].data, cases[c].bytes);
+        if (cases[c].batch > 0)
+            expect_batch(cases[c].file, cases[c].dtype, cases[c].batch, cases[c].rows, cases[c].cols, cases[c].data);
+        else
+            expect_matrix(cases[c].file, cases[c].dtype, cases[c].rows, cases[c].cols, cases[c].data);
+    }
 }
 
 static void test_fvecs_fbin(void)

@@ -4,7 +4,7 @@
 #
 #   bash bench/experiments/run-prepared.sh [OUTDIR]          (OUTDIR: $OUT, else ./prepared-out)
 #
-# EXPERIMENTS picks them (default "scatter pingpong"; "pieces" when its patch exists). Each is
+# EXPERIMENTS picks them (default "scatter pingpong pieces"). Each is
 # the tree with bench/experiments/<patch> applied whole (tests and bench included), copied to
 # /tmp/fkm-<name> and built for sm_90a beside a base build of this tree (build-prep, sm_90a),
 # then tested under `timeout` (a synchronisation bug is a hang: exit status 124) and measured
@@ -34,15 +34,8 @@ build() {
   cmake -S "$src" -B "$dir" "${GEN[@]}" -DFLASHKM_CUDA=ON -DCMAKE_BUILD_TYPE=Release "$SM90" >/dev/null &&
     cmake --build "$dir" -j "${JOBS:-16}" --target "$@"
 }
-# tree NAME PATCH: this tree's files (tracked and untracked-not-ignored: on the device the git
-# index is the session's base commit) with PATCH applied whole, in /tmp/fkm-NAME
-tree() {
-  local dir="/tmp/fkm-$1"
-  rm -rf "$dir" && mkdir -p "$dir" || return 1
-  git ls-files -z --cached --others --exclude-standard |
-    tar --null --ignore-failed-read -cf - -T - 2>/dev/null | tar -xf - -C "$dir" || return 1
-  (cd "$dir" && git apply "$ROOT/bench/experiments/$2")
-}
+# tree NAME PATCH: this tree with bench/experiments/PATCH applied whole, in /tmp/fkm-NAME
+tree() { bash "$ROOT/scripts/patched-tree.sh" "/tmp/fkm-$1" "$ROOT/bench/experiments/$2"; }
 san() { # san TOOL BUILD TEST: compute-sanitizer on a small run of a GPU test
   (cd "$2/tests" && FLASHKM_TEST_SMALL=1 FLASHKM_TEST_SANITIZE=1 \
      compute-sanitizer --tool "$1" --error-exitcode 99 "./$3" 2>&1 | tail -3; exit "${PIPESTATUS[0]}")
@@ -56,7 +49,7 @@ esac
 SELF=(bash "$ROOT/bench/experiments/run-prepared.sh")
 OUTDIR="${1:-${OUT:-prepared-out}}"
 mkdir -p "$OUTDIR"
-EXPERIMENTS="${EXPERIMENTS:-scatter pingpong}"
+EXPERIMENTS="${EXPERIMENTS:-scatter pingpong pieces}"
 T_END=$(( $(date +%s) + ${PREP_BUDGET:-560} ))
 SUMMARY="$OUTDIR/summary.txt"
 : > "$SUMMARY"

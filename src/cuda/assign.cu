@@ -40,6 +40,12 @@ struct fkm_cuda_assign_ws {
 
 static int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
+/* The paths on warpgroup MMA: 128-centroid tiles (kpad), one operand copy of the centroids. */
+static int path_is_wgmma(fkm_assign_path p)
+{
+    return p == FKM_ASSIGN_WGMMA || p == FKM_ASSIGN_WGMMA_OVERLAP || p == FKM_ASSIGN_WGMMA_PINGPONG;
+}
+
 /* Warpgroup MMA exists on compute capability 9.0 (the sm_90a code of this build). */
 static int device_has_wgmma(void)
 {
@@ -62,15 +68,28 @@ fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision pr
     if (pb->k > 64 && device_has_wgmma()) {
         const char *force = getenv("FLASHKM_ASSIGN");
         if (!force || strcmp(force, "mma") != 0) {
-            /* the overlapped kernel keeps X resident: rows up to FKM_WGMMA_MAX_ROW_BYTES. By
-             * default it runs for f32 input (TF32), where it measured faster; for f16/bf16 the
-             * single-set kernel (two blocks per SM) measured faster (docs/GPU_PERF.md, H100:
-             * N=1M K=1024 D=128 TF32 1.316 vs 1.620 ms, f16 0.889 vs 0.782 ms).
-             * FLASHKM_WGMMA_OVERLAP=1 / =0 force it on / off, for A/B runs. */
+            /* the overlapped and ping-pong kernels keep X resident: rows up to
+             * FKM_WGMMA_MAX_ROW_BYTES. By default the ping-pong kernel runs where a centroid
+             * tile's MMAs take long enough to hide the other warpgroup's argmin epilogue and the
+             * block has enough tiles to pay for its unhidden prologue (one block per SM): MMA
+             * width d (2d for TF32, half the f16 rate) >= 256, or >= 128 with k >= FKM_PINGPONG_MIN_K.
+             * Elsewhere the single-set kernel (two blocks per SM) measured faster. H100, N=1M,
+             * assign ms single-set vs ping-pong (bench/results/pingpong_sweep_h100.txt):
+             * f16 D=128 K=1024 0.732 vs 0.795, K=2048 1.281 vs 1.287, K=4096 2.329 vs 2.262,
+             * K=16384 8.799 vs 8.055; f16 D=256 K=1024 1.423 vs 1.134; f16 D=64 K=4096 1.495 vs
+             * 1.744; TF32 D=128 K=256 0.683 vs 0.523, K=1024 1.478 vs 1.181; TF32 D=64 K=1024
+             * 0.740 vs 0.765. FLASHKM_WGMMA_OVERLAP=0 / 1 / 2 force the single-set / overlapped /
+             * ping-pong kernel, for A/B runs (same labels, bit for bit). */
             const char *overlap = getenv("FLASHKM_WGMMA_OVERLAP");
             const int resident = round_up(pb->d, MMA_BK_OF(es)) * es <= FKM_WGMMA_MAX_ROW_BYTES;
-            const int want = overlap && *overlap ? strcmp(overlap, "0") != 0 : pb->dtype == FKM_F32;
-            return want && resident ? FKM_ASSIGN_WGMMA_OVERLAP : FKM_ASSIGN_WGMMA;
+            if (!resident) return FKM_ASSIGN_WGMMA;
+            if (overlap && *overlap)
+                return strcmp(overlap, "2") == 0   ? FKM_ASSIGN_WGMMA_PINGPONG
+                       : strcmp(overlap, "0") != 0 ? FKM_ASSIGN_WGMMA_OVERLAP
+                                                   : FKM_ASSIGN_WGMMA;
+            const int64_t mma_width = pb->dtype == FKM_F32 ? 2 * pb->d : pb->d;
+            const int pingpong = mma_width >= 256 || (mma_width >= 128 && pb->k >= FKM_PINGPONG_MIN_K);
+            return pingpong ? FKM_ASSIGN_WGMMA_PINGPONG : FKM_ASSIGN_WGMMA;
         }
     }
     return round_up(pb->d, MMA_BK_OF(es)) * es <= MMA_RESIDENT_MAX_BYTES_PER_ROW ? FKM_ASSIGN_MMA
@@ -85,6 +104,7 @@ const char *fkm_cuda_assign_path_name(fkm_assign_path path)
     case FKM_ASSIGN_FFMA: return "ffma";
     case FKM_ASSIGN_WGMMA: return "wgmma";
     case FKM_ASSIGN_WGMMA_OVERLAP: return "wgmma-overlap";
+    case FKM_ASSIGN_WGMMA_PINGPONG: return "wgmma-pingpong";
     }
     return "?";
 }
@@ -441,7 +461,7 @@ fkm_status fkm_cuda_assign_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_p
     ws->path = fkm_cuda_assign_path(pb, precision);
     const int mma = ws->path != FKM_ASSIGN_FFMA;
     const size_t elem = mma ? fkm_dtype_size(pb->dtype) : sizeof(float);
-    const int wgmma = ws->path == FKM_ASSIGN_WGMMA || ws->path == FKM_ASSIGN_WGMMA_OVERLAP;
+    const int wgmma = path_is_wgmma(ws->path);
     ws->kpad = round_up(pb->k, wgmma ? FKM_WGMMA_BN : mma ? MMA_BN : FF_BN);
     ws->dpad = round_up(pb->d, mma ? MMA_BK_OF((int64_t)elem) : FF_BK);
     const size_t rows = (size_t)pb->batch * (size_t)ws->kpad;
@@ -541,7 +561,7 @@ static fkm_status assign_any(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev
         FKM_DISPATCH_DTYPE(pb->dtype, s = launch_ffma<DT>(ctx, ws, pb, alpha, labels, changed, best, stream));
         return s;
     }
-    if (ws->path == FKM_ASSIGN_WGMMA || ws->path == FKM_ASSIGN_WGMMA_OVERLAP) {
+    if (path_is_wgmma(ws->path)) {
         if (pb->dtype == FKM_F16) s = prepare<__half>(ctx, ws, pb, centroids, 0, stream);
         else if (pb->dtype == FKM_F32) s = prepare<float>(ctx, ws, pb, centroids, 1, stream);
         else s = prepare<__nv_bfloat16>(ctx, ws, pb, centroids, 0, stream);
@@ -549,6 +569,9 @@ static fkm_status assign_any(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev
         if (ws->path == FKM_ASSIGN_WGMMA_OVERLAP)
             return fkm_cuda_assign_wgmma_overlap(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha, labels, changed,
                                                  best, top3, stream);
+        if (ws->path == FKM_ASSIGN_WGMMA_PINGPONG)
+            return fkm_cuda_assign_wgmma_pingpong(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha, labels, changed,
+                                                  best, top3, stream);
         return fkm_cuda_assign_wgmma(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha, labels, changed, best, top3,
                                      stream);
     }

@@ -61,6 +61,7 @@ static __device__ __forceinline__ void fkm_store_label(int valid, int64_t row, i
  * second index there. */
 #define FKM_WGMMA_BN 128
 #define FKM_WGMMA_MAX_ROW_BYTES 512   /* X rows up to 512 bytes stay in shared memory */
+#define FKM_PINGPONG_MIN_K 4096       /* MMA width 128..255: from here on ping-pong is the default */
 fkm_status fkm_cuda_assign_wgmma(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn,
                                  int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
                                  unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
@@ -74,5 +75,14 @@ fkm_status fkm_cuda_assign_wgmma_overlap(fkm_ctx *ctx, const fkm_dev_problem *pb
                                          int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
                                          unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
                                          cudaStream_t stream);
+/* assign_wgmma_pingpong.cu (sm_90a): the same contract for X rows of at most
+ * FKM_WGMMA_MAX_ROW_BYTES, on the FlashAttention-3 ping-pong schedule: two consumer warpgroups
+ * of 128 points each take turns issuing their wgmma, one's argmin epilogue under the other's
+ * MMAs, a producer warp feeding the centroid ring through mbarriers (one block of 384 threads
+ * per SM). FLASHKM_WGMMA_OVERLAP=2 only (FKM_ASSIGN_WGMMA_PINGPONG); same results, bit for bit. */
+fkm_status fkm_cuda_assign_wgmma_pingpong(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn,
+                                          int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
+                                          unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
+                                          cudaStream_t stream);
 
 #endif

@@ -133,7 +133,7 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
         }
     }
     fkm_cp_async_wait<0>();
-    wg_finish<TOP3>(rows, b, r.row0, n, labels_all, changed, best_all, top3);
+    wg_finish<TOP3>(rows, b, r.row0 + (threadIdx.x >> 5) * 16, n, labels_all, changed, best_all, top3);
 }
 
 /* Shared memory of one block: X (resident) or nothing, the ring, with CNS the ring's ||c||^2,

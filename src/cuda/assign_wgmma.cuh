@@ -1,9 +1,11 @@
-/* assign_wgmma.cuh — the pieces the two Hopper FlashAssign kernels share (assign_wgmma.cu:
+/* assign_wgmma.cuh — the pieces the three Hopper FlashAssign kernels share (assign_wgmma.cu:
  * one accumulator set per warpgroup, two blocks per SM; assign_wgmma_overlap.cu: two sets, the
- * argmin epilogue of one tile overlapped with the next tile's MMAs): tile geometry, the wgmma
+ * argmin epilogue of one tile overlapped with the next tile's MMAs; assign_wgmma_pingpong.cu:
+ * two consumer warpgroups taking turns, one's epilogue under the other's MMAs, fed by a
+ * producer warp through mbarriers): tile geometry, the wgmma
  * descriptors and instruction wrappers, the cp.async stage loaders and the per-tile argmin
- * epilogue with the final merge and store. One copy of each, so that both kernels give the
- * same bits by construction: same MMA order along D, same fmaf(-alpha, x.c, ||c||^2), same tie
+ * epilogue with the final merge and store. One copy of each, so that all three kernels give
+ * the same bits by construction: same MMA order along D, same fmaf(-alpha, x.c, ||c||^2), same tie
  * rules. */
 #ifndef FKM_CUDA_ASSIGN_WGMMA_CUH
 #define FKM_CUDA_ASSIGN_WGMMA_CUH
@@ -100,6 +102,21 @@ static __device__ __forceinline__ void wg_proxy_fence()
 #endif
 }
 
+/* D chunk kc of a centroid tile (WG_BN rows of 128 bytes, swizzled) into dst, by NT threads
+ * of which the caller is number tid (the block's WG_THREADS in the stage loader below, the
+ * producer warp's 32 lanes in assign_wgmma_pingpong.cu). At most 4 copies per thread are
+ * unrolled: the producer warp's 32 would need more registers than it keeps. */
+template <typename T, int NT>
+static __device__ __forceinline__ void wg_load_centroid_chunk(T *dst, const T *cq_tile, int64_t dpad, int kc, int tid)
+{
+    constexpr int PER_THREAD = WG_BN * 8 / NT;
+#pragma unroll(PER_THREAD < 4 ? PER_THREAD : 4)
+    for (int e = 0; e < PER_THREAD; e++) {
+        const int idx = tid + e * NT, r = idx >> 3, c = idx & 7;
+        fkm_cp_async16(dst + fkm_swz<T>(r, c), cq_tile + (int64_t)r * dpad + kc * WG_BK_OF(T) + c * WG_CW_OF(T), 16);
+    }
+}
+
 /* One pipeline stage: the centroid tile's D chunk kc and, when X is not resident (split-D,
  * for large D), the block's X rows of that chunk after it. Rows and columns past the data
  * are zero. */
@@ -107,11 +124,7 @@ template <typename T, bool RESIDENT>
 static __device__ __forceinline__ void wg_load_stage(T *stage, const T *cq_tile, int64_t dpad, int kc, const T *X,
                                                      int64_t row0, int64_t n, int64_t ld, int64_t d)
 {
-#pragma unroll
-    for (int e = 0; e < WG_BN * 8 / WG_THREADS; e++) {
-        const int idx = threadIdx.x + e * WG_THREADS, r = idx >> 3, c = idx & 7;
-        fkm_cp_async16(stage + fkm_swz<T>(r, c), cq_tile + (int64_t)r * dpad + kc * WG_BK_OF(T) + c * WG_CW_OF(T), 16);
-    }
+    wg_load_centroid_chunk<T, WG_THREADS>(stage, cq_tile, dpad, kc, threadIdx.x);
     if (!RESIDENT) {
         T *xs = stage + WG_BN * WG_BK_OF(T);
 #pragma unroll
@@ -135,6 +148,19 @@ static __device__ __forceinline__ void wg_fence_acc(float (&d)[64])
     for (int i = 0; i < 64; i++) asm volatile("" : "+f"(d[i])::"memory");
 }
 
+/* The 4 wgmma of one 64-wide D chunk into acc, nothing around them (no fence, no commit):
+ * the k-steps in increasing order along D, accumulate flag 0 on the first k-step of the
+ * FIRST chunk. Every kernel's accumulators go through this one sequence, which is what makes
+ * their scores the same bits. */
+template <typename T, bool FIRST>
+static __device__ __forceinline__ void wg_issue_chunk(float (&acc)[64], const T *xs, const T *cs)
+{
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+        wg_mma<T>::run(acc, wg_desc(xs + kk * (32 / sizeof(T))), wg_desc(cs + kk * (32 / sizeof(T))),
+                       FIRST ? kk > 0 : 1);
+}
+
 /* One 64-wide D chunk of a warpgroup's 64 x 128 tile: 4 wgmma (k16 for 2-byte types, k8 for
  * TF32: 32 bytes of the row each) from xs (its 64 X rows) and cs (the 128 centroid rows) into
  * acc, committed as one group; FIRST: the chunk that starts the sum (accumulate flag 0 on its
@@ -146,35 +172,36 @@ static __device__ __forceinline__ void wg_chunk_mma(float (&acc)[64], const T *x
 {
     wg_fence_acc(acc);
     wg_fence();
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++)
-        wg_mma<T>::run(acc, wg_desc(xs + kk * (32 / sizeof(T))), wg_desc(cs + kk * (32 / sizeof(T))),
-                       FIRST ? kk > 0 : 1);
+    wg_issue_chunk<T, FIRST>(acc, xs, cs);
     wg_commit();
     wg_fence_acc(acc);
     wg_wait<1>();
 }
 
-/* The block's X rows, all D chunks, into the resident tile (kchunks x [128][BK], swizzled);
- * rows past n and columns past d are zero. */
-template <typename T>
+/* The block's ROWS X rows, all D chunks, into the resident tile (kchunks x [ROWS][BK],
+ * swizzled), by the block's first WG_THREADS threads; rows past n and columns past d are zero. */
+template <typename T, int ROWS = WG_BM>
 static __device__ __forceinline__ void wg_load_x_resident(T *xres, const T *X, int64_t row0, int64_t n, int64_t ld,
                                                           int64_t d, int kchunks)
 {
     constexpr int WG_BK = WG_BK_OF(T);
-    for (int idx = threadIdx.x; idx < WG_BM * kchunks * 8; idx += WG_THREADS) {
-        const int kc = idx / (WG_BM * 8), rem = idx % (WG_BM * 8), r = rem >> 3, c = rem & 7;
+    for (int idx = threadIdx.x; idx < ROWS * kchunks * 8; idx += WG_THREADS) {
+        const int kc = idx / (ROWS * 8), rem = idx % (ROWS * 8), r = rem >> 3, c = rem & 7;
         const int64_t col = (int64_t)kc * WG_BK + c * WG_CW_OF(T);
         const bool ok = row0 + r < n && col < d;
-        fkm_cp_async16(xres + kc * WG_BM * WG_BK + fkm_swz<T>(r, c), ok ? X + (row0 + r) * ld + col : X, ok ? 16 : 0);
+        fkm_cp_async16(xres + kc * ROWS * WG_BK + fkm_swz<T>(r, c), ok ? X + (row0 + r) * ld + col : X, ok ? 16 : 0);
     }
 }
 
-/* A tile's 128 ||c||^2 (512 bytes) into shared memory: 32 threads, one 16-byte cp.async each
- * (cn rows are 512-byte aligned: kpad is a multiple of 128). */
+/* A tile's 128 ||c||^2 (512 bytes) into shared memory: threads tid < 32, one 16-byte cp.async
+ * each (cn rows are 512-byte aligned: kpad is a multiple of 128). */
+static __device__ __forceinline__ void wg_load_cn(float *cn_smem, const float *cn_tile, int tid)
+{
+    if (tid < WG_BN / 4) fkm_cp_async16(cn_smem + tid * 4, cn_tile + tid * 4, 16);
+}
 static __device__ __forceinline__ void wg_load_cn(float *cn_smem, const float *cn_tile)
 {
-    if (threadIdx.x < WG_BN / 4) fkm_cp_async16(cn_smem + threadIdx.x * 4, cn_tile + threadIdx.x * 4, 16);
+    wg_load_cn(cn_smem, cn_tile, threadIdx.x);
 }
 
 /* Per thread: the running best of its two rows (lane/4 and lane/4 + 8 of its warp's 16), and
@@ -256,13 +283,14 @@ static __device__ __forceinline__ void wg_epilogue(float (&acc)[64], const CN &c
 }
 
 /* The end of a block: merges the four lanes of each quad (disjoint columns of the same rows,
- * ties to the lowest index) and stores each point's label, best score and TOP3 outputs. */
+ * ties to the lowest index) and stores each point's label, best score and TOP3 outputs.
+ * wrow0: the first of the calling warp's 16 rows (its m64 tile's row 16 * (warp % 4)). */
 template <bool TOP3>
-static __device__ __forceinline__ void wg_finish(wg_rows &r, int64_t b, int64_t row0, int64_t n,
+static __device__ __forceinline__ void wg_finish(wg_rows &r, int64_t b, int64_t wrow0, int64_t n,
                                                  int32_t *labels_all, unsigned long long *changed, float *best_all,
                                                  const fkm_cuda_top3_out &top3)
 {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int lane = threadIdx.x & 31;
 #pragma unroll
     for (int h = 0; h < 2; h++) {
 #pragma unroll
@@ -280,7 +308,7 @@ static __device__ __forceinline__ void wg_finish(wg_rows &r, int64_t b, int64_t 
     }
     /* lane 4q holds rows q and q + 8 of its warp's 16: lanes 4q and 4q+1 store one each */
     const int q = lane >> 2, which = lane & 3;
-    const int64_t row = row0 + warp * 16 + q + (which == 1 ? 8 : 0);
+    const int64_t row = wrow0 + q + (which == 1 ? 8 : 0);
     const float s = which == 1 ? r.bs[1] : r.bs[0];
     const int32_t i = which == 1 ? r.bi[1] : r.bi[0];
     if (TOP3 && which < 2 && row < n) {

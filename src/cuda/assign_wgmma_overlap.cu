@@ -76,10 +76,7 @@ static __device__ __forceinline__ void ov_step(ov_ring<T> &r, float (&acc)[64], 
     const T *xs = r.xres + kc * WG_BM * WG_BK + wg * 64 * WG_BK;
     wg_fence_acc(acc);
     wg_fence();
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++) /* 32 bytes per step along the row: k16 (2-byte), k8 (TF32) */
-        wg_mma<T>::run(acc, wg_desc(xs + kk * (32 / sizeof(T))), wg_desc(cs + kk * (32 / sizeof(T))),
-                       FIRST ? kk > 0 : 1);
+    wg_issue_chunk<T, FIRST>(acc, xs, cs); /* 32 bytes per step along the row: k16 (2-byte), k8 (TF32) */
     wg_commit();
     wg_fence_acc(acc);
     wg_wait<1>();               /* the previous step's group is done: its slot can be refilled */
@@ -162,7 +159,7 @@ assign_wgmma_overlap(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t l
         for (int kc = 1; kc < r.kchunks; kc++) ov_step<T, false>(r, acc_a, kc);
     }
     fkm_cp_async_wait<0>();
-    wg_finish<TOP3>(rows, b, row0, n, labels_all, changed, best_all, top3);
+    wg_finish<TOP3>(rows, b, row0 + (threadIdx.x >> 5) * 16, n, labels_all, changed, best_all, top3);
 }
 
 /* The launcher wg_dispatch (assign_wgmma.cuh) calls for each dtype and epilogue. */

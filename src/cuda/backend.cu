@@ -210,12 +210,10 @@ static fkm_status cuda_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->shift_rows, (size_t)k * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->sums, kd * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->weight, (size_t)k * sizeof(double)), s, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->pobj, (size_t)n * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->obj, 2 * (size_t)B * sizeof(double)), s, fail); /* objectives, max shifts */
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->active, (size_t)B), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->changed, (size_t)nslots * sizeof(unsigned long long)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->cent_h, kd * sizeof(float)), s, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->sums_h, kd * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->weight_h, (size_t)k * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->obj_h, 2 * (size_t)B * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->changed_h, (size_t)nslots * sizeof(unsigned long long)), s,
@@ -415,6 +413,11 @@ static fkm_status cuda_reduce(fkm_ctx *ctx, void *state, const float *centroids,
     } else {
         st->have_sums = 1;
     }
+    /* the host copy of the sums only for callers that ask (streamed accumulation, MPI): B x K x D
+     * doubles of pinned memory (32 MB at B=32 K=1000 D=128) would otherwise be allocated and
+     * freed by every fit */
+    if (want && !st->sums_h)
+        FKM_CUDA_TRY(ctx, cudaMallocHost((void **)&st->sums_h, (size_t)(k * d) * sizeof(double)));
     if (want)
         FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->sums_h, st->sums, (size_t)(k * d) * sizeof(double),
                                           cudaMemcpyDeviceToHost, st->stream));
@@ -443,8 +446,8 @@ static __device__ __forceinline__ double lane0_sum_sq(double acc, double t, int6
 
 /* One warp per centroid of the batch: exactly core's divide_and_shift (lloyd.c), same
  * operations in the same order, so the device path and the host path give bitwise the same
- * centroids (and shifts). The columns are spread over the lanes (coalesced; one thread per
- * centroid walking its row was 4.9 ms at k = d = 1024 on the H100); the two sums over the
+ * centroids (and shifts). The columns are spread over the lanes (coalesced loads; one thread
+ * per centroid walking its row read k rows in lockstep, uncoalesced); the two sums over the
  * columns (cosine's squared norm, the shift) stay in column order on lane 0, which takes
  * each block of 32 terms by shuffle. Problems not active keep their centroids. */
 __global__ void finalize_kernel(const double *__restrict__ sums, const double *__restrict__ weight,
@@ -540,6 +543,8 @@ static fkm_status cuda_farthest(fkm_ctx *ctx, void *state, int64_t problem, int6
     cuda_state *st = (cuda_state *)state;
     const int64_t n = st->pb.n;
     if (!st->pobj_ready) {
+        if (!st->pobj) /* first relocation of this fit: B x N doubles, not needed before */
+            FKM_CUDA_TRY(ctx, cudaMalloc((void **)&st->pobj, (size_t)(st->pb.batch * n) * sizeof(double)));
         st->want_pobj = 1;
         fkm_status s = update_all(ctx, st);
         st->want_pobj = 0;

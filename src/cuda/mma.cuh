@@ -31,23 +31,22 @@ __device__ __forceinline__ void fkm_ldmatrix_x4(uint32_t r[4], const void *smem)
 }
 
 /* D = A * B + D, m16n8k16, A row-major 16x16, B "col" (n-major) 16x8, f32 accumulators. */
+/* The operand list is the same for every type; INSTR names the shape and the types. */
+#define FKM_MMA_SYNC(INSTR, d, a0, a1, a2, a3, b0, b1)                                              \
+    asm volatile(INSTR " {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"                 \
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                    \
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
 template <typename T> struct fkm_mma;
 template <> struct fkm_mma<__half> {
     static __device__ __forceinline__ void run(float d[4], const uint32_t a[4], const uint32_t b[2])
     {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-                     "{%8,%9}, {%0,%1,%2,%3};\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+        FKM_MMA_SYNC("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32", d, a[0], a[1], a[2], a[3], b[0], b[1]);
     }
 };
 template <> struct fkm_mma<__nv_bfloat16> {
     static __device__ __forceinline__ void run(float d[4], const uint32_t a[4], const uint32_t b[2])
     {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-                     "{%8,%9}, {%0,%1,%2,%3};\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+        FKM_MMA_SYNC("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", d, a[0], a[1], a[2], a[3], b[0], b[1]);
     }
 };
 
@@ -80,11 +79,8 @@ template <typename T> __device__ __forceinline__ T fkm_operand(float v, int tf32
 template <> struct fkm_mma<float> {
     static __device__ __forceinline__ void run(float d[4], const uint32_t a[4], const uint32_t b[2])
     {
-        asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-                     "{%8,%9}, {%0,%1,%2,%3};\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(fkm_to_tf32(a[0])), "r"(fkm_to_tf32(a[1])), "r"(fkm_to_tf32(a[2])),
-                       "r"(fkm_to_tf32(a[3])), "r"(b[0]), "r"(b[1]));
+        FKM_MMA_SYNC("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32", d, fkm_to_tf32(a[0]), fkm_to_tf32(a[1]),
+                     fkm_to_tf32(a[2]), fkm_to_tf32(a[3]), b[0], b[1]);
     }
 };
 

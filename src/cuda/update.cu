@@ -7,6 +7,7 @@
  *                that entry (cluster, tile) is the first sorted slot of that cluster's points
  *                of that tile; then the list of clusters the combine must visit
  *  3. scatter    stable counting-sort scatter of point ids (and their clusters) into label order
+ *                (a tile sorted in shared memory first, then written out in runs, where it fits)
  *  4. reduce     one warp per work unit = `unit` consecutive sorted points of one problem
  *                (whatever clusters they belong to; each problem's sorted range starts a new
  *                unit): per run of equal clusters (a "segment") the weighted column sums,
@@ -18,9 +19,10 @@
  *
  * Determinism. Every floating-point sum has an order fixed by compile-time constants
  * (COMB_WARPS, COMB_BATCH, OBJ_THREADS), by the shape of the data (d and the dtype fix the
- * reduce's unit, unit_rows, and how a row is spread over lanes, see below) and by the labels, never by the grid size, the pointer
- * alignment or the GPU: the kernels loop over virtual work items (grid-stride), and an item's
- * work and order do not depend on which physical warp or block runs it. There are no
+ * reduce's unit, unit_rows, and how a row is spread over lanes, see below) and by the
+ * labels, never by the grid size, the pointer alignment or the GPU: the kernels loop over
+ * virtual work items (grid-stride), and an item's work and order do not depend on which
+ * physical warp or block runs it. There are no
  * floating-point atomics; integer atomics are used only for counts (exact whatever their
  * order) and to build the combine's list of clusters (the list's order only says which block
  * visits which cluster, not how anything is summed). The sort is stable, and a stable sort has
@@ -40,7 +42,9 @@
  *
  * Two sort paths, same result (the unique stable order):
  *  - k <= SORT_MAX_K: a counting sort with per-tile counts (one block per tile of `tile`
- *    consecutive points, the tile split into one contiguous range per warp).
+ *    consecutive points, the tile split into one contiguous range per warp); the block places
+ *    its points in shared memory in their sorted order within the tile and then copies each
+ *    label's run to its global slots (coalesced), where the tile fits (scatter_stage).
  *  - larger k: per-tile count matrices would be too big (k x tiles) or tiles too long, so the
  *    ids are sorted with cub::DeviceRadixSort::SortPairs on the global cluster b*k + label
  *    (stable LSD radix sort restricted to ceil(log2(batch*k + 1)) bits), the whole batch in
@@ -110,7 +114,16 @@
 #define COMB_BATCH 4
 /* Counting-sort path limits (see sort_shape). */
 #define SORT_MAX_K 4096
+#define SORT_MAX_TILE 32768
 #define SORT_SMEM_WORDS 8192
+/* The scatter stages a whole tile in shared memory (scatter_stage) when the cursors, the global
+ * cursors, the scan's totals and the tile fit in SORT_STAGE_WORDS words (96 KB: at least two
+ * blocks per SM on sm_80 and sm_90; k <= 1024 fits), and scatters directly otherwise. */
+#define SORT_STAGE_WORDS 24576
+#define SORT_SCAN_WORDS 8
+
+static_assert(SORT_MAX_TILE <= 65536 && SORT_MAX_K <= 65536, "staged words pack (label << 16) | index in the sub-tile");
+static_assert(SORT_SCAN_WORDS >= 8, "one scan total per warp of a sort block (sort_shape: at most 8 warps)");
 
 static_assert(COMB_WARPS * 32 == OBJ_THREADS, "combine block shape");
 static_assert(COMB_COLS == 4 * 32, "combine: 4 columns per lane");
@@ -123,6 +136,8 @@ struct fkm_cuda_update_ws {
     int counting;             /* 1 = counting-sort path, 0 = radix-sort path */
     int64_t tile;             /* counting path: points per tile (1 tile = whole problem otherwise) */
     int warps;                /* counting path: warps per sort block */
+    int64_t stage;            /* counting path: points per staged sub-tile of the scatter, 0 = direct */
+    size_t scatter_smem;      /* counting path: the scatter's dynamic shared memory (bytes) */
     int sort_bits;            /* radix path: key bits */
     int unit;                 /* reduce work unit (sorted points), unit_rows */
 
@@ -149,6 +164,15 @@ struct fkm_cuda_update_ws {
     fkm_cuda_update_times times;
 };
 
+/* The scatter (defined with the other kernels below; create sets its shared-memory limit). */
+typedef void scatter_fn(const int32_t *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                        const unsigned long long *, uint32_t *, uint32_t *);
+template <bool STAGED>
+__global__ void scatter_kernel(const int32_t *__restrict__ labels, int64_t n, int64_t k, int64_t batch,
+                               int64_t parts, int64_t src_n, int64_t tiles, int64_t tile, int64_t sub,
+                               const unsigned long long *__restrict__ mat, uint32_t *__restrict__ order,
+                               uint32_t *__restrict__ sorted_g);
+
 static int unit_rows(int64_t d, size_t es)
 {
     const int64_t row = d * (int64_t)es;
@@ -163,11 +187,43 @@ static int unit_rows(int64_t d, size_t es)
 static void sort_shape(int64_t k, int64_t *tile, int *warps)
 {
     int64_t t = 2048;
-    while (t < 8 * k && t < 32768) t *= 2;
+    while (t < 8 * k && t < SORT_MAX_TILE) t *= 2;
     int w = 8;
     while (w > 1 && (int64_t)w * k > SORT_SMEM_WORDS) w /= 2;
     *tile = t;
     *warps = w;
+}
+
+/* Shared memory of the scatter (see scatter_kernel): cursors and scan totals; staged, also the
+ * global cursors and the sub-tile (stage points). */
+static size_t scatter_smem(int64_t k, int warps, int64_t stage)
+{
+    return (size_t)((int64_t)warps * k + SORT_SCAN_WORDS + (stage ? k + stage : 0)) * sizeof(uint32_t);
+}
+
+/* Points per staged sub-tile of the scatter, 0 for the direct scatter. By default the whole tile
+ * when it fits SORT_STAGE_WORDS (from the shape only), direct otherwise. FLASHKM_SCATTER_STAGE
+ * overrides it for experiments: 0 = direct, P > 0 = sub-tiles of the largest power of two <= P
+ * points (at least 256, at most the tile). Either way it is halved while it exceeds the
+ * device's per-block shared memory (smem_max), and direct if it still does. The sorted order
+ * does not depend on it (a stable sort has one result). */
+static int64_t scatter_stage(int64_t k, int64_t tile, int warps, size_t smem_max)
+{
+    int64_t s = scatter_smem(k, warps, tile) <= SORT_STAGE_WORDS * sizeof(uint32_t) ? tile : 0;
+    const char *env = getenv("FLASHKM_SCATTER_STAGE");
+    if (env && *env) {
+        char *end = NULL;
+        const long long p = strtoll(env, &end, 10);
+        if (end && *end == '\0' && p >= 0) {
+            s = 0;
+            if (p > 0) {
+                s = 256;
+                while (s < tile && 2 * s <= p) s *= 2;
+            }
+        }
+    }
+    while (s > 256 && scatter_smem(k, warps, s) > smem_max) s /= 2;
+    return s > 0 && scatter_smem(k, warps, s) <= smem_max ? s : 0;
 }
 
 static int key_bits(int64_t k)
@@ -279,6 +335,18 @@ fkm_status fkm_cuda_update_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_c
         FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->keys, b_order), st, fail);
         FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->iota, b_order), st, fail);
     }
+    if (ws->counting) {
+        int dev = 0, smem_max = 0;
+        FKM_CUDA_TRY_GOTO(ctx, cudaGetDevice(&dev), st, fail);
+        FKM_CUDA_TRY_GOTO(ctx, cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), st, fail);
+        ws->stage = scatter_stage(ws->k, ws->tile, ws->warps, (size_t)smem_max);
+        ws->scatter_smem = scatter_smem(ws->k, ws->warps, ws->stage);
+        /* the staged scatter may pass the default 48 KB (k = 1024: 68 KB) */
+        FKM_CUDA_TRY_GOTO(ctx,
+                          cudaFuncSetAttribute((const void *)(ws->stage ? scatter_kernel<true> : scatter_kernel<false>),
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ws->scatter_smem),
+                          st, fail);
+    }
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->list, b_list), st, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->nlist, sizeof(int)), st, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->part_sum, b_part), st, fail);
@@ -316,6 +384,17 @@ fkm_cuda_update_times fkm_cuda_update_last_times(const fkm_cuda_update_ws *ws)
     fkm_cuda_update_times t;
     memset(&t, 0, sizeof t);
     return ws ? ws->times : t;
+}
+
+void fkm_cuda_update_sorted(const fkm_cuda_update_ws *ws, const uint32_t **order, const uint32_t **sorted_g)
+{
+    if (order) *order = ws ? ws->order : NULL;
+    if (sorted_g) *sorted_g = ws ? ws->sorted_g : NULL;
+}
+
+int64_t fkm_cuda_update_scatter_stage(const fkm_cuda_update_ws *ws)
+{
+    return ws && ws->counting ? ws->stage : -1;
 }
 
 /* ---------------------------------------------------------------- device helpers */
@@ -424,74 +503,164 @@ __global__ void list_kernel(const unsigned long long *__restrict__ mat, int64_t 
 
 /* ---------------------------------------------------------------- 3. scatter */
 
-/* Counting path, stable. Virtual block = (problem b, tile t); warp w owns the contiguous
- * range [lo + w*R, lo + (w+1)*R) of the tile, R = tile / warps. Pass 1 counts each warp's
- * labels into its own row cur[w][.]; then, per label c, cur[w][c] becomes the sorted position
- * (relative to the problem's first slot) of the first point of label c in warp w's range:
- * the scanned matrix entry (c, t) plus the counts of the earlier warps. Pass 2 walks each
- * range again in the same order, 32 points per round: a point's rank among the equal labels
- * of its round is the number of lower lanes with that label (points are in index order across
- * lanes), and the round's leader of each label then advances the cursor. So within a label,
- * points land in increasing index order: the stable order. */
+/* Counting path, stable. Virtual block = (problem b, tile t), processed in sub-tiles of `sub`
+ * consecutive points (sub = tile unless the staging below is split, never when direct); warp w owns the
+ * contiguous range [lo + w*R, lo + (w+1)*R) of a sub-tile, R = sub / warps. Pass 1 counts each
+ * warp's labels into its own row cur[w][.]. The cursors: per label c, cur[w][c] becomes the
+ * position, relative to the sub-tile's sorted run, of the first point of label c in warp w's
+ * range: off[c] (exclusive scan over the labels of the sub-tile's counts) plus the counts of
+ * the earlier warps. Pass 2 walks each range again in the same order, 32 points per round: a
+ * point's rank among the equal labels of its round is the number of lower lanes with that
+ * label (points are in index order across lanes), and the round's leader of each label then
+ * advances the cursor. So within a label, points land in increasing index order: the stable
+ * order.
+ *
+ * Problem b's tile t holds its rows [t*tile, min((t+1)*tile, part_rows(b))) of the labels at
+ * row_base(b) (fkm_cuda_update_parts: a short last part leaves its later tiles, or the end of
+ * one, without points); the ids written are rows within the part, like every cursor below
+ * relative to the problem's own first sorted slot pbase = mat[b*k*tiles].
+ *
+ * Label c's global cursor (relative to the problem's first slot) starts at
+ * mat[(b*k + c)*tiles + t] - pbase. Direct: it is added to the cursors, and pass 2 stores
+ * straight to the global slot, as the kernel did before staging; used where the staged tile
+ * would not fit the shared-memory budget (scatter_stage).
+ *
+ * STAGED: pass 2 writes each point into shared memory at its sub-tile position, packed as
+ * (label << 16) | (index - sub-tile start), and the block then writes the sub-tile's sorted run
+ * out with consecutive threads on consecutive slots: each label's run lands in one stretch of
+ * global memory, so the stores are coalesced instead of one 32-byte sector per 4-byte store
+ * (about 8 points per label and tile at the default shape). gd[c] carries label c's global
+ * cursor across the sub-tiles, kept as cursor - off[c] while a sub-tile is placed, so that
+ * sorted slot j of the sub-tile goes to gd[L] + j (uint32 arithmetic: exact modulo 2^32, and
+ * the true value is < n). Both give the one stable order.
+ *
+ * Shared memory (words): cur warps*k, wtot SORT_SCAN_WORDS (per-warp label-segment totals of
+ * the scan); STAGED also gd k and stage sub (see scatter_smem). */
+template <bool STAGED>
 __global__ void scatter_kernel(const int32_t *__restrict__ labels, int64_t n, int64_t k, int64_t batch,
-                               int64_t parts, int64_t src_n, int64_t tiles, int64_t tile,
+                               int64_t parts, int64_t src_n, int64_t tiles, int64_t tile, int64_t sub,
                                const unsigned long long *__restrict__ mat,
                                uint32_t *__restrict__ order, uint32_t *__restrict__ sorted_g)
 {
-    extern __shared__ uint32_t cur[]; /* warps x k */
+    extern __shared__ uint32_t cur[];
+    const int K = (int)k; /* <= SORT_MAX_K */
+    uint32_t *wtot = cur + (blockDim.x >> 5) * K;
+    uint32_t *gd = wtot + SORT_SCAN_WORDS; /* STAGED only */
+    uint32_t *stage = gd + K;             /* STAGED only */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     const unsigned lt_mask = (1u << lane) - 1u;
-    const int64_t R = tile / warps;
-    uint32_t *my = cur + (int64_t)warp * k;
+    const int64_t R = sub / warps;
+    uint32_t *my = cur + (int64_t)warp * K;
+    /* the scan's label segments: warp w scans labels [w*S, (w+1)*S), whole rounds of 32 */
+    const int S = ((K + warps - 1) / warps + 31) & ~31;
+    const int s0 = warp * S < K ? warp * S : K, s1 = s0 + S < K ? s0 + S : K;
     const int64_t nvb = batch * tiles;
+    /* the rows start at zero and every sub-tile leaves them at zero */
+    for (int e = threadIdx.x; e < warps * K; e += blockDim.x) cur[e] = 0;
+    __syncthreads();
     for (int64_t vb = blockIdx.x; vb < nvb; vb += gridDim.x) {
         const int64_t b = vb / tiles, t = vb % tiles;
         const int64_t rows = part_rows(b, n, parts, src_n); /* tiles past them scatter nothing */
         const int64_t tlo = t * tile, thi = tlo + tile < rows ? tlo + tile : rows;
-        const int64_t lo = tlo + warp * R < thi ? tlo + warp * R : thi;
-        const int64_t hi = lo + R < thi ? lo + R : thi;
         const int32_t *lab = labels + row_base(b, n, parts, src_n);
-        for (int64_t e = threadIdx.x; e < (int64_t)warps * k; e += blockDim.x) cur[e] = 0;
-        __syncthreads();
-        /* pass 1: per-warp counts (a warp-private row: one leader per distinct label, no atomics) */
-        for (int64_t i0 = lo; i0 < hi; i0 += 32) {
-            const int32_t L = sort_label(lab, i0 + lane, hi, k);
-            const unsigned peers = __match_any_sync(0xffffffffu, L);
-            if (L >= 0 && lane == __ffs(peers) - 1) my[L] += (uint32_t)__popc(peers);
-            __syncwarp();
-        }
-        __syncthreads();
-        /* counts -> cursors, relative to the problem's first sorted slot (fits 32 bits: < n) */
         const unsigned long long pbase = mat[b * k * tiles];
-        for (int64_t c = threadIdx.x; c < k; c += blockDim.x) {
-            uint32_t running = (uint32_t)(mat[(b * k + c) * tiles + t] - pbase);
-            for (int w = 0; w < warps; w++) {
-                const uint32_t cnt = cur[(int64_t)w * k + c];
-                cur[(int64_t)w * k + c] = running;
-                running += cnt;
-            }
-        }
-        __syncthreads();
-        /* pass 2: stable scatter */
+        /* relative to the problem's first sorted slot: fits 32 bits (< n) */
+        if (STAGED)
+            for (int c = threadIdx.x; c < K; c += blockDim.x) gd[c] = (uint32_t)(mat[(b * k + c) * tiles + t] - pbase);
         uint32_t *dst = order + pbase;
         uint32_t *dst_g = sorted_g + pbase;
         const uint32_t gbase = (uint32_t)(b * k); /* fits: create checks batch * k < 2^32 */
-        for (int64_t i0 = lo; i0 < hi; i0 += 32) {
-            const int64_t i = i0 + lane;
-            const int32_t L = sort_label(lab, i, hi, k);
-            const unsigned peers = __match_any_sync(0xffffffffu, L);
-            uint32_t pos = 0;
-            if (L >= 0) {
-                pos = my[L] + (uint32_t)__popc(peers & lt_mask);
-                dst[pos] = (uint32_t)i;
-                dst_g[pos] = gbase + (uint32_t)L;
+        for (int64_t slo = tlo; slo < thi; slo += sub) {
+            const int64_t shi = slo + sub < thi ? slo + sub : thi;
+            const int64_t lo = slo + warp * R < shi ? slo + warp * R : shi;
+            const int64_t hi = lo + R < shi ? lo + R : shi;
+            /* pass 1: per-warp counts (a warp-private row: one leader per distinct label, no atomics) */
+            for (int64_t i0 = lo; i0 < hi; i0 += 32) {
+                const int32_t L = sort_label(lab, i0 + lane, hi, k);
+                const unsigned peers = __match_any_sync(0xffffffffu, L);
+                if (L >= 0 && lane == __ffs(peers) - 1) my[L] += (uint32_t)__popc(peers);
+                __syncwarp();
             }
-            __syncwarp(); /* every lane has read my[L] before the leader moves it */
-            /* the leader is the lowest lane of its label: its pos is the cursor itself */
-            if (L >= 0 && lane == __ffs(peers) - 1) my[L] = pos + (uint32_t)__popc(peers);
-            __syncwarp();
+            __syncthreads();
+            /* counts -> cursors relative to the warp's label segment (a warp scan per round of
+             * 32 labels, the rows of a label in warp order), then the segment totals */
+            uint32_t carry = 0;
+            for (int c0 = s0; c0 < s1; c0 += 32) {
+                const int c = c0 + lane;
+                uint32_t cnt = 0;
+                if (c < s1)
+                    for (int w = 0; w < warps; w++) cnt += cur[w * K + c];
+                uint32_t x = cnt;
+                for (int o = 1; o < 32; o <<= 1) {
+                    const uint32_t y = __shfl_up_sync(0xffffffffu, x, o);
+                    if (lane >= o) x += y;
+                }
+                if (c < s1) {
+                    uint32_t run = carry + x - cnt;
+                    for (int w = 0; w < warps; w++) {
+                        const uint32_t v = cur[w * K + c];
+                        cur[w * K + c] = run;
+                        run += v;
+                    }
+                }
+                carry += __shfl_sync(0xffffffffu, x, 31);
+            }
+            if (lane == 0) wtot[warp] = carry;
+            __syncthreads();
+            /* add the earlier segments: cur[0][c] becomes off[c]; gd[c] becomes the global
+             * cursor - off[c] (direct: the cursors themselves become global) */
+            for (int c = threadIdx.x; c < K; c += blockDim.x) {
+                uint32_t add = 0;
+                for (int w = 0; w < c / S; w++) add += wtot[w];
+                const uint32_t gcur = STAGED ? gd[c] : (uint32_t)(mat[(b * k + c) * tiles + t] - pbase);
+                const uint32_t g = gcur - (cur[c] + add);
+                const uint32_t shift = STAGED ? add : add + g;
+                for (int w = 0; w < warps; w++) cur[w * K + c] += shift;
+                if (STAGED) gd[c] = g;
+            }
+            __syncthreads();
+            /* pass 2: stable placement */
+            for (int64_t i0 = lo; i0 < hi; i0 += 32) {
+                const int64_t i = i0 + lane;
+                const int32_t L = sort_label(lab, i, hi, k);
+                const unsigned peers = __match_any_sync(0xffffffffu, L);
+                uint32_t pos = 0;
+                if (L >= 0) {
+                    pos = my[L] + (uint32_t)__popc(peers & lt_mask);
+                    if (STAGED) {
+                        stage[pos] = ((uint32_t)L << 16) | (uint32_t)(i - slo);
+                    } else {
+                        dst[pos] = (uint32_t)i;
+                        dst_g[pos] = gbase + (uint32_t)L;
+                    }
+                }
+                __syncwarp(); /* every lane has read my[L] before the leader moves it */
+                /* the leader is the lowest lane of its label: its pos is the cursor itself */
+                if (L >= 0 && lane == __ffs(peers) - 1) my[L] = pos + (uint32_t)__popc(peers);
+                __syncwarp();
+            }
+            __syncthreads();
+            if (STAGED) {
+                /* the sub-tile's sorted run out: slot j of label L goes to gd[L] + j */
+                uint32_t m = 0;
+                for (int w = 0; w < warps; w++) m += wtot[w];
+                const uint32_t ilo = (uint32_t)slo;
+                for (uint32_t j = threadIdx.x; j < m; j += blockDim.x) {
+                    const uint32_t v = stage[j], L = v >> 16;
+                    const uint32_t p = gd[L] + j;
+                    dst[p] = ilo + (v & 0xffffu);
+                    dst_g[p] = gbase + L;
+                }
+                __syncthreads();
+            }
+            /* the last warp's cursor ended at off[c] + count: gd[c] becomes label c's global
+             * cursor for the next sub-tile; the rows back to zero */
+            for (int c = threadIdx.x; c < K; c += blockDim.x) {
+                if (STAGED) gd[c] += cur[(warps - 1) * K + c];
+                for (int w = 0; w < warps; w++) cur[w * K + c] = 0;
+            }
+            __syncthreads();
         }
-        __syncthreads();
     }
 }
 
@@ -549,7 +718,7 @@ __device__ __forceinline__ uint4 load_vec(const typename fkm_elem<DT>::type *row
  * exponent and mantissa bits are placed at the top of a double's (sign kept), which reads as
  * the value times 2^-(1023 - bias); one multiply by that power of two (exact) fixes it, and
  * subnormals come out right because the double is then subnormal too. Not for infinities and
- * NaNs (their exponent field is all ones): widen() routes those to the ordinary conversion. */
+ * NaNs (their exponent field is all ones): widen_t routes those to the ordinary conversion. */
 template <int SH>
 __device__ __forceinline__ void widen_pair(uint32_t w, double scale, double &x0, double &x1)
 {
@@ -559,7 +728,8 @@ __device__ __forceinline__ void widen_pair(uint32_t w, double scale, double &x0,
     x1 = __hiloint2double((int)h1, 0) * scale;
 }
 
-/* The VEC elements of r as doubles, exactly (f64 stays f64: cosine normalises the double). */
+/* The VEC elements of a 16-byte load as doubles, exactly (f64 stays f64: cosine normalises the
+ * double); the 16-bit types' general case is defined below. */
 template <fkm_dtype DT> struct widen_t;
 template <> struct widen_t<FKM_F32> {
     static __device__ __forceinline__ void run(uint4 r, double (&x)[4])
@@ -577,42 +747,45 @@ template <> struct widen_t<FKM_F64> {
         x[1] = __hiloint2double((int)r.w, (int)r.z);
     }
 };
-template <> struct widen_t<FKM_F16> {
-    static __device__ __forceinline__ void run(uint4 r, double (&x)[8])
+/* The 16-bit floats' parameters: a word's two exponent fields and the lowest bit of each,
+ * the mantissa width and the power of two widen_pair needs, and the ordinary conversion of
+ * one half h (the low 16 bits) for infinities and NaNs. */
+template <fkm_dtype DT> struct half_traits;
+template <> struct half_traits<FKM_F16> {
+    static constexpr uint32_t EXP = 0x7c007c00u, EXP_LSB = 0x04000400u;
+    static constexpr int SH = 10;
+    static __device__ __forceinline__ double scale() { return 0x1p1008; }
+    static __device__ __forceinline__ double slow(uint32_t h)
     {
-        const uint32_t w[4] = {r.x, r.y, r.z, r.w};
-        /* exponent all ones in some half: (e + 1) carries into the half's sign position */
-        uint32_t chk = 0;
-#pragma unroll
-        for (int i = 0; i < 4; i++) chk |= (w[i] & 0x7c007c00u) + 0x04000400u;
-        if (chk & 0x80008000u) {
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                x[2 * i] = (double)__half2float(__ushort_as_half((unsigned short)(w[i] & 0xffffu)));
-                x[2 * i + 1] = (double)__half2float(__ushort_as_half((unsigned short)(w[i] >> 16)));
-            }
-        } else {
-#pragma unroll
-            for (int i = 0; i < 4; i++) widen_pair<10>(w[i], 0x1p1008, x[2 * i], x[2 * i + 1]);
-        }
+        return (double)__half2float(__ushort_as_half((unsigned short)h));
     }
 };
-template <> struct widen_t<FKM_BF16> {
+template <> struct half_traits<FKM_BF16> {
+    static constexpr uint32_t EXP = 0x7f807f80u, EXP_LSB = 0x00800080u;
+    static constexpr int SH = 13;
+    static __device__ __forceinline__ double scale() { return 0x1p896; }
+    static __device__ __forceinline__ double slow(uint32_t h) { return (double)__uint_as_float(h << 16); }
+};
+/* f16 and bf16: the four words' eight halves, by widen_pair unless one is an infinity or a
+ * NaN (exponent all ones: adding the exponent's lowest bit carries into the half's sign
+ * position), then all by the ordinary conversion. */
+template <fkm_dtype DT> struct widen_t {
     static __device__ __forceinline__ void run(uint4 r, double (&x)[8])
     {
+        typedef half_traits<DT> H;
         const uint32_t w[4] = {r.x, r.y, r.z, r.w};
         uint32_t chk = 0;
 #pragma unroll
-        for (int i = 0; i < 4; i++) chk |= (w[i] & 0x7f807f80u) + 0x00800080u;
+        for (int i = 0; i < 4; i++) chk |= (w[i] & H::EXP) + H::EXP_LSB;
         if (chk & 0x80008000u) {
 #pragma unroll
             for (int i = 0; i < 4; i++) {
-                x[2 * i] = (double)__uint_as_float(w[i] << 16);
-                x[2 * i + 1] = (double)__uint_as_float(w[i] & 0xffff0000u);
+                x[2 * i] = H::slow(w[i] & 0xffffu);
+                x[2 * i + 1] = H::slow(w[i] >> 16);
             }
         } else {
 #pragma unroll
-            for (int i = 0; i < 4; i++) widen_pair<13>(w[i], 0x1p896, x[2 * i], x[2 * i + 1]);
+            for (int i = 0; i < 4; i++) widen_pair<H::SH>(w[i], H::scale(), x[2 * i], x[2 * i + 1]);
         }
     }
 };
@@ -1047,8 +1220,10 @@ fkm_status fkm_cuda_update_parts(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm
     /* 3. scatter */
     if (ws->counting) {
         const int threads = 32 * ws->warps;
-        scatter_kernel<<<grid_for(batch * tiles), threads, (size_t)ws->warps * (size_t)k * sizeof(uint32_t), stream>>>(
-            labels, n, k, batch, parts, src_n, tiles, ws->tile, ws->mat, ws->order, ws->sorted_g);
+        scatter_fn *const scatter = ws->stage ? scatter_kernel<true> : scatter_kernel<false>;
+        scatter<<<grid_for(batch * tiles), threads, ws->scatter_smem, stream>>>(
+            labels, n, k, batch, parts, src_n, tiles, ws->tile, ws->stage ? ws->stage : ws->tile, ws->mat, ws->order,
+            ws->sorted_g);
         FKM_CUDA_LAUNCHED(ctx, "scatter_kernel");
     } else {
         const int64_t blocks = fkm_ceil_div(batch * n, 256);

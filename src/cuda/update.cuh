@@ -27,6 +27,13 @@ typedef struct fkm_cuda_update_times {
 void fkm_cuda_update_set_timing(fkm_cuda_update_ws *ws, int on);
 fkm_cuda_update_times fkm_cuda_update_last_times(const fkm_cuda_update_ws *ws);
 
+/* For tests and benchmarks: the last update's sort, in device memory (order: point ids within
+ * their problem in sorted order; sorted_g: their global clusters b*k + label; the first
+ * (number of in-range labels) of batch*n entries are set), and the scatter the counting-sort
+ * path uses: points per staged sub-tile, 0 = direct (-1: radix-sort path, k > 4096). */
+void fkm_cuda_update_sorted(const fkm_cuda_update_ws *ws, const uint32_t **order, const uint32_t **sorted_g);
+int64_t fkm_cuda_update_scatter_stage(const fkm_cuda_update_ws *ws);
+
 /* One update pass over the batch, all in `stream`, all pointers device memory:
  *   labels     batch*n int32 in [0, k) (problem b's at labels + b*n)
  *   centroids  batch*k*d f32: the centroids the labels were assigned against

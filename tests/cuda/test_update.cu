@@ -21,10 +21,18 @@
  *  - cosine adds, per value, 2^-22 * the largest |term| (sums) or 2^-20 * the sum of the
  *    |terms| (objectives): the device sums the squared norm in another order, so in rare
  *    cases a normalised element rounds to the neighbouring f32 (one ulp, <= 2^-23 relative);
- *  - the atomic baseline: f64 1e-9, f32 1e-3 relative to the sum of the |terms|. */
+ *  - the atomic baseline: f64 1e-9, f32 1e-3 relative to the sum of the |terms|.
+ *
+ * The sort itself (point ids and clusters in sorted order) must equal the stable sort by
+ * (problem, label) exactly, whichever scatter the counting path uses (FLASHKM_SCATTER_STAGE:
+ * direct, whole tiles staged in shared memory, sub-tiles): run_sort_case, for plain batches and
+ * for the same problems cut into parts (fkm_cuda_update_parts); section 8 of run_case checks the
+ * pieces' sort as well. */
 #include "cuda/update.cuh"
 #include "../../bench/update_atomic.cuh"
 
+#include <algorithm>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,6 +283,59 @@ static void check_against(const test_case &tc, int ci, const outputs &o, const r
            "case %d: objective", ci);
 }
 
+/* The sort against its definition: per problem, per label, the points in index order. An
+ * out-of-range label is dropped by the counting path and sorted into cluster 0 of its problem
+ * by the radix path (k > 4096), as update.cu documents. parts > 1: the call's problems are
+ * parts of n rows of problems of src_n rows (fkm_cuda_update_parts; problem b = part b % parts
+ * of source problem b / parts, its rows within the part). Returns the number of mismatches. */
+static int check_sort(const fkm_cuda_update_ws *ws, const int32_t *labels, int batch, int64_t n, int64_t k,
+                      const char *what, int64_t parts = 1, int64_t src_n = -1)
+{
+    const bool radix = fkm_cuda_update_scatter_stage(ws) < 0;
+    if (src_n < 0) src_n = n;
+    std::vector<uint32_t> ro, rg;
+    std::vector<int64_t> cnt((size_t)k + 1);
+    for (int b = 0; b < batch; b++) {
+        const int64_t s = b / parts, j = b % parts;
+        const int64_t rows = src_n - j * n < n ? src_n - j * n : n;
+        const int32_t *lab = labels + s * src_n + j * n;
+        std::fill(cnt.begin(), cnt.end(), 0);
+        std::vector<int32_t> L((size_t)rows);
+        for (int64_t i = 0; i < rows; i++) {
+            int32_t v = lab[i];
+            if (v < 0 || v >= k) v = radix ? 0 : -1;
+            L[(size_t)i] = v;
+            if (v >= 0) cnt[(size_t)v + 1]++;
+        }
+        for (int64_t c = 0; c < k; c++) cnt[(size_t)c + 1] += cnt[(size_t)c];
+        const size_t base = ro.size();
+        ro.resize(base + (size_t)cnt[(size_t)k]);
+        rg.resize(ro.size());
+        for (int64_t i = 0; i < rows; i++)
+            if (L[(size_t)i] >= 0) {
+                const size_t slot = base + (size_t)cnt[(size_t)L[(size_t)i]]++;
+                ro[slot] = (uint32_t)i;
+                rg[slot] = (uint32_t)(b * k + L[(size_t)i]);
+            }
+    }
+    const uint32_t *d_order = NULL, *d_g = NULL;
+    fkm_cuda_update_sorted(ws, &d_order, &d_g);
+    std::vector<uint32_t> o(ro.size()), g(ro.size());
+    if (!ro.empty()) {
+        CU(cudaMemcpy(o.data(), d_order, o.size() * 4, cudaMemcpyDeviceToHost));
+        CU(cudaMemcpy(g.data(), d_g, g.size() * 4, cudaMemcpyDeviceToHost));
+    }
+    int bad = 0;
+    for (size_t e = 0; e < ro.size(); e++)
+        if (o[e] != ro[e] || g[e] != rg[e]) {
+            if (bad < 3)
+                fprintf(stderr, "%s: sorted slot %zu holds point %u cluster %u, the stable sort point %u cluster %u\n",
+                        what, e, o[e], g[e], ro[e], rg[e]);
+            bad++;
+        }
+    return bad;
+}
+
 static void run_case(fkm_ctx *ctx, const test_case &tc, int ci)
 {
     host_problem h;
@@ -334,6 +395,7 @@ static void run_case(fkm_ctx *ctx, const test_case &tc, int ci)
     outputs o1;
     fetch(db, o1, nsums, nw, npobj, nobj);
     check_against(tc, ci, o1, ref);
+    EXPECT(check_sort(ws, h.labels.data(), tc.batch, tc.n, tc.k, "sort") == 0, "case %d: sort", ci);
 
     /* 2. run to run: bitwise equal (with per-stage timing on, which must not change anything) */
     fkm_cuda_update_set_timing(ws, 1);
@@ -413,6 +475,8 @@ static void run_case(fkm_ctx *ctx, const test_case &tc, int ci)
         outputs o5;
         fetch(db, o5, nsums, nw, (size_t)(tc.batch * n2), nobj);
         check_against(tc, ci, o5, ref2);
+        EXPECT(check_sort(ws, lab2.data(), tc.batch, n2, tc.k, "sort (fewer points)") == 0, "case %d: sort (n = %lld)",
+               ci, (long long)n2);
         CU(cudaMemcpy(db.labels, h.labels.data(), h.labels.size() * 4, cudaMemcpyHostToDevice));
         if (tc.weights) CU(cudaMemcpy(db.weights, h.weights.data(), h.weights.size() * 4, cudaMemcpyHostToDevice));
     }
@@ -528,6 +592,8 @@ static void run_case(fkm_ctx *ctx, const test_case &tc, int ci)
         EXPECT(same_bits(os.pobj, o1.pobj) && same_bits(orr.pobj, o1.pobj),
                "case %d: pieces of %lld rows: point objectives differ", ci, (long long)m);
         check_against(tc, ci, orr, ref);
+        EXPECT(check_sort(pws, h.labels.data(), (int)(B * per), m, tc.k, "sort (pieces)", per, tc.n) == 0,
+               "case %d: sort of the pieces of %lld rows", ci, (long long)m);
         /* a batch that is not a multiple of the pieces per problem is refused */
         if (per > 1) {
             fkm_dev_problem bad = pieces;
@@ -555,6 +621,100 @@ static void run_case(fkm_ctx *ctx, const test_case &tc, int ci)
     cudaFree(db.pobj);
     cudaFree(db.obj);
     CU(cudaGetLastError());
+}
+
+/* The sort alone, for each scatter of the counting path (FLASHKM_SCATTER_STAGE, read at create:
+ * NULL = the default for the shape, "0" = direct, "1024" = staged sub-tiles of 1024 points,
+ * "32768" = whole tiles staged where they fit), n not a multiple of the tile, several problems,
+ * optionally some labels out of range (negative, k, INT32_MAX: dropped, never written out of
+ * bounds; the update's results are then unspecified, only the sort is checked). The same
+ * problems also as parts (fkm_cuda_update_parts) of about n/3 rows and of n - 100 rows (the
+ * last part 100 rows: its later tiles hold no points). */
+static void run_sort_case(fkm_ctx *ctx, int batch, int64_t n, int64_t k, int bad_labels, uint64_t seed)
+{
+    std::vector<int32_t> labels((size_t)(batch * n));
+    uint64_t s = seed;
+    for (auto &L : labels) {
+        L = (int32_t)(rng_next(&s) % (uint64_t)k);
+        if (bad_labels && rng_next(&s) % 16 == 0) {
+            const int32_t bad[3] = {-1, (int32_t)k, INT32_MAX};
+            L = bad[rng_next(&s) % 3];
+        }
+    }
+    const int64_t d = 4;
+    float *X, *C;
+    int32_t *dl;
+    double *weight;
+    CU(cudaMalloc((void **)&X, (size_t)(batch * n * d) * 4));
+    CU(cudaMemset(X, 0, (size_t)(batch * n * d) * 4));
+    CU(cudaMalloc((void **)&C, (size_t)(batch * k * d) * 4));
+    CU(cudaMemset(C, 0, (size_t)(batch * k * d) * 4));
+    CU(cudaMalloc((void **)&dl, labels.size() * 4));
+    CU(cudaMemcpy(dl, labels.data(), labels.size() * 4, cudaMemcpyHostToDevice));
+    CU(cudaMalloc((void **)&weight, (size_t)(batch * 3 * k) * 8)); /* parts: at most 3 per problem */
+    fkm_dev_problem pb;
+    memset(&pb, 0, sizeof pb);
+    pb.X = X;
+    pb.dtype = FKM_F32;
+    pb.n = n;
+    pb.d = d;
+    pb.ld = d;
+    pb.batch_stride = n * d;
+    pb.batch = batch;
+    pb.k = k;
+    pb.metric = FKM_METRIC_L2;
+    const char *stages[4] = {NULL, "0", "1024", "32768"};
+    for (int si = 0; si < 4; si++) {
+        if (stages[si]) setenv("FLASHKM_SCATTER_STAGE", stages[si], 1);
+        else unsetenv("FLASHKM_SCATTER_STAGE");
+        fkm_cuda_update_ws *ws = NULL;
+        fkm_status st = fkm_cuda_update_create(ctx, &pb, &ws);
+        EXPECT(st == FKM_OK, "sort case: create: %s", fkm_last_error(ctx));
+        if (st != FKM_OK) break;
+        const int64_t stage = fkm_cuda_update_scatter_stage(ws);
+        /* the default stages whole tiles up to k = 1024 (scatter_stage) */
+        if (k <= 4096)
+            EXPECT(si == 0 ? (stage > 0) == (k <= 1024) : si == 3 || stage == atoll(stages[si]),
+                   "k %lld: scatter stage %lld for FLASHKM_SCATTER_STAGE=%s", (long long)k, (long long)stage,
+                   stages[si] ? stages[si] : "(unset)");
+        st = fkm_cuda_update(ctx, ws, &pb, dl, C, NULL, weight, NULL, NULL, 0, 0);
+        EXPECT(st == FKM_OK, "sort case: update: %s", fkm_last_error(ctx));
+        CU(cudaDeviceSynchronize());
+        char what[160];
+        snprintf(what, sizeof what, "sort (batch %d, n %lld, k %lld, bad labels %d, scatter stage %lld)", batch,
+                 (long long)n, (long long)k, bad_labels, (long long)stage);
+        const int bad = check_sort(ws, labels.data(), batch, n, k, what);
+        EXPECT(bad == 0, "%s: %d slots differ", what, bad);
+        printf("%s: %s\n", what, bad ? "FAILED" : "ok");
+        fkm_cuda_update_destroy(ws);
+        /* as parts of m rows */
+        const int64_t ms[2] = {(n + 2) / 3, n - 100};
+        for (int mi = 0; mi < 2 && n > 200; mi++) {
+            const int64_t m = ms[mi], parts = fkm_ceil_div(n, m);
+            fkm_dev_problem pp = pb;
+            pp.n = m;
+            pp.batch = (int32_t)(batch * parts);
+            st = fkm_cuda_update_create(ctx, &pp, &ws);
+            EXPECT(st == FKM_OK, "sort case (parts): create: %s", fkm_last_error(ctx));
+            if (st != FKM_OK) break;
+            EXPECT(fkm_cuda_update_scatter_stage(ws) == stage, "sort case (parts): scatter stage %lld, not %lld",
+                   (long long)fkm_cuda_update_scatter_stage(ws), (long long)stage);
+            st = fkm_cuda_update_parts(ctx, ws, &pp, n, dl, C, NULL, weight, NULL, NULL, 0, 0);
+            EXPECT(st == FKM_OK, "sort case (parts): update: %s", fkm_last_error(ctx));
+            CU(cudaDeviceSynchronize());
+            char pwhat[200];
+            snprintf(pwhat, sizeof pwhat, "%s as %lld parts of %lld rows", what, (long long)parts, (long long)m);
+            const int pbad = check_sort(ws, labels.data(), (int)(batch * parts), m, k, pwhat, parts, n);
+            EXPECT(pbad == 0, "%s: %d slots differ", pwhat, pbad);
+            printf("%s: %s\n", pwhat, pbad ? "FAILED" : "ok");
+            fkm_cuda_update_destroy(ws);
+        }
+    }
+    unsetenv("FLASHKM_SCATTER_STAGE");
+    cudaFree(X);
+    cudaFree(C);
+    cudaFree(dl);
+    cudaFree(weight);
 }
 
 /* Bad usage returns a status (and a message), never crashes. */
@@ -684,6 +844,15 @@ int main(void)
                (long long)cases[ci].n, (long long)cases[ci].k, (long long)cases[ci].d,
                fkm_dtype_name(cases[ci].dtype), (int)cases[ci].metric, cases[ci].weights,
                failures == before ? "ok" : "FAILED");
+    }
+    /* the sort under every scatter: k from one label to the radix path, n not a multiple of
+     * any tile (2048 .. 32768 points), with and without out-of-range labels */
+    {
+        const int small = getenv("FLASHKM_TEST_SMALL") != NULL;
+        const int64_t ks[] = {1, 16, 300, 1000, 1024, 2048, 4096, 5000};
+        for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
+            run_sort_case(ctx, 1 + (int)(i % 3), small ? 40001 : 70001, ks[i], (int)(i % 2), 77 + i);
+        run_sort_case(ctx, 2, 100, 1024, 1, 99);
     }
     run_bad_usage(ctx);
     fkm_destroy(ctx);
