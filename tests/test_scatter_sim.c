@@ -3,7 +3,9 @@
  * whole tiles and sub-tiles), warp by warp and lane by lane (__match_any_sync, the warp scan,
  * the packed shared-memory words, uint32 cursor arithmetic), against a plain stable counting
  * sort. A stable sort has one result, so all must agree bit for bit, including the points with
- * out-of-range labels (dropped) and the untouched tail. This checks the placement algorithm;
+ * out-of-range labels (dropped) and the untouched tail; also in the layout of
+ * fkm_cuda_update_parts (problems that are row parts of larger ones, the last part shorter:
+ * part_rows and row_base of update.cu). This checks the placement algorithm;
  * tests/cuda/test_update.cu checks the kernel itself on a GPU.
  *
  * Warps run one after the other here: within a phase they touch disjoint shared rows and
@@ -68,7 +70,22 @@ typedef struct problem {
     int64_t batch, n, k, tile, tiles;
     const int32_t *labels;
     unsigned long long *mat; /* after the scan: batch*k*tiles + 1 entries */
+    int64_t parts, src_n;    /* fkm_cuda_update_parts: parts = 1, src_n = n is the plain batch */
 } problem;
+
+/* row_base and part_rows of update.cu: problem b = part j of source problem s has its labels
+ * at s*src_n + j*n and n rows, fewer for the last part */
+static const int32_t *lab_of(const problem *p, int64_t b)
+{
+    const int64_t s = b / p->parts;
+    return p->labels + s * p->src_n + (b - s * p->parts) * p->n;
+}
+
+static int64_t rows_of(const problem *p, int64_t b)
+{
+    const int64_t r = p->src_n - (b % p->parts) * p->n;
+    return r < p->n ? r : p->n;
+}
 
 /* histogram per (problem, tile) and the exclusive scan, cluster-major then tile-major */
 static void build_mat(problem *p)
@@ -76,8 +93,8 @@ static void build_mat(problem *p)
     const int64_t nvb = p->batch * p->tiles, mat_n = nvb * p->k + 1;
     p->mat = (unsigned long long *)calloc((size_t)mat_n, sizeof *p->mat);
     for (int64_t b = 0; b < p->batch; b++)
-        for (int64_t i = 0; i < p->n; i++) {
-            const int32_t L = sort_label(p->labels + b * p->n, i, p->n, p->k);
+        for (int64_t i = 0; i < rows_of(p, b); i++) {
+            const int32_t L = sort_label(lab_of(p, b), i, rows_of(p, b), p->k);
             if (L >= 0) p->mat[(b * p->k + L) * p->tiles + i / p->tile]++;
         }
     unsigned long long run = 0;
@@ -106,28 +123,29 @@ static void reference_sort(const problem *p, uint32_t *order, uint32_t *sorted_g
     const int64_t clusters = p->batch * p->k;
     unsigned long long *next = (unsigned long long *)calloc((size_t)clusters + 1, sizeof *next);
     for (int64_t b = 0; b < p->batch; b++)
-        for (int64_t i = 0; i < p->n; i++) {
-            const int32_t L = sort_label(p->labels + b * p->n, i, p->n, p->k);
+        for (int64_t i = 0; i < rows_of(p, b); i++) {
+            const int32_t L = sort_label(lab_of(p, b), i, rows_of(p, b), p->k);
             if (L >= 0) next[b * p->k + L + 1]++;
         }
     for (int64_t g = 0; g < clusters; g++) next[g + 1] += next[g];
     for (int64_t b = 0; b < p->batch; b++)
-        for (int64_t i = 0; i < p->n; i++) {
-            const int32_t L = sort_label(p->labels + b * p->n, i, p->n, p->k);
+        for (int64_t i = 0; i < rows_of(p, b); i++) {
+            const int32_t L = sort_label(lab_of(p, b), i, rows_of(p, b), p->k);
             if (L >= 0) put(p, order, sorted_g, next[b * p->k + L]++, (uint32_t)i, (uint32_t)(b * p->k + L));
         }
     free(next);
 }
 
-/* the kernel before staging (main at 40ceac0) */
+/* the kernel before staging (main at 40ceac0, with the parts rows of update-batched-pieces) */
 static void old_scatter(const problem *p, int warps, uint32_t *order, uint32_t *sorted_g)
 {
     const int64_t k = p->k, R = p->tile / warps;
     uint32_t *cur = (uint32_t *)calloc((size_t)(warps * k), sizeof *cur);
     for (int64_t vb = 0; vb < p->batch * p->tiles; vb++) {
         const int64_t b = vb / p->tiles, t = vb % p->tiles;
-        const int64_t tlo = t * p->tile, thi = tlo + p->tile < p->n ? tlo + p->tile : p->n;
-        const int32_t *lab = p->labels + b * p->n;
+        const int64_t rows = rows_of(p, b); /* tiles past them place nothing */
+        const int64_t tlo = t * p->tile, thi = tlo + p->tile < rows ? tlo + p->tile : rows;
+        const int32_t *lab = lab_of(p, b);
         memset(cur, 0, (size_t)(warps * k) * sizeof *cur);
         for (int warp = 0; warp < warps; warp++) {
             const int64_t lo = tlo + warp * R < thi ? tlo + warp * R : thi, hi = lo + R < thi ? lo + R : thi;
@@ -185,8 +203,9 @@ static void new_scatter(const problem *p, int warps, int64_t sub, int staged, ui
     const int S = ((K + warps - 1) / warps + 31) & ~31;
     for (int64_t vb = 0; vb < p->batch * p->tiles; vb++) {
         const int64_t b = vb / p->tiles, t = vb % p->tiles;
-        const int64_t tlo = t * p->tile, thi = tlo + p->tile < p->n ? tlo + p->tile : p->n;
-        const int32_t *lab = p->labels + b * p->n;
+        const int64_t rows = rows_of(p, b); /* tiles past them place nothing */
+        const int64_t tlo = t * p->tile, thi = tlo + p->tile < rows ? tlo + p->tile : rows;
+        const int32_t *lab = lab_of(p, b);
         const unsigned long long pbase = p->mat[b * k * p->tiles];
         for (int c = 0; c < K; c++) gd[c] = staged ? (uint32_t)(p->mat[(b * k + c) * p->tiles + t] - pbase) : SENTINEL;
         const uint32_t gbase = (uint32_t)(b * k);
@@ -307,14 +326,18 @@ static void check_same(const char *what, const problem *p, int warps, int64_t su
     const size_t N = (size_t)(p->batch * p->n);
     if (memcmp(o, ro, N * 4) != 0 || memcmp(g, rg, N * 4) != 0) {
         if (failures < 20)
-            fprintf(stderr, "%s differs from the reference: batch %lld n %lld k %lld tile %lld warps %d sub %lld\n", what,
-                    (long long)p->batch, (long long)p->n, (long long)p->k, (long long)p->tile, warps, (long long)sub);
+            fprintf(stderr, "%s differs from the reference: batch %lld n %lld (parts %lld of %lld) k %lld tile %lld "
+                    "warps %d sub %lld\n", what, (long long)p->batch, (long long)p->n, (long long)p->parts,
+                    (long long)p->src_n, (long long)p->k, (long long)p->tile, warps, (long long)sub);
         failures++;
     }
 }
 
-/* mode 0: uniform labels; 1: 70% label 0; 2: uniform with ~6% out of range (both sides) */
-static void run(int64_t batch, int64_t n, int64_t k, int mode, uint64_t seed, int *runs)
+/* mode 0: uniform labels; 1: 70% label 0; 2: uniform with ~6% out of range (both sides).
+ * m > 0: the batch's problems of n rows cut into parts of m rows (fkm_cuda_update_parts: the
+ * sort then runs over batch * ceil(n/m) problems of m rows, the last part of each shorter
+ * unless m divides n). */
+static void run(int64_t batch, int64_t n, int64_t k, int mode, uint64_t seed, int *runs, int64_t m)
 {
     int64_t tile;
     int warps;
@@ -330,9 +353,10 @@ static void run(int64_t batch, int64_t n, int64_t k, int mode, uint64_t seed, in
         }
         labels[i] = L;
     }
-    problem p = {batch, n, k, tile, (n + tile - 1) / tile, labels, NULL};
+    const int64_t parts = m > 0 ? (n + m - 1) / m : 1, cn = m > 0 ? m : n; /* call problems' rows */
+    problem p = {batch * parts, cn, k, tile, (cn + tile - 1) / tile, labels, NULL, parts, n};
     build_mat(&p);
-    const size_t N = (size_t)(batch * n);
+    const size_t N = (size_t)(p.batch * p.n); /* the sort's output arrays (unused tail: SENTINEL) */
     uint32_t *ro = (uint32_t *)malloc(N * 4), *rg = (uint32_t *)malloc(N * 4);
     uint32_t *o = (uint32_t *)malloc(N * 4), *g = (uint32_t *)malloc(N * 4);
     for (size_t e = 0; e < N; e++) ro[e] = rg[e] = SENTINEL;
@@ -377,12 +401,20 @@ int main(void)
         const int64_t ns[5] = {1, 37, tile - 1, tile + 333, 2 * tile + 4097};
         for (int ni = 0; ni < 5; ni++)
             for (int mode = 0; mode < 3; mode++)
-                run(1 + (ni + mode) % 3, ns[ni], k, mode, rng_next(&seed), &runs);
+                run(1 + (ni + mode) % 3, ns[ni], k, mode, rng_next(&seed), &runs, 0);
+        /* parts: a third of n (longer than a tile, the last one shorter), tiny ones (37 rows,
+         * the last 5), and longer than two tiles with a last part of 50 rows that leaves the
+         * later tiles of its problem empty */
+        const int64_t big = 2 * tile + 100;
+        const int64_t pn[3] = {2 * tile + 4097, 116, 2 * big + 50}, pm[3] = {(pn[0] + 2) / 3, 37, big};
+        for (int mi = 0; mi < 3; mi++)
+            run(1 + mi % 2, pn[mi], k, mi == 1 ? 2 : (int)(ki % 3), rng_next(&seed), &runs, pm[mi]);
     }
     if (failures) {
         printf("test_scatter_sim: %d failure(s) in %d runs\n", failures, runs);
         return 1;
     }
-    printf("test_scatter_sim: %d runs, old, direct and staged placements all equal the stable sort\n", runs);
+    printf("test_scatter_sim: %d runs, old, direct and staged placements all equal the stable sort (plain and parts)\n",
+           runs);
     return 0;
 }

@@ -8,7 +8,9 @@
  * farthest-point search over streamed data), batched fits (problems cut into row pieces, and
  * small problems grouped), k-means++ init (run on the host when X is streamed),
  * predict/score/transform, a memory-mapped .npy, and the errors for budgets that cannot hold
- * the workspace or two streaming buffers.
+ * the workspace or two streaming buffers. The resident runs take the backend's batched update
+ * (all pieces in one call, then a fold on the device), the streamed ones the
+ * per-piece update: their equality is that of the two paths.
  * Skips (exit 77) without a GPU. Sizes follow the library's piece size, which is 2^20 rows
  * for rows of 16 or 32 bytes: the data sets are a few million short rows. */
 #define _POSIX_C_SOURCE 200809L /* setenv */
@@ -249,6 +251,29 @@ static void check_batches(fkm_ctx *ctx)
     }
 }
 
+/* Pieces that divide the problems exactly (the cases above have a shorter last piece, which
+ * the resident run's one call over all pieces holds as a short part); k = 5000 takes the
+ * update's radix-sort path (one sort over all pieces). Streamed, the same bits. */
+static void check_whole_pieces(fkm_ctx *ctx)
+{
+    static const int64_t shapes[2][3] = {{1, 3 << 20, 5000}, {2, 2 << 20, 40}}; /* batch, n, k */
+    for (int i = 0; i < 2; i++) {
+        const int64_t B = shapes[i][0], n = shapes[i][1], d = 8, k = shapes[i][2];
+        double *Xd = tc_blobs(61 + (uint64_t)i, B * n, d, 24, 5.0, 0.0);
+        problem pr = {tc_store(Xd, B * n, d, d, FKM_F32), FKM_F32, B, n, d, d, weights(B * n, 8), NULL, k,
+                      FKM_METRIC_L2, 4};
+        pr.init = malloc((size_t)(B * k * d) * sizeof(float));
+        for (int64_t b = 0; b < B; b++) {
+            float *c = tc_pick_rows(Xd + b * n * d, n, d, k, 70 + (uint64_t)b);
+            memcpy(pr.init + b * k * d, c, (size_t)(k * d) * sizeof(float));
+            free(c);
+        }
+        const double extras[] = {0.0};
+        check_budgets(ctx, &pr, extras, 1, i == 0 ? "f32 3 whole pieces, k = 5000" : "batch 2 x 2M (whole row pieces)");
+        free(Xd), free(pr.X), free(pr.w), free(pr.init);
+    }
+}
+
 /* predict, score and transform with the context's budget streaming X: the same bits. */
 static void check_ops(fkm_ctx *ctx)
 {
@@ -332,6 +357,7 @@ int main(int argc, char **argv)
         check_single_f32(ctx);
         check_padded_f16(ctx);
         check_batches(ctx);
+        check_whole_pieces(ctx);
         check_ops(ctx);
     }
     fkm_destroy(ctx);

@@ -4,7 +4,7 @@
 #
 #   bash bench/experiments/run-prepared.sh [OUTDIR]          (OUTDIR: $OUT, else ./prepared-out)
 #
-# EXPERIMENTS picks them (default "scatter pingpong pieces"). Each is
+# EXPERIMENTS picks them (default "pppersistent pieces"). Each is
 # the tree with bench/experiments/<patch> applied whole (tests and bench included), copied to
 # /tmp/fkm-<name> and built for sm_90a beside a base build of this tree (build-prep, sm_90a),
 # then tested under `timeout` (a synchronisation bug is a hang: exit status 124) and measured
@@ -49,44 +49,32 @@ esac
 SELF=(bash "$ROOT/bench/experiments/run-prepared.sh")
 OUTDIR="${1:-${OUT:-prepared-out}}"
 mkdir -p "$OUTDIR"
-EXPERIMENTS="${EXPERIMENTS:-scatter pingpong pieces}"
+EXPERIMENTS="${EXPERIMENTS:-pppersistent pieces}"
 T_END=$(( $(date +%s) + ${PREP_BUDGET:-560} ))
 SUMMARY="$OUTDIR/summary.txt"
 : > "$SUMMARY"
 exec 3>&1
 
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$SUMMARY"
-step "base build (this tree, sm_90a)" 240 "${SELF[@]}" __build "$ROOT" "$ROOT/build-prep" bench_cuda test_update test_cuda \
+step "base build (this tree, sm_90a)" 240 "${SELF[@]}" __build "$ROOT" "$ROOT/build-prep" flashkm bench_cuda \
   flashkm_cli make_blobs > "$OUTDIR/base-build.log" 2>&1
 B0="$ROOT/build-prep"
 
 for e in $EXPERIMENTS; do
   log="$OUTDIR/$e.log"
   case "$e" in
-  scatter)
-    step "scatter: patch + build" 240 "${SELF[@]}" __prepare scatter scatter-tile-sort.patch bench_cuda test_update \
-      > "$log" 2>&1 || continue
-    B=/tmp/fkm-scatter/build-gpu
-    step "scatter: test_update" 120 "$B/tests/test_update" >> "$log" 2>&1
-    for tool in memcheck racecheck; do
-      step "scatter: $tool test_update" 120 "${SELF[@]}" __san "$tool" "$B" test_update >> "$log" 2>&1
-    done
-    CFG="8000000:1024:128 1000000:1024:128 75600:1000:128:f16:32 1000000:16:128 1000000:4096:128"
-    {
-      echo "== base"; "$B0/bench/bench_cuda" --reps 5 $CFG
-      echo "== scatter (staged where it fits)"; "$B/bench/bench_cuda" --reps 5 $CFG
-      echo "== scatter FLASHKM_SCATTER_STAGE=0 (direct)"; FLASHKM_SCATTER_STAGE=0 "$B/bench/bench_cuda" --reps 5 $CFG
-    } 2>&1 | grep -E "^(==|N=|GPU)" | sed -E 's/ \| atomic.*//' >> "$log"
-    note "scatter: bench_cuda A/B in $log (scatter column)"
-    ;;
-  pingpong)
-    step "pingpong: patch + build" 240 "${SELF[@]}" __prepare pingpong wgmma-pingpong.patch test_cuda bench_cuda \
-      flashkm_cli make_blobs > "$log" 2>&1 || continue
-    B=/tmp/fkm-pingpong/build-gpu
-    step "pingpong: test_cuda (small)" 240 env FLASHKM_TEST_SMALL=1 "$B/tests/test_cuda" >> "$log" 2>&1 || continue
-    step "pingpong: synccheck test_cuda" 150 "${SELF[@]}" __san synccheck "$B" test_cuda >> "$log" 2>&1
-    step "pingpong: A/B of the kernels and fits" 200 env BUILD_DIR="$B" AB_VARIANTS="0 1 2" AB_REPS=5 \
-      bash /tmp/fkm-pingpong/bench/ab_wgmma_overlap.sh "$OUTDIR/pingpong-ab" >> "$log" 2>&1
+  pppersistent)
+    [[ -f bench/experiments/wgmma-pp-persistent.patch ]] || { note "SKIP pppersistent (no patch)"; continue; }
+    step "pppersistent: patch + build" 240 "${SELF[@]}" __prepare pppersistent wgmma-pp-persistent.patch test_cuda \
+      bench_cuda flashkm_cli make_blobs > "$log" 2>&1 || continue
+    B=/tmp/fkm-pppersistent/build-gpu
+    step "pppersistent: test_cuda (small)" 240 env FLASHKM_TEST_SMALL=1 "$B/tests/test_cuda" >> "$log" 2>&1 || continue
+    step "pppersistent: test_cuda" 240 "$B/tests/test_cuda" >> "$log" 2>&1 || continue
+    step "pppersistent: synccheck test_cuda" 150 "${SELF[@]}" __san synccheck "$B" test_cuda >> "$log" 2>&1
+    step "pppersistent: memcheck test_cuda" 150 "${SELF[@]}" __san memcheck "$B" test_cuda >> "$log" 2>&1
+    step "pppersistent: A/B of the kernels and fits" 200 env BUILD_DIR="$B" AB_VARIANTS="0 2 3" AB_REPS=5 \
+      AB_CONFIGS="${PP_AB_CONFIGS:-1000000:1024:128 1000000:4096:128 75600:1000:128:f16:32 1000000:1024:128:f32 1000000:1024:64 1000000:1024:256}" \
+      bash /tmp/fkm-pppersistent/bench/ab_wgmma_overlap.sh "$OUTDIR/pppersistent-ab" >> "$log" 2>&1
     ;;
   pieces)
     [[ -f bench/experiments/update-batched-pieces.patch ]] || { note "SKIP pieces (no patch)"; continue; }

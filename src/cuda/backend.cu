@@ -5,10 +5,12 @@
  *
  * Per iteration the host sends the k x d f32 centroids and receives k x d double sums, k
  * weights and the objective (through pinned staging buffers); labels and per-point objectives
- * stay on the device. The update runs once per piece of X (stream.cuh), resident or not, so
- * its sums are the same bits however X is placed. When part of X is streamed, the assignment
- * pass also runs the update on each piece while it is on the device (one copy of X per
- * iteration, not two); reduce then hands out what that pass computed. */
+ * stay on the device. The update's sums are a left fold over the pieces of X (stream.cuh), so
+ * they are the same bits however X is placed. When part of X is streamed, the assignment pass
+ * runs the update on each piece while it is on the device (one copy of X per iteration, not
+ * two); reduce then hands out what that pass computed. When all of X is resident, the update
+ * runs over all pieces in one call and folds them on the device (update_resident): the same
+ * bits, without a histogram/scan/scatter/reduce/combine round per piece. */
 #include "cuda/assign.cuh"
 #include "cuda/exact.cuh"
 #include "cuda/kmeanspp.cuh"
@@ -48,6 +50,12 @@ typedef struct cuda_state {
     fkm_cuda_update_ws *uws;
     fkm_cuda_exact_ws *ews;  /* precision = exact only (exact.cu) */
     int have_sums;           /* the last reduce computed sums (objectives valid either way) */
+    /* X wholly resident and uws sized for all of it (open_batched): the update runs in one
+     * call over all pieces (update_resident) */
+    int batched;
+    int64_t per;             /* pieces per problem (1: problems grouped into pieces) */
+    int64_t piece_rows;      /* rows of a piece but maybe a problem's last (per > 1) */
+    double *psums, *pweight, *pobj_piece; /* per > 1: each piece's outputs, folded in plan order */
 } cuda_state;
 
 static int is_device_pointer(const void *p)
@@ -80,6 +88,7 @@ static void cuda_close(void *state)
     cudaFree(st->w_dev), cudaFree(st->labels), cudaFree(st->cent);
     cudaFree(st->cent_next), cudaFree(st->shift_rows), cudaFree(st->active), cudaFreeHost(st->active_h);
     cudaFree(st->sums), cudaFree(st->weight), cudaFree(st->pobj), cudaFree(st->obj), cudaFree(st->changed);
+    cudaFree(st->psums), cudaFree(st->pweight), cudaFree(st->pobj_piece);
     cudaFreeHost(st->cent_h), cudaFreeHost(st->sums_h), cudaFreeHost(st->weight_h), cudaFreeHost(st->obj_h);
     cudaFreeHost(st->changed_h);
     if (st->stream) cudaStreamDestroy(st->stream);
@@ -106,6 +115,53 @@ static size_t free_device_bytes(void)
     size_t fr = 0, total = 0;
     if (cudaMemGetInfo(&fr, &total) != cudaSuccess) (void)cudaGetLastError();
     return fr;
+}
+
+/* X wholly resident in more than one piece: an update workspace for all of X's rows (and,
+ * when problems are cut into row pieces, each piece's outputs for the fold) replaces the
+ * per-piece one, so that update_resident runs all pieces at once. Taken only when it fits the
+ * budget (gpu_mem_bytes against everything this call allocated since free0, else the free
+ * memory's reserve, as stream.cu's): otherwise the update stays piece by piece, with the
+ * same bits. */
+static void open_batched(cuda_state *st, size_t free0)
+{
+    const int64_t B = st->pb.batch, n = st->pb.n, k = st->pb.k, d = st->pb.d;
+    if (st->npieces < 2) return; /* one piece: already one call */
+    const fkm_piece *pc = st->pieces;
+    fkm_dev_problem shape = st->dp; /* grouped problems (a piece holds whole ones): the batch */
+    int64_t per = 1, P = n;
+    if (pc[0].nb == 1 && pc[0].rows < n) { /* row pieces (fkm_piece_plan): per pieces of P rows */
+        P = pc[0].rows;
+        per = st->npieces / B;
+        if ((int64_t)B * per > INT32_MAX) return;
+        shape.batch = (int32_t)(B * per);
+        shape.n = P;
+    }
+    const size_t before = free_device_bytes();
+    fkm_cuda_update_ws *ws = NULL;
+    double *ps = NULL, *pw = NULL, *po = NULL;
+    const size_t np = (size_t)(B * per);
+    int ok = fkm_cuda_update_create(NULL, &shape, &ws) == FKM_OK;
+    if (ok && per > 1)
+        ok = cudaMalloc((void **)&ps, np * (size_t)(k * d) * sizeof(double)) == cudaSuccess &&
+             cudaMalloc((void **)&pw, np * (size_t)k * sizeof(double)) == cudaSuccess &&
+             cudaMalloc((void **)&po, np * sizeof(double)) == cudaSuccess;
+    if (ok) {
+        const size_t now = free_device_bytes();
+        const uint64_t budget = st->pb.gpu_mem_bytes;
+        const size_t reserve = (size_t)512 << 20 < before / 8 ? (size_t)512 << 20 : before / 8;
+        ok = budget ? (uint64_t)(free0 > now ? free0 - now : 0) <= budget : now >= reserve;
+    }
+    if (!ok) {
+        fkm_cuda_update_destroy(ws);
+        cudaFree(ps), cudaFree(pw), cudaFree(po);
+        (void)cudaGetLastError();
+        return;
+    }
+    fkm_cuda_update_destroy(st->uws); /* the new one also fits every piece */
+    st->uws = ws;
+    st->psums = ps, st->pweight = pw, st->pobj_piece = po;
+    st->batched = 1, st->per = per, st->piece_rows = P;
 }
 
 static fkm_status cuda_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
@@ -183,6 +239,7 @@ static fkm_status cuda_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
     }
     st->pieces = fkm_xstream_pieces(st->xs, &st->npieces);
     st->whole = fkm_xstream_all_resident(st->xs, &st->dp);
+    if (st->whole) open_batched(st, free0);
     if (st->ews && !st->whole) { /* the exact pass (exact.cu) reads X in one piece */
         s = fkm_fail(ctx, FKM_E_UNSUPPORTED, "precision = exact needs all of X resident on the GPU, and the "
                      "memory budget streams part of it: raise the budget (gpu_mem_bytes, --gpu-mem) or use "
@@ -276,6 +333,36 @@ static fkm_status update_pass(fkm_ctx *ctx, const fkm_piece *pc, const fkm_dev_p
     return update_piece(ctx, st, pc, v, st->have_sums ? st->sums : NULL);
 }
 
+/* X wholly resident (st->batched): every piece in one call, the pieces being the problems of
+ * the call (fkm_cuda_update_parts: piece j of problem s is part j of s, the last one maybe
+ * shorter), then the pieces' outputs folded in plan order (fkm_cuda_update_fold). A piece's
+ * results do not depend on what else its call holds (update.cuh), and the fold performs
+ * exactly update_piece's accumulate additions, so these are the bits of the piece-by-piece
+ * pass. Problems grouped into pieces have one piece each: one call over the batch, no fold. */
+static fkm_status update_resident(fkm_ctx *ctx, cuda_state *st)
+{
+    const int64_t B = st->pb.batch, n = st->pb.n, k = st->pb.k, d = st->pb.d;
+    double *sums = st->have_sums ? st->sums : NULL, *pobj = st->want_pobj ? st->pobj : NULL;
+    if (st->per == 1)
+        return fkm_cuda_update(ctx, st->uws, &st->dp, st->labels, st->cent, sums, st->weight, pobj, st->obj, 0,
+                               st->stream);
+    fkm_dev_problem v = st->dp;
+    v.batch = (int32_t)(B * st->per);
+    v.n = st->piece_rows;
+    fkm_status s = fkm_cuda_update_parts(ctx, st->uws, &v, n, st->labels, st->cent, sums ? st->psums : NULL,
+                                         st->pweight, pobj, st->pobj_piece, 0, st->stream);
+    if (s != FKM_OK) return s;
+    return fkm_cuda_update_fold(ctx, B, st->per, k, d, sums ? st->psums : NULL, st->pweight, st->pobj_piece, sums,
+                                st->weight, st->obj, st->stream);
+}
+
+/* The update over all of X with the current labels and centroids (reduce, farthest). */
+static fkm_status update_all(fkm_ctx *ctx, cuda_state *st)
+{
+    if (st->batched) return update_resident(ctx, st);
+    return fkm_xstream_pass(ctx, st->xs, &st->dp, st->stream, update_pass, st);
+}
+
 static fkm_status cuda_assign(fkm_ctx *ctx, void *state, const float *centroids, int64_t *n_changed)
 {
     cuda_state *st = (cuda_state *)state;
@@ -321,7 +408,7 @@ static fkm_status cuda_reduce(fkm_ctx *ctx, void *state, const float *centroids,
     const int want = out->sums != NULL;
     if (!st->fused) { /* a fused assign has computed everything, sums included */
         st->have_sums = want || out->keep_sums;
-        fkm_status s = fkm_xstream_pass(ctx, st->xs, &st->dp, st->stream, update_pass, st);
+        fkm_status s = update_all(ctx, st);
         if (s != FKM_OK) return s;
     } else {
         st->have_sums = 1;
@@ -459,7 +546,7 @@ static fkm_status cuda_farthest(fkm_ctx *ctx, void *state, int64_t problem, int6
         if (!st->pobj) /* first relocation of this fit: B x N doubles, not needed before */
             FKM_CUDA_TRY(ctx, cudaMalloc((void **)&st->pobj, (size_t)(st->pb.batch * n) * sizeof(double)));
         st->want_pobj = 1;
-        fkm_status s = fkm_xstream_pass(ctx, st->xs, &st->dp, st->stream, update_pass, st);
+        fkm_status s = update_all(ctx, st);
         st->want_pobj = 0;
         if (s != FKM_OK) return s;
         FKM_CUDA_TRY(ctx, cudaStreamSynchronize(st->stream));

@@ -1,9 +1,10 @@
 /* stream.cuh — where X lives on the device, and passes over it in pieces (out-of-core).
  *
- * X is cut into pieces by the plan of core/plan.h (fixed by the shape alone). The update
- * runs once per piece and adds the pieces in plan order (its `accumulate` flag), so its sums
- * are a fixed left fold over pieces whose every term is computed from the piece alone: the
- * same bits whether a piece was resident or streamed.
+ * X is cut into pieces by the plan of core/plan.h (fixed by the shape alone). The update's
+ * sums are a fixed left fold over the pieces in plan order, every term computed from its
+ * piece alone: the same bits whether a piece was resident or streamed. (Streamed: one update
+ * call per piece, its `accumulate` flag on after a problem's first; all resident: the pieces
+ * in one batched call, then a fold kernel: backend.cu's update_resident.)
  *
  * Placement. Device X is used in place (every piece resident). Host X: as many pieces as the
  * budget allows are copied to the device once ("resident"); the others are copied in every

@@ -8,8 +8,9 @@
  *                of that tile; then the list of clusters the combine must visit
  *  3. scatter    stable counting-sort scatter of point ids (and their clusters) into label order
  *                (a tile sorted in shared memory first, then written out in runs, where it fits)
- *  4. reduce     one warp per work unit = `unit` consecutive sorted points (whatever clusters they
- *                belong to): per run of equal clusters (a "segment") the weighted column sums,
+ *  4. reduce     one warp per work unit = `unit` consecutive sorted points of one problem
+ *                (whatever clusters they belong to; each problem's sorted range starts a new
+ *                unit): per run of equal clusters (a "segment") the weighted column sums,
  *                weight and objective, in double. A cluster that lies inside one unit is
  *                written to the outputs directly; one that spans several units leaves one
  *                partial per unit
@@ -29,6 +30,16 @@
  * holds for one binary on one architecture: nvcc may fuse multiply-adds differently in the
  * sm_80 and sm_90a code.) A workspace serves one stream at a time.
  *
+ * Problems are independent. Units are aligned per problem (problem p owns units
+ * p*ceil(n/unit) .., counted from its first sorted point), and every order above counts units
+ * from the problem's first, so a problem's sums, weights, objective and point objectives are
+ * the same bits whatever other problems share the call: one call over B problems equals B
+ * single-problem calls. fkm_cuda_update_parts takes the problems as parts (row ranges, the
+ * last one possibly shorter) of larger ones; a part shorter than n just has fewer sorted
+ * points (its unused units do nothing). backend.cu relies on this to run all resident pieces
+ * of X in one call and fold them with fkm_cuda_update_fold, bit for bit what the
+ * piece-by-piece accumulate path (streamed X) gives.
+ *
  * Two sort paths, same result (the unique stable order):
  *  - k <= SORT_MAX_K: a counting sort with per-tile counts (one block per tile of `tile`
  *    consecutive points, the tile split into one contiguous range per warp); the block places
@@ -36,8 +47,10 @@
  *    label's run to its global slots (coalesced), where the tile fits (scatter_stage).
  *  - larger k: per-tile count matrices would be too big (k x tiles) or tiles too long, so the
  *    ids are sorted with cub::DeviceRadixSort::SortPairs on the global cluster b*k + label
- *    (stable LSD radix sort restricted to ceil(log2(batch*k)) bits), one problem at a time;
- *    the histogram is then a plain per-cluster count (tiles = 1) that only gives the offsets.
+ *    (stable LSD radix sort restricted to ceil(log2(batch*k + 1)) bits), the whole batch in
+ *    one sort (stable, so each problem's points keep their order; rows past a short part sort
+ *    last); the histogram is then a plain per-cluster count (tiles = 1) that only gives the
+ *    offsets.
  *  Both write the point ids in sorted order (`order`) and, next to them, each sorted point's
  *  global cluster (`sorted_g`, 4 bytes): the reduce finds its segments from the latter.
  *
@@ -60,14 +73,16 @@
  * no shuffle per row (the per-row butterfly was a third of the reduce's issue slots and the
  * longest dependency chain). Per point, only when point_obj is wanted: the lanes of the row by
  * a butterfly (xor 1, 2, ..., LPR/2), column tiles in order. Weight of a segment: per group in
- * row order, then the group butterfly. Per (unit, problem): segments in order; per problem:
- * units in order (OBJ_THREADS-strided, then a fixed tree).
+ * row order, then the group butterfly. Per unit (one problem's points): segments in order;
+ * per problem: units in order (OBJ_THREADS-strided, then a fixed tree). Across pieces of X
+ * (backend.cu): a left fold in plan order, o = piece 0, then o = o + piece j.
  *
  * Memory: X is read once (rows in sorted order, each row or row tile one coalesced run of
  * 16-byte loads), except for cosine with more than one column tile, where a first pass over
  * each row computes its norm. Everything else is a few 4-byte words per point (labels, ids,
- * clusters) plus partials of d doubles for clusters that straddle a unit boundary (at most
- * units + clusters of them; about n/unit for k << n/unit). */
+ * clusters) plus partials of d doubles for clusters that straddle a unit boundary: two slots
+ * per unit (only a unit's first and last segments can extend past it), 2 n/unit rows of d
+ * doubles, whatever k. */
 #include "cuda/update.cuh"
 
 #include <cub/cub.cuh>
@@ -131,16 +146,16 @@ struct fkm_cuda_update_ws {
     uint32_t *order;          /* batch*n point ids (within their problem) in sorted order */
     uint32_t *sorted_g;       /* batch*n global clusters of the sorted points */
     uint32_t *keys;           /* radix path: batch*n keys (global clusters) */
-    uint32_t *iota;           /* radix path: 0..n-1, n */
+    uint32_t *iota;           /* radix path: batch*n, each point's id within its problem */
     uint32_t *list;           /* clusters the combine visits (spanning 0 or >= 2 units) */
     int *nlist;               /* their number */
-    double *part_sum;         /* part_cap x d: partial of cluster g in unit u at slot g + u */
+    double *part_sum;         /* part_cap x d: unit u's partials, slot 2u (first segment), 2u + 1 (last) */
     double *part_w;           /* part_cap */
-    double *part_obj;         /* units_cap + batch: objective of problem b in unit u at u + b */
+    double *part_obj;         /* units_cap: objective of unit u (one problem's points) at u */
     int64_t part_cap, units_cap;
     void *cub_tmp;
     size_t cub_bytes;
-    int64_t q_mat_n, q_n;     /* the shape of the last CUB size query, and its answer */
+    int64_t q_mat_n, q_n;     /* the shape of the last CUB size query (q_n: points sorted), its answer */
     size_t q_bytes;
 
     int timing;
@@ -150,12 +165,13 @@ struct fkm_cuda_update_ws {
 };
 
 /* The scatter (defined with the other kernels below; create sets its shared-memory limit). */
-typedef void scatter_fn(const int32_t *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+typedef void scatter_fn(const int32_t *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                         const unsigned long long *, uint32_t *, uint32_t *);
 template <bool STAGED>
 __global__ void scatter_kernel(const int32_t *__restrict__ labels, int64_t n, int64_t k, int64_t batch,
-                               int64_t tiles, int64_t tile, int64_t sub, const unsigned long long *__restrict__ mat,
-                               uint32_t *__restrict__ order, uint32_t *__restrict__ sorted_g);
+                               int64_t parts, int64_t src_n, int64_t tiles, int64_t tile, int64_t sub,
+                               const unsigned long long *__restrict__ mat, uint32_t *__restrict__ order,
+                               uint32_t *__restrict__ sorted_g);
 
 static int unit_rows(int64_t d, size_t es)
 {
@@ -244,7 +260,7 @@ void fkm_cuda_update_destroy(fkm_cuda_update_ws *ws)
 }
 
 /* CUB temporary storage for the scan (in place over mat_n entries) and, on the radix path,
- * for sorting n pairs. Host-only queries. */
+ * for sorting n pairs (the whole batch). Host-only queries. */
 static cudaError_t cub_bytes_needed(const fkm_cuda_update_ws *ws, int64_t mat_n, int64_t n, size_t *bytes)
 {
     size_t scan = 0, sort = 0;
@@ -291,17 +307,18 @@ fkm_status fkm_cuda_update_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_c
     ws->counting = pb->k <= SORT_MAX_K;
     ws->unit = unit_rows(pb->d, fkm_dtype_size(pb->dtype));
     if (ws->counting) sort_shape(pb->k, &ws->tile, &ws->warps);
-    else ws->sort_bits = key_bits((int64_t)pb->batch * pb->k);
+    else ws->sort_bits = key_bits((int64_t)pb->batch * pb->k + 1); /* + 1: the key of "no point" */
 
     fkm_status st = FKM_OK;
     int64_t bn, bk, tmp, units = 0, parts = 0;
-    size_t b_order, b_mat, b_part, b_n4, b_list;
+    size_t b_order, b_mat, b_part, b_list;
     const int64_t tiles = ws->counting ? fkm_ceil_div(pb->n, ws->tile) : 1;
+    /* units: ceil(n / unit) per problem (aligned units); partial slots: two per unit */
     if (!fkm_mul_i64(pb->batch, pb->n, &bn) || !fkm_mul_i64(pb->batch, pb->k, &bk) ||
-        !fkm_mul_i64(bk, tiles, &tmp) || tmp == INT64_MAX || (units = fkm_ceil_div(bn, ws->unit)) < 1 ||
-        bk > INT64_MAX - units || (parts = bk + units) < 1 || units > INT64_MAX - pb->batch ||
+        !fkm_mul_i64(bk, tiles, &tmp) || tmp == INT64_MAX ||
+        !fkm_mul_i64(pb->batch, fkm_ceil_div(pb->n, ws->unit), &units) || !fkm_mul_i64(units, 2, &parts) ||
         !fkm_bytes(bn, 1, sizeof(uint32_t), &b_order) || !fkm_bytes(tmp + 1, 1, sizeof(unsigned long long), &b_mat) ||
-        !fkm_bytes(parts, pb->d, sizeof(double), &b_part) || !fkm_bytes(pb->n, 1, sizeof(uint32_t), &b_n4) ||
+        !fkm_bytes(parts, pb->d, sizeof(double), &b_part) ||
         !fkm_bytes(bk, 1, sizeof(uint32_t), &b_list)) {
         free(ws);
         return fkm_fail(ctx, FKM_E_OVERFLOW, "CUDA update: workspace size of batch = %lld, n = %lld, k = %lld, d = %lld overflows",
@@ -316,7 +333,7 @@ fkm_status fkm_cuda_update_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_c
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->sorted_g, b_order), st, fail);
     if (!ws->counting) {
         FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->keys, b_order), st, fail);
-        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->iota, b_n4), st, fail);
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->iota, b_order), st, fail);
     }
     if (ws->counting) {
         int dev = 0, smem_max = 0;
@@ -334,10 +351,10 @@ fkm_status fkm_cuda_update_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_c
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->nlist, sizeof(int)), st, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->part_sum, b_part), st, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->part_w, (size_t)parts * sizeof(double)), st, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->part_obj, (size_t)(units + pb->batch) * sizeof(double)), st, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cub_bytes_needed(ws, ws->mat_cap, pb->n, &ws->cub_bytes), st, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->part_obj, (size_t)units * sizeof(double)), st, fail);
+    FKM_CUDA_TRY_GOTO(ctx, cub_bytes_needed(ws, ws->mat_cap, bn, &ws->cub_bytes), st, fail);
     ws->q_mat_n = ws->mat_cap;
-    ws->q_n = pb->n;
+    ws->q_n = bn;
     ws->q_bytes = ws->cub_bytes;
     if (ws->cub_bytes == 0) ws->cub_bytes = 1;
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc(&ws->cub_tmp, ws->cub_bytes), st, fail);
@@ -392,6 +409,21 @@ __device__ __forceinline__ int32_t sort_label(const int32_t *lab, int64_t i, int
     return (L >= 0 && L < k) ? L : -1;
 }
 
+/* Call problem p = part j of source problem s (fkm_cuda_update_parts; parts = 1, src_n = n
+ * is the plain batch): its first row in labels, weights and point_obj, and its rows (n, or
+ * fewer for the last part of a source problem). */
+__device__ __forceinline__ int64_t row_base(int64_t p, int64_t n, int64_t parts, int64_t src_n)
+{
+    const int64_t s = p / parts;
+    return s * src_n + (p - s * parts) * n;
+}
+
+__device__ __forceinline__ int64_t part_rows(int64_t p, int64_t n, int64_t parts, int64_t src_n)
+{
+    const int64_t r = src_n - (p % parts) * n;
+    return r < n ? r : n;
+}
+
 /* ---------------------------------------------------------------- 1. histogram */
 
 /* Counting path. Virtual block = (problem b, tile t): counts of each label among the tile's
@@ -400,7 +432,8 @@ __device__ __forceinline__ int32_t sort_label(const int32_t *lab, int64_t i, int
  * with __match_any_sync so one shared atomic per distinct label is issued (fewer conflicts
  * when k is small). */
 __global__ void hist_tiles_kernel(const int32_t *__restrict__ labels, int64_t n, int64_t k, int64_t batch,
-                                  int64_t tiles, int64_t tile, unsigned long long *__restrict__ mat)
+                                  int64_t parts, int64_t src_n, int64_t tiles, int64_t tile,
+                                  unsigned long long *__restrict__ mat)
 {
     extern __shared__ uint32_t sh_count[]; /* k */
     const int lane = threadIdx.x & 31;
@@ -412,8 +445,9 @@ __global__ void hist_tiles_kernel(const int32_t *__restrict__ labels, int64_t n,
         const int64_t b = vb / tiles, t = vb % tiles;
         for (int64_t c = threadIdx.x; c < k; c += blockDim.x) sh_count[c] = 0;
         __syncthreads();
-        const int64_t lo = t * tile, hi = lo + tile < n ? lo + tile : n;
-        const int32_t *lab = labels + b * n;
+        const int64_t rows = part_rows(b, n, parts, src_n); /* tiles past them count nothing */
+        const int64_t lo = t * tile, hi = lo + tile < rows ? lo + tile : rows;
+        const int32_t *lab = labels + row_base(b, n, parts, src_n);
         /* rounds are block-uniform, so every lane of every warp reaches __match_any_sync */
         for (int64_t i0 = lo; i0 < hi; i0 += blockDim.x) {
             const int32_t L = sort_label(lab, i0 + threadIdx.x, hi, k);
@@ -426,9 +460,11 @@ __global__ void hist_tiles_kernel(const int32_t *__restrict__ labels, int64_t n,
     }
 }
 
-/* Radix path: plain per-cluster counts (mat cleared before), cluster g = b*k + label. */
+/* Radix path: plain per-cluster counts (mat cleared before), cluster g = b*k + label; an
+ * out-of-range label counts as label 0, as keys_kernel sorts it (so that the sorted positions
+ * are the scanned counts). */
 __global__ void hist_global_kernel(const int32_t *__restrict__ labels, int64_t n, int64_t k, int64_t batch,
-                                   unsigned long long *__restrict__ mat)
+                                   int64_t parts, int64_t src_n, unsigned long long *__restrict__ mat)
 {
     const int lane = threadIdx.x & 31;
     const int64_t total = batch * n;
@@ -437,9 +473,10 @@ __global__ void hist_global_kernel(const int32_t *__restrict__ labels, int64_t n
     for (int64_t i0 = (int64_t)blockIdx.x * blockDim.x + (threadIdx.x & ~31); i0 < total; i0 += stride) {
         const int64_t i = i0 + lane;
         unsigned long long g = ~0ull;
-        if (i < total) {
-            const int32_t L = labels[i];
-            if (L >= 0 && L < k) g = (unsigned long long)((i / n) * k + L);
+        const int64_t b = i / n, j = i - b * n;
+        if (i < total && j < part_rows(b, n, parts, src_n)) {
+            const int32_t L = labels[row_base(b, n, parts, src_n) + j];
+            g = (unsigned long long)(b * k + ((L >= 0 && L < k) ? L : 0));
         }
         const unsigned peers = __match_any_sync(0xffffffffu, g);
         if (g != ~0ull && lane == __ffs(peers) - 1) atomicAdd(&mat[g], (unsigned long long)__popc(peers));
@@ -449,18 +486,17 @@ __global__ void hist_global_kernel(const int32_t *__restrict__ labels, int64_t n
 /* ---------------------------------------------------------------- 2b. combine list */
 
 /* Cluster g's sorted points are [start_g, start_{g+1}), start_g = mat[g * tiles] after the
- * scan (mat[clusters * tiles] = total). It touches units start_g / unit .. (stop_g - 1) / unit;
- * its partial for unit u goes to slot g + u (consecutive clusters never collide: the next
- * cluster's first unit is >= this one's last). A cluster inside one unit is finished by the
- * reduce; the others (several units, or none: empty) are listed for the combine. The list's
- * order (integer atomics) only assigns clusters to blocks. */
-__global__ void list_kernel(const unsigned long long *__restrict__ mat, int64_t tiles, int64_t clusters, int unit,
-                            uint32_t *__restrict__ list, int *__restrict__ nlist)
+ * scan (mat[clusters * tiles] = total); its problem p = g / k starts at P0 = mat[p * k * tiles]
+ * and its units are counted from there (see the reduce). A cluster inside one unit is finished
+ * by the reduce; the others (several units, or none: empty) are listed for the combine. The
+ * list's order (integer atomics) only assigns clusters to blocks. */
+__global__ void list_kernel(const unsigned long long *__restrict__ mat, int64_t tiles, int64_t clusters, int64_t k,
+                            int unit, uint32_t *__restrict__ list, int *__restrict__ nlist)
 {
     for (int64_t g = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; g < clusters;
          g += (int64_t)gridDim.x * blockDim.x) {
-        const unsigned long long start = mat[g * tiles], stop = mat[(g + 1) * tiles];
-        const bool one = stop > start && start / unit == (stop - 1) / unit;
+        const unsigned long long P0 = mat[g / k * k * tiles], start = mat[g * tiles], stop = mat[(g + 1) * tiles];
+        const bool one = stop > start && (start - P0) / unit == (stop - 1 - P0) / unit;
         if (!one) list[atomicAdd(nlist, 1)] = (uint32_t)g;
     }
 }
@@ -478,6 +514,11 @@ __global__ void list_kernel(const unsigned long long *__restrict__ mat, int64_t 
  * label (points are in index order across lanes), and the round's leader of each label then
  * advances the cursor. So within a label, points land in increasing index order: the stable
  * order.
+ *
+ * Problem b's tile t holds its rows [t*tile, min((t+1)*tile, part_rows(b))) of the labels at
+ * row_base(b) (fkm_cuda_update_parts: a short last part leaves its later tiles, or the end of
+ * one, without points); the ids written are rows within the part, like every cursor below
+ * relative to the problem's own first sorted slot pbase = mat[b*k*tiles].
  *
  * Label c's global cursor (relative to the problem's first slot) starts at
  * mat[(b*k + c)*tiles + t] - pbase. Direct: it is added to the cursors, and pass 2 stores
@@ -497,7 +538,8 @@ __global__ void list_kernel(const unsigned long long *__restrict__ mat, int64_t 
  * the scan); STAGED also gd k and stage sub (see scatter_smem). */
 template <bool STAGED>
 __global__ void scatter_kernel(const int32_t *__restrict__ labels, int64_t n, int64_t k, int64_t batch,
-                               int64_t tiles, int64_t tile, int64_t sub, const unsigned long long *__restrict__ mat,
+                               int64_t parts, int64_t src_n, int64_t tiles, int64_t tile, int64_t sub,
+                               const unsigned long long *__restrict__ mat,
                                uint32_t *__restrict__ order, uint32_t *__restrict__ sorted_g)
 {
     extern __shared__ uint32_t cur[];
@@ -518,8 +560,9 @@ __global__ void scatter_kernel(const int32_t *__restrict__ labels, int64_t n, in
     __syncthreads();
     for (int64_t vb = blockIdx.x; vb < nvb; vb += gridDim.x) {
         const int64_t b = vb / tiles, t = vb % tiles;
-        const int64_t tlo = t * tile, thi = tlo + tile < n ? tlo + tile : n;
-        const int32_t *lab = labels + b * n;
+        const int64_t rows = part_rows(b, n, parts, src_n); /* tiles past them scatter nothing */
+        const int64_t tlo = t * tile, thi = tlo + tile < rows ? tlo + tile : rows;
+        const int32_t *lab = labels + row_base(b, n, parts, src_n);
         const unsigned long long pbase = mat[b * k * tiles];
         /* relative to the problem's first sorted slot: fits 32 bits (< n) */
         if (STAGED)
@@ -621,20 +664,27 @@ __global__ void scatter_kernel(const int32_t *__restrict__ labels, int64_t n, in
     }
 }
 
-/* Radix path helper: iota[i] = i (the values sorted along with the keys, i < n) and
- * keys[b*n + i] = b*k + label (the global cluster, sorted as the key so that the sorted keys
- * are the sorted clusters the reduce reads). An out-of-range label gets the key b*k: it is
- * sorted into cluster 0 of its problem, which keeps every index in bounds (results are then
+/* Radix path helper: iota[b*n + i] = i (the values sorted along with the keys: the point's id
+ * within its problem) and keys[b*n + i] = b*k + label (the global cluster, sorted as the key
+ * so that the sorted keys are the sorted clusters the reduce reads). One stable sort of the
+ * whole batch then gives each problem's stable order, at the scanned counts' positions. Rows
+ * past a problem's own (the short last part of fkm_cuda_update_parts) get the key batch*k and
+ * land after every point. An out-of-range label gets the key b*k: it is sorted (and counted)
+ * into cluster 0 of its problem, which keeps every index in bounds (results are then
  * unspecified, as the contract requires labels in [0, k)). */
 __global__ void keys_kernel(const int32_t *__restrict__ labels, int64_t n, int64_t k, int64_t batch,
-                            uint32_t *__restrict__ keys, uint32_t *__restrict__ iota)
+                            int64_t parts, int64_t src_n, uint32_t *__restrict__ keys, uint32_t *__restrict__ iota)
 {
     const int64_t total = batch * n;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t b = i / n, j = i - b * n;
-        const int32_t L = labels[i];
-        keys[i] = (uint32_t)(b * k + ((L >= 0 && L < k) ? L : 0));
-        if (b == 0) iota[j] = (uint32_t)j;
+        if (j < part_rows(b, n, parts, src_n)) {
+            const int32_t L = labels[row_base(b, n, parts, src_n) + j];
+            keys[i] = (uint32_t)(b * k + ((L >= 0 && L < k) ? L : 0));
+        } else {
+            keys[i] = (uint32_t)(batch * k);
+        }
+        iota[i] = (uint32_t)j;
     }
 }
 
@@ -742,27 +792,33 @@ template <fkm_dtype DT> struct widen_t {
 
 struct reduce_args {
     const void *X;
-    int64_t n, d, ld, batch_stride, k, clusters, tiles;
+    int64_t n, d, ld, batch_stride, k, batch, tiles;
+    int64_t parts, src_n; /* fkm_cuda_update_parts */
+    int64_t upp;            /* units per problem: ceil(n / unit) */
     const float *weights;
     const float *centroids;
     const uint32_t *order, *sorted_g;
     const unsigned long long *mat;
     double *sums, *weight;       /* final outputs (NULL: not wanted) */
     double *part_sum, *part_w;   /* partials of clusters spanning several units */
-    double *part_obj;            /* per (unit, problem) */
+    double *part_obj;            /* per unit */
     double *point_obj;           /* NULL: not wanted */
     int want_obj, accumulate, cosine, dot, vec_ok;
     int lpr_log2, col_tiles;
     int unit; /* sorted points per work unit (unit_rows) */
 };
 
-/* One warp per unit u = sorted points [u*unit, min((u+1)*unit, total)); the unit's ids,
- * clusters and weights are staged in the warp's shared memory, then its segments (runs of one
- * cluster) are reduced one after the other (see the file comment for the layout and orders).
- * A segment that is its whole cluster (its neighbours in the sorted order, inside or outside
- * the unit, belong to other clusters) is written to sums/weight directly; otherwise to the
- * partial slot g + u. The weighted objective of the unit's segments is summed per problem into
- * part_obj[u + b]. */
+/* One warp per unit u = (problem p = u / upp, i = u % upp): the sorted points
+ * [P0 + i*unit, min(P0 + (i+1)*unit, P1)) of the problem's range [P0, P1) (none past P1: only
+ * with out-of-range labels). Units never cross problems, so a problem's results do not depend
+ * on the other problems of the call. The unit's ids, clusters and weights are staged in the
+ * warp's shared memory, then its segments (runs of one cluster) are reduced one after the
+ * other (see the file comment for the layout and orders). A segment that is its whole cluster
+ * (its neighbours in the problem's sorted order, inside or outside the unit, belong to other
+ * clusters) is written to sums/weight directly; otherwise to the partial slot 2u (the unit's
+ * first segment) or 2u + 1 (its last one, which then starts after the unit's start): only
+ * these two can extend past the unit. The weighted objective of the unit's segments goes to
+ * part_obj[u]. */
 template <fkm_dtype DT>
 __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a)
 {
@@ -773,39 +829,47 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
     __shared__ float s_w[RED_WARPS][UNIT_MAX];
     __shared__ double s_aux[RED_WARPS][UNIT_MAX]; /* several column tiles: a point's objective so far */
     __shared__ double s_inv[RED_WARPS][UNIT_MAX]; /* cosine with several column tiles: 1 / norm */
+    /* the unit's row_base(p) and (p - s)*k (see below), read back where needed rather than
+     * held in registers across the segment loop (the f16 kernel is at its limit of 128) */
+    __shared__ long long s_base[RED_WARPS][2];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int lg = a.lpr_log2, LPR = 1 << lg, R = 32 >> lg;
     const int lir = lane & (LPR - 1), grp = lane >> lg;
     const int64_t d = a.d;
     const int CT = a.col_tiles;
-    const uint32_t k32 = (uint32_t)a.k;
     const bool want_sum = a.sums != NULL, want_w = a.weight != NULL;
     uint32_t *sid = s_id[warp], *sg = s_g[warp];
     float *sw = s_w[warp];
     double *saux = s_aux[warp], *sinv = s_inv[warp];
-    const int64_t total = (int64_t)a.mat[a.clusters * a.tiles];
     const int unit = a.unit;
-    const int64_t units = (total + unit - 1) / unit;
+    const int64_t units = a.batch * a.upp, kt = a.k * a.tiles;
     for (int64_t u = (int64_t)blockIdx.x * RED_WARPS + warp; u < units; u += (int64_t)gridDim.x * RED_WARPS) {
-        const int64_t p0 = u * unit;
-        const int np = (int)(total - p0 < unit ? total - p0 : unit);
+        const int64_t p = u / a.upp, s = p / a.parts, j = p - s * a.parts;
+        const int64_t P0 = (int64_t)a.mat[p * kt], P1 = (int64_t)a.mat[(p + 1) * kt];
+        const int64_t p0 = P0 + (u - p * a.upp) * unit;
+        if (p0 >= P1) continue; /* warp-uniform */
+        const int np = (int)(P1 - p0 < unit ? P1 - p0 : unit);
+        const int64_t rb = s * a.src_n + j * a.n; /* row_base(p): labels, weights, point_obj */
+        const E *Xb = (const E *)a.X + s * a.batch_stride + j * a.n * a.ld;
+        if (lane == 0) {
+            s_base[warp][0] = rb;
+            s_base[warp][1] = (p - s) * a.k; /* cluster g = p*k + L takes centroid s*k + L */
+        }
         for (int t = lane; t < np; t += 32) {
             sid[t] = a.order[p0 + t];
             sg[t] = a.sorted_g[p0 + t];
         }
-        const uint32_t prev_g = p0 > 0 ? a.sorted_g[p0 - 1] : 0xffffffffu;
-        const uint32_t next_g = p0 + np < total ? a.sorted_g[p0 + np] : 0xffffffffu;
+        const uint32_t prev_g = p0 > P0 ? a.sorted_g[p0 - 1] : 0xffffffffu;
+        const uint32_t next_g = p0 + np < P1 ? a.sorted_g[p0 + np] : 0xffffffffu;
         __syncwarp();
-        for (int t = lane; t < np; t += 32)
-            sw[t] = a.weights ? a.weights[(int64_t)(sg[t] / k32) * a.n + sid[t]] : 1.0f;
+        for (int t = lane; t < np; t += 32) sw[t] = a.weights ? a.weights[rb + sid[t]] : 1.0f;
         /* cosine with several column tiles: the norms first (per lane over tiles and columns,
          * then the row's lanes by butterfly) */
         if (a.cosine && CT > 1) {
             for (int r0 = 0; r0 < np; r0 += R) {
                 const int r = r0 + grp;
                 const bool valid = r < np;
-                const E *row = valid ? (const E *)a.X + (int64_t)(sg[r] / k32) * a.batch_stride + (int64_t)sid[r] * a.ld
-                                     : (const E *)a.X;
+                const E *row = valid ? Xb + (int64_t)sid[r] * a.ld : Xb;
                 double ss = 0.0;
                 for (int ct = 0; ct < CT; ct++) {
                     const int64_t cb = ((int64_t)ct * LPR + lir) * VEC;
@@ -821,8 +885,7 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
         }
         __syncwarp();
 
-        double wo = 0.0;  /* weighted objective of the unit's points of problem bcur */
-        int64_t bcur = -1;
+        double wo = 0.0;  /* weighted objective of the unit's points */
         int q = 0;
         while (q < np) { /* segments; everything here is warp-uniform */
             const uint32_t g = sg[q];
@@ -837,9 +900,7 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
                 e += 32;
             }
             if (e > np) e = np;
-            const int64_t b = (int64_t)(g / k32);
-            const E *Xb = (const E *)a.X + b * a.batch_stride;
-            const float *cen = a.centroids + (int64_t)g * d;
+            const float *cen = a.centroids + ((int64_t)g - s_base[warp][1]) * d;
             const bool whole = (q > 0 || prev_g != g) && (e < np || next_g != g);
             const int steps = (e - q + R - 1) / R;
             double seg_o = 0.0; /* per lane: its columns' share of the segment's objective */
@@ -910,7 +971,7 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
                                     if (ct > 0) o = saux[r] + o;
                                     if (!last) saux[r] = o;
                                 }
-                                if (last && valid && lir == 0) a.point_obj[b * a.n + sid[r]] = a.dot ? -o : o;
+                                if (last && valid && lir == 0) a.point_obj[s_base[warp][0] + sid[r]] = a.dot ? -o : o;
                             }
                         }
                         if (last && valid && lir == 0) seg_w += w;
@@ -932,7 +993,7 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
                             for (int v = 0; v < VEC; v++)
                                 if (cb + v < d) o[cb + v] = a.accumulate ? o[cb + v] + acc[v] : acc[v];
                         } else {
-                            double *o = a.part_sum + ((int64_t)g + u) * d;
+                            double *o = a.part_sum + (2 * u + (q > 0)) * d;
 #pragma unroll
                             for (int v = 0; v < VEC; v++)
                                 if (cb + v < d) o[cb + v] = acc[v];
@@ -945,17 +1006,12 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
             for (int off = LPR; off < 32; off <<= 1) seg_w += __shfl_xor_sync(0xffffffffu, seg_w, off);
             if (want_w && lane == 0) {
                 if (whole) a.weight[g] = a.accumulate ? a.weight[g] + seg_w : seg_w;
-                else a.part_w[(int64_t)g + u] = seg_w;
-            }
-            if (b != bcur) {
-                if (bcur >= 0 && lane == 0) a.part_obj[u + bcur] = wo;
-                wo = 0.0;
-                bcur = b;
+                else a.part_w[2 * u + (q > 0)] = seg_w;
             }
             wo += seg_o;
             q = e;
         }
-        if (bcur >= 0 && lane == 0) a.part_obj[u + bcur] = wo;
+        if (lane == 0) a.part_obj[u] = wo;
         __syncwarp(); /* the shared arrays are reused by the next unit */
     }
 }
@@ -964,7 +1020,7 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
 
 struct combine_args {
     const unsigned long long *mat;
-    int64_t tiles, d, k, batch;
+    int64_t tiles, d, k, batch, upp;
     const uint32_t *list;
     const int *nlist;
     const double *part_sum, *part_w, *part_obj;
@@ -977,7 +1033,8 @@ struct combine_args {
  * pass: warp w adds the cluster's units w, w + COMB_WARPS, ... in order (4 columns per lane,
  * COMB_BATCH units loaded ahead), then the warps are added in warp order. Virtual blocks after
  * that: problem b's objective: thread t adds the problem's units t, t + OBJ_THREADS, ... in
- * order, then a fixed tree. */
+ * order, then a fixed tree. Units are counted from the problem's first (the reduce's aligned
+ * units), so every order here is the same whatever else the call holds. */
 __global__ void __launch_bounds__(OBJ_THREADS) combine_kernel(combine_args a)
 {
     __shared__ double s_red[COMB_WARPS][COMB_COLS];
@@ -989,10 +1046,13 @@ __global__ void __launch_bounds__(OBJ_THREADS) combine_kernel(combine_args a)
     const int64_t d = a.d;
     for (int64_t vb = blockIdx.x; vb < nvb; vb += gridDim.x) {
         if (vb < nl) {
-            const int64_t g = a.list[vb];
-            const int64_t start = (int64_t)a.mat[g * a.tiles], stop = (int64_t)a.mat[(g + 1) * a.tiles];
+            const int64_t g = a.list[vb], p = g / a.k;
+            const int64_t P0 = (int64_t)a.mat[p * a.k * a.tiles];
+            const int64_t start = (int64_t)a.mat[g * a.tiles] - P0, stop = (int64_t)a.mat[(g + 1) * a.tiles] - P0;
             const int64_t nu = stop > start ? (stop - 1) / a.unit - start / a.unit + 1 : 0;
-            const int64_t s0 = g + start / a.unit;
+            /* the cluster's i-th unit u0 + i holds its partial at slot 2 (u0 + i), except the
+             * first when the cluster starts inside it (that unit's last segment: 2 u0 + 1) */
+            const int64_t u0 = p * a.upp + start / a.unit, first = start % a.unit != 0;
             const int64_t cols = a.sums ? d : 1;
             for (int64_t c0 = 0; c0 < cols; c0 += COMB_COLS) {
                 const bool do_w = a.weight && c0 == 0;
@@ -1003,12 +1063,13 @@ __global__ void __launch_bounds__(OBJ_THREADS) combine_kernel(combine_args a)
                     for (int q = 0; q < COMB_BATCH; q++) {
                         const int64_t i = i0 + (int64_t)q * COMB_WARPS;
                         const bool ok = i < nu;
+                        const int64_t slot = 2 * (u0 + i) + (i == 0 && first);
 #pragma unroll
                         for (int v = 0; v < 4; v++) {
                             const int64_t j = c0 + lane + 32 * v;
-                            vs[q][v] = ok && a.sums && j < d ? a.part_sum[(s0 + i) * d + j] : 0.0;
+                            vs[q][v] = ok && a.sums && j < d ? a.part_sum[slot * d + j] : 0.0;
                         }
-                        vw[q] = ok && do_w ? a.part_w[s0 + i] : 0.0;
+                        vw[q] = ok && do_w ? a.part_w[slot] : 0.0;
                     }
 #pragma unroll
                     for (int q = 0; q < COMB_BATCH; q++) {
@@ -1044,13 +1105,13 @@ __global__ void __launch_bounds__(OBJ_THREADS) combine_kernel(combine_args a)
             const int64_t P0 = (int64_t)a.mat[b * a.k * a.tiles], P1 = (int64_t)a.mat[(b + 1) * a.k * a.tiles];
             double acc = 0.0;
             if (P1 > P0) {
-                const int64_t ua = P0 / a.unit, ub = (P1 - 1) / a.unit; /* units ua..ub, slots u + b */
+                const int64_t ua = b * a.upp, ub = ua + (P1 - P0 - 1) / a.unit; /* the problem's units */
                 for (int64_t u0 = ua + threadIdx.x; u0 <= ub; u0 += (int64_t)OBJ_THREADS * COMB_BATCH) {
                     double v[COMB_BATCH];
 #pragma unroll
                     for (int q = 0; q < COMB_BATCH; q++) {
                         const int64_t u = u0 + (int64_t)q * OBJ_THREADS;
-                        v[q] = u <= ub ? a.part_obj[u + b] : 0.0;
+                        v[q] = u <= ub ? a.part_obj[u] : 0.0;
                     }
                     /* in unit order; a unit past the end adds +0.0 (x + 0.0 == x for every x
                      * but -0.0, and the pattern is fixed, so it stays deterministic) */
@@ -1083,6 +1144,14 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
                            double *weight, double *point_obj, double *objective, int accumulate,
                            cudaStream_t stream)
 {
+    return fkm_cuda_update_parts(ctx, ws, pb, pb ? pb->n : 0, labels, centroids, sums, weight, point_obj, objective,
+                                 accumulate, stream);
+}
+
+fkm_status fkm_cuda_update_parts(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_problem *pb, int64_t src_n,
+                                 const int32_t *labels, const float *centroids, double *sums, double *weight,
+                                 double *point_obj, double *objective, int accumulate, cudaStream_t stream)
+{
     if (!ws || !pb || !labels)
         return fkm_fail(ctx, FKM_E_NULL, "fkm_cuda_update: %s is NULL", !ws ? "workspace" : !pb ? "problem" : "labels");
     if (!pb->X || !centroids)
@@ -1099,19 +1168,24 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
         return fkm_fail(ctx, FKM_E_DTYPE, "fkm_cuda_update: unknown dtype %d", (int)pb->dtype);
     if (pb->metric != FKM_METRIC_L2 && pb->metric != FKM_METRIC_COSINE && pb->metric != FKM_METRIC_DOT)
         return fkm_fail(ctx, FKM_E_INVALID, "fkm_cuda_update: unknown metric %d", (int)pb->metric);
+    const int64_t parts = src_n >= 1 ? fkm_ceil_div(src_n, pb->n) : 0; /* call problems per source problem */
+    if (parts < 1 || pb->batch % parts != 0)
+        return fkm_fail(ctx, FKM_E_INVALID, "fkm_cuda_update: problems of %lld rows in parts of %lld: a batch of %lld "
+                        "is not a multiple of %lld parts", (long long)src_n, (long long)pb->n, (long long)pb->batch,
+                        (long long)parts);
     if (!sums && !weight && !point_obj && !objective) return FKM_OK;
 
     const int64_t n = pb->n, k = pb->k, d = pb->d, batch = pb->batch;
     const int64_t clusters = batch * k;
     const int64_t tiles = ws->counting ? fkm_ceil_div(n, ws->tile) : 1;
     const int64_t mat_n = mat_entries(ws, batch, n);
-    const int64_t units = fkm_ceil_div(batch * n, ws->unit); /* upper bound (the kernels use the device total) */
-    if (mat_n != ws->q_mat_n || n != ws->q_n) { /* CUB's size query costs runtime calls: once per shape */
-        FKM_CUDA_TRY(ctx, cub_bytes_needed(ws, mat_n, n, &ws->q_bytes));
+    const int64_t upp = fkm_ceil_div(n, ws->unit), units = batch * upp; /* aligned units (the reduce) */
+    if (mat_n != ws->q_mat_n || batch * n != ws->q_n) { /* CUB's size query costs runtime calls: once per shape */
+        FKM_CUDA_TRY(ctx, cub_bytes_needed(ws, mat_n, batch * n, &ws->q_bytes));
         ws->q_mat_n = mat_n;
-        ws->q_n = n;
+        ws->q_n = batch * n;
     }
-    if (mat_n > ws->mat_cap || units > ws->units_cap || clusters + units > ws->part_cap || ws->q_bytes > ws->cub_bytes)
+    if (mat_n > ws->mat_cap || units > ws->units_cap || 2 * units > ws->part_cap || ws->q_bytes > ws->cub_bytes)
         return fkm_fail(ctx, FKM_E_INTERNAL, "fkm_cuda_update: workspace too small (a bug)");
     const int timing = ws->timing && ws->events_ok;
     const int want_clusters = sums != NULL || weight != NULL;
@@ -1121,11 +1195,12 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
     if (ws->counting) {
         const int threads = 32 * ws->warps;
         hist_tiles_kernel<<<grid_for(batch * tiles), threads, (size_t)k * sizeof(uint32_t), stream>>>(
-            labels, n, k, batch, tiles, ws->tile, ws->mat);
+            labels, n, k, batch, parts, src_n, tiles, ws->tile, ws->mat);
         FKM_CUDA_LAUNCHED(ctx, "hist_tiles_kernel");
     } else {
         FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->mat, 0, (size_t)(clusters + 1) * sizeof(unsigned long long), stream));
-        hist_global_kernel<<<grid_for(fkm_ceil_div(batch * n, 256)), 256, 0, stream>>>(labels, n, k, batch, ws->mat);
+        hist_global_kernel<<<grid_for(fkm_ceil_div(batch * n, 256)), 256, 0, stream>>>(labels, n, k, batch, parts,
+                                                                                     src_n, ws->mat);
         FKM_CUDA_LAUNCHED(ctx, "hist_global_kernel");
     }
     if (timing) FKM_CUDA_TRY(ctx, cudaEventRecord(ws->ev[1], stream));
@@ -1136,8 +1211,8 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
         if (want_clusters) {
             FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->nlist, 0, sizeof(int), stream));
             const int64_t blocks = fkm_ceil_div(clusters, 256);
-            list_kernel<<<grid_for(blocks < 4096 ? blocks : 4096), 256, 0, stream>>>(ws->mat, tiles, clusters, ws->unit,
-                                                                                   ws->list, ws->nlist);
+            list_kernel<<<grid_for(blocks < 4096 ? blocks : 4096), 256, 0, stream>>>(ws->mat, tiles, clusters, k,
+                                                                                   ws->unit, ws->list, ws->nlist);
             FKM_CUDA_LAUNCHED(ctx, "list_kernel");
         }
     }
@@ -1147,18 +1222,18 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
         const int threads = 32 * ws->warps;
         scatter_fn *const scatter = ws->stage ? scatter_kernel<true> : scatter_kernel<false>;
         scatter<<<grid_for(batch * tiles), threads, ws->scatter_smem, stream>>>(
-            labels, n, k, batch, tiles, ws->tile, ws->stage ? ws->stage : ws->tile, ws->mat, ws->order, ws->sorted_g);
+            labels, n, k, batch, parts, src_n, tiles, ws->tile, ws->stage ? ws->stage : ws->tile, ws->mat, ws->order,
+            ws->sorted_g);
         FKM_CUDA_LAUNCHED(ctx, "scatter_kernel");
     } else {
         const int64_t blocks = fkm_ceil_div(batch * n, 256);
-        keys_kernel<<<grid_for(blocks < 65536 ? blocks : 65536), 256, 0, stream>>>(labels, n, k, batch, ws->keys, ws->iota);
+        keys_kernel<<<grid_for(blocks < 65536 ? blocks : 65536), 256, 0, stream>>>(labels, n, k, batch, parts, src_n,
+                                                                                     ws->keys, ws->iota);
         FKM_CUDA_LAUNCHED(ctx, "keys_kernel");
-        for (int64_t b = 0; b < batch; b++) {
-            size_t bytes = ws->cub_bytes;
-            FKM_CUDA_TRY(ctx, cub::DeviceRadixSort::SortPairs(ws->cub_tmp, bytes, ws->keys + b * n, ws->sorted_g + b * n,
-                                                              (const uint32_t *)ws->iota, ws->order + b * n, n, 0,
-                                                              ws->sort_bits, stream));
-        }
+        size_t bytes = ws->cub_bytes;
+        FKM_CUDA_TRY(ctx, cub::DeviceRadixSort::SortPairs(ws->cub_tmp, bytes, (const uint32_t *)ws->keys, ws->sorted_g,
+                                                          (const uint32_t *)ws->iota, ws->order, batch * n, 0,
+                                                          ws->sort_bits, stream));
     }
     if (timing) FKM_CUDA_TRY(ctx, cudaEventRecord(ws->ev[3], stream));
     /* 4. reduce */
@@ -1175,8 +1250,11 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
         a.ld = pb->ld;
         a.batch_stride = pb->batch_stride;
         a.k = k;
-        a.clusters = clusters;
+        a.batch = batch;
         a.tiles = tiles;
+        a.parts = parts;
+        a.src_n = src_n;
+        a.upp = upp;
         a.weights = pb->weights;
         a.centroids = centroids;
         a.order = ws->order;
@@ -1193,7 +1271,7 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
         a.cosine = pb->metric == FKM_METRIC_COSINE;
         a.dot = pb->metric == FKM_METRIC_DOT;
         a.vec_ok = ((uintptr_t)pb->X % 16 == 0) && ((pb->ld * es) % 16 == 0) &&
-                   (batch == 1 || (pb->batch_stride * es) % 16 == 0);
+                   (batch == parts || (pb->batch_stride * es) % 16 == 0);
         a.lpr_log2 = lg;
         a.col_tiles = (int)fkm_ceil_div(d, ((int64_t)vec) << lg);
         a.unit = ws->unit;
@@ -1209,6 +1287,7 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
         a.d = d;
         a.k = k;
         a.batch = batch;
+        a.upp = upp;
         a.list = ws->list;
         a.nlist = ws->nlist;
         a.part_sum = ws->part_sum;
@@ -1230,5 +1309,51 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
                        &ws->times.combine};
         for (int i = 0; i < 5; i++) FKM_CUDA_TRY(ctx, cudaEventElapsedTime(t[i], ws->ev[i], ws->ev[i + 1]));
     }
+    return FKM_OK;
+}
+
+/* ---------------------------------------------------------------- fold over pieces */
+
+struct fold_args {
+    const double *in[3]; /* sums, weights, objectives of the pieces (NULL: skipped) */
+    double *out[3];
+    int64_t m[3];        /* values per problem: k*d, k, 1 */
+    int64_t batch, parts;
+};
+
+/* One thread per output value (the three arrays one after the other, one launch): the
+ * problem's pieces in order, the first copied, then o = o + piece, a plain double add: what
+ * the reduce and the combine do with accumulate = 1. */
+__global__ void fold_kernel(fold_args a)
+{
+    const int64_t n0 = a.in[0] ? a.batch * a.m[0] : 0, n1 = a.in[1] ? a.batch * a.m[1] : 0;
+    const int64_t total = n0 + n1 + (a.in[2] ? a.batch * a.m[2] : 0);
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
+        /* which array (selected, not indexed: a runtime index puts the arrays on the stack) */
+        const int w = t < n0 ? 0 : t < n0 + n1 ? 1 : 2;
+        const int64_t e = t - (w == 0 ? 0 : w == 1 ? n0 : n0 + n1), m = w == 0 ? a.m[0] : w == 1 ? a.m[1] : a.m[2];
+        const double *in = (w == 0 ? a.in[0] : w == 1 ? a.in[1] : a.in[2]) + (e / m) * a.parts * m + e % m;
+        double *out = w == 0 ? a.out[0] : w == 1 ? a.out[1] : a.out[2];
+        double o = in[0];
+        for (int64_t j = 1; j < a.parts; j++) o = o + in[j * m];
+        out[e] = o;
+    }
+}
+
+fkm_status fkm_cuda_update_fold(fkm_ctx *ctx, int64_t batch, int64_t parts, int64_t k, int64_t d, const double *psums,
+                                const double *pweight, const double *pobj, double *sums, double *weight,
+                                double *objective, cudaStream_t stream)
+{
+    if (batch < 1 || parts < 1)
+        return fkm_fail(ctx, FKM_E_INTERNAL, "fkm_cuda_update_fold: batch %lld, %lld parts", (long long)batch,
+                        (long long)parts);
+    fold_args a = {{sums ? psums : NULL, weight ? pweight : NULL, objective ? pobj : NULL},
+                   {sums, weight, objective}, {k * d, k, 1}, batch, parts};
+    int64_t total = 0;
+    for (int i = 0; i < 3; i++) total += a.in[i] ? batch * a.m[i] : 0;
+    if (total == 0) return FKM_OK;
+    const int64_t blocks = fkm_ceil_div(total, 256);
+    fold_kernel<<<grid_for(blocks < 8192 ? blocks : 8192), 256, 0, stream>>>(a);
+    FKM_CUDA_LAUNCHED(ctx, "fold_kernel");
     return FKM_OK;
 }

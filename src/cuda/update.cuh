@@ -54,4 +54,29 @@ fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_p
                            double *weight, double *point_obj, double *objective, int accumulate,
                            cudaStream_t stream);
 
+/* Each problem's results depend on its own data only: one call over a batch gives bit for bit
+ * what one call per problem gives (the reduce's units never cross problems). */
+
+/* The same over problems that are parts of larger ones (resident pieces of X, backend.cu):
+ * each source problem of src_n rows is cut into parts = ceil(src_n / n) parts of n = pb->n
+ * rows, the last one shorter when n does not divide src_n, and pb->batch (a multiple of
+ * parts) counts the parts. Call problem p is part j = p % parts of source problem
+ * s = p / parts, i.e. the source's rows j*n .. min((j+1)*n, src_n) - 1: X at
+ * pb->X + s*batch_stride + j*n*ld, labels, weights (pb->weights) and point_obj at
+ * s*src_n + j*n, centroids at s*k*d (the parts of a problem share its centroids). sums,
+ * weight and objective are per call problem: p*k*d, p*k, p. Each part's results are those of
+ * an fkm_cuda_update call over its rows alone. fkm_cuda_update is src_n = n. */
+fkm_status fkm_cuda_update_parts(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_problem *pb, int64_t src_n,
+                                 const int32_t *labels, const float *centroids, double *sums, double *weight,
+                                 double *point_obj, double *objective, int accumulate, cudaStream_t stream);
+
+/* The left fold over the `parts` pieces of each of `batch` problems: piece j of problem s is
+ * entry s*parts + j of the p-arrays (k*d sums, k weights, 1 objective each, as
+ * fkm_cuda_update_parts writes them). Output = piece 0, then output = output + piece j in
+ * order: bit for bit what fkm_cuda_update leaves when called piece by piece with accumulate
+ * off for piece 0 and on after it. A NULL output (or input) is skipped. */
+fkm_status fkm_cuda_update_fold(fkm_ctx *ctx, int64_t batch, int64_t parts, int64_t k, int64_t d, const double *psums,
+                                const double *pweight, const double *pobj, double *sums, double *weight,
+                                double *objective, cudaStream_t stream);
+
 #endif

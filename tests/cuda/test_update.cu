@@ -1,6 +1,10 @@
 /* test_update.cu — the GPU sort-inverse update (src/cuda/update.cuh) against a plain fp64
  * host reference, plus its determinism, its accumulate mode, its optional outputs, its
  * argument checks, and agreement with the atomicAdd baseline (bench/update_atomic.cuh).
+ * Batches: one call over B problems equals B single-problem calls bit for bit, and one call
+ * over row pieces of the problems (fkm_cuda_update_parts, the resident path of backend.cu)
+ * folded with fkm_cuda_update_fold equals the piece-by-piece accumulate calls (the streamed
+ * path) bit for bit.
  *
  * Exit status: 0 pass, 1 fail, 77 skipped (no CUDA device).
  *
@@ -21,7 +25,9 @@
  *
  * The sort itself (point ids and clusters in sorted order) must equal the stable sort by
  * (problem, label) exactly, whichever scatter the counting path uses (FLASHKM_SCATTER_STAGE:
- * direct, whole tiles staged in shared memory, sub-tiles): run_sort_case. */
+ * direct, whole tiles staged in shared memory, sub-tiles): run_sort_case, for plain batches and
+ * for the same problems cut into parts (fkm_cuda_update_parts); section 8 of run_case checks the
+ * pieces' sort as well. */
 #include "cuda/update.cuh"
 #include "../../bench/update_atomic.cuh"
 
@@ -279,18 +285,24 @@ static void check_against(const test_case &tc, int ci, const outputs &o, const r
 
 /* The sort against its definition: per problem, per label, the points in index order. An
  * out-of-range label is dropped by the counting path and sorted into cluster 0 of its problem
- * by the radix path (k > 4096), as update.cu documents. Returns the number of mismatches. */
+ * by the radix path (k > 4096), as update.cu documents. parts > 1: the call's problems are
+ * parts of n rows of problems of src_n rows (fkm_cuda_update_parts; problem b = part b % parts
+ * of source problem b / parts, its rows within the part). Returns the number of mismatches. */
 static int check_sort(const fkm_cuda_update_ws *ws, const int32_t *labels, int batch, int64_t n, int64_t k,
-                      const char *what)
+                      const char *what, int64_t parts = 1, int64_t src_n = -1)
 {
     const bool radix = fkm_cuda_update_scatter_stage(ws) < 0;
+    if (src_n < 0) src_n = n;
     std::vector<uint32_t> ro, rg;
     std::vector<int64_t> cnt((size_t)k + 1);
     for (int b = 0; b < batch; b++) {
+        const int64_t s = b / parts, j = b % parts;
+        const int64_t rows = src_n - j * n < n ? src_n - j * n : n;
+        const int32_t *lab = labels + s * src_n + j * n;
         std::fill(cnt.begin(), cnt.end(), 0);
-        std::vector<int32_t> L((size_t)n);
-        for (int64_t i = 0; i < n; i++) {
-            int32_t v = labels[b * n + i];
+        std::vector<int32_t> L((size_t)rows);
+        for (int64_t i = 0; i < rows; i++) {
+            int32_t v = lab[i];
             if (v < 0 || v >= k) v = radix ? 0 : -1;
             L[(size_t)i] = v;
             if (v >= 0) cnt[(size_t)v + 1]++;
@@ -299,7 +311,7 @@ static int check_sort(const fkm_cuda_update_ws *ws, const int32_t *labels, int b
         const size_t base = ro.size();
         ro.resize(base + (size_t)cnt[(size_t)k]);
         rg.resize(ro.size());
-        for (int64_t i = 0; i < n; i++)
+        for (int64_t i = 0; i < rows; i++)
             if (L[(size_t)i] >= 0) {
                 const size_t slot = base + (size_t)cnt[(size_t)L[(size_t)i]]++;
                 ro[slot] = (uint32_t)i;
@@ -492,6 +504,112 @@ static void run_case(fkm_ctx *ctx, const test_case &tc, int ci)
         fkm_atomic_update_destroy(aws);
     }
 
+    /* 7. problems are independent: each problem alone gives the bits of the batched call */
+    if (tc.batch > 1) {
+        int bad = 0;
+        for (int b = 0; b < tc.batch; b++) {
+            fkm_dev_problem one = pb;
+            one.batch = 1;
+            one.X = (const unsigned char *)db.X + (size_t)(b * h.stride) * h.es;
+            one.weights = db.weights ? db.weights + b * tc.n : NULL;
+            CU(cudaMemset(db.sums, 0x7f, nsums * 8));
+            st = fkm_cuda_update(ctx, ws, &one, db.labels + b * tc.n, db.C + b * tc.k * tc.d, db.sums, db.weight,
+                                 db.pobj, db.obj, 0, stream);
+            EXPECT(st == FKM_OK, "case %d: update of problem %d alone: %s", ci, b, fkm_last_error(ctx));
+            CU(cudaStreamSynchronize(stream));
+            outputs ob;
+            fetch(db, ob, (size_t)(tc.k * tc.d), (size_t)tc.k, (size_t)tc.n, 1);
+            bad += memcmp(ob.sums.data(), o1.sums.data() + b * tc.k * tc.d, (size_t)(tc.k * tc.d) * 8) != 0;
+            bad += memcmp(ob.weight.data(), o1.weight.data() + b * tc.k, (size_t)tc.k * 8) != 0;
+            bad += memcmp(ob.pobj.data(), o1.pobj.data() + b * tc.n, (size_t)tc.n * 8) != 0;
+            bad += memcmp(ob.obj.data(), o1.obj.data() + b, 8) != 0;
+        }
+        EXPECT(bad == 0, "case %d: %d outputs of single-problem calls differ from the batched call", ci, bad);
+    }
+
+    /* 8. pieces: each problem cut into row pieces of m rows (the last shorter when m does not
+     * divide n). Streamed path: one call per piece, accumulate on after the problem's first.
+     * Resident path: one fkm_cuda_update_parts call over every piece of every problem, then
+     * the fold. Bitwise equal (sums, weights, objectives, and the point objectives, which must
+     * also equal the unpieced run's). Two cuts: n/3 rounded up (a shorter last piece unless
+     * it divides n) and a divisor of n when there is a small one. */
+    for (int cut = 0; cut < 2; cut++) {
+        int64_t m = (tc.n + 2) / 3;
+        if (cut == 1) {
+            m = 0;
+            for (int64_t q = 2; q <= 7 && !m; q++)
+                if (tc.n % q == 0) m = tc.n / q;
+            if (!m) continue;
+        }
+        const int64_t per = fkm_ceil_div(tc.n, m), B = tc.batch;
+        st = FKM_OK;
+        /* streamed: piece by piece, problem by problem */
+        CU(cudaMemset(db.pobj, 0x7f, npobj * 8));
+        for (int b = 0; b < tc.batch && st == FKM_OK; b++)
+            for (int64_t j = 0; j < per && st == FKM_OK; j++) {
+                fkm_dev_problem v = pb;
+                const int64_t r0 = j * m;
+                v.batch = 1;
+                v.n = tc.n - r0 < m ? tc.n - r0 : m;
+                v.X = (const unsigned char *)db.X + (size_t)(b * h.stride + r0 * h.ld) * h.es;
+                v.weights = db.weights ? db.weights + b * tc.n + r0 : NULL;
+                st = fkm_cuda_update(ctx, ws, &v, db.labels + b * tc.n + r0, db.C + b * tc.k * tc.d,
+                                     db.sums + b * tc.k * tc.d, db.weight + b * tc.k, db.pobj + b * tc.n + r0,
+                                     db.obj + b, j > 0, stream);
+            }
+        EXPECT(st == FKM_OK, "case %d: piece-by-piece update: %s", ci, fkm_last_error(ctx));
+        CU(cudaStreamSynchronize(stream));
+        outputs os;
+        fetch(db, os, nsums, nw, npobj, nobj);
+        /* resident: the pieces as the problems of one call */
+        fkm_dev_problem pieces = pb;
+        pieces.batch = (int32_t)(B * per);
+        pieces.n = m;
+        fkm_cuda_update_ws *pws = NULL;
+        st = fkm_cuda_update_create(ctx, &pieces, &pws);
+        EXPECT(st == FKM_OK, "case %d: pieces workspace: %s", ci, fkm_last_error(ctx));
+        if (st != FKM_OK) break;
+        double *ps, *pw, *po;
+        CU(cudaMalloc((void **)&ps, (size_t)(B * per * tc.k * tc.d) * 8));
+        CU(cudaMalloc((void **)&pw, (size_t)(B * per * tc.k) * 8));
+        CU(cudaMalloc((void **)&po, (size_t)(B * per) * 8));
+        CU(cudaMemset(db.sums, 0x7f, nsums * 8));
+        CU(cudaMemset(db.weight, 0x7f, nw * 8));
+        CU(cudaMemset(db.obj, 0x7f, nobj * 8));
+        CU(cudaMemset(db.pobj, 0x7f, npobj * 8));
+        st = fkm_cuda_update_parts(ctx, pws, &pieces, tc.n, db.labels, db.C, ps, pw, db.pobj, po, 0, stream);
+        EXPECT(st == FKM_OK, "case %d: update over the pieces: %s", ci, fkm_last_error(ctx));
+        if (st == FKM_OK)
+            st = fkm_cuda_update_fold(ctx, B, per, tc.k, tc.d, ps, pw, po, db.sums, db.weight, db.obj, stream);
+        EXPECT(st == FKM_OK, "case %d: fold: %s", ci, fkm_last_error(ctx));
+        CU(cudaStreamSynchronize(stream));
+        CU(cudaGetLastError());
+        outputs orr;
+        fetch(db, orr, nsums, nw, npobj, nobj);
+        EXPECT(same_bits(os.sums, orr.sums) && same_bits(os.weight, orr.weight) && same_bits(os.obj, orr.obj),
+               "case %d: pieces of %lld rows: one call and the fold differ from the piece-by-piece calls", ci,
+               (long long)m);
+        EXPECT(same_bits(os.pobj, o1.pobj) && same_bits(orr.pobj, o1.pobj),
+               "case %d: pieces of %lld rows: point objectives differ", ci, (long long)m);
+        check_against(tc, ci, orr, ref);
+        EXPECT(check_sort(pws, h.labels.data(), (int)(B * per), m, tc.k, "sort (pieces)", per, tc.n) == 0,
+               "case %d: sort of the pieces of %lld rows", ci, (long long)m);
+        /* a batch that is not a multiple of the pieces per problem is refused */
+        if (per > 1) {
+            fkm_dev_problem bad = pieces;
+            bad.batch = (int32_t)(B * per - 1);
+            EXPECT(fkm_cuda_update_parts(ctx, pws, &bad, tc.n, db.labels, db.C, ps, pw, NULL, po, 0, stream) ==
+                       FKM_E_INVALID,
+                   "case %d: a batch of %lld parts of %lld per problem was accepted", ci, (long long)(B * per - 1),
+                   (long long)per);
+        }
+        cudaFree(ps);
+        cudaFree(pw);
+        cudaFree(po);
+        fkm_cuda_update_destroy(pws);
+        if (st != FKM_OK) break;
+    }
+
     fkm_cuda_update_destroy(ws);
     CU(cudaStreamDestroy(stream));
     cudaFree(db.X);
@@ -509,7 +627,9 @@ static void run_case(fkm_ctx *ctx, const test_case &tc, int ci)
  * NULL = the default for the shape, "0" = direct, "1024" = staged sub-tiles of 1024 points,
  * "32768" = whole tiles staged where they fit), n not a multiple of the tile, several problems,
  * optionally some labels out of range (negative, k, INT32_MAX: dropped, never written out of
- * bounds; the update's results are then unspecified, only the sort is checked). */
+ * bounds; the update's results are then unspecified, only the sort is checked). The same
+ * problems also as parts (fkm_cuda_update_parts) of about n/3 rows and of n - 100 rows (the
+ * last part 100 rows: its later tiles hold no points). */
 static void run_sort_case(fkm_ctx *ctx, int batch, int64_t n, int64_t k, int bad_labels, uint64_t seed)
 {
     std::vector<int32_t> labels((size_t)(batch * n));
@@ -531,7 +651,7 @@ static void run_sort_case(fkm_ctx *ctx, int batch, int64_t n, int64_t k, int bad
     CU(cudaMemset(C, 0, (size_t)(batch * k * d) * 4));
     CU(cudaMalloc((void **)&dl, labels.size() * 4));
     CU(cudaMemcpy(dl, labels.data(), labels.size() * 4, cudaMemcpyHostToDevice));
-    CU(cudaMalloc((void **)&weight, (size_t)(batch * k) * 8));
+    CU(cudaMalloc((void **)&weight, (size_t)(batch * 3 * k) * 8)); /* parts: at most 3 per problem */
     fkm_dev_problem pb;
     memset(&pb, 0, sizeof pb);
     pb.X = X;
@@ -567,6 +687,28 @@ static void run_sort_case(fkm_ctx *ctx, int batch, int64_t n, int64_t k, int bad
         EXPECT(bad == 0, "%s: %d slots differ", what, bad);
         printf("%s: %s\n", what, bad ? "FAILED" : "ok");
         fkm_cuda_update_destroy(ws);
+        /* as parts of m rows */
+        const int64_t ms[2] = {(n + 2) / 3, n - 100};
+        for (int mi = 0; mi < 2 && n > 200; mi++) {
+            const int64_t m = ms[mi], parts = fkm_ceil_div(n, m);
+            fkm_dev_problem pp = pb;
+            pp.n = m;
+            pp.batch = (int32_t)(batch * parts);
+            st = fkm_cuda_update_create(ctx, &pp, &ws);
+            EXPECT(st == FKM_OK, "sort case (parts): create: %s", fkm_last_error(ctx));
+            if (st != FKM_OK) break;
+            EXPECT(fkm_cuda_update_scatter_stage(ws) == stage, "sort case (parts): scatter stage %lld, not %lld",
+                   (long long)fkm_cuda_update_scatter_stage(ws), (long long)stage);
+            st = fkm_cuda_update_parts(ctx, ws, &pp, n, dl, C, NULL, weight, NULL, NULL, 0, 0);
+            EXPECT(st == FKM_OK, "sort case (parts): update: %s", fkm_last_error(ctx));
+            CU(cudaDeviceSynchronize());
+            char pwhat[200];
+            snprintf(pwhat, sizeof pwhat, "%s as %lld parts of %lld rows", what, (long long)parts, (long long)m);
+            const int pbad = check_sort(ws, labels.data(), (int)(batch * parts), m, k, pwhat, parts, n);
+            EXPECT(pbad == 0, "%s: %d slots differ", pwhat, pbad);
+            printf("%s: %s\n", pwhat, pbad ? "FAILED" : "ok");
+            fkm_cuda_update_destroy(ws);
+        }
     }
     unsetenv("FLASHKM_SCATTER_STAGE");
     cudaFree(X);
