@@ -7,7 +7,16 @@ warpgroups (turn barriers 1/2 of 256 threads, full/empty mbarriers with parity w
 release of a tile's first kchunks-1 stages, the last after the epilogue). Checks: no deadlock,
 every consumed stage holds the step the consumer expects, no slot overwritten while held, no
 named-barrier arrival left over; and that a ring shallower than a tile's chunks does deadlock
-(the bound the launcher enforces). Keep it in step with the kernel when either changes."""
+(the bound the launcher enforces). Keep it in step with the kernel when either changes.
+
+Persistent mode (FLASHKM_WGMMA_OVERLAP=3, run(..., nrb=R, nxb=1|2)): the block walks R row
+blocks; the producer's step sequence runs on across them (row block j's steps after j-1's, the
+phases counting on), an X loader (warps 9..11, 96 noinc arrivals on x_full[xb]) fills nxb X
+buffers, each after x_empty[xb] (8 arrivals: lane 0 of each consumer warp once its last MMA of
+the row block retired); consumers wait x_full before a row block's first tile, the turns run
+over all tiles of all row blocks (warpgroup 1 skips only the block's very last hand-over).
+Extra checks: every MMA reads the X tile of its row block, no X buffer refilled while a warp
+still reads it, every row block's results written once."""
 import random, sys
 
 class MBar:
@@ -25,16 +34,26 @@ class NamedBar:
         assert s.arrived <= s.count, "named barrier overflow"
         if s.arrived == s.count: s.arrived = 0; s.gen += 1
 
-def run(ntiles, kchunks, nst, seed):
+def run(ntiles, kchunks, nst, seed, nrb=1, nxb=0):
+    """nxb = 0: the ping-pong kernel (X loaded before the split, one row block); nxb = 1 or 2:
+    the persistent kernel walking nrb row blocks with that many X buffers."""
     rnd = random.Random(seed)
-    steps = ntiles * kchunks
+    persist = nxb > 0
+    if not persist: assert nrb == 1
+    tsteps = ntiles * kchunks
+    steps = nrb * tsteps
     full = [MBar(32) for _ in range(nst)]
     empty = [MBar(8) for _ in range(nst)]
+    x_full = [MBar(96) for _ in range(max(nxb, 1))]
+    x_empty = [MBar(8) for _ in range(max(nxb, 1))]
     bars = {1: NamedBar(256), 2: NamedBar(256)}
     slot_tag = [None] * nst          # step whose data the slot holds (at copy completion)
     holders = [set() for _ in range(nst)]  # warps between the full wait and their release
-    inflight = []                    # (slot, step, lane) copies not yet landed
-    pending_arrive = []              # (slot, lane, n copies before it)
+    inflight = []                    # (kind, slot, step, lane) copies not yet landed
+    pending_arrive = []              # (kind, slot, step, lane): noinc arrivals, fire after the lane's copies
+    xtag = [None if persist else 0] * max(nxb, 1)   # row block whose X the buffer holds
+    xholders = [set() for _ in range(max(nxb, 1))]
+    written = [0] * nrb
 
     def producer():
         for s in range(steps):
@@ -42,54 +61,84 @@ def run(ntiles, kchunks, nst, seed):
             while not empty[slot].ready(phase ^ 1): yield 'wait'
             assert not holders[slot], f"producer refills slot {slot} held by {holders[slot]}"
             for lane in range(32):
-                inflight.append((slot, s, lane))
+                inflight.append(('c', slot, s, lane))
             for lane in range(32):
-                pending_arrive.append((slot, s, lane))
+                pending_arrive.append(('c', slot, s, lane))
             yield 'run'
-        while inflight or pending_arrive: yield 'wait'
+        while any(k == 'c' for (k, _, _, _) in inflight + pending_arrive): yield 'wait'
+
+    def xloader():
+        for j in range(nrb):
+            xb, phase = j % nxb, (j // nxb) & 1
+            while not x_empty[xb].ready(phase ^ 1): yield 'wait'
+            assert not xholders[xb], f"X buffer {xb} refilled while held by {xholders[xb]}"
+            for lane in range(96):
+                inflight.append(('x', xb, j, lane))
+            for lane in range(96):
+                pending_arrive.append(('x', xb, j, lane))
+            yield 'run'
+        while any(k == 'x' for (k, _, _, _) in inflight + pending_arrive): yield 'wait'
 
     def consumer(w):
-        wg, lane0 = w // 4, True
+        wg = w // 4
         slot = phase = 0
         if wg == 1: bars[1].arrive(32); yield 'run'
-        for t in range(ntiles):
-            first = slot
-            bid = 1 + wg
-            gen = bars[bid].gen
-            bars[bid].arrive(32)
-            while bars[bid].gen == gen: yield 'wait'
-            held = []
-            for kc in range(kchunks):
-                while not full[slot].ready(phase): yield 'wait'
-                step = t * kchunks + kc
-                assert slot_tag[slot] == step, f"warp {w} expects step {step} in slot {slot}, holds {slot_tag[slot]}"
-                holders[slot].add(w); held.append((slot, step))
-                slot += 1
-                if slot == nst: slot = 0; phase ^= 1
+        for j in range(nrb):
+            xb, xphase = (j % nxb, (j // nxb) & 1) if persist else (0, 0)
+            if persist:
+                while not x_full[xb].ready(xphase): yield 'wait'
+            assert xtag[xb] == j, f"warp {w} row block {j}: X buffer {xb} holds {xtag[xb]}"
+            xholders[xb].add(w)
+            for t in range(ntiles):
+                held = []
+                bid = 1 + wg
+                gen = bars[bid].gen
+                bars[bid].arrive(32)
+                while bars[bid].gen == gen: yield 'wait'
+                for kc in range(kchunks):
+                    while not full[slot].ready(phase): yield 'wait'
+                    step = j * tsteps + t * kchunks + kc
+                    assert slot_tag[slot] == step, f"warp {w} expects step {step} in slot {slot}, holds {slot_tag[slot]}"
+                    assert xtag[xb] == j, "X tile replaced under the MMAs"
+                    holders[slot].add(w); held.append((slot, step))
+                    slot += 1
+                    if slot == nst: slot = 0; phase ^= 1
+                    yield 'run'
+                if wg == 0 or t + 1 < ntiles or j + 1 < nrb: bars[2 - wg].arrive(32)
+                yield 'run'  # wait_group 0: this tile's MMAs (X and stage reads) retired
+                for (sl, st) in held[:-1]:
+                    assert slot_tag[sl] == st; holders[sl].discard(w); empty[sl].arrive()
+                if persist and t + 1 == ntiles:
+                    assert xtag[xb] == j
+                    xholders[xb].discard(w); x_empty[xb].arrive()
+                yield 'run'  # epilogue reads the last slot's ||c||^2
+                sl, st = held[-1]
+                assert slot_tag[sl] == st, "||c||^2 overwritten during the epilogue"
+                holders[sl].discard(w); empty[sl].arrive()
                 yield 'run'
-            if wg == 0 or t + 1 < ntiles: bars[2 - wg].arrive(32)
-            yield 'run'  # wait_group 0
-            for (sl, st) in held[:-1]:
-                assert slot_tag[sl] == st; holders[sl].discard(w); empty[sl].arrive()
-            yield 'run'  # epilogue reads the last slot's ||c||^2
-            sl, st = held[-1]
-            assert slot_tag[sl] == st, "||c||^2 overwritten during the epilogue"
-            holders[sl].discard(w); empty[sl].arrive()
+            if not persist: xholders[xb].discard(w)
+            written[j] += 1  # wg_finish: this warp's rows of row block j
             yield 'run'
 
     gens = {'p': producer()}
+    if persist: gens['x'] = xloader()
     for w in range(8): gens[w] = consumer(w)
     idle = 0
     while gens:
         # asynchronous copy completions and their mbarrier arrivals, in random order per lane
         if inflight and rnd.random() < 0.5:
-            i = rnd.randrange(len(inflight)); sl, st, lane = inflight.pop(i)
-            assert not holders[sl], "copy lands in a held slot"
-            slot_tag[sl] = st
-        # an arrival fires once every earlier copy of that lane has landed
-        for j, (sl, st, lane) in enumerate(list(pending_arrive)):
-            if not any(l == lane and s2 <= st for (_, s2, l) in inflight):
-                pending_arrive.remove((sl, st, lane)); full[sl].arrive(); break
+            i = rnd.randrange(len(inflight)); kind, sl, st, lane = inflight.pop(i)
+            if kind == 'c':
+                assert not holders[sl], "copy lands in a held slot"
+                slot_tag[sl] = st
+            else:
+                assert not xholders[sl], "X copy lands in a held buffer"
+                xtag[sl] = st
+        # an arrival fires once every earlier copy of that lane (same issuing warp) has landed
+        for (kind, sl, st, lane) in list(pending_arrive):
+            if not any(k == kind and l == lane and s2 <= st for (k, _, s2, l) in inflight):
+                pending_arrive.remove((kind, sl, st, lane))
+                (full if kind == 'c' else x_full)[sl].arrive(); break
         k = rnd.choice(list(gens))
         try:
             r = next(gens[k])
@@ -97,8 +146,11 @@ def run(ntiles, kchunks, nst, seed):
         except StopIteration:
             del gens[k]; idle = 0
         if idle > 20000:
-            raise AssertionError(f"deadlock ntiles={ntiles} kchunks={kchunks} nst={nst}: {list(gens)}")
+            raise AssertionError(f"deadlock ntiles={ntiles} kchunks={kchunks} nst={nst} nrb={nrb} nxb={nxb}: {list(gens)}")
     assert bars[1].arrived == 0 and bars[2].arrived == 0, "dangling named-barrier arrivals"
+    assert written == [8] * nrb, f"row blocks written {written}"
+    for b in empty + full + x_full + x_empty:
+        assert b.pending == b.count, "an mbarrier phase left half-arrived"
 
 if __name__ == "__main__":
     n = 0
@@ -107,9 +159,20 @@ if __name__ == "__main__":
             for nst in range(kchunks, 9):
                 for seed in range(6):
                     run(ntiles, kchunks, nst, seed); n += 1
-    print("ok", n, "runs")
+    print("ping-pong: ok", n, "runs")
+    # the persistent kernel: several row blocks per block, one or two X buffers
+    n = 0
+    for nrb in (1, 2, 3, 5):
+        for ntiles in (1, 2, 3):
+            for kchunks in (1, 2, 4):
+                for nst in sorted({kchunks, kchunks + 1, 2 * kchunks, 8}):  # kchunks <= 4: all <= 8
+                    for nxb in (1, 2):
+                        for seed in range(3):
+                            run(ntiles, kchunks, nst, seed, nrb=nrb, nxb=nxb); n += 1
+    print("persistent: ok", n, "runs")
     # below the launcher's bound (nst < kchunks) the model must deadlock
-    try:
-        run(2, 4, 3, 0); print("UNEXPECTED: no deadlock with nst < kchunks")
-    except AssertionError as e:
-        print("nst < kchunks:", str(e)[:60])
+    for kw in ({}, {'nrb': 3, 'nxb': 2}):
+        try:
+            run(2, 4, 3, 0, **kw); print("UNEXPECTED: no deadlock with nst < kchunks", kw)
+        except AssertionError as e:
+            print("nst < kchunks", kw or "", ":", str(e)[:60])

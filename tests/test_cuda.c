@@ -5,7 +5,8 @@
  * place giving bitwise the host-pointer results; batched fits equal to single fits; repeated
  * fits bitwise equal. Shapes cover k = 1, k = n, d not a multiple of 8 or 16, n not a multiple
  * of any tile, and the split-D kernel (d > 256); the overlapped wgmma kernel
- * (FLASHKM_WGMMA_OVERLAP=1) and the ping-pong one (=2) bitwise equal to the single-set one (=0).
+ * (FLASHKM_WGMMA_OVERLAP=1), the ping-pong one (=2) and its persistent variant (=3) bitwise
+ * equal to the single-set one (=0).
  * Skips (exit 77) without a GPU. */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 #include "common.h"
@@ -153,14 +154,18 @@ static void fit_with_overlap(fkm_ctx *ctx, const char *overlap, const fkm_params
     fkm_exact_stats(ctx, NULL, rechecked);
 }
 
-/* The overlapped wgmma kernel (=1: two accumulator sets) and the ping-pong one (=2: two
- * consumer warpgroups taking turns, a producer warp, 256-point blocks) give the single-set
- * kernel's bits (sm_90 only; elsewhere all runs take the same kernel): labels, centroids,
- * iteration counts, and in exact mode (their top-3 instantiations) the same points re-checked.
- * Shapes: one, an even and an odd number of 128-centroid tiles, n not a multiple of 128 or 256,
- * d from one to four D chunks (for =2, rings of 8 stages and, at four chunks, of 5: shallower
- * than two tiles), a batch, K = 1000 (8 tiles: =2's ring wraps several times), and (not with
- * FLASHKM_TEST_SMALL) more row blocks than SMs. */
+/* The overlapped wgmma kernel (=1: two accumulator sets), the ping-pong one (=2: two
+ * consumer warpgroups taking turns, a producer warp, 256-point blocks) and its persistent
+ * variant (=3: blocks walking row blocks) give the single-set kernel's bits (sm_90 only;
+ * elsewhere all runs take the same kernel): labels, centroids, iteration counts, and in exact
+ * mode (their top-3 instantiations) the same points re-checked. Shapes: one, an even and an
+ * odd number of 128-centroid tiles, n not a multiple of 128 or 256, d from one to four D
+ * chunks (for =2, rings of 8 stages and, at four chunks, of 5: shallower than two tiles; for
+ * =3, two X buffers up to 256-byte rows, one above), a batch, K = 1000 (8 tiles: the ring
+ * wraps several times), and (not with FLASHKM_TEST_SMALL) more row blocks than SMs (132 x 256
+ * x 2 + 77 rows; a batch of 3 x 79 row blocks). =3 runs twice: on its own grid, and with
+ * FLASHKM_PP_MAX_BLOCKS=3 (three blocks), so that every shape, small ones included, walks
+ * several row blocks per block, across problems in a batch. */
 static void check_wgmma_overlap(fkm_ctx *ctx)
 {
     typedef struct {
@@ -177,7 +182,8 @@ static void check_wgmma_overlap(fkm_ctx *ctx)
         {FKM_BF16, 2, 1100, 192, 131, FKM_PRECISION_EXACT, 0}, {FKM_F16, 1, 1000, 64, 100, FKM_PRECISION_FAST, 0},
         {FKM_F16, 1, 1100, 128, 1000, FKM_PRECISION_FAST, 0},  {FKM_BF16, 1, 1030, 64, 1000, FKM_PRECISION_EXACT, 0},
         {FKM_F16, 1, 40001, 128, 1000, FKM_PRECISION_FAST, 1}, {FKM_BF16, 1, 40001, 64, 300, FKM_PRECISION_EXACT, 1},
-        {FKM_F16, 2, 20011, 256, 200, FKM_PRECISION_FAST, 1},
+        {FKM_F16, 2, 20011, 256, 200, FKM_PRECISION_FAST, 1},  {FKM_F16, 1, 67661, 128, 200, FKM_PRECISION_FAST, 1},
+        {FKM_F32, 1, 67661, 128, 256, FKM_PRECISION_EXACT, 1}, {FKM_BF16, 3, 20011, 64, 300, FKM_PRECISION_FAST, 1},
     };
     const char *outer = getenv("FLASHKM_WGMMA_OVERLAP");
     char *outer_copy = outer ? strdup(outer) : NULL;
@@ -206,21 +212,27 @@ static void check_wgmma_overlap(fkm_ctx *ctx)
         fkm_result r0[3], r1[3];
         int64_t re0 = 0, re1 = 0;
         fit_with_overlap(ctx, "0", &p, Xs, c.dt, c.batch, c.n, c.d, C0, L0, r0, &re0);
-        /* =1: the overlapped kernel; =2: the ping-pong kernel */
-        static const char *const variants[] = {"1", "2"};
-        for (int v = 0; v < 2; v++) {
+        /* =1: the overlapped kernel; =2: the ping-pong kernel; =3: the persistent one, on its
+         * own grid and on three blocks (FLASHKM_PP_MAX_BLOCKS) */
+        static const char *const variants[] = {"1", "2", "3", "3"};
+        static const char *const max_blocks[] = {NULL, NULL, NULL, "3"};
+        for (int v = 0; v < 4; v++) {
             memset(L1, 0xff, lb), memset(C1, 0xff, cb); /* nothing left over from the previous variant */
+            if (max_blocks[v]) setenv("FLASHKM_PP_MAX_BLOCKS", max_blocks[v], 1);
             fit_with_overlap(ctx, variants[v], &p, Xs, c.dt, c.batch, c.n, c.d, C1, L1, r1, &re1);
+            unsetenv("FLASHKM_PP_MAX_BLOCKS");
             int same_iters = 1;
             for (int64_t b = 0; b < c.batch; b++) same_iters &= r0[b].n_iter == r1[b].n_iter;
             CHECK(memcmp(L0, L1, lb) == 0 && memcmp(C0, C1, cb) == 0 && same_iters && re0 == re1,
-                  "%s B=%lld n=%lld d=%lld k=%lld %s: FLASHKM_WGMMA_OVERLAP=%s differs from =0 (single-set kernel)",
+                  "%s B=%lld n=%lld d=%lld k=%lld %s: FLASHKM_WGMMA_OVERLAP=%s%s differs from =0 (single-set kernel)",
                   fkm_dtype_name(c.dt), (long long)c.batch, (long long)c.n, (long long)c.d, (long long)c.k,
-                  c.prec == FKM_PRECISION_EXACT ? "exact" : "fast", variants[v]);
-            printf("wgmma overlap=%s %-4s B=%lld n=%lld d=%lld k=%lld %s: bitwise equal to the single-set kernel "
+                  c.prec == FKM_PRECISION_EXACT ? "exact" : "fast", variants[v],
+                  max_blocks[v] ? " (3 blocks)" : "");
+            printf("wgmma overlap=%s%s %-4s B=%lld n=%lld d=%lld k=%lld %s: bitwise equal to the single-set kernel "
                    "(%lld re-checked)\n",
-                   variants[v], fkm_dtype_name(c.dt), (long long)c.batch, (long long)c.n, (long long)c.d,
-                   (long long)c.k, c.prec == FKM_PRECISION_EXACT ? "exact" : "fast", (long long)re0);
+                   variants[v], max_blocks[v] ? " (3 blocks)" : "", fkm_dtype_name(c.dt), (long long)c.batch,
+                   (long long)c.n, (long long)c.d, (long long)c.k, c.prec == FKM_PRECISION_EXACT ? "exact" : "fast",
+                   (long long)re0);
         }
         free(X), free(Xs), free(init), free(C0), free(C1), free(L0), free(L1);
     }

@@ -43,7 +43,8 @@ static int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 /* The paths on warpgroup MMA: 128-centroid tiles (kpad), one operand copy of the centroids. */
 static int path_is_wgmma(fkm_assign_path p)
 {
-    return p == FKM_ASSIGN_WGMMA || p == FKM_ASSIGN_WGMMA_OVERLAP || p == FKM_ASSIGN_WGMMA_PINGPONG;
+    return p == FKM_ASSIGN_WGMMA || p == FKM_ASSIGN_WGMMA_OVERLAP || p == FKM_ASSIGN_WGMMA_PINGPONG ||
+           p == FKM_ASSIGN_WGMMA_PINGPONG_PERSISTENT;
 }
 
 /* Warpgroup MMA exists on compute capability 9.0 (the sm_90a code of this build). */
@@ -78,13 +79,14 @@ fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision pr
              * f16 D=128 K=1024 0.732 vs 0.795, K=2048 1.281 vs 1.287, K=4096 2.329 vs 2.262,
              * K=16384 8.799 vs 8.055; f16 D=256 K=1024 1.423 vs 1.134; f16 D=64 K=4096 1.495 vs
              * 1.744; TF32 D=128 K=256 0.683 vs 0.523, K=1024 1.478 vs 1.181; TF32 D=64 K=1024
-             * 0.740 vs 0.765. FLASHKM_WGMMA_OVERLAP=0 / 1 / 2 force the single-set / overlapped /
-             * ping-pong kernel, for A/B runs (same labels, bit for bit). */
+             * 0.740 vs 0.765. FLASHKM_WGMMA_OVERLAP=0 / 1 / 2 / 3 force the single-set / overlapped /
+             * ping-pong / persistent ping-pong kernel, for A/B runs (same labels, bit for bit). */
             const char *overlap = getenv("FLASHKM_WGMMA_OVERLAP");
             const int resident = round_up(pb->d, MMA_BK_OF(es)) * es <= FKM_WGMMA_MAX_ROW_BYTES;
             if (!resident) return FKM_ASSIGN_WGMMA;
             if (overlap && *overlap)
-                return strcmp(overlap, "2") == 0   ? FKM_ASSIGN_WGMMA_PINGPONG
+                return strcmp(overlap, "3") == 0   ? FKM_ASSIGN_WGMMA_PINGPONG_PERSISTENT
+                       : strcmp(overlap, "2") == 0 ? FKM_ASSIGN_WGMMA_PINGPONG
                        : strcmp(overlap, "0") != 0 ? FKM_ASSIGN_WGMMA_OVERLAP
                                                    : FKM_ASSIGN_WGMMA;
             const int64_t mma_width = pb->dtype == FKM_F32 ? 2 * pb->d : pb->d;
@@ -105,6 +107,7 @@ const char *fkm_cuda_assign_path_name(fkm_assign_path path)
     case FKM_ASSIGN_WGMMA: return "wgmma";
     case FKM_ASSIGN_WGMMA_OVERLAP: return "wgmma-overlap";
     case FKM_ASSIGN_WGMMA_PINGPONG: return "wgmma-pingpong";
+    case FKM_ASSIGN_WGMMA_PINGPONG_PERSISTENT: return "wgmma-pingpong-persistent";
     }
     return "?";
 }
@@ -572,6 +575,9 @@ static fkm_status assign_any(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev
         if (ws->path == FKM_ASSIGN_WGMMA_PINGPONG)
             return fkm_cuda_assign_wgmma_pingpong(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha, labels, changed,
                                                   best, top3, stream);
+        if (ws->path == FKM_ASSIGN_WGMMA_PINGPONG_PERSISTENT)
+            return fkm_cuda_assign_wgmma_pingpong_persistent(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha,
+                                                             labels, changed, best, top3, stream);
         return fkm_cuda_assign_wgmma(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha, labels, changed, best, top3,
                                      stream);
     }

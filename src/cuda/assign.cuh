@@ -25,10 +25,12 @@ typedef enum fkm_assign_path {
     FKM_ASSIGN_WGMMA_OVERLAP, /* the same with two accumulator sets per warpgroup, a tile's
                                  epilogue under the next tile's MMAs (resident X only; the
                                  default for f32/TF32 input, where it measured faster) */
-    FKM_ASSIGN_WGMMA_PINGPONG /* two consumer warpgroups taking turns (one's epilogue under the
+    FKM_ASSIGN_WGMMA_PINGPONG, /* two consumer warpgroups taking turns (one's epilogue under the
                                  other's MMAs) fed by a producer warp through mbarriers
-                                 (resident X only; FLASHKM_WGMMA_OVERLAP=2 only, not yet
-                                 measured) */
+                                 (resident X only; the default where it measured faster, assign.cu) */
+    FKM_ASSIGN_WGMMA_PINGPONG_PERSISTENT /* the same on a persistent grid: one block per SM
+                                 walks row blocks, the ring runs on across them, the next X tile
+                                 loads ahead (FLASHKM_WGMMA_OVERLAP=3 only; not yet measured) */
 } fkm_assign_path;
 
 /* The path a problem would take on the current device (the tensor-core paths need 16-byte
@@ -37,7 +39,7 @@ typedef enum fkm_assign_path {
  * the overlapped wgmma kernel (assign_wgmma_overlap.cu) runs for f32 input where the resident-X
  * wgmma kernel would (same results, bit for bit); FLASHKM_WGMMA_OVERLAP=1 / =0 force it on / off
  * for every dtype (A/B timing), =2 takes the ping-pong kernel (assign_wgmma_pingpong.cu) instead
- * of the overlapped one. */
+ * of the overlapped one, =3 its persistent variant. */
 fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision precision);
 const char *fkm_cuda_assign_path_name(fkm_assign_path path);
 

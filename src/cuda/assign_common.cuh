@@ -84,5 +84,13 @@ fkm_status fkm_cuda_assign_wgmma_pingpong(fkm_ctx *ctx, const fkm_dev_problem *p
                                           int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
                                           unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
                                           cudaStream_t stream);
+/* The same kernel on a persistent grid (assign_wgmma_pingpong.cu): at most one block per SM,
+ * each walking row blocks, the centroid ring running on across them and the next row block's
+ * X tile loaded ahead where shared memory holds two. FLASHKM_WGMMA_OVERLAP=3 only
+ * (FKM_ASSIGN_WGMMA_PINGPONG_PERSISTENT); same results, bit for bit. */
+fkm_status fkm_cuda_assign_wgmma_pingpong_persistent(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq,
+                                                     const float *cn, int64_t kpad, int64_t dpad, float alpha,
+                                                     int32_t *labels, unsigned long long *changed, float *best,
+                                                     const fkm_cuda_top3_out *top3, cudaStream_t stream);
 
 #endif

@@ -179,18 +179,26 @@ static __device__ __forceinline__ void wg_chunk_mma(float (&acc)[64], const T *x
 }
 
 /* The block's ROWS X rows, all D chunks, into the resident tile (kchunks x [ROWS][BK],
- * swizzled), by the block's first WG_THREADS threads; rows past n and columns past d are zero. */
-template <typename T, int ROWS = WG_BM>
+ * swizzled), by NT threads of which the caller is number tid (the block's first WG_THREADS
+ * threads in the overload below; the X loader warps of assign_wgmma_pingpong.cu's persistent
+ * kernel); rows past n and columns past d are zero. */
+template <typename T, int ROWS, int NT>
 static __device__ __forceinline__ void wg_load_x_resident(T *xres, const T *X, int64_t row0, int64_t n, int64_t ld,
-                                                          int64_t d, int kchunks)
+                                                          int64_t d, int kchunks, int tid)
 {
     constexpr int WG_BK = WG_BK_OF(T);
-    for (int idx = threadIdx.x; idx < ROWS * kchunks * 8; idx += WG_THREADS) {
+    for (int idx = tid; idx < ROWS * kchunks * 8; idx += NT) {
         const int kc = idx / (ROWS * 8), rem = idx % (ROWS * 8), r = rem >> 3, c = rem & 7;
         const int64_t col = (int64_t)kc * WG_BK + c * WG_CW_OF(T);
         const bool ok = row0 + r < n && col < d;
         fkm_cp_async16(xres + kc * ROWS * WG_BK + fkm_swz<T>(r, c), ok ? X + (row0 + r) * ld + col : X, ok ? 16 : 0);
     }
+}
+template <typename T, int ROWS = WG_BM>
+static __device__ __forceinline__ void wg_load_x_resident(T *xres, const T *X, int64_t row0, int64_t n, int64_t ld,
+                                                          int64_t d, int kchunks)
+{
+    wg_load_x_resident<T, ROWS, WG_THREADS>(xres, X, row0, n, ld, d, kchunks, threadIdx.x);
 }
 
 /* A tile's 128 ||c||^2 (512 bytes) into shared memory: threads tid < 32, one 16-byte cp.async
@@ -322,9 +330,10 @@ static __device__ __forceinline__ void wg_finish(wg_rows &r, int64_t b, int64_t 
 
 /* ---------------------------------------------------------------- host: one dispatch */
 
-/* The entry points of both wgmma kernels (assign_wgmma.cu, assign_wgmma_overlap.cu) pick
- * the instantiation the same way: the problem's dtype (f16, f32 as TF32, else bf16) and the
- * fast or top-3 epilogue (top3 != NULL). L::run<T, TOP3> is the file's launcher. */
+/* The entry points of the wgmma kernels (assign_wgmma.cu, assign_wgmma_overlap.cu,
+ * assign_wgmma_pingpong.cu) pick the instantiation the same way: the problem's dtype (f16,
+ * f32 as TF32, else bf16) and the fast or top-3 epilogue (top3 != NULL). L::run<T, TOP3> is
+ * the file's launcher. */
 template <class L>
 static fkm_status wg_dispatch(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn, int64_t kpad,
                               int64_t dpad, float alpha, int32_t *labels, unsigned long long *changed, float *best,

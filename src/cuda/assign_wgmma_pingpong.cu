@@ -12,7 +12,8 @@
  *    index by threadIdx.x apply unchanged): consumers, 128 points each (two m64 halves, 2 x 64
  *    f32 accumulators per thread), registers raised to PP_CONSUMER_REGS with setmaxnreg;
  *  - warpgroup 2: the producer. Its warps give registers back (setmaxnreg.dec to
- *    PP_PRODUCER_REGS); warp 8 streams the centroid ring with cp.async, the other three exit.
+ *    PP_PRODUCER_REGS); warp 8 streams the centroid ring with cp.async, the other three exit
+ *    (in the persistent variant they load X).
  * 256 points per block rather than 128: with one block per SM (the consumers' 2 x 64
  * accumulators and the 384 threads leave no room for a second), the block's prologue (its X
  * tile) is paid once per 256 points instead of once per 128, and every block streams all K x D
@@ -42,9 +43,47 @@
  * that every arrive meets a sync.
  *
  * Not hidden: with one block per SM, a block's prologue (X tile, first stages) and its final
- * merge run with the tensor cores idle (a persistent grid prefetching the next row block's X
- * would hide them); with rows over 256 bytes the ring (5 stages) holds less than two tiles, so
- * a warpgroup's next tile waits for the other's MMAs on the previous one.
+ * merge run with the tensor cores idle (the persistent variant below hides them); with rows
+ * over 256 bytes the ring (5 stages) holds less than two tiles, so a warpgroup's next tile
+ * waits for the other's MMAs on the previous one.
+ *
+ * The persistent variant (PERSIST = true, FLASHKM_WGMMA_OVERLAP=3, path
+ * wgmma-pingpong-persistent; compiled, not yet run on a GPU): the same kernel body around a
+ * loop over row blocks. Grid: min(row blocks of all problems, SMs) blocks (FLASHKM_PP_MAX_BLOCKS
+ * caps it, for tests); block i walks row blocks j = i, i + grid, ... in the single-launch
+ * grid's order (j = problem * row blocks per problem + row block). What it hides: the next row
+ * block's first ring stages load while the consumers finish the current one (the producer's
+ * step sequence simply runs on: row block j's (tile, chunk) steps after j - 1's, the phases
+ * counting on), and where two X tiles fit beside a ring of at least two tiles (rows up to 256
+ * bytes) the next row block's X tile loads into the other buffer during the current one; a
+ * warpgroup's merge and label stores run while the other warpgroup's MMAs (of the next row
+ * block's first tile) are on the tensor cores.
+ *  - X: warps 9..11 (PP_XLOAD_THREADS) load each row block's X tile into buffer j % nxb (nxb =
+ *    2, or 1 where two do not fit: f16 D > 128, f32 D > 64) once x_empty[buf] has completed
+ *    the buffer's previous use, then arrive on x_full[buf] with cp.async.mbarrier.arrive.noinc
+ *    (96 arrivals). Consumers wait x_full before a row block's first tile and arrive on
+ *    x_empty (8 arrivals: lane 0 of each consumer warp) after the wait_group that retires the
+ *    row block's last tile, i.e. after their last MMA reading the tile. Phases as in the ring.
+ *  - the turns run over the sequence of all tiles of all the block's row blocks: warpgroup 1
+ *    gives warpgroup 0 the first turn once, and skips its hand-over only after the block's
+ *    very last tile, so each warpgroup's bar.arrive count equals the other's bar.sync count
+ *    (T tiles in all: warpgroup 0 syncs T times and arrives T times, warpgroup 1 arrives 1 +
+ *    (T - 1) times and syncs T times) and no named barrier is left with arrivals at the end.
+ *  - registers: setmaxnreg 72 (producer warpgroup) / 216 (consumers), 128 x 72 + 256 x 216 =
+ *    384 x 168: at 56 the producer's row-block walk spilled; the consumers need at most 177.
+ *    Each role builds its state after its setmaxnreg (state live across the split was
+ *    spilled).
+ *  Why it cannot deadlock: the ring argument below holds for the concatenated tile sequence
+ *  (the consumers' waits on full stages and turns are the same, just over more tiles). The
+ *  new waits: the X loader waits only for x_empty of row block j - nxb, which both warpgroups
+ *  arrive on after their own MMAs of that row block, waiting on nothing further; a consumer
+ *  waits on x_full of row block j holding no ring stage (all released at the end of j - 1)
+ *  and no turn that the other warpgroup needs to finish j - 1 (warpgroup 1's turns for j - 1's
+ *  tiles follow warpgroup 0's issues of those tiles, all done), so x_empty of j - nxb <= j - 1
+ *  completes and the loader fills the buffer. The producer never waits on X. The launcher
+ *  keeps nst >= kchunks as for the ping-pong kernel. scripts/pingpong-model.py (persistent
+ *  mode) checks this under random interleavings, with several row blocks and one or two X
+ *  buffers.
  *
  * Why it cannot deadlock (nst >= kchunks, checked by the launcher): a consumer waits only on
  * full stages and on its turn. Warpgroup 1's turn for tile t comes once warpgroup 0 has issued
@@ -61,14 +100,24 @@
  * are in flight on every incoming edge, at the tile loop's header both are retired. */
 #include "cuda/assign_wgmma.cuh"
 
+#include <stdlib.h>
+
 #define PP_BM 256                 /* points per block: 128 per consumer warpgroup */
 #define PP_THREADS (WG_THREADS + 128) /* two consumer warpgroups + the producer warpgroup */
 #define PP_CONSUMER_WARPS (WG_THREADS / 32)
+#define PP_XLOAD_THREADS 96       /* the persistent kernel's X loaders: warps 9..11 */
 #define PP_MAX_STAGES 8           /* at D = 128 (f16): four tiles, two in use and two ahead */
 /* 128 x 56 + 256 x 224 = 384 x 168: the block's registers at launch (__launch_bounds__(384, 1)
  * gives at most 168 per thread), moved from the producer to the consumers */
 #define PP_PRODUCER_REGS 56
 #define PP_CONSUMER_REGS 224
+/* the persistent kernel: 128 x 72 + 256 x 216 = 384 x 168. Its producer warps walk row blocks
+ * (and warps 9..11 load X), which at 56 made ptxas spill the walk's state once per row block;
+ * its consumers need at most 180 (top-3) */
+#define PP_PERSIST_PRODUCER_REGS 72
+#define PP_PERSIST_CONSUMER_REGS 216
+#define PP_PRODUCER_REGS_OF(PERSIST) ((PERSIST) ? PP_PERSIST_PRODUCER_REGS : PP_PRODUCER_REGS)
+#define PP_CONSUMER_REGS_OF(PERSIST) ((PERSIST) ? PP_PERSIST_CONSUMER_REGS : PP_CONSUMER_REGS)
 /* named barrier ids (0 is __syncthreads): the turns of warpgroups 0 and 1, the consumers' X */
 #define PP_BAR_TURN 1
 #define PP_BAR_X 3
@@ -157,58 +206,128 @@ template <typename T> struct pp_ring {
     T *stages;          /* nst x [128][BK] swizzled centroid chunks */
     float *cns;         /* nst x 128 ||c||^2: a tile's copy lives in its last chunk's slot */
     uint64_t *full, *empty;
-    const T *xres;      /* resident X: kchunks x [PP_BM][BK] */
-    const T *cq;        /* this problem's centroids, kpad x dpad */
-    const float *cn;    /* this problem's ||c||^2, kpad */
-    int64_t dpad, ntiles;
+    const T *cqall;     /* all problems' centroids, batch x kpad x dpad */
+    const float *cnall; /* all problems' ||c||^2, batch x kpad */
+    int64_t kpad, dpad, ntiles;
     int kchunks, nst;
 };
 
-/* A consumer's or the producer's position in the ring: slot and the parity of its use. */
+/* A consumer's or a producer's position in a ring of n slots (the centroid ring, or the X
+ * buffers of the persistent kernel): slot and the parity of its use. */
 struct pp_pos {
     int slot, phase;
-    __device__ __forceinline__ void next(int nst)
+    __device__ __forceinline__ void next(int n)
     {
-        if (++slot == nst) slot = 0, phase ^= 1;
+        if (++slot == n) slot = 0, phase ^= 1;
     }
 };
 
-/* The producer warp: every (tile, chunk) step in order, each into the next slot once both
- * consumer warpgroups have released that slot's previous use. Waits for its last copies before
- * returning (a lane that exits with copies in flight would leave their arrivals pending); the
- * copies were never committed as groups (the mbarriers track them), hence the commit before
- * wait_group 0, which only waits for committed groups. */
-template <typename T>
-static __device__ void pp_produce(const pp_ring<T> &r, int lane)
+/* The row blocks (PP_BM rows of one problem) a block works on, in order. The ping-pong kernel
+ * (PERSIST false): one, row block blockIdx.x of problem blockIdx.y. The persistent one: the
+ * row blocks j = blockIdx.x, blockIdx.x + gridDim.x, ... of all problems' row blocks in
+ * problem order (j = problem b * nrb + row block: the single-launch grid's order). Every
+ * thread of the block walks the same sequence. 32-bit state, the problem and row block
+ * recomputed per row block (the launcher checks that all row blocks number less than 2^31;
+ * the producer warps have 56 registers). */
+template <bool PERSIST> struct pp_walk {
+    int j, total, stride, nrb;
+    __device__ __forceinline__ void start(int64_t n, int64_t batch)
+    {
+        if (PERSIST) {
+            nrb = (int)((n + PP_BM - 1) / PP_BM);
+            total = nrb * (int)batch;
+            j = (int)blockIdx.x;
+            stride = (int)gridDim.x;
+        } else {
+            j = 0, total = 1, stride = 1, nrb = 1;
+        }
+    }
+    __device__ __forceinline__ bool more() const { return j < total; }
+    /* no row block after this one (wg 1's last turn has no taker); j + stride < 2^31 */
+    __device__ __forceinline__ bool last() const { return !PERSIST || j >= total - stride; }
+    __device__ __forceinline__ void next() { j += stride; }
+    __device__ __forceinline__ int b() const { return PERSIST ? j / nrb : (int)blockIdx.y; }
+    __device__ __forceinline__ int64_t row0() const
+    {
+        return (int64_t)(PERSIST ? j % nrb : (int)blockIdx.x) * PP_BM;
+    }
+};
+
+/* The persistent kernel's X tiles: nxb (1 or 2) buffers of [kchunks][PP_BM][BK], each with
+ * x_full (PP_XLOAD_THREADS arrivals: each X loader thread's cp.async.mbarrier.arrive.noinc)
+ * and x_empty (8 arrivals: lane 0 of each consumer warp once its warpgroup's last MMA reading
+ * the tile has retired). Phases as in the ring. */
+template <typename T> struct pp_xbufs {
+    T *buf;
+    uint64_t *full, *empty;
+    int64_t elems; /* PP_BM x dpad */
+    int n;
+};
+
+/* The producer warp: every (tile, chunk) step of every row block in order, each into the next
+ * slot once both consumer warpgroups have released that slot's previous use; the ring runs on
+ * across row blocks (row block j's steps right after j - 1's, the phases counting on). Waits
+ * for its last copies before returning (a lane that exits with copies in flight would leave
+ * their arrivals pending); the copies were never committed as groups (the mbarriers track
+ * them), hence the commit before wait_group 0, which only waits for committed groups. */
+template <typename T, bool PERSIST>
+static __device__ void pp_produce(const pp_ring<T> &r, pp_walk<PERSIST> w, int lane)
 {
     constexpr int WG_BK = WG_BK_OF(T);
     pp_pos p = {0, 0};
-    for (int64_t tile = 0; tile < r.ntiles; tile++) {
-        const T *cq_tile = r.cq + tile * WG_BN * r.dpad;
-        for (int kc = 0; kc < r.kchunks; kc++) {
-            pp_mbar_wait(r.empty + p.slot, p.phase ^ 1);
-            wg_load_centroid_chunk<T, 32>(r.stages + p.slot * (WG_BN * WG_BK), cq_tile, r.dpad, kc, lane);
-            if (kc == r.kchunks - 1) wg_load_cn(r.cns + p.slot * WG_BN, r.cn + tile * WG_BN, lane);
-            pp_cp_async_arrive(r.full + p.slot);
-            p.next(r.nst);
+    for (; w.more(); w.next()) {
+        const int64_t b = w.b();
+        const T *cq = r.cqall + b * r.kpad * r.dpad;
+        const float *cn = r.cnall + b * r.kpad;
+        for (int tile = 0; tile < (int)r.ntiles; tile++) {
+            const T *cq_tile = cq + (int64_t)tile * WG_BN * r.dpad;
+            for (int kc = 0; kc < r.kchunks; kc++) {
+                pp_mbar_wait(r.empty + p.slot, p.phase ^ 1);
+                wg_load_centroid_chunk<T, 32>(r.stages + p.slot * (WG_BN * WG_BK), cq_tile, r.dpad, kc, lane);
+                if (kc == r.kchunks - 1) wg_load_cn(r.cns + p.slot * WG_BN, cn + (int64_t)tile * WG_BN, lane);
+                pp_cp_async_arrive(r.full + p.slot);
+                p.next(r.nst);
+            }
         }
+        if (!PERSIST) break;
+    }
+    fkm_cp_async_commit();
+    fkm_cp_async_wait<0>();
+}
+
+/* The persistent kernel's X loader (warps 9..11, thread tid of PP_XLOAD_THREADS): each row
+ * block's X tile into the next buffer once the consumers have released its previous tile;
+ * with two buffers, row block j + 1's tile lands while the consumers work on j. Waits for its
+ * last copies before returning, like pp_produce. */
+template <typename T>
+static __device__ void pp_produce_x(const pp_xbufs<T> &x, pp_walk<true> w, const T *Xall, int64_t n, int64_t ld,
+                                    int64_t d, int64_t bstride, int kchunks, int tid)
+{
+    pp_pos p = {0, 0};
+    for (; w.more(); w.next()) {
+        pp_mbar_wait(x.empty + p.slot, p.phase ^ 1);
+        wg_load_x_resident<T, PP_BM, PP_XLOAD_THREADS>(x.buf + p.slot * x.elems, Xall + w.b() * bstride, w.row0(), n, ld,
+                                                       d, kchunks, tid);
+        pp_cp_async_arrive(x.full + p.slot);
+        p.next(x.n);
     }
     fkm_cp_async_commit();
     fkm_cp_async_wait<0>();
 }
 
 /* One D chunk of a consumer warpgroup's tile: wait for its stage, then the chunk's wgmma for
- * both 64-row halves (lo: rows 0..63 of the warpgroup's 128, hi: 64..127) in one commit group.
- * Returns with the group in flight (FIRST: chunk 0, accumulate flag 0 on its first k-step). */
+ * both 64-row halves (lo: rows 0..63 of the warpgroup's 128 in xw, its part of the X tile,
+ * hi: 64..127) in one commit group. Returns with the group in flight (FIRST: chunk 0,
+ * accumulate flag 0 on its first k-step). */
 template <typename T, bool FIRST>
-static __device__ __forceinline__ void pp_chunk(const pp_ring<T> &r, pp_pos &p, float (&lo)[64], float (&hi)[64],
-                                                int kc)
+static __device__ __forceinline__ void pp_chunk(const pp_ring<T> &r, pp_pos &p, const T *xw, float (&lo)[64],
+                                                float (&hi)[64], int kc)
 {
     constexpr int WG_BK = WG_BK_OF(T);
     pp_mbar_wait(r.full + p.slot, p.phase);
     wg_proxy_fence(); /* the producer's cp.async wrote through the generic proxy */
     const T *cs = r.stages + p.slot * (WG_BN * WG_BK);
-    const T *xs = r.xres + kc * PP_BM * WG_BK + (threadIdx.x >> 7) * 128 * WG_BK;
+    const T *xs = xw + kc * PP_BM * WG_BK;
     wg_fence_acc(lo);
     wg_fence_acc(hi);
     wg_fence();
@@ -220,37 +339,42 @@ static __device__ __forceinline__ void pp_chunk(const pp_ring<T> &r, pp_pos &p, 
     p.next(r.nst);
 }
 
-/* `count` stages from `first` on, released by this warp: lane 0 arrives once the warp's lanes
- * are past their reads (the wgmma reads retired by the wait_group before the call; for a
- * tile's last stage, the epilogue's reads of its ||c||^2). */
-template <typename T>
-static __device__ __forceinline__ void pp_release(const pp_ring<T> &r, int first, int count)
+/* `count` barriers from `first` on in a ring of n, each arrived on once by this warp: lane 0
+ * arrives once the warp's lanes are past their reads (the wgmma reads retired by the
+ * wait_group before the call; for a tile's last stage, the epilogue's reads of its ||c||^2). */
+static __device__ __forceinline__ void pp_release(uint64_t *bars, int n, int first, int count)
 {
     __syncwarp();
     if ((threadIdx.x & 31) != 0) return;
     for (int i = 0, s = first; i < count; i++) {
-        pp_mbar_arrive(r.empty + s);
-        if (++s == r.nst) s = 0;
+        pp_mbar_arrive(bars + s);
+        if (++s == n) s = 0;
     }
 }
 
-/* A consumer warpgroup's sweep over all centroid tiles, folding each tile's scores into rows
- * (rows[0]: the lo half, rows[1]: hi), in tile order like the other kernels. */
-template <typename T, bool TOP3>
-static __device__ void pp_consume(const pp_ring<T> &r, float alpha, wg_rows (&rows)[2])
+/* A consumer warpgroup's sweep over all centroid tiles for one row block (xres: its X tile),
+ * folding each tile's scores into rows (rows[0]: the lo half, rows[1]: hi), in tile order like
+ * the other kernels. p: the warpgroup's ring position, carried across row blocks. The turns
+ * run on across row blocks too: the warpgroups alternate over the sequence of all tiles of
+ * all the block's row blocks, and warpgroup 1 skips its hand-over only after the block's very
+ * last tile (last_rb: this is the block's last row block). PERSIST: x_empty, the tile's
+ * release, arrived on once the last tile's MMAs (the last reads of xres) have retired. */
+template <typename T, bool TOP3, bool PERSIST>
+static __device__ void pp_consume(const pp_ring<T> &r, pp_pos &p, const T *xres, uint64_t *x_empty, bool last_rb,
+                                  float alpha, wg_rows (&rows)[2])
 {
+    constexpr int WG_BK = WG_BK_OF(T);
     const int wg = threadIdx.x >> 7, lane = threadIdx.x & 31;
+    const T *xw = xres + wg * 128 * WG_BK;
     float lo[64], hi[64];
-    pp_pos p = {0, 0};
-    if (wg == 1) pp_turn_give(0); /* warpgroup 0 takes the first turn */
     for (int64_t tile = 0; tile < r.ntiles; tile++) {
         const int first = p.slot;
         pp_turn_wait(wg);
-        pp_chunk<T, true>(r, p, lo, hi, 0);
-        for (int kc = 1; kc < r.kchunks; kc++) pp_chunk<T, false>(r, p, lo, hi, kc);
+        pp_chunk<T, true>(r, p, xw, lo, hi, 0);
+        for (int kc = 1; kc < r.kchunks; kc++) pp_chunk<T, false>(r, p, xw, lo, hi, kc);
         /* the other warpgroup's turn: its MMAs queue behind these and run under the epilogue
-         * below; warpgroup 1 has no one to hand its last turn to */
-        if (wg == 0 || tile + 1 < r.ntiles) pp_turn_give(wg ^ 1);
+         * below; warpgroup 1 has no one to hand the block's last turn to */
+        if (wg == 0 || tile + 1 < r.ntiles || !last_rb) pp_turn_give(wg ^ 1);
         wg_wait<0>();
         wg_fence_acc(lo);
         wg_fence_acc(hi);
@@ -258,12 +382,14 @@ static __device__ void pp_consume(const pp_ring<T> &r, float alpha, wg_rows (&ro
          * refilled during the epilogue. With a ring shallower than two tiles (rows over 256
          * bytes) the other warpgroup's next tile waits for these, not for this epilogue. */
         const int last = p.slot == 0 ? r.nst - 1 : p.slot - 1;
-        pp_release(r, first, r.kchunks - 1);
+        pp_release(r.empty, r.nst, first, r.kchunks - 1);
+        /* the row block's last MMAs have read the X tile: the loader may refill it */
+        if (PERSIST && tile + 1 == r.ntiles) pp_release(x_empty, 1, 0, 1);
         const wg_cn_shared cn{fkm_smem_addr(r.cns + last * WG_BN + (lane & 3) * 2)};
         const int32_t col0 = (int32_t)(tile * WG_BN + (lane & 3) * 2);
         wg_epilogue<TOP3>(lo, cn, col0, alpha, rows[0]);
         wg_epilogue<TOP3>(hi, cn, col0, alpha, rows[1]);
-        pp_release(r, last, 1);
+        pp_release(r.empty, r.nst, last, 1);
     }
 }
 
@@ -271,104 +397,176 @@ static __device__ void pp_consume(const pp_ring<T> &r, float alpha, wg_rows (&ro
 
 /* ---------------------------------------------------------------- the kernel */
 
-template <typename T, bool TOP3>
+/* PERSIST false: the ping-pong kernel, one row block per block (grid: row blocks x problems),
+ * X loaded by the consumers. PERSIST true: the persistent one (grid: at most one block per
+ * SM, each walking row blocks), X loaded by warps 9..11 into nxb buffers. */
+template <typename T, bool TOP3, bool PERSIST>
 __global__ void __launch_bounds__(PP_THREADS, 1)
 assign_wgmma_pingpong(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t bstride, int64_t dpad,
                       const T *__restrict__ cqall, const float *__restrict__ cnall, int64_t kpad, float alpha,
                       int32_t *__restrict__ labels_all, unsigned long long *changed, float *best_all,
-                      fkm_cuda_top3_out top3, int nst)
+                      fkm_cuda_top3_out top3, int nst, int nxb, int64_t batch)
 {
 #ifdef PP_DEVICE_CODE
     extern __shared__ __align__(1024) unsigned char smem_raw[];
-    __shared__ uint64_t bars[2 * PP_MAX_STAGES];
+    __shared__ uint64_t bars[2 * PP_MAX_STAGES + 4]; /* the last 4: the persistent kernel's X buffers' */
     /* 1024-byte alignment of every tile: the swizzle pattern repeats every 8 rows of 128 B */
     T *smem = reinterpret_cast<T *>(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     constexpr int WG_BK = WG_BK_OF(T);
-    const int64_t b = blockIdx.y;
-    const int64_t row0 = (int64_t)blockIdx.x * PP_BM;
-    pp_ring<T> r;
-    r.kchunks = (int)(dpad / WG_BK);
-    r.nst = nst;
-    r.xres = smem;
-    r.stages = smem + (int64_t)PP_BM * dpad;
-    r.cns = reinterpret_cast<float *>(r.stages + nst * WG_BN * WG_BK);
-    r.full = bars;
-    r.empty = bars + PP_MAX_STAGES;
-    r.cq = cqall + b * kpad * dpad;
-    r.cn = cnall + b * kpad;
-    r.dpad = dpad;
-    r.ntiles = kpad / WG_BN;
-
+    if (!PERSIST) nxb = 1;
+    /* the barriers: full[PP_MAX_STAGES], empty[PP_MAX_STAGES], x_full[2], x_empty[2] */
     if (threadIdx.x == 0) {
-        for (int s = 0; s < nst; s++) pp_mbar_init(r.full + s, 32), pp_mbar_init(r.empty + s, PP_CONSUMER_WARPS);
+        for (int s = 0; s < nst; s++)
+            pp_mbar_init(bars + s, 32), pp_mbar_init(bars + PP_MAX_STAGES + s, PP_CONSUMER_WARPS);
+        if (PERSIST)
+            for (int s = 0; s < nxb; s++)
+                pp_mbar_init(bars + 2 * PP_MAX_STAGES + s, PP_XLOAD_THREADS),
+                    pp_mbar_init(bars + 2 * PP_MAX_STAGES + 2 + s, PP_CONSUMER_WARPS);
         pp_mbar_init_fence();
     }
-    if (threadIdx.x < WG_THREADS) { /* the consumers load their X tile (and wait for it below) */
-        wg_load_x_resident<T, PP_BM>(smem, Xall + b * bstride, row0, n, ld, d, r.kchunks);
+    if (!PERSIST && threadIdx.x < WG_THREADS) { /* the consumers load their X tile (and wait for it below) */
+        wg_load_x_resident<T, PP_BM>(smem, Xall + blockIdx.y * bstride, (int64_t)blockIdx.x * PP_BM, n, ld, d,
+                                     (int)(dpad / WG_BK));
         fkm_cp_async_commit();
     }
     __syncthreads(); /* the barriers are initialised; from here on no block-wide barrier */
 
+    /* Each role sets up its state after its setmaxnreg: values computed before the split and
+     * live across it went to local memory (ptxas spilled them around the split). */
+    pp_walk<PERSIST> w;
+    pp_ring<T> r;
+    pp_xbufs<T> x;
+#define PP_SETUP()                                                                                             \
+    do {                                                                                                       \
+        w.start(n, batch);                                                                                     \
+        r.kchunks = (int)(dpad / WG_BK);                                                                       \
+        r.nst = nst;                                                                                           \
+        r.stages = smem + (int64_t)nxb * PP_BM * dpad; /* after the X tile(s) */                              \
+        r.cns = reinterpret_cast<float *>(r.stages + nst * WG_BN * WG_BK);                                     \
+        r.full = bars;                                                                                         \
+        r.empty = bars + PP_MAX_STAGES;                                                                        \
+        r.cqall = cqall;                                                                                       \
+        r.cnall = cnall;                                                                                       \
+        r.kpad = kpad;                                                                                         \
+        r.dpad = dpad;                                                                                         \
+        r.ntiles = kpad / WG_BN;                                                                               \
+        x.buf = smem;                                                                                          \
+        x.full = bars + 2 * PP_MAX_STAGES;                                                                     \
+        x.empty = x.full + 2;                                                                                  \
+        x.elems = (int64_t)PP_BM * dpad;                                                                       \
+        x.n = nxb;                                                                                             \
+    } while (0)
     if (threadIdx.x >= WG_THREADS) {
-        pp_setmaxnreg_dec<PP_PRODUCER_REGS>();
-        if (threadIdx.x < WG_THREADS + 32) pp_produce(r, threadIdx.x & 31);
+        pp_setmaxnreg_dec<PP_PRODUCER_REGS_OF(PERSIST)>();
+        PP_SETUP();
+        if (threadIdx.x < WG_THREADS + 32) pp_produce<T, PERSIST>(r, w, threadIdx.x & 31);
+        else if constexpr (PERSIST)
+            pp_produce_x<T>(x, w, Xall, n, ld, d, bstride, r.kchunks, threadIdx.x - (WG_THREADS + 32));
         return;
     }
-    pp_setmaxnreg_inc<PP_CONSUMER_REGS>();
-    fkm_cp_async_wait<0>();
-    pp_bar_sync<PP_BAR_X, WG_THREADS>(); /* every consumer's part of the X tile has landed */
-    wg_rows rows[2];
-    wg_rows_init(rows[0]);
-    wg_rows_init(rows[1]);
-    pp_consume<T, TOP3>(r, alpha, rows);
-    /* warp w of warpgroup g holds rows 16 (w % 4) of each 64-row half of the group's 128 */
-    const int64_t wrow0 = row0 + (threadIdx.x >> 7) * 128 + ((threadIdx.x >> 5) & 3) * 16;
-    wg_finish<TOP3>(rows[0], b, wrow0, n, labels_all, changed, best_all, top3);
-    wg_finish<TOP3>(rows[1], b, wrow0 + 64, n, labels_all, changed, best_all, top3);
+    pp_setmaxnreg_inc<PP_CONSUMER_REGS_OF(PERSIST)>();
+    PP_SETUP();
+#undef PP_SETUP
+    if (!PERSIST) {
+        fkm_cp_async_wait<0>();
+        pp_bar_sync<PP_BAR_X, WG_THREADS>(); /* every consumer's part of the X tile has landed */
+    }
+    const int wg = threadIdx.x >> 7;
+    pp_pos p = {0, 0}, xp = {0, 0};
+    if (wg == 1 && w.more()) pp_turn_give(0); /* warpgroup 0 takes the first turn */
+    for (; w.more(); w.next()) {
+        if (PERSIST) {
+            pp_mbar_wait(x.full + xp.slot, xp.phase); /* the row block's X tile has landed */
+            wg_proxy_fence();
+        }
+        wg_rows rows[2];
+        wg_rows_init(rows[0]);
+        wg_rows_init(rows[1]);
+        pp_consume<T, TOP3, PERSIST>(r, p, x.buf + xp.slot * x.elems, x.empty + xp.slot, w.last(), alpha, rows);
+        /* warp w of warpgroup g holds rows 16 (w % 4) of each 64-row half of the group's 128 */
+        const int64_t wrow0 = w.row0() + wg * 128 + ((threadIdx.x >> 5) & 3) * 16;
+        wg_finish<TOP3>(rows[0], w.b(), wrow0, n, labels_all, changed, best_all, top3);
+        wg_finish<TOP3>(rows[1], w.b(), wrow0 + 64, n, labels_all, changed, best_all, top3);
+        if (!PERSIST) break;
+        xp.next(nxb);
+    }
 #endif
 }
 
 /* ---------------------------------------------------------------- host */
 
-/* Shared memory of one block with nst stages: X (PP_BM x dpad), the ring, its ||c||^2 and the
- * 1024-byte alignment slack (the mbarriers are static). */
+/* Shared memory of one block with nxb X tiles and nst stages: the X tile(s) (PP_BM x dpad
+ * each), the ring, its ||c||^2 and the 1024-byte alignment slack (the mbarriers are static). */
 template <typename T>
-static size_t pp_smem_bytes(int64_t dpad, int nst)
+static size_t pp_smem_bytes(int64_t dpad, int nst, int nxb)
 {
-    return (size_t)PP_BM * dpad * sizeof(T) + (size_t)nst * (WG_BN * WG_BK_OF(T) * sizeof(T) + WG_BN * sizeof(float)) +
-           1024;
+    return (size_t)nxb * PP_BM * dpad * sizeof(T) +
+           (size_t)nst * (WG_BN * WG_BK_OF(T) * sizeof(T) + WG_BN * sizeof(float)) + 1024;
 }
 
-/* The launch plan of an instantiation: the deepest ring (at most PP_MAX_STAGES) that fits
- * beside the X tile in a block's shared memory (the device's opt-in limit less the kernel's
- * static part), or an error: a ring shallower than a tile's chunks (a warpgroup would wait for
- * a slot it holds itself), or fewer registers per thread at launch than the setmaxnreg split
- * hands out (setmaxnreg.inc would wait forever for registers the block does not have). */
-template <typename T, bool TOP3>
-static fkm_status pp_plan(fkm_ctx *ctx, int64_t dpad, int *nst_out)
+/* The deepest ring (at most PP_MAX_STAGES) that fits beside nxb X tiles in `limit` bytes. */
+template <typename T>
+static int pp_fit_stages(int64_t dpad, int nxb, size_t limit)
+{
+    int nst = PP_MAX_STAGES;
+    while (nst > 0 && pp_smem_bytes<T>(dpad, nst, nxb) > limit) nst--;
+    return nst;
+}
+
+/* The launch plan of an instantiation: the X buffers and the deepest ring that fits beside
+ * them in a block's shared memory (the device's opt-in limit less the kernel's static part),
+ * or an error: a ring shallower than a tile's chunks (a warpgroup would wait for a slot it
+ * holds itself), or fewer registers per thread at launch than the setmaxnreg split hands out
+ * (setmaxnreg.inc would wait forever for registers the block does not have). One X tile for
+ * the ping-pong kernel; the persistent one takes two (the next row block's loads while the
+ * consumers work on the current one) where that leaves a ring of at least two tiles (rows up
+ * to 256 bytes: 2 x 64 KB and 5 stages at f16 D = 128, 2 x 32 KB and 8 at D = 64), else one
+ * (rows of 384 or 512 bytes: the next row block's X loads once the consumers are done with
+ * the current one; the ring still runs on across row blocks). */
+template <typename T, bool TOP3, bool PERSIST>
+static fkm_status pp_plan(fkm_ctx *ctx, int64_t dpad, int *nst_out, int *nxb_out)
 {
     int dev = 0, optin = 0;
     cudaFuncAttributes fa;
     FKM_CUDA_TRY(ctx, cudaGetDevice(&dev));
     FKM_CUDA_TRY(ctx, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    FKM_CUDA_TRY(ctx, cudaFuncGetAttributes(&fa, assign_wgmma_pingpong<T, TOP3>));
-    if (fa.numRegs * PP_THREADS < PP_PRODUCER_REGS * 128 + PP_CONSUMER_REGS * WG_THREADS)
+    FKM_CUDA_TRY(ctx, cudaFuncGetAttributes(&fa, assign_wgmma_pingpong<T, TOP3, PERSIST>));
+    constexpr int split = PP_PRODUCER_REGS_OF(PERSIST) * 128 + PP_CONSUMER_REGS_OF(PERSIST) * WG_THREADS;
+    if (fa.numRegs * PP_THREADS < split)
         return fkm_fail(ctx, FKM_E_INTERNAL, "assign_wgmma_pingpong: %d registers per thread at launch, the "
-                        "setmaxnreg split needs %d", fa.numRegs,
-                        (PP_PRODUCER_REGS * 128 + PP_CONSUMER_REGS * WG_THREADS) / PP_THREADS);
+                        "setmaxnreg split needs %d", fa.numRegs, split / PP_THREADS);
     const size_t limit = (size_t)optin > fa.sharedSizeBytes ? (size_t)optin - fa.sharedSizeBytes : 0;
-    int nst = PP_MAX_STAGES;
-    while (nst > 0 && pp_smem_bytes<T>(dpad, nst) > limit) nst--;
     const int kchunks = (int)(dpad / WG_BK_OF(T));
+    int nxb = 1, nst = pp_fit_stages<T>(dpad, 1, limit);
+    if (PERSIST) {
+        const int nst2 = pp_fit_stages<T>(dpad, 2, limit);
+        if (nst2 >= 2 * kchunks) nxb = 2, nst = nst2;
+    }
     if (nst < kchunks)
         return fkm_fail(ctx, FKM_E_INTERNAL, "assign_wgmma_pingpong: %d ring stages for %d chunks per tile", nst,
                         kchunks);
     *nst_out = nst;
+    *nxb_out = nxb;
+    return FKM_OK;
+}
+
+/* The persistent kernel's grid: one block per SM, or fewer where there are fewer row blocks;
+ * FLASHKM_PP_MAX_BLOCKS (a test knob: test_cuda makes small problems walk several row blocks
+ * per block with it) caps it further. */
+static fkm_status pp_persistent_blocks(fkm_ctx *ctx, int64_t rowblocks, unsigned *out)
+{
+    int dev = 0, nsm = 0;
+    FKM_CUDA_TRY(ctx, cudaGetDevice(&dev));
+    FKM_CUDA_TRY(ctx, cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev));
+    int64_t blocks = rowblocks < nsm ? rowblocks : nsm;
+    const char *cap = getenv("FLASHKM_PP_MAX_BLOCKS");
+    if (cap && atoi(cap) > 0 && atoi(cap) < blocks) blocks = atoi(cap);
+    *out = (unsigned)blocks;
     return FKM_OK;
 }
 
 /* The launcher wg_dispatch (assign_wgmma.cuh) calls for each dtype and epilogue. */
-struct pp_launcher {
+template <bool PERSIST> struct pp_launcher {
     template <typename T, bool TOP3>
     static fkm_status run(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn, int64_t kpad,
                           int64_t dpad, float alpha, int32_t *labels, unsigned long long *changed, float *best,
@@ -377,18 +575,29 @@ struct pp_launcher {
         if (dpad * (int64_t)sizeof(T) > FKM_WGMMA_MAX_ROW_BYTES)
             return fkm_fail(ctx, FKM_E_INTERNAL, "assign_wgmma_pingpong: rows of %lld bytes do not stay resident",
                             (long long)(dpad * (int64_t)sizeof(T)));
-        int nst = 0;
-        const fkm_status s = pp_plan<T, TOP3>(ctx, dpad, &nst);
+        int nst = 0, nxb = 1;
+        const fkm_status s = pp_plan<T, TOP3, PERSIST>(ctx, dpad, &nst, &nxb);
         if (s != FKM_OK) return s;
         const fkm_cuda_top3_out out3 = top3 ? *top3 : fkm_cuda_top3_out{NULL, NULL, NULL};
-        const dim3 grid((unsigned)fkm_ceil_div(pb->n, PP_BM), (unsigned)pb->batch);
-        const size_t smem = pp_smem_bytes<T>(dpad, nst);
-        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma_pingpong<T, TOP3>,
+        const int64_t nrb = fkm_ceil_div(pb->n, PP_BM);
+        dim3 grid((unsigned)nrb, (unsigned)pb->batch);
+        if (PERSIST) {
+            if (nrb * pb->batch == 0) return FKM_OK;
+            if (nrb * pb->batch > INT32_MAX - 65536) /* pp_walk's 32-bit row block numbers */
+                return fkm_fail(ctx, FKM_E_INTERNAL, "assign_wgmma_pingpong: %lld row blocks",
+                                (long long)(nrb * pb->batch));
+            unsigned blocks = 0;
+            const fkm_status sb = pp_persistent_blocks(ctx, nrb * pb->batch, &blocks);
+            if (sb != FKM_OK) return sb;
+            grid = dim3(blocks);
+        }
+        const size_t smem = pp_smem_bytes<T>(dpad, nst, nxb);
+        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma_pingpong<T, TOP3, PERSIST>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        assign_wgmma_pingpong<T, TOP3><<<grid, PP_THREADS, smem, stream>>>(
+        assign_wgmma_pingpong<T, TOP3, PERSIST><<<grid, PP_THREADS, smem, stream>>>(
             (const T *)pb->X, pb->n, pb->d, pb->ld, pb->batch_stride, dpad, (const T *)cq, cn, kpad, alpha, labels,
-            changed, best, out3, nst);
-        FKM_CUDA_LAUNCHED(ctx, "assign_wgmma_pingpong");
+            changed, best, out3, nst, nxb, pb->batch);
+        FKM_CUDA_LAUNCHED(ctx, PERSIST ? "assign_wgmma_pingpong (persistent)" : "assign_wgmma_pingpong");
         return FKM_OK;
     }
 };
@@ -398,5 +607,13 @@ fkm_status fkm_cuda_assign_wgmma_pingpong(fkm_ctx *ctx, const fkm_dev_problem *p
                                           unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
                                           cudaStream_t stream)
 {
-    return wg_dispatch<pp_launcher>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream);
+    return wg_dispatch<pp_launcher<false>>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream);
+}
+
+fkm_status fkm_cuda_assign_wgmma_pingpong_persistent(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq,
+                                                     const float *cn, int64_t kpad, int64_t dpad, float alpha,
+                                                     int32_t *labels, unsigned long long *changed, float *best,
+                                                     const fkm_cuda_top3_out *top3, cudaStream_t stream)
+{
+    return wg_dispatch<pp_launcher<true>>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream);
 }
