@@ -74,13 +74,17 @@ fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision pr
              * tile's MMAs take long enough to hide the other warpgroup's argmin epilogue and the
              * block has enough tiles to pay for its unhidden prologue (one block per SM): MMA
              * width d (2d for TF32, half the f16 rate) >= 256, or >= 128 with k >= FKM_PINGPONG_MIN_K.
-             * Elsewhere the single-set kernel (two blocks per SM) measured faster. H100, N=1M,
-             * assign ms single-set vs ping-pong (bench/results/pingpong_sweep_h100.txt):
-             * f16 D=128 K=1024 0.732 vs 0.795, K=2048 1.281 vs 1.287, K=4096 2.329 vs 2.262,
-             * K=16384 8.799 vs 8.055; f16 D=256 K=1024 1.423 vs 1.134; f16 D=64 K=4096 1.495 vs
-             * 1.744; TF32 D=128 K=256 0.683 vs 0.523, K=1024 1.478 vs 1.181; TF32 D=64 K=1024
-             * 0.740 vs 0.765. FLASHKM_WGMMA_OVERLAP=0 / 1 / 2 / 3 force the single-set / overlapped /
-             * ping-pong / persistent ping-pong kernel, for A/B runs (same labels, bit for bit). */
+             * With a width of 128 and fewer clusters, its persistent variant, which loads the next
+             * row block's X under the current one's MMAs (but keeps a shorter ring and fewer
+             * consumer registers); below 128 the single-set kernel (two blocks per SM).
+             * H100, N=1M, assign ms single-set / ping-pong / persistent
+             * (bench/results/pingpong_sweep_h100.txt, experiments_session7_h100.txt):
+             * f16 D=128 K=1024 0.734 / 0.771 / 0.723; B=32 N=75600 K=1000 1.783 / 1.829 / 1.597;
+             * K=4096 2.302 / 2.336 / 2.377 (K=16384: 8.799 vs 8.055 ping-pong); f16 D=256 K=1024
+             * 1.426 / 1.162 / 1.362; f16 D=64 K=1024 0.489 / 0.606 / 0.494; TF32 D=128 K=1024
+             * 1.459 / 1.166 / 1.326; TF32 D=64 K=1024 0.740 / 0.765 single-set / ping-pong.
+             * FLASHKM_WGMMA_OVERLAP=0 / 1 / 2 / 3 force the single-set / overlapped / ping-pong /
+             * persistent ping-pong kernel, for A/B runs (same labels, bit for bit). */
             const char *overlap = getenv("FLASHKM_WGMMA_OVERLAP");
             const int resident = round_up(pb->d, MMA_BK_OF(es)) * es <= FKM_WGMMA_MAX_ROW_BYTES;
             if (!resident) return FKM_ASSIGN_WGMMA;
@@ -90,8 +94,8 @@ fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision pr
                        : strcmp(overlap, "0") != 0 ? FKM_ASSIGN_WGMMA_OVERLAP
                                                    : FKM_ASSIGN_WGMMA;
             const int64_t mma_width = pb->dtype == FKM_F32 ? 2 * pb->d : pb->d;
-            const int pingpong = mma_width >= 256 || (mma_width >= 128 && pb->k >= FKM_PINGPONG_MIN_K);
-            return pingpong ? FKM_ASSIGN_WGMMA_PINGPONG : FKM_ASSIGN_WGMMA;
+            if (mma_width >= 256 || (mma_width >= 128 && pb->k >= FKM_PINGPONG_MIN_K)) return FKM_ASSIGN_WGMMA_PINGPONG;
+            return mma_width >= 128 ? FKM_ASSIGN_WGMMA_PINGPONG_PERSISTENT : FKM_ASSIGN_WGMMA;
         }
     }
     return round_up(pb->d, MMA_BK_OF(es)) * es <= MMA_RESIDENT_MAX_BYTES_PER_ROW ? FKM_ASSIGN_MMA
