@@ -70,19 +70,20 @@ fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision pr
         const char *force = getenv("FLASHKM_ASSIGN");
         if (!force || strcmp(force, "mma") != 0) {
             /* the overlapped and ping-pong kernels keep X resident: rows up to
-             * FKM_WGMMA_MAX_ROW_BYTES. By default the ping-pong kernel runs where a centroid
-             * tile's MMAs take long enough to hide the other warpgroup's argmin epilogue and the
-             * block has enough tiles to pay for its unhidden prologue (one block per SM): MMA
-             * width d (2d for TF32, half the f16 rate) >= 256, or >= 128 with k >= FKM_PINGPONG_MIN_K.
-             * With a width of 128 and fewer clusters, its persistent variant, which loads the next
-             * row block's X under the current one's MMAs (but keeps a shorter ring and fewer
-             * consumer registers); below 128 the single-set kernel (two blocks per SM).
-             * H100, N=1M, assign ms single-set / ping-pong / persistent
+             * FKM_WGMMA_MAX_ROW_BYTES. Which kernel by default follows the MMA width w = d (2d for
+             * TF32, whose rate is half f16's): the ping-pong kernel where a centroid tile's MMAs
+             * hide the other warpgroup's argmin epilogue and a block has enough tiles to pay for
+             * its prologue (w >= 192, or w >= 128 with k >= FKM_PINGPONG_MIN_K); its persistent
+             * variant, which loads the next row block's X under the current one's MMAs but keeps
+             * a shorter ring, for w >= 128 with fewer clusters; the single-set kernel (two blocks
+             * per SM) for w < 128, where the three are even or it wins. H100, assign ms
+             * single-set / ping-pong / persistent, N=1M unless B=32 (N=75600, K=1000)
              * (bench/results/pingpong_sweep_h100.txt, experiments_session7_h100.txt):
-             * f16 D=128 K=1024 0.734 / 0.771 / 0.723; B=32 N=75600 K=1000 1.783 / 1.829 / 1.597;
-             * K=4096 2.302 / 2.336 / 2.377 (K=16384: 8.799 vs 8.055 ping-pong); f16 D=256 K=1024
-             * 1.426 / 1.162 / 1.362; f16 D=64 K=1024 0.489 / 0.606 / 0.494; TF32 D=128 K=1024
-             * 1.459 / 1.166 / 1.326; TF32 D=64 K=1024 0.740 / 0.765 single-set / ping-pong.
+             * f16 D=128 K=256 0.373 / 0.429 / 0.315; K=1024 0.734 / 0.755 / 0.706; K=2048
+             * 1.269 / 1.299 / 1.256; K=4096 2.316 / 2.299 / 2.350; K=16384 8.799 / 8.055 / -;
+             * B=32 1.787 / 1.809 / 1.596; f16 D=192 K=1024 0.935 / 0.858 / 0.982; D=256 1.426 /
+             * 1.162 / 1.362; f16 D=64 B=32 1.126 / 1.368 / 1.121; TF32 D=64 K=1024 0.721 / 0.753
+             * / 0.715; K=4096 2.329 / 2.304 / 2.334; TF32 D=128 K=1024 1.459 / 1.166 / 1.326.
              * FLASHKM_WGMMA_OVERLAP=0 / 1 / 2 / 3 force the single-set / overlapped / ping-pong /
              * persistent ping-pong kernel, for A/B runs (same labels, bit for bit). */
             const char *overlap = getenv("FLASHKM_WGMMA_OVERLAP");
@@ -94,7 +95,7 @@ fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision pr
                        : strcmp(overlap, "0") != 0 ? FKM_ASSIGN_WGMMA_OVERLAP
                                                    : FKM_ASSIGN_WGMMA;
             const int64_t mma_width = pb->dtype == FKM_F32 ? 2 * pb->d : pb->d;
-            if (mma_width >= 256 || (mma_width >= 128 && pb->k >= FKM_PINGPONG_MIN_K)) return FKM_ASSIGN_WGMMA_PINGPONG;
+            if (mma_width >= 192 || (mma_width >= 128 && pb->k >= FKM_PINGPONG_MIN_K)) return FKM_ASSIGN_WGMMA_PINGPONG;
             return mma_width >= 128 ? FKM_ASSIGN_WGMMA_PINGPONG_PERSISTENT : FKM_ASSIGN_WGMMA;
         }
     }
