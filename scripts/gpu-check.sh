@@ -9,8 +9,7 @@
 # side-by-side benchmark through the package, log appended to test.log):
 #   build     cmake -DFLASHKM_CUDA=ON -DCMAKE_BUILD_TYPE=Release in build-gpu (Ninja if found)
 #   test      ctest --output-on-failure (every test; the GPU tests skip without a GPU)
-#   sanitize  compute-sanitizer memcheck, then racecheck (single-set wgmma kernel only: docs/GPU_PERF.md,
-#             'Sanitizers and the mbarrier ring'), on the GPU tests (ctest tests whose
+#   sanitize  compute-sanitizer memcheck, then racecheck, on the GPU tests (ctest tests whose
 #             name matches SANITIZE_TESTS, default 'cuda|gpu|update', with their command line and
 #             environment; else the test_cuda*/test_gpu* executables), FLASHKM_TEST_SMALL=1
 #             FLASHKM_TEST_SANITIZE=1 (tests that read it run a reduced set: test_kmeanspp, test_exact,
@@ -390,14 +389,9 @@ if want sanitize; then
         if (( t < 5 )); then skipped+=("$tool:$name"); continue; fi
         say "sanitize: $tool $name (up to ${t} s)"
         extra=""; [[ $tool == memcheck ]] && extra="--leak-check full"
-        # racecheck does not follow the mbarrier ordering of the ping-pong kernels (it reports a
-        # potential WAR hazard on every ring-slot refill, docs/GPU_PERF.md): under racecheck
-        # the tests run the single-set wgmma kernel, and test_cuda leaves out its ping-pong
-        # comparisons; memcheck (and synccheck, when asked for) run everything
-        tool_env=""; [[ $tool == racecheck ]] && tool_env="FLASHKM_WGMMA_OVERLAP=0 FLASHKM_TEST_NO_MBARRIER=1"
         {
-          echo "==== $tool $name: (cd $wd && env FLASHKM_TEST_SMALL=1 FLASHKM_TEST_SANITIZE=1 $tool_env $envs compute-sanitizer --tool $tool $extra --error-exitcode 99 $cmd)"
-          (cd "$wd" && eval "env FLASHKM_TEST_SMALL=1 FLASHKM_TEST_SANITIZE=1 $tool_env $envs timeout -k 10 $t compute-sanitizer --tool $tool $extra --error-exitcode 99 $cmd")
+          echo "==== $tool $name: (cd $wd && env FLASHKM_TEST_SMALL=1 FLASHKM_TEST_SANITIZE=1 $envs compute-sanitizer --tool $tool $extra --error-exitcode 99 $cmd)"
+          (cd "$wd" && eval "env FLASHKM_TEST_SMALL=1 FLASHKM_TEST_SANITIZE=1 $envs timeout -k 10 $t compute-sanitizer --tool $tool $extra --error-exitcode 99 $cmd")
           rc=$?
           echo "==== exit status $rc"
         } >> "$OUT/sanitize.log" 2>&1

@@ -12,7 +12,8 @@ named-barrier arrival left over; and that a ring shallower than a tile's chunks 
 Persistent mode (FLASHKM_WGMMA_OVERLAP=3, run(..., nrb=R, nxb=1|2)): the block walks R row
 blocks; the producer's step sequence runs on across them (row block j's steps after j-1's, the
 phases counting on), an X loader (warps 9..11, 96 noinc arrivals on x_full[xb]) fills nxb X
-buffers, each after x_empty[xb] (8 arrivals: lane 0 of each consumer warp once its last MMA of
+buffers, each after x_empty[xb] (one arrival per consumer warp in the model, every consumer
+thread in the kernel, once its last MMA of
 the row block retired); consumers wait x_full before a row block's first tile, the turns run
 over all tiles of all row blocks (warpgroup 1 skips only the block's very last hand-over).
 Extra checks: every MMA reads the X tile of its row block, no X buffer refilled while a warp

@@ -216,10 +216,7 @@ static void check_wgmma_overlap(fkm_ctx *ctx)
          * own grid and on three blocks (FLASHKM_PP_MAX_BLOCKS) */
         static const char *const variants[] = {"1", "2", "3", "3"};
         static const char *const max_blocks[] = {NULL, NULL, NULL, "3"};
-        /* FLASHKM_TEST_NO_MBARRIER (gpu-check's racecheck runs): only the overlapped kernel; the
-         * ping-pong kernels order their ring with mbarriers, which racecheck does not follow */
-        const int nvariants = getenv("FLASHKM_TEST_NO_MBARRIER") ? 1 : 4;
-        for (int v = 0; v < nvariants; v++) {
+        for (int v = 0; v < 4; v++) {
             memset(L1, 0xff, lb), memset(C1, 0xff, cb); /* nothing left over from the previous variant */
             if (max_blocks[v]) setenv("FLASHKM_PP_MAX_BLOCKS", max_blocks[v], 1);
             fit_with_overlap(ctx, variants[v], &p, Xs, c.dt, c.batch, c.n, c.d, C1, L1, r1, &re1);

@@ -28,7 +28,7 @@
  * tile's last chunk, its 128 ||c||^2. Per stage two mbarriers:
  *  - full[s] (32 arrivals): each producer lane's cp.async.mbarrier.arrive.noinc, which fires
  *    when that lane's copies into the stage have landed;
- *  - empty[s] (8 arrivals): lane 0 of each consumer warp, once its warpgroup's MMAs on the
+ *  - empty[s] (256 arrivals): every consumer thread, once its warpgroup's MMAs on the
  *    stage have retired (wait_group 0 after the tile's last chunk); a tile's last stage, which
  *    holds its ||c||^2, only after the epilogue has read them.
  * Phases: use u = step / nst of a slot waits full with parity u & 1 (consumers) and empty with
@@ -62,7 +62,7 @@
  *    2, or 1 where two do not fit: f16 D > 128, f32 D > 64) once x_empty[buf] has completed
  *    the buffer's previous use, then arrive on x_full[buf] with cp.async.mbarrier.arrive.noinc
  *    (96 arrivals). Consumers wait x_full before a row block's first tile and arrive on
- *    x_empty (8 arrivals: lane 0 of each consumer warp) after the wait_group that retires the
+ *    x_empty (256 arrivals: every consumer thread) after the wait_group that retires the
  *    row block's last tile, i.e. after their last MMA reading the tile. Phases as in the ring.
  *  - the turns run over the sequence of all tiles of all the block's row blocks: warpgroup 1
  *    gives warpgroup 0 the first turn once, and skips its hand-over only after the block's
@@ -104,7 +104,6 @@
 
 #define PP_BM 256                 /* points per block: 128 per consumer warpgroup */
 #define PP_THREADS (WG_THREADS + 128) /* two consumer warpgroups + the producer warpgroup */
-#define PP_CONSUMER_WARPS (WG_THREADS / 32)
 #define PP_XLOAD_THREADS 96       /* the persistent kernel's X loaders: warps 9..11 */
 #define PP_MAX_STAGES 8           /* at D = 128 (f16): four tiles, two in use and two ahead */
 /* 128 x 56 + 256 x 224 = 384 x 168: the block's registers at launch (__launch_bounds__(384, 1)
@@ -255,7 +254,7 @@ template <bool PERSIST> struct pp_walk {
 
 /* The persistent kernel's X tiles: nxb (1 or 2) buffers of [kchunks][PP_BM][BK], each with
  * x_full (PP_XLOAD_THREADS arrivals: each X loader thread's cp.async.mbarrier.arrive.noinc)
- * and x_empty (8 arrivals: lane 0 of each consumer warp once its warpgroup's last MMA reading
+ * and x_empty (256 arrivals: every consumer thread once its warpgroup's last MMA reading
  * the tile has retired). Phases as in the ring. */
 template <typename T> struct pp_xbufs {
     T *buf;
@@ -339,13 +338,15 @@ static __device__ __forceinline__ void pp_chunk(const pp_ring<T> &r, pp_pos &p, 
     p.next(r.nst);
 }
 
-/* `count` barriers from `first` on in a ring of n, each arrived on once by this warp: lane 0
- * arrives once the warp's lanes are past their reads (the wgmma reads retired by the
- * wait_group before the call; for a tile's last stage, the epilogue's reads of its ||c||^2). */
+/* `count` barriers from `first` on in a ring of n, each arrived on once by every consumer
+ * thread once it is past its reads (the wgmma reads retired by the wait_group before the call;
+ * for a tile's last stage, the epilogue's reads of its ||c||^2). One arrival per warp after a
+ * __syncwarp orders the lanes' reads as well under the PTX memory model, but compute-sanitizer's
+ * racecheck does not follow that (it reported a potential WAR hazard on every ||c||^2 refill);
+ * with every thread arriving it follows the mbarrier and reports none, at the same speed
+ * (H100, bench/results/gpu_check_h100_session7.txt). */
 static __device__ __forceinline__ void pp_release(uint64_t *bars, int n, int first, int count)
 {
-    __syncwarp();
-    if ((threadIdx.x & 31) != 0) return;
     for (int i = 0, s = first; i < count; i++) {
         pp_mbar_arrive(bars + s);
         if (++s == n) s = 0;
@@ -417,11 +418,11 @@ assign_wgmma_pingpong(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t 
     /* the barriers: full[PP_MAX_STAGES], empty[PP_MAX_STAGES], x_full[2], x_empty[2] */
     if (threadIdx.x == 0) {
         for (int s = 0; s < nst; s++)
-            pp_mbar_init(bars + s, 32), pp_mbar_init(bars + PP_MAX_STAGES + s, PP_CONSUMER_WARPS);
+            pp_mbar_init(bars + s, 32), pp_mbar_init(bars + PP_MAX_STAGES + s, WG_THREADS);
         if (PERSIST)
             for (int s = 0; s < nxb; s++)
                 pp_mbar_init(bars + 2 * PP_MAX_STAGES + s, PP_XLOAD_THREADS),
-                    pp_mbar_init(bars + 2 * PP_MAX_STAGES + 2 + s, PP_CONSUMER_WARPS);
+                    pp_mbar_init(bars + 2 * PP_MAX_STAGES + 2 + s, WG_THREADS);
         pp_mbar_init_fence();
     }
     if (!PERSIST && threadIdx.x < WG_THREADS) { /* the consumers load their X tile (and wait for it below) */
