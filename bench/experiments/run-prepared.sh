@@ -91,6 +91,30 @@ for e in $EXPERIMENTS; do
     done
     note "exfilter: exact fits (main, patched, FLASHKM_EXACT_FILTER_SLICES=1) in $log"
     ;;
+  top3)
+    [[ -f bench/experiments/top3-epilogue.patch ]] || { note "SKIP top3 (no patch)"; continue; }
+    step "top3: patch + build" 240 "${SELF[@]}" __prepare top3 top3-epilogue.patch flashkm test_cuda test_exact \
+      test_top3_device flashkm_cli make_blobs > "$log" 2>&1 || continue
+    B=/tmp/fkm-top3/build-gpu
+    step "top3: test_top3_device" 120 "$B/tests/test_top3_device" >> "$log" 2>&1
+    step "top3: test_cuda" 240 "$B/tests/test_cuda" >> "$log" 2>&1
+    step "top3: test_exact (cuda)" 240 env FLASHKM_TEST_BACKEND=cuda "$B/tests/test_exact" >> "$log" 2>&1
+    step "top3: memcheck test_cuda" 150 "${SELF[@]}" __san memcheck "$B" test_cuda >> "$log" 2>&1
+    [[ -f /tmp/exb32.npy ]] || { "$B0/tools/make_blobs" /tmp/exb32.npy 1000000 128 1024 1 > /dev/null &&
+      python3 -c "import numpy as np; np.save('/tmp/exb16.npy', np.load('/tmp/exb32.npy').astype(np.float16))"; }
+    for data in exb16 exb32; do
+      for run in "main:$B0" "patched:$B"; do
+        IFS=: read -r label bdir <<< "$run"
+        echo "== fit $data exact [$label]" >> "$log"
+        timeout 60 "$bdir/tools/flashkm" fit "/tmp/$data.npy" -k 1024 --max-iter 10 --tol 0 --init random --seed 1 \
+          --backend cuda --precision exact --labels "/tmp/t3_${data}_$label.npy" 2>&1 |
+          grep -E "iter +(8|9|10) |re-checked" >> "$log"
+      done
+      cmp -s "/tmp/t3_${data}_main.npy" "/tmp/t3_${data}_patched.npy" && r=identical || r=DIFFER
+      echo "   labels $data patched vs main: $r" >> "$log"
+    done
+    note "top3: exact fits (main, patched) in $log"
+    ;;
   pppersistent)
     [[ -f bench/experiments/wgmma-pp-persistent.patch ]] || { note "SKIP pppersistent (no patch)"; continue; }
     step "pppersistent: patch + build" 240 "${SELF[@]}" __prepare pppersistent wgmma-pp-persistent.patch test_cuda \
