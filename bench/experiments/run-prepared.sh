@@ -4,7 +4,7 @@
 #
 #   bash bench/experiments/run-prepared.sh [OUTDIR]          (OUTDIR: $OUT, else ./prepared-out)
 #
-# EXPERIMENTS picks them (default "exfilter top3"; the pppersistent and pieces cases ran and were
+# EXPERIMENTS picks them (default "top3 exfilter smallk"; the pppersistent and pieces cases ran and were
 # merged on 2026-11-27, kept as examples: they skip without their patch). Each is
 # the tree with bench/experiments/<patch> applied whole (tests and bench included), copied to
 # /tmp/fkm-<name> and built for sm_90a beside a base build of this tree (build-prep, sm_90a),
@@ -50,7 +50,7 @@ esac
 SELF=(bash "$ROOT/bench/experiments/run-prepared.sh")
 OUTDIR="${1:-${OUT:-prepared-out}}"
 mkdir -p "$OUTDIR"
-EXPERIMENTS="${EXPERIMENTS:-exfilter top3}"
+EXPERIMENTS="${EXPERIMENTS:-top3 exfilter smallk}"
 T_END=$(( $(date +%s) + ${PREP_BUDGET:-560} ))
 SUMMARY="$OUTDIR/summary.txt"
 : > "$SUMMARY"
@@ -114,6 +114,28 @@ for e in $EXPERIMENTS; do
       echo "   labels $data patched vs main: $r" >> "$log"
     done
     note "top3: exact fits (main, patched) in $log"
+    ;;
+  smallk)
+    [[ -f bench/experiments/update-smallk-columns.patch ]] || { note "SKIP smallk (no patch)"; continue; }
+    step "smallk: patch + build" 240 "${SELF[@]}" __prepare smallk update-smallk-columns.patch flashkm bench_cuda \
+      test_update test_stream test_cuda > "$log" 2>&1 || continue
+    B=/tmp/fkm-smallk/build-gpu
+    step "smallk: test_update" 150 "$B/tests/test_update" >> "$log" 2>&1
+    step "smallk: test_stream" 150 "$B/tests/test_stream" >> "$log" 2>&1
+    step "smallk: test_stream (sort path)" 150 env FLASHKM_UPDATE_SMALLK=0 "$B/tests/test_stream" >> "$log" 2>&1
+    step "smallk: test_cuda" 240 "$B/tests/test_cuda" >> "$log" 2>&1
+    for tool in memcheck racecheck; do
+      step "smallk: $tool test_update" 150 "${SELF[@]}" __san "$tool" "$B" test_update >> "$log" 2>&1
+    done
+    CFG="1000000:16:128 1000000:32:128 1000000:64:128 75600:16:128:f16:32 1000000:16:128:f32"
+    {
+      echo "== base"; "$B0/bench/bench_cuda" --reps 10 $CFG
+      for v in 0 1; do echo "== smallk FLASHKM_UPDATE_SMALLK=$v"; FLASHKM_UPDATE_SMALLK=$v "$B/bench/bench_cuda" --reps 10 $CFG; done
+    } 2>&1 | grep -E "^(==|N=|GPU)" | sed -E 's/ \| atomic.*//' >> "$log"
+    for lib in "$B0/src/libflashkm.so" "$B/src/libflashkm.so"; do
+      step "smallk: side by side ($lib)" 120 python3 bench/gpu_side_by_side.py --lib "$lib" --isolate --skip flash-kmeans \
+        --configs n1m_k16 --out-csv /tmp/smallk.csv --out-md /tmp/smallk.md >> "$log" 2>&1
+    done
     ;;
   pppersistent)
     [[ -f bench/experiments/wgmma-pp-persistent.patch ]] || { note "SKIP pppersistent (no patch)"; continue; }
