@@ -10,6 +10,7 @@
  * Skips (exit 77) without a GPU. */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 #include "common.h"
+#include "core/internal.h" /* ctx->gpu_assign_path: which kernel a fit ran */
 
 #include <cuda_runtime_api.h>
 #include <math.h>
@@ -139,17 +140,40 @@ static void check_device_pointers(fkm_ctx *ctx, fkm_dtype dt, int64_t n, int64_t
     free(X), free(Xs), free(init), free(C1), free(C2), free(C3), free(L1), free(L2), free(L3);
 }
 
+/* Compute capability 9.0: where the wgmma kernels run (sm_90a code of this build). */
+static int device_is_sm90(void)
+{
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+        return 0;
+    return major == 9 && minor == 0;
+}
+
 /* One fit with FLASHKM_WGMMA_OVERLAP set to `overlap` (NULL: unset); the variable is read when
  * the assignment workspace is made, i.e. per call. */
 static void fit_with_overlap(fkm_ctx *ctx, const char *overlap, const fkm_params *p, const void *Xs, fkm_dtype dt,
                              int64_t batch, int64_t n, int64_t d, float *C, int32_t *L, fkm_result *r,
                              int64_t *rechecked)
 {
+    ctx->gpu_assign_path = NULL;
     if (overlap) setenv("FLASHKM_WGMMA_OVERLAP", overlap, 1);
     else unsetenv("FLASHKM_WGMMA_OVERLAP");
     const fkm_status s = batch == 1 ? fkm_fit(ctx, p, Xs, dt, n, d, d, NULL, C, L, r)
                                     : fkm_fit_batch(ctx, p, Xs, dt, batch, n, d, d, n * d, NULL, C, L, r);
     CHECK(s == FKM_OK, "fit (FLASHKM_WGMMA_OVERLAP=%s): %s", overlap ? overlap : "unset", fkm_last_error(ctx));
+    /* on Hopper the override must have chosen its kernel (every shape of check_wgmma_overlap
+     * has k > 64 and rows that stay resident), else the comparisons below compare a kernel
+     * with itself */
+    if (s == FKM_OK && overlap && device_is_sm90()) {
+        const char *want = strcmp(overlap, "2") == 0   ? "wgmma-pingpong"
+                           : strcmp(overlap, "3") == 0 ? "wgmma-pingpong-persistent"
+                                                       : "wgmma";
+        CHECK(ctx->gpu_assign_path && strcmp(ctx->gpu_assign_path, want) == 0,
+              "FLASHKM_WGMMA_OVERLAP=%s ran the %s kernel, not %s", overlap,
+              ctx->gpu_assign_path ? ctx->gpu_assign_path : "(none)", want);
+    }
     *rechecked = 0;
     fkm_exact_stats(ctx, NULL, rechecked);
 }

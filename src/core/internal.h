@@ -40,6 +40,10 @@ struct fkm_ctx {
     int64_t exact_points, exact_rechecked;
     int64_t exact_pair, exact_filter, exact_host;
     fkm_kpp_counts kpp;        /* reset by each public call too */
+    /* the GPU assignment kernel of the last assignment (fkm_cuda_assign_path_name: "wgmma",
+     * "wgmma-pingpong", ...; NULL before any): lets tests see which kernel a shape or an
+     * environment override really ran */
+    const char *gpu_assign_path;
 };
 
 /* Records a formatted message on ctx (ctx may be NULL) and returns status, so that error

@@ -559,6 +559,7 @@ static fkm_status assign_any(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev
     if (pb->batch > 65535)
         return fkm_fail(ctx, FKM_E_INVALID, "batch = %d: at most 65535 problems per launch", (int)pb->batch);
     const float alpha = pb->metric == FKM_METRIC_L2 ? 2.f : 1.f;
+    if (ctx) ctx->gpu_assign_path = fkm_cuda_assign_path_name(ws->path);
     FKM_CUDA_TRY(ctx, cudaMemsetAsync(changed, 0, (size_t)pb->batch * sizeof *changed, stream));
     fkm_status s = FKM_OK;
     if (ws->path == FKM_ASSIGN_FFMA) {
