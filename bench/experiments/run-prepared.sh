@@ -4,8 +4,8 @@
 #
 #   bash bench/experiments/run-prepared.sh [OUTDIR]          (OUTDIR: $OUT, else ./prepared-out)
 #
-# EXPERIMENTS picks them (default "top3 exfilter smallk reduce hist"; the pppersistent and pieces cases ran and were
-# merged on 2026-11-27, kept as examples: they skip without their patch). Each is
+# EXPERIMENTS picks them (default "top3 exfilter smallk reduce hist"; experiments that ran and
+# were merged leave the script with their patch: git log has their cases). Each is
 # the tree with bench/experiments/<patch> applied whole (tests and bench included), copied to
 # /tmp/fkm-<name> and built for sm_90a beside a base build of this tree (build-prep, sm_90a),
 # then tested under `timeout` (a synchronisation bug is a hang: exit status 124) and measured
@@ -61,65 +61,72 @@ step "base build (this tree, sm_90a)" 240 "${SELF[@]}" __build "$ROOT" "$ROOT/bu
   flashkm_cli make_blobs > "$OUTDIR/base-build.log" 2>&1
 B0="$ROOT/build-prep"
 
+# prepare NAME PATCH TARGETS...: bench/experiments/PATCH applied to a copy of this tree and built
+# (logged to $log); status 1, and a note, when the patch is absent or does not build
+prepare() {
+  local name="$1" patch="$2"; shift 2
+  [[ -f bench/experiments/$patch ]] || { note "SKIP $name (no $patch)"; return 1; }
+  step "$name: patch + build" 240 "${SELF[@]}" __prepare "$name" "$patch" "$@" > "$log" 2>&1
+}
+# exact_fits TAG RUN...: exact-mode fits of make_blobs 1M x 128 (f16 and f32), K = 1024, one per
+# RUN "label:build dir:FLASHKM_EXACT_FILTER_SLICES value" (the first is the reference),
+# iterations 8-10 and the re-check split into $log, each later run's labels cmp'ed with the first's
+exact_fits() {
+  local tag="$1"; shift
+  [[ -f /tmp/exb32.npy ]] || { "$B0/tools/make_blobs" /tmp/exb32.npy 1000000 128 1024 1 > /dev/null &&
+    python3 -c "import numpy as np; np.save('/tmp/exb16.npy', np.load('/tmp/exb32.npy').astype(np.float16))"; }
+  local data run label bdir slices first
+  for data in exb16 exb32; do
+    first=
+    for run in "$@"; do
+      IFS=: read -r label bdir slices <<< "$run"
+      echo "== fit $data exact [$label]" >> "$log"
+      FLASHKM_EXACT_FILTER_SLICES=$slices timeout 60 "$bdir/tools/flashkm" fit "/tmp/$data.npy" -k 1024 --max-iter 10 \
+        --tol 0 --init random --seed 1 --backend cuda --precision exact --labels "/tmp/${tag}_${data}_$label.npy" 2>&1 |
+        grep -E "iter +(8|9|10) |re-checked" >> "$log"
+      if [[ -z $first ]]; then first=$label; continue; fi
+      cmp -s "/tmp/${tag}_${data}_$first.npy" "/tmp/${tag}_${data}_$label.npy" && r=identical || r=DIFFER
+      echo "   labels $data $label vs $first: $r" >> "$log"
+    done
+  done
+  note "$tag: exact fits (${*%%:*}) in $log"
+}
+# bench_runs CONFIGS RUN...: bench_cuda --reps 10 CONFIGS per RUN "label:build dir:environment
+# assignment" (e.g. FLASHKM_UPDATE_SMALLK=0, or empty), the assignment kernel's part of each
+# line left out (these experiments change the update)
+bench_runs() {
+  local cfg="$1" run label bdir envv; shift
+  for run in "$@"; do
+    IFS=: read -r label bdir envv <<< "$run"
+    echo "== $label"
+    env $envv "$bdir/bench/bench_cuda" --reps 10 $cfg
+  done 2>&1 | grep -E "^(==|N=|GPU)" | sed -E 's/ \| atomic.*//; s/assign .*\[[a-z-]+\] \| //' >> "$log"
+  note "bench_cuda update stages (${*%%:*}) in $log"
+}
+
 for e in $EXPERIMENTS; do
   log="$OUTDIR/$e.log"
+  B=/tmp/fkm-$e/build-gpu
   case "$e" in
   exfilter)
-    [[ -f bench/experiments/exact-filter-split.patch ]] || { note "SKIP exfilter (no patch)"; continue; }
-    step "exfilter: patch + build" 240 "${SELF[@]}" __prepare exfilter exact-filter-split.patch flashkm test_exact \
-      flashkm_cli make_blobs > "$log" 2>&1 || continue
-    B=/tmp/fkm-exfilter/build-gpu
+    prepare exfilter exact-filter-split.patch flashkm test_exact flashkm_cli make_blobs || continue
     step "exfilter: test_exact (cuda)" 240 env FLASHKM_TEST_BACKEND=cuda "$B/tests/test_exact" >> "$log" 2>&1
     for tool in memcheck racecheck; do
       step "exfilter: $tool test_exact (cuda)" 150 env FLASHKM_TEST_BACKEND=cuda "${SELF[@]}" __san "$tool" "$B" test_exact \
         >> "$log" 2>&1
     done
-    "$B0/tools/make_blobs" /tmp/exb32.npy 1000000 128 1024 1 > /dev/null &&
-      python3 -c "import numpy as np; np.save('/tmp/exb16.npy', np.load('/tmp/exb32.npy').astype(np.float16))"
-    for data in exb16 exb32; do
-      for run in "main:$B0:" "patched:$B:" "patched-slices1:$B:1"; do
-        IFS=: read -r label bdir slices <<< "$run"
-        echo "== fit $data exact [$label]" >> "$log"
-        FLASHKM_EXACT_FILTER_SLICES=$slices timeout 60 "$bdir/tools/flashkm" fit "/tmp/$data.npy" -k 1024 --max-iter 10 \
-          --tol 0 --init random --seed 1 --backend cuda --precision exact --labels "/tmp/ex_${data}_$label.npy" 2>&1 |
-          grep -E "iter +(8|9|10) |re-checked" >> "$log"
-      done
-      for label in patched patched-slices1; do
-        cmp -s "/tmp/ex_${data}_main.npy" "/tmp/ex_${data}_$label.npy" && r=identical || r=DIFFER
-        echo "   labels $data $label vs main: $r" >> "$log"
-      done
-    done
-    note "exfilter: exact fits (main, patched, FLASHKM_EXACT_FILTER_SLICES=1) in $log"
+    exact_fits exfilter "main:$B0:" "patched:$B:" "patched-slices1:$B:1"
     ;;
   top3)
-    [[ -f bench/experiments/top3-epilogue.patch ]] || { note "SKIP top3 (no patch)"; continue; }
-    step "top3: patch + build" 240 "${SELF[@]}" __prepare top3 top3-epilogue.patch flashkm test_cuda test_exact \
-      test_top3_device flashkm_cli make_blobs > "$log" 2>&1 || continue
-    B=/tmp/fkm-top3/build-gpu
+    prepare top3 top3-epilogue.patch flashkm test_cuda test_exact test_top3_device flashkm_cli make_blobs || continue
     step "top3: test_top3_device" 120 "$B/tests/test_top3_device" >> "$log" 2>&1
     step "top3: test_cuda" 240 "$B/tests/test_cuda" >> "$log" 2>&1
     step "top3: test_exact (cuda)" 240 env FLASHKM_TEST_BACKEND=cuda "$B/tests/test_exact" >> "$log" 2>&1
     step "top3: memcheck test_cuda" 150 "${SELF[@]}" __san memcheck "$B" test_cuda >> "$log" 2>&1
-    [[ -f /tmp/exb32.npy ]] || { "$B0/tools/make_blobs" /tmp/exb32.npy 1000000 128 1024 1 > /dev/null &&
-      python3 -c "import numpy as np; np.save('/tmp/exb16.npy', np.load('/tmp/exb32.npy').astype(np.float16))"; }
-    for data in exb16 exb32; do
-      for run in "main:$B0" "patched:$B"; do
-        IFS=: read -r label bdir <<< "$run"
-        echo "== fit $data exact [$label]" >> "$log"
-        timeout 60 "$bdir/tools/flashkm" fit "/tmp/$data.npy" -k 1024 --max-iter 10 --tol 0 --init random --seed 1 \
-          --backend cuda --precision exact --labels "/tmp/t3_${data}_$label.npy" 2>&1 |
-          grep -E "iter +(8|9|10) |re-checked" >> "$log"
-      done
-      cmp -s "/tmp/t3_${data}_main.npy" "/tmp/t3_${data}_patched.npy" && r=identical || r=DIFFER
-      echo "   labels $data patched vs main: $r" >> "$log"
-    done
-    note "top3: exact fits (main, patched) in $log"
+    exact_fits top3 "main:$B0:" "patched:$B:"
     ;;
   smallk)
-    [[ -f bench/experiments/update-smallk-columns.patch ]] || { note "SKIP smallk (no patch)"; continue; }
-    step "smallk: patch + build" 240 "${SELF[@]}" __prepare smallk update-smallk-columns.patch flashkm bench_cuda \
-      test_update test_stream test_cuda > "$log" 2>&1 || continue
-    B=/tmp/fkm-smallk/build-gpu
+    prepare smallk update-smallk-columns.patch flashkm bench_cuda test_update test_stream test_cuda || continue
     step "smallk: test_update" 150 "$B/tests/test_update" >> "$log" 2>&1
     step "smallk: test_stream" 150 "$B/tests/test_stream" >> "$log" 2>&1
     step "smallk: test_stream (sort path)" 150 env FLASHKM_UPDATE_SMALLK=0 "$B/tests/test_stream" >> "$log" 2>&1
@@ -127,11 +134,8 @@ for e in $EXPERIMENTS; do
     for tool in memcheck racecheck; do
       step "smallk: $tool test_update" 150 "${SELF[@]}" __san "$tool" "$B" test_update >> "$log" 2>&1
     done
-    CFG="1000000:16:128 1000000:32:128 1000000:64:128 75600:16:128:f16:32 1000000:16:128:f32"
-    {
-      echo "== base"; "$B0/bench/bench_cuda" --reps 10 $CFG
-      for v in 0 1; do echo "== smallk FLASHKM_UPDATE_SMALLK=$v"; FLASHKM_UPDATE_SMALLK=$v "$B/bench/bench_cuda" --reps 10 $CFG; done
-    } 2>&1 | grep -E "^(==|N=|GPU)" | sed -E 's/ \| atomic.*//' >> "$log"
+    bench_runs "1000000:16:128 1000000:32:128 1000000:64:128 75600:16:128:f16:32 1000000:16:128:f32" \
+      "base:$B0:" "smallk-off:$B:FLASHKM_UPDATE_SMALLK=0" "smallk-on:$B:FLASHKM_UPDATE_SMALLK=1"
     for lib in "$B0/src/libflashkm.so" "$B/src/libflashkm.so"; do
       step "smallk: side by side ($lib)" 120 python3 bench/gpu_side_by_side.py --lib "$lib" --isolate --skip flash-kmeans \
         --configs n1m_k16 --out-csv /tmp/smallk.csv --out-md /tmp/smallk.md >> "$log" 2>&1
@@ -139,45 +143,14 @@ for e in $EXPERIMENTS; do
     ;;
   reduce|hist)
     # update-kernel patches: test_update on the GPU, its sanitizers, bench_cuda against the base
-    patch=$([[ $e == reduce ]] && echo reduce-diet.patch || echo hist-tile-major.patch)
-    [[ -f bench/experiments/$patch ]] || { note "SKIP $e (no patch)"; continue; }
-    step "$e: patch + build" 240 "${SELF[@]}" __prepare "$e" "$patch" bench_cuda test_update > "$log" 2>&1 || continue
-    B=/tmp/fkm-$e/build-gpu
+    prepare "$e" "$([[ $e == reduce ]] && echo reduce-diet.patch || echo hist-tile-major.patch)" bench_cuda test_update ||
+      continue
     step "$e: test_update" 150 "$B/tests/test_update" >> "$log" 2>&1
     for tool in memcheck racecheck; do
       step "$e: $tool test_update" 200 "${SELF[@]}" __san "$tool" "$B" test_update >> "$log" 2>&1
     done
-    CFG="1000000:1024:128 8000000:1024:128 75600:1000:128:f16:32 1000000:4096:128 1000000:65536:128 1000000:1024:1024"
-    {
-      echo "== base"; "$B0/bench/bench_cuda" --reps 10 $CFG
-      echo "== $e"; "$B/bench/bench_cuda" --reps 10 $CFG
-    } 2>&1 | grep -E "^(==|N=|GPU)" | sed -E 's/ \| atomic.*//; s/assign .*\[[a-z-]+\] \| //' >> "$log"
-    note "$e: bench_cuda update stages (base, patched) in $log"
-    ;;
-  pppersistent)
-    [[ -f bench/experiments/wgmma-pp-persistent.patch ]] || { note "SKIP pppersistent (no patch)"; continue; }
-    step "pppersistent: patch + build" 240 "${SELF[@]}" __prepare pppersistent wgmma-pp-persistent.patch test_cuda \
-      bench_cuda flashkm_cli make_blobs > "$log" 2>&1 || continue
-    B=/tmp/fkm-pppersistent/build-gpu
-    step "pppersistent: test_cuda (small)" 240 env FLASHKM_TEST_SMALL=1 "$B/tests/test_cuda" >> "$log" 2>&1 || continue
-    step "pppersistent: test_cuda" 240 "$B/tests/test_cuda" >> "$log" 2>&1 || continue
-    step "pppersistent: synccheck test_cuda" 150 "${SELF[@]}" __san synccheck "$B" test_cuda >> "$log" 2>&1
-    step "pppersistent: memcheck test_cuda" 150 "${SELF[@]}" __san memcheck "$B" test_cuda >> "$log" 2>&1
-    step "pppersistent: A/B of the kernels and fits" 200 env BUILD_DIR="$B" AB_VARIANTS="0 2 3" AB_REPS=5 \
-      AB_CONFIGS="${PP_AB_CONFIGS:-1000000:1024:128 1000000:4096:128 75600:1000:128:f16:32 1000000:1024:128:f32 1000000:1024:64 1000000:1024:256}" \
-      bash /tmp/fkm-pppersistent/bench/ab_wgmma_overlap.sh "$OUTDIR/pppersistent-ab" >> "$log" 2>&1
-    ;;
-  pieces)
-    [[ -f bench/experiments/update-batched-pieces.patch ]] || { note "SKIP pieces (no patch)"; continue; }
-    step "pieces: patch + build" 240 "${SELF[@]}" __prepare pieces update-batched-pieces.patch flashkm test_update \
-      test_stream > "$log" 2>&1 || continue
-    B=/tmp/fkm-pieces/build-gpu
-    step "pieces: test_update" 120 "$B/tests/test_update" >> "$log" 2>&1
-    step "pieces: test_stream" 150 "$B/tests/test_stream" >> "$log" 2>&1
-    for lib in "$B0/src/libflashkm.so" "$B/src/libflashkm.so"; do
-      step "pieces: side by side ($lib)" 120 python3 bench/gpu_side_by_side.py --lib "$lib" --isolate --skip flash-kmeans \
-        --configs n8m_k1024 n1m_k1024_d1024 n1m_k1024 --out-csv /tmp/pieces.csv --out-md /tmp/pieces.md >> "$log" 2>&1
-    done
+    bench_runs "1000000:1024:128 8000000:1024:128 75600:1000:128:f16:32 1000000:4096:128 1000000:65536:128 1000000:1024:1024" \
+      "base:$B0:" "$e:$B:"
     ;;
   *) note "unknown experiment $e" ;;
   esac
