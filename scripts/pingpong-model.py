@@ -56,29 +56,20 @@ def run(ntiles, kchunks, nst, seed, nrb=1, nxb=0):
     xholders = [set() for _ in range(max(nxb, 1))]
     written = [0] * nrb
 
-    def producer():
-        for s in range(steps):
-            slot, phase = s % nst, (s // nst) & 1
-            while not empty[slot].ready(phase ^ 1): yield 'wait'
-            assert not holders[slot], f"producer refills slot {slot} held by {holders[slot]}"
-            for lane in range(32):
-                inflight.append(('c', slot, s, lane))
-            for lane in range(32):
-                pending_arrive.append(('c', slot, s, lane))
+    def loader(kind, count, nbuf, empties, held, lanes, what):
+        """The producer warp (kind 'c': the ring's steps) or the X loader (kind 'x': row blocks):
+        item i goes to buffer i % nbuf once that buffer's empty barrier has passed its previous
+        use, as `lanes` copies, each with its noinc arrival on the full barrier."""
+        for i in range(count):
+            buf, phase = i % nbuf, (i // nbuf) & 1
+            while not empties[buf].ready(phase ^ 1): yield 'wait'
+            assert not held[buf], f"{what} {buf} refilled while held by {held[buf]}"
+            for lane in range(lanes):
+                inflight.append((kind, buf, i, lane))
+            for lane in range(lanes):
+                pending_arrive.append((kind, buf, i, lane))
             yield 'run'
-        while any(k == 'c' for (k, _, _, _) in inflight + pending_arrive): yield 'wait'
-
-    def xloader():
-        for j in range(nrb):
-            xb, phase = j % nxb, (j // nxb) & 1
-            while not x_empty[xb].ready(phase ^ 1): yield 'wait'
-            assert not xholders[xb], f"X buffer {xb} refilled while held by {xholders[xb]}"
-            for lane in range(96):
-                inflight.append(('x', xb, j, lane))
-            for lane in range(96):
-                pending_arrive.append(('x', xb, j, lane))
-            yield 'run'
-        while any(k == 'x' for (k, _, _, _) in inflight + pending_arrive): yield 'wait'
+        while any(k == kind for (k, _, _, _) in inflight + pending_arrive): yield 'wait'
 
     def consumer(w):
         wg = w // 4
@@ -121,8 +112,8 @@ def run(ntiles, kchunks, nst, seed, nrb=1, nxb=0):
             written[j] += 1  # wg_finish: this warp's rows of row block j
             yield 'run'
 
-    gens = {'p': producer()}
-    if persist: gens['x'] = xloader()
+    gens = {'p': loader('c', steps, nst, empty, holders, 32, 'ring slot')}
+    if persist: gens['x'] = loader('x', nrb, nxb, x_empty, xholders, 96, 'X buffer')
     for w in range(8): gens[w] = consumer(w)
     idle = 0
     while gens:
