@@ -229,6 +229,19 @@ static void check_padded_f16(fkm_ctx *ctx)
     free(Xd), free(pr.X), free(pr.init);
 }
 
+/* Initial centroids of B problems of n rows each (Xd: B x n x d): k rows picked from each
+ * problem, problem b with seed + b. */
+static float *batch_init(const double *Xd, int64_t B, int64_t n, int64_t d, int64_t k, uint64_t seed)
+{
+    float *init = malloc((size_t)(B * k * d) * sizeof(float));
+    for (int64_t b = 0; b < B; b++) {
+        float *c = tc_pick_rows(Xd + b * n * d, n, d, k, seed + (uint64_t)b);
+        memcpy(init + b * k * d, c, (size_t)(k * d) * sizeof(float));
+        free(c);
+    }
+    return init;
+}
+
 /* Batches: problems longer than a piece (row pieces, accumulated), and short problems grouped
  * several to a piece (17 of 60000 rows; the last piece holds 15). */
 static void check_batches(fkm_ctx *ctx)
@@ -239,12 +252,7 @@ static void check_batches(fkm_ctx *ctx)
         double *Xd = tc_blobs(31 + (uint64_t)i, B * n, d, 10, 5.0, 0.0);
         problem pr = {tc_store(Xd, B * n, d, d, FKM_F32), FKM_F32, B, n, d, d, weights(B * n, 4), NULL, k,
                       FKM_METRIC_L2, 6};
-        pr.init = malloc((size_t)(B * k * d) * sizeof(float));
-        for (int64_t b = 0; b < B; b++) {
-            float *c = tc_pick_rows(Xd + b * n * d, n, d, k, 40 + (uint64_t)b);
-            memcpy(pr.init + b * k * d, c, (size_t)(k * d) * sizeof(float));
-            free(c);
-        }
+        pr.init = batch_init(Xd, B, n, d, k, 40);
         const double extras[] = {1.5, 0.0};
         check_budgets(ctx, &pr, extras, 2, i == 0 ? "batch 3 x 1.85M (row pieces)" : "batch 100 x 60000 (groups)");
         free(Xd), free(pr.X), free(pr.w), free(pr.init);
@@ -262,12 +270,7 @@ static void check_whole_pieces(fkm_ctx *ctx)
         double *Xd = tc_blobs(61 + (uint64_t)i, B * n, d, 24, 5.0, 0.0);
         problem pr = {tc_store(Xd, B * n, d, d, FKM_F32), FKM_F32, B, n, d, d, weights(B * n, 8), NULL, k,
                       FKM_METRIC_L2, 4};
-        pr.init = malloc((size_t)(B * k * d) * sizeof(float));
-        for (int64_t b = 0; b < B; b++) {
-            float *c = tc_pick_rows(Xd + b * n * d, n, d, k, 70 + (uint64_t)b);
-            memcpy(pr.init + b * k * d, c, (size_t)(k * d) * sizeof(float));
-            free(c);
-        }
+        pr.init = batch_init(Xd, B, n, d, k, 70);
         const double extras[] = {0.0};
         check_budgets(ctx, &pr, extras, 1, i == 0 ? "f32 3 whole pieces, k = 5000" : "batch 2 x 2M (whole row pieces)");
         free(Xd), free(pr.X), free(pr.w), free(pr.init);

@@ -652,17 +652,7 @@ static void run_sort_case(fkm_ctx *ctx, int batch, int64_t n, int64_t k, int bad
     CU(cudaMalloc((void **)&dl, labels.size() * 4));
     CU(cudaMemcpy(dl, labels.data(), labels.size() * 4, cudaMemcpyHostToDevice));
     CU(cudaMalloc((void **)&weight, (size_t)(batch * 3 * k) * 8)); /* parts: at most 3 per problem */
-    fkm_dev_problem pb;
-    memset(&pb, 0, sizeof pb);
-    pb.X = X;
-    pb.dtype = FKM_F32;
-    pb.n = n;
-    pb.d = d;
-    pb.ld = d;
-    pb.batch_stride = n * d;
-    pb.batch = batch;
-    pb.k = k;
-    pb.metric = FKM_METRIC_L2;
+    fkm_dev_problem pb = {X, FKM_F32, n, d, d, n * d, (int32_t)batch, NULL, k, FKM_METRIC_L2};
     const char *stages[4] = {NULL, "0", "1024", "32768"};
     for (int si = 0; si < 4; si++) {
         if (stages[si]) setenv("FLASHKM_SCATTER_STAGE", stages[si], 1);
