@@ -290,7 +290,8 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
             }
             if (TOP3) {
                 /* the tile's scores of row (mi, h) sit at acc[mi][ni][2h + e], column
-                 * col0 + 8 ni + e: fkm_top3_tile's layout */
+                 * col0 + 8 ni + e: fkm_top3_tile's layout (its knockout network: 56 min/max
+                 * per row of 16 scores, was 80) */
 #pragma unroll
                 for (int mi = 0; mi < MMA_WM; mi++)
 #pragma unroll

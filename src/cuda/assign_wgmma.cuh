@@ -261,7 +261,14 @@ static __device__ __forceinline__ void wg_epilogue(float (&acc)[64], const CN &c
     }
     if (TOP3) {
         /* row h's scores at acc[4 ni + 2h + e], column col0 + 8 ni + e: the layout of
-         * fkm_top3_tile, as in assign.cu */
+         * fkm_top3_tile, as in assign.cu. Per row and tile: the tile's own three smallest by a
+         * knockout network, merged into the running three (106 min/max for the 32 scores,
+         * was 160 inserting each), then, only where the tile brings a new best or second, one
+         * compare and select per score for each index wanted (the lowest column holding the
+         * value: ties to the lowest index). Bit for bit the old sequential insertion: the
+         * argument is at fkm_top3_tile (src/core/top3.h), tests/test_top3_sim.c and
+         * tests/cuda/test_top3_device.cu check it. The state lives per lane (a quarter of the
+         * row's columns) until wg_finish merges the quad once. */
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             fkm_top3 t = {r.bs[h], r.b2[h], r.b3[h], r.bi[h], r.i2[h]};
