@@ -4,9 +4,9 @@
  * the exact f32 path required to agree wherever the f32 bound decides; device pointers used in
  * place giving bitwise the host-pointer results; batched fits equal to single fits; repeated
  * fits bitwise equal. Shapes cover k = 1, k = n, d not a multiple of 8 or 16, n not a multiple
- * of any tile, and the split-D kernel (d > 256); the overlapped wgmma kernel
- * (FLASHKM_WGMMA_OVERLAP=1), the ping-pong one (=2) and its persistent variant (=3) bitwise
- * equal to the single-set one (=0).
+ * of any tile, and the split-D kernel (d > 256); the ping-pong wgmma kernel
+ * (FLASHKM_WGMMA_OVERLAP=2) and its persistent variant (=3) bitwise equal to the single-set one
+ * (=0).
  * Skips (exit 77) without a GPU. */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 #include "common.h"
@@ -154,9 +154,8 @@ static void fit_with_overlap(fkm_ctx *ctx, const char *overlap, const fkm_params
     fkm_exact_stats(ctx, NULL, rechecked);
 }
 
-/* The overlapped wgmma kernel (=1: two accumulator sets), the ping-pong one (=2: two
- * consumer warpgroups taking turns, a producer warp, 256-point blocks) and its persistent
- * variant (=3: blocks walking row blocks) give the single-set kernel's bits (sm_90 only;
+/* The ping-pong wgmma kernel (=2: two consumer warpgroups taking turns, a producer warp,
+ * 256-point blocks) and its persistent variant (=3: blocks walking row blocks) give the single-set kernel's bits (sm_90 only;
  * elsewhere all runs take the same kernel): labels, centroids, iteration counts, and in exact
  * mode (their top-3 instantiations) the same points re-checked. Shapes: one, an even and an
  * odd number of 128-centroid tiles, n not a multiple of 128 or 256, d from one to four D
@@ -212,11 +211,11 @@ static void check_wgmma_overlap(fkm_ctx *ctx)
         fkm_result r0[3], r1[3];
         int64_t re0 = 0, re1 = 0;
         fit_with_overlap(ctx, "0", &p, Xs, c.dt, c.batch, c.n, c.d, C0, L0, r0, &re0);
-        /* =1: the overlapped kernel; =2: the ping-pong kernel; =3: the persistent one, on its
-         * own grid and on three blocks (FLASHKM_PP_MAX_BLOCKS) */
-        static const char *const variants[] = {"1", "2", "3", "3"};
-        static const char *const max_blocks[] = {NULL, NULL, NULL, "3"};
-        for (int v = 0; v < 4; v++) {
+        /* =2: the ping-pong kernel; =3: the persistent one, on its own grid and on three
+         * blocks (FLASHKM_PP_MAX_BLOCKS) */
+        static const char *const variants[] = {"2", "3", "3"};
+        static const char *const max_blocks[] = {NULL, NULL, "3"};
+        for (int v = 0; v < 3; v++) {
             memset(L1, 0xff, lb), memset(C1, 0xff, cb); /* nothing left over from the previous variant */
             if (max_blocks[v]) setenv("FLASHKM_PP_MAX_BLOCKS", max_blocks[v], 1);
             fit_with_overlap(ctx, variants[v], &p, Xs, c.dt, c.batch, c.n, c.d, C1, L1, r1, &re1);

@@ -4,7 +4,8 @@
 #
 #   bash bench/experiments/run-prepared.sh [OUTDIR]          (OUTDIR: $OUT, else ./prepared-out)
 #
-# EXPERIMENTS picks them (default "pppersistent pieces"). Each is
+# EXPERIMENTS picks them (default "exfilter top3"; the pppersistent and pieces cases ran and were
+# merged on 2026-11-27, kept as examples: they skip without their patch). Each is
 # the tree with bench/experiments/<patch> applied whole (tests and bench included), copied to
 # /tmp/fkm-<name> and built for sm_90a beside a base build of this tree (build-prep, sm_90a),
 # then tested under `timeout` (a synchronisation bug is a hang: exit status 124) and measured
@@ -49,7 +50,7 @@ esac
 SELF=(bash "$ROOT/bench/experiments/run-prepared.sh")
 OUTDIR="${1:-${OUT:-prepared-out}}"
 mkdir -p "$OUTDIR"
-EXPERIMENTS="${EXPERIMENTS:-pppersistent pieces}"
+EXPERIMENTS="${EXPERIMENTS:-exfilter top3}"
 T_END=$(( $(date +%s) + ${PREP_BUDGET:-560} ))
 SUMMARY="$OUTDIR/summary.txt"
 : > "$SUMMARY"
@@ -63,6 +64,33 @@ B0="$ROOT/build-prep"
 for e in $EXPERIMENTS; do
   log="$OUTDIR/$e.log"
   case "$e" in
+  exfilter)
+    [[ -f bench/experiments/exact-filter-split.patch ]] || { note "SKIP exfilter (no patch)"; continue; }
+    step "exfilter: patch + build" 240 "${SELF[@]}" __prepare exfilter exact-filter-split.patch flashkm test_exact \
+      flashkm_cli make_blobs > "$log" 2>&1 || continue
+    B=/tmp/fkm-exfilter/build-gpu
+    step "exfilter: test_exact (cuda)" 240 env FLASHKM_TEST_BACKEND=cuda "$B/tests/test_exact" >> "$log" 2>&1
+    for tool in memcheck racecheck; do
+      step "exfilter: $tool test_exact (cuda)" 150 env FLASHKM_TEST_BACKEND=cuda "${SELF[@]}" __san "$tool" "$B" test_exact \
+        >> "$log" 2>&1
+    done
+    "$B0/tools/make_blobs" /tmp/exb32.npy 1000000 128 1024 1 > /dev/null &&
+      python3 -c "import numpy as np; np.save('/tmp/exb16.npy', np.load('/tmp/exb32.npy').astype(np.float16))"
+    for data in exb16 exb32; do
+      for run in "main:$B0:" "patched:$B:" "patched-slices1:$B:1"; do
+        IFS=: read -r label bdir slices <<< "$run"
+        echo "== fit $data exact [$label]" >> "$log"
+        FLASHKM_EXACT_FILTER_SLICES=$slices timeout 60 "$bdir/tools/flashkm" fit "/tmp/$data.npy" -k 1024 --max-iter 10 \
+          --tol 0 --init random --seed 1 --backend cuda --precision exact --labels "/tmp/ex_${data}_$label.npy" 2>&1 |
+          grep -E "iter +(8|9|10) |re-checked" >> "$log"
+      done
+      for label in patched patched-slices1; do
+        cmp -s "/tmp/ex_${data}_main.npy" "/tmp/ex_${data}_$label.npy" && r=identical || r=DIFFER
+        echo "   labels $data $label vs main: $r" >> "$log"
+      done
+    done
+    note "exfilter: exact fits (main, patched, FLASHKM_EXACT_FILTER_SLICES=1) in $log"
+    ;;
   pppersistent)
     [[ -f bench/experiments/wgmma-pp-persistent.patch ]] || { note "SKIP pppersistent (no patch)"; continue; }
     step "pppersistent: patch + build" 240 "${SELF[@]}" __prepare pppersistent wgmma-pp-persistent.patch test_cuda \

@@ -43,7 +43,7 @@ static int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 /* The paths on warpgroup MMA: 128-centroid tiles (kpad), one operand copy of the centroids. */
 static int path_is_wgmma(fkm_assign_path p)
 {
-    return p == FKM_ASSIGN_WGMMA || p == FKM_ASSIGN_WGMMA_OVERLAP || p == FKM_ASSIGN_WGMMA_PINGPONG ||
+    return p == FKM_ASSIGN_WGMMA || p == FKM_ASSIGN_WGMMA_PINGPONG ||
            p == FKM_ASSIGN_WGMMA_PINGPONG_PERSISTENT;
 }
 
@@ -69,7 +69,7 @@ fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision pr
     if (pb->k > 64 && device_has_wgmma()) {
         const char *force = getenv("FLASHKM_ASSIGN");
         if (!force || strcmp(force, "mma") != 0) {
-            /* the overlapped and ping-pong kernels keep X resident: rows up to
+            /* the ping-pong kernels keep X resident: rows up to
              * FKM_WGMMA_MAX_ROW_BYTES. Which kernel by default follows the MMA width w = d (2d for
              * TF32, whose rate is half f16's): the ping-pong kernel where a centroid tile's MMAs
              * hide the other warpgroup's argmin epilogue and a block has enough tiles to pay for
@@ -84,15 +84,16 @@ fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision pr
              * B=32 1.787 / 1.809 / 1.596; f16 D=192 K=1024 0.935 / 0.858 / 0.982; D=256 1.426 /
              * 1.162 / 1.362; f16 D=64 B=32 1.126 / 1.368 / 1.121; TF32 D=64 K=1024 0.721 / 0.753
              * / 0.715; K=4096 2.329 / 2.304 / 2.334; TF32 D=128 K=1024 1.459 / 1.166 / 1.326.
-             * FLASHKM_WGMMA_OVERLAP=0 / 1 / 2 / 3 force the single-set / overlapped / ping-pong /
-             * persistent ping-pong kernel, for A/B runs (same labels, bit for bit). */
+             * FLASHKM_WGMMA_OVERLAP=0 / 2 / 3 force the single-set / ping-pong / persistent
+             * ping-pong kernel, for A/B runs (same labels, bit for bit); any other value (1 was
+             * a kernel with two accumulator sets per warpgroup, removed once the ping-pong one
+             * measured faster wherever it had been the default) the single-set one. */
             const char *overlap = getenv("FLASHKM_WGMMA_OVERLAP");
             const int resident = round_up(pb->d, MMA_BK_OF(es)) * es <= FKM_WGMMA_MAX_ROW_BYTES;
             if (!resident) return FKM_ASSIGN_WGMMA;
             if (overlap && *overlap)
                 return strcmp(overlap, "3") == 0   ? FKM_ASSIGN_WGMMA_PINGPONG_PERSISTENT
                        : strcmp(overlap, "2") == 0 ? FKM_ASSIGN_WGMMA_PINGPONG
-                       : strcmp(overlap, "0") != 0 ? FKM_ASSIGN_WGMMA_OVERLAP
                                                    : FKM_ASSIGN_WGMMA;
             const int64_t mma_width = pb->dtype == FKM_F32 ? 2 * pb->d : pb->d;
             if (mma_width >= 192 || (mma_width >= 128 && pb->k >= FKM_PINGPONG_MIN_K)) return FKM_ASSIGN_WGMMA_PINGPONG;
@@ -110,7 +111,6 @@ const char *fkm_cuda_assign_path_name(fkm_assign_path path)
     case FKM_ASSIGN_MMA_SPLITD: return "mma-split-d";
     case FKM_ASSIGN_FFMA: return "ffma";
     case FKM_ASSIGN_WGMMA: return "wgmma";
-    case FKM_ASSIGN_WGMMA_OVERLAP: return "wgmma-overlap";
     case FKM_ASSIGN_WGMMA_PINGPONG: return "wgmma-pingpong";
     case FKM_ASSIGN_WGMMA_PINGPONG_PERSISTENT: return "wgmma-pingpong-persistent";
     }
@@ -574,9 +574,6 @@ static fkm_status assign_any(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev
         else if (pb->dtype == FKM_F32) s = prepare<float>(ctx, ws, pb, centroids, 1, stream);
         else s = prepare<__nv_bfloat16>(ctx, ws, pb, centroids, 0, stream);
         if (s != FKM_OK) return s;
-        if (ws->path == FKM_ASSIGN_WGMMA_OVERLAP)
-            return fkm_cuda_assign_wgmma_overlap(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha, labels, changed,
-                                                 best, top3, stream);
         if (ws->path == FKM_ASSIGN_WGMMA_PINGPONG)
             return fkm_cuda_assign_wgmma_pingpong(ctx, pb, ws->cq, ws->cn, ws->kpad, ws->dpad, alpha, labels, changed,
                                                   best, top3, stream);

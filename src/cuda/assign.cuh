@@ -22,24 +22,19 @@ typedef enum fkm_assign_path {
     FKM_ASSIGN_FFMA,          /* f32 on CUDA cores */
     FKM_ASSIGN_WGMMA,         /* tensor cores through warpgroup MMA (sm_90a, K > 64); X tile
                                  resident for D <= 256, streamed along D above */
-    FKM_ASSIGN_WGMMA_OVERLAP, /* the same with two accumulator sets per warpgroup, a tile's
-                                 epilogue under the next tile's MMAs (resident X only; the
-                                 default for f32/TF32 input, where it measured faster) */
     FKM_ASSIGN_WGMMA_PINGPONG, /* two consumer warpgroups taking turns (one's epilogue under the
                                  other's MMAs) fed by a producer warp through mbarriers
                                  (resident X only; the default where it measured faster, assign.cu) */
     FKM_ASSIGN_WGMMA_PINGPONG_PERSISTENT /* the same on a persistent grid: one block per SM
                                  walks row blocks, the ring runs on across them, the next X tile
-                                 loads ahead (FLASHKM_WGMMA_OVERLAP=3 only; not yet measured) */
+                                 loads ahead (the default for MMA width 128 with k < 4096, assign.cu) */
 } fkm_assign_path;
 
 /* The path a problem would take on the current device (the tensor-core paths need 16-byte
  * aligned rows: the backend makes a padded copy otherwise). FLASHKM_ASSIGN=mma in the
  * environment keeps the mma.sync kernel where wgmma would be chosen (for comparisons);
- * the overlapped wgmma kernel (assign_wgmma_overlap.cu) runs for f32 input where the resident-X
- * wgmma kernel would (same results, bit for bit); FLASHKM_WGMMA_OVERLAP=1 / =0 force it on / off
- * for every dtype (A/B timing), =2 takes the ping-pong kernel (assign_wgmma_pingpong.cu) instead
- * of the overlapped one, =3 its persistent variant. */
+ * FLASHKM_WGMMA_OVERLAP=0 / 2 / 3 force the single-set, ping-pong or persistent ping-pong wgmma
+ * kernel where X stays resident (A/B timing; same results, bit for bit). */
 fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision precision);
 const char *fkm_cuda_assign_path_name(fkm_assign_path path);
 

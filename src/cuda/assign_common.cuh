@@ -66,15 +66,6 @@ fkm_status fkm_cuda_assign_wgmma(fkm_ctx *ctx, const fkm_dev_problem *pb, const 
                                  int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
                                  unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
                                  cudaStream_t stream);
-/* assign_wgmma_overlap.cu (sm_90a): the same contract for X rows of at most
- * FKM_WGMMA_MAX_ROW_BYTES, with two accumulator sets per warpgroup so that a tile's argmin
- * epilogue runs under the next tile's MMAs (one block per SM). fkm_cuda_assign_path picks it
- * for f32 input (FKM_ASSIGN_WGMMA_OVERLAP; FLASHKM_WGMMA_OVERLAP=1/0 forces it on/off); same
- * results, bit for bit. */
-fkm_status fkm_cuda_assign_wgmma_overlap(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn,
-                                         int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
-                                         unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
-                                         cudaStream_t stream);
 /* assign_wgmma_pingpong.cu (sm_90a): the same contract for X rows of at most
  * FKM_WGMMA_MAX_ROW_BYTES, on the FlashAttention-3 ping-pong schedule: two consumer warpgroups
  * of 128 points each take turns issuing their wgmma, one's argmin epilogue under the other's

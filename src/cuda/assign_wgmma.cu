@@ -8,10 +8,10 @@
  * tiles use the 128-byte swizzle the wgmma descriptors describe (16-byte chunk c of row r at
  * c ^ (r & 7)), which is also the layout assign.cu's ldmatrix path reads. Each warpgroup
  * computes 64 points x 128 centroids per tile (64 f32 accumulators per thread), then the
- * lazy argmin epilogue of assign.cu (assign_wgmma.cuh, shared with assign_wgmma_overlap.cu).
+ * lazy argmin epilogue of assign.cu (assign_wgmma.cuh, shared with assign_wgmma_pingpong.cu).
  *
  * Loop shape (what keeps ptxas from injecting a wait, C7517; the same rules as
- * assign_wgmma_overlap.cu): a tile loop around a D-chunk loop, the tile's first chunk (the one
+ * assign_wgmma_pingpong.cu): a tile loop around a D-chunk loop, the tile's first chunk (the one
  * that starts the sum, accumulate flag 0 on its first k-step) issued before the chunk loop.
  * At the chunk loop's header the accumulators are in flight on both incoming edges; at the
  * tile loop's header they are retired on both (undefined on entry, the epilogue's scores on

@@ -1,10 +1,9 @@
-/* assign_wgmma.cuh — the pieces the three Hopper FlashAssign kernels share (assign_wgmma.cu:
- * one accumulator set per warpgroup, two blocks per SM; assign_wgmma_overlap.cu: two sets, the
- * argmin epilogue of one tile overlapped with the next tile's MMAs; assign_wgmma_pingpong.cu:
- * two consumer warpgroups taking turns, one's epilogue under the other's MMAs, fed by a
- * producer warp through mbarriers): tile geometry, the wgmma
+/* assign_wgmma.cuh — the pieces the Hopper FlashAssign kernels share (assign_wgmma.cu:
+ * one accumulator set per warpgroup, two blocks per SM; assign_wgmma_pingpong.cu: two consumer
+ * warpgroups taking turns, one's epilogue under the other's MMAs, fed by a producer warp
+ * through mbarriers, and its persistent variant): tile geometry, the wgmma
  * descriptors and instruction wrappers, the cp.async stage loaders and the per-tile argmin
- * epilogue with the final merge and store. One copy of each, so that all three kernels give
+ * epilogue with the final merge and store. One copy of each, so that all the kernels give
  * the same bits by construction: same MMA order along D, same fmaf(-alpha, x.c, ||c||^2), same tie
  * rules. */
 #ifndef FKM_CUDA_ASSIGN_WGMMA_CUH
@@ -330,8 +329,7 @@ static __device__ __forceinline__ void wg_finish(wg_rows &r, int64_t b, int64_t 
 
 /* ---------------------------------------------------------------- host: one dispatch */
 
-/* The entry points of the wgmma kernels (assign_wgmma.cu, assign_wgmma_overlap.cu,
- * assign_wgmma_pingpong.cu) pick the instantiation the same way: the problem's dtype (f16,
+/* The entry points of the wgmma kernels (assign_wgmma.cu, assign_wgmma_pingpong.cu) pick the instantiation the same way: the problem's dtype (f16,
  * f32 as TF32, else bf16) and the fast or top-3 epilogue (top3 != NULL). L::run<T, TOP3> is
  * the file's launcher. */
 template <class L>

@@ -48,10 +48,10 @@
  * waits for the other's MMAs on the previous one.
  *
  * The persistent variant (PERSIST = true, FLASHKM_WGMMA_OVERLAP=3, path
- * wgmma-pingpong-persistent; compiled, not yet run on a GPU): the same kernel body around a
- * loop over row blocks. Grid: min(row blocks of all problems, SMs) blocks (FLASHKM_PP_MAX_BLOCKS
- * caps it, for tests); block i walks row blocks j = i, i + grid, ... in the single-launch
- * grid's order (j = problem * row blocks per problem + row block). What it hides: the next row
+ * wgmma-pingpong-persistent; a default since its H100 run, assign.cu): the same kernel body
+ * around a loop over row blocks. Grid: min(row blocks of all problems, SMs) blocks
+ * (FLASHKM_PP_MAX_BLOCKS caps it, for tests); block i walks row blocks j = i, i + grid, ...
+ * in the single-launch grid's order (j = problem * row blocks per problem + row block). What it hides: the next row
  * block's first ring stages load while the consumers finish the current one (the producer's
  * step sequence simply runs on: row block j's (tile, chunk) steps after j - 1's, the phases
  * counting on), and where two X tiles fit beside a ring of at least two tiles (rows up to 256
