@@ -4,7 +4,7 @@
 #
 #   bash bench/experiments/run-prepared.sh [OUTDIR]          (OUTDIR: $OUT, else ./prepared-out)
 #
-# EXPERIMENTS picks them (default "exfilter top3"; the pppersistent and pieces cases ran and were
+# EXPERIMENTS picks them (default "top3 exfilter smallk reduce hist"; the pppersistent and pieces cases ran and were
 # merged on 2026-11-27, kept as examples: they skip without their patch). Each is
 # the tree with bench/experiments/<patch> applied whole (tests and bench included), copied to
 # /tmp/fkm-<name> and built for sm_90a beside a base build of this tree (build-prep, sm_90a),
@@ -50,7 +50,7 @@ esac
 SELF=(bash "$ROOT/bench/experiments/run-prepared.sh")
 OUTDIR="${1:-${OUT:-prepared-out}}"
 mkdir -p "$OUTDIR"
-EXPERIMENTS="${EXPERIMENTS:-exfilter top3}"
+EXPERIMENTS="${EXPERIMENTS:-top3 exfilter smallk reduce hist}"
 T_END=$(( $(date +%s) + ${PREP_BUDGET:-560} ))
 SUMMARY="$OUTDIR/summary.txt"
 : > "$SUMMARY"
@@ -90,6 +90,69 @@ for e in $EXPERIMENTS; do
       done
     done
     note "exfilter: exact fits (main, patched, FLASHKM_EXACT_FILTER_SLICES=1) in $log"
+    ;;
+  top3)
+    [[ -f bench/experiments/top3-epilogue.patch ]] || { note "SKIP top3 (no patch)"; continue; }
+    step "top3: patch + build" 240 "${SELF[@]}" __prepare top3 top3-epilogue.patch flashkm test_cuda test_exact \
+      test_top3_device flashkm_cli make_blobs > "$log" 2>&1 || continue
+    B=/tmp/fkm-top3/build-gpu
+    step "top3: test_top3_device" 120 "$B/tests/test_top3_device" >> "$log" 2>&1
+    step "top3: test_cuda" 240 "$B/tests/test_cuda" >> "$log" 2>&1
+    step "top3: test_exact (cuda)" 240 env FLASHKM_TEST_BACKEND=cuda "$B/tests/test_exact" >> "$log" 2>&1
+    step "top3: memcheck test_cuda" 150 "${SELF[@]}" __san memcheck "$B" test_cuda >> "$log" 2>&1
+    [[ -f /tmp/exb32.npy ]] || { "$B0/tools/make_blobs" /tmp/exb32.npy 1000000 128 1024 1 > /dev/null &&
+      python3 -c "import numpy as np; np.save('/tmp/exb16.npy', np.load('/tmp/exb32.npy').astype(np.float16))"; }
+    for data in exb16 exb32; do
+      for run in "main:$B0" "patched:$B"; do
+        IFS=: read -r label bdir <<< "$run"
+        echo "== fit $data exact [$label]" >> "$log"
+        timeout 60 "$bdir/tools/flashkm" fit "/tmp/$data.npy" -k 1024 --max-iter 10 --tol 0 --init random --seed 1 \
+          --backend cuda --precision exact --labels "/tmp/t3_${data}_$label.npy" 2>&1 |
+          grep -E "iter +(8|9|10) |re-checked" >> "$log"
+      done
+      cmp -s "/tmp/t3_${data}_main.npy" "/tmp/t3_${data}_patched.npy" && r=identical || r=DIFFER
+      echo "   labels $data patched vs main: $r" >> "$log"
+    done
+    note "top3: exact fits (main, patched) in $log"
+    ;;
+  smallk)
+    [[ -f bench/experiments/update-smallk-columns.patch ]] || { note "SKIP smallk (no patch)"; continue; }
+    step "smallk: patch + build" 240 "${SELF[@]}" __prepare smallk update-smallk-columns.patch flashkm bench_cuda \
+      test_update test_stream test_cuda > "$log" 2>&1 || continue
+    B=/tmp/fkm-smallk/build-gpu
+    step "smallk: test_update" 150 "$B/tests/test_update" >> "$log" 2>&1
+    step "smallk: test_stream" 150 "$B/tests/test_stream" >> "$log" 2>&1
+    step "smallk: test_stream (sort path)" 150 env FLASHKM_UPDATE_SMALLK=0 "$B/tests/test_stream" >> "$log" 2>&1
+    step "smallk: test_cuda" 240 "$B/tests/test_cuda" >> "$log" 2>&1
+    for tool in memcheck racecheck; do
+      step "smallk: $tool test_update" 150 "${SELF[@]}" __san "$tool" "$B" test_update >> "$log" 2>&1
+    done
+    CFG="1000000:16:128 1000000:32:128 1000000:64:128 75600:16:128:f16:32 1000000:16:128:f32"
+    {
+      echo "== base"; "$B0/bench/bench_cuda" --reps 10 $CFG
+      for v in 0 1; do echo "== smallk FLASHKM_UPDATE_SMALLK=$v"; FLASHKM_UPDATE_SMALLK=$v "$B/bench/bench_cuda" --reps 10 $CFG; done
+    } 2>&1 | grep -E "^(==|N=|GPU)" | sed -E 's/ \| atomic.*//' >> "$log"
+    for lib in "$B0/src/libflashkm.so" "$B/src/libflashkm.so"; do
+      step "smallk: side by side ($lib)" 120 python3 bench/gpu_side_by_side.py --lib "$lib" --isolate --skip flash-kmeans \
+        --configs n1m_k16 --out-csv /tmp/smallk.csv --out-md /tmp/smallk.md >> "$log" 2>&1
+    done
+    ;;
+  reduce|hist)
+    # update-kernel patches: test_update on the GPU, its sanitizers, bench_cuda against the base
+    patch=$([[ $e == reduce ]] && echo reduce-diet.patch || echo hist-tile-major.patch)
+    [[ -f bench/experiments/$patch ]] || { note "SKIP $e (no patch)"; continue; }
+    step "$e: patch + build" 240 "${SELF[@]}" __prepare "$e" "$patch" bench_cuda test_update > "$log" 2>&1 || continue
+    B=/tmp/fkm-$e/build-gpu
+    step "$e: test_update" 150 "$B/tests/test_update" >> "$log" 2>&1
+    for tool in memcheck racecheck; do
+      step "$e: $tool test_update" 200 "${SELF[@]}" __san "$tool" "$B" test_update >> "$log" 2>&1
+    done
+    CFG="1000000:1024:128 8000000:1024:128 75600:1000:128:f16:32 1000000:4096:128 1000000:65536:128 1000000:1024:1024"
+    {
+      echo "== base"; "$B0/bench/bench_cuda" --reps 10 $CFG
+      echo "== $e"; "$B/bench/bench_cuda" --reps 10 $CFG
+    } 2>&1 | grep -E "^(==|N=|GPU)" | sed -E 's/ \| atomic.*//; s/assign .*\[[a-z-]+\] \| //' >> "$log"
+    note "$e: bench_cuda update stages (base, patched) in $log"
     ;;
   pppersistent)
     [[ -f bench/experiments/wgmma-pp-persistent.patch ]] || { note "SKIP pppersistent (no patch)"; continue; }
