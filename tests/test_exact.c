@@ -19,7 +19,13 @@
  *
  * Exact mode must match the reference on every point. The fast mode's mismatches on the same
  * data and the fraction of points exact mode re-checked are printed, not asserted. Under
- * FLASHKM_TEST_SMALL (or a sanitizer build) the sizes shrink about 20-fold. */
+ * FLASHKM_TEST_SMALL (or a sanitizer build) the sizes shrink about 20-fold.
+ *
+ * On the GPU the device filters may split a point tile's centroids over several blocks
+ * (src/cuda/exact.cu, ex_slices): the slicing cases run the same data under
+ * FLASHKM_EXACT_FILTER_SLICES = default, 1, 2, 7 and max and require bitwise-equal labels,
+ * exact counters (and for fits centroids and results), all equal to the reference. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "common.h"
 
 #include <math.h>
@@ -595,6 +601,223 @@ static void batch_case(fkm_ctx *ctx)
     free(Xall), free(C), free(L), free(ref), free(xi), free(ci);
 }
 
+/* ---------------------------------------------------------------- filter slicing (GPU)
+ *
+ * Data for the device filters with many centroid tiles (K = 1000: 8 tiles of 128, the last
+ * partial; K = 300: 3): bases on a 1/8 grid in [-4, 4]^16; one base in four is "copied" into
+ * four centroids, itself and three copies moved by delta in {2^-3, 2^-10, 2^-16} on one
+ * coordinate (either sign), the others are single centroids; all in shuffled slots, so that
+ * a point's near-equal candidates sit in different centroid tiles, hence in different slices.
+ * Points: a base plus noise on a 1/64 grid in [-1/4, 1/4], every 8th point near a copied base
+ * exactly on it (exact ties between copies: the host). Points near copied bases fail the
+ * top-3 test (four candidates within the tensor-core bound) and fill the filter lists; the
+ * others are certified, so the lists hold a fraction of n and the default slicing splits
+ * them. The f32 filter certifies the large deltas, the double filter the small ones. */
+static void copies_data(uint64_t seed, int64_t n, int64_t d, int64_t K, double *X, float *C)
+{
+    tc_rng r = {seed};
+    const int64_t H = K * 4 / 7 > 1 ? K * 4 / 7 : 1; /* bases: H - H/4 single, H/4 with 4 centroids */
+    const int64_t hc = (K - H) / 3;                  /* copied bases: 3 extra centroids each */
+    double *B = malloc((size_t)(H * d) * sizeof *B);
+    for (int64_t t = 0; t < H * d; t++) B[t] = grid(&r, -4, 4, 0.125);
+    int64_t *slot = shuffled_slots(&r, K);
+    static const double deltas[3] = {0x1p-3, 0x1p-10, 0x1p-16};
+    for (int64_t c = 0; c < K; c++) {
+        /* centroids 0..H-1: the bases; then copies of bases 0..hc-1; any rest: more bases */
+        const int64_t h = c < H ? c : c - H < 3 * hc ? (c - H) / 3 : c % H;
+        float *row = C + slot[c] * d;
+        for (int64_t j = 0; j < d; j++) row[j] = (float)B[h * d + j];
+        if (c >= H) {
+            const int64_t j = (int64_t)floor((double)d * tc_uniform(&r));
+            const double dl = deltas[(int)floor(3 * tc_uniform(&r))];
+            row[j] = (float)(B[h * d + j] + (tc_uniform(&r) < 0.5 ? -dl : dl));
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const int copied = tc_uniform(&r) < 0.25 && hc > 0;
+        const int64_t h = copied ? (int64_t)floor((double)hc * tc_uniform(&r)) : (int64_t)floor((double)H * tc_uniform(&r));
+        const int exact = copied && i % 8 == 0;
+        for (int64_t j = 0; j < d; j++) X[i * d + j] = B[h * d + j] + (exact ? 0.0 : grid(&r, -0.25, 0.25, 1.0 / 64));
+    }
+    free(B), free(slot);
+}
+
+/* the default first; sanitizer runs take the first three */
+static const char *const slice_knobs[] = {NULL, "1", "max", "2", "7"};
+#define N_SLICE_KNOBS (sizeof slice_knobs / sizeof slice_knobs[0])
+
+static void set_slices(const char *v)
+{
+    if (v) setenv("FLASHKM_EXACT_FILTER_SLICES", v, 1);
+    else unsetenv("FLASHKM_EXACT_FILTER_SLICES");
+}
+
+/* fkm_exact_stats and fkm_exact_stats_stages of the last call. */
+static void exact_counters(fkm_ctx *ctx, int64_t out[5])
+{
+    fkm_exact_stats(ctx, &out[0], &out[1]);
+    fkm_exact_stats_stages(ctx, &out[2], &out[3], &out[4]);
+}
+
+/* One predict case under every slicing: labels equal to the integer reference and, with the
+ * counters, bitwise equal across slicings. */
+static void slices_predict_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric, int64_t K, int64_t n,
+                                uint64_t seed, int nknobs)
+{
+    const int64_t d = 16;
+    const int dot = metric == FKM_METRIC_DOT;
+    double *X = malloc((size_t)(n * d) * sizeof *X);
+    float *C = malloc((size_t)(K * d) * sizeof *C);
+    copies_data(seed, n, d, K, X, C);
+    void *Xs = tc_store(X, n, d, d, dtype);
+    float *xf = malloc((size_t)(n * d) * sizeof *xf), *cf = malloc((size_t)(K * d) * sizeof *cf);
+    for (int64_t t = 0; t < n * d; t++) xf[t] = (float)X[t];
+    memcpy(cf, C, (size_t)(K * d) * sizeof *cf);
+    if (metric == FKM_METRIC_COSINE) normalise(xf, n, d), normalise(cf, K, d);
+    int64_t *xi = malloc((size_t)(n * d) * sizeof *xi), *ci = malloc((size_t)(K * d) * sizeof *ci);
+    int32_t *ref = malloc((size_t)n * sizeof *ref), *got = malloc((size_t)n * sizeof *got);
+    int32_t *first = malloc((size_t)n * sizeof *first);
+    const int fits = scale_ints(xf, n * d, cf, K * d, xi, ci);
+    CHECK(fits, "slices case: values outside the reference's range");
+    if (fits) reference_labels(xi, ci, n, K, d, dot, ref);
+    const char *mname = metric == FKM_METRIC_L2 ? "l2" : dot ? "dot" : "cosine";
+    int64_t c0[5] = {0}, c[5];
+    for (int v = 0; v < nknobs; v++) {
+        set_slices(slice_knobs[v]);
+        const fkm_status s =
+            fkm_predict_precision(ctx, metric, FKM_PRECISION_EXACT, Xs, dtype, n, d, d, C, K, got, NULL);
+        CHECK(s == FKM_OK, "slices case %s %s K=%lld slices=%s: %s", fkm_dtype_name(dtype), mname, (long long)K,
+              slice_knobs[v] ? slice_knobs[v] : "default", fkm_last_error(ctx));
+        if (s != FKM_OK) break;
+        exact_counters(ctx, c);
+        int64_t bad = 0;
+        for (int64_t i = 0; fits && i < n; i++) bad += got[i] != ref[i];
+        CHECK(bad == 0, "slices case %s %s K=%lld slices=%s: %lld of %lld labels differ from the reference",
+              fkm_dtype_name(dtype), mname, (long long)K, slice_knobs[v] ? slice_knobs[v] : "default",
+              (long long)bad, (long long)n);
+        if (v == 0) {
+            memcpy(first, got, (size_t)n * sizeof *got), memcpy(c0, c, sizeof c);
+            printf("  slices case %s %s K=%lld n=%lld: %lld re-checked: pair %lld, filter %lld, host %lld\n",
+                   fkm_dtype_name(dtype), mname, (long long)K, (long long)n, (long long)c[1], (long long)c[2],
+                   (long long)c[3], (long long)c[4]);
+        } else {
+            CHECK(memcmp(first, got, (size_t)n * sizeof *got) == 0,
+                  "slices case %s %s K=%lld: labels with slices=%s differ from the default's", fkm_dtype_name(dtype),
+                  mname, (long long)K, slice_knobs[v]);
+            CHECK(memcmp(c0, c, sizeof c) == 0,
+                  "slices case %s %s K=%lld slices=%s: counters (%lld %lld %lld %lld %lld) differ from the "
+                  "default's (%lld %lld %lld %lld %lld)", fkm_dtype_name(dtype), mname, (long long)K, slice_knobs[v],
+                  (long long)c[0], (long long)c[1], (long long)c[2], (long long)c[3], (long long)c[4],
+                  (long long)c0[0], (long long)c0[1], (long long)c0[2], (long long)c0[3], (long long)c0[4]);
+        }
+    }
+    set_slices(NULL);
+    free(X), free(C), free(Xs), free(xf), free(cf), free(xi), free(ci), free(ref), free(got), free(first);
+}
+
+/* fkm_fit_batch (B = 3) from the copies data as initial centroids under every slicing: the
+ * final labels, centroids, results and counters bitwise equal across slicings, each problem's
+ * labels equal to the reference against its returned centroids (where they fit its range). */
+static void slices_batch_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric, int64_t K, int64_t n, int nknobs)
+{
+    enum { B = 3 };
+    const int64_t d = 16;
+    double *X = malloc((size_t)(B * n * d) * sizeof *X);
+    float *init = malloc((size_t)(B * K * d) * sizeof *init);
+    for (int b = 0; b < B; b++) copies_data(900 + (uint64_t)b, n, d, K, X + b * n * d, init + b * K * d);
+    void *Xs = tc_store(X, B * n, d, d, dtype);
+    float *Cv[2] = {malloc((size_t)(B * K * d) * sizeof(float)), malloc((size_t)(B * K * d) * sizeof(float))};
+    int32_t *Lv[2] = {malloc((size_t)(B * n) * sizeof(int32_t)), malloc((size_t)(B * n) * sizeof(int32_t))};
+    fkm_result res[2][B];
+    int64_t c0[5] = {0}, c[5];
+    const char *mname = metric == FKM_METRIC_L2 ? "l2" : metric == FKM_METRIC_DOT ? "dot" : "cosine";
+    for (int v = 0; v < nknobs; v++) {
+        const int o = v == 0 ? 0 : 1;
+        set_slices(slice_knobs[v]);
+        fkm_params p = fkm_params_default();
+        p.k = K;
+        p.max_iter = 2;
+        p.tol = 0;
+        p.metric = metric;
+        p.init = FKM_INIT_USER;
+        p.init_centroids = init;
+        p.precision = FKM_PRECISION_EXACT;
+        const fkm_status s = fkm_fit_batch(ctx, &p, Xs, dtype, B, n, d, d, n * d, NULL, Cv[o], Lv[o], res[o]);
+        CHECK(s == FKM_OK, "slices batch case %s %s slices=%s: %s", fkm_dtype_name(dtype), mname,
+              slice_knobs[v] ? slice_knobs[v] : "default", fkm_last_error(ctx));
+        if (s != FKM_OK) break;
+        exact_counters(ctx, c);
+        if (v == 0) {
+            memcpy(c0, c, sizeof c);
+            printf("  slices batch case %s %s K=%lld B=%d n=%lld: %lld re-checked: pair %lld, filter %lld, host "
+                   "%lld\n", fkm_dtype_name(dtype), mname, (long long)K, B, (long long)n, (long long)c[1],
+                   (long long)c[2], (long long)c[3], (long long)c[4]);
+            continue;
+        }
+        CHECK(memcmp(Lv[0], Lv[1], (size_t)(B * n) * sizeof(int32_t)) == 0,
+              "slices batch case %s %s: labels with slices=%s differ from the default's", fkm_dtype_name(dtype),
+              mname, slice_knobs[v]);
+        CHECK(memcmp(Cv[0], Cv[1], (size_t)(B * K * d) * sizeof(float)) == 0,
+              "slices batch case %s %s: centroids with slices=%s differ from the default's", fkm_dtype_name(dtype),
+              mname, slice_knobs[v]);
+        for (int b = 0; b < B; b++)
+            CHECK(memcmp(&res[0][b].inertia, &res[1][b].inertia, sizeof(double)) == 0 &&
+                      res[0][b].n_iter == res[1][b].n_iter && res[0][b].converged == res[1][b].converged,
+                  "slices batch case %s %s problem %d: result with slices=%s differs", fkm_dtype_name(dtype), mname,
+                  b, slice_knobs[v]);
+        CHECK(memcmp(c0, c, sizeof c) == 0, "slices batch case %s %s: counters with slices=%s differ",
+              fkm_dtype_name(dtype), mname, slice_knobs[v]);
+    }
+    set_slices(NULL);
+    /* the default run's final labels against its returned centroids */
+    float *xf = malloc((size_t)(n * d) * sizeof *xf), *cf = malloc((size_t)(K * d) * sizeof *cf);
+    int64_t *xi = malloc((size_t)(n * d) * sizeof *xi), *ci = malloc((size_t)(K * d) * sizeof *ci);
+    int32_t *ref = malloc((size_t)n * sizeof *ref);
+    for (int b = 0; b < B; b++) {
+        for (int64_t t = 0; t < n * d; t++) xf[t] = (float)X[b * n * d + t];
+        memcpy(cf, Cv[0] + b * K * d, (size_t)(K * d) * sizeof *cf);
+        if (metric == FKM_METRIC_COSINE) normalise(xf, n, d), normalise(cf, K, d);
+        if (!scale_ints(xf, n * d, cf, K * d, xi, ci)) {
+            printf("  slices batch case problem %d: centroids outside the reference's range, not compared\n", b);
+            continue;
+        }
+        reference_labels(xi, ci, n, K, d, metric == FKM_METRIC_DOT, ref);
+        int64_t bad = 0;
+        for (int64_t i = 0; i < n; i++) bad += ref[i] != Lv[0][b * n + i];
+        CHECK(bad == 0, "slices batch case %s %s problem %d: %lld final labels differ from the reference",
+              fkm_dtype_name(dtype), mname, b, (long long)bad);
+    }
+    free(X), free(init), free(Xs), free(Cv[0]), free(Cv[1]), free(Lv[0]), free(Lv[1]);
+    free(xf), free(cf), free(xi), free(ci), free(ref);
+}
+
+/* The slicing cases (GPU only: on the CPU the knob means nothing). Sanitizer runs: l2 f32 and
+ * one batch case, slicings default, 1 and max. Lists of up to n / 4 points: several point
+ * tiles in either filter. */
+static void slices_cases(fkm_ctx *ctx, int small, int sanitize)
+{
+    if (fkm_ctx_backend(ctx) == FKM_BACKEND_CPU) {
+        printf("  slicing cases: cpu backend, nothing to slice\n");
+        return;
+    }
+    const int64_t n = small ? 1500 : 6000;
+    const int nk = (int)N_SLICE_KNOBS;
+    if (sanitize) { /* default, 1 and max */
+        slices_predict_case(ctx, FKM_F32, FKM_METRIC_L2, 1000, n, 31, 3);
+        slices_batch_case(ctx, FKM_F32, FKM_METRIC_L2, 300, 600, 3);
+        return;
+    }
+    static const fkm_metric metrics[] = {FKM_METRIC_L2, FKM_METRIC_DOT, FKM_METRIC_COSINE};
+    for (int m = 0; m < 3; m++) {
+        slices_predict_case(ctx, FKM_F32, metrics[m], 1000, n, 31 + (uint64_t)m, nk);
+        slices_predict_case(ctx, FKM_F16, metrics[m], 1000, n, 41 + (uint64_t)m, nk);
+    }
+    slices_predict_case(ctx, FKM_BF16, FKM_METRIC_L2, 300, n, 51, nk);
+    slices_batch_case(ctx, FKM_F32, FKM_METRIC_L2, 300, small ? 800 : 3000, nk);
+    slices_batch_case(ctx, FKM_F16, FKM_METRIC_DOT, 300, small ? 800 : 3000, nk);
+    slices_batch_case(ctx, FKM_F32, FKM_METRIC_COSINE, 300, small ? 800 : 3000, nk);
+}
+
 int main(void)
 {
     fkm_ctx *ctx = tc_create();
@@ -648,6 +871,7 @@ int main(void)
     fit_case(ctx, FKM_METRIC_COSINE);
     fit_case(ctx, FKM_METRIC_DOT);
     batch_case(ctx);
+    slices_cases(ctx, small, sanitize);
     fkm_destroy(ctx);
     return tc_finish("test_exact");
 }

@@ -11,21 +11,29 @@
  *      list; else to its problem's filter list;
  *   3. `pair_decide` (one warp per point of the pair list) computes the two double score
  *      intervals of section 4 and keeps the label or takes the second when they are apart;
- *   4. `filter_tiles<.., F64 = false>` (a block per 64 points of a problem's filter list)
+ *   4. `filter_tiles<.., F64 = false>` (work items of 64 points of a problem's filter list)
  *      scores every centroid with the CPU kernel's f32 arithmetic (EXACTNESS.md 3.1-3.4, from
  *      centroid tiles staged in shared memory) and certifies its top two with that kernel's
  *      much tighter bound (fkm_cert_cpu): most points end here;
- *   5. `filter_tiles<.., F64 = true>` (a block per 32 of what 4 left) computes every
+ *   5. `filter_tiles<.., F64 = true>` (work items of 32 of what 4 left) computes every
  *      centroid's double interval (section 4 stage 1) and labels a point whose intervals
  *      leave one survivor;
+ *      in 4 and 5 a short list is spread over the grid by splitting each point tile's
+ *      centroids into slices of whole 128-centroid tiles (ex_slices: about gridDim.x / tiles
+ *      slices, one for a long list; FLASHKM_EXACT_FILTER_SLICES forces a count for tests and
+ *      A/B runs): each (point tile, slice) item stores its points' partial filter states
+ *      (ex_state) in a fixed-size buffer, and `filter_merge` (a thread per point) merges a
+ *      point's slices with the same exact min-type merge as the lanes of a warp and applies
+ *      the same decision (ex_decide) that filter_tiles applies in place to an unsliced tile;
  *   6. what 3 and 5 cannot separate (near-ties at double precision, exact ties) lands in the
  *      host list, which the host sorts (so the work is in a fixed order), gathers as f32 rows
  *      in chunks and re-decides with fkm_exact_argmin_rows (src/core/exact.c, the CPU
  *      backend's code).
  * The lists are filled with atomics in no particular order and only used as sets: every
  * point's result depends on its own data alone (each kernel sums in a fixed order, and the
- * reductions across threads are minima and comparisons, exact in any order), so the labels
- * are bitwise reproducible. The change count is recounted against a copy of the previous
+ * reductions across threads and across centroid slices are minima and comparisons, exact in
+ * any order: ex_state), so the labels and counts are bitwise reproducible and do not depend on
+ * the grid or the slicing. The change count is recounted against a copy of the previous
  * labels. Launching 3 to 5 with grids that read their list lengths on the device saves the
  * host round trips between the stages; with counts of zero they exit at once.
  *
@@ -41,6 +49,7 @@
 #include "core/exact_filter.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <type_traits>
 
 /* counters (device; the first EX_C_FIXED also copied to the host) */
@@ -61,6 +70,12 @@ struct fkm_cuda_exact_ws {
     int xnorm_ready;
     /* grids sized to fill the device, not by the lists */
     unsigned pair_blocks, f32_blocks, f64_blocks;
+    /* the filters' centroid slicing (filter_tiles): FLASHKM_EXACT_FILTER_SLICES (0 = the
+     * default rule, -1 = as many slices as centroid tiles, S > 0 = S), and per filter the
+     * partial-state buffer's capacity in work items of one point tile per problem (0: no
+     * buffer, never sliced) */
+    int slices_force;
+    int64_t part32_items, part64_items;
     /* device */
     int32_t *prev;             /* n_total: the labels before this assignment */
     float *best, *second, *third; /* n_total: the fast pass's three smallest scores */
@@ -78,6 +93,8 @@ struct fkm_cuda_exact_ws {
     int64_t *filt_idx;         /* n_total: problem b's filter list at b * n */
     int64_t *filt64_idx;       /* n_total: problem b's double-filter list at b * n */
     int64_t *host_idx;         /* n_total: the host list */
+    void *part32, *part64;     /* batch x part*_items x P ex_state<float> / <double>: the
+                                  sliced filters' partial states */
     float *rows;               /* chunk x d: the host list's rows as f32 */
     int32_t *lab;              /* chunk: their exact labels */
     /* host (pinned) */
@@ -101,11 +118,23 @@ struct ex_args {
     unsigned long long *count;
     const int64_t *pair_idx, *filt_idx;
     int64_t *filt64_idx, *host_idx;
+    /* the filter stage launched with these arguments: its partial-state buffer (ex_state<float>
+     * for the f32 filter, <double> for the double one), that buffer's capacity per problem in
+     * work items of P states, and FLASHKM_EXACT_FILTER_SLICES (ws->slices_force) */
+    void *part;
+    int64_t part_items;
+    int slices_force;
 };
 
 #define EX_THREADS 256
 #define EX_MAX_BLOCKS 4096
 #define EX_CHUNK_BYTES ((int64_t)16 << 20) /* rows gathered per round trip: 16 MB of f32 */
+/* The sliced filters' partial-state buffers (ex_slices): per filter, at most
+ * max(EX_PART_ITEMS_PER_SM x SMs, EX_PART_ITEMS_MIN) work items over all problems, an item
+ * being one point tile's states (64 x 16 or 32 x 32 bytes: 1 KiB either way), so about
+ * 2 MiB per filter on 132 SMs; the default slicing needs at most its grid (4 blocks per SM). */
+#define EX_PART_ITEMS_PER_SM 16
+#define EX_PART_ITEMS_MIN 2048
 
 /* filter_tiles: 8 warps; warp w owns points PP w .. PP w + PP - 1 of the tile, lane l
  * centroids l, l + 32, l + 64, l + 96 of the centroid tile; features staged FT_DC at a time.
@@ -329,13 +358,23 @@ __global__ void __launch_bounds__(EX_THREADS) pair_decide(ex_args a)
     }
 }
 
-/* A point's filter state over the centroids seen: the smallest lower end lo1 (its centroid c1,
+/* A point's filter state over a set of centroids: the smallest lower end lo1 (its centroid c1,
  * the lowest index on equal values), the second smallest lo2 (over the other centroids), and
- * the smallest upper end hi. Double filter: the survivors of section 4 are the centroids with
- * lo <= hi, and since the centroid holding hi survives, there is exactly one, c1, iff
- * lo2 > hi. f32 filter: lo = hi = the score v, so (lo1, c1, lo2) are the best score, its
- * centroid and the second score, for fkm_cert_ok. min and comparisons are exact, so the merge
- * order does not matter. */
+ * the smallest upper end hi; (inf, inf, inf, 0) for no centroid. Double filter: the survivors
+ * of section 4 are the centroids with lo <= hi, and since the centroid holding hi survives,
+ * there is exactly one, c1, iff lo2 > hi. f32 filter: lo = hi = the score v, so (lo1, c1, lo2)
+ * are the best score, its centroid and the second score, for fkm_cert_ok.
+ *
+ * The state is a function of the set of (lo, hi, c) seen, whatever the order in which the
+ * functions below combine its parts: ex_state_add, given the centroids of a part in increasing
+ * index order (every caller), and ex_state_merge, of two disjoint parts, each keep hi = the
+ * minimum, lo1 = the minimum with c1 its lowest index (ex_state_add keeps the first of equal
+ * values, ex_state_merge the lower c1), lo2 = the minimum over the set less c1. A NaN end
+ * (overflowed scores) is never taken by min (fmin semantics) nor by the comparisons, so it is
+ * ignored in every order; states hold no NaN. lo1 is always c1's own value, bit for bit; min
+ * and max of equal values can differ only in the sign of a zero, which no decision below
+ * reads (comparisons and the difference in fkm_cert_ok). So the lanes of a warp, and the
+ * centroid slices of filter_tiles, may be merged in any grouping and order. */
 template <typename A>
 struct ex_state {
     A lo1, lo2, hi;
@@ -350,29 +389,85 @@ static __device__ __forceinline__ void ex_state_add(ex_state<A> &s, A lo, A hi, 
     else s.lo2 = min(s.lo2, lo);
 }
 
+/* s becomes the state of the union of s's centroids and o's (disjoint sets). */
+template <typename A>
+static __device__ __forceinline__ void ex_state_merge(ex_state<A> &s, const ex_state<A> &o)
+{
+    s.hi = min(s.hi, o.hi);
+    s.lo2 = min(max(s.lo1, o.lo1), min(s.lo2, o.lo2));
+    if (o.lo1 < s.lo1 || (o.lo1 == s.lo1 && o.c1 < s.c1)) s.lo1 = o.lo1, s.c1 = o.c1;
+}
+
+/* ex_state_merge with lane (lane ^ o)'s state; all 32 lanes call it. */
 template <typename A>
 static __device__ __forceinline__ void ex_state_merge_xor(ex_state<A> &s, int o)
 {
-    const A lo1 = __shfl_xor_sync(0xffffffffu, s.lo1, o), lo2 = __shfl_xor_sync(0xffffffffu, s.lo2, o);
-    const A hi = __shfl_xor_sync(0xffffffffu, s.hi, o);
-    const int32_t c1 = __shfl_xor_sync(0xffffffffu, s.c1, o);
-    s.hi = min(s.hi, hi);
-    s.lo2 = min(max(s.lo1, lo1), min(s.lo2, lo2));
-    if (lo1 < s.lo1 || (lo1 == s.lo1 && c1 < s.c1)) s.lo1 = lo1, s.c1 = c1;
+    ex_state<A> t;
+    t.lo1 = __shfl_xor_sync(0xffffffffu, s.lo1, o), t.lo2 = __shfl_xor_sync(0xffffffffu, s.lo2, o);
+    t.hi = __shfl_xor_sync(0xffffffffu, s.hi, o);
+    t.c1 = __shfl_xor_sync(0xffffffffu, s.c1, o);
+    ex_state_merge<A>(s, t);
 }
 
-/* The filters for problem blockIdx.y, P points of its list per tile (tiles strided over
- * blockIdx.x), every centroid of the problem in tiles of FT_Q:
+/* The filters' work items for a problem's list of m points: point tiles of P, and each tile's
+ * centroids, qt = ceil(k / FT_Q) centroid tiles, split into `slices` contiguous ranges of whole
+ * centroid tiles (slice s: tiles [s qt / slices, (s + 1) qt / slices)); item w is point tile
+ * w / slices with slice w % slices, so the slices of one point tile are neighbours in the grid
+ * (they share its rows in L2). By default as many slices as the grid has blocks per point
+ * tile, grid / tiles: a list of tiles >= grid / 2 keeps one slice (the whole centroid loop in
+ * one block, decided in place, as before slicing existed) and a shorter one spreads over the
+ * grid; FLASHKM_EXACT_FILTER_SLICES forces `force` slices (force < 0: qt). Then at most qt
+ * (no empty slice) and, with more than one, at most cap / tiles, so that the slices x tiles
+ * partial states never exceed the buffer (cap items per problem; 0: always one slice).
+ * filter_tiles and filter_merge call this with the same arguments (the same grid; m is read
+ * after its list is complete), so they agree. */
+static __device__ __forceinline__ int64_t ex_slices(int64_t m, int P, int64_t k, int64_t grid, int64_t cap, int force)
+{
+    const int64_t tiles = (m + P - 1) / P, qt = (k + FT_Q - 1) / FT_Q;
+    if (tiles < 1) return 1;
+    int64_t s = force > 0 ? (int64_t)force : force < 0 ? qt : grid / tiles;
+    if (s > qt) s = qt;
+    if (s > 1 && s > cap / tiles) s = cap / tiles; /* s tiles <= cap, without overflow */
+    return s < 1 ? 1 : s;
+}
+
+/* The decision of stage 4 (F64 = false) or 5 on point i (global index, problem b of nb) from
+ * its state over all of its problem's centroids: filter_tiles in place (one slice) or
+ * filter_merge (several). */
+template <typename A, bool F64>
+static __device__ __forceinline__ void ex_decide(const ex_args &a, int64_t b, int64_t nb, int64_t i,
+                                                 const ex_state<A> &st, bool cosine)
+{
+    if (F64) {
+        if (st.lo2 > st.hi) a.labels[i] = st.c1;
+        else to_host(i, 0, a.count, a.host_idx);
+    } else if (fkm_cert_ok(&a.cert_f32, (float)st.lo1, (float)st.lo2,
+                           /* cosine: the f32 scores are of y, whose norm is at most this */
+                           cosine ? FKM_CERT_COS_YNORM : a.xnorm[i], a.cnorm[b * a.k + st.c1], a.cmax[b])) {
+        a.labels[i] = st.c1;
+    } else {
+        atomicAdd(a.count + EX_C_FILTER64, 1ull);
+        a.filt64_idx[b * a.n + (int64_t)atomicAdd(a.count + EX_C_FIXED + nb + b, 1ull)] = i;
+    }
+}
+
+/* The filters for problem blockIdx.y, P points of its list per tile, the problem's centroids
+ * in tiles of FT_Q; blocks stride over the work items of ex_slices (a point tile and a slice
+ * of its centroid tiles; one slice: every centroid):
  *   F64 = false: the CPU kernel's f32 arithmetic (EXACTNESS.md 3.1: bias fl32(sum c_j^2 in
  *     double), a fused multiply-add chain over the features in increasing order, one final
  *     f32 multiply-add; exact inputs), so fkm_cert_cpu's bound holds; fkm_cert_ok on the top
  *     two labels the point, else it goes on to the double filter's list;
  *   F64 = true: section 4's double intervals, summed over the features in increasing order;
  *     one survivor labels the point, else it goes to the host.
- * Each (point, centroid) value is computed the same way wherever the list put the point.
- * Point and centroid tiles are staged in shared memory (coalesced loads, each value
- * converted once). Shared memory is static and every index below stays inside its array;
- * rows and columns past the data are staged as zeros, whose terms add exact zeros. */
+ * Each (point, centroid) value is computed the same way wherever the list put the point and
+ * whichever slice holds the centroid (one thread, the same operations in the same order).
+ * With one slice the block decides (ex_decide); with several, lane 0 of each warp stores each
+ * of its points' partial states (the slice's centroids) in a.part at (item, point of the tile)
+ * and filter_merge decides. Point and centroid tiles are staged in shared memory (coalesced
+ * loads, each value converted once). Shared memory is static and every index below stays
+ * inside its array; rows and columns past the data are staged as zeros, whose terms add
+ * exact zeros. */
 template <typename T, bool DOT, bool F64>
 __global__ void __launch_bounds__(EX_THREADS) filter_tiles(ex_args a)
 {
@@ -391,7 +486,13 @@ __global__ void __launch_bounds__(EX_THREADS) filter_tiles(ex_args a)
     const T *Xb = (const T *)a.X + b * a.bstride;
     const float *C = a.cent + b * k * d;
     const int64_t *list = (F64 ? a.filt64_idx : a.filt_idx) + b * n;
-    for (int64_t t0 = (int64_t)blockIdx.x * P; t0 < m; t0 += (int64_t)gridDim.x * P) {
+    const int64_t slices = ex_slices(m, P, k, gridDim.x, a.part_items, a.slices_force);
+    const int64_t qt = (k + FT_Q - 1) / FT_Q;
+    /* item w: point tile w / slices (while it starts below m), slice w % slices */
+    for (int64_t w = blockIdx.x; w / slices * P < m; w += gridDim.x) {
+        const int64_t t0 = w / slices * P, sl = w % slices;
+        /* this slice's centroid tiles; one slice: c0 < qt FT_Q, i.e. every c0 < k */
+        const int64_t c_lo = sl * qt / slices * FT_Q, c_hi = (sl + 1) * qt / slices * FT_Q;
         __syncthreads(); /* the previous tile's readers of pts are done */
         if (tid < P) {
             pts[tid] = t0 + tid < m ? list[t0 + tid] - b * n : -1;
@@ -401,7 +502,7 @@ __global__ void __launch_bounds__(EX_THREADS) filter_tiles(ex_args a)
         ex_state<A> st[PP];
 #pragma unroll
         for (int p = 0; p < PP; p++) st[p].lo1 = st[p].lo2 = st[p].hi = (A)INFINITY, st[p].c1 = 0;
-        for (int64_t c0 = 0; c0 < k; c0 += FT_Q) {
+        for (int64_t c0 = c_lo; c0 < c_hi; c0 += FT_Q) {
             A s[PP][FT_CC], mg[PP][FT_CC];
 #pragma unroll
             for (int p = 0; p < PP; p++)
@@ -460,20 +561,41 @@ __global__ void __launch_bounds__(EX_THREADS) filter_tiles(ex_args a)
             for (int o = 16; o > 0; o >>= 1) ex_state_merge_xor<A>(st[p], o);
             const int64_t r = pts[warp * PP + p];
             if (lane != 0 || r < 0) continue;
-            const int64_t i = b * n + r;
-            if (F64) {
-                if (st[p].lo2 > st[p].hi) a.labels[i] = st[p].c1;
-                else to_host(i, 0, a.count, a.host_idx);
-            } else if (fkm_cert_ok(&a.cert_f32, (float)st[p].lo1, (float)st[p].lo2,
-                                   /* cosine: the f32 scores are of y, whose norm is at most this */
-                                   cosine ? FKM_CERT_COS_YNORM : a.xnorm[i], a.cnorm[b * k + st[p].c1],
-                                   a.cmax[b])) {
-                a.labels[i] = st[p].c1;
-            } else {
-                atomicAdd(a.count + EX_C_FILTER64, 1ull);
-                a.filt64_idx[b * n + (int64_t)atomicAdd(a.count + EX_C_FIXED + gridDim.y + b, 1ull)] = i;
-            }
+            if (slices == 1) ex_decide<A, F64>(a, b, gridDim.y, b * n + r, st[p], cosine);
+            else ((ex_state<A> *)a.part)[(b * a.part_items + w) * P + warp * PP + p] = st[p]; /* w < cap */
         }
+    }
+}
+
+/* Stage 4 or 5's decision for a sliced list (ex_slices > 1), launched after filter_tiles<..,
+ * F64> with the same grid and arguments (so the same slicing; with one slice it returns at
+ * once): a thread per listed point merges the partial states of its point tile's slices (in
+ * slice order; any order gives the same state, see ex_state) and decides with ex_decide, the
+ * code filter_tiles runs in place for one slice. The partial states were written by the
+ * previous kernel on the stream: no ordering within a kernel is needed. (Rather than the last
+ * block of a point tile deciding after an atomic ticket and __threadfence: no inter-block
+ * ordering to get right, nothing for racecheck to take on trust, no ticket counters to reset
+ * every assignment, and the decisions run a thread per point over the whole grid instead of
+ * in one block per tile; the price is one more launch per filter, which returns at once when
+ * the list was not sliced.) */
+template <bool F64>
+__global__ void __launch_bounds__(EX_THREADS) filter_merge(ex_args a)
+{
+    typedef typename std::conditional<F64, double, float>::type A;
+    constexpr int P = FT_P_OF(F64);
+    const int64_t b = blockIdx.y;
+    const int64_t m = (int64_t)a.count[EX_C_FIXED + (F64 ? gridDim.y : 0) + b];
+    const int64_t slices = ex_slices(m, P, a.k, gridDim.x, a.part_items, a.slices_force);
+    if (slices == 1) return;
+    const bool cosine = a.xinv != NULL;
+    const int64_t *list = (F64 ? a.filt64_idx : a.filt_idx) + b * a.n;
+    const ex_state<A> *part = (const ex_state<A> *)a.part + b * a.part_items * P;
+    for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < m; j += (int64_t)gridDim.x * blockDim.x) {
+        /* list entry j: point j % P of tile j / P, whose items are tile * slices + s */
+        const ex_state<A> *q = part + j / P * slices * P + j % P;
+        ex_state<A> st = q[0];
+        for (int64_t s = 1; s < slices; s++) ex_state_merge<A>(st, q[s * P]);
+        ex_decide<A, F64>(a, b, gridDim.y, list[j], st, cosine);
     }
 }
 
@@ -517,6 +639,21 @@ static unsigned blocks_for(int64_t work)
 
 /* ---------------------------------------------------------------- host side */
 
+/* FLASHKM_EXACT_FILTER_SLICES, a test and A/B knob: the number of centroid slices of the
+ * filters' work items (ex_slices; still at most the centroid tiles and what the partial-state
+ * buffer holds), "max" for one slice per centroid tile; unset, empty, 0 or anything else: the
+ * default rule. The labels and counts do not depend on it. */
+static int filter_slices_env(void)
+{
+    const char *e = getenv("FLASHKM_EXACT_FILTER_SLICES");
+    if (!e || !*e) return 0;
+    if (strcmp(e, "max") == 0) return -1;
+    char *end = NULL;
+    const long long v = strtoll(e, &end, 10);
+    if (!end || *end != '\0' || v < 0) return 0;
+    return v > (1 << 24) ? (1 << 24) : (int)v;
+}
+
 void fkm_cuda_exact_destroy(fkm_cuda_exact_ws *ws)
 {
     if (!ws) return;
@@ -540,6 +677,8 @@ void fkm_cuda_exact_destroy(fkm_cuda_exact_ws *ws)
     cudaFree(ws->filt64_idx);
     cudaFree(ws->cbias);
     cudaFree(ws->host_idx);
+    cudaFree(ws->part32);
+    cudaFree(ws->part64);
     cudaFree(ws->rows);
     cudaFree(ws->lab);
     cudaFreeHost(ws->count_h);
@@ -581,6 +720,19 @@ fkm_status fkm_cuda_exact_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_cu
     ws->pair_blocks = (unsigned)(pair_blocks < 1 ? 1 : pair_blocks);
     ws->f32_blocks = (unsigned)(per_problem < tiles32 ? per_problem : tiles32);
     ws->f64_blocks = (unsigned)(per_problem < tiles64 ? per_problem : tiles64);
+    /* the filters' partial-state buffers: a fixed number of items shared by the problems, and
+     * no more than a problem can use (its whole list in tiles, times the centroid tiles) */
+    ws->slices_force = filter_slices_env();
+    {
+        const int64_t total = (int64_t)sms * EX_PART_ITEMS_PER_SM > EX_PART_ITEMS_MIN
+                                  ? (int64_t)sms * EX_PART_ITEMS_PER_SM : EX_PART_ITEMS_MIN;
+        const int64_t cap = total / pb->batch, qt = fkm_ceil_div(pb->k, FT_Q);
+        /* the products are taken only for tiles < cap (a few thousand), with qt <= 2^24 */
+        ws->part32_items = tiles32 < cap && tiles32 * qt < cap ? tiles32 * qt : cap;
+        ws->part64_items = tiles64 < cap && tiles64 * qt < cap ? tiles64 * qt : cap;
+        if (ws->part32_items < 2 || qt < 2) ws->part32_items = 0; /* one slice always */
+        if (ws->part64_items < 2 || qt < 2) ws->part64_items = 0;
+    }
     const size_t n = (size_t)ws->n_total, kd = (size_t)(ws->k_total * pb->d), ch = (size_t)ws->chunk;
     const size_t ncount = (size_t)(EX_C_FIXED + 2 * pb->batch);
     fkm_status s = FKM_OK;
@@ -606,6 +758,12 @@ fkm_status fkm_cuda_exact_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_cu
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->filt64_idx, n * sizeof(int64_t)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cbias, (size_t)ws->k_total * sizeof(float)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->host_idx, n * sizeof(int64_t)), s, fail);
+    if (ws->part32_items)
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc(&ws->part32, (size_t)(pb->batch * ws->part32_items) *
+                                                           FT_P_OF(false) * sizeof(ex_state<float>)), s, fail);
+    if (ws->part64_items)
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc(&ws->part64, (size_t)(pb->batch * ws->part64_items) *
+                                                           FT_P_OF(true) * sizeof(ex_state<double>)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->rows, ch * (size_t)pb->d * sizeof(float)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->lab, ch * sizeof(int32_t)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&ws->count_h, EX_C_FIXED * sizeof(unsigned long long)), s, fail);
@@ -663,13 +821,23 @@ static fkm_status launch_device_stages(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, cons
                        pb->k,        cent,           ws->cbias, ws->xnorm, ws->cnorm,
                        ws->cmax,     ws->xinv,       fkm_exact_radius_factor(pb->d), ws->cert_f32, ws->second_idx,
                        labels,       ws->count,      ws->pair_idx, ws->filt_idx, ws->filt64_idx,
-                       ws->host_idx};
+                       ws->host_idx, NULL,           0,            0};
     pair_decide<T, DOT><<<ws->pair_blocks, EX_THREADS, 0, stream>>>(a);
     FKM_CUDA_LAUNCHED(ctx, "pair_decide");
-    filter_tiles<T, DOT, false><<<dim3(ws->f32_blocks, (unsigned)pb->batch), EX_THREADS, 0, stream>>>(a);
+    /* each filter, then its merge of sliced work (same grid: the same slicing; it returns at
+     * once when the list kept one slice) */
+    ex_args a32 = a, a64 = a;
+    a32.part = ws->part32, a32.part_items = ws->part32_items, a32.slices_force = ws->slices_force;
+    a64.part = ws->part64, a64.part_items = ws->part64_items, a64.slices_force = ws->slices_force;
+    const dim3 g32(ws->f32_blocks, (unsigned)pb->batch), g64(ws->f64_blocks, (unsigned)pb->batch);
+    filter_tiles<T, DOT, false><<<g32, EX_THREADS, 0, stream>>>(a32);
     FKM_CUDA_LAUNCHED(ctx, "filter_tiles(f32)");
-    filter_tiles<T, DOT, true><<<dim3(ws->f64_blocks, (unsigned)pb->batch), EX_THREADS, 0, stream>>>(a);
+    filter_merge<false><<<g32, EX_THREADS, 0, stream>>>(a32);
+    FKM_CUDA_LAUNCHED(ctx, "filter_merge(f32)");
+    filter_tiles<T, DOT, true><<<g64, EX_THREADS, 0, stream>>>(a64);
     FKM_CUDA_LAUNCHED(ctx, "filter_tiles(f64)");
+    filter_merge<true><<<g64, EX_THREADS, 0, stream>>>(a64);
+    FKM_CUDA_LAUNCHED(ctx, "filter_merge(f64)");
     return FKM_OK;
 }
 
