@@ -63,7 +63,10 @@
  * and bf16 the element is widened to double with integer operations and one multiply by a
  * power of two (exact, including subnormals; infinities and NaNs take the ordinary
  * conversion), which keeps the 64-bit conversion unit (a quarter of the FP64 rate) out of the
- * inner loop.
+ * inner loop. The fit's case (L2 or DOT, no per-point objectives, no cosine, aligned rows of
+ * whole vectors) runs a lean instantiation of the same source (RED_L2 / RED_DOT, see
+ * reduce_variant): flags fixed, a main loop of steps whose every group has a row (no
+ * predicates), then the checked loop; the same operations in the same order, the same bits.
  *
  * Sums, per segment and column: each lane group adds w * x of its rows in row order (FMA:
  * w * x is rounded once together with the addition), then the R group sums are added by a
@@ -104,6 +107,11 @@
 #define RED_WARPS 4
 /* Steps (R rows each) whose loads a warp issues before it uses them. */
 #define RED_UNROLL 4
+/* reduce_kernel variants (reduce_variant picks one per call; same sums, same bits, see there):
+ * RED_GEN takes every flag at run time; RED_L2 and RED_DOT are the fit's case compiled lean:
+ * no cosine, no per-point objectives, 16-byte aligned rows of whole vectors (d % VEC == 0)
+ * whose byte stride fits 32 bits, metric L2 or DOT fixed. */
+enum { RED_GEN = 0, RED_L2 = 1, RED_DOT = 2 };
 /* Combine: warps per cluster block (unit i of a cluster goes to warp i % COMB_WARPS; the warps
  * are then added in order), columns per pass (4 per lane), and threads of an objective block
  * (fixed-shape tree). */
@@ -792,6 +800,9 @@ template <fkm_dtype DT> struct widen_t {
     }
 };
 
+/* 16 zero bytes: what a lean reduce lane whose columns lie past d loads (see reduce_kernel). */
+static __device__ uint4 g_red_zero;
+
 struct reduce_args {
     const void *X;
     int64_t n, d, ld, batch_stride, k, batch, tiles;
@@ -821,11 +832,18 @@ struct reduce_args {
  * first segment) or 2u + 1 (its last one, which then starts after the unit's start): only
  * these two can extend past the unit. The weighted objective of the unit's segments goes to
  * part_obj[u]. */
-template <fkm_dtype DT>
+template <fkm_dtype DT, int V>
 __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a)
 {
     typedef typename fkm_elem<DT>::type E;
     constexpr int VEC = 16 / (int)sizeof(E);
+    /* The variant's flags: RED_GEN reads them from a; the lean variants fix them (reduce_variant
+     * picks one only where a's flags are these), so the same source expressions fold to
+     * constants there. */
+    constexpr bool GEN = V == RED_GEN;
+    const bool cosine = GEN && a.cosine;
+    const bool dot = GEN ? a.dot != 0 : V == RED_DOT;
+    double *const point_obj = GEN ? a.point_obj : nullptr;
     __shared__ uint32_t s_id[RED_WARPS][UNIT_MAX];
     __shared__ uint32_t s_g[RED_WARPS][UNIT_MAX];
     __shared__ float s_w[RED_WARPS][UNIT_MAX];
@@ -864,10 +882,14 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
         const uint32_t prev_g = p0 > P0 ? a.sorted_g[p0 - 1] : 0xffffffffu;
         const uint32_t next_g = p0 + np < P1 ? a.sorted_g[p0 + np] : 0xffffffffu;
         __syncwarp();
-        for (int t = lane; t < np; t += 32) sw[t] = a.weights ? a.weights[rb + sid[t]] : 1.0f;
+        for (int t = lane; t < np; t += 32) {
+            const float wt = a.weights ? a.weights[rb + sid[t]] : 1.0f;
+            if (GEN) sw[t] = wt;
+            else saux[t] = (double)wt; /* lean: saux is free (no point_obj), the weight read as a double */
+        }
         /* cosine with several column tiles: the norms first (per lane over tiles and columns,
          * then the row's lanes by butterfly) */
-        if (a.cosine && CT > 1) {
+        if (cosine && CT > 1) {
             for (int r0 = 0; r0 < np; r0 += R) {
                 const int r = r0 + grp;
                 const bool valid = r < np;
@@ -916,13 +938,69 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
                     c[v] = (a.want_obj && cb + v < d) ? (double)cen[cb + v] : 0.0;
                     acc[v] = 0.0;
                 }
-                for (int i0 = 0; i0 < steps; i0 += RED_UNROLL) {
+                /* lean: the lane's vector is whole or past d (d % VEC == 0, vec_ok), and a row's
+                 * byte offset is sid * ldb with ldb < 2^32: one 32x32->64 multiply-add per row */
+                const char *Xc = (const char *)(Xb + cb);
+                const uint32_t ldb = (uint32_t)(a.ld * (int64_t)sizeof(E));
+                const bool lane_in = cb < d;
+                int i0 = 0;
+                if (!GEN) {
+                    /* lean, steps whose every group has a row (r < e for all, so valid is true):
+                     * the checked loop below with valid = true, ids and weights read through
+                     * pointers advanced per step, and a lane past d reading a zero vector
+                     * (g_red_zero, stride 0), which is what load_vec gives it (+0.0 bits) */
+                    const int full = (e - q) / R;
+                    const uint32_t *sp = sid + q + grp;
+                    const double *wp = saux + q + grp;
+                    const char *Xl = lane_in ? Xc : (const char *)&g_red_zero;
+                    const uint32_t ldl = lane_in ? ldb : 0u;
+                    for (; i0 + RED_UNROLL <= full; i0 += RED_UNROLL, sp += R * RED_UNROLL, wp += R * RED_UNROLL) {
+                        uint4 raw[RED_UNROLL];
+#pragma unroll
+                        for (int uu = 0; uu < RED_UNROLL; uu++)
+                            raw[uu] = __ldcs((const uint4 *)(Xl + (uint64_t)sp[R * uu] * ldl));
+#pragma unroll
+                        for (int uu = 0; uu < RED_UNROLL; uu++) {
+                            double x[VEC];
+                            widen_t<DT>::run(raw[uu], x);
+                            if (DT == FKM_F64) {
+#pragma unroll
+                                for (int v = 0; v < VEC; v++) x[v] = (double)(float)x[v];
+                            }
+                            const double w = wp[R * uu];
+                            if (a.want_obj) {
+                                double o = 0.0;
+#pragma unroll
+                                for (int v = 0; v < VEC; v++) {
+                                    if (dot) {
+                                        o = fma(x[v], c[v], o);
+                                    } else {
+                                        const double t = x[v] - c[v];
+                                        o = fma(t, t, o);
+                                    }
+                                }
+                                seg_o = fma(w, dot ? -o : o, seg_o);
+                            }
+                            if (last && lir == 0) seg_w += w;
+                            if (want_sum) {
+#pragma unroll
+                                for (int v = 0; v < VEC; v++) acc[v] = fma(w, x[v], acc[v]);
+                            }
+                        }
+                    }
+                }
+                /* the checked loop: all of RED_GEN's steps, the lean variants' last ones */
+                for (; i0 < steps; i0 += RED_UNROLL) {
                     uint4 raw[RED_UNROLL];
 #pragma unroll
                     for (int uu = 0; uu < RED_UNROLL; uu++) {
                         const int r = q + grp + R * (i0 + uu);
-                        raw[uu] = r < e ? load_vec<DT>(Xb + (int64_t)sid[r] * a.ld, cb, d, a.vec_ok)
-                                        : make_uint4(0, 0, 0, 0);
+                        if (GEN)
+                            raw[uu] = r < e ? load_vec<DT>(Xb + (int64_t)sid[r] * a.ld, cb, d, a.vec_ok)
+                                            : make_uint4(0, 0, 0, 0);
+                        else
+                            raw[uu] = (lane_in && r < e) ? __ldcs((const uint4 *)(Xc + (uint64_t)sid[r] * ldb))
+                                                         : make_uint4(0, 0, 0, 0);
                     }
 #pragma unroll
                     for (int uu = 0; uu < RED_UNROLL; uu++) {
@@ -931,7 +1009,7 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
                         const bool valid = r < e;
                         double x[VEC];
                         widen_t<DT>::run(raw[uu], x);
-                        if (a.cosine) {
+                        if (cosine) {
                             double inv;
                             if (CT == 1) {
                                 double ss = 0.0;
@@ -949,12 +1027,12 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
 #pragma unroll
                             for (int v = 0; v < VEC; v++) x[v] = (double)(float)x[v];
                         }
-                        const double w = valid ? (double)sw[r] : 0.0;
+                        const double w = valid ? (GEN ? (double)sw[r] : saux[r]) : 0.0;
                         if (a.want_obj) {
                             double o = 0.0; /* this lane's columns of the point's objective */
 #pragma unroll
                             for (int v = 0; v < VEC; v++) {
-                                if (a.dot) {
+                                if (dot) {
                                     o = fma(x[v], c[v], o);
                                 } else {
                                     const double t = x[v] - c[v];
@@ -964,8 +1042,8 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
                             /* the segment's objective: each lane adds w times its own share,
                              * rows in order, tiles in order; the lanes are added at the end of
                              * the segment (no butterfly per row) */
-                            if (valid) seg_o = fma(w, a.dot ? -o : o, seg_o);
-                            if (a.point_obj) { /* each point's objective: the row's lanes by butterfly */
+                            if (valid) seg_o = fma(w, dot ? -o : o, seg_o);
+                            if (point_obj) { /* each point's objective: the row's lanes by butterfly */
                                 for (int off = 1; off < LPR; off <<= 1) o += __shfl_xor_sync(0xffffffffu, o, off);
                                 /* only the group's lane lir == 0 uses o below, so only it reads and
                                  * writes saux[r]: no lane reads what another writes (racecheck) */
@@ -973,7 +1051,7 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
                                     if (ct > 0) o = saux[r] + o;
                                     if (!last) saux[r] = o;
                                 }
-                                if (last && valid && lir == 0) a.point_obj[s_base[warp][0] + sid[r]] = a.dot ? -o : o;
+                                if (last && valid && lir == 0) point_obj[s_base[warp][0] + sid[r]] = dot ? -o : o;
                             }
                         }
                         if (last && valid && lir == 0) seg_w += w;
@@ -1135,10 +1213,29 @@ __global__ void __launch_bounds__(OBJ_THREADS) combine_kernel(combine_args a)
 
 /* ---------------------------------------------------------------- driver */
 
+/* The variant for a call. The lean ones are the general kernel's source with flags fixed to the
+ * values they have in a (cosine 0, point_obj NULL, dot 0 or 1), a row's loads issued directly
+ * (vec_ok and d % VEC == 0: load_vec would take its 16-byte path for a vector inside the row
+ * and give zeros for one past d, which is what they do) and the weights read from shared memory
+ * as doubles (the same (double)w): every floating-point operation and its operands are those of
+ * RED_GEN, in the same order, so the outputs are the same bits. */
+static int reduce_variant(const reduce_args &a, size_t es)
+{
+    const int64_t vec = 16 / (int64_t)es;
+    if (a.cosine || a.point_obj || !a.vec_ok || a.d % vec != 0) return RED_GEN;
+    if (a.ld <= 0 || a.ld > (int64_t)(UINT32_MAX / es)) return RED_GEN;
+    return a.dot ? RED_DOT : RED_L2;
+}
+
 template <fkm_dtype DT>
 static void launch_reduce(const reduce_args &a, int64_t units, cudaStream_t stream)
 {
-    reduce_kernel<DT><<<grid_for(fkm_ceil_div(units, RED_WARPS)), RED_WARPS * 32, 0, stream>>>(a);
+    const unsigned grid = grid_for(fkm_ceil_div(units, RED_WARPS));
+    switch (reduce_variant(a, sizeof(typename fkm_elem<DT>::type))) {
+    case RED_L2: reduce_kernel<DT, RED_L2><<<grid, RED_WARPS * 32, 0, stream>>>(a); break;
+    case RED_DOT: reduce_kernel<DT, RED_DOT><<<grid, RED_WARPS * 32, 0, stream>>>(a); break;
+    default: reduce_kernel<DT, RED_GEN><<<grid, RED_WARPS * 32, 0, stream>>>(a); break;
+    }
 }
 
 fkm_status fkm_cuda_update(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm_dev_problem *pb,

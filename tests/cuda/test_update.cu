@@ -414,6 +414,22 @@ static void run_case(fkm_ctx *ctx, const test_case &tc, int ci)
                same_bits(o1.obj, o2.obj),
            "case %d: two runs differ", ci);
 
+    /* 2b. without point objectives: for L2 and DOT with aligned rows of whole 16-byte vectors the
+     * reduce runs its lean variant (RED_L2 / RED_DOT in update.cu), run 1 (point objectives asked
+     * for) the general one: sums, weights and objective must be the same bits */
+    CU(cudaMemset(db.sums, 0x55, nsums * 8));
+    CU(cudaMemset(db.weight, 0x55, nw * 8));
+    CU(cudaMemset(db.obj, 0x55, nobj * 8));
+    st = fkm_cuda_update(ctx, ws, &pb, db.labels, db.C, db.sums, db.weight, NULL, db.obj, 0, stream);
+    EXPECT(st == FKM_OK, "case %d: update (no point objectives): %s", ci, fkm_last_error(ctx));
+    CU(cudaStreamSynchronize(stream));
+    {
+        outputs ol;
+        fetch(db, ol, nsums, nw, 0, nobj);
+        EXPECT(same_bits(o1.sums, ol.sums) && same_bits(o1.weight, ol.weight) && same_bits(o1.obj, ol.obj),
+               "case %d: the reduce without point objectives (lean variant) differs from the general one", ci);
+    }
+
     /* 3. accumulate: a second pass added to the first gives exactly twice (x + x = 2x) */
     st = fkm_cuda_update(ctx, ws, &pb, db.labels, db.C, db.sums, db.weight, db.pobj, db.obj, 1, stream);
     EXPECT(st == FKM_OK, "case %d: update accumulate: %s", ci, fkm_last_error(ctx));
