@@ -137,6 +137,9 @@
  * in any order. */
 #define COL_WARPS 16
 #define COL_BATCH 8
+/* Threads of a histogram block (launch shape only: the counts are exact whatever the block;
+ * independent of the scatter's warps, which shared memory caps at 2 for k > 2048). */
+#define HIST_THREADS 256
 
 static_assert(SORT_MAX_TILE <= 65536 && SORT_MAX_K <= 65536, "staged words pack (label << 16) | index in the sub-tile");
 static_assert(SORT_SCAN_WORDS >= 8, "one scan total per warp of a sort block (sort_shape: at most 8 warps)");
@@ -1283,8 +1286,7 @@ fkm_status fkm_cuda_update_parts(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm
     if (timing) FKM_CUDA_TRY(ctx, cudaEventRecord(ws->ev[0], stream));
     /* 1. histogram */
     if (ws->counting) {
-        const int threads = 32 * ws->warps;
-        hist_tiles_kernel<<<grid_for(batch * tiles), threads, (size_t)k * sizeof(uint32_t), stream>>>(
+        hist_tiles_kernel<<<grid_for(batch * tiles), HIST_THREADS, (size_t)k * sizeof(uint32_t), stream>>>(
             labels, n, k, batch, parts, src_n, tiles, ws->tile, ws->cnt);
         FKM_CUDA_LAUNCHED(ctx, "hist_tiles_kernel");
     } else {
