@@ -9,10 +9,11 @@
  * the CUDA issue's: 1000000:1024:128 8000000:1024:128 75600:1000:128:f16:32
  * 1000000:65536:128 1000000:16:128 1000000:1024:128:f32 1000000:1024:1024.
  * The assignment kernel that ran is the [path] of each line: FLASHKM_ASSIGN=mma and
- * FLASHKM_WGMMA_OVERLAP=0|1|2|3 (wgmma, wgmma-overlap, wgmma-pingpong or
- * wgmma-pingpong-persistent) change it on sm_90, for A/B runs of one build.
+ * FLASHKM_WGMMA_OVERLAP=0|2|3 (wgmma, wgmma-pingpong or wgmma-pingpong-persistent) change it on
+ * sm_90, for A/B runs of one build.
  * Likewise the update's "scatter stage" (points per staged sub-tile, 0 = direct scatter, -1 =
- * radix path): FLASHKM_SCATTER_STAGE=0 forces the direct scatter, =P stages sub-tiles of P points. */
+ * radix path): FLASHKM_SCATTER_STAGE=0 forces the direct scatter, =P stages sub-tiles of up to P
+ * points (update.cu: scatter_stage). */
 #include "cuda/assign.cuh"
 #include "cuda/update.cuh"
 #include "update_atomic.cuh"

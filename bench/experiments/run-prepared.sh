@@ -4,7 +4,7 @@
 #
 #   bash bench/experiments/run-prepared.sh [OUTDIR]          (OUTDIR: $OUT, else ./prepared-out)
 #
-# EXPERIMENTS picks them (default "top3 exfilter smallk"; the pppersistent and pieces cases ran and were
+# EXPERIMENTS picks them (default "top3 exfilter smallk reduce hist"; the pppersistent and pieces cases ran and were
 # merged on 2026-11-27, kept as examples: they skip without their patch). Each is
 # the tree with bench/experiments/<patch> applied whole (tests and bench included), copied to
 # /tmp/fkm-<name> and built for sm_90a beside a base build of this tree (build-prep, sm_90a),
@@ -50,7 +50,7 @@ esac
 SELF=(bash "$ROOT/bench/experiments/run-prepared.sh")
 OUTDIR="${1:-${OUT:-prepared-out}}"
 mkdir -p "$OUTDIR"
-EXPERIMENTS="${EXPERIMENTS:-top3 exfilter smallk}"
+EXPERIMENTS="${EXPERIMENTS:-top3 exfilter smallk reduce hist}"
 T_END=$(( $(date +%s) + ${PREP_BUDGET:-560} ))
 SUMMARY="$OUTDIR/summary.txt"
 : > "$SUMMARY"
@@ -136,6 +136,23 @@ for e in $EXPERIMENTS; do
       step "smallk: side by side ($lib)" 120 python3 bench/gpu_side_by_side.py --lib "$lib" --isolate --skip flash-kmeans \
         --configs n1m_k16 --out-csv /tmp/smallk.csv --out-md /tmp/smallk.md >> "$log" 2>&1
     done
+    ;;
+  reduce|hist)
+    # update-kernel patches: test_update on the GPU, its sanitizers, bench_cuda against the base
+    patch=$([[ $e == reduce ]] && echo reduce-diet.patch || echo hist-tile-major.patch)
+    [[ -f bench/experiments/$patch ]] || { note "SKIP $e (no patch)"; continue; }
+    step "$e: patch + build" 240 "${SELF[@]}" __prepare "$e" "$patch" bench_cuda test_update > "$log" 2>&1 || continue
+    B=/tmp/fkm-$e/build-gpu
+    step "$e: test_update" 150 "$B/tests/test_update" >> "$log" 2>&1
+    for tool in memcheck racecheck; do
+      step "$e: $tool test_update" 200 "${SELF[@]}" __san "$tool" "$B" test_update >> "$log" 2>&1
+    done
+    CFG="1000000:1024:128 8000000:1024:128 75600:1000:128:f16:32 1000000:4096:128 1000000:65536:128 1000000:1024:1024"
+    {
+      echo "== base"; "$B0/bench/bench_cuda" --reps 10 $CFG
+      echo "== $e"; "$B/bench/bench_cuda" --reps 10 $CFG
+    } 2>&1 | grep -E "^(==|N=|GPU)" | sed -E 's/ \| atomic.*//; s/assign .*\[[a-z-]+\] \| //' >> "$log"
+    note "$e: bench_cuda update stages (base, patched) in $log"
     ;;
   pppersistent)
     [[ -f bench/experiments/wgmma-pp-persistent.patch ]] || { note "SKIP pppersistent (no patch)"; continue; }

@@ -85,16 +85,15 @@ fkm_assign_path fkm_cuda_assign_path(const fkm_dev_problem *pb, fkm_precision pr
              * 1.162 / 1.362; f16 D=64 B=32 1.126 / 1.368 / 1.121; TF32 D=64 K=1024 0.721 / 0.753
              * / 0.715; K=4096 2.329 / 2.304 / 2.334; TF32 D=128 K=1024 1.459 / 1.166 / 1.326.
              * FLASHKM_WGMMA_OVERLAP=0 / 2 / 3 force the single-set / ping-pong / persistent
-             * ping-pong kernel, for A/B runs (same labels, bit for bit); any other value (1 was
-             * a kernel with two accumulator sets per warpgroup, removed once the ping-pong one
-             * measured faster wherever it had been the default) the single-set one. */
+             * ping-pong kernel, for A/B runs (same labels, bit for bit); any other value leaves the
+             * choice to the rule below (=1 was a kernel with two accumulator sets per warpgroup,
+             * removed once the ping-pong ones measured faster wherever it had been the default). */
             const char *overlap = getenv("FLASHKM_WGMMA_OVERLAP");
             const int resident = round_up(pb->d, MMA_BK_OF(es)) * es <= FKM_WGMMA_MAX_ROW_BYTES;
             if (!resident) return FKM_ASSIGN_WGMMA;
-            if (overlap && *overlap)
-                return strcmp(overlap, "3") == 0   ? FKM_ASSIGN_WGMMA_PINGPONG_PERSISTENT
-                       : strcmp(overlap, "2") == 0 ? FKM_ASSIGN_WGMMA_PINGPONG
-                                                   : FKM_ASSIGN_WGMMA;
+            if (overlap && strcmp(overlap, "0") == 0) return FKM_ASSIGN_WGMMA;
+            if (overlap && strcmp(overlap, "2") == 0) return FKM_ASSIGN_WGMMA_PINGPONG;
+            if (overlap && strcmp(overlap, "3") == 0) return FKM_ASSIGN_WGMMA_PINGPONG_PERSISTENT;
             const int64_t mma_width = pb->dtype == FKM_F32 ? 2 * pb->d : pb->d;
             if (mma_width >= 192 || (mma_width >= 128 && pb->k >= FKM_PINGPONG_MIN_K)) return FKM_ASSIGN_WGMMA_PINGPONG;
             return mma_width >= 128 ? FKM_ASSIGN_WGMMA_PINGPONG_PERSISTENT : FKM_ASSIGN_WGMMA;
@@ -502,15 +501,13 @@ static fkm_status launch_mma(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev
     const T *cq = (const T *)ws->cq;
     if (ws->path == FKM_ASSIGN_MMA) {
         const size_t smem = ((size_t)MMA_BM * ws->dpad + (size_t)MMA_STAGES * MMA_BN * MMA_BK_OF(sizeof(T))) * sizeof(T);
-        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_mma<T, true, TOP3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               (int)smem));
+        FKM_CUDA_TRY(ctx, fkm_cuda_allow_smem((const void *)assign_mma<T, true, TOP3>, smem));
         assign_mma<T, true, TOP3><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride,
                                                                        ws->dpad, cq, ws->cn, ws->kpad, alpha, labels,
                                                                        changed, best, out3);
     } else {
         const size_t smem = (size_t)MMA_STAGES * (MMA_BN + MMA_BM) * MMA_BK_OF(sizeof(T)) * sizeof(T);
-        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_mma<T, false, TOP3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               (int)smem));
+        FKM_CUDA_TRY(ctx, fkm_cuda_allow_smem((const void *)assign_mma<T, false, TOP3>, smem));
         assign_mma<T, false, TOP3><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride,
                                                                         ws->dpad, cq, ws->cn, ws->kpad, alpha, labels,
                                                                         changed, best, out3);

@@ -27,7 +27,7 @@ typedef enum fkm_assign_path {
                                  (resident X only; the default where it measured faster, assign.cu) */
     FKM_ASSIGN_WGMMA_PINGPONG_PERSISTENT /* the same on a persistent grid: one block per SM
                                  walks row blocks, the ring runs on across them, the next X tile
-                                 loads ahead (the default for MMA width 128 with k < 4096, assign.cu) */
+                                 loads ahead (the default for MMA widths 128..191 with k < 4096, assign.cu) */
 } fkm_assign_path;
 
 /* The path a problem would take on the current device (the tensor-core paths need 16-byte

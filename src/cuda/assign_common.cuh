@@ -61,7 +61,7 @@ static __device__ __forceinline__ void fkm_store_label(int valid, int64_t row, i
  * second index there. */
 #define FKM_WGMMA_BN 128
 #define FKM_WGMMA_MAX_ROW_BYTES 512   /* X rows up to 512 bytes stay in shared memory */
-#define FKM_PINGPONG_MIN_K 4096       /* MMA width 128..255: from here on ping-pong is the default */
+#define FKM_PINGPONG_MIN_K 4096       /* MMA width 128..191: from here on ping-pong is the default */
 fkm_status fkm_cuda_assign_wgmma(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn,
                                  int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
                                  unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
@@ -70,14 +70,16 @@ fkm_status fkm_cuda_assign_wgmma(fkm_ctx *ctx, const fkm_dev_problem *pb, const 
  * FKM_WGMMA_MAX_ROW_BYTES, on the FlashAttention-3 ping-pong schedule: two consumer warpgroups
  * of 128 points each take turns issuing their wgmma, one's argmin epilogue under the other's
  * MMAs, a producer warp feeding the centroid ring through mbarriers (one block of 384 threads
- * per SM). FLASHKM_WGMMA_OVERLAP=2 only (FKM_ASSIGN_WGMMA_PINGPONG); same results, bit for bit. */
+ * per SM). The default for wide MMAs or many clusters (fkm_cuda_assign_path), FLASHKM_WGMMA_OVERLAP=2
+ * forces it (FKM_ASSIGN_WGMMA_PINGPONG); same results, bit for bit. */
 fkm_status fkm_cuda_assign_wgmma_pingpong(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq, const float *cn,
                                           int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
                                           unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
                                           cudaStream_t stream);
 /* The same kernel on a persistent grid (assign_wgmma_pingpong.cu): at most one block per SM,
  * each walking row blocks, the centroid ring running on across them and the next row block's
- * X tile loaded ahead where shared memory holds two. FLASHKM_WGMMA_OVERLAP=3 only
+ * X tile loaded ahead where shared memory holds two. The default for MMA widths 128..191 with
+ * fewer than FKM_PINGPONG_MIN_K clusters, FLASHKM_WGMMA_OVERLAP=3 forces it
  * (FKM_ASSIGN_WGMMA_PINGPONG_PERSISTENT); same results, bit for bit. */
 fkm_status fkm_cuda_assign_wgmma_pingpong_persistent(fkm_ctx *ctx, const fkm_dev_problem *pb, const void *cq,
                                                      const float *cn, int64_t kpad, int64_t dpad, float alpha,

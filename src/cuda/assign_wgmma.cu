@@ -168,8 +168,7 @@ static fkm_status launch_one(fkm_ctx *ctx, const fkm_dev_problem *pb, const void
 {
     const dim3 grid((unsigned)fkm_ceil_div(pb->n, WG_BM), (unsigned)pb->batch);
     const size_t smem = smem_bytes<T>(RESIDENT, CNS, dpad);
-    FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma<T, RESIDENT, TOP3, CNS>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    FKM_CUDA_TRY(ctx, fkm_cuda_allow_smem((const void *)assign_wgmma<T, RESIDENT, TOP3, CNS>, smem));
     assign_wgmma<T, RESIDENT, TOP3, CNS><<<grid, WG_THREADS, smem, stream>>>(
         (const T *)pb->X, pb->n, pb->d, pb->ld, pb->batch_stride, dpad, (const T *)cq, cn, kpad, alpha, labels,
         changed, best, out3);

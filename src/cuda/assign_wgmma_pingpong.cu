@@ -44,8 +44,8 @@
  *
  * Not hidden: with one block per SM, a block's prologue (X tile, first stages) and its final
  * merge run with the tensor cores idle (the persistent variant below hides them); with rows
- * over 256 bytes the ring (5 stages) holds less than two tiles, so a warpgroup's next tile
- * waits for the other's MMAs on the previous one.
+ * of 512 bytes the ring (5 stages of 4 chunks per tile) holds less than two tiles, so a
+ * warpgroup's next tile waits for the other's MMAs on the previous one.
  *
  * The persistent variant (PERSIST = true, FLASHKM_WGMMA_OVERLAP=3, path
  * wgmma-pingpong-persistent; a default since its H100 run, assign.cu): the same kernel body
@@ -100,6 +100,7 @@
  * are in flight on every incoming edge, at the tile loop's header both are retired. */
 #include "cuda/assign_wgmma.cuh"
 
+#include <errno.h>
 #include <stdlib.h>
 
 #define PP_BM 256                 /* points per block: 128 per consumer warpgroup */
@@ -227,7 +228,7 @@ struct pp_pos {
  * problem order (j = problem b * nrb + row block: the single-launch grid's order). Every
  * thread of the block walks the same sequence. 32-bit state, the problem and row block
  * recomputed per row block (the launcher checks that all row blocks number less than 2^31;
- * the producer warps have 56 registers). */
+ * the producer warps have 56 registers, 72 in the persistent kernel). */
 template <bool PERSIST> struct pp_walk {
     int j, total, stride, nrb;
     __device__ __forceinline__ void start(int64_t n, int64_t batch)
@@ -561,7 +562,12 @@ static fkm_status pp_persistent_blocks(fkm_ctx *ctx, int64_t rowblocks, unsigned
     FKM_CUDA_TRY(ctx, cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev));
     int64_t blocks = rowblocks < nsm ? rowblocks : nsm;
     const char *cap = getenv("FLASHKM_PP_MAX_BLOCKS");
-    if (cap && atoi(cap) > 0 && atoi(cap) < blocks) blocks = atoi(cap);
+    if (cap && *cap) { /* a whole positive number, else the variable is not used */
+        char *end = NULL;
+        errno = 0;
+        const long long v = strtoll(cap, &end, 10);
+        if (errno == 0 && *end == '\0' && v > 0 && v < blocks) blocks = v;
+    }
     *out = (unsigned)blocks;
     return FKM_OK;
 }
@@ -593,8 +599,7 @@ template <bool PERSIST> struct pp_launcher {
             grid = dim3(blocks);
         }
         const size_t smem = pp_smem_bytes<T>(dpad, nst, nxb);
-        FKM_CUDA_TRY(ctx, cudaFuncSetAttribute(assign_wgmma_pingpong<T, TOP3, PERSIST>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        FKM_CUDA_TRY(ctx, fkm_cuda_allow_smem((const void *)assign_wgmma_pingpong<T, TOP3, PERSIST>, smem));
         assign_wgmma_pingpong<T, TOP3, PERSIST><<<grid, PP_THREADS, smem, stream>>>(
             (const T *)pb->X, pb->n, pb->d, pb->ld, pb->batch_stride, dpad, (const T *)cq, cn, kpad, alpha, labels,
             changed, best, out3, nst, nxb, pb->batch);

@@ -123,6 +123,11 @@ static size_t free_device_bytes(void)
  * budget (gpu_mem_bytes against everything this call allocated since free0, else the free
  * memory's reserve, as stream.cu's): otherwise the update stays piece by piece, with the
  * same bits. */
+/* The per-point objectives (B x N doubles): allocated by cuda_farthest when a relocation first
+ * needs them, but counted in the workspace from the start, so that a fit that relocates stays
+ * within its memory budget (and within the memory placement left free). */
+static size_t pobj_bytes(const cuda_state *st) { return (size_t)(st->pb.batch * st->pb.n) * sizeof(double); }
+
 static void open_batched(cuda_state *st, size_t free0)
 {
     const int64_t B = st->pb.batch, n = st->pb.n, k = st->pb.k, d = st->pb.d;
@@ -147,10 +152,11 @@ static void open_batched(cuda_state *st, size_t free0)
              cudaMalloc((void **)&pw, np * (size_t)k * sizeof(double)) == cudaSuccess &&
              cudaMalloc((void **)&po, np * sizeof(double)) == cudaSuccess;
     if (ok) {
-        const size_t now = free_device_bytes();
+        /* the per-point objectives, allocated on the first relocation only, count as taken */
+        const size_t now = free_device_bytes(), pobj = pobj_bytes(st);
         const uint64_t budget = st->pb.gpu_mem_bytes;
         const size_t reserve = (size_t)512 << 20 < before / 8 ? (size_t)512 << 20 : before / 8;
-        ok = budget ? (uint64_t)(free0 > now ? free0 - now : 0) <= budget : now >= reserve;
+        ok = budget ? (uint64_t)(free0 > now ? free0 - now : 0) + pobj <= budget : now >= reserve + pobj;
     }
     if (!ok) {
         fkm_cuda_update_destroy(ws);
@@ -231,10 +237,11 @@ static fkm_status cuda_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
     if ((s = fkm_cuda_scan_create(ctx, B, pb->n, d, max_nb * max_rows, &st->sws)) != FKM_OK) goto fail;
     FKM_CUDA_TRY_GOTO(ctx, cudaStreamSynchronize(st->stream), s, fail);
     {
-        const size_t free1 = free_device_bytes();
+        const size_t free1 = free_device_bytes(), pobj = pobj_bytes(st);
         st->x_on_device = is_device_pointer(pb->X);
         const fkm_xstream_args xa = {pb, st->x_on_device, st->x_on_device && usable_in_place(pb),
-                                     free0 > free1 ? (uint64_t)(free0 - free1) : 0, free1, st->stream};
+                                     (free0 > free1 ? (uint64_t)(free0 - free1) : 0) + pobj,
+                                     free1 > pobj ? free1 - pobj : 0, st->stream};
         if ((s = fkm_xstream_open(ctx, &xa, &st->xs)) != FKM_OK) goto fail;
     }
     st->pieces = fkm_xstream_pieces(st->xs, &st->npieces);

@@ -27,6 +27,14 @@ fkm_status fkm_cuda_fail(fkm_ctx *ctx, cudaError_t err, const char *file, int li
         if (fkm_err_ != cudaSuccess) return fkm_cuda_fail((ctx), fkm_err_, __FILE__, __LINE__, #expr); \
     } while (0)
 
+/* Lets `func` be launched with `need` bytes of dynamic shared memory. The limit is an attribute
+ * of the function for the whole process, so it is set to the same value by every caller: all
+ * the device allows beside the function's static shared memory (setting each launch's own need
+ * let a concurrent fit on another context, needing less, lower it under this one's launch). The
+ * occupancy follows each launch's own request, not this limit. cudaErrorInvalidValue when
+ * `need` is more than the device allows. */
+cudaError_t fkm_cuda_allow_smem(const void *func, size_t need);
+
 /* After a kernel launch: reports launch-configuration errors. */
 #define FKM_CUDA_LAUNCHED(ctx, what) FKM_CUDA_TRY(ctx, cudaGetLastError())
 

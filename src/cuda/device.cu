@@ -13,6 +13,19 @@ fkm_status fkm_cuda_fail(fkm_ctx *ctx, cudaError_t err, const char *file, int li
                     cudaGetErrorString(err), cudaGetErrorName(err));
 }
 
+cudaError_t fkm_cuda_allow_smem(const void *func, size_t need)
+{
+    int dev = 0, optin = 0;
+    cudaFuncAttributes fa;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (e == cudaSuccess) e = cudaFuncGetAttributes(&fa, func);
+    if (e != cudaSuccess) return e;
+    const size_t most = (size_t)optin > fa.sharedSizeBytes ? (size_t)optin - fa.sharedSizeBytes : 0;
+    if (need > most) return cudaErrorInvalidValue; /* what the launch would report */
+    return cudaFuncSetAttribute(func, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)most);
+}
+
 extern "C" int fkm_cuda_device_count_impl(void)
 {
     int n = 0;

@@ -801,8 +801,7 @@ fkm_status fkm_cuda_kmeanspp(fkm_ctx *ctx, const fkm_dev_problem *dp, int64_t pr
         a.list = (int32_t *)p, p += sz_slot;
         a.vals = (float *)p;
     }
-    FKM_CUDA_TRY_GOTO(ctx, cudaFuncSetAttribute(kk.sums, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)grid.sums_smem),
-                      s, out);
+    FKM_CUDA_TRY_GOTO(ctx, fkm_cuda_allow_smem((const void *)kk.sums, grid.sums_smem), s, out);
     FKM_CUDA_TRY_GOTO(ctx, cudaMemsetAsync(a.nlist, 0, sz_nlist, stream), s, out);
     FKM_CUDA_TRY_GOTO(ctx, cudaMemsetAsync(a.cand, 0, sz_cand, stream), s, out);
     FKM_CUDA_TRY_GOTO(ctx, cudaMemsetAsync(a.stats, 0, sz_stats, stream), s, out);

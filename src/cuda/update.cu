@@ -127,8 +127,10 @@
 #define SORT_MAX_TILE 32768
 #define SORT_SMEM_WORDS 8192
 /* The scatter stages a whole tile in shared memory (scatter_stage) when the cursors, the global
- * cursors, the scan's totals and the tile fit in SORT_STAGE_WORDS words (96 KB: at least two
- * blocks per SM on sm_80 and sm_90; k <= 1024 fits), and scatters directly otherwise. */
+ * cursors, the scan's totals and the tile fit in SORT_STAGE_WORDS words (96 KB: k up to about
+ * 1636 at the default tile; two blocks per SM on sm_90 (228 KB), one on sm_80 (164 KB) near the
+ * top of that range; measured on the H100 only up to k = 1024), and scatters directly
+ * otherwise. */
 #define SORT_STAGE_WORDS 24576
 #define SORT_SCAN_WORDS 8
 /* The scan's column pass (colscan_kernel): a block takes 32 consecutive clusters of one problem
@@ -370,8 +372,8 @@ fkm_status fkm_cuda_update_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_c
         ws->scatter_smem = scatter_smem(ws->k, ws->warps, ws->stage);
         /* the staged scatter may pass the default 48 KB (k = 1024: 68 KB) */
         FKM_CUDA_TRY_GOTO(ctx,
-                          cudaFuncSetAttribute((const void *)(ws->stage ? scatter_kernel<true> : scatter_kernel<false>),
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ws->scatter_smem),
+                          fkm_cuda_allow_smem((const void *)(ws->stage ? scatter_kernel<true> : scatter_kernel<false>),
+                                              ws->scatter_smem),
                           st, fail);
     }
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->list, b_list), st, fail);
