@@ -1,8 +1,13 @@
 /* test_scatter_sim.c — a host emulation of the counting-sort scatter of src/cuda/update.cu:
- * the direct kernel as it was before staging ("old") and the current kernel (direct and staged,
- * whole tiles and sub-tiles), warp by warp and lane by lane (__match_any_sync, the warp scan,
- * the packed shared-memory words, uint32 cursor arithmetic), against a plain stable counting
- * sort. A stable sort has one result, so all must agree bit for bit, including the points with
+ * the direct kernel as it was before staging ("old", reading the cluster-major scanned count
+ * matrix of that time) and the current kernel (direct and staged, whole tiles and sub-tiles),
+ * warp by warp and lane by lane (__match_any_sync, the warp scan, the packed shared-memory
+ * words, uint32 cursor arithmetic), against a plain stable counting sort. The current kernel
+ * reads its cursors from the tile-major counts as update.cu builds them: hist_tiles_kernel's
+ * cnt[(b*tiles + t)*k + c], colscan_kernel's per-column prefix over the tiles (split into
+ * COL_WARPS chunks, the earlier chunks' sums added) and cluster totals, the exclusive scan of
+ * the totals (mat); each cursor mat[b*k + c] + cnt[(b*tiles + t)*k + c] must equal the old
+ * cluster-major scan's entry, for the kernel's COL_WARPS and other chunkings. A stable sort has one result, so all must agree bit for bit, including the points with
  * out-of-range labels (dropped) and the untouched tail; also in the layout of
  * fkm_cuda_update_parts (problems that are row parts of larger ones, the last part shorter:
  * part_rows and row_base of update.cu). This checks the placement algorithm;
@@ -18,6 +23,7 @@
 
 #define SORT_MAX_TILE 32768
 #define SORT_SMEM_WORDS 8192
+#define COL_WARPS 16 /* colscan_kernel of update.cu */
 #define SENTINEL 0xdeadbeefu
 
 static int failures = 0;
@@ -69,8 +75,10 @@ static void match_any(const int32_t L[32], uint32_t peers[32])
 typedef struct problem {
     int64_t batch, n, k, tile, tiles;
     const int32_t *labels;
-    unsigned long long *mat; /* after the scan: batch*k*tiles + 1 entries */
+    unsigned long long *mat; /* the old layout after the scan: cluster-major, batch*k*tiles + 1 entries */
     int64_t parts, src_n;    /* fkm_cuda_update_parts: parts = 1, src_n = n is the plain batch */
+    uint32_t *cnt;           /* the new layout: tile-major, batch*tiles*k (after the column pass) */
+    unsigned long long *base; /* per cluster its first sorted slot, then the total: batch*k + 1 */
 } problem;
 
 /* row_base and part_rows of update.cu: problem b = part j of source problem s has its labels
@@ -105,10 +113,99 @@ static void build_mat(problem *p)
     }
 }
 
+/* update.cu's counting path: hist_tiles_kernel (per virtual block (b, t), the tile's counts
+ * written as one contiguous row), colscan_kernel with `cw` warps per block (warp w walks the
+ * tiles [w*per, (w+1)*per), per = ceil(tiles/cw); a lane is a cluster), then the exclusive scan
+ * of the batch*k + 1 totals (the last entry set to 0 by block 0: the total). uint32 as on the
+ * GPU. */
+static void build_tile_major(problem *p, int cw)
+{
+    const int64_t k = p->k, tiles = p->tiles, nvb = p->batch * tiles;
+    free(p->cnt);
+    free(p->base);
+    p->cnt = (uint32_t *)malloc((size_t)(nvb * k) * sizeof *p->cnt);
+    p->base = (unsigned long long *)malloc((size_t)(p->batch * k + 1) * sizeof *p->base);
+    for (int64_t e = 0; e < nvb * k; e++) p->cnt[e] = SENTINEL; /* every entry must be written */
+    for (int64_t e = 0; e <= p->batch * k; e++) p->base[e] = 0xfeedfacecafef00dull;
+    uint32_t *sh = (uint32_t *)malloc((size_t)k * sizeof *sh);
+    for (int64_t vb = 0; vb < nvb; vb++) {
+        const int64_t b = vb / tiles, t = vb % tiles;
+        memset(sh, 0, (size_t)k * sizeof *sh);
+        const int64_t rows = rows_of(p, b), lo = t * p->tile, hi = lo + p->tile < rows ? lo + p->tile : rows;
+        for (int64_t i = lo; i < hi; i++) {
+            const int32_t L = sort_label(lab_of(p, b), i, hi, k);
+            if (L >= 0) sh[L]++;
+        }
+        for (int64_t c = 0; c < k; c++) p->cnt[vb * k + c] = sh[c];
+    }
+    free(sh);
+    /* colscan_kernel */
+    p->base[p->batch * k] = 0;
+    const int64_t groups = (k + 31) / 32, per = (tiles + cw - 1) / cw;
+    uint32_t *s_sum = (uint32_t *)malloc((size_t)cw * 32 * sizeof *s_sum);
+    for (int64_t vb = 0; vb < p->batch * groups; vb++) {
+        const int64_t b = vb / groups;
+        for (int warp = 0; warp < cw; warp++) {
+            const int64_t t0 = warp * per < tiles ? warp * per : tiles, t1 = t0 + per < tiles ? t0 + per : tiles;
+            for (int lane = 0; lane < 32; lane++) {
+                const int64_t c = (vb - b * groups) * 32 + lane;
+                uint32_t sum = 0;
+                if (c < k)
+                    for (int64_t t = t0; t < t1; t++) sum += p->cnt[(b * tiles + t) * k + c];
+                s_sum[warp * 32 + lane] = sum;
+            }
+        }
+        for (int warp = 0; warp < cw; warp++) {
+            const int64_t t0 = warp * per < tiles ? warp * per : tiles, t1 = t0 + per < tiles ? t0 + per : tiles;
+            for (int lane = 0; lane < 32; lane++) {
+                const int64_t c = (vb - b * groups) * 32 + lane;
+                if (c >= k) continue;
+                uint32_t run = 0;
+                for (int w = 0; w < warp; w++) run += s_sum[w * 32 + lane];
+                if (warp == cw - 1) p->base[b * k + c] = run + s_sum[warp * 32 + lane];
+                for (int64_t t = t0; t < t1; t++) {
+                    uint32_t *e = &p->cnt[(b * tiles + t) * k + c];
+                    const uint32_t v = *e;
+                    *e = run;
+                    run += v;
+                }
+            }
+        }
+    }
+    free(s_sum);
+    /* the exclusive scan of the totals (CUB on the GPU) */
+    unsigned long long run = 0;
+    for (int64_t g = 0; g <= p->batch * k; g++) {
+        const unsigned long long v = p->base[g];
+        p->base[g] = run;
+        run += v;
+    }
+}
+
+/* every cursor of the new layout against the old scan's entry */
+static void check_cursors(const problem *p, int cw)
+{
+    const int64_t k = p->k, tiles = p->tiles, clusters = p->batch * k;
+    int64_t bad = 0;
+    for (int64_t b = 0; b < p->batch; b++)
+        for (int64_t t = 0; t < tiles; t++)
+            for (int64_t c = 0; c < k; c++)
+                if (p->base[b * k + c] + p->cnt[(b * tiles + t) * k + c] != p->mat[(b * k + c) * tiles + t]) bad++;
+    for (int64_t g = 0; g <= clusters; g++)
+        if (p->base[g] != p->mat[g * tiles]) bad++; /* g = clusters: the total */
+    if (bad) {
+        if (failures < 20)
+            fprintf(stderr, "tile-major cursors: %lld differ from the cluster-major scan (batch %lld n %lld k %lld "
+                    "tiles %lld, %d column warps)\n", (long long)bad, (long long)p->batch, (long long)p->n,
+                    (long long)k, (long long)tiles, cw);
+        failures++;
+    }
+}
+
 static void put(const problem *p, uint32_t *order, uint32_t *sorted_g, unsigned long long slot, uint32_t id,
                 uint32_t g)
 {
-    if (slot >= p->mat[p->batch * p->k * p->tiles]) {
+    if (slot >= p->base[p->batch * p->k]) {
         if (failures++ < 20) fprintf(stderr, "slot %llu out of range\n", slot);
         return;
     }
@@ -206,8 +303,10 @@ static void new_scatter(const problem *p, int warps, int64_t sub, int staged, ui
         const int64_t rows = rows_of(p, b); /* tiles past them place nothing */
         const int64_t tlo = t * p->tile, thi = tlo + p->tile < rows ? tlo + p->tile : rows;
         const int32_t *lab = lab_of(p, b);
-        const unsigned long long pbase = p->mat[b * k * p->tiles];
-        for (int c = 0; c < K; c++) gd[c] = staged ? (uint32_t)(p->mat[(b * k + c) * p->tiles + t] - pbase) : SENTINEL;
+        const unsigned long long pbase = p->base[b * k];
+        const unsigned long long *cbase = p->base + b * k;
+        const uint32_t *toff = p->cnt + vb * k;
+        for (int c = 0; c < K; c++) gd[c] = staged ? (uint32_t)(cbase[c] - pbase) + toff[c] : SENTINEL;
         const uint32_t gbase = (uint32_t)(b * k);
         for (int64_t slo = tlo; slo < thi; slo += sub) {
             const int64_t shi = slo + sub < thi ? slo + sub : thi;
@@ -264,7 +363,7 @@ static void new_scatter(const problem *p, int warps, int64_t sub, int staged, ui
             for (int c = 0; c < K; c++) {
                 uint32_t add = 0;
                 for (int w = 0; w < c / S; w++) add += wtot[w];
-                const uint32_t gcur = staged ? gd[c] : (uint32_t)(p->mat[(b * k + c) * p->tiles + t] - pbase);
+                const uint32_t gcur = staged ? gd[c] : (uint32_t)(cbase[c] - pbase) + toff[c];
                 const uint32_t g = gcur - (cur[c] + add);
                 const uint32_t shift = staged ? add : add + g;
                 for (int w = 0; w < warps; w++) cur[w * K + c] += shift;
@@ -354,8 +453,15 @@ static void run(int64_t batch, int64_t n, int64_t k, int mode, uint64_t seed, in
         labels[i] = L;
     }
     const int64_t parts = m > 0 ? (n + m - 1) / m : 1, cn = m > 0 ? m : n; /* call problems' rows */
-    problem p = {batch * parts, cn, k, tile, (cn + tile - 1) / tile, labels, NULL, parts, n};
+    problem p = {batch * parts, cn, k, tile, (cn + tile - 1) / tile, labels, NULL, parts, n, NULL, NULL};
     build_mat(&p);
+    /* the tile-major layout under other chunkings of the tiles (any must give the same
+     * cursors), the kernel's COL_WARPS last: the scatters below read that one */
+    const int cws[3] = {1, 3, COL_WARPS};
+    for (int ci = 0; ci < 3; ci++) {
+        build_tile_major(&p, cws[ci]);
+        check_cursors(&p, cws[ci]);
+    }
     const size_t N = (size_t)(p.batch * p.n); /* the sort's output arrays (unused tail: SENTINEL) */
     uint32_t *ro = (uint32_t *)malloc(N * 4), *rg = (uint32_t *)malloc(N * 4);
     uint32_t *o = (uint32_t *)malloc(N * 4), *g = (uint32_t *)malloc(N * 4);
@@ -382,6 +488,8 @@ static void run(int64_t batch, int64_t n, int64_t k, int mode, uint64_t seed, in
     }
     free(labels);
     free(p.mat);
+    free(p.cnt);
+    free(p.base);
     free(ro);
     free(rg);
     free(o);
@@ -414,7 +522,7 @@ int main(void)
         printf("test_scatter_sim: %d failure(s) in %d runs\n", failures, runs);
         return 1;
     }
-    printf("test_scatter_sim: %d runs, old, direct and staged placements all equal the stable sort (plain and parts)\n",
-           runs);
+    printf("test_scatter_sim: %d runs, old, direct and staged placements all equal the stable sort (plain and parts); "
+           "tile-major cursors equal the cluster-major scan\n", runs);
     return 0;
 }

@@ -2,10 +2,17 @@
  *
  * Pipeline, all in the caller's stream (five stages, timed separately on request):
  *
- *  1. histogram  counts of each label per tile of consecutive points
- *  2. scan       exclusive sum of the counts (CUB), laid out cluster-major then tile-major, so
- *                that entry (cluster, tile) is the first sorted slot of that cluster's points
- *                of that tile; then the list of clusters the combine must visit
+ *  1. histogram  counts of each label per tile of consecutive points, tile-major per problem:
+ *                cnt[(b*tiles + t)*k + c] (uint32), a tile's k counts one contiguous run
+ *  2. scan       two integer passes: per column (problem b, cluster c) the exclusive prefix
+ *                over the tiles in place (cnt becomes tile t's offset within cluster c) and the
+ *                column's total; then the exclusive sum of the batch*k totals (CUB) into mat, each
+ *                cluster's first sorted slot. The first sorted slot of cluster c's points of
+ *                tile t is mat[b*k + c] + cnt[(b*tiles + t)*k + c]: the very numbers one
+ *                cluster-major scan of a (cluster, tile) matrix gives (until 2026-11 the layout
+ *                here, written and read with a stride of `tiles` entries: uncoalesced), read
+ *                with consecutive threads on consecutive entries. Then the list of clusters
+ *                the combine must visit
  *  3. scatter    stable counting-sort scatter of point ids (and their clusters) into label order
  *                (a tile sorted in shared memory first, then written out in runs, where it fits)
  *  4. reduce     one warp per work unit = `unit` consecutive sorted points of one problem
@@ -49,8 +56,11 @@
  *    ids are sorted with cub::DeviceRadixSort::SortPairs on the global cluster b*k + label
  *    (stable LSD radix sort restricted to ceil(log2(batch*k + 1)) bits), the whole batch in
  *    one sort (stable, so each problem's points keep their order; rows past a short part sort
- *    last); the histogram is then a plain per-cluster count (tiles = 1) that only gives the
- *    offsets.
+ *    last); the histogram is then a plain per-cluster count straight into mat (no tiles, no
+ *    column pass) that only gives the offsets.
+ *  After the scan both paths hold the same mat: batch*k + 1 entries (64-bit: a batch may hold
+ *  more than 2^32 points), cluster g's first sorted slot at g, the total last; the list, the
+ *  reduce and the combine read only that.
  *  Both write the point ids in sorted order (`order`) and, next to them, each sorted point's
  *  global cluster (`sorted_g`, 4 bytes): the reduce finds its segments from the latter.
  *
@@ -131,6 +141,15 @@ enum { RED_GEN = 0, RED_L2 = 1, RED_DOT = 2 };
  * otherwise. */
 #define SORT_STAGE_WORDS 24576
 #define SORT_SCAN_WORDS 8
+/* The scan's column pass (colscan_kernel): a block takes 32 consecutive clusters of one problem
+ * (one per lane) and its COL_WARPS warps split the problem's tiles into COL_WARPS contiguous
+ * chunks; each thread loads COL_BATCH counts ahead. Launch shape only: integer sums are exact
+ * in any order. */
+#define COL_WARPS 16
+#define COL_BATCH 8
+/* Threads of a histogram block (launch shape only: the counts are exact whatever the block;
+ * independent of the scatter's warps, which shared memory caps at 2 for k > 2048). */
+#define HIST_THREADS 256
 
 static_assert(SORT_MAX_TILE <= 65536 && SORT_MAX_K <= 65536, "staged words pack (label << 16) | index in the sub-tile");
 static_assert(SORT_SCAN_WORDS >= 8, "one scan total per warp of a sort block (sort_shape: at most 8 warps)");
@@ -151,8 +170,12 @@ struct fkm_cuda_update_ws {
     int sort_bits;            /* radix path: key bits */
     int unit;                 /* reduce work unit (sorted points), unit_rows */
 
-    unsigned long long *mat;  /* counts, then (scan) first sorted slot; mat_cap entries */
+    unsigned long long *mat;  /* per cluster b*k + c: its first sorted slot (after the scan); batch*k + 1 entries,
+                               * the last one the total; mat_cap entries */
     int64_t mat_cap;
+    uint32_t *cnt;            /* counting path: tile-major counts cnt[(b*tiles + t)*k + c], then (column pass)
+                               * the offset of tile t within cluster c of problem b; cnt_cap entries */
+    int64_t cnt_cap;
     uint32_t *order;          /* batch*n point ids (within their problem) in sorted order */
     uint32_t *sorted_g;       /* batch*n global clusters of the sorted points */
     uint32_t *keys;           /* radix path: batch*n keys (global clusters) */
@@ -176,12 +199,12 @@ struct fkm_cuda_update_ws {
 
 /* The scatter (defined with the other kernels below; create sets its shared-memory limit). */
 typedef void scatter_fn(const int32_t *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                        const unsigned long long *, uint32_t *, uint32_t *);
+                        const unsigned long long *, const uint32_t *, uint32_t *, uint32_t *);
 template <bool STAGED>
 __global__ void scatter_kernel(const int32_t *__restrict__ labels, int64_t n, int64_t k, int64_t batch,
                                int64_t parts, int64_t src_n, int64_t tiles, int64_t tile, int64_t sub,
-                               const unsigned long long *__restrict__ mat, uint32_t *__restrict__ order,
-                               uint32_t *__restrict__ sorted_g);
+                               const unsigned long long *__restrict__ mat, const uint32_t *__restrict__ cnt,
+                               uint32_t *__restrict__ order, uint32_t *__restrict__ sorted_g);
 
 static int unit_rows(int64_t d, size_t es)
 {
@@ -253,6 +276,7 @@ void fkm_cuda_update_destroy(fkm_cuda_update_ws *ws)
 {
     if (!ws) return;
     cudaFree(ws->mat);
+    cudaFree(ws->cnt);
     cudaFree(ws->order);
     cudaFree(ws->sorted_g);
     cudaFree(ws->keys);
@@ -286,10 +310,10 @@ static cudaError_t cub_bytes_needed(const fkm_cuda_update_ws *ws, int64_t mat_n,
     return cudaSuccess;
 }
 
-static int64_t mat_entries(const fkm_cuda_update_ws *ws, int64_t batch, int64_t n)
+/* Both paths: one 64-bit entry per cluster and the total. */
+static int64_t mat_entries(const fkm_cuda_update_ws *ws, int64_t batch)
 {
-    const int64_t tiles = ws->counting ? fkm_ceil_div(n, ws->tile) : 1;
-    return batch * ws->k * tiles + 1;
+    return batch * ws->k + 1;
 }
 
 fkm_status fkm_cuda_update_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_cuda_update_ws **out)
@@ -321,20 +345,22 @@ fkm_status fkm_cuda_update_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_c
 
     fkm_status st = FKM_OK;
     int64_t bn, bk, tmp, units = 0, parts = 0;
-    size_t b_order, b_mat, b_part, b_list;
+    size_t b_order, b_mat, b_cnt, b_part, b_list;
     const int64_t tiles = ws->counting ? fkm_ceil_div(pb->n, ws->tile) : 1;
     /* units: ceil(n / unit) per problem (aligned units); partial slots: two per unit */
     if (!fkm_mul_i64(pb->batch, pb->n, &bn) || !fkm_mul_i64(pb->batch, pb->k, &bk) ||
         !fkm_mul_i64(bk, tiles, &tmp) || tmp == INT64_MAX ||
         !fkm_mul_i64(pb->batch, fkm_ceil_div(pb->n, ws->unit), &units) || !fkm_mul_i64(units, 2, &parts) ||
-        !fkm_bytes(bn, 1, sizeof(uint32_t), &b_order) || !fkm_bytes(tmp + 1, 1, sizeof(unsigned long long), &b_mat) ||
+        !fkm_bytes(bn, 1, sizeof(uint32_t), &b_order) || !fkm_bytes(bk + 1, 1, sizeof(unsigned long long), &b_mat) ||
+        !fkm_bytes(tmp, 1, sizeof(uint32_t), &b_cnt) ||
         !fkm_bytes(parts, pb->d, sizeof(double), &b_part) ||
         !fkm_bytes(bk, 1, sizeof(uint32_t), &b_list)) {
         free(ws);
         return fkm_fail(ctx, FKM_E_OVERFLOW, "CUDA update: workspace size of batch = %lld, n = %lld, k = %lld, d = %lld overflows",
                         (long long)pb->batch, (long long)pb->n, (long long)pb->k, (long long)pb->d);
     }
-    ws->mat_cap = tmp + 1;
+    ws->mat_cap = bk + 1;
+    ws->cnt_cap = ws->counting ? tmp : 0;
     ws->part_cap = parts;
     ws->units_cap = units;
 
@@ -347,6 +373,7 @@ fkm_status fkm_cuda_update_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_c
     }
     if (ws->counting) {
         int dev = 0, smem_max = 0;
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cnt, b_cnt), st, fail);
         FKM_CUDA_TRY_GOTO(ctx, cudaGetDevice(&dev), st, fail);
         FKM_CUDA_TRY_GOTO(ctx, cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), st, fail);
         ws->stage = scatter_stage(ws->k, ws->tile, ws->warps, (size_t)smem_max);
@@ -437,20 +464,18 @@ __device__ __forceinline__ int64_t part_rows(int64_t p, int64_t n, int64_t parts
 /* ---------------------------------------------------------------- 1. histogram */
 
 /* Counting path. Virtual block = (problem b, tile t): counts of each label among the tile's
- * points into shared memory, then written to mat[(b*k + c) * tiles + t] for every c (zeros
- * included, so mat needs no clearing). Within a warp, lanes with equal labels are merged
- * with __match_any_sync so one shared atomic per distinct label is issued (fewer conflicts
- * when k is small). */
+ * points into shared memory, then written to cnt[(b*tiles + t)*k + c] for every c (zeros
+ * included, so cnt needs no clearing): tile-major, the tile's k counts one contiguous run
+ * (coalesced 4-byte stores; a count is at most the tile, 32768). Within a warp, lanes with
+ * equal labels are merged with __match_any_sync so one shared atomic per distinct label is
+ * issued (fewer conflicts when k is small). */
 __global__ void hist_tiles_kernel(const int32_t *__restrict__ labels, int64_t n, int64_t k, int64_t batch,
                                   int64_t parts, int64_t src_n, int64_t tiles, int64_t tile,
-                                  unsigned long long *__restrict__ mat)
+                                  uint32_t *__restrict__ cnt)
 {
     extern __shared__ uint32_t sh_count[]; /* k */
     const int lane = threadIdx.x & 31;
     const int64_t nvb = batch * tiles;
-    /* the entry after the last count: its exclusive sum becomes the total (its own value is
-     * not used, but the scan reads it: keep it initialised) */
-    if (blockIdx.x == 0 && threadIdx.x == 0) mat[nvb * k] = 0;
     for (int64_t vb = blockIdx.x; vb < nvb; vb += gridDim.x) {
         const int64_t b = vb / tiles, t = vb % tiles;
         for (int64_t c = threadIdx.x; c < k; c += blockDim.x) sh_count[c] = 0;
@@ -465,8 +490,71 @@ __global__ void hist_tiles_kernel(const int32_t *__restrict__ labels, int64_t n,
             if (L >= 0 && lane == __ffs(peers) - 1) atomicAdd(&sh_count[L], (uint32_t)__popc(peers));
         }
         __syncthreads();
-        for (int64_t c = threadIdx.x; c < k; c += blockDim.x) mat[(b * k + c) * tiles + t] = sh_count[c];
+        uint32_t *row = cnt + vb * k; /* vb = b*tiles + t */
+        for (int64_t c = threadIdx.x; c < k; c += blockDim.x) row[c] = sh_count[c];
         __syncthreads();
+    }
+}
+
+/* ---------------------------------------------------------------- 2. scan */
+
+/* Counting path, the scan's first pass, per column (problem b, cluster c) of the tile-major
+ * counts: cnt[(b*tiles + t)*k + c] becomes the exclusive prefix over the tiles, sum of
+ * cnt[(b*tiles + t')*k + c] for t' < t (the offset of tile t's points of label c within the
+ * cluster's sorted run), and mat[b*k + c] the column's total (the cluster's size); the
+ * second pass (an exclusive scan of mat, CUB) turns the totals into each cluster's first
+ * sorted slot, so that the scatter's cursor of (b, t, c) is mat[b*k + c] + cnt[(b*tiles + t)*k + c],
+ * the same number the cluster-major scan of one matrix gave.
+ *
+ * Virtual block = (problem b, 32 clusters c0 .. c0 + 31), lane = cluster: for each tile, the
+ * 32 lanes read 32 consecutive counts (one 128-byte line). Warp w takes the contiguous tiles
+ * [w*per, (w+1)*per), per = ceil(tiles / COL_WARPS): its sum of them, then the exclusive sum
+ * of the earlier warps' sums (shared memory) is its starting prefix, and it walks its tiles
+ * again writing the running prefix. Integer sums, exact in any grouping: the result is the
+ * plain prefix whatever the launch shape. uint32 is exact: a column's total is the points of
+ * one problem with one label, at most n < 2^32 (create checks n). Block 0 also sets the entry
+ * after the last cluster to 0, so the scan's exclusive sum there is the total (list, reduce
+ * and combine read it). */
+__global__ void __launch_bounds__(COL_WARPS * 32) colscan_kernel(uint32_t *__restrict__ cnt, int64_t k, int64_t batch,
+                                                                int64_t tiles, unsigned long long *__restrict__ mat)
+{
+    __shared__ uint32_t s_sum[COL_WARPS][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t groups = (k + 31) / 32, nvb = batch * groups;
+    const int64_t per = (tiles + COL_WARPS - 1) / COL_WARPS;
+    const int64_t t0 = warp * per < tiles ? warp * per : tiles, t1 = t0 + per < tiles ? t0 + per : tiles;
+    if (blockIdx.x == 0 && threadIdx.x == 0) mat[batch * k] = 0;
+    for (int64_t vb = blockIdx.x; vb < nvb; vb += gridDim.x) {
+        const int64_t b = vb / groups, c = (vb - b * groups) * 32 + lane;
+        const bool ok = c < k;
+        uint32_t *col = cnt + b * tiles * k + c; /* entry t at col[t*k] */
+        uint32_t sum = 0;
+        if (ok)
+            for (int64_t t = t0; t < t1; t += COL_BATCH) {
+                uint32_t v[COL_BATCH];
+#pragma unroll
+                for (int q = 0; q < COL_BATCH; q++) v[q] = t + q < t1 ? col[(t + q) * k] : 0u;
+#pragma unroll
+                for (int q = 0; q < COL_BATCH; q++) sum += v[q];
+            }
+        s_sum[warp][lane] = sum;
+        __syncthreads();
+        uint32_t run = 0;
+        for (int w = 0; w < warp; w++) run += s_sum[w][lane];
+        if (ok && warp == COL_WARPS - 1) mat[b * k + c] = run + sum;
+        if (ok)
+            for (int64_t t = t0; t < t1; t += COL_BATCH) {
+                uint32_t v[COL_BATCH];
+#pragma unroll
+                for (int q = 0; q < COL_BATCH; q++) v[q] = t + q < t1 ? col[(t + q) * k] : 0u;
+#pragma unroll
+                for (int q = 0; q < COL_BATCH; q++)
+                    if (t + q < t1) {
+                        col[(t + q) * k] = run;
+                        run += v[q];
+                    }
+            }
+        __syncthreads(); /* s_sum is reused by the next virtual block */
     }
 }
 
@@ -495,17 +583,17 @@ __global__ void hist_global_kernel(const int32_t *__restrict__ labels, int64_t n
 
 /* ---------------------------------------------------------------- 2b. combine list */
 
-/* Cluster g's sorted points are [start_g, start_{g+1}), start_g = mat[g * tiles] after the
- * scan (mat[clusters * tiles] = total); its problem p = g / k starts at P0 = mat[p * k * tiles]
- * and its units are counted from there (see the reduce). A cluster inside one unit is finished
- * by the reduce; the others (several units, or none: empty) are listed for the combine. The
- * list's order (integer atomics) only assigns clusters to blocks. */
-__global__ void list_kernel(const unsigned long long *__restrict__ mat, int64_t tiles, int64_t clusters, int64_t k,
-                            int unit, uint32_t *__restrict__ list, int *__restrict__ nlist)
+/* Cluster g's sorted points are [start_g, start_{g+1}), start_g = mat[g] after the scan
+ * (mat[clusters] = total); its problem p = g / k starts at P0 = mat[p * k] and its units are
+ * counted from there (see the reduce). A cluster inside one unit is finished by the reduce;
+ * the others (several units, or none: empty) are listed for the combine. The list's order
+ * (integer atomics) only assigns clusters to blocks. */
+__global__ void list_kernel(const unsigned long long *__restrict__ mat, int64_t clusters, int64_t k, int unit,
+                            uint32_t *__restrict__ list, int *__restrict__ nlist)
 {
     for (int64_t g = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; g < clusters;
          g += (int64_t)gridDim.x * blockDim.x) {
-        const unsigned long long P0 = mat[g / k * k * tiles], start = mat[g * tiles], stop = mat[(g + 1) * tiles];
+        const unsigned long long P0 = mat[g / k * k], start = mat[g], stop = mat[g + 1];
         const bool one = stop > start && (start - P0) / unit == (stop - 1 - P0) / unit;
         if (!one) list[atomicAdd(nlist, 1)] = (uint32_t)g;
     }
@@ -528,10 +616,12 @@ __global__ void list_kernel(const unsigned long long *__restrict__ mat, int64_t 
  * Problem b's tile t holds its rows [t*tile, min((t+1)*tile, part_rows(b))) of the labels at
  * row_base(b) (fkm_cuda_update_parts: a short last part leaves its later tiles, or the end of
  * one, without points); the ids written are rows within the part, like every cursor below
- * relative to the problem's own first sorted slot pbase = mat[b*k*tiles].
+ * relative to the problem's own first sorted slot pbase = mat[b*k].
  *
  * Label c's global cursor (relative to the problem's first slot) starts at
- * mat[(b*k + c)*tiles + t] - pbase. Direct: it is added to the cursors, and pass 2 stores
+ * (mat[b*k + c] - pbase) + cnt[(b*tiles + t)*k + c] (the cluster's first slot plus
+ * the tile's offset within the cluster, see colscan_kernel): consecutive threads c read
+ * consecutive entries of both arrays (coalesced). Direct: it is added to the cursors, and pass 2 stores
  * straight to the global slot, as the kernel did before staging; used where the staged tile
  * would not fit the shared-memory budget (scatter_stage).
  *
@@ -549,7 +639,7 @@ __global__ void list_kernel(const unsigned long long *__restrict__ mat, int64_t 
 template <bool STAGED>
 __global__ void scatter_kernel(const int32_t *__restrict__ labels, int64_t n, int64_t k, int64_t batch,
                                int64_t parts, int64_t src_n, int64_t tiles, int64_t tile, int64_t sub,
-                               const unsigned long long *__restrict__ mat,
+                               const unsigned long long *__restrict__ mat, const uint32_t *__restrict__ cnt,
                                uint32_t *__restrict__ order, uint32_t *__restrict__ sorted_g)
 {
     extern __shared__ uint32_t cur[];
@@ -573,10 +663,12 @@ __global__ void scatter_kernel(const int32_t *__restrict__ labels, int64_t n, in
         const int64_t rows = part_rows(b, n, parts, src_n); /* tiles past them scatter nothing */
         const int64_t tlo = t * tile, thi = tlo + tile < rows ? tlo + tile : rows;
         const int32_t *lab = labels + row_base(b, n, parts, src_n);
-        const unsigned long long pbase = mat[b * k * tiles];
+        const unsigned long long pbase = mat[b * k];
+        const unsigned long long *cbase = mat + b * k; /* the problem's clusters' first slots */
+        const uint32_t *toff = cnt + vb * k;            /* tile t's offsets within them (vb = b*tiles + t) */
         /* relative to the problem's first sorted slot: fits 32 bits (< n) */
         if (STAGED)
-            for (int c = threadIdx.x; c < K; c += blockDim.x) gd[c] = (uint32_t)(mat[(b * k + c) * tiles + t] - pbase);
+            for (int c = threadIdx.x; c < K; c += blockDim.x) gd[c] = (uint32_t)(cbase[c] - pbase) + toff[c];
         uint32_t *dst = order + pbase;
         uint32_t *dst_g = sorted_g + pbase;
         const uint32_t gbase = (uint32_t)(b * k); /* fits: create checks batch * k < 2^32 */
@@ -622,7 +714,7 @@ __global__ void scatter_kernel(const int32_t *__restrict__ labels, int64_t n, in
             for (int c = threadIdx.x; c < K; c += blockDim.x) {
                 uint32_t add = 0;
                 for (int w = 0; w < c / S; w++) add += wtot[w];
-                const uint32_t gcur = STAGED ? gd[c] : (uint32_t)(mat[(b * k + c) * tiles + t] - pbase);
+                const uint32_t gcur = STAGED ? gd[c] : (uint32_t)(cbase[c] - pbase) + toff[c];
                 const uint32_t g = gcur - (cur[c] + add);
                 const uint32_t shift = STAGED ? add : add + g;
                 for (int w = 0; w < warps; w++) cur[w * K + c] += shift;
@@ -805,7 +897,7 @@ static __device__ uint4 g_red_zero;
 
 struct reduce_args {
     const void *X;
-    int64_t n, d, ld, batch_stride, k, batch, tiles;
+    int64_t n, d, ld, batch_stride, k, batch;
     int64_t parts, src_n; /* fkm_cuda_update_parts */
     int64_t upp;            /* units per problem: ceil(n / unit) */
     const float *weights;
@@ -862,7 +954,7 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
     float *sw = s_w[warp];
     double *saux = s_aux[warp], *sinv = s_inv[warp];
     const int unit = a.unit;
-    const int64_t units = a.batch * a.upp, kt = a.k * a.tiles;
+    const int64_t units = a.batch * a.upp, kt = a.k;
     for (int64_t u = (int64_t)blockIdx.x * RED_WARPS + warp; u < units; u += (int64_t)gridDim.x * RED_WARPS) {
         const int64_t p = u / a.upp, s = p / a.parts, j = p - s * a.parts;
         const int64_t P0 = (int64_t)a.mat[p * kt], P1 = (int64_t)a.mat[(p + 1) * kt];
@@ -1099,8 +1191,8 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
 /* ---------------------------------------------------------------- 5. combine */
 
 struct combine_args {
-    const unsigned long long *mat;
-    int64_t tiles, d, k, batch, upp;
+    const unsigned long long *mat; /* first sorted slot per cluster, then the total */
+    int64_t d, k, batch, upp;
     const uint32_t *list;
     const int *nlist;
     const double *part_sum, *part_w, *part_obj;
@@ -1127,8 +1219,8 @@ __global__ void __launch_bounds__(OBJ_THREADS) combine_kernel(combine_args a)
     for (int64_t vb = blockIdx.x; vb < nvb; vb += gridDim.x) {
         if (vb < nl) {
             const int64_t g = a.list[vb], p = g / a.k;
-            const int64_t P0 = (int64_t)a.mat[p * a.k * a.tiles];
-            const int64_t start = (int64_t)a.mat[g * a.tiles] - P0, stop = (int64_t)a.mat[(g + 1) * a.tiles] - P0;
+            const int64_t P0 = (int64_t)a.mat[p * a.k];
+            const int64_t start = (int64_t)a.mat[g] - P0, stop = (int64_t)a.mat[g + 1] - P0;
             const int64_t nu = stop > start ? (stop - 1) / a.unit - start / a.unit + 1 : 0;
             /* the cluster's i-th unit u0 + i holds its partial at slot 2 (u0 + i), except the
              * first when the cluster starts inside it (that unit's last segment: 2 u0 + 1) */
@@ -1182,7 +1274,7 @@ __global__ void __launch_bounds__(OBJ_THREADS) combine_kernel(combine_args a)
             }
         } else {
             const int64_t b = vb - nl;
-            const int64_t P0 = (int64_t)a.mat[b * a.k * a.tiles], P1 = (int64_t)a.mat[(b + 1) * a.k * a.tiles];
+            const int64_t P0 = (int64_t)a.mat[b * a.k], P1 = (int64_t)a.mat[(b + 1) * a.k];
             double acc = 0.0;
             if (P1 > P0) {
                 const int64_t ua = b * a.upp, ub = ua + (P1 - P0 - 1) / a.unit; /* the problem's units */
@@ -1277,14 +1369,15 @@ fkm_status fkm_cuda_update_parts(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm
     const int64_t n = pb->n, k = pb->k, d = pb->d, batch = pb->batch;
     const int64_t clusters = batch * k;
     const int64_t tiles = ws->counting ? fkm_ceil_div(n, ws->tile) : 1;
-    const int64_t mat_n = mat_entries(ws, batch, n);
+    const int64_t mat_n = mat_entries(ws, batch);
     const int64_t upp = fkm_ceil_div(n, ws->unit), units = batch * upp; /* aligned units (the reduce) */
     if (mat_n != ws->q_mat_n || batch * n != ws->q_n) { /* CUB's size query costs runtime calls: once per shape */
         FKM_CUDA_TRY(ctx, cub_bytes_needed(ws, mat_n, batch * n, &ws->q_bytes));
         ws->q_mat_n = mat_n;
         ws->q_n = batch * n;
     }
-    if (mat_n > ws->mat_cap || units > ws->units_cap || 2 * units > ws->part_cap || ws->q_bytes > ws->cub_bytes)
+    if (mat_n > ws->mat_cap || (ws->counting && batch * tiles * k > ws->cnt_cap) || units > ws->units_cap ||
+        2 * units > ws->part_cap || ws->q_bytes > ws->cub_bytes)
         return fkm_fail(ctx, FKM_E_INTERNAL, "fkm_cuda_update: workspace too small (a bug)");
     const int timing = ws->timing && ws->events_ok;
     const int want_clusters = sums != NULL || weight != NULL;
@@ -1292,9 +1385,8 @@ fkm_status fkm_cuda_update_parts(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm
     if (timing) FKM_CUDA_TRY(ctx, cudaEventRecord(ws->ev[0], stream));
     /* 1. histogram */
     if (ws->counting) {
-        const int threads = 32 * ws->warps;
-        hist_tiles_kernel<<<grid_for(batch * tiles), threads, (size_t)k * sizeof(uint32_t), stream>>>(
-            labels, n, k, batch, parts, src_n, tiles, ws->tile, ws->mat);
+        hist_tiles_kernel<<<grid_for(batch * tiles), HIST_THREADS, (size_t)k * sizeof(uint32_t), stream>>>(
+            labels, n, k, batch, parts, src_n, tiles, ws->tile, ws->cnt);
         FKM_CUDA_LAUNCHED(ctx, "hist_tiles_kernel");
     } else {
         FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->mat, 0, (size_t)(clusters + 1) * sizeof(unsigned long long), stream));
@@ -1303,15 +1395,23 @@ fkm_status fkm_cuda_update_parts(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm
         FKM_CUDA_LAUNCHED(ctx, "hist_global_kernel");
     }
     if (timing) FKM_CUDA_TRY(ctx, cudaEventRecord(ws->ev[1], stream));
-    /* 2. scan (in place; the last entry's exclusive sum is the total) and the combine's list */
+    /* 2. scan: counting path, the column pass (tile offsets within each cluster, the cluster
+     * totals into mat); both paths, the exclusive scan of the batch*k + 1 cluster totals in
+     * place (the last entry's exclusive sum is the total); then the combine's list */
     {
+        if (ws->counting) {
+            const int64_t vblocks = batch * fkm_ceil_div(k, 32);
+            colscan_kernel<<<grid_for(vblocks < 65536 ? vblocks : 65536), COL_WARPS * 32, 0, stream>>>(ws->cnt, k, batch,
+                                                                                                  tiles, ws->mat);
+            FKM_CUDA_LAUNCHED(ctx, "colscan_kernel");
+        }
         size_t bytes = ws->cub_bytes;
         FKM_CUDA_TRY(ctx, cub::DeviceScan::ExclusiveSum(ws->cub_tmp, bytes, ws->mat, ws->mat, mat_n, stream));
         if (want_clusters) {
             FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->nlist, 0, sizeof(int), stream));
             const int64_t blocks = fkm_ceil_div(clusters, 256);
-            list_kernel<<<grid_for(blocks < 4096 ? blocks : 4096), 256, 0, stream>>>(ws->mat, tiles, clusters, k,
-                                                                                   ws->unit, ws->list, ws->nlist);
+            list_kernel<<<grid_for(blocks < 4096 ? blocks : 4096), 256, 0, stream>>>(ws->mat, clusters, k, ws->unit,
+                                                                                   ws->list, ws->nlist);
             FKM_CUDA_LAUNCHED(ctx, "list_kernel");
         }
     }
@@ -1321,8 +1421,8 @@ fkm_status fkm_cuda_update_parts(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm
         const int threads = 32 * ws->warps;
         scatter_fn *const scatter = ws->stage ? scatter_kernel<true> : scatter_kernel<false>;
         scatter<<<grid_for(batch * tiles), threads, ws->scatter_smem, stream>>>(
-            labels, n, k, batch, parts, src_n, tiles, ws->tile, ws->stage ? ws->stage : ws->tile, ws->mat, ws->order,
-            ws->sorted_g);
+            labels, n, k, batch, parts, src_n, tiles, ws->tile, ws->stage ? ws->stage : ws->tile, ws->mat, ws->cnt,
+            ws->order, ws->sorted_g);
         FKM_CUDA_LAUNCHED(ctx, "scatter_kernel");
     } else {
         const int64_t blocks = fkm_ceil_div(batch * n, 256);
@@ -1350,7 +1450,6 @@ fkm_status fkm_cuda_update_parts(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm
         a.batch_stride = pb->batch_stride;
         a.k = k;
         a.batch = batch;
-        a.tiles = tiles;
         a.parts = parts;
         a.src_n = src_n;
         a.upp = upp;
@@ -1382,7 +1481,6 @@ fkm_status fkm_cuda_update_parts(fkm_ctx *ctx, fkm_cuda_update_ws *ws, const fkm
     if (want_clusters || objective) {
         combine_args a;
         a.mat = ws->mat;
-        a.tiles = tiles;
         a.d = d;
         a.k = k;
         a.batch = batch;

@@ -645,14 +645,18 @@ static void run_case(fkm_ctx *ctx, const test_case &tc, int ci)
  * optionally some labels out of range (negative, k, INT32_MAX: dropped, never written out of
  * bounds; the update's results are then unspecified, only the sort is checked). The same
  * problems also as parts (fkm_cuda_update_parts) of about n/3 rows and of n - 100 rows (the
- * last part 100 rows: its later tiles hold no points). */
+ * last part 100 rows: its later tiles hold no points). bad_labels = 2: no bad labels, but clumped
+ * ones instead: each run of 3000 points takes 5 labels of its own, so most (tile, label) counts
+ * are zero, some labels occur in one tile only and (k > 5 * runs) many clusters are empty. */
 static void run_sort_case(fkm_ctx *ctx, int batch, int64_t n, int64_t k, int bad_labels, uint64_t seed)
 {
     std::vector<int32_t> labels((size_t)(batch * n));
     uint64_t s = seed;
-    for (auto &L : labels) {
+    for (size_t i = 0; i < labels.size(); i++) {
+        int32_t &L = labels[i];
         L = (int32_t)(rng_next(&s) % (uint64_t)k);
-        if (bad_labels && rng_next(&s) % 16 == 0) {
+        if (bad_labels == 2) L = (int32_t)((((uint64_t)i / 3000) * 37 + rng_next(&s) % 5) % (uint64_t)k);
+        if (bad_labels == 1 && rng_next(&s) % 16 == 0) {
             const int32_t bad[3] = {-1, (int32_t)k, INT32_MAX};
             L = bad[rng_next(&s) % 3];
         }
@@ -859,6 +863,11 @@ int main(void)
         for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
             run_sort_case(ctx, 1 + (int)(i % 3), small ? 40001 : 70001, ks[i], (int)(i % 2), 77 + i);
         run_sort_case(ctx, 2, 100, 1024, 1, 99);
+        /* clumped labels (most tile counts zero, empty clusters), k not a multiple of 32 (the
+         * scan's last column group partial) and at the counting-path limit */
+        const int64_t kc[] = {1, 33, 1000, 4096};
+        for (size_t i = 0; i < sizeof kc / sizeof kc[0]; i++)
+            run_sort_case(ctx, 1 + (int)(i % 3), small ? 40001 : 70001, kc[i], 2, 555 + i);
     }
     run_bad_usage(ctx);
     fkm_destroy(ctx);
