@@ -4,8 +4,8 @@
 #
 #   bash bench/experiments/run-prepared.sh [OUTDIR]          (OUTDIR: $OUT, else ./prepared-out)
 #
-# EXPERIMENTS picks them (default "top3 exfilter smallk reduce hist"; experiments that ran and
-# were merged leave the script with their patch: git log has their cases). Each is
+# EXPERIMENTS picks them (no default: every prepared experiment has run; the merged ones left the
+# script with their patch, git log has their cases; smallk stays for the record, dropped). Each is
 # the tree with bench/experiments/<patch> applied whole (tests and bench included), copied to
 # /tmp/fkm-<name> and built for sm_90a beside a base build of this tree (build-prep, sm_90a),
 # then tested under `timeout` (a synchronisation bug is a hang: exit status 124) and measured
@@ -50,7 +50,7 @@ esac
 SELF=(bash "$ROOT/bench/experiments/run-prepared.sh")
 OUTDIR="${1:-${OUT:-prepared-out}}"
 mkdir -p "$OUTDIR"
-EXPERIMENTS="${EXPERIMENTS:-top3 exfilter smallk reduce hist}"
+EXPERIMENTS="${EXPERIMENTS:-}"
 T_END=$(( $(date +%s) + ${PREP_BUDGET:-560} ))
 SUMMARY="$OUTDIR/summary.txt"
 : > "$SUMMARY"
@@ -108,23 +108,6 @@ for e in $EXPERIMENTS; do
   log="$OUTDIR/$e.log"
   B=/tmp/fkm-$e/build-gpu
   case "$e" in
-  exfilter)
-    prepare exfilter exact-filter-split.patch flashkm test_exact flashkm_cli make_blobs || continue
-    step "exfilter: test_exact (cuda)" 240 env FLASHKM_TEST_BACKEND=cuda "$B/tests/test_exact" >> "$log" 2>&1
-    for tool in memcheck racecheck; do
-      step "exfilter: $tool test_exact (cuda)" 150 env FLASHKM_TEST_BACKEND=cuda "${SELF[@]}" __san "$tool" "$B" test_exact \
-        >> "$log" 2>&1
-    done
-    exact_fits exfilter "main:$B0:" "patched:$B:" "patched-slices1:$B:1"
-    ;;
-  top3)
-    prepare top3 top3-epilogue.patch flashkm test_cuda test_exact test_top3_device flashkm_cli make_blobs || continue
-    step "top3: test_top3_device" 120 "$B/tests/test_top3_device" >> "$log" 2>&1
-    step "top3: test_cuda" 240 "$B/tests/test_cuda" >> "$log" 2>&1
-    step "top3: test_exact (cuda)" 240 env FLASHKM_TEST_BACKEND=cuda "$B/tests/test_exact" >> "$log" 2>&1
-    step "top3: memcheck test_cuda" 150 "${SELF[@]}" __san memcheck "$B" test_cuda >> "$log" 2>&1
-    exact_fits top3 "main:$B0:" "patched:$B:"
-    ;;
   smallk)
     prepare smallk update-smallk-columns.patch flashkm bench_cuda test_update test_stream test_cuda || continue
     step "smallk: test_update" 150 "$B/tests/test_update" >> "$log" 2>&1
@@ -140,17 +123,6 @@ for e in $EXPERIMENTS; do
       step "smallk: side by side ($lib)" 120 python3 bench/gpu_side_by_side.py --lib "$lib" --isolate --skip flash-kmeans \
         --configs n1m_k16 --out-csv /tmp/smallk.csv --out-md /tmp/smallk.md >> "$log" 2>&1
     done
-    ;;
-  reduce|hist)
-    # update-kernel patches: test_update on the GPU, its sanitizers, bench_cuda against the base
-    prepare "$e" "$([[ $e == reduce ]] && echo reduce-diet.patch || echo hist-tile-major.patch)" bench_cuda test_update ||
-      continue
-    step "$e: test_update" 150 "$B/tests/test_update" >> "$log" 2>&1
-    for tool in memcheck racecheck; do
-      step "$e: $tool test_update" 200 "${SELF[@]}" __san "$tool" "$B" test_update >> "$log" 2>&1
-    done
-    bench_runs "1000000:1024:128 8000000:1024:128 75600:1000:128:f16:32 1000000:4096:128 1000000:65536:128 1000000:1024:1024" \
-      "base:$B0:" "$e:$B:"
     ;;
   *) note "unknown experiment $e" ;;
   esac
