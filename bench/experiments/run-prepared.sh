@@ -4,7 +4,7 @@
 #
 #   bash bench/experiments/run-prepared.sh [OUTDIR]          (OUTDIR: $OUT, else ./prepared-out)
 #
-# EXPERIMENTS picks them (no default: every prepared experiment has run; the merged ones left the
+# EXPERIMENTS picks them (default: "scan overhead", the ones not yet run; merged ones left the
 # script with their patch, git log has their cases; smallk stays for the record, dropped). Each is
 # the tree with bench/experiments/<patch> applied whole (tests and bench included), copied to
 # /tmp/fkm-<name> and built for sm_90a beside a base build of this tree (build-prep, sm_90a),
@@ -50,7 +50,7 @@ esac
 SELF=(bash "$ROOT/bench/experiments/run-prepared.sh")
 OUTDIR="${1:-${OUT:-prepared-out}}"
 mkdir -p "$OUTDIR"
-EXPERIMENTS="${EXPERIMENTS:-}"
+EXPERIMENTS="${EXPERIMENTS:-scan overhead}"
 T_END=$(( $(date +%s) + ${PREP_BUDGET:-560} ))
 SUMMARY="$OUTDIR/summary.txt"
 : > "$SUMMARY"
@@ -68,13 +68,17 @@ prepare() {
   [[ -f bench/experiments/$patch ]] || { note "SKIP $name (no $patch)"; return 1; }
   step "$name: patch + build" 240 "${SELF[@]}" __prepare "$name" "$patch" "$@" > "$log" 2>&1
 }
+# blobs: make_blobs 1M x 128 with 1024 centres in /tmp/exb32.npy (f32) and /tmp/exb16.npy (f16)
+blobs() {
+  [[ -f /tmp/exb32.npy ]] || { "$B0/tools/make_blobs" /tmp/exb32.npy 1000000 128 1024 1 > /dev/null &&
+    python3 -c "import numpy as np; np.save('/tmp/exb16.npy', np.load('/tmp/exb32.npy').astype(np.float16))"; }
+}
 # exact_fits TAG RUN...: exact-mode fits of make_blobs 1M x 128 (f16 and f32), K = 1024, one per
 # RUN "label:build dir:FLASHKM_EXACT_FILTER_SLICES value" (the first is the reference),
 # iterations 8-10 and the re-check split into $log, each later run's labels cmp'ed with the first's
 exact_fits() {
   local tag="$1"; shift
-  [[ -f /tmp/exb32.npy ]] || { "$B0/tools/make_blobs" /tmp/exb32.npy 1000000 128 1024 1 > /dev/null &&
-    python3 -c "import numpy as np; np.save('/tmp/exb16.npy', np.load('/tmp/exb32.npy').astype(np.float16))"; }
+  blobs
   local data run label bdir slices first
   for data in exb16 exb32; do
     first=
@@ -122,6 +126,31 @@ for e in $EXPERIMENTS; do
     for lib in "$B0/src/libflashkm.so" "$B/src/libflashkm.so"; do
       step "smallk: side by side ($lib)" 120 python3 bench/gpu_side_by_side.py --lib "$lib" --isolate --skip flash-kmeans \
         --configs n1m_k16 --out-csv /tmp/smallk.csv --out-md /tmp/smallk.md >> "$log" 2>&1
+    done
+    ;;
+  scan)
+    # the data scan (scan-fast.patch): its test, sanitizers, per-kernel times of a 1-iteration
+    # fit and the fixed cost of fits (bench/fit_overhead.py), base against patched
+    prepare scan scan-fast.patch flashkm flashkm_cli test_scan test_stream test_cuda || continue
+    step "scan: test_scan" 120 "$B/tests/test_scan" >> "$log" 2>&1
+    step "scan: test_stream" 150 "$B/tests/test_stream" >> "$log" 2>&1
+    step "scan: test_cuda" 240 "$B/tests/test_cuda" >> "$log" 2>&1
+    for tool in memcheck racecheck; do
+      step "scan: $tool test_scan" 120 "${SELF[@]}" __san "$tool" "$B" test_scan >> "$log" 2>&1
+    done
+    blobs
+    for bdir in "$B0" "$B"; do
+      echo "== ncu scan kernels, 1-iteration fit, f16 and cosine f32 ($bdir)" >> "$log"
+      for args in "/tmp/exb16.npy" "/tmp/exb32.npy --metric cosine"; do
+        timeout 60 ncu --metrics gpu__time_duration.sum --print-summary per-kernel \
+          -k regex:"scan_chunks|combine_columns|row_scales" "$bdir/tools/flashkm" fit $args -k 1024 --max-iter 1 \
+          --init random --seed 1 --backend cuda 2>&1 | grep -E "^  [a-z_ ]+.*\(|gpu__time_duration" >> "$log"
+      done
+    done
+    for lib in "$B0/src/libflashkm.so" "$B/src/libflashkm.so"; do
+      echo "== fit_overhead $lib" >> "$log"
+      step "scan: fit_overhead ($lib)" 120 python3 bench/fit_overhead.py --lib "$lib" \
+        --configs n1m_k1024 n8m_k1024 b32_k1000 --reps 5 >> "$log" 2>&1
     done
     ;;
   *) note "unknown experiment $e" ;;
