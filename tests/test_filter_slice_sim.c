@@ -10,6 +10,8 @@
  * check of the emulation, to the plain definition: minima and the lowest index). This checks
  * the algebra; tests/test_exact.c (on a GPU) checks the kernels with
  * FLASHKM_EXACT_FILTER_SLICES. Runs on any machine, no GPU. */
+#include "splitmix.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,14 +22,6 @@
 #define FT_CC 4
 
 static int failures = 0;
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = (*s += 0x9e3779b97f4a7c15ull);
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
 
 /* the device code's min and max on floats and doubles: fmin / fmax (a NaN operand loses) */
 typedef struct state {

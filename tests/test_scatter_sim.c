@@ -16,6 +16,8 @@
  * Warps run one after the other here: within a phase they touch disjoint shared rows and
  * disjoint output slots, so their interleaving on a GPU cannot change the result (that the
  * kernel's barriers make it so is what compute-sanitizer racecheck checks). */
+#include "splitmix.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,14 +29,6 @@
 #define SENTINEL 0xdeadbeefu
 
 static int failures = 0;
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = (*s += 0x9e3779b97f4a7c15ull);
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
 
 /* sort_shape of update.cu */
 static void sort_shape(int64_t k, int64_t *tile, int *warps)

@@ -6,6 +6,7 @@
 #define FKM_TEST_TOP3_SIM_H
 
 #include "core/top3.h"
+#include "splitmix.h"
 
 #include <float.h>
 #include <math.h>
@@ -49,13 +50,6 @@ static inline FKM_HD void top3_tile_old(fkm_top3 *t, const float *a, int nq, int
 
 /* ---------------------------------------------------------------- helpers */
 
-static inline uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = (*s += 0x9e3779b97f4a7c15ull);
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
 static inline uint32_t rng_below(uint64_t *s, uint32_t n) { return (uint32_t)(((rng_next(s) >> 32) * (uint64_t)n) >> 32); }
 
 static inline FKM_HD uint32_t fbits(float f)

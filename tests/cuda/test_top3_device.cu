@@ -9,8 +9,7 @@
  *
  * Exit status: 0 pass, 1 fail, 77 skipped (no CUDA device). */
 #include "top3_sim.h"
-
-#include <cuda_runtime.h>
+#include "device_test.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,25 +17,6 @@
 
 #define MAXT 12     /* tiles per sequence */
 #define COL_BASE 1024 /* the first tile's column: injected start states index below it */
-
-static int failures = 0;
-#define CHECK(cond, ...)                                                              \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            failures++;                                                               \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                             \
-            fputc('\n', stderr);                                                      \
-        }                                                                             \
-    } while (0)
-#define CUDA_OK(x)                                                                          \
-    do {                                                                                    \
-        cudaError_t e_ = (x);                                                               \
-        if (e_ != cudaSuccess) {                                                            \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                        \
-        }                                                                                   \
-    } while (0)
 
 static __host__ __device__ int32_t tile_col0(int c, int t, int nq) { return COL_BASE + t * 8 * nq + 2 * (c & 3); }
 
@@ -88,25 +68,25 @@ static void run(int ncases, uint64_t seed)
     fkm_top3 *d_st0, *d_out;
     int *d_nt, *d_first;
     unsigned *d_mis;
-    CUDA_OK(cudaMalloc(&d_tiles, tiles.size() * sizeof(float)));
-    CUDA_OK(cudaMalloc(&d_st0, ncases * sizeof(fkm_top3)));
-    CUDA_OK(cudaMalloc(&d_out, ncases * sizeof(fkm_top3)));
-    CUDA_OK(cudaMalloc(&d_nt, ncases * sizeof(int)));
-    CUDA_OK(cudaMalloc(&d_first, sizeof(int)));
-    CUDA_OK(cudaMalloc(&d_mis, sizeof(unsigned)));
-    CUDA_OK(cudaMemcpy(d_tiles, tiles.data(), tiles.size() * sizeof(float), cudaMemcpyHostToDevice));
-    CUDA_OK(cudaMemcpy(d_st0, st0.data(), ncases * sizeof(fkm_top3), cudaMemcpyHostToDevice));
-    CUDA_OK(cudaMemcpy(d_nt, nt.data(), ncases * sizeof(int), cudaMemcpyHostToDevice));
-    CUDA_OK(cudaMemset(d_mis, 0, sizeof(unsigned)));
-    CUDA_OK(cudaMemset(d_first, 0xff, sizeof(int)));
+    CU(cudaMalloc(&d_tiles, tiles.size() * sizeof(float)));
+    CU(cudaMalloc(&d_st0, ncases * sizeof(fkm_top3)));
+    CU(cudaMalloc(&d_out, ncases * sizeof(fkm_top3)));
+    CU(cudaMalloc(&d_nt, ncases * sizeof(int)));
+    CU(cudaMalloc(&d_first, sizeof(int)));
+    CU(cudaMalloc(&d_mis, sizeof(unsigned)));
+    CU(cudaMemcpy(d_tiles, tiles.data(), tiles.size() * sizeof(float), cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(d_st0, st0.data(), ncases * sizeof(fkm_top3), cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(d_nt, nt.data(), ncases * sizeof(int), cudaMemcpyHostToDevice));
+    CU(cudaMemset(d_mis, 0, sizeof(unsigned)));
+    CU(cudaMemset(d_first, 0xff, sizeof(int)));
     fold_kernel<NQ><<<(ncases + 127) / 128, 128>>>(d_tiles, d_st0, d_nt, ncases, d_out, d_mis, d_first);
-    CUDA_OK(cudaGetLastError());
+    CU(cudaGetLastError());
     unsigned mis = 0;
     int first = -1;
-    CUDA_OK(cudaMemcpy(out.data(), d_out, ncases * sizeof(fkm_top3), cudaMemcpyDeviceToHost));
-    CUDA_OK(cudaMemcpy(&mis, d_mis, sizeof mis, cudaMemcpyDeviceToHost));
-    CUDA_OK(cudaMemcpy(&first, d_first, sizeof first, cudaMemcpyDeviceToHost));
-    CHECK(mis == 0, "nq %d: the new fold differs from the old on the device after %u tiles (first in sequence %d)",
+    CU(cudaMemcpy(out.data(), d_out, ncases * sizeof(fkm_top3), cudaMemcpyDeviceToHost));
+    CU(cudaMemcpy(&mis, d_mis, sizeof mis, cudaMemcpyDeviceToHost));
+    CU(cudaMemcpy(&first, d_first, sizeof first, cudaMemcpyDeviceToHost));
+    EXPECT(mis == 0, "nq %d: the new fold differs from the old on the device after %u tiles (first in sequence %d)",
           NQ, mis, first);
     /* the host emulation of the new version must give the device's bits */
     int64_t host_diff = 0, first_h = -1, folds = 0;
@@ -119,7 +99,7 @@ static void run(int ncases, uint64_t seed)
             host_diff++;
         }
     }
-    CHECK(host_diff == 0, "nq %d: the host emulation differs from the device in %lld sequences (first %lld)", NQ,
+    EXPECT(host_diff == 0, "nq %d: the host emulation differs from the device in %lld sequences (first %lld)", NQ,
           (long long)host_diff, (long long)first_h);
     printf("nq %2d: %d sequences, %lld tiles: device old == device new%s, host emulation == device%s\n", NQ, ncases,
            (long long)folds, mis ? " FAILED" : "", host_diff ? " FAILED" : "");
@@ -128,11 +108,7 @@ static void run(int ncases, uint64_t seed)
 
 int main(void)
 {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
-        printf("SKIP: no CUDA device\n");
-        return 77;
-    }
+    skip_without_gpu();
     const int cases = getenv("FLASHKM_TEST_SMALL") ? 1 << 12 : 1 << 16;
     run<16>(cases, 2024);
     run<8>(cases, 2025);

@@ -30,6 +30,7 @@
  * pieces' sort as well. */
 #include "cuda/update.cuh"
 #include "../../bench/update_atomic.cuh"
+#include "device_test.h"
 
 #include <algorithm>
 #include <limits.h>
@@ -38,39 +39,7 @@
 #include <stdlib.h>
 #include <vector>
 
-static int failures = 0;
-
-#define EXPECT(cond, ...)                                                              \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            failures++;                                                                \
-            if (failures < 60) {                                                       \
-                fprintf(stderr, "%s:%d: EXPECT(%s) failed: ", __FILE__, __LINE__, #cond); \
-                fprintf(stderr, __VA_ARGS__);                                          \
-                fputc('\n', stderr);                                                   \
-            }                                                                          \
-        }                                                                              \
-    } while (0)
-
-#define CU(expr)                                                                       \
-    do {                                                                               \
-        cudaError_t e_ = (expr);                                                       \
-        if (e_ != cudaSuccess) {                                                       \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-            exit(1);                                                                   \
-        }                                                                              \
-    } while (0)
-
 /* ------------------------------------------------------------------ data */
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = (*s += 0x9e3779b97f4a7c15ull);
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-static double rng_unif(uint64_t *s) { return (double)(rng_next(s) >> 11) * 0x1.0p-53; } /* [0, 1) */
 
 enum label_mode { UNIFORM, SKEW };
 
@@ -805,12 +774,7 @@ static void run_bad_usage(fkm_ctx *ctx)
 
 int main(void)
 {
-    int ndev = 0;
-    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
-        (void)cudaGetLastError();
-        printf("SKIP: no CUDA device\n");
-        return 77;
-    }
+    skip_without_gpu();
     fkm_ctx *ctx = NULL;
     if (fkm_create(&ctx, FKM_BACKEND_CPU) != FKM_OK) {
         fprintf(stderr, "fkm_create failed\n");
