@@ -830,6 +830,24 @@ __device__ __forceinline__ void widen_pair(uint32_t w, double scale, double &x0,
     x1 = __hiloint2double((int)h1, 0) * scale;
 }
 
+/* A lane's share of a point's objective, its VEC columns in order: sum of x.c (dot; the
+ * caller negates) or of (x - c)^2, fused multiply-adds from 0. */
+template <int VEC>
+__device__ __forceinline__ double lane_objective(const double (&x)[VEC], const double (&c)[VEC], bool dot)
+{
+    double o = 0.0;
+#pragma unroll
+    for (int v = 0; v < VEC; v++) {
+        if (dot) {
+            o = fma(x[v], c[v], o);
+        } else {
+            const double t = x[v] - c[v];
+            o = fma(t, t, o);
+        }
+    }
+    return o;
+}
+
 /* The VEC elements of a 16-byte load as doubles, exactly (f64 stays f64: cosine normalises the
  * double); the 16-bit types' general case is defined below. */
 template <fkm_dtype DT> struct widen_t;
@@ -1061,16 +1079,7 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
                             }
                             const double w = wp[R * uu];
                             if (a.want_obj) {
-                                double o = 0.0;
-#pragma unroll
-                                for (int v = 0; v < VEC; v++) {
-                                    if (dot) {
-                                        o = fma(x[v], c[v], o);
-                                    } else {
-                                        const double t = x[v] - c[v];
-                                        o = fma(t, t, o);
-                                    }
-                                }
+                                const double o = lane_objective(x, c, dot);
                                 seg_o = fma(w, dot ? -o : o, seg_o);
                             }
                             if (last && lir == 0) seg_w += w;
@@ -1121,16 +1130,7 @@ __global__ void __launch_bounds__(RED_WARPS * 32, 4) reduce_kernel(reduce_args a
                         }
                         const double w = valid ? (GEN ? (double)sw[r] : saux[r]) : 0.0;
                         if (a.want_obj) {
-                            double o = 0.0; /* this lane's columns of the point's objective */
-#pragma unroll
-                            for (int v = 0; v < VEC; v++) {
-                                if (dot) {
-                                    o = fma(x[v], c[v], o);
-                                } else {
-                                    const double t = x[v] - c[v];
-                                    o = fma(t, t, o);
-                                }
-                            }
+                            double o = lane_objective(x, c, dot); /* this lane's columns of the point's objective */
                             /* the segment's objective: each lane adds w times its own share,
                              * rows in order, tiles in order; the lanes are added at the end of
                              * the segment (no butterfly per row) */
