@@ -153,6 +153,22 @@ for e in $EXPERIMENTS; do
         --configs n1m_k1024 n8m_k1024 b32_k1000 --reps 5 >> "$log" 2>&1
     done
     ;;
+  overhead)
+    # fit-overhead.patch: no per-fit pinned copy of the centroids, final centroids straight to
+    # the output, device init centroids validated and used on the device. Correctness first
+    # (test_cuda's check_device_io: device/pinned/host init and outputs bitwise equal), then
+    # the per-fit cost against the base, then memcheck (slowest, least needed) if time is left
+    prepare overhead fit-overhead.patch flashkm test_cuda test_gpu_vs_cpu test_stream || continue
+    step "overhead: test_cuda" 150 "$B/tests/test_cuda" >> "$log" 2>&1
+    step "overhead: test_gpu_vs_cpu" 90 "$B/tests/test_gpu_vs_cpu" >> "$log" 2>&1
+    step "overhead: test_stream" 120 "$B/tests/test_stream" >> "$log" 2>&1
+    for lib in "$B0/src/libflashkm.so" "$B/src/libflashkm.so"; do
+      echo "== fit_overhead $lib" >> "$log"
+      step "overhead: fit_overhead ($lib)" 120 python3 bench/fit_overhead.py --lib "$lib" \
+        --configs n1m_k1024 b32_k1000 n1m_k65536 --reps 7 >> "$log" 2>&1
+    done
+    step "overhead: memcheck test_cuda" 200 "${SELF[@]}" __san memcheck "$B" test_cuda >> "$log" 2>&1
+    ;;
   *) note "unknown experiment $e" ;;
   esac
 done
