@@ -10,7 +10,7 @@
 #   build     cmake -DFLASHKM_CUDA=ON -DCMAKE_BUILD_TYPE=Release in build-gpu (Ninja if found)
 #   test      ctest --output-on-failure (every test; the GPU tests skip without a GPU)
 #   sanitize  compute-sanitizer memcheck, then racecheck, on the GPU tests (ctest tests whose
-#             name matches SANITIZE_TESTS, default 'cuda|gpu|update', with their command line and
+#             name matches SANITIZE_TESTS, default 'cuda|gpu|update|top3_device|scan', with their command line and
 #             environment; else the test_cuda*/test_gpu* executables), FLASHKM_TEST_SMALL=1
 #             FLASHKM_TEST_SANITIZE=1 (tests that read it run a reduced set: test_kmeanspp, test_exact,
 #             test_determinism)
@@ -43,7 +43,7 @@
 #                      with pruning on and off (compared bitwise), and the CPU comparison)
 #   LARGEN_ARGS        arguments for bench/bench_largeN.py (default "--n 64M 300M")
 #   SANITIZE_TOOLS     compute-sanitizer tools to run, in order (default "memcheck racecheck")
-#   SANITIZE_TESTS     regular expression over ctest test names (default 'cuda|gpu|update';
+#   SANITIZE_TESTS     regular expression over ctest test names (default 'cuda|gpu|update|top3_device|scan';
 #                      test_stream's millions of rows are too slow under the tools: run it
 #                      alone with SANITIZE_TESTS=stream GPU_CHECK_STAGES=build,sanitize)
 #   GPU_CHECK_BUDGET   seconds for the whole script (default 570: the device tool stops a
@@ -323,14 +323,14 @@ fi
 
 # ------------------------------------------------------------------ sanitize
 # The GPU tests: every ctest test that holds the resource lock "gpu" and whose name matches
-# SANITIZE_TESTS (default 'cuda|gpu|update'), run
+# SANITIZE_TESTS (default 'cuda|gpu|update|top3_device|scan'), run
 # with its own command line and ENVIRONMENT property (so test_reference_cuda runs
 # test_reference with FLASHKM_TEST_BACKEND=cuda); if ctest cannot list them, every executable
 # under $BUILD_DIR/tests named test_cuda* or test_gpu*. Each under memcheck (--leak-check
 # full), then each under racecheck, with FLASHKM_TEST_SMALL=1 FLASHKM_TEST_SANITIZE=1. A test
 # that exits 77 (no GPU) counts as skipped.
 list_gpu_tests() {
-  python3 - "$BUILD_DIR" "${SANITIZE_TESTS:-cuda|gpu|update}" <<'EOF' 2>/dev/null
+  python3 - "$BUILD_DIR" "${SANITIZE_TESTS:-cuda|gpu|update|top3_device|scan}" <<'EOF' 2>/dev/null
 import json, re, shlex, subprocess, sys
 build, pat = sys.argv[1], sys.argv[2]
 j = json.loads(subprocess.run(["ctest", "--test-dir", build, "--show-only=json-v1"],
@@ -376,7 +376,7 @@ if want sanitize; then
   elif [[ $BUILD_OK != 1 ]]; then
     record sanitize SKIP 0 "no successful build in $BUILD_DIR"
   elif [[ ${#RUNS[@]} == 0 ]]; then
-    record sanitize SKIP 0 "no GPU tests found (ctest names matching '${SANITIZE_TESTS:-cuda|gpu|update}', test_cuda*/test_gpu* under $BUILD_DIR/tests)"
+    record sanitize SKIP 0 "no GPU tests found (ctest names matching '${SANITIZE_TESTS:-cuda|gpu|update|top3_device|scan}', test_cuda*/test_gpu* under $BUILD_DIR/tests)"
   else
     stage_end=$(( $(now) + $(cap "$T_SANITIZE") ))
     nfail=0; nrun=0; nskip77=0; skipped=(); failed=()
