@@ -4,7 +4,7 @@
 #
 #   bash bench/experiments/run-prepared.sh [OUTDIR]          (OUTDIR: $OUT, else ./prepared-out)
 #
-# EXPERIMENTS picks them (default: "scan overhead", the ones not yet run; merged ones left the
+# EXPERIMENTS picks them (default: "scan overhead lazy", the ones not yet run; merged ones left the
 # script with their patch, git log has their cases; smallk stays for the record, dropped). Each is
 # the tree with bench/experiments/<patch> applied whole (tests and bench included), copied to
 # /tmp/fkm-<name> and built for sm_90a beside a base build of this tree (build-prep, sm_90a),
@@ -50,7 +50,7 @@ esac
 SELF=(bash "$ROOT/bench/experiments/run-prepared.sh")
 OUTDIR="${1:-${OUT:-prepared-out}}"
 mkdir -p "$OUTDIR"
-EXPERIMENTS="${EXPERIMENTS:-scan overhead}"
+EXPERIMENTS="${EXPERIMENTS:-scan overhead lazy}"
 T_END=$(( $(date +%s) + ${PREP_BUDGET:-560} ))
 SUMMARY="$OUTDIR/summary.txt"
 : > "$SUMMARY"
@@ -168,6 +168,30 @@ for e in $EXPERIMENTS; do
         --configs n1m_k1024 b32_k1000 n1m_k65536 --reps 7 >> "$log" 2>&1
     done
     step "overhead: memcheck test_cuda" 200 "${SELF[@]}" __san memcheck "$B" test_cuda >> "$log" 2>&1
+    ;;
+  lazy)
+    # top3-lazy.patch: exact mode's top-3 fold skips tiles above the lane's third from column
+    # 8192 on; the same labels (cmp against the base), exact fits at K = 1024 (path unchanged),
+    # 16384 and 65536, f16 and f32, iterations 3-4 (assign ms in the progress lines)
+    prepare lazy top3-lazy.patch flashkm flashkm_cli test_top3_device test_cuda test_exact || continue
+    step "lazy: test_top3_device" 120 "$B/tests/test_top3_device" >> "$log" 2>&1
+    step "lazy: test_cuda" 240 "$B/tests/test_cuda" >> "$log" 2>&1
+    step "lazy: test_exact (cuda)" 240 env FLASHKM_TEST_BACKEND=cuda "$B/tests/test_exact" >> "$log" 2>&1
+    blobs
+    for kk in 1024 16384 65536; do
+      for data in exb16 exb32; do
+        for run in "base:$B0" "lazy:$B"; do
+          IFS=: read -r label bdir <<< "$run"
+          echo "== exact fit $data K=$kk [$label]" >> "$log"
+          timeout 90 "$bdir/tools/flashkm" fit "/tmp/$data.npy" -k "$kk" --max-iter 4 --tol 0 --init random --seed 1 \
+            --backend cuda --precision exact --labels "/tmp/lazy_${data}_${kk}_$label.npy" 2>&1 |
+            grep -E "iter +(3|4) |re-checked" >> "$log"
+        done
+        cmp -s "/tmp/lazy_${data}_${kk}_base.npy" "/tmp/lazy_${data}_${kk}_lazy.npy" && r=identical || r=DIFFER
+        echo "   labels $data K=$kk lazy vs base: $r" >> "$log"
+      done
+    done
+    note "lazy: exact fits K=1024/16384/65536 in $log"
     ;;
   *) note "unknown experiment $e" ;;
   esac
