@@ -924,13 +924,20 @@ def write_markdown(path, rows, meta, ceil, command, args):
         f"{fmt(ceil.get('copy_bytes', 0) / 2**30, '.2f')} GiB tensor)",
         f"- Command: `{command}`",
         "",
-        "| config | B | N | K | D | dtype | flashkm precision | flashkm ms/iter | assign + update "
-        "ms | flash-kmeans ms/iter | paper (H100) | ratio | n_iter fkm/fk | assign TFLOP/s | "
+        "| config | B | N | K | D | dtype | flashkm precision | flashkm ms/iter | in-fit ms/iter | "
+        "assign + update ms | flash-kmeans ms/iter | paper (H100) | ratio | n_iter fkm/fk | "
+        f"fit ms, 1 / {args.iters} iterations, fkm; fk | assign TFLOP/s | "
         "GEMM ceiling | % of ceiling | update GB/s | update / floor | labels differing | "
         "fp64 mismatches after 1 iter fkm / fk |",
-        "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-        "---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "---:|---:|---:|---:|",
     ]
+
+    def fit_ms(r, side):
+        one, many = r[f"{side}_fit1_s"], r[f"{side}_fit_s"]
+        if not isinstance(one, float) or not isinstance(many, float):
+            return "n/a"
+        return f"{fmt(1e3 * one, '.2f')} / {fmt(1e3 * many, '.2f')}"
     for r in rows:
         fkm_ms = (fmt(r["flashkm_ms_iter"], ".3f") if not r["flashkm_error"]
                   else ("n/a" if r["flashkm_error"].startswith("n/a") else "error"))
@@ -941,10 +948,12 @@ def write_markdown(path, rows, meta, ceil, command, args):
                  if r["labels_differ_vs_flash_kmeans"] != "" else "n/a")
         lines.append(
             f"| {r['config']} | {r['b']} | {r['n']} | {r['k']} | {r['d']} | {r['dtype']} | "
-            f"{r['flashkm_precision']} | {fkm_ms} | {fmt(r['flashkm_assign_ms'], '.3f')} + "
+            f"{r['flashkm_precision']} | {fkm_ms} | {fmt(r['flashkm_cb_ms_iter'], '.3f')} | "
+            f"{fmt(r['flashkm_assign_ms'], '.3f')} + "
             f"{fmt(r['flashkm_update_ms'], '.3f')} | {fk_ms} | "
             f"{fmt(r['paper_flash_kmeans_ms_iter'], '.2f')} | **{fmt(r['ratio'], '.2f')}** | "
             f"{r['flashkm_n_iter'] or 'n/a'}/{r['flash_kmeans_n_iter'] or 'n/a'} | "
+            f"{fit_ms(r, 'flashkm')}; {fit_ms(r, 'flash_kmeans')} | "
             f"{fmt(r['assign_tflops'], '.0f')} | {fmt(r['gemm_ceiling_tflops'], '.0f')} "
             f"({r['gemm_kind']}) | **{pct(r['pct_of_gemm_ceiling'])}** | "
             f"{fmt(r['update_gbs'], '.0f')} | **{fmt(r['update_over_floor'], '.2f')}** | "
@@ -960,8 +969,12 @@ def write_markdown(path, rows, meta, ceil, command, args):
         "with 1 iteration) / (ITERS - 1), torch.cuda.synchronize() around each fit; *ratio* = "
         "flashkm / flash-kmeans of these. *paper (H100)*: the flash-kmeans paper's numbers for "
         "the official code, for reference only (other data, maybe other clocks).",
-        "- *assign + update*: medians of flashkm's progress callback (`assign_seconds`, "
-        "`update_seconds`), iteration 1 left out.",
+        "- *in-fit ms/iter*, *assign + update*: medians of flashkm's progress callback "
+        "(`seconds`, `assign_seconds`, `update_seconds`: host clock from an iteration's first "
+        "launch to its last synchronisation; B = 1 only), iteration 1 left out. The fit difference "
+        "in *ms/iter* also carries the variation of each fit's fixed cost (set-up, final labels, "
+        "tear-down), which *fit ms* shows: the median wall time of a fit of 1 and of ITERS "
+        "iterations, each side.",
         "- *assign TFLOP/s* = 2*B*N*K*D / assign seconds; *GEMM ceiling*: the larger of torch "
         f"`matmul` {ceil.get('gemm_size', '?')}^3 and the assignment's own shape "
         "(M x D) @ (D x K) (M = B*N rows, fewer when the M x K output would pass 2 GiB), in the "
