@@ -174,6 +174,7 @@ for e in $EXPERIMENTS; do
     # 8192 on; the same labels (cmp against the base), exact fits at K = 1024 (path unchanged),
     # 16384 and 65536, f16 and f32, iterations 3-4 (assign ms in the progress lines)
     prepare lazy top3-lazy.patch flashkm flashkm_cli test_top3_device test_cuda test_exact || continue
+    # test_exact (cuda) includes a stage case at K = 10777 whose decisive centroids sit in the lazy columns
     step "lazy: test_top3_device" 120 "$B/tests/test_top3_device" >> "$log" 2>&1
     step "lazy: test_cuda" 240 "$B/tests/test_cuda" >> "$log" 2>&1
     step "lazy: test_exact (cuda)" 240 env FLASHKM_TEST_BACKEND=cuda "$B/tests/test_exact" >> "$log" 2>&1
@@ -185,10 +186,14 @@ for e in $EXPERIMENTS; do
           echo "== exact fit $data K=$kk [$label]" >> "$log"
           timeout 90 "$bdir/tools/flashkm" fit "/tmp/$data.npy" -k "$kk" --max-iter 4 --tol 0 --init random --seed 1 \
             --backend cuda --precision exact --labels "/tmp/lazy_${data}_${kk}_$label.npy" 2>&1 |
-            grep -E "iter +(3|4) |re-checked" >> "$log"
+            grep -E "iter +(3|4) |re-checked" | tee "/tmp/lazy_${data}_${kk}_$label.txt" >> "$log"
         done
         cmp -s "/tmp/lazy_${data}_${kk}_base.npy" "/tmp/lazy_${data}_${kk}_lazy.npy" && r=identical || r=DIFFER
-        echo "   labels $data K=$kk lazy vs base: $r" >> "$log"
+        # the same top-3 bits give the same re-check counts, stage by stage (labels alone could
+        # hide a wrong third score that certified a point it should not have)
+        cmp -s <(grep re-checked "/tmp/lazy_${data}_${kk}_base.txt") <(grep re-checked "/tmp/lazy_${data}_${kk}_lazy.txt") &&
+          c=identical || c=DIFFER
+        echo "   labels $data K=$kk lazy vs base: $r; re-check counts: $c" >> "$log"
       done
     done
     note "lazy: exact fits K=1024/16384/65536 in $log"
