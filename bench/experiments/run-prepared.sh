@@ -4,7 +4,7 @@
 #
 #   bash bench/experiments/run-prepared.sh [OUTDIR]          (OUTDIR: $OUT, else ./prepared-out)
 #
-# EXPERIMENTS picks them (default: "scan overhead lazy", the ones not yet run; merged ones left the
+# EXPERIMENTS picks them (default: scan; then "lazy overhead" in a second call; merged ones left the
 # script with their patch, git log has their cases; smallk stays for the record, dropped). Each is
 # the tree with bench/experiments/<patch> applied whole (tests and bench included), copied to
 # /tmp/fkm-<name> and built for sm_90a beside a base build of this tree (build-prep, sm_90a),
@@ -50,7 +50,7 @@ esac
 SELF=(bash "$ROOT/bench/experiments/run-prepared.sh")
 OUTDIR="${1:-${OUT:-prepared-out}}"
 mkdir -p "$OUTDIR"
-EXPERIMENTS="${EXPERIMENTS:-scan overhead lazy}"
+EXPERIMENTS="${EXPERIMENTS:-scan}"
 T_END=$(( $(date +%s) + ${PREP_BUDGET:-560} ))
 SUMMARY="$OUTDIR/summary.txt"
 : > "$SUMMARY"
