@@ -121,6 +121,24 @@ static void normalise(float *rows, int64_t n, int64_t d)
     }
 }
 
+/* The contract's labels (argmin, ties to the lowest index) of the stored rows X (n x d, the
+ * values tc_store kept) against the f32 centroids C (k x d) for metric: the rows as f32,
+ * both sides normalised for cosine, then exact integer arithmetic. Returns 0, ref untouched,
+ * when the values do not fit the reference's integer range. */
+static int contract_labels(const double *X, const float *C, int64_t n, int64_t k, int64_t d, fkm_metric metric,
+                           int32_t *ref)
+{
+    float *xf = malloc((size_t)(n * d) * sizeof *xf), *cf = malloc((size_t)(k * d) * sizeof *cf);
+    int64_t *xi = malloc((size_t)(n * d) * sizeof *xi), *ci = malloc((size_t)(k * d) * sizeof *ci);
+    for (int64_t t = 0; t < n * d; t++) xf[t] = (float)X[t];
+    memcpy(cf, C, (size_t)(k * d) * sizeof *cf);
+    if (metric == FKM_METRIC_COSINE) normalise(xf, n, d), normalise(cf, k, d);
+    const int fits = scale_ints(xf, n * d, cf, k * d, xi, ci);
+    if (fits) reference_labels(xi, ci, n, k, d, metric == FKM_METRIC_DOT, ref);
+    free(xf), free(cf), free(xi), free(ci);
+    return fits;
+}
+
 /* ---------------------------------------------------------------- the adversarial generator */
 
 static double ulp_in(fkm_dtype t, double m)
@@ -225,15 +243,9 @@ static void run_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric, int64_t d
     void *Xs = tc_store(X, n, d, d, dtype); /* X now holds the stored values */
 
     /* the reference on the rows and centroids as the contract defines them */
-    float *xf = malloc((size_t)(n * d) * sizeof *xf), *cf = malloc((size_t)(K * d) * sizeof *cf);
-    for (int64_t t = 0; t < n * d; t++) xf[t] = (float)X[t];
-    memcpy(cf, C, (size_t)(K * d) * sizeof *cf);
-    if (metric == FKM_METRIC_COSINE) normalise(xf, n, d), normalise(cf, K, d);
-    int64_t *xi = malloc((size_t)(n * d) * sizeof *xi), *ci = malloc((size_t)(K * d) * sizeof *ci);
     int32_t *ref = malloc((size_t)n * sizeof *ref), *got = malloc((size_t)n * sizeof *got);
-    const int fits = scale_ints(xf, n * d, cf, K * d, xi, ci);
+    const int fits = contract_labels(X, C, n, K, d, metric, ref);
     CHECK(fits, "d=%lld: the case's values do not fit the reference's integer range", (long long)d);
-    if (fits) reference_labels(xi, ci, n, K, d, dot, ref);
 
     const char *mname = l2 ? "l2" : dot ? "dot" : "cosine";
     double t0 = now();
@@ -246,7 +258,7 @@ static void run_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric, int64_t d
     if (s == FKM_E_UNSUPPORTED && fkm_ctx_backend(ctx) != FKM_BACKEND_CPU) {
         /* a combination the GPU backend does not certify yet: say so, test the others */
         if (tot->skipped++ == 0) printf("  skipped on %s: %s\n", fkm_backend_name(fkm_ctx_backend(ctx)), fkm_last_error(ctx));
-        free(B), free(C), free(X), free(Xs), free(xf), free(cf), free(xi), free(ci), free(ref), free(got);
+        free(B), free(C), free(X), free(Xs), free(ref), free(got);
         return;
     }
     CHECK(s == FKM_OK, "exact predict: %s", fkm_last_error(ctx));
@@ -270,7 +282,7 @@ static void run_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric, int64_t d
     tot->points += n;
     tot->rechecked += rech;
 
-    free(B), free(C), free(X), free(Xs), free(xf), free(cf), free(xi), free(ci), free(ref), free(got);
+    free(B), free(C), free(X), free(Xs), free(ref), free(got);
 }
 
 /* Near-ties no double computation can resolve: two centroids a = (1 - 1, 0, a2, ...) and
@@ -297,13 +309,9 @@ static void hard_case(fkm_ctx *ctx, int64_t n, int64_t d, totals *tot)
         for (int64_t j = 3; j < d; j++) x[j] = grid(&r, -4, 4, 1.0 / 64);
     }
     void *Xs = tc_store(X, n, d, d, FKM_F32);
-    float *xf = malloc((size_t)(n * d) * sizeof *xf);
-    for (int64_t t = 0; t < n * d; t++) xf[t] = (float)X[t];
-    int64_t *xi = malloc((size_t)(n * d) * sizeof *xi), ci[2 * 64];
     int32_t *ref = malloc((size_t)n * sizeof *ref), *got = malloc((size_t)n * sizeof *got);
-    const int fits = d <= 64 && scale_ints(xf, n * d, C, 2 * d, xi, ci);
+    const int fits = contract_labels(X, C, n, 2, d, FKM_METRIC_L2, ref);
     CHECK(fits, "hard case: values outside the reference's range");
-    if (fits) reference_labels(xi, ci, n, 2, d, 0, ref);
     fkm_status s = fkm_predict_precision(ctx, FKM_METRIC_L2, FKM_PRECISION_EXACT, Xs, FKM_F32, n, d, d, C, 2, got, NULL);
     CHECK(s == FKM_OK, "exact predict: %s", fkm_last_error(ctx));
     int64_t bad = 0, rech = 0, ones = 0;
@@ -317,7 +325,7 @@ static void hard_case(fkm_ctx *ctx, int64_t n, int64_t d, totals *tot)
     for (int64_t i = 0; fits && s == FKM_OK && i < n; i++) tot->fast_mismatch += got[i] != ref[i];
     tot->points += n;
     tot->rechecked += rech;
-    free(C), free(X), free(Xs), free(xf), free(xi), free(ref), free(got);
+    free(C), free(X), free(Xs), free(ref), free(got);
 }
 
 /* 0..K-1 in a random order (Fisher-Yates from r): centroid slots, so that the special
@@ -389,13 +397,9 @@ static void stage_case(fkm_ctx *ctx, int64_t K, int64_t n)
         }
     }
     void *Xs = tc_store(X, n, d, d, FKM_F32);
-    float *xf = malloc((size_t)(n * d) * sizeof *xf);
-    for (int64_t t = 0; t < n * d; t++) xf[t] = (float)X[t];
-    int64_t *xi = malloc((size_t)(n * d) * sizeof *xi), *ci = malloc((size_t)(K * d) * sizeof *ci);
     int32_t *ref = malloc((size_t)n * sizeof *ref), *got = malloc((size_t)n * sizeof *got);
-    const int fits = scale_ints(xf, n * d, C, K * d, xi, ci);
+    const int fits = contract_labels(X, C, n, K, d, FKM_METRIC_L2, ref);
     CHECK(fits, "stage case: values outside the reference's range");
-    if (fits) reference_labels(xi, ci, n, K, d, 0, ref);
     fkm_status s = fkm_predict_precision(ctx, FKM_METRIC_L2, FKM_PRECISION_EXACT, Xs, FKM_F32, n, d, d, C, K, got, NULL);
     CHECK(s == FKM_OK, "stage case: exact predict: %s", fkm_last_error(ctx));
     int64_t bad = 0;
@@ -425,7 +429,7 @@ static void stage_case(fkm_ctx *ctx, int64_t K, int64_t n)
     int64_t fast_bad = 0;
     for (int64_t i = 0; fits && s == FKM_OK && i < n; i++) fast_bad += got[i] != ref[i];
     printf("  stage case K=%lld: fast mode gets %lld labels wrong\n", (long long)K, (long long)fast_bad);
-    free(P), free(X), free(C), free(slot), free(Xs), free(xf), free(xi), free(ci), free(ref), free(got);
+    free(P), free(X), free(C), free(slot), free(Xs), free(ref), free(got);
 }
 
 /* The GPU's re-check stages for cosine (EXACTNESS.md 5.1), where the device must read the
@@ -474,15 +478,9 @@ static void cosine_stage_case(fkm_ctx *ctx, fkm_dtype dtype, int64_t K, int64_t 
         }
     }
     void *Xs = tc_store(X, n, d, d, dtype);
-    float *xf = malloc((size_t)(n * d) * sizeof *xf), *cf = malloc((size_t)(K * d) * sizeof *cf);
-    for (int64_t t = 0; t < n * d; t++) xf[t] = (float)X[t];
-    memcpy(cf, C, (size_t)(K * d) * sizeof *cf);
-    normalise(xf, n, d), normalise(cf, K, d);
-    int64_t *xi = malloc((size_t)(n * d) * sizeof *xi), *ci = malloc((size_t)(K * d) * sizeof *ci);
     int32_t *ref = malloc((size_t)n * sizeof *ref), *got = malloc((size_t)n * sizeof *got);
-    const int fits = scale_ints(xf, n * d, cf, K * d, xi, ci);
+    const int fits = contract_labels(X, C, n, K, d, FKM_METRIC_COSINE, ref);
     CHECK(fits, "cosine stage case: values outside the reference's range");
-    if (fits) reference_labels(xi, ci, n, K, d, 0, ref);
     fkm_status s = fkm_predict_precision(ctx, FKM_METRIC_COSINE, FKM_PRECISION_EXACT, Xs, dtype, n, d, d, C, K, got,
                                          NULL);
     CHECK(s == FKM_OK, "cosine stage case: exact predict: %s", fkm_last_error(ctx));
@@ -505,7 +503,7 @@ static void cosine_stage_case(fkm_ctx *ctx, fkm_dtype dtype, int64_t K, int64_t 
     if (fkm_ctx_backend(ctx) != FKM_BACKEND_CPU && dtype == FKM_F32 && s == FKM_OK)
         CHECK(pair > 0 && filter > 0 && host > 0, "cosine stage case K=%lld: a stage decided nothing (pair %lld, "
               "filter %lld, host %lld)", (long long)K, (long long)pair, (long long)filter, (long long)host);
-    free(X), free(C), free(slot), free(Xs), free(xf), free(cf), free(xi), free(ci), free(ref), free(got);
+    free(X), free(C), free(slot), free(Xs), free(ref), free(got);
 }
 
 /* A whole fit in exact mode: labels equal the reference against the returned centroids, and
@@ -534,14 +532,8 @@ static void fit_case(fkm_ctx *ctx, fkm_metric metric)
     }
     CHECK(memcmp(C[0], C[1], (size_t)(k * d) * sizeof(float)) == 0, "exact fit: centroids depend on threads");
     CHECK(memcmp(L[0], L[1], (size_t)n * sizeof(int32_t)) == 0, "exact fit: labels depend on threads");
-    float *xf = malloc((size_t)(n * d) * sizeof *xf), *cf = malloc((size_t)(k * d) * sizeof *cf);
-    for (int64_t t = 0; t < n * d; t++) xf[t] = (float)X[t];
-    memcpy(cf, C[0], (size_t)(k * d) * sizeof *cf);
-    if (metric == FKM_METRIC_COSINE) normalise(xf, n, d), normalise(cf, k, d);
-    int64_t *xi = malloc((size_t)(n * d) * sizeof *xi), *ci = malloc((size_t)(k * d) * sizeof *ci);
     int32_t *ref = malloc((size_t)n * sizeof *ref);
-    if (scale_ints(xf, n * d, cf, k * d, xi, ci)) {
-        reference_labels(xi, ci, n, k, d, metric == FKM_METRIC_DOT, ref);
+    if (contract_labels(X, C[0], n, k, d, metric, ref)) {
         int64_t bad = 0;
         for (int64_t i = 0; i < n; i++) bad += ref[i] != L[0][i];
         CHECK(bad == 0, "exact fit (metric %d): %lld final labels differ from the reference", (int)metric,
@@ -551,7 +543,7 @@ static void fit_case(fkm_ctx *ctx, fkm_metric metric)
          * reference is possible in principle; then only determinism is checked */
         printf("  fit (metric %d): centroids outside the reference's range, labels not compared\n", (int)metric);
     }
-    free(X), free(Xs), free(C[0]), free(C[1]), free(L[0]), free(L[1]), free(xf), free(cf), free(xi), free(ci);
+    free(X), free(Xs), free(C[0]), free(C[1]), free(L[0]), free(L[1]);
     free(ref);
 }
 
@@ -670,16 +662,10 @@ static void slices_predict_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric
     float *C = malloc((size_t)(K * d) * sizeof *C);
     copies_data(seed, n, d, K, X, C);
     void *Xs = tc_store(X, n, d, d, dtype);
-    float *xf = malloc((size_t)(n * d) * sizeof *xf), *cf = malloc((size_t)(K * d) * sizeof *cf);
-    for (int64_t t = 0; t < n * d; t++) xf[t] = (float)X[t];
-    memcpy(cf, C, (size_t)(K * d) * sizeof *cf);
-    if (metric == FKM_METRIC_COSINE) normalise(xf, n, d), normalise(cf, K, d);
-    int64_t *xi = malloc((size_t)(n * d) * sizeof *xi), *ci = malloc((size_t)(K * d) * sizeof *ci);
     int32_t *ref = malloc((size_t)n * sizeof *ref), *got = malloc((size_t)n * sizeof *got);
     int32_t *first = malloc((size_t)n * sizeof *first);
-    const int fits = scale_ints(xf, n * d, cf, K * d, xi, ci);
+    const int fits = contract_labels(X, C, n, K, d, metric, ref);
     CHECK(fits, "slices case: values outside the reference's range");
-    if (fits) reference_labels(xi, ci, n, K, d, dot, ref);
     const char *mname = metric == FKM_METRIC_L2 ? "l2" : dot ? "dot" : "cosine";
     int64_t c0[5] = {0}, c[5];
     for (int v = 0; v < nknobs; v++) {
@@ -712,7 +698,7 @@ static void slices_predict_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric
         }
     }
     set_slices(NULL);
-    free(X), free(C), free(Xs), free(xf), free(cf), free(xi), free(ci), free(ref), free(got), free(first);
+    free(X), free(C), free(Xs), free(ref), free(got), free(first);
 }
 
 /* fkm_fit_batch (B = 3) from the copies data as initial centroids under every slicing: the
@@ -770,25 +756,19 @@ static void slices_batch_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric, 
     }
     set_slices(NULL);
     /* the default run's final labels against its returned centroids */
-    float *xf = malloc((size_t)(n * d) * sizeof *xf), *cf = malloc((size_t)(K * d) * sizeof *cf);
-    int64_t *xi = malloc((size_t)(n * d) * sizeof *xi), *ci = malloc((size_t)(K * d) * sizeof *ci);
     int32_t *ref = malloc((size_t)n * sizeof *ref);
     for (int b = 0; b < B; b++) {
-        for (int64_t t = 0; t < n * d; t++) xf[t] = (float)X[b * n * d + t];
-        memcpy(cf, Cv[0] + b * K * d, (size_t)(K * d) * sizeof *cf);
-        if (metric == FKM_METRIC_COSINE) normalise(xf, n, d), normalise(cf, K, d);
-        if (!scale_ints(xf, n * d, cf, K * d, xi, ci)) {
+        if (!contract_labels(X + b * n * d, Cv[0] + b * K * d, n, K, d, metric, ref)) {
             printf("  slices batch case problem %d: centroids outside the reference's range, not compared\n", b);
             continue;
         }
-        reference_labels(xi, ci, n, K, d, metric == FKM_METRIC_DOT, ref);
         int64_t bad = 0;
         for (int64_t i = 0; i < n; i++) bad += ref[i] != Lv[0][b * n + i];
         CHECK(bad == 0, "slices batch case %s %s problem %d: %lld final labels differ from the reference",
               fkm_dtype_name(dtype), mname, b, (long long)bad);
     }
     free(X), free(init), free(Xs), free(Cv[0]), free(Cv[1]), free(Lv[0]), free(Lv[1]);
-    free(xf), free(cf), free(xi), free(ci), free(ref);
+    free(ref);
 }
 
 /* The slicing cases (GPU only: on the CPU the knob means nothing). Sanitizer runs: l2 f32 and
