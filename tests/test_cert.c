@@ -21,6 +21,7 @@
 #include "common.h"
 #include "core/cert.h"
 #include "core/top3.h"
+#include "top3_sim.h" /* brute */
 
 #include <math.h>
 #include <string.h>
@@ -227,19 +228,6 @@ static double tc_score(const float *x, const float *c, int64_t d, int dot, int d
 
 /* ---------------------------------------------------------------- the top-3 state */
 
-/* The definition in top3.h, by brute force over columns 0..k-1. */
-static fkm_top3 top3_brute(const float *v, int k)
-{
-    fkm_top3 t = {INFINITY, INFINITY, INFINITY, -1, -1};
-    for (int c = 0; c < k; c++)
-        if (v[c] < t.s1) t.s1 = v[c], t.i1 = c;
-    for (int c = 0; c < k; c++)
-        if (c != t.i1 && v[c] < t.s2) t.s2 = v[c], t.i2 = c;
-    for (int c = 0; c < k; c++)
-        if (c != t.i1 && c != t.i2 && v[c] < t.s3) t.s3 = v[c];
-    return t;
-}
-
 static int top3_equal(fkm_top3 a, fkm_top3 b)
 {
     /* indices are meaningful only where their score is finite */
@@ -283,7 +271,7 @@ static void test_top3(void)
             v[c] = (float)(int)(tc_uniform(&r) * levels) - 2.0f;
             if (tc_uniform(&r) < 0.02) v[c] = INFINITY;
         }
-        const fkm_top3 want = top3_brute(v, k);
+        const fkm_top3 want = brute(v, k); /* tests/top3_sim.h: the definition by brute force */
         /* the quad butterfly of the kernels: lanes 0..3, xor 1 then 2; every lane ends with
          * the whole row's state */
         fkm_top3 q[4], nx[4];
