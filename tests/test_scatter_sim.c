@@ -227,6 +227,21 @@ static void reference_sort(const problem *p, uint32_t *order, uint32_t *sorted_g
     free(next);
 }
 
+/* One placing round of a warp over rows i0 .. i0 + 31 (none at or past hi): each lane's label
+ * L (-1 where it places nothing), its slot pos = the label's cursor my[L] plus its rank among
+ * the lanes holding that label (match_any, popc below it), then the cursors moved past the
+ * round by each label's lowest lane, as the kernels do. */
+static void warp_round(const int32_t *lab, int64_t i0, int64_t hi, int64_t k, uint32_t *my, int32_t L[32],
+                       uint32_t pos[32])
+{
+    uint32_t peers[32];
+    for (int l = 0; l < 32; l++) L[l] = sort_label(lab, i0 + l, hi, k);
+    match_any(L, peers);
+    for (int l = 0; l < 32; l++) pos[l] = L[l] >= 0 ? my[L[l]] + (uint32_t)popc(peers[l] & ((1u << l) - 1u)) : 0;
+    for (int l = 0; l < 32; l++)
+        if (L[l] >= 0 && l == ffs1(peers[l]) - 1) my[L[l]] = pos[l] + (uint32_t)popc(peers[l]);
+}
+
 /* the kernel before staging (main at 40ceac0, with the parts rows of update-batched-pieces) */
 static void old_scatter(const problem *p, int warps, uint32_t *order, uint32_t *sorted_g)
 {
@@ -264,18 +279,10 @@ static void old_scatter(const problem *p, int warps, uint32_t *order, uint32_t *
             const int64_t lo = tlo + warp * R < thi ? tlo + warp * R : thi, hi = lo + R < thi ? lo + R : thi;
             for (int64_t i0 = lo; i0 < hi; i0 += 32) {
                 int32_t L[32];
-                uint32_t peers[32], pos[32];
-                for (int l = 0; l < 32; l++) L[l] = sort_label(lab, i0 + l, hi, k);
-                match_any(L, peers);
-                for (int l = 0; l < 32; l++) {
-                    pos[l] = 0;
-                    if (L[l] >= 0) {
-                        pos[l] = my[L[l]] + (uint32_t)popc(peers[l] & ((1u << l) - 1u));
-                        put(p, order, sorted_g, pbase + pos[l], (uint32_t)(i0 + l), gbase + (uint32_t)L[l]);
-                    }
-                }
+                uint32_t pos[32];
+                warp_round(lab, i0, hi, k, my, L, pos);
                 for (int l = 0; l < 32; l++)
-                    if (L[l] >= 0 && l == ffs1(peers[l]) - 1) my[L[l]] = pos[l] + (uint32_t)popc(peers[l]);
+                    if (L[l] >= 0) put(p, order, sorted_g, pbase + pos[l], (uint32_t)(i0 + l), gbase + (uint32_t)L[l]);
             }
         }
     }
@@ -372,13 +379,10 @@ static void new_scatter(const problem *p, int warps, int64_t sub, int staged, ui
                 const int64_t lo = slo + warp * R < shi ? slo + warp * R : shi, hi = lo + R < shi ? lo + R : shi;
                 for (int64_t i0 = lo; i0 < hi; i0 += 32) {
                     int32_t L[32];
-                    uint32_t peers[32], pos[32];
-                    for (int l = 0; l < 32; l++) L[l] = sort_label(lab, i0 + l, hi, k);
-                    match_any(L, peers);
+                    uint32_t pos[32];
+                    warp_round(lab, i0, hi, k, my, L, pos);
                     for (int l = 0; l < 32; l++) {
-                        pos[l] = 0;
                         if (L[l] < 0) continue;
-                        pos[l] = my[L[l]] + (uint32_t)popc(peers[l] & ((1u << l) - 1u));
                         if (staged) {
                             if (pos[l] >= m || stage[pos[l]] != SENTINEL) {
                                 if (failures++ < 20) fprintf(stderr, "staged slot %u bad (m %u)\n", pos[l], m);
@@ -389,8 +393,6 @@ static void new_scatter(const problem *p, int warps, int64_t sub, int staged, ui
                             put(p, order, sorted_g, pbase + pos[l], (uint32_t)(i0 + l), gbase + (uint32_t)L[l]);
                         }
                     }
-                    for (int l = 0; l < 32; l++)
-                        if (L[l] >= 0 && l == ffs1(peers[l]) - 1) my[L[l]] = pos[l] + (uint32_t)popc(peers[l]);
                 }
             }
             if (staged)
