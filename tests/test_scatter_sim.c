@@ -227,6 +227,18 @@ static void reference_sort(const problem *p, uint32_t *order, uint32_t *sorted_g
     free(next);
 }
 
+/* One counting round of a warp over rows i0 .. i0 + 31 (none at or past hi): each label's lanes
+ * counted once, by its lowest lane, into cnt[label], as the kernels' histogram and pass 1 do. */
+static void warp_count(const int32_t *lab, int64_t i0, int64_t hi, int64_t k, uint32_t *cnt)
+{
+    int32_t L[32];
+    uint32_t peers[32];
+    for (int l = 0; l < 32; l++) L[l] = sort_label(lab, i0 + l, hi, k);
+    match_any(L, peers);
+    for (int l = 0; l < 32; l++)
+        if (L[l] >= 0 && l == ffs1(peers[l]) - 1) cnt[L[l]] += (uint32_t)popc(peers[l]);
+}
+
 /* One placing round of a warp over rows i0 .. i0 + 31 (none at or past hi): each lane's label
  * L (-1 where it places nothing), its slot pos = the label's cursor my[L] plus its rank among
  * the lanes holding that label (match_any, popc below it), then the cursors moved past the
@@ -255,14 +267,7 @@ static void old_scatter(const problem *p, int warps, uint32_t *order, uint32_t *
         memset(cur, 0, (size_t)(warps * k) * sizeof *cur);
         for (int warp = 0; warp < warps; warp++) {
             const int64_t lo = tlo + warp * R < thi ? tlo + warp * R : thi, hi = lo + R < thi ? lo + R : thi;
-            for (int64_t i0 = lo; i0 < hi; i0 += 32) {
-                int32_t L[32];
-                uint32_t peers[32];
-                for (int l = 0; l < 32; l++) L[l] = sort_label(lab, i0 + l, hi, k);
-                match_any(L, peers);
-                for (int l = 0; l < 32; l++)
-                    if (L[l] >= 0 && l == ffs1(peers[l]) - 1) cur[warp * k + L[l]] += (uint32_t)popc(peers[l]);
-            }
+            for (int64_t i0 = lo; i0 < hi; i0 += 32) warp_count(lab, i0, hi, k, cur + warp * k);
         }
         const unsigned long long pbase = p->mat[b * k * p->tiles];
         for (int64_t c = 0; c < k; c++) {
@@ -319,14 +324,7 @@ static void new_scatter(const problem *p, int warps, int64_t sub, int staged, ui
             /* pass 1 */
             for (int warp = 0; warp < warps; warp++) {
                 const int64_t lo = slo + warp * R < shi ? slo + warp * R : shi, hi = lo + R < shi ? lo + R : shi;
-                for (int64_t i0 = lo; i0 < hi; i0 += 32) {
-                    int32_t L[32];
-                    uint32_t peers[32];
-                    for (int l = 0; l < 32; l++) L[l] = sort_label(lab, i0 + l, hi, k);
-                    match_any(L, peers);
-                    for (int l = 0; l < 32; l++)
-                        if (L[l] >= 0 && l == ffs1(peers[l]) - 1) cur[warp * K + L[l]] += (uint32_t)popc(peers[l]);
-                }
+                for (int64_t i0 = lo; i0 < hi; i0 += 32) warp_count(lab, i0, hi, k, cur + warp * K);
             }
             /* the per-warp segment scans, lane by lane */
             for (int warp = 0; warp < warps; warp++) {
