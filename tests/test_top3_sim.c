@@ -16,21 +16,11 @@
  * Whole-row results are also checked against brute force (the definition in top3.h) after
  * the kernels' quad merge, as tests/test_cert.c does. tests/cuda/test_top3_device.cu runs both
  * versions on the GPU itself, and this emulation against the device's results. */
+#include "common.h" /* CHECK, tc_finish */
 #include "top3_sim.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-
-static int failures = 0;
-#define CHECK(cond, ...)                                                              \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            failures++;                                                               \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                             \
-            fputc('\n', stderr);                                                      \
-        }                                                                             \
-    } while (0)
 
 /* ---------------------------------------------------------------- the checks */
 
@@ -171,7 +161,5 @@ int main(void)
     printf("top-3 fold: %lld tiles folded by both versions (%lld changed an index; %lld from injected states), "
            "bit-identical; %lld rows against brute force\n",
            (long long)folds, (long long)searched, (long long)states_injected, (long long)rows_brute);
-    if (failures) fprintf(stderr, "test_top3_sim: %d checks failed\n", failures);
-    else printf("test_top3_sim: OK\n");
-    return failures ? 1 : 0;
+    return tc_finish("test_top3_sim");
 }
