@@ -73,27 +73,33 @@ blobs() {
   [[ -f /tmp/exb32.npy ]] || { "$B0/tools/make_blobs" /tmp/exb32.npy 1000000 128 1024 1 > /dev/null &&
     python3 -c "import numpy as np; np.save('/tmp/exb16.npy', np.load('/tmp/exb32.npy').astype(np.float16))"; }
 }
-# exact_fits TAG RUN...: exact-mode fits of make_blobs 1M x 128 (f16 and f32), K = 1024, one per
-# RUN "label:build dir:FLASHKM_EXACT_FILTER_SLICES value" (the first is the reference),
-# iterations 8-10 and the re-check split into $log, each later run's labels cmp'ed with the first's
+# exact_fits TAG K ITERS RUN...: exact-mode fits of make_blobs 1M x 128 (f16 and f32) with K
+# clusters and ITERS iterations, one per RUN "label:build dir:FLASHKM_EXACT_FILTER_SLICES value"
+# (the first is the reference), the last two iterations' lines and the re-check split into
+# $log; each later run's labels and re-check counts compared with the first's (the same bits
+# give the same counts, stage by stage: labels alone could hide a wrong score that certified a
+# point it should not have)
 exact_fits() {
-  local tag="$1"; shift
+  local tag="$1" kk="$2" iters="$3"; shift 3
   blobs
-  local data run label bdir slices first
+  local data run label bdir slices first out r c
   for data in exb16 exb32; do
     first=
     for run in "$@"; do
       IFS=: read -r label bdir slices <<< "$run"
-      echo "== fit $data exact [$label]" >> "$log"
-      FLASHKM_EXACT_FILTER_SLICES=$slices timeout 60 "$bdir/tools/flashkm" fit "/tmp/$data.npy" -k 1024 --max-iter 10 \
-        --tol 0 --init random --seed 1 --backend cuda --precision exact --labels "/tmp/${tag}_${data}_$label.npy" 2>&1 |
-        grep -E "iter +(8|9|10) |re-checked" >> "$log"
+      out="/tmp/${tag}_${data}_${kk}_$label"
+      echo "== exact fit $data K=$kk [$label]" >> "$log"
+      FLASHKM_EXACT_FILTER_SLICES=$slices timeout 90 "$bdir/tools/flashkm" fit "/tmp/$data.npy" -k "$kk" \
+        --max-iter "$iters" --tol 0 --init random --seed 1 --backend cuda --precision exact --labels "$out.npy" 2>&1 |
+        grep -E "iter +($((iters - 1))|$iters) |re-checked" | tee "$out.txt" >> "$log"
       if [[ -z $first ]]; then first=$label; continue; fi
-      cmp -s "/tmp/${tag}_${data}_$first.npy" "/tmp/${tag}_${data}_$label.npy" && r=identical || r=DIFFER
-      echo "   labels $data $label vs $first: $r" >> "$log"
+      local ref="/tmp/${tag}_${data}_${kk}_$first"
+      cmp -s "$ref.npy" "$out.npy" && r=identical || r=DIFFER
+      cmp -s <(grep re-checked "$ref.txt") <(grep re-checked "$out.txt") && c=identical || c=DIFFER
+      echo "   $data K=$kk $label vs $first: labels $r, re-check counts $c" >> "$log"
     done
   done
-  note "$tag: exact fits (${*%%:*}) in $log"
+  note "$tag: exact fits K=$kk (${*%%:*}) in $log"
 }
 # bench_runs CONFIGS RUN...: bench_cuda --reps 10 CONFIGS per RUN "label:build dir:environment
 # assignment" (e.g. FLASHKM_UPDATE_SMALLK=0, or empty), the assignment kernel's part of each
@@ -171,32 +177,14 @@ for e in $EXPERIMENTS; do
     ;;
   lazy)
     # top3-lazy.patch: exact mode's top-3 fold skips tiles above the lane's third from column
-    # 8192 on; the same labels (cmp against the base), exact fits at K = 1024 (path unchanged),
+    # 8192 on; exact fits (exact_fits: labels and re-check counts against the base) at K = 1024 (path unchanged),
     # 16384 and 65536, f16 and f32, iterations 3-4 (assign ms in the progress lines)
     prepare lazy top3-lazy.patch flashkm flashkm_cli test_top3_device test_cuda test_exact || continue
     # test_exact (cuda) includes a stage case at K = 10777 whose decisive centroids sit in the lazy columns
     step "lazy: test_top3_device" 120 "$B/tests/test_top3_device" >> "$log" 2>&1
     step "lazy: test_cuda" 240 "$B/tests/test_cuda" >> "$log" 2>&1
     step "lazy: test_exact (cuda)" 240 env FLASHKM_TEST_BACKEND=cuda "$B/tests/test_exact" >> "$log" 2>&1
-    blobs
-    for kk in 1024 16384 65536; do
-      for data in exb16 exb32; do
-        for run in "base:$B0" "lazy:$B"; do
-          IFS=: read -r label bdir <<< "$run"
-          echo "== exact fit $data K=$kk [$label]" >> "$log"
-          timeout 90 "$bdir/tools/flashkm" fit "/tmp/$data.npy" -k "$kk" --max-iter 4 --tol 0 --init random --seed 1 \
-            --backend cuda --precision exact --labels "/tmp/lazy_${data}_${kk}_$label.npy" 2>&1 |
-            grep -E "iter +(3|4) |re-checked" | tee "/tmp/lazy_${data}_${kk}_$label.txt" >> "$log"
-        done
-        cmp -s "/tmp/lazy_${data}_${kk}_base.npy" "/tmp/lazy_${data}_${kk}_lazy.npy" && r=identical || r=DIFFER
-        # the same top-3 bits give the same re-check counts, stage by stage (labels alone could
-        # hide a wrong third score that certified a point it should not have)
-        cmp -s <(grep re-checked "/tmp/lazy_${data}_${kk}_base.txt") <(grep re-checked "/tmp/lazy_${data}_${kk}_lazy.txt") &&
-          c=identical || c=DIFFER
-        echo "   labels $data K=$kk lazy vs base: $r; re-check counts: $c" >> "$log"
-      done
-    done
-    note "lazy: exact fits K=1024/16384/65536 in $log"
+    for kk in 1024 16384 65536; do exact_fits lazy "$kk" 4 "base:$B0:" "lazy:$B:"; done
     ;;
   *) note "unknown experiment $e" ;;
   esac
