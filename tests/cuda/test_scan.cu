@@ -18,6 +18,7 @@
  *
  * Exit status: 0 pass, 1 fail, 77 skipped (no CUDA device). */
 #include "cuda/scan.cuh"
+#include "device_test.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -26,38 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <vector>
-
-static int failures = 0;
-
-#define EXPECT(cond, ...)                                                              \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            failures++;                                                                \
-            if (failures < 40) {                                                       \
-                fprintf(stderr, "%s:%d: EXPECT(%s) failed: ", __FILE__, __LINE__, #cond); \
-                fprintf(stderr, __VA_ARGS__);                                          \
-                fputc('\n', stderr);                                                   \
-            }                                                                          \
-        }                                                                              \
-    } while (0)
-
-#define CU(expr)                                                                       \
-    do {                                                                               \
-        cudaError_t e_ = (expr);                                                       \
-        if (e_ != cudaSuccess) {                                                       \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-            exit(1);                                                                   \
-        }                                                                              \
-    } while (0)
-
-static uint64_t rng_next(uint64_t *s)
-{
-    *s += 0x9E3779B97F4A7C15ull;
-    uint64_t z = *s;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static size_t elem_size(fkm_dtype t) { return t == FKM_F64 ? 8 : t == FKM_F32 ? 4 : 2; }
 
@@ -180,7 +149,7 @@ static void run_case(fkm_ctx *ctx, const scan_case &c, uint64_t seed, cudaStream
                     plant(raw.data(), c.dtype, e, 1);
                     continue;
                 }
-                const double u = (double)(rng_next(&s) >> 11) * 0x1p-53 - 0.5;
+                const double u = rng_unif(&s) - 0.5;
                 const double v = c.offset + (double)(j % 7) + u * (1.0 + (double)(j % 5));
                 vals[(size_t)((b * c.n + i) * c.d + j)] = store(raw.data(), c.dtype, e, v);
             }
@@ -234,12 +203,7 @@ static void run_case(fkm_ctx *ctx, const scan_case &c, uint64_t seed, cudaStream
 
 int main(void)
 {
-    int ndev = 0;
-    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
-        (void)cudaGetLastError();
-        printf("SKIP: no CUDA device\n");
-        return 77;
-    }
+    skip_without_gpu();
     fkm_ctx *ctx = NULL;
     if (fkm_create(&ctx, FKM_BACKEND_CPU) != FKM_OK) {
         fprintf(stderr, "fkm_create failed\n");
