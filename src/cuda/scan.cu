@@ -125,7 +125,8 @@ fkm_status fkm_cuda_scan_create(fkm_ctx *ctx, int64_t batch, int64_t n, int64_t 
                                 fkm_cuda_scan_ws **out)
 {
     *out = NULL;
-    /* grid limits: chunks in x (2^31 - 1), column blocks and problems in y (65535) */
+    /* grid limits: scan_chunks has chunks in x (2^31 - 1), column blocks in y and problems in z
+     * (65535 each); combine_columns column blocks in x, problems in y */
     if (fkm_ceil_div(n, FKM_SCAN_ROWS) > INT32_MAX || batch > 65535 || fkm_ceil_div(d, SCAN_COLS) > 65535)
         return fkm_fail(ctx, FKM_E_OVERFLOW, "batch = %lld, n = %lld, d = %lld is too large for the GPU scan",
                         (long long)batch, (long long)n, (long long)d);
