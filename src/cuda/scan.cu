@@ -64,33 +64,38 @@ __global__ void __launch_bounds__(SCAN_COLS *SCAN_GROUPS)
     const int64_t b = blockIdx.z, bg = at.b0 + b;
     const int64_t chunk = blockIdx.x;
     const int g = threadIdx.y;
-    const int64_t col = (int64_t)blockIdx.y * SCAN_COLS + threadIdx.x;
     const T *X = Xall + b * bstride;
     const int64_t r0 = chunk * FKM_SCAN_ROWS, r1 = r0 + FKM_SCAN_ROWS < n ? r0 + FKM_SCAN_ROWS : n;
-    double acc = 0.0;
-    int64_t bad = -1;
-    if (col < d) {
-        const double m = mean ? mean[bg * d + col] : 0.0;
+    /* column blocks: one per block row of the grid, walked in steps of gridDim.y past 65535 of
+     * them (d > 2^21); the loop is uniform over the block, so every thread meets each barrier */
+    for (int64_t cb = blockIdx.y; cb * SCAN_COLS < d; cb += gridDim.y) {
+        const int64_t col = cb * SCAN_COLS + threadIdx.x;
+        double acc = 0.0;
+        int64_t bad = -1;
+        if (col < d) {
+            const double m = mean ? mean[bg * d + col] : 0.0;
 #pragma unroll 4
-        for (int64_t r = r0 + g; r < r1; r += SCAN_GROUPS) {
-            const double raw = fkm_to_double(X[r * ld + col]);
-            const double v = (double)(float)(scale ? raw * scale[b * n + r] : raw);
-            if (!mean) {
-                if (!isfinite(raw) && bad < 0) bad = r;
-                acc += v;
-            } else {
-                const double t = v - m;
-                acc += t * t;
+            for (int64_t r = r0 + g; r < r1; r += SCAN_GROUPS) {
+                const double raw = fkm_to_double(X[r * ld + col]);
+                const double v = (double)(float)(scale ? raw * scale[b * n + r] : raw);
+                if (!mean) {
+                    if (!isfinite(raw) && bad < 0) bad = r;
+                    acc += v;
+                } else {
+                    const double t = v - m;
+                    acc += t * t;
+                }
             }
         }
-    }
-    group_sum[g][threadIdx.x] = acc;
-    if (bad >= 0) atomicMin(first_bad + bg, (unsigned long long)(at.r0 + bad)); /* a minimum: any order */
-    __syncthreads();
-    if (g == 0 && col < d) {
-        double s = 0.0;
-        for (int i = 0; i < SCAN_GROUPS; i++) s += group_sum[i][threadIdx.x];
-        part[(bg * at.nchunks + at.c0 + chunk) * d + col] = s;
+        __syncthreads(); /* the previous column block's readers of group_sum are done */
+        group_sum[g][threadIdx.x] = acc;
+        if (bad >= 0) atomicMin(first_bad + bg, (unsigned long long)(at.r0 + bad)); /* a minimum: any order */
+        __syncthreads();
+        if (g == 0 && col < d) {
+            double s = 0.0;
+            for (int i = 0; i < SCAN_GROUPS; i++) s += group_sum[i][threadIdx.x];
+            part[(bg * at.nchunks + at.c0 + chunk) * d + col] = s;
+        }
     }
 }
 
@@ -125,9 +130,10 @@ fkm_status fkm_cuda_scan_create(fkm_ctx *ctx, int64_t batch, int64_t n, int64_t 
                                 fkm_cuda_scan_ws **out)
 {
     *out = NULL;
-    /* grid limits: scan_chunks has chunks in x (2^31 - 1), column blocks in y and problems in z
-     * (65535 each); combine_columns column blocks in x, problems in y */
-    if (fkm_ceil_div(n, FKM_SCAN_ROWS) > INT32_MAX || batch > 65535 || fkm_ceil_div(d, SCAN_COLS) > 65535)
+    /* grid limits: scan_chunks has chunks in x (2^31 - 1), column blocks in y (at most 65535,
+     * walked in steps past that) and problems in z (65535); combine_columns column blocks in x,
+     * problems in y */
+    if (fkm_ceil_div(n, FKM_SCAN_ROWS) > INT32_MAX || batch > 65535 || fkm_ceil_div(d, COMBINE_COLS) > INT32_MAX)
         return fkm_fail(ctx, FKM_E_OVERFLOW, "batch = %lld, n = %lld, d = %lld is too large for the GPU scan",
                         (long long)batch, (long long)n, (long long)d);
     fkm_cuda_scan_ws *ws = (fkm_cuda_scan_ws *)calloc(1, sizeof *ws);
@@ -172,7 +178,8 @@ static fkm_status scan_piece_typed(fkm_ctx *ctx, fkm_cuda_scan_ws *ws, const fkm
             X, v->n, v->d, v->ld, v->batch_stride, ws->scale);
         FKM_CUDA_LAUNCHED(ctx, "row_scales");
     }
-    const dim3 grid((unsigned)fkm_ceil_div(v->n, FKM_SCAN_ROWS), (unsigned)fkm_ceil_div(v->d, SCAN_COLS),
+    const int64_t col_blocks = fkm_ceil_div(v->d, SCAN_COLS);
+    const dim3 grid((unsigned)fkm_ceil_div(v->n, FKM_SCAN_ROWS), (unsigned)(col_blocks < 65535 ? col_blocks : 65535),
                     (unsigned)v->batch);
     scan_chunks<T><<<grid, dim3(SCAN_COLS, SCAN_GROUPS), 0, stream>>>(
         X, v->n, v->d, v->ld, v->batch_stride, cosine ? ws->scale : NULL, pass ? ws->mean : NULL, at, ws->part,
