@@ -2,7 +2,8 @@
  * centroids rounded to the input type) checked point by point against an fp64 argmin, with
  * every disagreement required to be a near-tie within the stated rounding bound and counted;
  * the exact f32 path required to agree wherever the f32 bound decides; device pointers used in
- * place giving bitwise the host-pointer results; batched fits equal to single fits; repeated
+ * place giving bitwise the host-pointer results (initial centroids and outputs in host, device
+ * or pinned memory, batched and single, with relocation); batched fits equal to single fits; repeated
  * fits bitwise equal. Shapes cover k = 1, k = n, d not a multiple of 8 or 16, n not a multiple
  * of any tile, and the split-D kernel (d > 256); the ping-pong wgmma kernel
  * (FLASHKM_WGMMA_OVERLAP=2) and its persistent variant (=3) bitwise equal to the single-set one
@@ -138,6 +139,135 @@ static void check_device_pointers(fkm_ctx *ctx, fkm_dtype dt, int64_t n, int64_t
            fkm_dtype_name(dt), (long long)n, (long long)d, (long long)k, r1.n_iter);
     cudaFree(dX), cudaFree(dInit), cudaFree(dC), cudaFree(dL);
     free(X), free(Xs), free(init), free(C1), free(C2), free(C3), free(L1), free(L2), free(L3);
+}
+
+/* Where check_device_io keeps the initial centroids and the outputs of a fit. */
+enum { IO_HOST, IO_DEVICE, IO_PINNED };
+
+static void *io_alloc(int where, size_t bytes)
+{
+    void *p = NULL;
+    if (where == IO_HOST) return malloc(bytes);
+    cudaError_t e = where == IO_DEVICE ? cudaMalloc(&p, bytes) : cudaMallocHost(&p, bytes);
+    CHECK(e == cudaSuccess, "io_alloc(%d, %zu): %s", where, bytes, cudaGetErrorString(e));
+    return p;
+}
+
+static void io_free(int where, void *p)
+{
+    if (where == IO_HOST) free(p);
+    else if (where == IO_DEVICE) cudaFree(p);
+    else cudaFreeHost(p);
+}
+
+/* fkm_fit_batch (batch > 1: one batched loop; batch == 1: fkm_fit) with the initial centroids
+ * in `init_at` and both outputs in `out_at`; host copies of the outputs into C, L. */
+static fkm_status fit_io(fkm_ctx *ctx, const fkm_params *p0, const void *X, int64_t B, int64_t n, int64_t d,
+                         const float *init, int init_at, int out_at, float *C, int32_t *L, fkm_result *r)
+{
+    const size_t cb = (size_t)(B * p0->k * d) * sizeof(float), lb = (size_t)(B * n) * sizeof(int32_t);
+    fkm_params p = *p0;
+    float *init_x = NULL, *Cx = io_alloc(out_at, cb);
+    int32_t *Lx = io_alloc(out_at, lb);
+    if (init) {
+        init_x = io_alloc(init_at, cb);
+        cudaMemcpy(init_x, init, cb, cudaMemcpyDefault);
+        p.init_centroids = init_x;
+    }
+    const fkm_status s = fkm_fit_batch(ctx, &p, X, FKM_F16, B, n, d, d, n * d, NULL, Cx, Lx, r);
+    cudaMemcpy(C, Cx, cb, cudaMemcpyDefault);
+    cudaMemcpy(L, Lx, lb, cudaMemcpyDefault);
+    if (init) io_free(init_at, init_x);
+    io_free(out_at, Cx), io_free(out_at, Lx);
+    return s;
+}
+
+/* Initial centroids (user: host, device or pinned memory) and outputs (the same three) in
+ * every combination give bitwise the all-host fit, batched (B = 3) and single (B = 1), for
+ * each metric (cosine's user centroids are normalised on the host: the device ones go through
+ * a host copy), with initial centroids that leave clusters empty (the relocation's host path
+ * runs in the first iteration, the device centroids fetched to the host) and without, and
+ * with k-means++ (outputs only). A NaN in device centroids is reported as in host ones. */
+static void check_device_io(fkm_ctx *ctx)
+{
+    const int64_t n = 2003, d = 24, k = 19, Bmax = 3;
+    double *X = tc_blobs(71, Bmax * n, d, 11, 4.0, 0.0);
+    void *Xs = tc_store(X, Bmax * n, d, d, FKM_F16);
+    float *init = malloc((size_t)(Bmax * k * d) * sizeof(float));
+    for (int64_t b = 0; b < Bmax; b++) {
+        float *r = tc_pick_rows(X + b * n * d, n, d, k, 7 + (uint64_t)b);
+        memcpy(init + b * k * d, r, (size_t)(k * d) * sizeof(float));
+        free(r);
+    }
+    float *empt = malloc((size_t)(Bmax * k * d) * sizeof(float)); /* rows 1, 2 copies of row 0 */
+    memcpy(empt, init, (size_t)(Bmax * k * d) * sizeof(float));
+    for (int64_t b = 0; b < Bmax; b++)
+        for (int64_t j = 0; j < d; j++)
+            empt[(b * k + 1) * d + j] = empt[(b * k + 2) * d + j] = empt[b * k * d + j];
+    const size_t cb = (size_t)(Bmax * k * d) * sizeof(float), lb = (size_t)(Bmax * n) * sizeof(int32_t);
+    float *C0 = malloc(cb), *C1 = malloc(cb);
+    int32_t *L0 = malloc(lb), *L1 = malloc(lb);
+    static const fkm_metric metrics[] = {FKM_METRIC_L2, FKM_METRIC_COSINE, FKM_METRIC_DOT};
+    static const char *const where[] = {"host", "device", "pinned"};
+    static const int64_t batches[] = {3, 1};
+    int cases = 0;
+    for (int bi = 0; bi < 2; bi++)
+        for (int m = 0; m < 3; m++)
+            for (int ini = 0; ini < 3; ini++) { /* user centroids, with empties, k-means++ */
+                const int64_t B = batches[bi];
+                fkm_params p = fkm_params_default();
+                p.k = k;
+                p.max_iter = 12;
+                p.tol = 0.0;
+                p.metric = metrics[m];
+                p.init = ini < 2 ? FKM_INIT_USER : FKM_INIT_KMEANS_PP;
+                const float *in = ini == 0 ? init : ini == 1 ? empt : NULL;
+                if (small_mode() && m == 2) continue; /* dot: l2's path (the sanitizers are slow) */
+                fkm_result r0[3], r1[3];
+                double hist0[3][12]; /* r0's histories live in the context until the next fit */
+                CHECK(fit_io(ctx, &p, Xs, B, n, d, in, IO_HOST, IO_HOST, C0, L0, r0) == FKM_OK, "host fit: %s",
+                      fkm_last_error(ctx));
+                for (int64_t b = 0; b < B; b++)
+                    memcpy(hist0[b], r0[b].inertia_per_iter, (size_t)r0[b].n_iter * sizeof(double));
+                for (int ia = 0; ia < 3; ia++)
+                    for (int oa = 0; oa < 3; oa++) {
+                        if ((ia == IO_HOST && oa == IO_HOST) || (!in && ia != IO_HOST)) continue;
+                        CHECK(fit_io(ctx, &p, Xs, B, n, d, in, ia, oa, C1, L1, r1) == FKM_OK, "fit: %s",
+                              fkm_last_error(ctx));
+                        int same = memcmp(C0, C1, (size_t)(B * k * d) * sizeof(float)) == 0 &&
+                                   memcmp(L0, L1, (size_t)(B * n) * sizeof(int32_t)) == 0;
+                        for (int64_t b = 0; b < B; b++)
+                            same = same && r0[b].n_iter == r1[b].n_iter && r0[b].converged == r1[b].converged &&
+                                   memcmp(&r0[b].inertia, &r1[b].inertia, sizeof(double)) == 0 &&
+                                   memcmp(hist0[b], r1[b].inertia_per_iter,
+                                          (size_t)r0[b].n_iter * sizeof(double)) == 0;
+                        CHECK(same, "B=%lld metric %d init %d: init in %s, outputs in %s differ from all-host",
+                              (long long)B, m, ini, where[ia], where[oa]);
+                        cases++;
+                    }
+            }
+    /* a NaN in the initial centroids: the same status and message wherever they are */
+    char msg_host[512];
+    for (int64_t B = 1; B <= Bmax; B += Bmax - 1) {
+        float *bad = malloc(cb);
+        memcpy(bad, init, cb);
+        bad[(B * k - 1) * d + 5] = NAN; /* the last problem's last centroid */
+        bad[(B * k - 1) * d + 7] = INFINITY;
+        fkm_params p = fkm_params_default();
+        p.k = k;
+        p.init = FKM_INIT_USER;
+        fkm_result r[3];
+        const fkm_status sh = fit_io(ctx, &p, Xs, B, n, d, bad, IO_HOST, IO_HOST, C1, L1, r);
+        snprintf(msg_host, sizeof msg_host, "%s", fkm_last_error(ctx));
+        const fkm_status sd = fit_io(ctx, &p, Xs, B, n, d, bad, IO_DEVICE, IO_DEVICE, C1, L1, r);
+        CHECK(sh == FKM_E_NONFINITE && sd == sh && strcmp(msg_host, fkm_last_error(ctx)) == 0,
+              "B=%lld NaN in init: host %s '%s', device %s '%s'", (long long)B, fkm_status_string(sh), msg_host,
+              fkm_status_string(sd), fkm_last_error(ctx));
+        free(bad);
+    }
+    printf("device/pinned init and outputs: %d fits bitwise equal to all-host ones (B = 3 and 1, l2/cosine/dot, "
+           "relocation, k-means++); NaN in device init: '%s'\n", cases, msg_host);
+    free(X), free(Xs), free(init), free(empt), free(C0), free(C1), free(L0), free(L1);
 }
 
 /* Compute capability 9.0: where the wgmma kernels run (sm_90a code of this build). */
@@ -378,6 +508,7 @@ int main(void)
     check_device_pointers(ctx, FKM_BF16, 3001, 40, 33);
     check_device_pointers(ctx, FKM_F32, 2003, 13, 20);
     check_batch(ctx);
+    check_device_io(ctx);
     check_wgmma_overlap(ctx);
     check_transform_score(ctx);
     if (!small_mode()) check_out_of_memory(ctx); /* the sanitizers' own allocations would skew it */

@@ -54,7 +54,7 @@ fkm_status fkm_fit_batch(fkm_ctx *ctx, const fkm_params *params, const void *X, 
         void *w_owned = NULL, *c_owned = NULL;
         if (weights && (s = fkm_host_view(ctx, weights, (size_t)(batch * n) * sizeof(float), &w_view, &w_owned)) != FKM_OK)
             return s;
-        if (p.init == FKM_INIT_USER && p.init_centroids &&
+        if (p.init == FKM_INIT_USER && p.init_centroids && !fkm_init_on_device(ctx, &p) &&
             (s = fkm_host_view(ctx, p.init_centroids, (size_t)(batch * kd) * sizeof(float), &c_view, &c_owned)) !=
                 FKM_OK) {
             free(w_owned);

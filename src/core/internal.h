@@ -132,7 +132,8 @@ typedef struct fkm_backend_vtbl {
     /* Assignment against batch x k x d centroids: labels kept in state. n_changed (batch
      * values) counts labels that differ from the previous call's (all n on the first call).
      * centroids == NULL (backends with a finalize op only): the centroids the backend's last
-     * finalize produced. */
+     * finalize produced. Backends with a finalize op also take device memory here (user
+     * centroids kept on the device, fkm_init_on_device). */
     fkm_status (*assign)(fkm_ctx *ctx, void *state, const float *centroids, int64_t *n_changed);
     /* With the current labels and the centroids they were assigned against: exact per-point
      * objective (kept for farthest()) and optional per-cluster sums. Deterministic. */
@@ -158,7 +159,9 @@ typedef struct fkm_backend_vtbl {
      * rounded to f32, normalised for cosine, unchanged for weight 0), kept on the backend,
      * for the problems whose active[b] is non-zero (the others keep their centroids);
      * max_shift[b] receives the largest squared shift. get_sums: the kept sums (batch x k x
-     * d) to the host; get_centroids: the backend's current centroids to the host. */
+     * d) to the host; get_centroids: the backend's current centroids (batch x k x d) to
+     * `centroids`, host or device memory (the end of a fit writes them straight into the
+     * caller's output, device to device when that is device memory). */
     fkm_status (*finalize)(fkm_ctx *ctx, void *state, const unsigned char *active, double *max_shift);
     fkm_status (*get_sums)(fkm_ctx *ctx, void *state, double *sums);
     fkm_status (*get_centroids)(fkm_ctx *ctx, void *state, float *centroids);
@@ -171,6 +174,11 @@ typedef struct fkm_backend_vtbl {
     /* Non-zero when assign implements FKM_PRECISION_EXACT (docs/EXACTNESS.md): labels equal
      * to the exact argmin, counted in ctx->exact_points / exact_rechecked. */
     int exact;
+    /* Optional (GPU backends with finalize): *first = the index of the first of the `count`
+     * floats at p (device memory) that is NaN or Inf, -1 if none. Lets core validate user
+     * centroids given in device memory where they are, so that they reach the backend
+     * without a round trip through the host (fkm_init_on_device, lloyd.c). */
+    fkm_status (*first_nonfinite)(fkm_ctx *ctx, const float *p, int64_t count, int64_t *first);
 } fkm_backend_vtbl;
 
 /* staging.c: a host-readable view of `bytes` at p (p itself, or a copy in *owned, to be

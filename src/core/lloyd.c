@@ -157,12 +157,16 @@ static fkm_status check_fit_params(fkm_ctx *ctx, const fkm_params *p, int64_t ba
 }
 
 /* The loop proper, once inputs are valid and the backend is open. res has pb->batch entries;
- * history holds max_iter values per problem. */
+ * history holds max_iter values per problem. The final centroids go to centroids_out (host or
+ * device memory). */
 static fkm_status run_lloyd(fkm_ctx *ctx, const fkm_params *p, const fkm_problem *pb, void *st,
-                            lloyd_buffers *b, double *history, fkm_result *res)
+                            lloyd_buffers *b, double *history, fkm_result *res, float *centroids_out)
 {
     const fkm_backend_vtbl *ops = ctx->ops;
     const int64_t B = pb->batch, k = pb->k, d = pb->d;
+    /* user centroids in device memory go to the backend's first assign as they are: the host
+     * copy b->C is filled only if a host-path iteration needs it (get_centroids below) */
+    const int init_dev = fkm_init_on_device(ctx, p);
     fkm_status s = ops->scan(ctx, st, b->bad, b->mean_var);
     if (s != FKM_OK) return s;
     for (int64_t pr = 0; pr < B; pr++) {
@@ -171,7 +175,7 @@ static fkm_status run_lloyd(fkm_ctx *ctx, const fkm_params *p, const fkm_problem
             return fkm_fail(ctx, FKM_E_NONFINITE, "X[%lld] row %lld contains NaN or Inf", (long long)pr,
                             (long long)b->bad[pr]);
         }
-        if ((s = fkm_init_centroids(ctx, p, pb, st, pr, b->C + pr * k * d)) != FKM_OK) return s;
+        if (!init_dev && (s = fkm_init_centroids(ctx, p, pb, st, pr, b->C + pr * k * d)) != FKM_OK) return s;
         b->active[pr] = 1;
         b->final_needed[pr] = 1;
         res[pr].converged = 0;
@@ -183,11 +187,12 @@ static fkm_status run_lloyd(fkm_ctx *ctx, const fkm_params *p, const fkm_problem
     /* With a finalize op the centroids stay on the backend between iterations (host copy
      * b->C stale) unless an iteration needs the host path (empty clusters to relocate). */
     const int on_backend = ops->finalize != NULL;
-    int host_stale = 0;
+    int host_stale = init_dev; /* device init: the backend has the centroids once assigned */
     int64_t n_active = B;
     for (int32_t it = 1; it <= p->max_iter && n_active > 0; it++) {
         const double t0 = now_seconds();
-        if ((s = ops->assign(ctx, st, host_stale ? NULL : b->C, b->changed)) != FKM_OK) return s;
+        const float *cent = init_dev && it == 1 ? p->init_centroids : host_stale ? NULL : b->C;
+        if ((s = ops->assign(ctx, st, cent, b->changed)) != FKM_OK) return s;
         const double t1 = now_seconds();
         fkm_partials part = {on_backend ? NULL : b->sums, b->weight, b->objective, on_backend};
         if ((s = ops->reduce(ctx, st, host_stale ? NULL : b->C, &part)) != FKM_OK) return s;
@@ -252,8 +257,17 @@ static fkm_status run_lloyd(fkm_ctx *ctx, const fkm_params *p, const fkm_problem
         for (int64_t pr = 0; pr < B; pr++)
             if (b->final_needed[pr]) res[pr].inertia = b->objective[pr];
     }
-    if (host_stale && (s = ops->get_centroids(ctx, st, b->C)) != FKM_OK) return s;
-    return FKM_OK;
+    /* centroids kept on the backend go to the output directly (device to device when it is
+     * device memory) rather than through b->C and back: the same floats, copied once */
+    const size_t bytes = (size_t)(B * k * d) * sizeof *centroids_out;
+    return host_stale ? ops->get_centroids(ctx, st, centroids_out) : fkm_copy_out(ctx, centroids_out, b->C, bytes);
+}
+
+int fkm_init_on_device(const fkm_ctx *ctx, const fkm_params *p)
+{
+    const fkm_backend_vtbl *ops = ctx->ops;
+    return p->init == FKM_INIT_USER && p->init_centroids && p->metric != FKM_METRIC_COSINE && ops->finalize &&
+           ops->first_nonfinite && ops->is_device && ops->is_device(p->init_centroids);
 }
 
 fkm_status fkm_lloyd_run(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dtype dtype, int64_t batch,
@@ -282,10 +296,8 @@ fkm_status fkm_lloyd_run(fkm_ctx *ctx, const fkm_params *params, const void *X, 
     void *st = NULL;
     if (!res) s = fkm_fail(ctx, FKM_E_NOMEM, "out of memory for results");
     if (s == FKM_OK) s = ctx->ops->open(ctx, &pb, &st);
-    if (s == FKM_OK) s = run_lloyd(ctx, params, &pb, st, &b, ctx->inertia_history, res);
+    if (s == FKM_OK) s = run_lloyd(ctx, params, &pb, st, &b, ctx->inertia_history, res, centroids_out);
     if (s == FKM_OK && labels_out) s = ctx->ops->get_labels(ctx, st, labels_out);
-    if (s == FKM_OK)
-        s = fkm_copy_out(ctx, centroids_out, b.C, (size_t)(batch * pb.k * d) * sizeof *centroids_out);
     if (s == FKM_OK && results) memcpy(results, res, (size_t)batch * sizeof *res);
     if (st) ctx->ops->close(st);
     free(res);
@@ -368,7 +380,7 @@ fkm_status fkm_fit(fkm_ctx *ctx, const fkm_params *params, const void *X, fkm_dt
     void *w_owned = NULL, *c_owned = NULL;
     if (weights && (s = fkm_host_view(ctx, weights, (size_t)n * sizeof(float), &w_view, &w_owned)) != FKM_OK)
         return s;
-    if (p.init == FKM_INIT_USER && p.init_centroids && p.k > 0 && p.k <= n &&
+    if (p.init == FKM_INIT_USER && p.init_centroids && p.k > 0 && p.k <= n && !fkm_init_on_device(ctx, &p) &&
         (s = fkm_host_view(ctx, p.init_centroids, (size_t)(p.k * d) * sizeof(float), &c_view, &c_owned)) != FKM_OK) {
         free(w_owned);
         return s;

@@ -12,4 +12,10 @@ fkm_status fkm_lloyd_run(fkm_ctx *ctx, const fkm_params *params, const void *X, 
                          int64_t n, int64_t d, int64_t ld, int64_t batch_stride, const float *weights,
                          float *centroids_out, int32_t *labels_out, fkm_result *results);
 
+/* Whether params' user centroids stay in device memory for the fit (validated there with the
+ * backend's first_nonfinite, given to its first assign as they are) instead of being read
+ * through a host copy: device memory of a backend that keeps centroids (finalize), and no
+ * host-side preparation (cosine normalises them on the host first). */
+int fkm_init_on_device(const fkm_ctx *ctx, const fkm_params *p);
+
 #endif

@@ -1,6 +1,9 @@
 /* staging.c — inputs and outputs that live in device memory. The core reads weights and
  * centroids on the host (validation, relocation); when the caller passes device pointers to a
- * GPU backend, these helpers give the core a host copy and write outputs back. */
+ * GPU backend, these helpers give the core a host copy and write outputs back. (User
+ * centroids for l2 and dot on a backend with first_nonfinite stay on the device instead:
+ * fkm_init_on_device in lloyd.c; the final centroids of such a backend go to the output with
+ * its get_centroids.) */
 #include "internal.h"
 
 #include <stdlib.h>

@@ -43,10 +43,18 @@ fkm_status fkm_check_centroids(fkm_ctx *ctx, const float *C, int64_t k, int64_t 
     if (!fkm_mul_i64(k, d, &kd) || !fkm_bytes(kd, 1, sizeof(float), &bytes))
         return fkm_fail(ctx, FKM_E_OVERFLOW, "k = %lld times d = %lld overflows", (long long)k,
                         (long long)d);
-    for (int64_t i = 0; i < kd; i++)
-        if (!isfinite(C[i]))
-            return fkm_fail(ctx, FKM_E_NONFINITE, "%s[%lld][%lld] is not finite", what,
-                            (long long)(i / d), (long long)(i % d));
+    int64_t bad = -1;
+    if (ctx->ops->first_nonfinite && ctx->ops->is_device && ctx->ops->is_device(C)) {
+        /* device memory (fkm_init_on_device): checked there, the same first index */
+        fkm_status s = ctx->ops->first_nonfinite(ctx, C, kd, &bad);
+        if (s != FKM_OK) return s;
+    } else {
+        for (int64_t i = 0; i < kd && bad < 0; i++)
+            if (!isfinite(C[i])) bad = i;
+    }
+    if (bad >= 0)
+        return fkm_fail(ctx, FKM_E_NONFINITE, "%s[%lld][%lld] is not finite", what, (long long)(bad / d),
+                        (long long)(bad % d));
     return FKM_OK;
 }
 

@@ -9,7 +9,8 @@
 fkm_status fkm_check_matrix(fkm_ctx *ctx, const void *X, fkm_dtype dtype, int64_t n, int64_t d,
                             int64_t ld);
 fkm_status fkm_check_metric(fkm_ctx *ctx, fkm_metric metric);
-/* Centroids: non-NULL, 1 <= k, k*d floats addressable, all finite. */
+/* Centroids: non-NULL, 1 <= k, k*d floats addressable, all finite. C is host memory, or
+ * device memory of a backend with first_nonfinite (checked on the device). */
 fkm_status fkm_check_centroids(fkm_ctx *ctx, const float *C, int64_t k, int64_t d,
                                const char *what);
 /* Weights (NULL allowed): finite, >= 0, positive sum. */

@@ -3,9 +3,12 @@
  * memory budget allows and streamed beyond it), and the glue between the Lloyd loop's
  * host-side buffers and the kernels in assign.cu, update.cu and scan.cu.
  *
- * Per iteration the host sends the k x d f32 centroids and receives k x d double sums, k
- * weights and the objective (through pinned staging buffers); labels and per-point objectives
- * stay on the device. The update's sums are a left fold over the pieces of X (stream.cuh), so
+ * The centroids stay on the device between iterations (finalize): per iteration the host
+ * receives the k weights, the objectives and the shifts (through small pinned buffers); the
+ * k x d centroids cross only when the loop gives them (first iteration, after a host-side
+ * relocation: copied from the caller's buffer as it is, see cuda_assign) and at the end
+ * (get_centroids, straight into the caller's output); labels and per-point objectives stay
+ * on the device. The update's sums are a left fold over the pieces of X (stream.cuh), so
  * they are the same bits however X is placed. When part of X is streamed, the assignment pass
  * runs the update on each piece while it is on the device (one copy of X per iteration, not
  * two); reduce then hands out what that pass computed. When all of X is resident, the update
@@ -42,8 +45,8 @@ typedef struct cuda_state {
     double *sums, *weight, *pobj, *obj;  /* update outputs, device */
     int want_pobj, pobj_ready;           /* pobj (per-point objectives) only for cuda_farthest */
     unsigned long long *changed;         /* device counters: one per (piece, problem) */
-    /* pinned host staging */
-    float *cent_h;
+    /* pinned host staging of the small per-iteration results (no k x d centroid buffer: see
+     * cuda_assign) */
     double *sums_h, *weight_h, *obj_h;
     unsigned long long *changed_h;
     fkm_cuda_assign_ws *aws;
@@ -89,7 +92,7 @@ static void cuda_close(void *state)
     cudaFree(st->cent_next), cudaFree(st->shift_rows), cudaFree(st->active), cudaFreeHost(st->active_h);
     cudaFree(st->sums), cudaFree(st->weight), cudaFree(st->pobj), cudaFree(st->obj), cudaFree(st->changed);
     cudaFree(st->psums), cudaFree(st->pweight), cudaFree(st->pobj_piece);
-    cudaFreeHost(st->cent_h), cudaFreeHost(st->sums_h), cudaFreeHost(st->weight_h), cudaFreeHost(st->obj_h);
+    cudaFreeHost(st->sums_h), cudaFreeHost(st->weight_h), cudaFreeHost(st->obj_h);
     cudaFreeHost(st->changed_h);
     if (st->stream) cudaStreamDestroy(st->stream);
     free(st);
@@ -219,7 +222,6 @@ static fkm_status cuda_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->obj, 2 * (size_t)B * sizeof(double)), s, fail); /* objectives, max shifts */
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->active, (size_t)B), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&st->changed, (size_t)nslots * sizeof(unsigned long long)), s, fail);
-    FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->cent_h, kd * sizeof(float)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->weight_h, (size_t)k * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->obj_h, 2 * (size_t)B * sizeof(double)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&st->changed_h, (size_t)nslots * sizeof(unsigned long long)), s,
@@ -375,10 +377,16 @@ static fkm_status cuda_assign(fkm_ctx *ctx, void *state, const float *centroids,
     cuda_state *st = (cuda_state *)state;
     const int64_t B = st->pb.batch;
     const size_t bytes = (size_t)(B * st->pb.k * st->pb.d) * sizeof(float);
-    if (centroids) { /* else: the device centroids of the last finalize */
-        memcpy(st->cent_h, centroids, bytes);
-        FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->cent, st->cent_h, bytes, cudaMemcpyHostToDevice, st->stream));
-    }
+    /* else: the device centroids of the last finalize. Copied from where the caller keeps
+     * them (the loop's host buffer, usually pageable, or user centroids in device memory):
+     * no pinned k x d staging buffer, whose cudaMallocHost + cudaFreeHost per fit cost
+     * milliseconds at 16-32 MB. The source is not read after this call returns: from pageable
+     * memory the runtime may stage the data before cudaMemcpyAsync returns (CUDA runtime API,
+     * "API synchronization behavior"), and in any case this function synchronizes the stream
+     * below, and cuda_close does on an error return, before the loop frees or changes it.
+     * Device centroids (fkm_init_on_device) are ready: their check (cuda_first_nonfinite)
+     * ran on the legacy stream and waited for it, after the caller's work there. */
+    if (centroids) FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->cent, centroids, bytes, cudaMemcpyDefault, st->stream));
     fkm_status s;
     st->fused = 0;
     st->pobj_ready = 0; /* new labels: the per-point objectives are stale */
@@ -527,11 +535,16 @@ static fkm_status cuda_get_sums(fkm_ctx *ctx, void *state, double *sums)
     return FKM_OK;
 }
 
+/* To host or device memory (the caller's output at the end of a fit: device to device, no
+ * trip through the host). The state's stream has been synchronized (every assign, reduce and
+ * finalize ends so), so st->cent is final; the copy runs on the legacy default stream, as
+ * get_labels' and the host-to-device cudaMemcpy this replaces did: ordered after the caller's
+ * work on blocking streams, before the caller's later work there. */
 static fkm_status cuda_get_centroids(fkm_ctx *ctx, void *state, float *centroids)
 {
     cuda_state *st = (cuda_state *)state;
     FKM_CUDA_TRY(ctx, cudaMemcpy(centroids, st->cent, (size_t)(st->pb.batch * st->pb.k * st->pb.d) * sizeof(float),
-                                 cudaMemcpyDeviceToHost));
+                                 cudaMemcpyDefault));
     return FKM_OK;
 }
 
@@ -666,8 +679,9 @@ static fkm_status cuda_transform(fkm_ctx *ctx, void *state, const float *centroi
     cuda_state *st = (cuda_state *)state;
     const fkm_problem *pb = &st->pb;
     const size_t kd = (size_t)(pb->k * pb->d);
-    memcpy(st->cent_h, centroids, kd * sizeof(float));
-    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->cent, st->cent_h, kd * sizeof(float), cudaMemcpyHostToDevice, st->stream));
+    /* from the caller's (host) buffer as it is: the stream is synchronized before return (as
+     * in cuda_assign) */
+    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(st->cent, centroids, kd * sizeof(float), cudaMemcpyDefault, st->stream));
     transform_job job = {st, dist, is_device_pointer(dist), NULL, 0};
     int64_t max_nb, max_rows;
     fkm_piece_max(st->pieces, st->npieces, &max_nb, &max_rows);
@@ -690,12 +704,47 @@ static fkm_status cuda_kmeanspp(fkm_ctx *ctx, void *state, int64_t problem, uint
     return fkm_cuda_kmeanspp(ctx, &st->dp, problem, seed, C, st->stream, NULL);
 }
 
+/* Smallest index of a NaN or Inf among count floats: each thread's first hit in its
+ * grid-stride walk is its smallest, and the minimum over threads does not depend on their
+ * order, so the answer is the host loop's (fkm_check_centroids). */
+__global__ void first_nonfinite_kernel(const float *__restrict__ p, int64_t count, unsigned long long *first)
+{
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride)
+        if (!isfinite(p[i])) {
+            atomicMin(first, (unsigned long long)i);
+            return;
+        }
+}
+
+/* On the legacy default stream, as the host copy it replaces (fkm_host_view's cudaMemcpy):
+ * ordered after the caller's work on blocking streams, and finished when this returns, before
+ * the fit's own (non-blocking) stream reads the centroids. */
+static fkm_status cuda_first_nonfinite(fkm_ctx *ctx, const float *p, int64_t count, int64_t *first)
+{
+    unsigned long long *d_first = NULL, h_first = ~0ull;
+    *first = -1;
+    FKM_CUDA_TRY(ctx, cudaMalloc((void **)&d_first, sizeof *d_first));
+    cudaError_t e = cudaMemset(d_first, 0xff, sizeof *d_first);
+    if (e == cudaSuccess) {
+        const int64_t blocks = fkm_ceil_div(count, 256);
+        first_nonfinite_kernel<<<(unsigned)(blocks < 1024 ? blocks : 1024), 256>>>(p, count, d_first);
+        e = cudaGetLastError();
+    }
+    if (e == cudaSuccess) e = cudaMemcpy(&h_first, d_first, sizeof h_first, cudaMemcpyDeviceToHost);
+    cudaFree(d_first);
+    if (e != cudaSuccess) return fkm_cuda_fail(ctx, e, __FILE__, __LINE__, "first_nonfinite_kernel");
+    if (h_first != ~0ull) *first = (int64_t)h_first;
+    return FKM_OK;
+}
+
 static const fkm_backend_vtbl cuda_vtbl = {
     "cuda",        cuda_open,       cuda_close,     cuda_scan,      cuda_fetch_row,     cuda_assign,
     cuda_reduce,   cuda_farthest,   cuda_get_label, cuda_get_labels, cuda_transform,    is_device_pointer,
     cuda_copy,     cuda_finalize,   cuda_get_sums,  cuda_get_centroids, 65535,
     cuda_kmeanspp, /* src/cuda/kmeanspp.cu: the CPU's centroids, bitwise */
     1,             /* precision = exact: l2, cosine and dot on f32/f16/bf16 (exact.cu) */
+    cuda_first_nonfinite,
 };
 
 extern "C" const fkm_backend_vtbl *fkm_cuda_backend(void) { return &cuda_vtbl; }
