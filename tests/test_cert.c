@@ -383,8 +383,28 @@ static void cos_top3(const float *v, int K, int *i1, int *i2, float *v3)
         if (k != *i1 && k != *i2 && v[k] < *v3) *v3 = v[k];
 }
 
+/* fkm_cert_threshold_pt rounded up to f32, as exact.cu's cand_gather does (__double2float_ru). */
+static float threshold_f32(double t)
+{
+    float f = (float)t;
+    if ((double)f < t) f = nextafterf(f, INFINITY);
+    return f;
+}
+
+/* The candidate pass's promise (EXACTNESS.md 5.4): the exact argmin's computed score is within
+ * the threshold. Returns whether the threshold with half its margin would have missed it. */
+static int cand_check(const fkm_cert *cert, const char *what, int dtype, int dot, const float *v, int i1, int want,
+                      const fkm_cert_pt *p, int cosine, double mu)
+{
+    const double t = fkm_cert_threshold_pt(cert, v[i1], p, cosine, mu);
+    CHECK(v[want] <= threshold_f32(t), "%s, dtype %d dot %d: the exact argmin %d scores %.9g above the candidate "
+          "threshold %.9g (best %.9g)", what, dtype, dot, want, (double)v[want], t, (double)v[i1]);
+    return !(v[want] <= threshold_f32((double)v[i1] + 0.5 * (t - (double)v[i1])));
+}
+
 typedef struct cos_stats {
     int64_t trials, cert, pair, fast_wrong, fast_wrong_refused, naive_wrong;
+    int64_t cand_miss_half; /* as dstats */
 } cos_stats;
 
 /* One point against K centroids with computed scores v (v_k ~ -x.C_k of the raw row x within
@@ -415,6 +435,8 @@ static void cos_check(const fkm_cert *cert, const char *what, const float *x, co
           (long long)d, i1, want, (double)v[i1], (double)v[i2], xn);
     CHECK(!ok3 || want == i1 || want == i2, "cosine %s d=%lld: pair test certified {%d, %d}, exact argmin %d", what,
           (long long)d, i1, i2, want);
+    const fkm_cert_pt p = fkm_cert_pt_model(cert, xn, cn[i1], cmax);
+    st->cand_miss_half += cand_check(cert, "cosine", -1, 1, v, i1, want, &p, 1, mu);
 }
 
 /* The adversary of the theorem: every score off by (nearly) its whole allowance fkm_cert_err,
@@ -590,7 +612,7 @@ static void test_cosine(void)
                     cos_check(&cert, names[pth], x, C, v, K, d, &st[1][pth]);
             }
     }
-    int64_t fw = 0, fwr = 0, naive = 0, cert_all = 0;
+    int64_t fw = 0, fwr = 0, naive = 0, cert_all = 0, miss = 0;
     for (int m = 0; m < 2; m++)
         for (int p = 0; p < 4; p++) {
             const cos_stats *s = &st[m][p];
@@ -600,7 +622,11 @@ static void test_cosine(void)
                    (long long)s->pair, (long long)s->fast_wrong, s->fast_wrong == s->fast_wrong_refused ? "yes" : "NO",
                    (long long)s->naive_wrong);
             fw += s->fast_wrong, fwr += s->fast_wrong_refused, naive += s->naive_wrong, cert_all += s->cert;
+            miss += s->cand_miss_half;
         }
+    printf("cosine candidate threshold: the exact argmin within it on every point; at half its margin it missed "
+           "%lld\n", (long long)miss);
+    CHECK(miss > 0, "cosine candidate threshold: half the margin never missed: the data do not test it");
     /* the data must reach the bound from both sides: labels certified, and wrong fast labels
      * (which a bound too small would have certified) refused */
     CHECK(cert_all > 0 && fw > 0 && fw == fwr, "cosine: %lld certified, %lld wrong fast labels, %lld refused",
@@ -638,6 +664,7 @@ static int exact_argmin(const float *x, const float *C, int K, int64_t d, int do
 
 typedef struct dstats {
     int64_t trials, cert, pair, cert_model, fast_wrong, wrong_half_dc, wrong_max_best, wrong_half_dx;
+    int64_t cand_miss_half; /* the candidate threshold at half its margin missed the exact argmin */
 } dstats;
 
 static void delta_case(const fkm_cert *cert, int dtype, int dot, const float *x, const float *C, const float *v,
@@ -668,6 +695,7 @@ static void delta_case(const fkm_cert *cert, int dtype, int dot, const float *x,
           dot, (long long)d, i1, i2, want);
     CHECK(!okm || i1 == want, "model bound, dtype %d dot %d d=%lld: certified %d, exact argmin %d", dtype, dot,
           (long long)d, i1, want);
+    st->cand_miss_half += cand_check(cert, "measured bound", dtype, dot, v, i1, want, &p, 0, 0.0);
     if (i1 == want) return;
     st->fast_wrong++;
     fkm_cert_pt q = p;
@@ -795,7 +823,7 @@ static void test_delta(void)
                     delta_case(&cert, dtype, dot, x, C, v, K, d, &st[1][t]);
             }
     }
-    int64_t hdc = 0, mb = 0, hdx = 0;
+    int64_t hdc = 0, mb = 0, hdx = 0, miss = 0;
     for (int m = 0; m < 2; m++)
         for (int t = 0; t < 3; t++) {
             const dstats *s = &st[m][t];
@@ -806,7 +834,11 @@ static void test_delta(void)
                    (long long)s->cert_model, (long long)s->pair, (long long)s->fast_wrong, (long long)s->wrong_half_dc,
                    (long long)s->wrong_max_best, (long long)s->wrong_half_dx);
             hdc += s->wrong_half_dc, mb += s->wrong_max_best, hdx += t == 0 ? s->wrong_half_dx : 0;
+            miss += s->cand_miss_half;
         }
+    printf("candidate threshold: the exact argmin within it on every point; at half its margin it missed %lld\n",
+           (long long)miss);
+    CHECK(miss > 0, "candidate threshold: half the margin never missed the exact argmin: the data do not test it");
     CHECK(hdc > 0 && mb > 0 && hdx > 0,
           "measured bound: a weakened variant never certified a wrong label (%lld, %lld, %lld): the data do not "
           "test those terms", (long long)hdc, (long long)mb, (long long)hdx);

@@ -24,7 +24,11 @@
  * On the GPU the device filters may split a point tile's centroids over several blocks
  * (src/cuda/exact.cu, ex_slices): the slicing cases run the same data under
  * FLASHKM_EXACT_FILTER_SLICES = default, 1, 2, 7 and max and require bitwise-equal labels,
- * exact counters (and for fits centroids and results), all equal to the reference. */
+ * exact counters (and for fits centroids and results), all equal to the reference. The same
+ * cases run with the candidate pass forced on and off (FLASHKM_EXACT_CAND = 1, 0: exact.cu,
+ * EXACTNESS.md 5.4): the same labels, centroids and results, and the same points re-checked
+ * and decided by the pair test (the filters' and the host's shares may differ); the crowd
+ * case gives points more candidates than the pass keeps, which go back to the filters. */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 #include "common.h"
 
@@ -634,14 +638,37 @@ static void copies_data(uint64_t seed, int64_t n, int64_t d, int64_t K, double *
     free(B), free(slot);
 }
 
-/* the default first; sanitizer runs take the first three */
-static const char *const slice_knobs[] = {NULL, "1", "max", "2", "7"};
-#define N_SLICE_KNOBS (sizeof slice_knobs / sizeof slice_knobs[0])
+/* The knobs the slicing cases run under: FLASHKM_EXACT_FILTER_SLICES values, and the
+ * candidate pass forced on or off (FLASHKM_EXACT_CAND). The default first; sanitizer runs
+ * take the first four. same_split: the counters must equal the default's (the slicing moves
+ * no point between stages; the candidate pass may move points between the filters and the
+ * host, never the pair test's). */
+typedef struct knob {
+    const char *slices, *cand, *name;
+    int same_split;
+} knob;
+static const knob knobs[] = {{NULL, NULL, "default", 1},   {"1", NULL, "slices=1", 1},
+                             {"max", NULL, "slices=max", 1}, {NULL, "1", "cand=1", 0},
+                             {"2", NULL, "slices=2", 1},     {"7", NULL, "slices=7", 1},
+                             {NULL, "0", "cand=0", 0}};
+#define N_KNOBS (int)(sizeof knobs / sizeof knobs[0])
 
-static void set_slices(const char *v)
+static void set_env(const char *name, const char *v)
 {
-    if (v) setenv("FLASHKM_EXACT_FILTER_SLICES", v, 1);
-    else unsetenv("FLASHKM_EXACT_FILTER_SLICES");
+    if (v) setenv(name, v, 1);
+    else unsetenv(name);
+}
+
+static void set_knob(const knob *k)
+{
+    set_env("FLASHKM_EXACT_FILTER_SLICES", k ? k->slices : NULL);
+    set_env("FLASHKM_EXACT_CAND", k ? k->cand : NULL);
+}
+
+/* Counters that must agree: all five, or points, re-checked and the pair test's. */
+static int same_counters(const int64_t a[5], const int64_t b[5], int all)
+{
+    return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && (!all || (a[3] == b[3] && a[4] == b[4]));
 }
 
 /* fkm_exact_stats and fkm_exact_stats_stages of the last call. */
@@ -669,18 +696,17 @@ static void slices_predict_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric
     const char *mname = metric == FKM_METRIC_L2 ? "l2" : dot ? "dot" : "cosine";
     int64_t c0[5] = {0}, c[5];
     for (int v = 0; v < nknobs; v++) {
-        set_slices(slice_knobs[v]);
+        set_knob(&knobs[v]);
         const fkm_status s =
             fkm_predict_precision(ctx, metric, FKM_PRECISION_EXACT, Xs, dtype, n, d, d, C, K, got, NULL);
-        CHECK(s == FKM_OK, "slices case %s %s K=%lld slices=%s: %s", fkm_dtype_name(dtype), mname, (long long)K,
-              slice_knobs[v] ? slice_knobs[v] : "default", fkm_last_error(ctx));
+        CHECK(s == FKM_OK, "slices case %s %s K=%lld %s: %s", fkm_dtype_name(dtype), mname, (long long)K,
+              knobs[v].name, fkm_last_error(ctx));
         if (s != FKM_OK) break;
         exact_counters(ctx, c);
         int64_t bad = 0;
         for (int64_t i = 0; fits && i < n; i++) bad += got[i] != ref[i];
-        CHECK(bad == 0, "slices case %s %s K=%lld slices=%s: %lld of %lld labels differ from the reference",
-              fkm_dtype_name(dtype), mname, (long long)K, slice_knobs[v] ? slice_knobs[v] : "default",
-              (long long)bad, (long long)n);
+        CHECK(bad == 0, "slices case %s %s K=%lld %s: %lld of %lld labels differ from the reference",
+              fkm_dtype_name(dtype), mname, (long long)K, knobs[v].name, (long long)bad, (long long)n);
         if (v == 0) {
             memcpy(first, got, (size_t)n * sizeof *got), memcpy(c0, c, sizeof c);
             printf("  slices case %s %s K=%lld n=%lld: %lld re-checked: pair %lld, filter %lld, host %lld\n",
@@ -688,16 +714,19 @@ static void slices_predict_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric
                    (long long)c[3], (long long)c[4]);
         } else {
             CHECK(memcmp(first, got, (size_t)n * sizeof *got) == 0,
-                  "slices case %s %s K=%lld: labels with slices=%s differ from the default's", fkm_dtype_name(dtype),
-                  mname, (long long)K, slice_knobs[v]);
-            CHECK(memcmp(c0, c, sizeof c) == 0,
-                  "slices case %s %s K=%lld slices=%s: counters (%lld %lld %lld %lld %lld) differ from the "
-                  "default's (%lld %lld %lld %lld %lld)", fkm_dtype_name(dtype), mname, (long long)K, slice_knobs[v],
+                  "slices case %s %s K=%lld: labels with %s differ from the default's", fkm_dtype_name(dtype),
+                  mname, (long long)K, knobs[v].name);
+            if (!knobs[v].same_split)
+                printf("    %s: %lld re-checked: pair %lld, filter %lld, host %lld\n", knobs[v].name, (long long)c[1],
+                       (long long)c[2], (long long)c[3], (long long)c[4]);
+            CHECK(same_counters(c0, c, knobs[v].same_split),
+                  "slices case %s %s K=%lld %s: counters (%lld %lld %lld %lld %lld) differ from the "
+                  "default's (%lld %lld %lld %lld %lld)", fkm_dtype_name(dtype), mname, (long long)K, knobs[v].name,
                   (long long)c[0], (long long)c[1], (long long)c[2], (long long)c[3], (long long)c[4],
                   (long long)c0[0], (long long)c0[1], (long long)c0[2], (long long)c0[3], (long long)c0[4]);
         }
     }
-    set_slices(NULL);
+    set_knob(NULL);
     free(X), free(C), free(Xs), free(ref), free(got), free(first);
 }
 
@@ -719,7 +748,7 @@ static void slices_batch_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric, 
     const char *mname = metric == FKM_METRIC_L2 ? "l2" : metric == FKM_METRIC_DOT ? "dot" : "cosine";
     for (int v = 0; v < nknobs; v++) {
         const int o = v == 0 ? 0 : 1;
-        set_slices(slice_knobs[v]);
+        set_knob(&knobs[v]);
         fkm_params p = fkm_params_default();
         p.k = K;
         p.max_iter = 2;
@@ -729,8 +758,8 @@ static void slices_batch_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric, 
         p.init_centroids = init;
         p.precision = FKM_PRECISION_EXACT;
         const fkm_status s = fkm_fit_batch(ctx, &p, Xs, dtype, B, n, d, d, n * d, NULL, Cv[o], Lv[o], res[o]);
-        CHECK(s == FKM_OK, "slices batch case %s %s slices=%s: %s", fkm_dtype_name(dtype), mname,
-              slice_knobs[v] ? slice_knobs[v] : "default", fkm_last_error(ctx));
+        CHECK(s == FKM_OK, "slices batch case %s %s %s: %s", fkm_dtype_name(dtype), mname, knobs[v].name,
+              fkm_last_error(ctx));
         if (s != FKM_OK) break;
         exact_counters(ctx, c);
         if (v == 0) {
@@ -741,20 +770,20 @@ static void slices_batch_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric, 
             continue;
         }
         CHECK(memcmp(Lv[0], Lv[1], (size_t)(B * n) * sizeof(int32_t)) == 0,
-              "slices batch case %s %s: labels with slices=%s differ from the default's", fkm_dtype_name(dtype),
-              mname, slice_knobs[v]);
+              "slices batch case %s %s: labels with %s differ from the default's", fkm_dtype_name(dtype),
+              mname, knobs[v].name);
         CHECK(memcmp(Cv[0], Cv[1], (size_t)(B * K * d) * sizeof(float)) == 0,
-              "slices batch case %s %s: centroids with slices=%s differ from the default's", fkm_dtype_name(dtype),
-              mname, slice_knobs[v]);
+              "slices batch case %s %s: centroids with %s differ from the default's", fkm_dtype_name(dtype),
+              mname, knobs[v].name);
         for (int b = 0; b < B; b++)
             CHECK(memcmp(&res[0][b].inertia, &res[1][b].inertia, sizeof(double)) == 0 &&
                       res[0][b].n_iter == res[1][b].n_iter && res[0][b].converged == res[1][b].converged,
-                  "slices batch case %s %s problem %d: result with slices=%s differs", fkm_dtype_name(dtype), mname,
-                  b, slice_knobs[v]);
-        CHECK(memcmp(c0, c, sizeof c) == 0, "slices batch case %s %s: counters with slices=%s differ",
-              fkm_dtype_name(dtype), mname, slice_knobs[v]);
+                  "slices batch case %s %s problem %d: result with %s differs", fkm_dtype_name(dtype), mname,
+                  b, knobs[v].name);
+        CHECK(same_counters(c0, c, knobs[v].same_split), "slices batch case %s %s: counters with %s differ",
+              fkm_dtype_name(dtype), mname, knobs[v].name);
     }
-    set_slices(NULL);
+    set_knob(NULL);
     /* the default run's final labels against its returned centroids */
     int32_t *ref = malloc((size_t)n * sizeof *ref);
     for (int b = 0; b < B; b++) {
@@ -771,9 +800,58 @@ static void slices_batch_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric, 
     free(ref);
 }
 
-/* The slicing cases (GPU only: on the CPU the knob means nothing). Sanitizer runs: l2 f32 and
- * one batch case, slicings default, 1 and max. Lists of up to n / 4 points: several point
- * tiles in either filter. */
+/* The crowd case (candidate pass forced on): 48 of the K centroids are copies of one base
+ * moved by +-2^-12 on one coordinate, the others single bases, and a third of the points lie
+ * near that base, so that they have more candidates than the pass keeps (EX_CAND_CAP = 32) and
+ * go back to the filters; every label equal to the reference, the same as without the pass. */
+static void crowd_case(fkm_ctx *ctx, fkm_dtype dtype, int64_t K, int64_t n)
+{
+    const int64_t d = 16, crowd = 48;
+    tc_rng r = {77};
+    double *X = malloc((size_t)(n * d) * sizeof *X), *B = malloc((size_t)(K * d) * sizeof *B);
+    float *C = malloc((size_t)(K * d) * sizeof *C);
+    for (int64_t t = 0; t < K * d; t++) B[t] = grid(&r, -4, 4, 0.125);
+    for (int64_t c = 0; c < K; c++) {
+        const int64_t h = c < crowd ? 0 : c;
+        for (int64_t j = 0; j < d; j++) C[c * d + j] = (float)B[h * d + j];
+        if (c > 0 && c < crowd)
+            C[c * d + (int64_t)floor((double)d * tc_uniform(&r))] += tc_uniform(&r) < 0.5 ? -0x1p-12f : 0x1p-12f;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t h = i % 3 == 0 ? 0 : (int64_t)floor((double)K * tc_uniform(&r));
+        for (int64_t j = 0; j < d; j++) X[i * d + j] = B[h * d + j] + grid(&r, -0.25, 0.25, 1.0 / 64);
+    }
+    void *Xs = tc_store(X, n, d, d, dtype);
+    int32_t *ref = malloc((size_t)n * sizeof *ref), *got[2] = {malloc((size_t)n * sizeof(int32_t)),
+                                                               malloc((size_t)n * sizeof(int32_t))};
+    const int fits = contract_labels(X, C, n, K, d, FKM_METRIC_L2, ref);
+    CHECK(fits, "crowd case: values outside the reference's range");
+    for (int v = 0; v < 2; v++) {
+        const knob kn = {NULL, v ? "1" : "0", v ? "cand=1" : "cand=0", 0};
+        set_knob(&kn);
+        const fkm_status s =
+            fkm_predict_precision(ctx, FKM_METRIC_L2, FKM_PRECISION_EXACT, Xs, dtype, n, d, d, C, K, got[v], NULL);
+        CHECK(s == FKM_OK, "crowd case %s %s: %s", fkm_dtype_name(dtype), kn.name, fkm_last_error(ctx));
+        if (s != FKM_OK) break;
+        int64_t c[5], bad = 0;
+        exact_counters(ctx, c);
+        for (int64_t i = 0; fits && i < n; i++) bad += got[v][i] != ref[i];
+        CHECK(bad == 0, "crowd case %s %s: %lld of %lld labels differ from the reference", fkm_dtype_name(dtype),
+              kn.name, (long long)bad, (long long)n);
+        printf("  crowd case %s K=%lld n=%lld %s: %lld re-checked: pair %lld, filter %lld, host %lld\n",
+               fkm_dtype_name(dtype), (long long)K, (long long)n, kn.name, (long long)c[1], (long long)c[2],
+               (long long)c[3], (long long)c[4]);
+    }
+    CHECK(memcmp(got[0], got[1], (size_t)n * sizeof(int32_t)) == 0, "crowd case %s: labels differ with cand=0, 1",
+          fkm_dtype_name(dtype));
+    set_knob(NULL);
+    free(X), free(B), free(C), free(Xs), free(ref), free(got[0]), free(got[1]);
+}
+
+/* The slicing and candidate cases (GPU only: on the CPU the knobs mean nothing). Sanitizer
+ * runs: l2 f32 and one batch case under the first four knobs, a K = 1500 case (the candidate
+ * pass by default) and the crowd case. Lists of up to n / 4 points: several point tiles in
+ * either filter. */
 static void slices_cases(fkm_ctx *ctx, int small, int sanitize)
 {
     if (fkm_ctx_backend(ctx) == FKM_BACKEND_CPU) {
@@ -781,21 +859,26 @@ static void slices_cases(fkm_ctx *ctx, int small, int sanitize)
         return;
     }
     const int64_t n = small ? 1500 : 6000;
-    const int nk = (int)N_SLICE_KNOBS;
-    if (sanitize) { /* default, 1 and max */
-        slices_predict_case(ctx, FKM_F32, FKM_METRIC_L2, 1000, n, 31, 3);
-        slices_batch_case(ctx, FKM_F32, FKM_METRIC_L2, 300, 600, 3);
+    if (sanitize) {
+        slices_predict_case(ctx, FKM_F32, FKM_METRIC_L2, 1000, n, 31, 4);
+        slices_predict_case(ctx, FKM_F16, FKM_METRIC_L2, 1500, n, 61, 4);
+        slices_batch_case(ctx, FKM_F32, FKM_METRIC_L2, 300, 600, 4);
+        crowd_case(ctx, FKM_F32, 200, 600);
         return;
     }
     static const fkm_metric metrics[] = {FKM_METRIC_L2, FKM_METRIC_DOT, FKM_METRIC_COSINE};
     for (int m = 0; m < 3; m++) {
-        slices_predict_case(ctx, FKM_F32, metrics[m], 1000, n, 31 + (uint64_t)m, nk);
-        slices_predict_case(ctx, FKM_F16, metrics[m], 1000, n, 41 + (uint64_t)m, nk);
+        slices_predict_case(ctx, FKM_F32, metrics[m], 1000, n, 31 + (uint64_t)m, N_KNOBS);
+        slices_predict_case(ctx, FKM_F16, metrics[m], 1000, n, 41 + (uint64_t)m, N_KNOBS);
+        slices_predict_case(ctx, m == 1 ? FKM_BF16 : FKM_F32, metrics[m], 1500, n, 61 + (uint64_t)m, N_KNOBS);
     }
-    slices_predict_case(ctx, FKM_BF16, FKM_METRIC_L2, 300, n, 51, nk);
-    slices_batch_case(ctx, FKM_F32, FKM_METRIC_L2, 300, small ? 800 : 3000, nk);
-    slices_batch_case(ctx, FKM_F16, FKM_METRIC_DOT, 300, small ? 800 : 3000, nk);
-    slices_batch_case(ctx, FKM_F32, FKM_METRIC_COSINE, 300, small ? 800 : 3000, nk);
+    slices_predict_case(ctx, FKM_BF16, FKM_METRIC_L2, 300, n, 51, N_KNOBS);
+    slices_batch_case(ctx, FKM_F32, FKM_METRIC_L2, 300, small ? 800 : 3000, N_KNOBS);
+    slices_batch_case(ctx, FKM_F16, FKM_METRIC_DOT, 300, small ? 800 : 3000, N_KNOBS);
+    slices_batch_case(ctx, FKM_F32, FKM_METRIC_COSINE, 300, small ? 800 : 3000, N_KNOBS);
+    slices_batch_case(ctx, FKM_BF16, FKM_METRIC_L2, 1100, small ? 1200 : 2000, N_KNOBS);
+    crowd_case(ctx, FKM_F32, 200, small ? 600 : 3000);
+    crowd_case(ctx, FKM_F16, 2000, small ? 2400 : 3000);
 }
 
 int main(void)

@@ -4,7 +4,7 @@
 #
 #   bash bench/experiments/run-prepared.sh [OUTDIR]          (OUTDIR: $OUT, else ./prepared-out)
 #
-# EXPERIMENTS picks them (default: scan; then "lazy overhead" in a second call; merged ones left the
+# EXPERIMENTS picks them (default: cand, exact mode's candidate pass on this tree; earlier ones: scan, lazy, overhead; merged ones left the
 # script with their patch, git log has their cases; smallk stays for the record, dropped). Each is
 # the tree with bench/experiments/<patch> applied whole (tests and bench included), copied to
 # /tmp/fkm-<name> and built for sm_90a beside a base build of this tree (build-prep, sm_90a),
@@ -50,7 +50,7 @@ esac
 SELF=(bash "$ROOT/bench/experiments/run-prepared.sh")
 OUTDIR="${1:-${OUT:-prepared-out}}"
 mkdir -p "$OUTDIR"
-EXPERIMENTS="${EXPERIMENTS:-scan}"
+EXPERIMENTS="${EXPERIMENTS:-cand}"
 T_END=$(( $(date +%s) + ${PREP_BUDGET:-560} ))
 SUMMARY="$OUTDIR/summary.txt"
 : > "$SUMMARY"
@@ -74,22 +74,22 @@ blobs() {
     python3 -c "import numpy as np; np.save('/tmp/exb16.npy', np.load('/tmp/exb32.npy').astype(np.float16))"; }
 }
 # exact_fits TAG K ITERS RUN...: exact-mode fits of make_blobs 1M x 128 (f16 and f32) with K
-# clusters and ITERS iterations, one per RUN "label:build dir:FLASHKM_EXACT_FILTER_SLICES value"
-# (the first is the reference), the last two iterations' lines and the re-check split into
+# clusters and ITERS iterations, one per RUN "label:build dir:environment assignment" (e.g.
+# FLASHKM_EXACT_CAND=0, or empty; the first is the reference), the last two iterations' lines and the re-check split into
 # $log; each later run's labels and re-check counts compared with the first's (the same bits
 # give the same counts, stage by stage: labels alone could hide a wrong score that certified a
 # point it should not have)
 exact_fits() {
   local tag="$1" kk="$2" iters="$3"; shift 3
   blobs
-  local data run label bdir slices first out r c
+  local data run label bdir envv first out r c
   for data in exb16 exb32; do
     first=
     for run in "$@"; do
-      IFS=: read -r label bdir slices <<< "$run"
+      IFS=: read -r label bdir envv <<< "$run"
       out="/tmp/${tag}_${data}_${kk}_$label"
       echo "== exact fit $data K=$kk [$label]" >> "$log"
-      FLASHKM_EXACT_FILTER_SLICES=$slices timeout 90 "$bdir/tools/flashkm" fit "/tmp/$data.npy" -k "$kk" \
+      env $envv timeout 90 "$bdir/tools/flashkm" fit "/tmp/$data.npy" -k "$kk" \
         --max-iter "$iters" --tol 0 --init random --seed 1 --backend cuda --precision exact --labels "$out.npy" 2>&1 |
         grep -E "iter +($((iters - 1))|$iters) |re-checked" | tee "$out.txt" >> "$log"
       if [[ -z $first ]]; then first=$label; continue; fi
@@ -114,10 +114,31 @@ bench_runs() {
   note "bench_cuda update stages (${*%%:*}) in $log"
 }
 
+# fast_fits K ITERS BUILD: the same fits in fast mode (exact mode's overhead)
+fast_fits() {
+  local kk="$1" iters="$2" bdir="$3" data
+  blobs
+  for data in exb16 exb32; do
+    echo "== fast fit $data K=$kk" >> "$log"
+    timeout 90 "$bdir/tools/flashkm" fit "/tmp/$data.npy" -k "$kk" --max-iter "$iters" --tol 0 --init random \
+      --seed 1 --backend cuda --labels "/tmp/fast_${data}_$kk.npy" 2>&1 | grep -E "iter +($((iters - 1))|$iters) " >> "$log"
+  done
+}
+
 for e in $EXPERIMENTS; do
   log="$OUTDIR/$e.log"
   B=/tmp/fkm-$e/build-gpu
   case "$e" in
+  cand) # exact mode's candidate pass (on main: no patch; FLASHKM_EXACT_CAND=0 is the old path)
+    step "cand: build tests" 240 "${SELF[@]}" __build "$ROOT" "$B0" test_exact test_cuda test_cert >> "$log" 2>&1 || continue
+    step "cand: test_exact (cuda)" 150 env FLASHKM_TEST_BACKEND=cuda "$B0/tests/test_exact" >> "$log" 2>&1
+    step "cand: test_cuda" 150 "$B0/tests/test_cuda" >> "$log" 2>&1
+    step "cand: memcheck test_exact (cuda)" 150 env FLASHKM_TEST_BACKEND=cuda "${SELF[@]}" __san memcheck "$B0" test_exact >> "$log" 2>&1
+    for kk in 1024 16384 65536; do
+      exact_fits cand "$kk" 4 "default:$B0:" "cand-off:$B0:FLASHKM_EXACT_CAND=0" "cand-on:$B0:FLASHKM_EXACT_CAND=1"
+      fast_fits "$kk" 4 "$B0"
+    done
+    ;;
   smallk)
     prepare smallk update-smallk-columns.patch flashkm bench_cuda test_update test_stream test_cuda || continue
     step "smallk: test_update" 150 "$B/tests/test_update" >> "$log" 2>&1

@@ -199,6 +199,27 @@ static inline FKM_HD int fkm_cert_cos_ok_pt(const fkm_cert *c, float best, float
     return (double)second - (double)best > fkm_cert_bound(c, p, extra);
 }
 
+/* The candidate threshold (EXACTNESS.md 5.4): for a point whose computed best score is best
+ * (over every centroid), every exact argmin k has a computed score v_k <= the value returned,
+ * in any pass whose scores obey the same bound (E_k <= E_max: every tensor-core kernel, the
+ * same operands). l2 and dot: t_k <= t_i gives v_k <= t_k + E_k <= t_i + E_max <= best + E_i +
+ * E_max. Cosine (c the dot product's bound, mu_max as for fkm_cert_cos_ok_pt): the same in
+ * units of v with 5.1's terms. Rounded up: the double sum is widened by 2^-50 of itself (one rounding of 2^-53);
+ * the float compare is the caller's (round up again). +inf where the point may not be
+ * certified at all (fkm_cert_bound's conditions, a zero cosine row, a non-finite best). */
+static inline FKM_HD double fkm_cert_threshold_pt(const fkm_cert *c, float best, const fkm_cert_pt *p, int cosine,
+                                                  double mu_max)
+{
+    if (!isfinite(best)) return INFINITY;
+    double extra = 0.0;
+    if (cosine) {
+        if (!c->dot || !(p->xnorm > 0.0) || !(mu_max >= 0.0)) return INFINITY;
+        extra = fkm_cert_cos_extra(c, p->xnorm, p->best_cnorm, p->max_cnorm, mu_max);
+    }
+    const double t = (double)best + fkm_cert_bound(c, p, extra);
+    return t + fabs(t) * 0x1p-50;
+}
+
 /* The same with the model's operand bounds. */
 static inline FKM_HD int fkm_cert_cos_ok(const fkm_cert *c, float best, float second, double xnorm,
                                          double best_cnorm, double max_cnorm, double mu_max)

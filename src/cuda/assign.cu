@@ -172,12 +172,15 @@ __device__ __forceinline__ void mma_load_stage(T *stage, const T *cq_tile, int64
 
 /* TOP3 (exact mode, docs/EXACTNESS.md 3.6) also keeps each point's second and third smallest
  * scores and the second's index (src/core/top3.h), written to top3; the fast instantiation
- * compiles to the same code as without the flag. */
-template <typename T, bool RESIDENT, bool TOP3>
+ * compiles to the same code as without the flag. CAND (exact mode's candidate pass, 5.4)
+ * keeps no minimum: every score <= its row's threshold is appended to cand (labels, best and
+ * changed are not touched). */
+template <typename T, bool RESIDENT, bool TOP3, bool CAND = false>
 __global__ void __launch_bounds__(MMA_THREADS, 2)
 assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t bstride, int64_t dpad,
            const T *__restrict__ cqall, const float *__restrict__ cnall, int64_t kpad, float alpha,
-           int32_t *__restrict__ labels_all, unsigned long long *changed, float *best_all, fkm_cuda_top3_out top3)
+           int32_t *__restrict__ labels_all, unsigned long long *changed, float *best_all, fkm_cuda_top3_out top3,
+           fkm_cuda_cand_out cand)
 {
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T *smem = reinterpret_cast<T *>(smem_raw);
@@ -217,6 +220,18 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
             mma_load_stage<T, RESIDENT>(stages + s * stage_elems, cq + (int64_t)(s / kchunks) * MMA_BN * dpad, dpad,
                                         s % kchunks, X, row0, n, ld, d);
         fkm_cp_async_commit();
+    }
+
+    /* CAND: this thread's rows' thresholds (rows past n want nothing) */
+    float thr[MMA_WM][2];
+    if (CAND) {
+#pragma unroll
+        for (int mi = 0; mi < MMA_WM; mi++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int64_t row = row0 + wm * 16 * MMA_WM + mi * 16 + h * 8 + (lane >> 2);
+                thr[mi][h] = row < n ? cand.thr[row] : -INFINITY;
+            }
     }
 
     float acc[MMA_WM][MMA_WN][4];
@@ -288,7 +303,23 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
                     acc[mi][ni][3] = fmaf(-alpha, acc[mi][ni][3], c1);
                 }
             }
-            if (TOP3) {
+            if (CAND) {
+                /* rare: a few centroids per row pass (padding columns score +inf) */
+#pragma unroll
+                for (int mi = 0; mi < MMA_WM; mi++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++)
+#pragma unroll
+                        for (int ni = 0; ni < MMA_WN; ni++)
+#pragma unroll
+                            for (int e = 0; e < 2; e++)
+                                if (acc[mi][ni][2 * h + e] <= thr[mi][h]) {
+                                    const int64_t row = row0 + wm * 16 * MMA_WM + mi * 16 + h * 8 + (lane >> 2);
+                                    const unsigned slot = atomicAdd(cand.cnt + row, 1u);
+                                    if (slot < (unsigned)cand.cap)
+                                        cand.idx[row * cand.cap + slot] = (int32_t)(col0 + ni * 8 + e);
+                                }
+            } else if (TOP3) {
                 /* the tile's scores of row (mi, h) sit at acc[mi][ni][2h + e], column
                  * col0 + 8 ni + e: fkm_top3_tile's layout (its knockout network: 56 min/max
                  * per row of 16 scores, was 80) */
@@ -330,49 +361,50 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
         }
     }
     fkm_cp_async_wait<0>();
-
-    /* the four threads of a quad hold the same rows: merge them, then the warps along N */
+    if constexpr (!CAND) { /* CAND wrote its output in the epilogue */
+        /* the four threads of a quad hold the same rows: merge them, then the warps along N */
 #pragma unroll
-    for (int mi = 0; mi < MMA_WM; mi++)
+        for (int mi = 0; mi < MMA_WM; mi++)
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
+            for (int h = 0; h < 2; h++) {
 #pragma unroll
-            for (int o = 1; o <= 2; o <<= 1) {
-                if (TOP3) {
-                    fkm_top3 t = {bs[mi][h], b2[mi][h], b3[mi][h], bi[mi][h], i2[mi][h]};
-                    t = fkm_top3_merge(t, fkm_top3_shfl_xor(t, o));
-                    bs[mi][h] = t.s1, b2[mi][h] = t.s2, b3[mi][h] = t.s3, bi[mi][h] = t.i1, i2[mi][h] = t.i2;
-                } else {
-                    const float s2 = __shfl_xor_sync(0xffffffffu, bs[mi][h], o);
-                    const int32_t j2 = __shfl_xor_sync(0xffffffffu, bi[mi][h], o);
-                    fkm_merge_best(bs[mi][h], bi[mi][h], s2, j2);
+                for (int o = 1; o <= 2; o <<= 1) {
+                    if (TOP3) {
+                        fkm_top3 t = {bs[mi][h], b2[mi][h], b3[mi][h], bi[mi][h], i2[mi][h]};
+                        t = fkm_top3_merge(t, fkm_top3_shfl_xor(t, o));
+                        bs[mi][h] = t.s1, b2[mi][h] = t.s2, b3[mi][h] = t.s3, bi[mi][h] = t.i1, i2[mi][h] = t.i2;
+                    } else {
+                        const float s2 = __shfl_xor_sync(0xffffffffu, bs[mi][h], o);
+                        const int32_t j2 = __shfl_xor_sync(0xffffffffu, bi[mi][h], o);
+                        fkm_merge_best(bs[mi][h], bi[mi][h], s2, j2);
+                    }
+                }
+                if ((lane & 3) == 0) {
+                    const int r = wm * 16 * MMA_WM + mi * 16 + h * 8 + (lane >> 2);
+                    red_s[wn][r] = bs[mi][h];
+                    red_i[wn][r] = bi[mi][h];
+                    if (TOP3) red_sv[1][wn][r] = b2[mi][h], red_sv[2][wn][r] = b3[mi][h], red_iv[1][wn][r] = i2[mi][h];
                 }
             }
-            if ((lane & 3) == 0) {
-                const int r = wm * 16 * MMA_WM + mi * 16 + h * 8 + (lane >> 2);
-                red_s[wn][r] = bs[mi][h];
-                red_i[wn][r] = bi[mi][h];
-                if (TOP3) red_sv[1][wn][r] = b2[mi][h], red_sv[2][wn][r] = b3[mi][h], red_iv[1][wn][r] = i2[mi][h];
+        __syncthreads();
+        if (tid < MMA_BM) {
+            float s = red_s[0][tid];
+            int32_t i = red_i[0][tid];
+            const int64_t row = row0 + tid;
+            if (TOP3) {
+                fkm_top3 t = {s, red_sv[1][0][tid], red_sv[2][0][tid], i, red_iv[1][0][tid]};
+                for (int w = 1; w < MMA_WARPS_N; w++) {
+                    const fkm_top3 u = {red_sv[0][w][tid], red_sv[1][w][tid], red_sv[2][w][tid], red_iv[0][w][tid],
+                                        red_iv[1][w][tid]};
+                    t = fkm_top3_merge(t, u);
+                }
+                s = t.s1, i = t.i1;
+                if (row < n) fkm_top3_store(top3, b * n + row, t);
+            } else {
+                for (int w = 1; w < MMA_WARPS_N; w++) fkm_merge_best(s, i, red_s[w][tid], red_i[w][tid]);
             }
+            fkm_store_label(row < n, b * n + row, i, s, labels_all, best_all, changed + b);
         }
-    __syncthreads();
-    if (tid < MMA_BM) {
-        float s = red_s[0][tid];
-        int32_t i = red_i[0][tid];
-        const int64_t row = row0 + tid;
-        if (TOP3) {
-            fkm_top3 t = {s, red_sv[1][0][tid], red_sv[2][0][tid], i, red_iv[1][0][tid]};
-            for (int w = 1; w < MMA_WARPS_N; w++) {
-                const fkm_top3 u = {red_sv[0][w][tid], red_sv[1][w][tid], red_sv[2][w][tid], red_iv[0][w][tid],
-                                    red_iv[1][w][tid]};
-                t = fkm_top3_merge(t, u);
-            }
-            s = t.s1, i = t.i1;
-            if (row < n) fkm_top3_store(top3, b * n + row, t);
-        } else {
-            for (int w = 1; w < MMA_WARPS_N; w++) fkm_merge_best(s, i, red_s[w][tid], red_i[w][tid]);
-        }
-        fkm_store_label(row < n, b * n + row, i, s, labels_all, best_all, changed + b);
     }
 }
 
@@ -505,13 +537,13 @@ static fkm_status launch_mma(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev
         FKM_CUDA_TRY(ctx, fkm_cuda_allow_smem((const void *)assign_mma<T, true, TOP3>, smem));
         assign_mma<T, true, TOP3><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride,
                                                                        ws->dpad, cq, ws->cn, ws->kpad, alpha, labels,
-                                                                       changed, best, out3);
+                                                                       changed, best, out3, fkm_cuda_cand_out{});
     } else {
         const size_t smem = (size_t)MMA_STAGES * (MMA_BN + MMA_BM) * MMA_BK_OF(sizeof(T)) * sizeof(T);
         FKM_CUDA_TRY(ctx, fkm_cuda_allow_smem((const void *)assign_mma<T, false, TOP3>, smem));
         assign_mma<T, false, TOP3><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride,
                                                                         ws->dpad, cq, ws->cn, ws->kpad, alpha, labels,
-                                                                        changed, best, out3);
+                                                                        changed, best, out3, fkm_cuda_cand_out{});
     }
     FKM_CUDA_LAUNCHED(ctx, "assign_mma");
     return FKM_OK;
@@ -609,4 +641,43 @@ fkm_status fkm_cuda_assign_top3(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_
         return fkm_fail(ctx, FKM_E_INTERNAL, "the top-3 assignment needs a tensor-core path, not %s",
                         fkm_cuda_assign_path_name(ws->path));
     return assign_any(ctx, ws, pb, centroids, labels, changed, best, top3, stream);
+}
+
+template <typename T>
+static fkm_status launch_candidates(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb, int64_t b,
+                                    const void *Xg, int64_t m, int64_t ldg, const fkm_cuda_cand_out *cand,
+                                    cudaStream_t stream)
+{
+    const float alpha = pb->metric == FKM_METRIC_L2 ? 2.f : 1.f;
+    const dim3 grid((unsigned)fkm_ceil_div(m, MMA_BM), 1);
+    const T *cq = (const T *)ws->cq + b * ws->kpad * ws->dpad;
+    const float *cn = ws->cn + b * ws->kpad;
+    const fkm_cuda_top3_out none = {NULL, NULL, NULL};
+    if (ws->dpad * (int64_t)sizeof(T) <= MMA_RESIDENT_MAX_BYTES_PER_ROW) {
+        const size_t smem =
+            ((size_t)MMA_BM * ws->dpad + (size_t)MMA_STAGES * MMA_BN * MMA_BK_OF(sizeof(T))) * sizeof(T);
+        FKM_CUDA_TRY(ctx, fkm_cuda_allow_smem((const void *)assign_mma<T, true, false, true>, smem));
+        assign_mma<T, true, false, true><<<grid, MMA_THREADS, smem, stream>>>(
+            (const T *)Xg, m, pb->d, ldg, 0, ws->dpad, cq, cn, ws->kpad, alpha, NULL, NULL, NULL, none, *cand);
+    } else {
+        const size_t smem = (size_t)MMA_STAGES * (MMA_BN + MMA_BM) * MMA_BK_OF(sizeof(T)) * sizeof(T);
+        FKM_CUDA_TRY(ctx, fkm_cuda_allow_smem((const void *)assign_mma<T, false, false, true>, smem));
+        assign_mma<T, false, false, true><<<grid, MMA_THREADS, smem, stream>>>(
+            (const T *)Xg, m, pb->d, ldg, 0, ws->dpad, cq, cn, ws->kpad, alpha, NULL, NULL, NULL, none, *cand);
+    }
+    FKM_CUDA_LAUNCHED(ctx, "assign_mma(candidates)");
+    return FKM_OK;
+}
+
+fkm_status fkm_cuda_assign_candidates(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb, int64_t b,
+                                      const void *Xg, int64_t m, int64_t ldg, const fkm_cuda_cand_out *cand,
+                                      cudaStream_t stream)
+{
+    if (ws->path == FKM_ASSIGN_FFMA)
+        return fkm_fail(ctx, FKM_E_INTERNAL, "the candidate pass needs a tensor-core path, not %s",
+                        fkm_cuda_assign_path_name(ws->path));
+    if (m <= 0) return FKM_OK;
+    if (pb->dtype == FKM_F16) return launch_candidates<__half>(ctx, ws, pb, b, Xg, m, ldg, cand, stream);
+    if (pb->dtype == FKM_F32) return launch_candidates<float>(ctx, ws, pb, b, Xg, m, ldg, cand, stream);
+    return launch_candidates<__nv_bfloat16>(ctx, ws, pb, b, Xg, m, ldg, cand, stream);
 }

@@ -65,4 +65,22 @@ fkm_status fkm_cuda_assign_top3(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_
                                 const float *centroids, int32_t *labels, unsigned long long *changed,
                                 float *best, const fkm_cuda_top3_out *top3, cudaStream_t stream);
 
+/* Exact mode's candidate pass (exact.cu, docs/EXACTNESS.md 5.4): m gathered rows of problem b
+ * (Xg: m rows of the input type, leading dimension ldg, 16-byte aligned and zero beyond d)
+ * scored against problem b's centroids as prepared by the fkm_cuda_assign_top3 call of the
+ * same assignment (its operand copy and norm term: the same scores' bound); every centroid
+ * whose computed score is <= thr[row] is appended to row's slots: cnt[row] counts them (it may
+ * exceed cap, then only cap were stored, in no particular order). thr = -inf asks for none.
+ * cnt must be zeroed by the caller. The mma.sync kernel serves every tensor-core path. */
+typedef struct fkm_cuda_cand_out {
+    const float *thr;
+    int32_t *idx; /* m x cap */
+    unsigned *cnt;
+    int cap;
+} fkm_cuda_cand_out;
+
+fkm_status fkm_cuda_assign_candidates(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb, int64_t b,
+                                      const void *Xg, int64_t m, int64_t ldg, const fkm_cuda_cand_out *cand,
+                                      cudaStream_t stream);
+
 #endif

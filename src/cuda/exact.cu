@@ -95,6 +95,16 @@ struct fkm_cuda_exact_ws {
     int64_t *host_idx;         /* n_total: the host list */
     void *part32, *part64;     /* batch x part*_items x P ex_state<float> / <double>: the
                                   sliced filters' partial states */
+    /* the candidate pass (EXACTNESS.md 5.4; cand_rows == NULL: off): a chunk of up to
+     * cand_chunk listed points at a time */
+    int64_t cand_chunk, cand_ld;
+    void *cand_rows;           /* cand_chunk x cand_ld: the listed rows in the input type */
+    float *cand_thr;           /* cand_chunk: each row's threshold (rounded up) */
+    int64_t *cand_pts;         /* cand_chunk: each row's point (global index) */
+    unsigned *cand_cnt;        /* cand_chunk: candidates found */
+    int32_t *cand_idx;         /* cand_chunk x EX_CAND_CAP */
+    unsigned long long *cand_left; /* batch: points each problem leaves to the filters */
+    unsigned long long *flen_h;    /* batch (pinned): the filter lists' lengths */
     float *rows;               /* chunk x d: the host list's rows as f32 */
     int32_t *lab;              /* chunk: their exact labels */
     /* host (pinned) */
@@ -126,6 +136,9 @@ struct ex_args {
     int slices_force;
 };
 
+#define EX_CAND_CAP 32                        /* candidates kept per point; more: the filters */
+#define EX_CAND_BYTES ((int64_t)32 << 20)      /* gathered rows per chunk of the candidate pass */
+#define EX_CAND_MIN_K 1024                     /* the default: candidates from this many clusters */
 #define EX_THREADS 256
 #define EX_MAX_BLOCKS 4096
 #define EX_CHUNK_BYTES ((int64_t)16 << 20) /* rows gathered per round trip: 16 MB of f32 */
@@ -599,6 +612,97 @@ __global__ void __launch_bounds__(EX_THREADS) filter_merge(ex_args a)
     }
 }
 
+/* ---------------------------------------------------------------- candidate pass (5.4) */
+
+/* Chunk rows j < m of problem b's filter list (from entry off): row j of rows = point
+ * list[off + j]'s stored row (the input type, zero beyond d), its point index, a zero count,
+ * and its threshold fkm_cert_threshold_pt rounded up to f32 (every exact argmin's computed
+ * score is at most this, in any pass with the tensor-core bound); a point that may not be
+ * certified at all (threshold +inf, or beyond f32) gets -inf and a count past the cap, so the
+ * filters take it. One warp per row. */
+template <typename T>
+__global__ void cand_gather(const T *X, int64_t n, int64_t d, int64_t ld, int64_t bstride, int64_t k, int64_t b,
+                            const int64_t *list, int64_t m, fkm_cert cert, const int32_t *labels, const float *best,
+                            const double *xnorm, const double *xdelta, const double *cnorm, const double *cdelta,
+                            const double *cmax, const double *cdmax, const double *mumax, T *rows, int64_t ldr,
+                            float *thr, int64_t *pts, unsigned *cnt)
+{
+    const int lane = threadIdx.x & 31;
+    const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
+    for (int64_t j = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; j < m; j += warps) {
+        const int64_t i = list[j], r = i - b * n;
+        const T *x = X + b * bstride + r * ld;
+        for (int64_t c = lane; c < ldr; c += 32) rows[j * ldr + c] = c < d ? x[c] : static_cast<T>(0.f);
+        if (lane != 0) continue;
+        const int64_t c = b * k + labels[i];
+        const fkm_cert_pt p = {xnorm[i], xdelta[i], cnorm[c], cdelta[c], cmax[b], cdmax[b]};
+        const double t = fkm_cert_threshold_pt(&cert, best[i], &p, mumax != NULL, mumax ? mumax[b] : 0.0);
+        const float tf = __double2float_ru(t); /* +inf for t beyond f32 */
+        const bool ok = tf < INFINITY;
+        thr[j] = ok ? tf : -INFINITY;
+        pts[j] = i;
+        cnt[j] = ok ? 0u : (unsigned)EX_CAND_CAP + 1u;
+    }
+}
+
+/* One warp per chunk row: a count within the cap lists every centroid that can be an exact
+ * argmin (5.4), and section 4's double intervals over them decide as the double filter
+ * decides over all centroids: one survivor is the label, several go to the host. A count
+ * past the cap (or none, or an index out of range: cannot happen) sends the point back to
+ * its problem's filter list, compacted at the front (entries already read: a chunk's rows
+ * were gathered before, and the list has at most as many left-over points as read ones).
+ * The candidates' order is the atomics'; ex_state_merge of single centroids gives the same
+ * state in any order (ex_state). */
+template <typename T, bool DOT>
+__global__ void __launch_bounds__(EX_THREADS) cand_decide(ex_args a, int64_t b, int64_t m, const int64_t *pts,
+                                                          const unsigned *cnt, const int32_t *cidx,
+                                                          int64_t *list_b, unsigned long long *left)
+{
+    const int lane = threadIdx.x & 31;
+    const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
+    const int64_t n = a.n, d = a.d, k = a.k;
+    const bool cosine = a.xinv != NULL;
+    for (int64_t j = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; j < m; j += warps) {
+        const int64_t i = pts[j];
+        const unsigned nc = cnt[j];
+        int32_t mine = -1;
+        if (nc >= 1 && nc <= EX_CAND_CAP && lane < (int)nc) mine = cidx[j * EX_CAND_CAP + lane];
+        const bool out_of_range = lane < (int)nc && (mine < 0 || mine >= k);
+        const bool bad = nc < 1 || nc > EX_CAND_CAP || __any_sync(0xffffffffu, out_of_range);
+        if (bad) {
+            if (lane == 0) list_b[atomicAdd(left + b, 1ull)] = i;
+            continue;
+        }
+        const T *x = (const T *)a.X + b * a.bstride + (i - b * n) * a.ld;
+        const double inv = cosine ? a.xinv[i] : 0.0;
+        ex_state<double> st = {INFINITY, INFINITY, INFINITY, 0};
+        for (unsigned q = 0; q < nc; q++) {
+            const int32_t c = __shfl_sync(0xffffffffu, mine, (int)q);
+            const float *cr = a.cent + (b * k + c) * d;
+            double s = 0.0, mg = 0.0;
+            for (int64_t jj = lane; jj < d; jj += 32)
+                ex_term<DOT>((double)ex_value(x[jj], cosine, inv), (double)cr[jj], s, mg);
+            for (int o = 16; o > 0; o >>= 1) {
+                s += __shfl_xor_sync(0xffffffffu, s, o);
+                if (DOT) mg += __shfl_xor_sync(0xffffffffu, mg, o);
+            }
+            const double r = a.rfac * (DOT ? mg : s);
+            const ex_state<double> one = {s - r, INFINITY, s + r, c};
+            ex_state_merge<double>(st, one); /* lane 0's decides: its own fixed order of the sums */
+        }
+        if (lane == 0) {
+            if (st.lo2 > st.hi) a.labels[i] = st.c1;
+            else to_host(i, 0, a.count, a.host_idx);
+        }
+    }
+}
+
+/* Problem b's filter list becomes what the candidate pass left in it. */
+__global__ void cand_close(unsigned long long *count, const unsigned long long *left, int64_t b)
+{
+    count[EX_C_FIXED + b] = left[b];
+}
+
 /* rows[j] = the f32 row of point idx[j] (exact conversion from f32/f16/bf16), normalised as
  * fkm_load_row does when xinv != NULL (cosine). */
 template <typename T>
@@ -654,9 +758,27 @@ static int filter_slices_env(void)
     return v > (1 << 24) ? (1 << 24) : (int)v;
 }
 
+/* FLASHKM_EXACT_CAND, a test and A/B knob: 0 keeps the filter lists for the filters, 1 runs
+ * the candidate pass for every k; unset (or anything else): the default, k >= EX_CAND_MIN_K.
+ * The labels do not depend on it (the split between the device and the host may). */
+static int cand_wanted(int64_t k)
+{
+    const char *e = getenv("FLASHKM_EXACT_CAND");
+    if (e && strcmp(e, "0") == 0) return 0;
+    if (e && strcmp(e, "1") == 0) return 1;
+    return k >= EX_CAND_MIN_K;
+}
+
 void fkm_cuda_exact_destroy(fkm_cuda_exact_ws *ws)
 {
     if (!ws) return;
+    cudaFree(ws->cand_rows);
+    cudaFree(ws->cand_thr);
+    cudaFree(ws->cand_pts);
+    cudaFree(ws->cand_cnt);
+    cudaFree(ws->cand_idx);
+    cudaFree(ws->cand_left);
+    cudaFreeHost(ws->flen_h);
     cudaFree(ws->prev);
     cudaFree(ws->best);
     cudaFree(ws->second);
@@ -764,6 +886,25 @@ fkm_status fkm_cuda_exact_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_cu
     if (ws->part64_items)
         FKM_CUDA_TRY_GOTO(ctx, cudaMalloc(&ws->part64, (size_t)(pb->batch * ws->part64_items) *
                                                            FT_P_OF(true) * sizeof(ex_state<double>)), s, fail);
+    if (cand_wanted(pb->k)) {
+        /* rows 16-byte aligned for the tensor-core kernel's loads, zero beyond d */
+        const int64_t es = (int64_t)fkm_dtype_size(pb->dtype), per16 = 16 / es;
+        ws->cand_ld = fkm_ceil_div(pb->d, per16) * per16;
+        int64_t c = EX_CAND_BYTES / (ws->cand_ld * es);
+        if (c > ((int64_t)1 << 16)) c = (int64_t)1 << 16;
+        if (c > pb->n) c = pb->n; /* a problem's list holds at most n points */
+        ws->cand_chunk = c < 1 ? 1 : c;
+        const size_t cc = (size_t)ws->cand_chunk;
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc(&ws->cand_rows, cc * (size_t)ws->cand_ld * (size_t)es), s, fail);
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cand_thr, cc * sizeof(float)), s, fail);
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cand_pts, cc * sizeof(int64_t)), s, fail);
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cand_cnt, cc * sizeof(unsigned)), s, fail);
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cand_idx, cc * EX_CAND_CAP * sizeof(int32_t)), s, fail);
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cand_left, (size_t)pb->batch * sizeof(unsigned long long)),
+                          s, fail);
+        FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&ws->flen_h, (size_t)pb->batch * sizeof(unsigned long long)),
+                          s, fail);
+    }
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->rows, ch * (size_t)pb->d * sizeof(float)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->lab, ch * sizeof(int32_t)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&ws->count_h, EX_C_FIXED * sizeof(unsigned long long)), s, fail);
@@ -812,10 +953,51 @@ static fkm_status launch_row_norms(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fk
     return FKM_OK;
 }
 
-/* The pair and filter stages for input type T and metric DOT. */
+/* The candidate pass (EXACTNESS.md 5.4) over each problem's filter list, chunk by chunk: the
+ * lists' lengths come to the host (one synchronisation), each chunk's rows are gathered with
+ * their thresholds, the tensor-core kernel lists their candidates, cand_decide decides from
+ * them and puts back in the list what it cannot take; the filters then run on what is left. */
 template <typename T, bool DOT>
-static fkm_status launch_device_stages(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fkm_dev_problem *pb,
-                                       const float *cent, int32_t *labels, cudaStream_t stream)
+static fkm_status launch_candidates(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_assign_ws *aws,
+                                    const fkm_dev_problem *pb, const ex_args &a, cudaStream_t stream)
+{
+    const int64_t nb = pb->batch;
+    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->flen_h, ws->count + EX_C_FIXED, (size_t)nb * sizeof(unsigned long long),
+                                      cudaMemcpyDeviceToHost, stream));
+    FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->cand_left, 0, (size_t)nb * sizeof(unsigned long long), stream));
+    FKM_CUDA_TRY(ctx, cudaStreamSynchronize(stream));
+    const fkm_cuda_cand_out out = {ws->cand_thr, ws->cand_idx, ws->cand_cnt, EX_CAND_CAP};
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t m = (int64_t)ws->flen_h[b];
+        if (m == 0) continue;
+        int64_t *list = ws->filt_idx + b * pb->n;
+        for (int64_t off = 0; off < m; off += ws->cand_chunk) {
+            const int64_t c = m - off < ws->cand_chunk ? m - off : ws->cand_chunk;
+            const unsigned blocks = (unsigned)fkm_ceil_div(c, EX_THREADS / 32); /* a warp per row */
+            cand_gather<T><<<blocks, EX_THREADS, 0, stream>>>(
+                (const T *)pb->X, pb->n, pb->d, pb->ld, pb->batch_stride, pb->k, b, list + off, c, ws->cert, a.labels,
+                ws->best, ws->xnorm, ws->xdelta, ws->cnorm, ws->cdelta, ws->cmax, ws->cdmax, ws->mumax,
+                (T *)ws->cand_rows, ws->cand_ld, ws->cand_thr, ws->cand_pts, ws->cand_cnt);
+            FKM_CUDA_LAUNCHED(ctx, "cand_gather");
+            const fkm_status s =
+                fkm_cuda_assign_candidates(ctx, aws, pb, b, ws->cand_rows, c, ws->cand_ld, &out, stream);
+            if (s != FKM_OK) return s;
+            cand_decide<T, DOT><<<blocks < ws->pair_blocks ? blocks : ws->pair_blocks, EX_THREADS, 0, stream>>>(
+                a, b, c, ws->cand_pts, ws->cand_cnt, ws->cand_idx, list, ws->cand_left);
+            FKM_CUDA_LAUNCHED(ctx, "cand_decide");
+        }
+        cand_close<<<1, 1, 0, stream>>>(ws->count, ws->cand_left, b);
+        FKM_CUDA_LAUNCHED(ctx, "cand_close");
+    }
+    return FKM_OK;
+}
+
+/* The pair and filter stages for input type T and metric DOT (the candidate pass first when
+ * the workspace has it). */
+template <typename T, bool DOT>
+static fkm_status launch_device_stages(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_assign_ws *aws,
+                                       const fkm_dev_problem *pb, const float *cent, int32_t *labels,
+                                       cudaStream_t stream)
 {
     const ex_args a = {pb->X,        pb->n,          pb->d,     pb->ld,    pb->batch_stride,
                        pb->k,        cent,           ws->cbias, ws->xnorm, ws->cnorm,
@@ -824,6 +1006,10 @@ static fkm_status launch_device_stages(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, cons
                        ws->host_idx, NULL,           0,            0};
     pair_decide<T, DOT><<<ws->pair_blocks, EX_THREADS, 0, stream>>>(a);
     FKM_CUDA_LAUNCHED(ctx, "pair_decide");
+    if (ws->cand_rows) {
+        const fkm_status s = launch_candidates<T, DOT>(ctx, ws, aws, pb, a, stream);
+        if (s != FKM_OK) return s;
+    }
     /* each filter, then its merge of sliced work (same grid: the same slicing; it returns at
      * once when the list kept one slice) */
     ex_args a32 = a, a64 = a;
@@ -842,12 +1028,13 @@ static fkm_status launch_device_stages(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, cons
 }
 
 template <typename T>
-static fkm_status launch_device_stages_any(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fkm_dev_problem *pb,
-                                           const float *cent, int32_t *labels, cudaStream_t stream)
+static fkm_status launch_device_stages_any(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_assign_ws *aws,
+                                           const fkm_dev_problem *pb, const float *cent, int32_t *labels,
+                                           cudaStream_t stream)
 {
     /* cosine takes the l2 stages: they score (y, C) with y read through ex_value */
-    return pb->metric == FKM_METRIC_DOT ? launch_device_stages<T, true>(ctx, ws, pb, cent, labels, stream)
-                                        : launch_device_stages<T, false>(ctx, ws, pb, cent, labels, stream);
+    return pb->metric == FKM_METRIC_DOT ? launch_device_stages<T, true>(ctx, ws, aws, pb, cent, labels, stream)
+                                        : launch_device_stages<T, false>(ctx, ws, aws, pb, cent, labels, stream);
 }
 
 template <typename T>
@@ -949,9 +1136,10 @@ fkm_status fkm_cuda_exact_assign(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_a
                                                                 pb->n, pb->k, ws->count, ws->pair_idx,
                                                                 ws->filt_idx);
     FKM_CUDA_LAUNCHED(ctx, "certify");
-    if (pb->dtype == FKM_F16) s = launch_device_stages_any<__half>(ctx, ws, pb, cent, labels, stream);
-    else if (pb->dtype == FKM_BF16) s = launch_device_stages_any<__nv_bfloat16>(ctx, ws, pb, cent, labels, stream);
-    else s = launch_device_stages_any<float>(ctx, ws, pb, cent, labels, stream);
+    if (pb->dtype == FKM_F16) s = launch_device_stages_any<__half>(ctx, ws, aws, pb, cent, labels, stream);
+    else if (pb->dtype == FKM_BF16)
+        s = launch_device_stages_any<__nv_bfloat16>(ctx, ws, aws, pb, cent, labels, stream);
+    else s = launch_device_stages_any<float>(ctx, ws, aws, pb, cent, labels, stream);
     if (s != FKM_OK) return s;
     /* recount now, so that nothing is left to launch after the one synchronisation unless
      * the host has points to re-decide (then it recounts again) */
