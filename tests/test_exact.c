@@ -26,7 +26,7 @@
  * FLASHKM_EXACT_FILTER_SLICES = default, 1, 2, 7 and max and require bitwise-equal labels,
  * exact counters (and for fits centroids and results), all equal to the reference. The same
  * cases run with the candidate pass forced on and off (FLASHKM_EXACT_CAND = 1, 0: exact.cu,
- * EXACTNESS.md 5.4): the same labels, centroids and results, and the same points re-checked
+ * EXACTNESS.md 5.4; on also with the mma.sync kernel where wgmma would run it): the same labels, centroids and results, and the same points re-checked
  * and decided by the pair test (the filters' and the host's shares may differ); the crowd
  * case gives points more candidates than the pass keeps, which go back to the filters. */
 #define _POSIX_C_SOURCE 200809L /* setenv */
@@ -644,13 +644,13 @@ static void copies_data(uint64_t seed, int64_t n, int64_t d, int64_t K, double *
  * no point between stages; the candidate pass may move points between the filters and the
  * host, never the pair test's). */
 typedef struct knob {
-    const char *slices, *cand, *name;
+    const char *slices, *cand, *cand_kernel, *name;
     int same_split;
 } knob;
-static const knob knobs[] = {{NULL, NULL, "default", 1},   {"1", NULL, "slices=1", 1},
-                             {"max", NULL, "slices=max", 1}, {NULL, "1", "cand=1", 0},
-                             {"2", NULL, "slices=2", 1},     {"7", NULL, "slices=7", 1},
-                             {NULL, "0", "cand=0", 0}};
+static const knob knobs[] = {{NULL, NULL, NULL, "default", 1},      {"1", NULL, NULL, "slices=1", 1},
+                             {"max", NULL, NULL, "slices=max", 1},  {NULL, "1", NULL, "cand=1", 0},
+                             {"2", NULL, NULL, "slices=2", 1},      {"7", NULL, NULL, "slices=7", 1},
+                             {NULL, "0", NULL, "cand=0", 0},        {NULL, "1", "mma", "cand=1 mma", 0}};
 #define N_KNOBS (int)(sizeof knobs / sizeof knobs[0])
 
 static void set_env(const char *name, const char *v)
@@ -663,6 +663,7 @@ static void set_knob(const knob *k)
 {
     set_env("FLASHKM_EXACT_FILTER_SLICES", k ? k->slices : NULL);
     set_env("FLASHKM_EXACT_CAND", k ? k->cand : NULL);
+    set_env("FLASHKM_CAND_KERNEL", k ? k->cand_kernel : NULL);
 }
 
 /* Counters that must agree: all five, or points, re-checked and the pair test's. */
@@ -827,7 +828,7 @@ static void crowd_case(fkm_ctx *ctx, fkm_dtype dtype, int64_t K, int64_t n)
     const int fits = contract_labels(X, C, n, K, d, FKM_METRIC_L2, ref);
     CHECK(fits, "crowd case: values outside the reference's range");
     for (int v = 0; v < 2; v++) {
-        const knob kn = {NULL, v ? "1" : "0", v ? "cand=1" : "cand=0", 0};
+        const knob kn = {NULL, v ? "1" : "0", NULL, v ? "cand=1" : "cand=0", 0};
         set_knob(&kn);
         const fkm_status s =
             fkm_predict_precision(ctx, FKM_METRIC_L2, FKM_PRECISION_EXACT, Xs, dtype, n, d, d, C, K, got[v], NULL);

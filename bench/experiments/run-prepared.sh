@@ -135,9 +135,19 @@ for e in $EXPERIMENTS; do
     step "cand: test_cuda" 150 "$B0/tests/test_cuda" >> "$log" 2>&1
     step "cand: memcheck test_exact (cuda)" 150 env FLASHKM_TEST_BACKEND=cuda "${SELF[@]}" __san memcheck "$B0" test_exact >> "$log" 2>&1
     for kk in 1024 16384 65536; do
-      exact_fits cand "$kk" 4 "default:$B0:" "cand-off:$B0:FLASHKM_EXACT_CAND=0" "cand-on:$B0:FLASHKM_EXACT_CAND=1"
+      exact_fits cand "$kk" 4 "default:$B0:" "cand-mma:$B0:FLASHKM_CAND_KERNEL=mma" "cand-off:$B0:FLASHKM_EXACT_CAND=0"
       fast_fits "$kk" 4 "$B0"
     done
+    for cfg in "exb16 1024" "exb32 1024" "exb16 16384" "exb32 16384"; do
+      set -- $cfg
+      echo "== ncu exact fit $1 K=$2, 2 iterations (3 assignments): kernel time, us x launches" >> "$log"
+      timeout 120 ncu --metrics gpu__time_duration.sum --print-summary per-kernel "$B0/tools/flashkm" fit "/tmp/$1.npy" \
+        -k "$2" --max-iter 2 --tol 0 --init random --seed 1 --backend cuda --precision exact 2>&1 |
+        grep -E "^  [a-zA-Z_].*\(|gpu__time_duration" | paste - - | sed -E 's/\(.*Invocations/ inv/; s/gpu__time_duration.sum//' |
+        awk '{u=$(NF-3); v=$(NF); if (u=="ms") v*=1000; n=$0; sub(/ inv.*/,"",n); split($0,a," inv "); split(a[2],b," ");
+             printf "%10.1f us x %-4s %s\n", v, b[1], substr(n,1,70)}' | sort -rn | head -12 >> "$log"
+    done
+    note "cand: ncu of exact fits in $log"
     ;;
   smallk)
     prepare smallk update-smallk-columns.patch flashkm bench_cuda test_update test_stream test_cuda || continue

@@ -677,6 +677,17 @@ fkm_status fkm_cuda_assign_candidates(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, cons
         return fkm_fail(ctx, FKM_E_INTERNAL, "the candidate pass needs a tensor-core path, not %s",
                         fkm_cuda_assign_path_name(ws->path));
     if (m <= 0) return FKM_OK;
+    /* the wgmma kernel where the assignment runs on wgmma; FLASHKM_CAND_KERNEL=mma keeps the
+     * mma.sync one (A/B runs and tests: the same guarantee, though a score near a threshold
+     * may fall on the other side of it, so the sets, and the host's share, may differ) */
+    const char *force = getenv("FLASHKM_CAND_KERNEL");
+    if (path_is_wgmma(ws->path) && !(force && strcmp(force, "mma") == 0)) {
+        const float alpha = pb->metric == FKM_METRIC_L2 ? 2.f : 1.f;
+        const size_t es = fkm_dtype_size(pb->dtype);
+        const char *cq = (const char *)ws->cq + (size_t)(b * ws->kpad * ws->dpad) * es;
+        return fkm_cuda_assign_wgmma_candidates(ctx, pb->dtype, pb->d, cq, ws->cn + b * ws->kpad, ws->kpad, ws->dpad,
+                                                alpha, Xg, m, ldg, cand, stream);
+    }
     if (pb->dtype == FKM_F16) return launch_candidates<__half>(ctx, ws, pb, b, Xg, m, ldg, cand, stream);
     if (pb->dtype == FKM_F32) return launch_candidates<float>(ctx, ws, pb, b, Xg, m, ldg, cand, stream);
     return launch_candidates<__nv_bfloat16>(ctx, ws, pb, b, Xg, m, ldg, cand, stream);

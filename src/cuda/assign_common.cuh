@@ -66,6 +66,11 @@ fkm_status fkm_cuda_assign_wgmma(fkm_ctx *ctx, const fkm_dev_problem *pb, const 
                                  int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
                                  unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
                                  cudaStream_t stream);
+/* The candidate pass (assign.cuh, fkm_cuda_assign_candidates) on the single-set kernel: m rows
+ * Xg (leading dimension ldg) against one problem's prepared centroids cq (kpad x dpad), cn. */
+fkm_status fkm_cuda_assign_wgmma_candidates(fkm_ctx *ctx, fkm_dtype dtype, int64_t d, const void *cq,
+                                            const float *cn, int64_t kpad, int64_t dpad, float alpha, const void *Xg,
+                                            int64_t m, int64_t ldg, const fkm_cuda_cand_out *cand, cudaStream_t stream);
 /* assign_wgmma_pingpong.cu (sm_90a): the same contract for X rows of at most
  * FKM_WGMMA_MAX_ROW_BYTES, on the FlashAttention-3 ping-pong schedule: two consumer warpgroups
  * of 128 points each take turns issuing their wgmma, one's argmin epilogue under the other's

@@ -73,12 +73,14 @@ static __device__ __forceinline__ void wg1_step(wg1_ring<T> &r, float (&acc)[64]
 
 /* TOP3 (exact mode, docs/EXACTNESS.md 3.6): also each point's second and third smallest
  * scores and the second's index (src/core/top3.h), to top3; the fast instantiation is
- * unchanged. */
-template <typename T, bool RESIDENT, bool TOP3, bool CNS>
+ * unchanged. CAND (exact mode's candidate pass, 5.4): no minimum, every score at or below its
+ * row's threshold appended to cand; labels, best and changed untouched. */
+template <typename T, bool RESIDENT, bool TOP3, bool CNS, bool CAND = false>
 __global__ void __launch_bounds__(WG_THREADS, 2)
 assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t bstride, int64_t dpad,
              const T *__restrict__ cqall, const float *__restrict__ cnall, int64_t kpad, float alpha,
-             int32_t *__restrict__ labels_all, unsigned long long *changed, float *best_all, fkm_cuda_top3_out top3)
+             int32_t *__restrict__ labels_all, unsigned long long *changed, float *best_all, fkm_cuda_top3_out top3,
+             fkm_cuda_cand_out cand)
 {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     /* 1024-byte alignment of every tile: the swizzle pattern repeats every 8 rows of 128 B */
@@ -116,13 +118,30 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
     float acc[64];
     wg_rows rows;
     wg_rows_init(rows);
+    /* CAND: the lane's two rows (its warp's 16, lane / 4 and + 8) and their thresholds */
+    float thr[2] = {-INFINITY, -INFINITY};
+    int64_t crow[2] = {0, 0};
+    if constexpr (CAND) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            crow[h] = r.row0 + (threadIdx.x >> 5) * 16 + (lane >> 2) + 8 * h;
+            if (crow[h] < n) thr[h] = cand.thr[crow[h]];
+        }
+    }
     for (int64_t tile = 0; tile < ntiles; tile++) {
         wg1_step<T, RESIDENT, CNS, true>(r, acc, 0);
         for (int kc = 1; kc < r.kchunks; kc++) wg1_step<T, RESIDENT, CNS, false>(r, acc, kc);
         wg_wait<0>();
         wg_fence_acc(acc);
         const int64_t col0 = tile * WG_BN + (lane & 3) * 2;
-        if (CNS) {
+        if constexpr (CAND) {
+            if (CNS)
+                wg_cand_epilogue(acc, wg_cn_shared{fkm_smem_addr(r.cns + ((r.slot + WG_STAGES - 1) % WG_STAGES) * WG_BN +
+                                                                 (lane & 3) * 2)},
+                                 (int32_t)col0, alpha, thr, crow, cand);
+            else
+                wg_cand_epilogue(acc, wg_cn_global{r.cn + col0}, (int32_t)col0, alpha, thr, crow, cand);
+        } else if (CNS) {
             /* the tile's last chunk was read one step ago: its slot is refilled only after the
              * next step's barrier */
             const int last_slot = (r.slot + WG_STAGES - 1) % WG_STAGES;
@@ -133,7 +152,8 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
         }
     }
     fkm_cp_async_wait<0>();
-    wg_finish<TOP3>(rows, b, r.row0 + (threadIdx.x >> 5) * 16, n, labels_all, changed, best_all, top3);
+    if constexpr (!CAND)
+        wg_finish<TOP3>(rows, b, r.row0 + (threadIdx.x >> 5) * 16, n, labels_all, changed, best_all, top3);
 }
 
 /* Shared memory of one block: X (resident) or nothing, the ring, with CNS the ring's ||c||^2,
@@ -171,7 +191,7 @@ static fkm_status launch_one(fkm_ctx *ctx, const fkm_dev_problem *pb, const void
     FKM_CUDA_TRY(ctx, fkm_cuda_allow_smem((const void *)assign_wgmma<T, RESIDENT, TOP3, CNS>, smem));
     assign_wgmma<T, RESIDENT, TOP3, CNS><<<grid, WG_THREADS, smem, stream>>>(
         (const T *)pb->X, pb->n, pb->d, pb->ld, pb->batch_stride, dpad, (const T *)cq, cn, kpad, alpha, labels,
-        changed, best, out3);
+        changed, best, out3, fkm_cuda_cand_out{});
     FKM_CUDA_LAUNCHED(ctx, "assign_wgmma");
     return FKM_OK;
 }
@@ -201,4 +221,42 @@ fkm_status fkm_cuda_assign_wgmma(fkm_ctx *ctx, const fkm_dev_problem *pb, const 
                                  cudaStream_t stream)
 {
     return wg_dispatch<wg1_launcher>(ctx, pb, cq, cn, kpad, dpad, alpha, labels, changed, best, top3, stream);
+}
+
+/* The candidate pass's kernel (assign.cuh): m rows Xg (leading dimension ldg) against one
+ * problem's prepared centroids cq, cn; the same shared-memory choices as the fast kernel. */
+template <typename T, bool RESIDENT, bool CNS>
+static fkm_status launch_cand(fkm_ctx *ctx, int64_t d, const void *cq, const float *cn, int64_t kpad, int64_t dpad,
+                              float alpha, const void *Xg, int64_t m, int64_t ldg, const fkm_cuda_cand_out &cand,
+                              cudaStream_t stream)
+{
+    const dim3 grid((unsigned)fkm_ceil_div(m, WG_BM), 1);
+    const size_t smem = smem_bytes<T>(RESIDENT, CNS, dpad);
+    FKM_CUDA_TRY(ctx, fkm_cuda_allow_smem((const void *)assign_wgmma<T, RESIDENT, false, CNS, true>, smem));
+    assign_wgmma<T, RESIDENT, false, CNS, true><<<grid, WG_THREADS, smem, stream>>>(
+        (const T *)Xg, m, d, ldg, 0, dpad, (const T *)cq, cn, kpad, alpha, NULL, NULL, NULL,
+        fkm_cuda_top3_out{NULL, NULL, NULL}, cand);
+    FKM_CUDA_LAUNCHED(ctx, "assign_wgmma(candidates)");
+    return FKM_OK;
+}
+
+template <typename T>
+static fkm_status launch_cand_any(fkm_ctx *ctx, int64_t d, const void *cq, const float *cn, int64_t kpad,
+                                  int64_t dpad, float alpha, const void *Xg, int64_t m, int64_t ldg,
+                                  const fkm_cuda_cand_out &cand, cudaStream_t stream)
+{
+    if (dpad * (int64_t)sizeof(T) > FKM_WGMMA_MAX_ROW_BYTES)
+        return launch_cand<T, false, true>(ctx, d, cq, cn, kpad, dpad, alpha, Xg, m, ldg, cand, stream);
+    if (cns_keeps_blocks(smem_bytes<T>(true, false, dpad), smem_bytes<T>(true, true, dpad)))
+        return launch_cand<T, true, true>(ctx, d, cq, cn, kpad, dpad, alpha, Xg, m, ldg, cand, stream);
+    return launch_cand<T, true, false>(ctx, d, cq, cn, kpad, dpad, alpha, Xg, m, ldg, cand, stream);
+}
+
+fkm_status fkm_cuda_assign_wgmma_candidates(fkm_ctx *ctx, fkm_dtype dtype, int64_t d, const void *cq,
+                                            const float *cn, int64_t kpad, int64_t dpad, float alpha, const void *Xg,
+                                            int64_t m, int64_t ldg, const fkm_cuda_cand_out *cand, cudaStream_t stream)
+{
+    if (dtype == FKM_F16) return launch_cand_any<__half>(ctx, d, cq, cn, kpad, dpad, alpha, Xg, m, ldg, *cand, stream);
+    if (dtype == FKM_F32) return launch_cand_any<float>(ctx, d, cq, cn, kpad, dpad, alpha, Xg, m, ldg, *cand, stream);
+    return launch_cand_any<__nv_bfloat16>(ctx, d, cq, cn, kpad, dpad, alpha, Xg, m, ldg, *cand, stream);
 }

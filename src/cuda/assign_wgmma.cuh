@@ -247,9 +247,8 @@ struct wg_cn_shared {
  * column. col0: the global column of this lane's accumulator 0 (tile column + (lane % 4) * 2).
  * Accumulator j: column block j / 4, rows lane/4 (+8 for j % 4 >= 2), columns
  * (lane % 4) * 2 + (j % 2) — the mma.sync C layout, 16 times along N. */
-template <bool TOP3, typename CN>
-static __device__ __forceinline__ void wg_epilogue(float (&acc)[64], const CN &cn, int32_t col0, float alpha,
-                                                   wg_rows &r)
+template <typename CN>
+static __device__ __forceinline__ void wg_scores(float (&acc)[64], const CN &cn, float alpha)
 {
 #pragma unroll
     for (int ni = 0; ni < 16; ni++) {
@@ -259,6 +258,35 @@ static __device__ __forceinline__ void wg_epilogue(float (&acc)[64], const CN &c
         acc[ni * 4 + 2] = fmaf(-alpha, acc[ni * 4 + 2], c.x);
         acc[ni * 4 + 3] = fmaf(-alpha, acc[ni * 4 + 3], c.y);
     }
+}
+
+/* Exact mode's candidate pass (assign.cuh, fkm_cuda_assign_candidates): the same scores, and
+ * every one at or below its row's threshold appended to the row's slots (rare: a few per row;
+ * padding columns score +inf). row[h]: the global row of the lane's row h (unused past n,
+ * where thr[h] = -inf). */
+template <typename CN>
+static __device__ __forceinline__ void wg_cand_epilogue(float (&acc)[64], const CN &cn, int32_t col0, float alpha,
+                                                        const float (&thr)[2], const int64_t (&row)[2],
+                                                        const fkm_cuda_cand_out &cand)
+{
+    wg_scores(acc, cn, alpha);
+#pragma unroll
+    for (int ni = 0; ni < 16; ni++)
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+#pragma unroll
+            for (int e = 0; e < 2; e++)
+                if (acc[ni * 4 + 2 * h + e] <= thr[h]) {
+                    const unsigned slot = atomicAdd(cand.cnt + row[h], 1u);
+                    if (slot < (unsigned)cand.cap) cand.idx[row[h] * cand.cap + slot] = col0 + ni * 8 + e;
+                }
+}
+
+template <bool TOP3, typename CN>
+static __device__ __forceinline__ void wg_epilogue(float (&acc)[64], const CN &cn, int32_t col0, float alpha,
+                                                   wg_rows &r)
+{
+    wg_scores(acc, cn, alpha);
     if (TOP3) {
         /* row h's scores at acc[4 ni + 2h + e], column col0 + 8 ni + e: the layout of
          * fkm_top3_tile, as in assign.cu. Per row and tile: the tile's own three smallest by a

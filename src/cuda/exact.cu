@@ -891,7 +891,7 @@ fkm_status fkm_cuda_exact_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_cu
         const int64_t es = (int64_t)fkm_dtype_size(pb->dtype), per16 = 16 / es;
         ws->cand_ld = fkm_ceil_div(pb->d, per16) * per16;
         int64_t c = EX_CAND_BYTES / (ws->cand_ld * es);
-        if (c > ((int64_t)1 << 16)) c = (int64_t)1 << 16;
+        if (c > ((int64_t)1 << 17)) c = (int64_t)1 << 17;
         if (c > pb->n) c = pb->n; /* a problem's list holds at most n points */
         ws->cand_chunk = c < 1 ? 1 : c;
         const size_t cc = (size_t)ws->cand_chunk;
