@@ -305,20 +305,27 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
             }
             if (CAND) {
                 /* rare: a few centroids per row pass (padding columns score +inf) */
+                uint32_t mask[MMA_WM][2] = {};
+                uint32_t any = 0u;
 #pragma unroll
                 for (int mi = 0; mi < MMA_WM; mi++)
 #pragma unroll
-                    for (int h = 0; h < 2; h++)
+                    for (int h = 0; h < 2; h++) {
 #pragma unroll
                         for (int ni = 0; ni < MMA_WN; ni++)
 #pragma unroll
                             for (int e = 0; e < 2; e++)
-                                if (acc[mi][ni][2 * h + e] <= thr[mi][h]) {
-                                    const int64_t row = row0 + wm * 16 * MMA_WM + mi * 16 + h * 8 + (lane >> 2);
-                                    const unsigned slot = atomicAdd(cand.cnt + row, 1u);
-                                    if (slot < (unsigned)cand.cap)
-                                        cand.idx[row * cand.cap + slot] = (int32_t)(col0 + ni * 8 + e);
-                                }
+                                mask[mi][h] |= (uint32_t)(acc[mi][ni][2 * h + e] <= thr[mi][h]) << (2 * ni + e);
+                        any |= mask[mi][h];
+                    }
+                if (__any_sync(0xffffffffu, any != 0u)) {
+#pragma unroll
+                    for (int mi = 0; mi < MMA_WM; mi++)
+#pragma unroll
+                        for (int h = 0; h < 2; h++)
+                            fkm_cand_emit(mask[mi][h], row0 + wm * 16 * MMA_WM + mi * 16 + h * 8 + (lane >> 2),
+                                          (int32_t)col0, cand);
+                }
             } else if (TOP3) {
                 /* the tile's scores of row (mi, h) sit at acc[mi][ni][2h + e], column
                  * col0 + 8 ni + e: fkm_top3_tile's layout (its knockout network: 56 min/max

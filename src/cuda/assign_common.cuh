@@ -66,6 +66,30 @@ fkm_status fkm_cuda_assign_wgmma(fkm_ctx *ctx, const fkm_dev_problem *pb, const 
                                  int64_t kpad, int64_t dpad, float alpha, int32_t *labels,
                                  unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
                                  cudaStream_t stream);
+/* The candidate pass's epilogue step for one row of a lane: the columns of `mask` (bit 2 ni + e:
+ * column col0 + 8 ni + e, the mma C layout) appended to the row's slots. The four lanes of a
+ * quad hold the same rows: one atomic per quad and row reserves their slots (a global atomic
+ * with its return is a round trip the warp waits for: one per candidate made the pass twice
+ * as slow as the fast kernel). All 32 lanes call it, with the same h. */
+static __device__ __forceinline__ void fkm_cand_emit(uint32_t mask, int64_t row, int32_t col0,
+                                                     const fkm_cuda_cand_out &cand)
+{
+    const int q = threadIdx.x & 3;
+    const unsigned c = (unsigned)__popc(mask);
+    unsigned incl = c, t = __shfl_up_sync(0xffffffffu, incl, 1, 4);
+    if (q >= 1) incl += t;
+    t = __shfl_up_sync(0xffffffffu, incl, 2, 4);
+    if (q >= 2) incl += t;
+    const unsigned total = __shfl_sync(0xffffffffu, incl, 3, 4);
+    unsigned base = 0;
+    if (q == 0 && total) base = atomicAdd(cand.cnt + row, total);
+    unsigned slot = __shfl_sync(0xffffffffu, base, 0, 4) + incl - c;
+    for (; mask; mask &= mask - 1, slot++) {
+        const int bit = __ffs(mask) - 1;
+        if (slot < (unsigned)cand.cap) cand.idx[row * cand.cap + slot] = col0 + (bit >> 1) * 8 + (bit & 1);
+    }
+}
+
 /* The candidate pass (assign.cuh, fkm_cuda_assign_candidates) on the single-set kernel: m rows
  * Xg (leading dimension ldg) against one problem's prepared centroids cq (kpad x dpad), cn. */
 fkm_status fkm_cuda_assign_wgmma_candidates(fkm_ctx *ctx, fkm_dtype dtype, int64_t d, const void *cq,

@@ -270,16 +270,17 @@ static __device__ __forceinline__ void wg_cand_epilogue(float (&acc)[64], const 
                                                         const fkm_cuda_cand_out &cand)
 {
     wg_scores(acc, cn, alpha);
+    uint32_t mask[2] = {0u, 0u};
 #pragma unroll
     for (int ni = 0; ni < 16; ni++)
 #pragma unroll
         for (int h = 0; h < 2; h++)
 #pragma unroll
-            for (int e = 0; e < 2; e++)
-                if (acc[ni * 4 + 2 * h + e] <= thr[h]) {
-                    const unsigned slot = atomicAdd(cand.cnt + row[h], 1u);
-                    if (slot < (unsigned)cand.cap) cand.idx[row[h] * cand.cap + slot] = col0 + ni * 8 + e;
-                }
+            for (int e = 0; e < 2; e++) mask[h] |= (uint32_t)(acc[ni * 4 + 2 * h + e] <= thr[h]) << (2 * ni + e);
+    if (__any_sync(0xffffffffu, (mask[0] | mask[1]) != 0u)) {
+        fkm_cand_emit(mask[0], row[0], col0, cand);
+        fkm_cand_emit(mask[1], row[1], col0, cand);
+    }
 }
 
 template <bool TOP3, typename CN>
