@@ -190,6 +190,9 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
     __shared__ int32_t red_iv[TOP3 ? 2 : 1][MMA_WARPS_N][MMA_BM];
     float (*red_s)[MMA_BM] = red_sv[0];
     int32_t (*red_i)[MMA_BM] = red_iv[0];
+    /* CAND: the block's row counters, in red_iv's place (the other instantiations keep their
+     * shared memory unchanged) */
+    unsigned *scnt = reinterpret_cast<unsigned *>(&red_iv[0][0][0]);
 
     const int64_t b = blockIdx.y;
     const T *X = Xall + b * bstride;
@@ -232,6 +235,7 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
                 const int64_t row = row0 + wm * 16 * MMA_WM + mi * 16 + h * 8 + (lane >> 2);
                 thr[mi][h] = row < n ? cand.thr[row] : -INFINITY;
             }
+        if (tid < MMA_BM) scnt[tid] = 0u; /* before the first step's barrier */
     }
 
     float acc[MMA_WM][MMA_WN][4];
@@ -323,8 +327,11 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
                     for (int mi = 0; mi < MMA_WM; mi++)
 #pragma unroll
                         for (int h = 0; h < 2; h++)
-                            fkm_cand_emit(mask[mi][h], row0 + wm * 16 * MMA_WM + mi * 16 + h * 8 + (lane >> 2),
-                                          (int32_t)col0, cand);
+                        {
+                            const int lr = wm * 16 * MMA_WM + mi * 16 + h * 8 + (lane >> 2);
+                            fkm_cand_emit(mask[mi][h], scnt + lr, cand.idx + (row0 + lr) * cand.cap, cand.cap,
+                                          (int32_t)col0);
+                        }
                 }
             } else if (TOP3) {
                 /* the tile's scores of row (mi, h) sit at acc[mi][ni][2h + e], column
@@ -368,7 +375,10 @@ assign_mma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64_t
         }
     }
     fkm_cp_async_wait<0>();
-    if constexpr (!CAND) { /* CAND wrote its output in the epilogue */
+    if constexpr (CAND) {
+        __syncthreads(); /* every epilogue's counts are in */
+        if (tid < MMA_BM && row0 + tid < n) cand.cnt[row0 + tid] = scnt[tid];
+    } else {
         /* the four threads of a quad hold the same rows: merge them, then the warps along N */
 #pragma unroll
         for (int mi = 0; mi < MMA_WM; mi++)

@@ -69,9 +69,10 @@ fkm_status fkm_cuda_assign_top3(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_
  * (Xg: m rows of the input type, leading dimension ldg, 16-byte aligned and zero beyond d)
  * scored against problem b's centroids as prepared by the fkm_cuda_assign_top3 call of the
  * same assignment (its operand copy and norm term: the same scores' bound); every centroid
- * whose computed score is <= thr[row] is appended to row's slots: cnt[row] counts them (it may
- * exceed cap, then only cap were stored, in no particular order). thr = -inf asks for none.
- * cnt must be zeroed by the caller. The mma.sync kernel serves every tensor-core path. */
+ * whose computed score is <= thr[row] is appended to row's slots: cnt[row] is set to their
+ * number (it may exceed cap, then only cap were stored), in no particular order. thr = -inf
+ * asks for none. The single-set wgmma kernel runs it where the assignment runs on wgmma, else
+ * (and under FLASHKM_CAND_KERNEL=mma) the mma.sync kernel. */
 typedef struct fkm_cuda_cand_out {
     const float *thr;
     int32_t *idx; /* m x cap */

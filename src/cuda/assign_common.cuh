@@ -67,12 +67,14 @@ fkm_status fkm_cuda_assign_wgmma(fkm_ctx *ctx, const fkm_dev_problem *pb, const 
                                  unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
                                  cudaStream_t stream);
 /* The candidate pass's epilogue step for one row of a lane: the columns of `mask` (bit 2 ni + e:
- * column col0 + 8 ni + e, the mma C layout) appended to the row's slots. The four lanes of a
- * quad hold the same rows: one atomic per quad and row reserves their slots (a global atomic
- * with its return is a round trip the warp waits for: one per candidate made the pass twice
- * as slow as the fast kernel). All 32 lanes call it, with the same h. */
-static __device__ __forceinline__ void fkm_cand_emit(uint32_t mask, int64_t row, int32_t col0,
-                                                     const fkm_cuda_cand_out &cand)
+ * column col0 + 8 ni + e, the mma C layout) appended to the row's slots (cap of them at
+ * `slots`), counted by *count, the row's counter in shared memory (the block writes the counts
+ * out at its end). The four lanes of a quad hold the same rows: one atomic per quad and row
+ * reserves their slots. (A global atomic with its return is a round trip the warp waits for:
+ * one per candidate, then one per quad and tile, kept the pass at about half the fast kernel's
+ * speed; the slots are plain stores.) All 32 lanes call it, with the same h. */
+static __device__ __forceinline__ void fkm_cand_emit(uint32_t mask, unsigned *count, int32_t *slots, int cap,
+                                                     int32_t col0)
 {
     const int q = threadIdx.x & 3;
     const unsigned c = (unsigned)__popc(mask);
@@ -82,11 +84,11 @@ static __device__ __forceinline__ void fkm_cand_emit(uint32_t mask, int64_t row,
     if (q >= 2) incl += t;
     const unsigned total = __shfl_sync(0xffffffffu, incl, 3, 4);
     unsigned base = 0;
-    if (q == 0 && total) base = atomicAdd(cand.cnt + row, total);
+    if (q == 0 && total) base = atomicAdd(count, total);
     unsigned slot = __shfl_sync(0xffffffffu, base, 0, 4) + incl - c;
     for (; mask; mask &= mask - 1, slot++) {
         const int bit = __ffs(mask) - 1;
-        if (slot < (unsigned)cand.cap) cand.idx[row * cand.cap + slot] = col0 + (bit >> 1) * 8 + (bit & 1);
+        if (slot < (unsigned)cap) slots[slot] = col0 + (bit >> 1) * 8 + (bit & 1);
     }
 }
 

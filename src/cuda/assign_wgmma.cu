@@ -118,15 +118,21 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
     float acc[64];
     wg_rows rows;
     wg_rows_init(rows);
-    /* CAND: the lane's two rows (its warp's 16, lane / 4 and + 8) and their thresholds */
+    /* CAND: the lane's two rows (its warp's 16, lane / 4 and + 8), their thresholds, and the
+     * block's 128 row counters after the ring (and its ||c||^2), zeroed before the first
+     * step's barrier */
     float thr[2] = {-INFINITY, -INFINITY};
     int64_t crow[2] = {0, 0};
+    int lrow[2] = {0, 0};
+    unsigned *scnt = reinterpret_cast<unsigned *>(r.cns + (CNS ? WG_STAGES * WG_BN : 0));
     if constexpr (CAND) {
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            crow[h] = r.row0 + (threadIdx.x >> 5) * 16 + (lane >> 2) + 8 * h;
+            lrow[h] = (threadIdx.x >> 5) * 16 + (lane >> 2) + 8 * h;
+            crow[h] = r.row0 + lrow[h];
             if (crow[h] < n) thr[h] = cand.thr[crow[h]];
         }
+        if (threadIdx.x < WG_BM) scnt[threadIdx.x] = 0u;
     }
     for (int64_t tile = 0; tile < ntiles; tile++) {
         wg1_step<T, RESIDENT, CNS, true>(r, acc, 0);
@@ -138,9 +144,9 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
             if (CNS)
                 wg_cand_epilogue(acc, wg_cn_shared{fkm_smem_addr(r.cns + ((r.slot + WG_STAGES - 1) % WG_STAGES) * WG_BN +
                                                                  (lane & 3) * 2)},
-                                 (int32_t)col0, alpha, thr, crow, cand);
+                                 (int32_t)col0, alpha, thr, crow, lrow, scnt, cand);
             else
-                wg_cand_epilogue(acc, wg_cn_global{r.cn + col0}, (int32_t)col0, alpha, thr, crow, cand);
+                wg_cand_epilogue(acc, wg_cn_global{r.cn + col0}, (int32_t)col0, alpha, thr, crow, lrow, scnt, cand);
         } else if (CNS) {
             /* the tile's last chunk was read one step ago: its slot is refilled only after the
              * next step's barrier */
@@ -152,8 +158,12 @@ assign_wgmma(const T *__restrict__ Xall, int64_t n, int64_t d, int64_t ld, int64
         }
     }
     fkm_cp_async_wait<0>();
-    if constexpr (!CAND)
+    if constexpr (CAND) {
+        __syncthreads(); /* every epilogue's counts are in */
+        if (threadIdx.x < WG_BM && r.row0 + threadIdx.x < n) cand.cnt[r.row0 + threadIdx.x] = scnt[threadIdx.x];
+    } else {
         wg_finish<TOP3>(rows, b, r.row0 + (threadIdx.x >> 5) * 16, n, labels_all, changed, best_all, top3);
+    }
 }
 
 /* Shared memory of one block: X (resident) or nothing, the ring, with CNS the ring's ||c||^2,
@@ -231,7 +241,7 @@ static fkm_status launch_cand(fkm_ctx *ctx, int64_t d, const void *cq, const flo
                               cudaStream_t stream)
 {
     const dim3 grid((unsigned)fkm_ceil_div(m, WG_BM), 1);
-    const size_t smem = smem_bytes<T>(RESIDENT, CNS, dpad);
+    const size_t smem = smem_bytes<T>(RESIDENT, CNS, dpad) + WG_BM * sizeof(unsigned); /* the row counters */
     FKM_CUDA_TRY(ctx, fkm_cuda_allow_smem((const void *)assign_wgmma<T, RESIDENT, false, CNS, true>, smem));
     assign_wgmma<T, RESIDENT, false, CNS, true><<<grid, WG_THREADS, smem, stream>>>(
         (const T *)Xg, m, d, ldg, 0, dpad, (const T *)cq, cn, kpad, alpha, NULL, NULL, NULL,

@@ -262,11 +262,12 @@ static __device__ __forceinline__ void wg_scores(float (&acc)[64], const CN &cn,
 
 /* Exact mode's candidate pass (assign.cuh, fkm_cuda_assign_candidates): the same scores, and
  * every one at or below its row's threshold appended to the row's slots (rare: a few per row;
- * padding columns score +inf). row[h]: the global row of the lane's row h (unused past n,
- * where thr[h] = -inf). */
+ * padding columns score +inf). row[h]: the global row of the lane's row h, lrow[h] its row in
+ * the block (the shared counters scnt); thr[h] = -inf past n. */
 template <typename CN>
 static __device__ __forceinline__ void wg_cand_epilogue(float (&acc)[64], const CN &cn, int32_t col0, float alpha,
                                                         const float (&thr)[2], const int64_t (&row)[2],
+                                                        const int (&lrow)[2], unsigned *scnt,
                                                         const fkm_cuda_cand_out &cand)
 {
     wg_scores(acc, cn, alpha);
@@ -278,8 +279,9 @@ static __device__ __forceinline__ void wg_cand_epilogue(float (&acc)[64], const 
 #pragma unroll
             for (int e = 0; e < 2; e++) mask[h] |= (uint32_t)(acc[ni * 4 + 2 * h + e] <= thr[h]) << (2 * ni + e);
     if (__any_sync(0xffffffffu, (mask[0] | mask[1]) != 0u)) {
-        fkm_cand_emit(mask[0], row[0], col0, cand);
-        fkm_cand_emit(mask[1], row[1], col0, cand);
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+            fkm_cand_emit(mask[h], scnt + lrow[h], cand.idx + row[h] * cand.cap, cand.cap, col0);
     }
 }
 

@@ -618,14 +618,14 @@ __global__ void __launch_bounds__(EX_THREADS) filter_merge(ex_args a)
  * list[off + j]'s stored row (the input type, zero beyond d), its point index, a zero count,
  * and its threshold fkm_cert_threshold_pt rounded up to f32 (every exact argmin's computed
  * score is at most this, in any pass with the tensor-core bound); a point that may not be
- * certified at all (threshold +inf, or beyond f32) gets -inf and a count past the cap, so the
- * filters take it. One warp per row. */
+ * certified at all (threshold +inf, or beyond f32) gets -inf: no candidates, so cand_decide
+ * hands it back to the filters. One warp per row. */
 template <typename T>
 __global__ void cand_gather(const T *X, int64_t n, int64_t d, int64_t ld, int64_t bstride, int64_t k, int64_t b,
                             const int64_t *list, int64_t m, fkm_cert cert, const int32_t *labels, const float *best,
                             const double *xnorm, const double *xdelta, const double *cnorm, const double *cdelta,
                             const double *cmax, const double *cdmax, const double *mumax, T *rows, int64_t ldr,
-                            float *thr, int64_t *pts, unsigned *cnt)
+                            float *thr, int64_t *pts)
 {
     const int lane = threadIdx.x & 31;
     const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
@@ -641,14 +641,14 @@ __global__ void cand_gather(const T *X, int64_t n, int64_t d, int64_t ld, int64_
         const bool ok = tf < INFINITY;
         thr[j] = ok ? tf : -INFINITY;
         pts[j] = i;
-        cnt[j] = ok ? 0u : (unsigned)EX_CAND_CAP + 1u;
     }
 }
 
 /* One warp per chunk row: a count within the cap lists every centroid that can be an exact
  * argmin (5.4), and section 4's double intervals over them decide as the double filter
  * decides over all centroids: one survivor is the label, several go to the host. A count
- * past the cap (or none, or an index out of range: cannot happen) sends the point back to
+ * past the cap or none (a threshold of -inf; otherwise impossible, as is an index out of
+ * range) sends the point back to
  * its problem's filter list, compacted at the front (entries already read: a chunk's rows
  * were gathered before, and the list has at most as many left-over points as read ones).
  * The candidates' order is the atomics'; ex_state_merge of single centroids gives the same
@@ -977,7 +977,7 @@ static fkm_status launch_candidates(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cud
             cand_gather<T><<<blocks, EX_THREADS, 0, stream>>>(
                 (const T *)pb->X, pb->n, pb->d, pb->ld, pb->batch_stride, pb->k, b, list + off, c, ws->cert, a.labels,
                 ws->best, ws->xnorm, ws->xdelta, ws->cnorm, ws->cdelta, ws->cmax, ws->cdmax, ws->mumax,
-                (T *)ws->cand_rows, ws->cand_ld, ws->cand_thr, ws->cand_pts, ws->cand_cnt);
+                (T *)ws->cand_rows, ws->cand_ld, ws->cand_thr, ws->cand_pts);
             FKM_CUDA_LAUNCHED(ctx, "cand_gather");
             const fkm_status s =
                 fkm_cuda_assign_candidates(ctx, aws, pb, b, ws->cand_rows, c, ws->cand_ld, &out, stream);
