@@ -11,6 +11,12 @@
  *      list; else to its problem's filter list;
  *   3. `pair_decide` (one warp per point of the pair list) computes the two double score
  *      intervals of section 4 and keeps the label or takes the second when they are apart;
+ *   3b. the candidate pass (EXACTNESS.md 5.4; k >= EX_CAND_MIN_K, FLASHKM_EXACT_CAND): each
+ *      problem's filter list in chunks, gathered with a threshold per point that every exact
+ *      argmin's tensor-core score stays within; the tensor-core kernel lists the centroids
+ *      within it (up to EX_CAND_CAP), `cand_decide` takes section 4's double intervals over
+ *      them (one survivor: the label; several: the host), and what has more candidates goes
+ *      back to the list for 4 and 5;
  *   4. `filter_tiles<.., F64 = false>` (work items of 64 points of a problem's filter list)
  *      scores every centroid with the CPU kernel's f32 arithmetic (EXACTNESS.md 3.1-3.4, from
  *      centroid tiles staged in shared memory) and certifies its top two with that kernel's

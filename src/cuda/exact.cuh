@@ -1,9 +1,9 @@
 /* exact.cuh — certified-exact assignment on the GPU (docs/EXACTNESS.md 3.6 and 5): the
  * tensor-core pass's top-3 variant, the certification of each point on the device with the
- * bound of src/core/cert.h, the pair test and the double filter of section 4 on the device,
- * and the exact re-decision of what they leave on the host by src/core/exact.c (their rows
- * gathered and copied over in chunks). l2 and dot on f32, f16 and bf16 input; cosine and f64
- * input are FKM_E_UNSUPPORTED for now (fkm_cuda_exact_create says why). */
+ * bound of src/core/cert.h, the pair test, the candidate pass (5.4) and the filters of
+ * section 4 on the device, and the exact re-decision of what they leave on the host by
+ * src/core/exact.c (their rows gathered and copied over in chunks). l2, dot and cosine on
+ * f32, f16 and bf16 input; f64 input is FKM_E_UNSUPPORTED for now (fkm_cuda_exact_create). */
 #ifndef FKM_CUDA_EXACT_CUH
 #define FKM_CUDA_EXACT_CUH
 
@@ -19,7 +19,7 @@ void fkm_cuda_exact_destroy(fkm_cuda_exact_ws *ws);
 typedef struct fkm_cuda_exact_counts {
     int64_t rechecked;
     int64_t pair;   /* by the pair test on the device (the argmin is the label or the second) */
-    int64_t filter; /* by the double filter over every centroid on the device */
+    int64_t filter; /* on the device by the candidate pass or the filters over every centroid */
     int64_t host;   /* by the exact re-decision on the host */
 } fkm_cuda_exact_counts;
 
