@@ -164,9 +164,12 @@ static fkm_status run_lloyd(fkm_ctx *ctx, const fkm_params *p, const fkm_problem
 {
     const fkm_backend_vtbl *ops = ctx->ops;
     const int64_t B = pb->batch, k = pb->k, d = pb->d;
-    /* user centroids in device memory go to the backend's first assign as they are: the host
-     * copy b->C is filled only if a host-path iteration needs it (get_centroids below) */
-    const int init_dev = fkm_init_on_device(ctx, p);
+    /* user centroids go to the backend's first assign as they are, from device memory
+     * (fkm_init_on_device) or from host memory (validated in check_fit_params) alike: the host
+     * copy b->C is filled only if a host-path iteration needs it (get_centroids below). (A
+     * copy per problem into b->C, then the backend's copy from it, cost ~6 ms of page faults
+     * and copies for B = 32 x 1000 x 128: more than the fit's iterations.) */
+    const int init_dev = fkm_init_direct(ctx, p);
     fkm_status s = ops->scan(ctx, st, b->bad, b->mean_var);
     if (s != FKM_OK) return s;
     for (int64_t pr = 0; pr < B; pr++) {
@@ -187,7 +190,7 @@ static fkm_status run_lloyd(fkm_ctx *ctx, const fkm_params *p, const fkm_problem
     /* With a finalize op the centroids stay on the backend between iterations (host copy
      * b->C stale) unless an iteration needs the host path (empty clusters to relocate). */
     const int on_backend = ops->finalize != NULL;
-    int host_stale = init_dev; /* device init: the backend has the centroids once assigned */
+    int host_stale = init_dev; /* direct init: the backend has the centroids once assigned */
     int64_t n_active = B;
     for (int32_t it = 1; it <= p->max_iter && n_active > 0; it++) {
         const double t0 = now_seconds();
@@ -261,6 +264,14 @@ static fkm_status run_lloyd(fkm_ctx *ctx, const fkm_params *p, const fkm_problem
      * device memory) rather than through b->C and back: the same floats, copied once */
     const size_t bytes = (size_t)(B * k * d) * sizeof *centroids_out;
     return host_stale ? ops->get_centroids(ctx, st, centroids_out) : fkm_copy_out(ctx, centroids_out, b->C, bytes);
+}
+
+int fkm_init_direct(const fkm_ctx *ctx, const fkm_params *p)
+{
+    const fkm_backend_vtbl *ops = ctx->ops;
+    if (fkm_init_on_device(ctx, p)) return 1;
+    return p->init == FKM_INIT_USER && p->init_centroids && p->metric != FKM_METRIC_COSINE && ops->finalize &&
+           !(ops->is_device && ops->is_device(p->init_centroids));
 }
 
 int fkm_init_on_device(const fkm_ctx *ctx, const fkm_params *p)

@@ -17,5 +17,9 @@ fkm_status fkm_lloyd_run(fkm_ctx *ctx, const fkm_params *params, const void *X, 
  * through a host copy: device memory of a backend that keeps centroids (finalize), and no
  * host-side preparation (cosine normalises them on the host first). */
 int fkm_init_on_device(const fkm_ctx *ctx, const fkm_params *p);
+/* Whether the loop gives params' user centroids to the backend's first assign as they are,
+ * without a host copy: fkm_init_on_device, or host memory under the same conditions (a
+ * backend that keeps centroids, not cosine). */
+int fkm_init_direct(const fkm_ctx *ctx, const fkm_params *p);
 
 #endif

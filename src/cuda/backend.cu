@@ -378,7 +378,8 @@ static fkm_status cuda_assign(fkm_ctx *ctx, void *state, const float *centroids,
     const int64_t B = st->pb.batch;
     const size_t bytes = (size_t)(B * st->pb.k * st->pb.d) * sizeof(float);
     /* else: the device centroids of the last finalize. Copied from where the caller keeps
-     * them (the loop's host buffer, usually pageable, or user centroids in device memory):
+     * them (the loop's host buffer, usually pageable, or the user's initial centroids in host
+     * or device memory, fkm_init_direct):
      * no pinned k x d staging buffer, whose cudaMallocHost + cudaFreeHost per fit cost
      * milliseconds at 16-32 MB. The source is not read after this call returns: from pageable
      * memory the runtime may stage the data before cudaMemcpyAsync returns (CUDA runtime API,
