@@ -2,6 +2,8 @@
 #include "validate.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -34,6 +36,27 @@ fkm_status fkm_check_metric(fkm_ctx *ctx, fkm_metric metric)
     return FKM_OK;
 }
 
+/* The first index of a NaN or an infinity in v[0..count), or -1. Blocks of 4096 are tested
+ * first with an integer OR over "all exponent bits set" (Inf and NaN exactly), which the
+ * compiler vectorises (an early-exit isfinite loop does not: ~2 ms for 4M values, the
+ * centroids of a B = 32 x 1000 x 128 fit), then the first block that has one is searched. */
+static int64_t first_nonfinite_f32(const float *v, int64_t count)
+{
+    for (int64_t b0 = 0; b0 < count; b0 += 4096) {
+        const int64_t b1 = count - b0 < 4096 ? count : b0 + 4096;
+        uint32_t any = 0;
+        for (int64_t i = b0; i < b1; i++) {
+            uint32_t u;
+            memcpy(&u, v + i, sizeof u);
+            any |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+        }
+        if (!any) continue;
+        for (int64_t i = b0; i < b1; i++)
+            if (!isfinite(v[i])) return i;
+    }
+    return -1;
+}
+
 fkm_status fkm_check_centroids(fkm_ctx *ctx, const float *C, int64_t k, int64_t d, const char *what)
 {
     if (!C) return fkm_fail(ctx, FKM_E_NULL, "%s is NULL", what);
@@ -49,8 +72,7 @@ fkm_status fkm_check_centroids(fkm_ctx *ctx, const float *C, int64_t k, int64_t 
         fkm_status s = ctx->ops->first_nonfinite(ctx, C, kd, &bad);
         if (s != FKM_OK) return s;
     } else {
-        for (int64_t i = 0; i < kd && bad < 0; i++)
-            if (!isfinite(C[i])) bad = i;
+        bad = first_nonfinite_f32(C, kd);
     }
     if (bad >= 0)
         return fkm_fail(ctx, FKM_E_NONFINITE, "%s[%lld][%lld] is not finite", what, (long long)(bad / d),
