@@ -129,6 +129,16 @@ for e in $EXPERIMENTS; do
   log="$OUTDIR/$e.log"
   B=/tmp/fkm-$e/build-gpu
   case "$e" in
+  carry) # exact mode's carried certificates (exact-carry.patch, EXACTNESS.md 5.5 on the branch)
+    prepare carry exact-carry.patch flashkm flashkm_cli make_blobs test_exact test_cuda test_cert || continue
+    step "carry: test_cert" 60 "$B/tests/test_cert" >> "$log" 2>&1
+    step "carry: test_exact (cuda)" 150 env FLASHKM_TEST_BACKEND=cuda "$B/tests/test_exact" >> "$log" 2>&1
+    step "carry: test_cuda" 150 "$B/tests/test_cuda" >> "$log" 2>&1
+    step "carry: memcheck test_exact (cuda)" 150 env FLASHKM_TEST_BACKEND=cuda "${SELF[@]}" __san memcheck "$B" test_exact >> "$log" 2>&1
+    for kk in 1024 16384 65536; do
+      exact_fits carry "$kk" 10 "base:$B0:" "carry:$B:" "carry-off:$B:FLASHKM_EXACT_CARRY=0"
+    done
+    ;;
   cand) # exact mode's candidate pass (on main: no patch; FLASHKM_EXACT_CAND=0 is the old path)
     step "cand: build tests" 240 "${SELF[@]}" __build "$ROOT" "$B0" test_exact test_cuda test_cert >> "$log" 2>&1 || continue
     step "cand: test_exact (cuda)" 150 env FLASHKM_TEST_BACKEND=cuda "$B0/tests/test_exact" >> "$log" 2>&1
