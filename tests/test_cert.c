@@ -845,6 +845,188 @@ static void test_delta(void)
     free(x), free(C), free(prod), free(perm);
 }
 
+/* ---------------------------------------------------------------- carried certificates (EXACTNESS.md 5.5)
+ *
+ * A point certified with the measured operand terms (modelled or adversarial scores) gets
+ * fkm_cert_carry_init's bounds; they must hold exactly (l2: hi >= ||x - c_a||, lo <= every
+ * other distance, checked on squares in the fixed-point reference; dot: g <= every t_k - t_a).
+ * Then the centroids move, at random (every one, by 2^-30 to 2^2 of the data's scale, some not
+ * at all) or against the label (its centroid away from x, the runner-up towards it, by a
+ * random fraction of up to twice the margin), and whenever fkm_cert_carry_move keeps the
+ * certificate, the label must be the unique exact argmin at the new centroids. Weakened
+ * variants must carry a wrong label somewhere: the label's own move left out, and the bounds
+ * taken from the computed scores without their error bound. */
+
+/* Exact t (l2: the full squared distance; dot: -x.c) of every centroid. */
+static void exact_t(const float *x, const float *C, int K, int64_t d, int dot, xfix *t)
+{
+    for (int k = 0; k < K; k++) {
+        memset(&t[k], 0, sizeof t[k]);
+        for (int64_t j = 0; j < d; j++) {
+            const double xv = x[j], c = C[k * d + j];
+            if (dot) xfix_add_double(&t[k], -xv * c);
+            else xfix_add_double(&t[k], xv * xv), xfix_add_double(&t[k], -2.0 * xv * c), xfix_add_double(&t[k], c * c);
+        }
+    }
+}
+
+/* v <= t exactly (v a double; 0 for values below the reference's grain, which only lowers them). */
+static int le_exact(double v, const xfix *t)
+{
+    xfix z = {{0}};
+    if (fabs(v) >= 0x1p-250) xfix_add_double(&z, v);
+    else if (v > 0.0) xfix_add_double(&z, 0x1p-250);
+    return xfix_cmp(&z, t) <= 0;
+}
+
+/* The certificate's bounds hold at the centroids C. */
+static int carry_holds(const fkm_carry *b, const float *x, const float *C, int K, int64_t d, int dot, int a)
+{
+    xfix t[8];
+    exact_t(x, C, K, d, dot, t);
+    for (int k = 0; k < K; k++) {
+        if (k == a) continue;
+        if (dot) { /* t_k - t_a >= g: t_a + g <= t_k */
+            xfix s = t[a];
+            if (fabs(b->lo) >= 0x1p-250) xfix_add_double(&s, b->lo);
+            if (xfix_cmp(&s, &t[k]) > 0) return 0;
+        } else if (!le_exact(b->lo * b->lo * (1.0 - 0x1p-50), &t[k])) { /* lo^2 <= s_k */
+            return 0;
+        }
+    }
+    if (dot) return 1;
+    xfix up = {{0}}; /* s_a <= hi^2 */
+    xfix_add_double(&up, b->hi * b->hi * (1.0 + 0x1p-50));
+    return xfix_cmp(&t[a], &up) <= 0;
+}
+
+/* a is the exact argmin at C and no other centroid ties it. */
+static int unique_argmin(const float *x, const float *C, int K, int64_t d, int dot, int a)
+{
+    xfix t[8];
+    exact_t(x, C, K, d, dot, t);
+    for (int k = 0; k < K; k++)
+        if (k != a && xfix_cmp(&t[k], &t[a]) <= 0) return 0;
+    return 1;
+}
+
+/* max_k ||C2_k - C_k|| as the device would bound it (fkm_cert_delta of double differences), and
+ * the label's own. */
+static double move_norm(const float *C, const float *C2, int k, int64_t d)
+{
+    double ss = 0.0;
+    for (int64_t j = 0; j < d; j++) {
+        const double e = (double)C2[k * d + j] - (double)C[k * d + j];
+        ss += e * e;
+    }
+    return fkm_cert_delta(ss);
+}
+
+static void test_carry(void)
+{
+    enum { K = 6 };
+    static const int64_t dims[] = {2, 3, 16, 64};
+    tc_rng r = {5151};
+    float *x = malloc(64 * sizeof *x), *C = malloc(K * 64 * sizeof *C), *C2 = malloc(K * 64 * sizeof *C2), v[K],
+          base[64];
+    double *prod = malloc(64 * sizeof *prod);
+    int64_t *perm = malloc(64 * sizeof *perm);
+    int64_t trials = 0, certified = 0, carried = 0, bad_bounds = 0, wrong_own = 0, wrong_noerr = 0;
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        const int64_t d = dims[di];
+        for (int trial = 0; trial < 3000; trial++) {
+            const int dtype = trial % 3 == 0 ? FKM_F32 : trial % 3 == 1 ? FKM_F16 : FKM_BF16, dot = (trial >> 2) & 1;
+            const fkm_cert cert = fkm_cert_tensor(d, dot, dtype);
+            const double spread = ldexp(1.0, -(int)(tc_uniform(&r) * 8));
+            const double off = tc_uniform(&r) < 0.3 ? 8.0 : 0.0;
+            for (int64_t j = 0; j < d; j++) base[j] = (float)(off + tc_normal(&r));
+            for (int k = 0; k < K; k++)
+                for (int64_t j = 0; j < d; j++) C[k * d + j] = (float)(base[j] + spread * tc_normal(&r));
+            const int kind = (int)(tc_uniform(&r) * 3), ka = (int)(tc_uniform(&r) * K), kb = (ka + 1) % K;
+            near_row(x, C, base, d, kind, ka, kb, 1.0, spread * ldexp(1.0, -(int)(tc_uniform(&r) * 6)), dtype, &r);
+            const int want = exact_argmin(x, C, K, d, dot);
+            if (trial & 2) {
+                for (int k = 0; k < K; k++) v[k] = (float)tc_score(x, C + k * d, d, dot, dtype, &r, prod, perm);
+            } else if (!delta_adversarial(&cert, dtype, dot, x, C, K, d, want, 0.5 + 0.5 * tc_uniform(&r), v)) {
+                continue;
+            }
+            trials++;
+            double nc[K], dc[K], cmax = 0.0, dcmax = 0.0, nx = 0.0;
+            for (int64_t j = 0; j < d; j++) nx += (double)x[j] * x[j];
+            nx = sqrt(nx);
+            for (int k = 0; k < K; k++) {
+                double ss = 0.0;
+                for (int64_t j = 0; j < d; j++) ss += (double)C[k * d + j] * C[k * d + j];
+                nc[k] = sqrt(ss), dc[k] = delta_c(C + k * d, d, dtype);
+                cmax = fmax(cmax, nc[k]), dcmax = fmax(dcmax, dc[k]);
+            }
+            int i1, i2;
+            float v3;
+            cos_top3(v, K, &i1, &i2, &v3);
+            const fkm_cert_pt p = {nx, delta_x(x, d, dtype), nc[i1], dc[i1], cmax, dcmax};
+            fkm_carry b;
+            const int ok = fkm_cert_carry_init(&cert, v[i1], v[i2], &p, &b);
+            /* the weakened bounds: the computed scores taken as exact (a zero bound) */
+            fkm_cert weak = cert;
+            weak.valid = 1;
+            fkm_cert_pt pw = p;
+            pw.xdelta = pw.best_cdelta = pw.max_cdelta = 0.0;
+            weak.u_acc = weak.eta_acc = weak.eps_n = 0.0, weak.g = 0.0;
+            fkm_carry bw;
+            const int okw = fkm_cert_carry_init(&weak, v[i1], v[i2], &pw, &bw);
+            /* the move: at random, or against the label by a fraction of twice the margin */
+            const int runner = i1 == 0 ? 1 : 0;
+            const int against = tc_uniform(&r) < 0.5 && ok && !dot;
+            const double frac = 2.0 * tc_uniform(&r);
+            const double step = spread * ldexp(1.0, -(int)(tc_uniform(&r) * 32) + 2);
+            for (int k = 0; k < K; k++) {
+                const int still = tc_uniform(&r) < 0.2;
+                double dir[64], dn = 0.0;
+                for (int64_t j = 0; j < d; j++) {
+                    dir[j] = against ? (double)C[k * d + j] - x[j] : tc_normal(&r);
+                    dn += dir[j] * dir[j];
+                }
+                dn = sqrt(dn);
+                double len = step;
+                if (against) len = k == i1 ? frac * 0.5 * (b.lo - b.hi) : k == runner ? -frac * 0.5 * (b.lo - b.hi) : 0.0;
+                for (int64_t j = 0; j < d; j++)
+                    C2[k * d + j] = (still && !against) || dn == 0.0 ? C[k * d + j]
+                                                                      : (float)(C[k * d + j] + len * dir[j] / dn);
+            }
+            double dmax = 0.0;
+            for (int k = 0; k < K; k++) dmax = fmax(dmax, move_norm(C, C2, k, d));
+            const double da = move_norm(C, C2, i1, d);
+            if (ok) {
+                certified++;
+                if (!carry_holds(&b, x, C, K, d, dot, i1)) bad_bounds++;
+                fkm_carry m = b;
+                if (fkm_cert_carry_move(&m, dot, nx, da, dmax)) {
+                    carried++;
+                    CHECK(unique_argmin(x, C2, K, d, dot, i1),
+                          "carry: label %d kept (lo %.9g hi %.9g -> %.9g %.9g, d=%lld dot %d dtype %d%s) but the exact "
+                          "argmin at the new centroids is %d", i1, b.lo, b.hi, m.lo, m.hi, (long long)d, dot, dtype,
+                          against ? ", a move against it" : "", exact_argmin(x, C2, K, d, dot));
+                }
+                fkm_carry m1 = b;
+                if (fkm_cert_carry_move(&m1, dot, nx, 0.0, dmax) && !unique_argmin(x, C2, K, d, dot, i1)) wrong_own++;
+            }
+            fkm_carry m2 = bw;
+            if (okw && fkm_cert_carry_move(&m2, dot, nx, da, dmax) && !unique_argmin(x, C2, K, d, dot, i1))
+                wrong_noerr++;
+        }
+    }
+    printf("carried certificates: %lld points, %lld certified (bounds exact: %s), %lld kept after a move, all exact; "
+           "wrong labels kept with the label's own move left out %lld, with the scores taken as exact %lld\n",
+           (long long)trials, (long long)certified, bad_bounds ? "NO" : "yes", (long long)carried,
+           (long long)wrong_own, (long long)wrong_noerr);
+    CHECK(bad_bounds == 0, "carry: %lld certificates whose bounds do not hold", (long long)bad_bounds);
+    CHECK(carried > 500, "carry: only %lld points kept: the moves test nothing", (long long)carried);
+    CHECK(wrong_own > 0 && wrong_noerr > 0,
+          "carry: a weakened variant never kept a wrong label (%lld, %lld): the data do not test the bounds",
+          (long long)wrong_own, (long long)wrong_noerr);
+    free(x), free(C), free(C2), free(prod), free(perm);
+}
+
 /* The f32 path's x term at its worst: the wgmma kernels give the tensor cores the raw f32 x,
  * of which they read the upper 19 bits (truncation), so x_j = 1 + 2^-10 - 2^-23 enters as 1,
  * and c_j = 1 + 2^-11 - 2^-23 rounds (nearest) to 1 as well: the dot score's error is
@@ -882,6 +1064,7 @@ int main(void)
     test_top3();
     test_cosine();
     test_delta();
+    test_carry();
     static const int64_t dims[] = {1, 3, 16, 128, 1024, 4096};
     static const char *const kinds[] = {"offset 1e4", "mixed signs", "tiny (1e-30..1e-5)", "mixed scales",
                                         "straddling 2^-126"};

@@ -882,6 +882,64 @@ static void slices_cases(fkm_ctx *ctx, int small, int sanitize)
     crowd_case(ctx, FKM_F16, 2000, small ? 2400 : 3000);
 }
 
+/* Carried certificates (GPU, EXACTNESS.md 5.5): long fits (30 iterations, tol 0: the late
+ * ones move the centroids little, so most points keep their certificates) with the carry on
+ * (the default) and off (FLASHKM_EXACT_CARRY=0): labels, centroids and results bitwise equal,
+ * the final labels equal to the reference against the returned centroids. l2 f32 and f16,
+ * dot bf16. */
+static void carry_case(fkm_ctx *ctx, fkm_dtype dtype, fkm_metric metric, int64_t n, int64_t k)
+{
+    const int64_t d = 16;
+    double *X = tc_blobs(21 + (uint64_t)dtype, n, d, k / 2, 3.0, 1000.0);
+    void *Xs = tc_store(X, n, d, d, dtype);
+    float *C[2] = {malloc((size_t)(k * d) * sizeof(float)), malloc((size_t)(k * d) * sizeof(float))};
+    int32_t *L[2] = {malloc((size_t)n * sizeof(int32_t)), malloc((size_t)n * sizeof(int32_t))};
+    fkm_result res[2];
+    const char *mname = metric == FKM_METRIC_L2 ? "l2" : "dot";
+    for (int v = 0; v < 2; v++) {
+        set_env("FLASHKM_EXACT_CARRY", v ? "0" : NULL);
+        fkm_params p = fkm_params_default();
+        p.k = k;
+        p.max_iter = 30;
+        p.tol = 0;
+        p.metric = metric;
+        p.seed = 5;
+        p.precision = FKM_PRECISION_EXACT;
+        const fkm_status s = fkm_fit(ctx, &p, Xs, dtype, n, d, d, NULL, C[v], L[v], &res[v]);
+        CHECK(s == FKM_OK, "carry case %s %s: %s", fkm_dtype_name(dtype), mname, fkm_last_error(ctx));
+        if (s != FKM_OK) break;
+    }
+    set_env("FLASHKM_EXACT_CARRY", NULL);
+    CHECK(memcmp(L[0], L[1], (size_t)n * sizeof(int32_t)) == 0, "carry case %s %s: labels differ with the carry off",
+          fkm_dtype_name(dtype), mname);
+    CHECK(memcmp(C[0], C[1], (size_t)(k * d) * sizeof(float)) == 0,
+          "carry case %s %s: centroids differ with the carry off", fkm_dtype_name(dtype), mname);
+    CHECK(memcmp(&res[0].inertia, &res[1].inertia, sizeof(double)) == 0 && res[0].n_iter == res[1].n_iter,
+          "carry case %s %s: results differ with the carry off", fkm_dtype_name(dtype), mname);
+    int32_t *ref = malloc((size_t)n * sizeof *ref);
+    if (contract_labels(X, C[0], n, k, d, metric, ref)) {
+        int64_t bad = 0;
+        for (int64_t i = 0; i < n; i++) bad += ref[i] != L[0][i];
+        CHECK(bad == 0, "carry case %s %s: %lld final labels differ from the reference", fkm_dtype_name(dtype), mname,
+              (long long)bad);
+    }
+    printf("  carry case %s %s n=%lld k=%lld: %d iterations, same with the carry off\n", fkm_dtype_name(dtype), mname,
+           (long long)n, (long long)k, (int)res[0].n_iter);
+    free(X), free(Xs), free(C[0]), free(C[1]), free(L[0]), free(L[1]), free(ref);
+}
+
+static void carry_cases(fkm_ctx *ctx, int small)
+{
+    if (fkm_ctx_backend(ctx) == FKM_BACKEND_CPU) {
+        printf("  carry cases: cpu backend, no carried certificates\n");
+        return;
+    }
+    const int64_t n = small ? 3000 : 40000;
+    carry_case(ctx, FKM_F32, FKM_METRIC_L2, n, 60);
+    carry_case(ctx, FKM_F16, FKM_METRIC_L2, n, 200);
+    carry_case(ctx, FKM_BF16, FKM_METRIC_DOT, n, 60);
+}
+
 int main(void)
 {
     fkm_ctx *ctx = tc_create();
@@ -936,6 +994,7 @@ int main(void)
     fit_case(ctx, FKM_METRIC_DOT);
     batch_case(ctx);
     slices_cases(ctx, small, sanitize);
+    carry_cases(ctx, small);
     fkm_destroy(ctx);
     return tc_finish("test_exact");
 }

@@ -228,6 +228,70 @@ static inline FKM_HD int fkm_cert_cos_ok(const fkm_cert *c, float best, float se
     return fkm_cert_cos_ok_pt(c, best, second, &p, mu_max);
 }
 
+/* ---------------------------------------------------------------- carried certificates (EXACTNESS.md 5.5)
+ *
+ * A point certified at one assignment (label a) keeps bounds that stay valid when the
+ * centroids move, so that it needs no assignment while they still separate (Hamerly's
+ * bounds, here with every rounding accounted for):
+ *   l2: hi >= ||x - c_a|| and lo <= min_{k != a} ||x - c_k||. After a move by Delta_k, the
+ *       triangle inequality gives hi' = hi + ||Delta_a||, lo' = lo - max_k ||Delta_k||; while
+ *       lo > hi, a is the unique exact argmin (the contract's score is ||x - c||^2 up to the
+ *       constant ||x||^2, the same order).
+ *   dot: g <= min_{k != a} (t_k - t_a) with t = -x.c; t'_k - t'_a = (t_k - t_a) - x.(Delta_k -
+ *       Delta_a) >= g - ||x|| (||Delta_k|| + ||Delta_a||); while g > 0, a is the unique argmin.
+ * Cosine is not carried (its scores are those of the normalised row). */
+typedef struct fkm_carry {
+    double lo, hi; /* l2: the distance bounds; dot: lo = the gap bound g, hi = 0 */
+} fkm_carry;
+
+/* The bounds of a point certified from its computed best and second scores (fkm_cert_ok_pt's
+ * test, whose bound B >= E_a + E_max also bounds E_a): the gap min_{k != a} t_k - t_a >= G =
+ * (second - best) - B, and for l2, with s = ||x - c||^2 = ||x||^2 + t, s_a in [xx + best - B,
+ * xx + best + B] (xx = ||x||^2 from the computed norm, widened by 2^-40: its relative error is
+ * below 2 (d + 2) 2^-53 + 2^-53 < 2^-29 for d <= 2^22), hi = sqrt of the upper end, lo = sqrt(lower end + G). Each double
+ * operation's rounding (<= 2^-53 of its operands) is covered by taking 2^-50 of the operands
+ * off (lower bounds) or adding it (upper bounds). Returns 0 (no certificate) unless lo > hi
+ * (dot: g > 0). */
+static inline FKM_HD int fkm_cert_carry_init(const fkm_cert *c, float best, float second, const fkm_cert_pt *p,
+                                             fkm_carry *out)
+{
+    out->lo = -INFINITY, out->hi = INFINITY;
+    if (!isfinite(best) || !isfinite(second)) return 0;
+    const double b = fkm_cert_bound(c, p, 0.0);
+    if (!(b < INFINITY)) return 0;
+    const double diff = (double)second - (double)best;
+    const double g = (diff - b) - (fabs(diff) + b) * 0x1p-50;
+    if (!(g > 0.0)) return 0;
+    if (c->dot) {
+        out->lo = g, out->hi = 0.0;
+        return 1;
+    }
+    const double xx = p->xnorm * p->xnorm;
+    const double up = (xx * (1.0 + 0x1p-28) + (double)best + b) * (1.0 + 0x1p-50);
+    double low = (xx * (1.0 - 0x1p-28) + (double)best - b);
+    low = low - fabs(low) * 0x1p-50 - (xx + fabs((double)best) + b) * 0x1p-50;
+    if (low < 0.0) low = 0.0;
+    const double lo2 = (low + g) * (1.0 - 0x1p-50);
+    out->hi = sqrt(up > 0.0 ? up : 0.0) * (1.0 + 0x1p-50);
+    out->lo = sqrt(lo2) * (1.0 - 0x1p-50);
+    return out->lo > out->hi;
+}
+
+/* The bounds after a move: da >= ||Delta_a|| (the label's centroid), dmax >= max_k ||Delta_k||
+ * (fkm_cert_delta of the element differences: upper bounds), xnorm = ||x|| (dot). Returns
+ * whether the label is still certified (lo > hi; dot: g > 0). */
+static inline FKM_HD int fkm_cert_carry_move(fkm_carry *b, int dot, double xnorm, double da, double dmax)
+{
+    if (dot) {
+        const double s = xnorm * (da + dmax) * (1.0 + 0x1p-20);
+        b->lo = (b->lo - s) - (fabs(b->lo) + s) * 0x1p-50;
+        return b->lo > 0.0;
+    }
+    b->hi = (b->hi + da) * (1.0 + 0x1p-50);
+    b->lo = (b->lo - dmax) - (fabs(b->lo) + dmax) * 0x1p-50;
+    return b->lo > b->hi;
+}
+
 /* A cheaper sufficient test for the common case of a wide gap. With dx the model's
  * fkm_cert_dx(||x||) (an upper bound on every point's ||xt - x||, 5.2) and, for fixed
  * ||c|| = max_cnorm and dc = max_cdelta, E is affine in ||x|| (every term is) and grows with

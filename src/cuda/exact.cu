@@ -110,6 +110,16 @@ struct fkm_cuda_exact_ws {
     unsigned *cand_cnt;        /* cand_chunk: candidates found */
     int32_t *cand_idx;         /* cand_chunk x EX_CAND_CAP */
     unsigned long long *cand_left; /* batch: points each problem leaves to the filters */
+    /* carried certificates (EXACTNESS.md 5.5; carry == 0: off): per point the bounds of its
+     * last certificate (lo > hi: valid), moved with the centroids; the centroids of the last
+     * assignment, their moves and the largest; the points left to assign (compact). */
+    int carry, carry_ready;
+    double *clo, *chi;          /* n_total */
+    float *cprev;              /* k_total x d */
+    double *cmove, *cmove_max;  /* k_total, batch */
+    unsigned char *carried;     /* n_total: 1 = kept its label without an assignment */
+    int64_t *todo;              /* n_total: the points to assign, compact */
+    void *glab_best;            /* cand_chunk x (4 + 4 + 4 + 4 + 4) bytes: the gathered pass's outputs */
     unsigned long long *flen_h;    /* batch (pinned): the filter lists' lengths */
     float *rows;               /* chunk x d: the host list's rows as f32 */
     int32_t *lab;              /* chunk: their exact labels */
@@ -271,13 +281,15 @@ __global__ void certify(fkm_cert cert, const float *best, const float *second, c
                         const int32_t *labels, const double *xnorm, const double *xdelta, const double *cnorm,
                         const double *cdelta, const double *cmax, const double *cdmax, const double *mumax,
                         int64_t n_total, int64_t n, int64_t k, unsigned long long *count, int64_t *pair_idx,
-                        int64_t *filt_idx)
+                        int64_t *filt_idx, const unsigned char *carried, double *clo, double *chi)
 {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i - (threadIdx.x & 31) < n_total; i += stride) {
         int kind = 0; /* 0 certified, 1 pair, 2 filter */
         int64_t b = 0;
-        if (i < n_total) {
+        if (i < n_total && carried && carried[i]) {
+            /* kept its label and its moved certificate (carry_points): nothing to do */
+        } else if (i < n_total) {
             b = i / n;
             const int64_t c = b * k + labels[i];
             /* the norms and the measured operand rounding (EXACTNESS.md 5.2) */
@@ -287,6 +299,11 @@ __global__ void certify(fkm_cert cert, const float *best, const float *second, c
             const double mu = mumax ? mumax[b] : 0.0;
             const int ok2 = mumax ? fkm_cert_cos_ok_pt(&cert, s1, second[i], &p, mu)
                                   : fkm_cert_ok_pt(&cert, s1, second[i], &p);
+            if (clo) { /* the certificate to carry (5.5), or none */
+                fkm_carry cb;
+                if (!(ok2 && fkm_cert_carry_init(&cert, s1, second[i], &p, &cb))) cb.lo = -INFINITY, cb.hi = INFINITY;
+                clo[i] = cb.lo, chi[i] = cb.hi;
+            }
             if (!ok2) {
                 const int ok3 = mumax ? fkm_cert_cos_ok_pt(&cert, s1, third[i], &p, mu)
                                       : fkm_cert_ok_pt(&cert, s1, third[i], &p);
@@ -618,6 +635,78 @@ __global__ void __launch_bounds__(EX_THREADS) filter_merge(ex_args a)
     }
 }
 
+/* ---------------------------------------------------------------- carried certificates (5.5) */
+
+/* One warp per centroid: an upper bound on ||c - cprev|| (fkm_cert_delta of the double
+ * differences: lane-strided sums and a butterfly, a fixed order). */
+__global__ void centroid_moves(const float *C, const float *P, int64_t rows, int64_t d, double *move)
+{
+    const int lane = threadIdx.x & 31;
+    const int64_t r = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (r >= rows) return;
+    double ss = 0.0;
+    for (int64_t j = lane; j < d; j += 32) {
+        const double e = (double)C[r * d + j] - (double)P[r * d + j];
+        ss += e * e;
+    }
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (lane == 0) move[r] = fkm_cert_delta(ss);
+}
+
+/* Each point with a valid certificate moves its bounds (fkm_cert_carry_move); those still
+ * separated keep their label (carried = 1); every other point goes to the list of points to
+ * assign (todo, counted by *count; warp-aggregated). */
+__global__ void carry_points(int64_t n_total, int64_t n, int64_t k, int dot, const int32_t *labels,
+                             const double *xnorm, const double *cmove, const double *cmove_max, double *clo,
+                             double *chi, unsigned char *carried, int64_t *todo, unsigned long long *count)
+{
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i - (threadIdx.x & 31) < n_total; i += stride) {
+        int keep = 0;
+        if (i < n_total) {
+            fkm_carry b = {clo[i], chi[i]};
+            const int64_t pb = i / n;
+            const int32_t a = labels[i];
+            if (b.lo > b.hi && a >= 0 && a < k) {
+                keep = fkm_cert_carry_move(&b, dot, xnorm[i], cmove[pb * k + a], cmove_max[pb]);
+                if (!keep) b.lo = -INFINITY, b.hi = INFINITY;
+                clo[i] = b.lo, chi[i] = b.hi;
+            }
+            carried[i] = (unsigned char)keep;
+        }
+        const unsigned m = __ballot_sync(0xffffffffu, i < n_total && !keep);
+        if (i < n_total && !keep) todo[warp_slot(m, count)] = i;
+    }
+}
+
+/* The gathered top-3 pass's outputs back to the points' slots. */
+__global__ void carry_scatter(const int64_t *pts, int64_t m, const int32_t *glab, const float *gbest,
+                              const float *gsecond, const float *gthird, const int32_t *gsecond_idx, int32_t *labels,
+                              float *best, float *second, float *third, int32_t *second_idx)
+{
+    for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < m; j += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t i = pts[j];
+        labels[i] = glab[j], best[i] = gbest[j], second[i] = gsecond[j], third[i] = gthird[j];
+        second_idx[i] = gsecond_idx[j];
+    }
+}
+
+/* Rows j < m of the list (from entry off) in the input type, 16-byte aligned, zero beyond d;
+ * their point indices to pts. One warp per row. */
+template <typename T>
+__global__ void gather_input_rows(const T *X, int64_t n, int64_t d, int64_t ld, int64_t bstride, const int64_t *list,
+                                  int64_t m, T *rows, int64_t ldr, int64_t *pts)
+{
+    const int lane = threadIdx.x & 31;
+    const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
+    for (int64_t j = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; j < m; j += warps) {
+        const int64_t i = list[j];
+        const T *x = X + (i / n) * bstride + (i % n) * ld;
+        for (int64_t c = lane; c < ldr; c += 32) rows[j * ldr + c] = c < d ? x[c] : static_cast<T>(0.f);
+        if (lane == 0) pts[j] = i;
+    }
+}
+
 /* ---------------------------------------------------------------- candidate pass (5.4) */
 
 /* Chunk rows j < m of problem b's filter list (from entry off): row j of rows = point
@@ -775,9 +864,26 @@ static int cand_wanted(int64_t k)
     return k >= EX_CAND_MIN_K;
 }
 
+/* FLASHKM_EXACT_CARRY=0 turns the carried certificates off (A/B runs and tests: the same
+ * labels); they apply to one problem (batch 1), l2 and dot. */
+static int carry_wanted(const fkm_dev_problem *pb)
+{
+    const char *e = getenv("FLASHKM_EXACT_CARRY");
+    if (e && strcmp(e, "0") == 0) return 0;
+    return pb->batch == 1 && pb->metric != FKM_METRIC_COSINE;
+}
+
 void fkm_cuda_exact_destroy(fkm_cuda_exact_ws *ws)
 {
     if (!ws) return;
+    cudaFree(ws->clo);
+    cudaFree(ws->chi);
+    cudaFree(ws->cprev);
+    cudaFree(ws->cmove);
+    cudaFree(ws->cmove_max);
+    cudaFree(ws->carried);
+    cudaFree(ws->todo);
+    cudaFree(ws->glab_best);
     cudaFree(ws->cand_rows);
     cudaFree(ws->cand_thr);
     cudaFree(ws->cand_pts);
@@ -892,7 +998,17 @@ fkm_status fkm_cuda_exact_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_cu
     if (ws->part64_items)
         FKM_CUDA_TRY_GOTO(ctx, cudaMalloc(&ws->part64, (size_t)(pb->batch * ws->part64_items) *
                                                            FT_P_OF(true) * sizeof(ex_state<double>)), s, fail);
-    if (cand_wanted(pb->k)) {
+    ws->carry = carry_wanted(pb);
+    if (ws->carry) {
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->clo, n * sizeof(double)), s, fail);
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->chi, n * sizeof(double)), s, fail);
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cprev, kd * sizeof(float)), s, fail);
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cmove, (size_t)ws->k_total * sizeof(double)), s, fail);
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->cmove_max, (size_t)pb->batch * sizeof(double)), s, fail);
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->carried, n), s, fail);
+        FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->todo, n * sizeof(int64_t)), s, fail);
+    }
+    if (cand_wanted(pb->k) || ws->carry) {
         /* rows 16-byte aligned for the tensor-core kernel's loads, zero beyond d */
         const int64_t es = (int64_t)fkm_dtype_size(pb->dtype), per16 = 16 / es;
         ws->cand_ld = fkm_ceil_div(pb->d, per16) * per16;
@@ -910,6 +1026,7 @@ fkm_status fkm_cuda_exact_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_cu
                           s, fail);
         FKM_CUDA_TRY_GOTO(ctx, cudaMallocHost((void **)&ws->flen_h, (size_t)pb->batch * sizeof(unsigned long long)),
                           s, fail);
+        if (ws->carry) FKM_CUDA_TRY_GOTO(ctx, cudaMalloc(&ws->glab_best, cc * 20), s, fail);
     }
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->rows, ch * (size_t)pb->d * sizeof(float)), s, fail);
     FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->lab, ch * sizeof(int32_t)), s, fail);
@@ -1012,7 +1129,7 @@ static fkm_status launch_device_stages(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_
                        ws->host_idx, NULL,           0,            0};
     pair_decide<T, DOT><<<ws->pair_blocks, EX_THREADS, 0, stream>>>(a);
     FKM_CUDA_LAUNCHED(ctx, "pair_decide");
-    if (ws->cand_rows) {
+    if (ws->cand_rows && cand_wanted(pb->k)) {
         const fkm_status s = launch_candidates<T, DOT>(ctx, ws, aws, pb, a, stream);
         if (s != FKM_OK) return s;
     }
@@ -1103,6 +1220,63 @@ static fkm_status recount(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, const fkm_dev_pro
     return FKM_OK;
 }
 
+/* The carried certificates' step (EXACTNESS.md 5.5), batch 1: the centroids' moves since the
+ * last assignment, each certified point's bounds moved; the points that keep their label need
+ * no assignment. *gathered = 1 when the others (fewer than half) went through the top-3 pass
+ * here, gathered in chunks, their outputs scattered to their slots; 0: the caller runs the
+ * full pass (and certify then recertifies every point). */
+template <typename T>
+static fkm_status carry_step(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_assign_ws *aws, const fkm_dev_problem *pb,
+                             const float *cent, int32_t *labels, unsigned long long *changed, int *gathered,
+                             cudaStream_t stream)
+{
+    *gathered = 0;
+    const int64_t n = ws->n_total, k = pb->k;
+    centroid_moves<<<(unsigned)fkm_ceil_div(k, EX_THREADS / 32), EX_THREADS, 0, stream>>>(cent, ws->cprev, k, pb->d,
+                                                                                         ws->cmove);
+    FKM_CUDA_LAUNCHED(ctx, "centroid_moves");
+    fkm_status s = fkm_cuda_max_per_problem(ctx, ws->cmove, k, 1, ws->cmove_max, stream);
+    if (s != FKM_OK) return s;
+    FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->cand_left, 0, sizeof(unsigned long long), stream));
+    carry_points<<<blocks_for(n), EX_THREADS, 0, stream>>>(n, pb->n, k, pb->metric == FKM_METRIC_DOT, labels,
+                                                            ws->xnorm, ws->cmove, ws->cmove_max, ws->clo, ws->chi,
+                                                            ws->carried, ws->todo, ws->cand_left);
+    FKM_CUDA_LAUNCHED(ctx, "carry_points");
+    FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->flen_h, ws->cand_left, sizeof(unsigned long long), cudaMemcpyDeviceToHost,
+                                      stream));
+    FKM_CUDA_TRY(ctx, cudaStreamSynchronize(stream));
+    const int64_t m = (int64_t)ws->flen_h[0];
+    if (2 * m >= n) return FKM_OK; /* most points to assign: the full pass is cheaper */
+    /* the list sorted is not needed: each point's outputs go to its own slot */
+    char *g = (char *)ws->glab_best;
+    const int64_t ch = ws->cand_chunk;
+    int32_t *glab = (int32_t *)g, *gsec_idx = (int32_t *)(g + 4 * ch);
+    float *gbest = (float *)(g + 8 * ch), *gsec = (float *)(g + 12 * ch), *gthird = (float *)(g + 16 * ch);
+    const fkm_cuda_top3_out gtop3 = {gsec, gthird, gsec_idx};
+    for (int64_t off = 0; off < m; off += ch) {
+        const int64_t c = m - off < ch ? m - off : ch;
+        const unsigned blocks = (unsigned)fkm_ceil_div(c, EX_THREADS / 32);
+        gather_input_rows<T><<<blocks, EX_THREADS, 0, stream>>>((const T *)pb->X, pb->n, pb->d, pb->ld,
+                                                                 pb->batch_stride, ws->todo + off, c,
+                                                                 (T *)ws->cand_rows, ws->cand_ld, ws->cand_pts);
+        FKM_CUDA_LAUNCHED(ctx, "gather_input_rows");
+        FKM_CUDA_TRY(ctx, cudaMemsetAsync(glab, 0, (size_t)c * sizeof(int32_t), stream));
+        fkm_dev_problem gp = *pb;
+        gp.X = ws->cand_rows;
+        gp.n = c;
+        gp.ld = ws->cand_ld;
+        gp.batch = 1;
+        gp.batch_stride = c * ws->cand_ld;
+        if ((s = fkm_cuda_assign_top3(ctx, aws, &gp, cent, glab, changed, gbest, &gtop3, stream)) != FKM_OK) return s;
+        carry_scatter<<<blocks_for(c), EX_THREADS, 0, stream>>>(ws->cand_pts, c, glab, gbest, gsec, gthird, gsec_idx,
+                                                                labels, ws->best, ws->second, ws->third,
+                                                                ws->second_idx);
+        FKM_CUDA_LAUNCHED(ctx, "carry_scatter");
+    }
+    *gathered = 1;
+    return FKM_OK;
+}
+
 fkm_status fkm_cuda_exact_assign(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_assign_ws *aws,
                                  const fkm_dev_problem *pb, const float *cent, int32_t *labels,
                                  unsigned long long *changed, int n_threads, fkm_cuda_exact_counts *counts,
@@ -1130,8 +1304,26 @@ fkm_status fkm_cuda_exact_assign(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_a
 
     FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->prev, labels, (size_t)ws->n_total * sizeof(int32_t),
                                       cudaMemcpyDeviceToDevice, stream));
-    const fkm_cuda_top3_out top3 = {ws->second, ws->third, ws->second_idx};
-    if ((s = fkm_cuda_assign_top3(ctx, aws, pb, cent, labels, changed, ws->best, &top3, stream)) != FKM_OK) return s;
+    int gathered = 0;
+    if (ws->carry && ws->carry_ready && pb->k > 1) {
+        if (pb->dtype == FKM_F16) s = carry_step<__half>(ctx, ws, aws, pb, cent, labels, changed, &gathered, stream);
+        else if (pb->dtype == FKM_BF16)
+            s = carry_step<__nv_bfloat16>(ctx, ws, aws, pb, cent, labels, changed, &gathered, stream);
+        else s = carry_step<float>(ctx, ws, aws, pb, cent, labels, changed, &gathered, stream);
+        if (s != FKM_OK) return s;
+    }
+    if (!gathered) {
+        const fkm_cuda_top3_out top3 = {ws->second, ws->third, ws->second_idx};
+        if ((s = fkm_cuda_assign_top3(ctx, aws, pb, cent, labels, changed, ws->best, &top3, stream)) != FKM_OK)
+            return s;
+        /* every point assigned again: certify decides them all */
+        if (ws->carry) FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->carried, 0, (size_t)ws->n_total, stream));
+    }
+    if (ws->carry) { /* the next assignment's moves are from these centroids */
+        FKM_CUDA_TRY(ctx, cudaMemcpyAsync(ws->cprev, cent, (size_t)(ws->k_total * pb->d) * sizeof(float),
+                                          cudaMemcpyDeviceToDevice, stream));
+        ws->carry_ready = 1;
+    }
     if (pb->k == 1) return FKM_OK; /* one centroid: nothing to decide */
 
     FKM_CUDA_TRY(ctx, cudaMemsetAsync(ws->count, 0, (size_t)(EX_C_FIXED + 2 * pb->batch) * sizeof(unsigned long long),
@@ -1140,7 +1332,8 @@ fkm_status fkm_cuda_exact_assign(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cuda_a
                                                                 ws->xnorm, ws->xdelta, ws->cnorm, ws->cdelta,
                                                                 ws->cmax, ws->cdmax, ws->mumax, ws->n_total,
                                                                 pb->n, pb->k, ws->count, ws->pair_idx,
-                                                                ws->filt_idx);
+                                                                ws->filt_idx, ws->carry ? ws->carried : NULL,
+                                                                ws->clo, ws->chi);
     FKM_CUDA_LAUNCHED(ctx, "certify");
     if (pb->dtype == FKM_F16) s = launch_device_stages_any<__half>(ctx, ws, aws, pb, cent, labels, stream);
     else if (pb->dtype == FKM_BF16)
