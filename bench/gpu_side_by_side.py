@@ -622,6 +622,8 @@ def variants_for(cfg, args):
     v = [("fast", FKM_PRECISION["fast"], fast_kind)]
     if cfg.dtype == "f32" or args.all_f32:
         v.append(("f32", FKM_PRECISION["f32"], "fp32"))
+    if args.exact:
+        v.append(("exact", FKM_PRECISION["exact"], fast_kind))
     return v
 
 
@@ -1244,6 +1246,7 @@ def run_isolated(args, configs, meta, ceil, command):
               "--copy-mib", str(args.copy_mib), "--commit", meta["git_commit"],
               "--timeout-per-config", str(args.timeout_per_config)]
     common += ["--all-f32"] if args.all_f32 else []
+    common += ["--exact"] if args.exact else []
     common += ["--no-fp64-check"] if args.no_fp64_check else []
     common += (["--skip"] + args.skip) if args.skip else []
     limit = (2 * args.timeout_per_config + 180) if args.timeout_per_config else None
@@ -1321,6 +1324,8 @@ def main():
                     "Triton autotune (tuned in the warm-up fit), or both, keeping the faster")
     ap.add_argument("--all-f32", action="store_true",
                     help="also run flashkm with FKM_PRECISION_F32 on f16/bf16 data")
+    ap.add_argument("--exact", action="store_true",
+                    help="also run flashkm with FKM_PRECISION_EXACT (certified labels, docs/EXACTNESS.md)")
     ap.add_argument("--skip", nargs="+", default=[], choices=("flashkm", "flash-kmeans"),
                     help="leave a side out")
     ap.add_argument("--no-fp64-check", action="store_true", help="skip the fp64 argmin checks")
