@@ -1,6 +1,11 @@
 /* exact.cu — certified-exact assignment on the GPU (exact.cuh, docs/EXACTNESS.md 3.6 and 5).
  *
  * Per assignment, all on the stream with one host synchronisation in the common case:
+ *   0. carried certificates (EXACTNESS.md 5.5; batch 1, l2 and dot, after the first
+ *      assignment): each certified point's distance bounds move with the centroids
+ *      (`centroid_moves`, `carry_points`); a point they still separate keeps its label and skips
+ *      every stage below; when fewer than half are left, 1 runs on their rows only, gathered
+ *      (`carry_step`), else on all;
  *   1. the tensor-core kernel's top-3 instantiation (mma or wgmma, the path fast mode would
  *      take) gives each point its label, its three smallest scores and the second's index;
  *   2. `certify` (one thread per point) applies fkm_cert_ok_pt (src/core/cert.h, the CPU's
