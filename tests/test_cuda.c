@@ -182,6 +182,19 @@ static fkm_status fit_io(fkm_ctx *ctx, const fkm_params *p0, const void *X, int6
     return s;
 }
 
+/* Initial centroids for B problems of n rows stacked in X: k rows of each problem b picked
+ * with seed seed0 + b (tc_pick_rows), B x k x d floats (free with free). */
+static float *batch_init(const double *X, int64_t B, int64_t n, int64_t d, int64_t k, uint64_t seed0)
+{
+    float *init = malloc((size_t)(B * k * d) * sizeof(float));
+    for (int64_t b = 0; init && b < B; b++) {
+        float *r = tc_pick_rows(X + b * n * d, n, d, k, seed0 + (uint64_t)b);
+        memcpy(init + b * k * d, r, (size_t)(k * d) * sizeof(float));
+        free(r);
+    }
+    return init;
+}
+
 /* Initial centroids (user: host, device or pinned memory) and outputs (the same three) in
  * every combination give bitwise the all-host fit, batched (B = 3) and single (B = 1), for
  * each metric (cosine's user centroids are normalised on the host: the device ones go through
@@ -193,12 +206,7 @@ static void check_device_io(fkm_ctx *ctx)
     const int64_t n = 2003, d = 24, k = 19, Bmax = 3;
     double *X = tc_blobs(71, Bmax * n, d, 11, 4.0, 0.0);
     void *Xs = tc_store(X, Bmax * n, d, d, FKM_F16);
-    float *init = malloc((size_t)(Bmax * k * d) * sizeof(float));
-    for (int64_t b = 0; b < Bmax; b++) {
-        float *r = tc_pick_rows(X + b * n * d, n, d, k, 7 + (uint64_t)b);
-        memcpy(init + b * k * d, r, (size_t)(k * d) * sizeof(float));
-        free(r);
-    }
+    float *init = batch_init(X, Bmax, n, d, k, 7);
     float *empt = malloc((size_t)(Bmax * k * d) * sizeof(float)); /* rows 1, 2 copies of row 0 */
     memcpy(empt, init, (size_t)(Bmax * k * d) * sizeof(float));
     for (int64_t b = 0; b < Bmax; b++)
@@ -346,12 +354,7 @@ static void check_wgmma_overlap(fkm_ctx *ctx)
         const int64_t rows = c.batch * c.n;
         double *X = tc_blobs(70 + i, rows, c.d, 40, 4.0, 0.0);
         void *Xs = tc_store(X, rows, c.d, c.d, c.dt);
-        float *init = malloc((size_t)(c.batch * c.k * c.d) * sizeof(float));
-        for (int64_t b = 0; b < c.batch; b++) {
-            float *r = tc_pick_rows(X + b * c.n * c.d, c.n, c.d, c.k, 90 + i + (uint64_t)b);
-            memcpy(init + b * c.k * c.d, r, (size_t)(c.k * c.d) * sizeof(float));
-            free(r);
-        }
+        float *init = batch_init(X, c.batch, c.n, c.d, c.k, 90 + (uint64_t)i);
         fkm_params p = fkm_params_default();
         p.k = c.k;
         p.max_iter = 6;
@@ -400,12 +403,7 @@ static void check_batch(fkm_ctx *ctx)
     const int64_t B = 3, n = 1501, d = 24, k = 17;
     double *X = tc_blobs(31, B * n, d, 10, 4.0, 0.0);
     void *Xs = tc_store(X, B * n, d, d, FKM_F16);
-    float *init = malloc((size_t)(B * k * d) * sizeof(float));
-    for (int64_t b = 0; b < B; b++) {
-        float *r = tc_pick_rows(X + b * n * d, n, d, k, 40 + (uint64_t)b);
-        memcpy(init + b * k * d, r, (size_t)(k * d) * sizeof(float));
-        free(r);
-    }
+    float *init = batch_init(X, B, n, d, k, 40);
     fkm_params p = fkm_params_default();
     p.k = k;
     p.max_iter = 20;

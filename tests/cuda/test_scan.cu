@@ -203,12 +203,7 @@ static void run_case(fkm_ctx *ctx, const scan_case &c, uint64_t seed, cudaStream
 
 int main(void)
 {
-    skip_without_gpu();
-    fkm_ctx *ctx = NULL;
-    if (fkm_create(&ctx, FKM_BACKEND_CPU) != FKM_OK) {
-        fprintf(stderr, "fkm_create failed\n");
-        return 1;
-    }
+    fkm_ctx *ctx = kernel_test_start();
     cudaStream_t stream;
     CU(cudaStreamCreate(&stream));
     /* batch, n, d, ld_extra, dtype, metric, offset, bad rows of problems 0 and 1 */

@@ -774,12 +774,7 @@ static void run_bad_usage(fkm_ctx *ctx)
 
 int main(void)
 {
-    skip_without_gpu();
-    fkm_ctx *ctx = NULL;
-    if (fkm_create(&ctx, FKM_BACKEND_CPU) != FKM_OK) {
-        fprintf(stderr, "fkm_create failed\n");
-        return 1;
-    }
+    fkm_ctx *ctx = kernel_test_start();
     /* batch, n, k, d, ld_extra, dtype, metric, weights, labels, skew, empty_every, zero_rows */
     const test_case cases[] = {
         {1, 1000, 10, 3, 0, FKM_F32, FKM_METRIC_L2, 0, UNIFORM, 0.0, 0, 0},
