@@ -1,6 +1,7 @@
 /* assign.c — CPU assignment: pack centroids into panels, then run the SIMD kernel over blocks
  * of points in parallel. No n x k matrix exists: each block keeps one running best per point. */
 #include "cpu.h"
+#include "core/cert.h"
 #include "core/exact.h"
 
 #include <math.h>
@@ -51,26 +52,58 @@ static double row_norm(const float *x, int64_t d)
     return sqrt(((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])));
 }
 
-/* Certified mode for one block: a point keeps its fast label when the gap between its best
- * and second-best scores exceeds the error bound (docs/EXACTNESS.md); the others are decided
- * by the exact argmin. Returns the number re-decided. */
+/* Certified mode for the rows of one block the kernel scored: row j of x (block row map[j], or
+ * j without a map) has the kernel's label klab[j] and best and second scores; it keeps that
+ * label when the gap exceeds the error bound (docs/EXACTNESS.md 3.5), else the exact argmin
+ * decides. With carried certificates (st->clo) a certified row gets its bounds (5.5), a
+ * re-decided one none. labels: the block's labels, by block row. Returns the number
+ * re-decided. */
 static int64_t certify_block(const cpu_state *st, const fkm_cert *cert, const fkm_cert_lin *lin, const float *C,
-                             const float *x,
-                             int64_t ldx, int64_t i0, int64_t rows, int32_t *labels, const float *best,
-                             const float *second, double *scratch, int64_t *cand)
+                             const float *x, int64_t ldx, int64_t i0, int64_t m, const int64_t *map,
+                             const int32_t *klab, int32_t *labels, const float *best, const float *second,
+                             double *scratch, int64_t *cand)
 {
     const fkm_problem *pb = &st->pb;
     const int64_t d = pb->d;
     int64_t redone = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * ldx;
-        if (!st->have_xnorm) st->xnorm[i0 + r] = row_norm(xr, d);
+    for (int64_t j = 0; j < m; j++) {
+        const float *xr = x + j * ldx;
+        const int64_t r = map ? map[j] : j, i = i0 + r;
+        if (!st->have_xnorm) st->xnorm[i] = row_norm(xr, d);
+        labels[r] = klab[j];
         if (pb->k == 1) continue; /* a single centroid: nothing to decide */
-        if (fkm_cert_ok_lin(cert, lin, best[r], second[r], st->xnorm[i0 + r], st->cnorm[labels[r]])) continue;
+        if (fkm_cert_ok_lin(cert, lin, best[j], second[j], st->xnorm[i], st->cnorm[klab[j]])) {
+            if (st->clo) {
+                const fkm_cert_pt p = fkm_cert_pt_model(cert, st->xnorm[i], st->cnorm[klab[j]], st->cnorm_max);
+                fkm_carry b;
+                if (!fkm_cert_carry_init(cert, best[j], second[j], &p, &b)) b.lo = -INFINITY, b.hi = INFINITY;
+                st->clo[i] = b.lo, st->chi[i] = b.hi;
+            }
+            continue;
+        }
         labels[r] = fkm_exact_argmin(xr, C, pb->k, d, pb->metric == FKM_METRIC_DOT, scratch, cand);
+        if (st->clo) st->clo[i] = -INFINITY, st->chi[i] = INFINITY;
         redone++;
     }
     return redone;
+}
+
+/* Carried certificates: each centroid's move since the certificates' centroids (an upper bound
+ * on ||c - cprev||, fkm_cert_delta), the largest returned. */
+static double centroid_moves(cpu_state *st, const float *C)
+{
+    const int64_t k = st->pb.k, d = st->pb.d;
+    double dmax = 0.0;
+    for (int64_t c = 0; c < k; c++) {
+        double ss = 0.0;
+        for (int64_t j = 0; j < d; j++) {
+            const double e = (double)C[c * d + j] - (double)st->cprev[c * d + j];
+            ss += e * e;
+        }
+        st->cmove[c] = fkm_cert_delta(ss);
+        if (st->cmove[c] > dmax) dmax = st->cmove[c];
+    }
+    return dmax;
 }
 
 fkm_status fkm_cpu_assign(fkm_ctx *ctx, void *state, const float *centroids, int64_t *n_changed)
@@ -96,25 +129,55 @@ fkm_status fkm_cpu_assign(fkm_ctx *ctx, void *state, const float *centroids, int
             if (st->cnorm[c] > st->cnorm_max) st->cnorm_max = st->cnorm[c];
         lin = fkm_cert_linear(&cert, st->cnorm_max);
     }
+    /* carried certificates: from the second assignment on (every row has a certificate or
+     * none, and X's norms are known) */
+    const int carry = exact && st->clo && st->have_prev && st->have_xnorm;
+    const double dmax = carry ? centroid_moves(st, centroids) : 0.0;
 
 #pragma omp parallel num_threads(pb->n_threads) reduction(+ : changed, redone) reduction(| : failed)
     {
         float *scratch = malloc((size_t)st->kern->scratch_floats(FKM_CPU_BLOCK_ROWS) * sizeof(float));
-        float *xbuf = copy ? malloc((size_t)(FKM_CPU_BLOCK_ROWS * d) * sizeof(float)) : NULL;
+        /* the block's rows as f32 (converted, or the rows left to assign when some carry) */
+        float *xbuf = copy || carry ? malloc((size_t)(FKM_CPU_BLOCK_ROWS * d) * sizeof(float)) : NULL;
         /* certified mode: scores of the block and the exact argmin's scratch */
         float *sc = exact ? malloc(2 * FKM_CPU_BLOCK_ROWS * sizeof(float)) : NULL;
         double *xs = exact ? malloc((size_t)FKM_EXACT_SCRATCH_DOUBLES(pb->k) * sizeof(double)) : NULL;
         int64_t *cand = exact ? malloc((size_t)pb->k * sizeof(int64_t)) : NULL;
-        int32_t labels[FKM_CPU_BLOCK_ROWS];
-        if (!scratch || (copy && !xbuf) || (exact && (!sc || !xs || !cand))) failed = 1;
+        int32_t labels[FKM_CPU_BLOCK_ROWS], klab[FKM_CPU_BLOCK_ROWS];
+        int64_t map[FKM_CPU_BLOCK_ROWS];
+        if (!scratch || ((copy || carry) && !xbuf) || (exact && (!sc || !xs || !cand))) failed = 1;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t b = 0; b < nblocks; b++) {
             if (failed) continue;
             const int64_t i0 = b * FKM_CPU_BLOCK_ROWS;
             const int64_t rows = n - i0 < FKM_CPU_BLOCK_ROWS ? n - i0 : FKM_CPU_BLOCK_ROWS;
+            /* carried certificates: rows whose moved bounds still separate their label keep
+             * it; the others (map) are gathered and assigned */
+            int64_t m = rows;
+            if (carry) {
+                m = 0;
+                for (int64_t r = 0; r < rows; r++) {
+                    const int64_t i = i0 + r;
+                    const int32_t a = st->labels[i];
+                    fkm_carry bd = {st->clo[i], st->chi[i]};
+                    int keep = 0;
+                    if (bd.lo > bd.hi) {
+                        keep = fkm_cert_carry_move(&bd, pb->metric == FKM_METRIC_DOT, st->xnorm[i], st->cmove[a], dmax);
+                        if (!keep) bd.lo = -INFINITY, bd.hi = INFINITY;
+                        st->clo[i] = bd.lo, st->chi[i] = bd.hi;
+                    }
+                    if (keep) labels[r] = a;
+                    else map[m++] = r;
+                }
+            }
             const float *x;
             int64_t ldx;
-            if (copy) {
+            if (m < rows) { /* some rows carried: the others gathered, as the metric reads them */
+                for (int64_t j = 0; j < m; j++)
+                    fkm_load_row(pb->X, pb->dtype, pb->ld, i0 + map[j], d, 0, xbuf + j * d);
+                x = xbuf;
+                ldx = d;
+            } else if (copy) {
                 for (int64_t r = 0; r < rows; r++)
                     fkm_load_row(pb->X, pb->dtype, pb->ld, i0 + r, d,
                                  pb->metric == FKM_METRIC_COSINE, xbuf + r * d);
@@ -125,10 +188,12 @@ fkm_status fkm_cpu_assign(fkm_ctx *ctx, void *state, const float *centroids, int
                 ldx = pb->ld;
             }
             if (exact) {
-                st->kern->assign_block_top2(x, ldx, rows, d, st->cpack, st->cbias, st->npanels, alpha,
-                                            scratch, labels, sc, sc + FKM_CPU_BLOCK_ROWS);
-                redone += certify_block(st, &cert, &lin, centroids, x, ldx, i0, rows, labels, sc,
-                                        sc + FKM_CPU_BLOCK_ROWS, xs, cand);
+                if (m > 0) {
+                    st->kern->assign_block_top2(x, ldx, m, d, st->cpack, st->cbias, st->npanels, alpha, scratch,
+                                                klab, sc, sc + FKM_CPU_BLOCK_ROWS);
+                    redone += certify_block(st, &cert, &lin, centroids, x, ldx, i0, m, m < rows ? map : NULL, klab,
+                                            labels, sc, sc + FKM_CPU_BLOCK_ROWS, xs, cand);
+                }
             } else {
                 st->kern->assign_block(x, ldx, rows, d, st->cpack, st->cbias, st->npanels, alpha,
                                        scratch, labels, NULL);
@@ -147,6 +212,10 @@ fkm_status fkm_cpu_assign(fkm_ctx *ctx, void *state, const float *centroids, int
     if (failed) return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for assignment buffers");
     if (exact) {
         st->have_xnorm = 1;
+        if (st->clo) { /* the certificates now hold for these centroids */
+            memcpy(st->cprev, centroids, (size_t)(pb->k * d) * sizeof(float));
+            st->have_prev = 1;
+        }
         ctx->exact_points += n;
         ctx->exact_rechecked += redone;
         ctx->exact_host += redone; /* fkm_exact_argmin, on the host like everything here */

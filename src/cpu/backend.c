@@ -16,6 +16,10 @@ static void cpu_close(void *state)
     free(st->cbias);
     free(st->cnorm);
     free(st->xnorm);
+    free(st->clo);
+    free(st->chi);
+    free(st->cprev);
+    free(st->cmove);
     free(st->order);
     free(st->offsets);
     free(st);
@@ -48,12 +52,22 @@ static fkm_status cpu_open(fkm_ctx *ctx, const fkm_problem *pb, void **out)
     st->cpack = malloc(pack_bytes);
     st->cbias = malloc((size_t)(st->npanels * nr) * sizeof(float));
     st->offsets = malloc((size_t)(pb->k + 1) * sizeof(int64_t));
+    int carry = 0;
     if (pb->precision == FKM_PRECISION_EXACT) {
         st->cnorm = malloc((size_t)pb->k * sizeof(double));
         st->xnorm = malloc(n_f64);
+        const char *e = getenv("FLASHKM_EXACT_CARRY");
+        carry = pb->metric != FKM_METRIC_COSINE && pb->k > 1 && !(e && strcmp(e, "0") == 0);
+        if (carry) {
+            st->clo = malloc(n_f64);
+            st->chi = malloc(n_f64);
+            st->cprev = malloc(pack_bytes); /* >= k x d floats */
+            st->cmove = malloc((size_t)pb->k * sizeof(double));
+        }
     }
     if (!st->labels || !st->objective || !st->order || !st->cpack || !st->cbias || !st->offsets ||
-        (pb->precision == FKM_PRECISION_EXACT && (!st->cnorm || !st->xnorm))) {
+        (pb->precision == FKM_PRECISION_EXACT && (!st->cnorm || !st->xnorm)) ||
+        (carry && (!st->clo || !st->chi || !st->cprev || !st->cmove))) {
         cpu_close(st);
         return fkm_fail(ctx, FKM_E_NOMEM, "out of memory for the CPU backend (n = %lld, k = %lld, d = %lld)",
                         (long long)pb->n, (long long)pb->k, (long long)pb->d);

@@ -28,6 +28,13 @@ typedef struct cpu_state {
     double *xnorm;          /* n: ||x|| of each row, computed by the first assignment (X does
                                not change during a call) */
     int have_xnorm;
+    /* carried certificates (EXACTNESS.md 5.5; exact mode, l2 and dot, unless
+     * FLASHKM_EXACT_CARRY=0): each row's bounds (lo > hi: valid), the centroids they were
+     * computed against, the centroids' moves */
+    double *clo, *chi;      /* n, or NULL */
+    float *cprev;           /* k x d */
+    double *cmove;          /* k */
+    int have_prev;
     /* counting sort of points by label */
     int64_t *order;         /* n */
     int64_t *offsets;       /* k + 1 */
