@@ -540,6 +540,30 @@ void fkm_cuda_assign_destroy(fkm_cuda_assign_ws *ws)
     free(ws);
 }
 
+/* One launch of the mma.sync kernel: X tiles resident in shared memory or streamed with the
+ * centroids along D (split-D), for the fast, top-3 or candidate epilogue. */
+template <typename T, bool TOP3, bool CAND>
+static fkm_status run_mma(fkm_ctx *ctx, const fkm_cuda_assign_ws *ws, bool resident, dim3 grid, const T *X, int64_t n,
+                          int64_t d, int64_t ld, int64_t bstride, const T *cq, const float *cn, float alpha,
+                          int32_t *labels, unsigned long long *changed, float *best, const fkm_cuda_top3_out &out3,
+                          const fkm_cuda_cand_out &cand, cudaStream_t stream)
+{
+    constexpr int64_t BK = MMA_BK_OF(sizeof(T));
+    if (resident) {
+        const size_t smem = ((size_t)MMA_BM * ws->dpad + (size_t)MMA_STAGES * MMA_BN * BK) * sizeof(T);
+        FKM_CUDA_TRY(ctx, fkm_cuda_allow_smem((const void *)assign_mma<T, true, TOP3, CAND>, smem));
+        assign_mma<T, true, TOP3, CAND><<<grid, MMA_THREADS, smem, stream>>>(
+            X, n, d, ld, bstride, ws->dpad, cq, cn, ws->kpad, alpha, labels, changed, best, out3, cand);
+    } else {
+        const size_t smem = (size_t)MMA_STAGES * (MMA_BN + MMA_BM) * BK * sizeof(T);
+        FKM_CUDA_TRY(ctx, fkm_cuda_allow_smem((const void *)assign_mma<T, false, TOP3, CAND>, smem));
+        assign_mma<T, false, TOP3, CAND><<<grid, MMA_THREADS, smem, stream>>>(
+            X, n, d, ld, bstride, ws->dpad, cq, cn, ws->kpad, alpha, labels, changed, best, out3, cand);
+    }
+    FKM_CUDA_LAUNCHED(ctx, CAND ? "assign_mma(candidates)" : "assign_mma");
+    return FKM_OK;
+}
+
 template <typename T, bool TOP3>
 static fkm_status launch_mma(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb, float alpha,
                              int32_t *labels, unsigned long long *changed, float *best, const fkm_cuda_top3_out *top3,
@@ -547,23 +571,9 @@ static fkm_status launch_mma(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev
 {
     const fkm_cuda_top3_out out3 = top3 ? *top3 : fkm_cuda_top3_out{NULL, NULL, NULL};
     const dim3 grid((unsigned)fkm_ceil_div(pb->n, MMA_BM), (unsigned)pb->batch);
-    const T *X = (const T *)pb->X;
-    const T *cq = (const T *)ws->cq;
-    if (ws->path == FKM_ASSIGN_MMA) {
-        const size_t smem = ((size_t)MMA_BM * ws->dpad + (size_t)MMA_STAGES * MMA_BN * MMA_BK_OF(sizeof(T))) * sizeof(T);
-        FKM_CUDA_TRY(ctx, fkm_cuda_allow_smem((const void *)assign_mma<T, true, TOP3>, smem));
-        assign_mma<T, true, TOP3><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride,
-                                                                       ws->dpad, cq, ws->cn, ws->kpad, alpha, labels,
-                                                                       changed, best, out3, fkm_cuda_cand_out{});
-    } else {
-        const size_t smem = (size_t)MMA_STAGES * (MMA_BN + MMA_BM) * MMA_BK_OF(sizeof(T)) * sizeof(T);
-        FKM_CUDA_TRY(ctx, fkm_cuda_allow_smem((const void *)assign_mma<T, false, TOP3>, smem));
-        assign_mma<T, false, TOP3><<<grid, MMA_THREADS, smem, stream>>>(X, pb->n, pb->d, pb->ld, pb->batch_stride,
-                                                                        ws->dpad, cq, ws->cn, ws->kpad, alpha, labels,
-                                                                        changed, best, out3, fkm_cuda_cand_out{});
-    }
-    FKM_CUDA_LAUNCHED(ctx, "assign_mma");
-    return FKM_OK;
+    return run_mma<T, TOP3, false>(ctx, ws, ws->path == FKM_ASSIGN_MMA, grid, (const T *)pb->X, pb->n, pb->d, pb->ld,
+                                   pb->batch_stride, (const T *)ws->cq, ws->cn, alpha, labels, changed, best, out3,
+                                   fkm_cuda_cand_out{}, stream);
 }
 
 /* The fast or the top-3 instantiation (top3 != NULL). */
@@ -666,39 +676,22 @@ static fkm_status launch_candidates(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const 
                                     cudaStream_t stream)
 {
     const float alpha = pb->metric == FKM_METRIC_L2 ? 2.f : 1.f;
-    const dim3 grid((unsigned)fkm_ceil_div(m, MMA_BM), 1);
-    const T *cq = (const T *)ws->cq + b * ws->kpad * ws->dpad;
-    const float *cn = ws->cn + b * ws->kpad;
-    const fkm_cuda_top3_out none = {NULL, NULL, NULL};
-    if (ws->dpad * (int64_t)sizeof(T) <= MMA_RESIDENT_MAX_BYTES_PER_ROW) {
-        const size_t smem =
-            ((size_t)MMA_BM * ws->dpad + (size_t)MMA_STAGES * MMA_BN * MMA_BK_OF(sizeof(T))) * sizeof(T);
-        FKM_CUDA_TRY(ctx, fkm_cuda_allow_smem((const void *)assign_mma<T, true, false, true>, smem));
-        assign_mma<T, true, false, true><<<grid, MMA_THREADS, smem, stream>>>(
-            (const T *)Xg, m, pb->d, ldg, 0, ws->dpad, cq, cn, ws->kpad, alpha, NULL, NULL, NULL, none, *cand);
-    } else {
-        const size_t smem = (size_t)MMA_STAGES * (MMA_BN + MMA_BM) * MMA_BK_OF(sizeof(T)) * sizeof(T);
-        FKM_CUDA_TRY(ctx, fkm_cuda_allow_smem((const void *)assign_mma<T, false, false, true>, smem));
-        assign_mma<T, false, false, true><<<grid, MMA_THREADS, smem, stream>>>(
-            (const T *)Xg, m, pb->d, ldg, 0, ws->dpad, cq, cn, ws->kpad, alpha, NULL, NULL, NULL, none, *cand);
-    }
-    FKM_CUDA_LAUNCHED(ctx, "assign_mma(candidates)");
-    return FKM_OK;
+    /* resident X as the mma paths choose it (fkm_cuda_assign_path), whatever path ws is for */
+    const bool resident = ws->dpad * (int64_t)sizeof(T) <= MMA_RESIDENT_MAX_BYTES_PER_ROW;
+    return run_mma<T, false, true>(ctx, ws, resident, dim3((unsigned)fkm_ceil_div(m, MMA_BM), 1), (const T *)Xg, m,
+                                   pb->d, ldg, 0, (const T *)ws->cq + b * ws->kpad * ws->dpad, ws->cn + b * ws->kpad,
+                                   alpha, NULL, NULL, NULL, fkm_cuda_top3_out{NULL, NULL, NULL}, *cand, stream);
 }
 
 fkm_status fkm_cuda_assign_candidates(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb, int64_t b,
                                       const void *Xg, int64_t m, int64_t ldg, const fkm_cuda_cand_out *cand,
-                                      cudaStream_t stream)
+                                      int force_mma, cudaStream_t stream)
 {
     if (ws->path == FKM_ASSIGN_FFMA)
         return fkm_fail(ctx, FKM_E_INTERNAL, "the candidate pass needs a tensor-core path, not %s",
                         fkm_cuda_assign_path_name(ws->path));
     if (m <= 0) return FKM_OK;
-    /* the wgmma kernel where the assignment runs on wgmma; FLASHKM_CAND_KERNEL=mma keeps the
-     * mma.sync one (A/B runs and tests: the same guarantee, though a score near a threshold
-     * may fall on the other side of it, so the sets, and the host's share, may differ) */
-    const char *force = getenv("FLASHKM_CAND_KERNEL");
-    if (path_is_wgmma(ws->path) && !(force && strcmp(force, "mma") == 0)) {
+    if (path_is_wgmma(ws->path) && !force_mma) {
         const float alpha = pb->metric == FKM_METRIC_L2 ? 2.f : 1.f;
         const size_t es = fkm_dtype_size(pb->dtype);
         const char *cq = (const char *)ws->cq + (size_t)(b * ws->kpad * ws->dpad) * es;

@@ -72,7 +72,9 @@ fkm_status fkm_cuda_assign_top3(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_
  * whose computed score is <= thr[row] is appended to row's slots: cnt[row] is set to their
  * number (it may exceed cap, then only cap were stored), in no particular order. thr = -inf
  * asks for none. The single-set wgmma kernel runs it where the assignment runs on wgmma, else
- * (and under FLASHKM_CAND_KERNEL=mma) the mma.sync kernel. */
+ * (and with force_mma: FLASHKM_CAND_KERNEL=mma, for A/B runs and tests; the same guarantee,
+ * though a score near a threshold may fall on the other side of it, so the sets, and the
+ * host's share, may differ) the mma.sync kernel. */
 typedef struct fkm_cuda_cand_out {
     const float *thr;
     int32_t *idx; /* m x cap */
@@ -82,6 +84,6 @@ typedef struct fkm_cuda_cand_out {
 
 fkm_status fkm_cuda_assign_candidates(fkm_ctx *ctx, fkm_cuda_assign_ws *ws, const fkm_dev_problem *pb, int64_t b,
                                       const void *Xg, int64_t m, int64_t ldg, const fkm_cuda_cand_out *cand,
-                                      cudaStream_t stream);
+                                      int force_mma, cudaStream_t stream);
 
 #endif

@@ -119,6 +119,9 @@ struct fkm_cuda_exact_ws {
      * last certificate (lo > hi: valid), moved with the centroids; the centroids of the last
      * assignment, their moves and the largest; the points left to assign (compact). */
     int carry, carry_ready;
+    /* the candidate pass runs (cand_wanted), on the mma.sync kernel (FLASHKM_CAND_KERNEL=mma);
+     * read once, with the other knobs, when the workspace is made */
+    int cand, cand_mma;
     double *clo, *chi;          /* n_total */
     float *cprev;              /* k_total x d */
     double *cmove, *cmove_max;  /* k_total, batch */
@@ -640,6 +643,15 @@ __global__ void __launch_bounds__(EX_THREADS) filter_merge(ex_args a)
     }
 }
 
+/* A lane's share of one row copied in the input type to a row of ldr elements, zero beyond d
+ * (16-byte aligned rows for the tensor-core kernels): the candidate pass's and the carried
+ * points' gathers. */
+template <typename T>
+static __device__ __forceinline__ void copy_row_padded(const T *x, int64_t d, T *dst, int64_t ldr, int lane)
+{
+    for (int64_t c = lane; c < ldr; c += 32) dst[c] = c < d ? x[c] : static_cast<T>(0.f);
+}
+
 /* ---------------------------------------------------------------- carried certificates (5.5) */
 
 /* One warp per centroid: an upper bound on ||c - cprev|| (fkm_cert_delta of the double
@@ -706,8 +718,7 @@ __global__ void gather_input_rows(const T *X, int64_t n, int64_t d, int64_t ld, 
     const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
     for (int64_t j = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; j < m; j += warps) {
         const int64_t i = list[j];
-        const T *x = X + (i / n) * bstride + (i % n) * ld;
-        for (int64_t c = lane; c < ldr; c += 32) rows[j * ldr + c] = c < d ? x[c] : static_cast<T>(0.f);
+        copy_row_padded(X + (i / n) * bstride + (i % n) * ld, d, rows + j * ldr, ldr, lane);
         if (lane == 0) pts[j] = i;
     }
 }
@@ -731,8 +742,7 @@ __global__ void cand_gather(const T *X, int64_t n, int64_t d, int64_t ld, int64_
     const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
     for (int64_t j = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; j < m; j += warps) {
         const int64_t i = list[j], r = i - b * n;
-        const T *x = X + b * bstride + r * ld;
-        for (int64_t c = lane; c < ldr; c += 32) rows[j * ldr + c] = c < d ? x[c] : static_cast<T>(0.f);
+        copy_row_padded(X + b * bstride + r * ld, d, rows + j * ldr, ldr, lane);
         if (lane != 0) continue;
         const int64_t c = b * k + labels[i];
         const fkm_cert_pt p = {xnorm[i], xdelta[i], cnorm[c], cdelta[c], cmax[b], cdmax[b]};
@@ -1004,6 +1014,11 @@ fkm_status fkm_cuda_exact_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_cu
         FKM_CUDA_TRY_GOTO(ctx, cudaMalloc(&ws->part64, (size_t)(pb->batch * ws->part64_items) *
                                                            FT_P_OF(true) * sizeof(ex_state<double>)), s, fail);
     ws->carry = carry_wanted(pb);
+    ws->cand = cand_wanted(pb->k);
+    {
+        const char *e = getenv("FLASHKM_CAND_KERNEL");
+        ws->cand_mma = e && strcmp(e, "mma") == 0;
+    }
     if (ws->carry) {
         FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->clo, n * sizeof(double)), s, fail);
         FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->chi, n * sizeof(double)), s, fail);
@@ -1013,7 +1028,7 @@ fkm_status fkm_cuda_exact_create(fkm_ctx *ctx, const fkm_dev_problem *pb, fkm_cu
         FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->carried, n), s, fail);
         FKM_CUDA_TRY_GOTO(ctx, cudaMalloc((void **)&ws->todo, n * sizeof(int64_t)), s, fail);
     }
-    if (cand_wanted(pb->k) || ws->carry) {
+    if (ws->cand || ws->carry) {
         /* rows 16-byte aligned for the tensor-core kernel's loads, zero beyond d */
         const int64_t es = (int64_t)fkm_dtype_size(pb->dtype), per16 = 16 / es;
         ws->cand_ld = fkm_ceil_div(pb->d, per16) * per16;
@@ -1108,7 +1123,7 @@ static fkm_status launch_candidates(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_cud
                 (T *)ws->cand_rows, ws->cand_ld, ws->cand_thr, ws->cand_pts);
             FKM_CUDA_LAUNCHED(ctx, "cand_gather");
             const fkm_status s =
-                fkm_cuda_assign_candidates(ctx, aws, pb, b, ws->cand_rows, c, ws->cand_ld, &out, stream);
+                fkm_cuda_assign_candidates(ctx, aws, pb, b, ws->cand_rows, c, ws->cand_ld, &out, ws->cand_mma, stream);
             if (s != FKM_OK) return s;
             cand_decide<T, DOT><<<blocks < ws->pair_blocks ? blocks : ws->pair_blocks, EX_THREADS, 0, stream>>>(
                 a, b, c, ws->cand_pts, ws->cand_cnt, ws->cand_idx, list, ws->cand_left);
@@ -1134,7 +1149,7 @@ static fkm_status launch_device_stages(fkm_ctx *ctx, fkm_cuda_exact_ws *ws, fkm_
                        ws->host_idx, NULL,           0,            0};
     pair_decide<T, DOT><<<ws->pair_blocks, EX_THREADS, 0, stream>>>(a);
     FKM_CUDA_LAUNCHED(ctx, "pair_decide");
-    if (ws->cand_rows && cand_wanted(pb->k)) {
+    if (ws->cand) {
         const fkm_status s = launch_candidates<T, DOT>(ctx, ws, aws, pb, a, stream);
         if (s != FKM_OK) return s;
     }

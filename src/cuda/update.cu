@@ -515,6 +515,15 @@ __global__ void hist_tiles_kernel(const int32_t *__restrict__ labels, int64_t n,
  * one problem with one label, at most n < 2^32 (create checks n). Block 0 also sets the entry
  * after the last cluster to 0, so the scan's exclusive sum there is the total (list, reduce
  * and combine read it). */
+/* colscan_kernel's loads: COL_BATCH counts of a column from tile t (col[t*k]), 0 past t1,
+ * all issued before any is used. */
+static __device__ __forceinline__ void colscan_load(const uint32_t *col, int64_t t, int64_t t1, int64_t k,
+                                                    uint32_t (&v)[COL_BATCH])
+{
+#pragma unroll
+    for (int q = 0; q < COL_BATCH; q++) v[q] = t + q < t1 ? col[(t + q) * k] : 0u;
+}
+
 __global__ void __launch_bounds__(COL_WARPS * 32) colscan_kernel(uint32_t *__restrict__ cnt, int64_t k, int64_t batch,
                                                                 int64_t tiles, unsigned long long *__restrict__ mat)
 {
@@ -532,8 +541,7 @@ __global__ void __launch_bounds__(COL_WARPS * 32) colscan_kernel(uint32_t *__res
         if (ok)
             for (int64_t t = t0; t < t1; t += COL_BATCH) {
                 uint32_t v[COL_BATCH];
-#pragma unroll
-                for (int q = 0; q < COL_BATCH; q++) v[q] = t + q < t1 ? col[(t + q) * k] : 0u;
+                colscan_load(col, t, t1, k, v);
 #pragma unroll
                 for (int q = 0; q < COL_BATCH; q++) sum += v[q];
             }
@@ -545,8 +553,7 @@ __global__ void __launch_bounds__(COL_WARPS * 32) colscan_kernel(uint32_t *__res
         if (ok)
             for (int64_t t = t0; t < t1; t += COL_BATCH) {
                 uint32_t v[COL_BATCH];
-#pragma unroll
-                for (int q = 0; q < COL_BATCH; q++) v[q] = t + q < t1 ? col[(t + q) * k] : 0u;
+                colscan_load(col, t, t1, k, v);
 #pragma unroll
                 for (int q = 0; q < COL_BATCH; q++)
                     if (t + q < t1) {
